@@ -1,0 +1,321 @@
+//! `shmat`/`shmdt`: attachments and bounds-checked access to their memory.
+//!
+//! Other processes may write a segment at any moment, so no `&[u8]` or
+//! `&mut [u8]` over it is ever handed out: that would promise Rust that the
+//! bytes cannot change, which another process can break. Access goes through
+//! copies (`read_at`, `write_at`), volatile element access and atomics.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use super::control::Shmid;
+use super::error::{Error, Result};
+use super::flags::{describe_attach_flags, AttachFlags};
+use super::raw;
+
+/// An attached segment: a mapping in this process, detached on drop.
+///
+/// Two sizes matter and are kept apart: [`size`](Attachment::size) is the
+/// segment's `shm_segsz`, what was asked for at creation and what the
+/// bounds-checked accessors allow; [`mapping_len`](Attachment::mapping_len) is
+/// what the kernel mapped, the size rounded up to whole pages.
+///
+/// After `fork` the child has the same mapping (the kernel counts it in
+/// `shm_nattch`), and dropping the inherited `Attachment` there detaches the
+/// child's copy only.
+#[derive(Debug)]
+pub struct Attachment {
+    addr: NonNull<u8>,
+    size: usize,
+    mapping_len: usize,
+    id: Shmid,
+    flags: AttachFlags,
+}
+
+// SAFETY: the mapping is process-wide; every access goes through raw-pointer
+// copies, volatile accesses or atomics, never through references that assume
+// exclusive or unchanging memory.
+unsafe impl Send for Attachment {}
+// SAFETY: as above; `&Attachment` methods are safe to call concurrently.
+unsafe impl Sync for Attachment {}
+
+/// Integer types that can be read and written as a whole with volatile accesses.
+pub trait Scalar: Copy + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! scalar {
+    ($($t:ty)*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Scalar for $t {}
+    )*};
+}
+scalar!(u8 u16 u32 u64 i8 i16 i32 i64);
+
+impl Attachment {
+    /// `shmat(shmid, NULL, flags)`—Attaches a segment where the kernel chooses.
+    ///
+    /// Also reads the segment's size (`IPC_STAT`), which attaching needs read
+    /// permission for anyway.
+    ///
+    /// # Errors
+    /// `EACCES` (no read, or no write without `RDONLY`, or no execute with
+    /// `EXEC`), `EINVAL` (bad id, `REMAP` without an address), `EIDRM`, `ENOMEM`.
+    ///
+    /// # References
+    /// - [Linux `shmat(2)`](https://man7.org/linux/man-pages/man2/shmat.2.html)
+    #[doc(alias = "shmat")]
+    pub fn attach(id: Shmid, flags: AttachFlags) -> Result<Attachment> {
+        Self::attach_with_page(id, flags, None)
+    }
+
+    pub(crate) fn attach_with_page(id: Shmid, flags: AttachFlags, page: Option<usize>) -> Result<Attachment> {
+        // SAFETY: a null address lets the kernel pick a free range; nothing
+        // existing is replaced (SHM_REMAP with NULL is EINVAL).
+        unsafe { Self::attach_raw(id, std::ptr::null(), flags, page) }
+    }
+
+    /// `shmat(shmid, addr, flags)`—Attaches a segment at a given address
+    /// (rounded down to `SHMLBA` with [`AttachFlags::RND`]).
+    ///
+    /// # Safety
+    /// With [`AttachFlags::REMAP`], whatever is mapped in the range is replaced
+    /// without warning: the caller must own the range and nothing may use it.
+    /// Without `REMAP` the kernel refuses (`EINVAL`) a range already in use.
+    ///
+    /// # Errors
+    /// As [`Attachment::attach`], and `EINVAL` for a misaligned address
+    /// without `RND` or a range in use without `REMAP`.
+    #[doc(alias = "shmat")]
+    pub unsafe fn attach_at(id: Shmid, addr: *const c_void, flags: AttachFlags) -> Result<Attachment> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { Self::attach_raw(id, addr, flags, None) }
+    }
+
+    unsafe fn attach_raw(
+        id: Shmid,
+        addr: *const c_void,
+        flags: AttachFlags,
+        page: Option<usize>,
+    ) -> Result<Attachment> {
+        let call = || format!("shmat(shmid={id}, addr={addr:?}, {})", describe_attach_flags(flags.bits()));
+        // SAFETY: forwarded to the caller's contract.
+        let mapped = unsafe { raw::shmat(id.raw(), addr, flags.bits()) }.map_err(|e| Error::sys(e, call))?;
+        let mapped = NonNull::new(mapped.cast::<u8>()).expect("shmat returned NULL on success");
+        let size = match raw::shmctl_stat(id.raw()) {
+            Ok(ds) => ds.shm_segsz,
+            Err(e) => {
+                // SAFETY: we just attached it and nothing else has the address.
+                let _ = unsafe { raw::shmdt(mapped.as_ptr().cast()) };
+                return Err(Error::sys(e, || format!("shmctl(shmid={id}, IPC_STAT) after shmat")));
+            }
+        };
+        let page = page.unwrap_or_else(raw::page_size);
+        let mapping_len = size.div_ceil(page) * page;
+        Ok(Attachment { addr: mapped, size, mapping_len, id, flags })
+    }
+
+    /// `shmdt(addr)`—Detaches now and reports the kernel's answer.
+    ///
+    /// # Errors
+    /// `EINVAL` if the kernel has no attachment at the address (which would
+    /// mean someone else detached it behind this handle's back).
+    ///
+    /// # References
+    /// - [Linux `shmdt(2)`](https://man7.org/linux/man-pages/man2/shmdt.2.html)
+    #[doc(alias = "shmdt")]
+    pub fn detach(self) -> Result<()> {
+        let addr = self.addr;
+        let id = self.id;
+        std::mem::forget(self);
+        // SAFETY: the handle is consumed, so nothing can use the mapping again.
+        unsafe { raw::shmdt(addr.as_ptr().cast()) }
+            .map_err(|e| Error::sys(e, || format!("shmdt(addr={:?}) [shmid={id}]", addr.as_ptr())))
+    }
+
+    /// The id of the attached segment.
+    pub fn shmid(&self) -> Shmid {
+        self.id
+    }
+
+    /// The flags it was attached with.
+    pub fn flags(&self) -> AttachFlags {
+        self.flags
+    }
+
+    /// Whether it was attached with `SHM_RDONLY`.
+    pub fn is_read_only(&self) -> bool {
+        self.flags.contains(AttachFlags::RDONLY)
+    }
+
+    /// The address of the mapping. Reading or writing through it is `unsafe`
+    /// and the caller's business; the handle keeps the mapping alive.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.addr.as_ptr()
+    }
+
+    /// The segment's size, `shm_segsz`: the usable bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The length of the mapping: [`size`](Attachment::size) rounded up to
+    /// whole pages (huge pages for a hugetlb segment created through this
+    /// crate; the kernel does not report hugetlb through `IPC_STAT`, so an
+    /// attachment by bare id assumes base pages).
+    pub fn mapping_len(&self) -> usize {
+        self.mapping_len
+    }
+
+    fn check(&self, op: &'static str, offset: usize, len: usize, limit: usize) -> Result<*mut u8> {
+        match offset.checked_add(len) {
+            Some(end) if end <= limit => Ok(self.addr.as_ptr().wrapping_add(offset)),
+            _ => Err(Error::OutOfBounds { op, offset, len, limit }),
+        }
+    }
+
+    fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.is_read_only() {
+            Err(Error::ReadOnly { op })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the segment.
+    ///
+    /// Bytes that another process writes during the copy may be seen old or
+    /// new, byte by byte; synchronise through atomics when that matters.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] past [`size`](Attachment::size).
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let src = self.check("read_at", offset, buf.len(), self.size)?;
+        // SAFETY: in bounds of a live mapping that is readable (every shmat
+        // mapping is); `buf` is ours and cannot overlap shared memory that
+        // we never expose as a reference.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only attachment, [`Error::OutOfBounds`]
+    /// past [`size`](Attachment::size).
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable("write_at")?;
+        let dst = self.check("write_at", offset, data.len(), self.size)?;
+        // SAFETY: in bounds of a live, writable mapping; `data` is ours.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    ///
+    /// # Errors
+    /// As [`write_at`](Attachment::write_at).
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.check_writable("fill")?;
+        let dst = self.check("fill", offset, len, self.size)?;
+        // SAFETY: in bounds of a live, writable mapping.
+        unsafe { std::ptr::write_bytes(dst, byte, len) };
+        Ok(())
+    }
+
+    fn aligned<T>(&self, op: &'static str, offset: usize, limit: usize) -> Result<*mut T> {
+        let ptr = self.check(op, offset, std::mem::size_of::<T>(), limit)?;
+        let align = std::mem::align_of::<T>();
+        if (ptr as usize) % align != 0 {
+            return Err(Error::Misaligned { op, offset, align });
+        }
+        Ok(ptr.cast())
+    }
+
+    /// Reads one value at `offset` with a single volatile load.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`], [`Error::Misaligned`].
+    pub fn read_volatile<T: Scalar>(&self, offset: usize) -> Result<T> {
+        let ptr = self.aligned::<T>("read_volatile", offset, self.size)?;
+        // SAFETY: aligned, in bounds, readable; T is a plain integer.
+        Ok(unsafe { ptr.read_volatile() })
+    }
+
+    /// Writes one value at `offset` with a single volatile store.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::OutOfBounds`], [`Error::Misaligned`].
+    pub fn write_volatile<T: Scalar>(&self, offset: usize, value: T) -> Result<()> {
+        self.check_writable("write_volatile")?;
+        let ptr = self.aligned::<T>("write_volatile", offset, self.size)?;
+        // SAFETY: aligned, in bounds, writable; T is a plain integer.
+        unsafe { ptr.write_volatile(value) };
+        Ok(())
+    }
+
+    /// The `u32` at `offset` as an atomic, for synchronising with other processes.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] (an atomic store would fault), [`Error::OutOfBounds`],
+    /// [`Error::Misaligned`].
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_writable("atomic_u32")?;
+        let ptr = self.aligned::<u32>("atomic_u32", offset, self.size)?;
+        // SAFETY: aligned, in bounds, writable, and live as long as `&self`
+        // (detaching consumes the handle). Atomics may be accessed
+        // concurrently by other processes.
+        Ok(unsafe { AtomicU32::from_ptr(ptr) })
+    }
+
+    /// The `u64` at `offset` as an atomic.
+    ///
+    /// # Errors
+    /// As [`atomic_u32`](Attachment::atomic_u32).
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_writable("atomic_u64")?;
+        let ptr = self.aligned::<u64>("atomic_u64", offset, self.size)?;
+        // SAFETY: as in `atomic_u32`.
+        Ok(unsafe { AtomicU64::from_ptr(ptr) })
+    }
+
+    /// Reads the byte at `offset` anywhere in the mapping, including the
+    /// page-rounding tail past [`size`](Attachment::size) (which the kernel
+    /// zero-fills).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] past [`mapping_len`](Attachment::mapping_len).
+    pub fn peek(&self, offset: usize) -> Result<u8> {
+        let ptr = self.check("peek", offset, 1, self.mapping_len)?;
+        // SAFETY: inside the mapping, which is readable.
+        Ok(unsafe { ptr.read_volatile() })
+    }
+
+    /// Writes the byte at `offset` anywhere in the mapping, ignoring
+    /// read-only protection: on a `SHM_RDONLY` attachment the process dies
+    /// of `SIGSEGV`. For tests of the kernel's protection.
+    ///
+    /// # Safety
+    /// On a read-only attachment this kills the process with `SIGSEGV`; call
+    /// it only in a process meant to die (a forked child).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] past [`mapping_len`](Attachment::mapping_len).
+    pub unsafe fn poke(&self, offset: usize, byte: u8) -> Result<()> {
+        let ptr = self.check("poke", offset, 1, self.mapping_len)?;
+        // SAFETY: inside the mapping; a protection fault is the caller's intent.
+        unsafe { ptr.write_volatile(byte) };
+        Ok(())
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: the handle is going away, so nothing can use the mapping.
+        // A failure (EINVAL) can only mean it was detached behind our back.
+        let _ = unsafe { raw::shmdt(self.addr.as_ptr().cast()) };
+    }
+}

@@ -1,0 +1,286 @@
+//! `shmctl`: status, attributes, removal, locking and the namespace's limits.
+
+use std::fmt;
+
+use libc::c_int;
+use serde::Serialize;
+
+use super::error::{Error, Result};
+use super::flags::Mode;
+use super::key::Key;
+use super::raw;
+
+/// A segment's identifier, as returned by `shmget`. 0 is a valid shmid.
+///
+/// A `Shmid` is a plain number: it owns nothing, and copying or dropping it
+/// does nothing to the segment. The control calls live here because the kernel
+/// needs only the id for them (`IPC_RMID` works without attaching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Shmid(c_int);
+
+impl Shmid {
+    /// A shmid from its raw value.
+    pub const fn from_raw(raw: c_int) -> Shmid {
+        Shmid(raw)
+    }
+
+    /// The raw value.
+    pub const fn raw(self) -> c_int {
+        self.0
+    }
+
+    /// `shmctl(shmid, IPC_STAT, &buf)`—Reads the segment's status.
+    ///
+    /// Needs read permission. Works on a segment already marked for removal
+    /// (its key then reads as [`Key::PRIVATE`] and [`SegmentStat::dest`] is set).
+    ///
+    /// # Errors
+    /// `EINVAL` (no such id), `EIDRM`, `EACCES`.
+    ///
+    /// # References
+    /// - [Linux `shmctl(2)`](https://man7.org/linux/man-pages/man2/shmctl.2.html)
+    #[doc(alias = "IPC_STAT")]
+    pub fn stat(self) -> Result<SegmentStat> {
+        raw::shmctl_stat(self.0)
+            .map(|ds| SegmentStat::from_raw(&ds))
+            .map_err(|e| Error::sys(e, || format!("shmctl(shmid={}, IPC_STAT)", self.0)))
+    }
+
+    /// `shmctl(shmid, IPC_SET, &buf)`—Sets owner uid, gid and permission bits.
+    ///
+    /// The kernel takes only these three fields (and only the low nine mode bits).
+    ///
+    /// # Errors
+    /// `EPERM` unless the caller is the owner, the creator or privileged; `EINVAL`.
+    #[doc(alias = "IPC_SET")]
+    pub fn set(self, uid: u32, gid: u32, mode: Mode) -> Result<()> {
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        ds.shm_perm.uid = uid;
+        ds.shm_perm.gid = gid;
+        ds.shm_perm.mode = mode.bits();
+        raw::shmctl_set(self.0, &ds).map_err(|e| {
+            Error::sys(e, || format!("shmctl(shmid={}, IPC_SET, uid={uid}, gid={gid}, mode={mode})", self.0))
+        })
+    }
+
+    /// Changes only the permission bits: `IPC_STAT`, then `IPC_SET` with the
+    /// current uid and gid.
+    ///
+    /// # Errors
+    /// As [`Shmid::stat`] and [`Shmid::set`].
+    pub fn set_mode(self, mode: Mode) -> Result<()> {
+        let st = self.stat()?;
+        self.set(st.uid, st.gid, mode)
+    }
+
+    /// `shmctl(shmid, IPC_RMID, NULL)`—Marks the segment for destruction.
+    ///
+    /// The segment is destroyed once nothing is attached; until then its key
+    /// reads as `IPC_PRIVATE` (so a new segment may take the key) and existing
+    /// attachments stay usable.
+    ///
+    /// # Errors
+    /// `EINVAL` (no such id), `EIDRM`, `EPERM`.
+    #[doc(alias = "IPC_RMID")]
+    pub fn remove(self) -> Result<()> {
+        raw::shmctl_rmid(self.0).map_err(|e| Error::sys(e, || format!("shmctl(shmid={}, IPC_RMID)", self.0)))
+    }
+
+    /// `shmctl(shmid, SHM_LOCK, NULL)`—Keeps the segment's pages from being swapped.
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_IPC_LOCK` beyond `RLIMIT_MEMLOCK`, `ENOMEM`, `EINVAL`.
+    #[doc(alias = "SHM_LOCK")]
+    pub fn lock(self) -> Result<()> {
+        raw::shmctl_lock(self.0, true).map_err(|e| Error::sys(e, || format!("shmctl(shmid={}, SHM_LOCK)", self.0)))
+    }
+
+    /// `shmctl(shmid, SHM_UNLOCK, NULL)`—Undoes [`Shmid::lock`].
+    ///
+    /// # Errors
+    /// `EPERM`, `EINVAL`.
+    #[doc(alias = "SHM_UNLOCK")]
+    pub fn unlock(self) -> Result<()> {
+        raw::shmctl_lock(self.0, false).map_err(|e| Error::sys(e, || format!("shmctl(shmid={}, SHM_UNLOCK)", self.0)))
+    }
+}
+
+impl fmt::Display for Shmid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A segment's status (`struct shmid_ds`), with the `shm_perm.mode` bits decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SegmentStat {
+    /// `shm_perm.__key`: [`Key::PRIVATE`] once the segment is removed.
+    #[serde(serialize_with = "serialize_key")]
+    pub key: Key,
+    /// `shm_perm.uid`: owner.
+    pub uid: u32,
+    /// `shm_perm.gid`: owner's group.
+    pub gid: u32,
+    /// `shm_perm.cuid`: creator.
+    pub cuid: u32,
+    /// `shm_perm.cgid`: creator's group.
+    pub cgid: u32,
+    /// The permission bits of `shm_perm.mode`.
+    #[serde(serialize_with = "serialize_mode")]
+    pub mode: Mode,
+    /// `SHM_DEST` in `shm_perm.mode`: removed, destroyed at the last detach.
+    pub dest: bool,
+    /// `SHM_LOCKED` in `shm_perm.mode`: locked in memory.
+    pub locked: bool,
+    /// `shm_perm.__seq`: the slot's reuse counter.
+    pub seq: u16,
+    /// `shm_segsz`: the size asked for at creation (not page-rounded).
+    pub size: usize,
+    /// `shm_atime`: last attach (seconds since the epoch, 0 if never).
+    pub atime: i64,
+    /// `shm_dtime`: last detach.
+    pub dtime: i64,
+    /// `shm_ctime`: creation or last change by `IPC_SET`.
+    pub ctime: i64,
+    /// `shm_cpid`: the creating process.
+    pub cpid: i32,
+    /// `shm_lpid`: the last process to attach or detach.
+    pub lpid: i32,
+    /// `shm_nattch`: current attachments.
+    pub nattch: u64,
+}
+
+fn serialize_key<S: serde::Serializer>(key: &Key, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{:#010x}", key.raw() as u32))
+}
+
+fn serialize_mode<S: serde::Serializer>(mode: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{:o}", mode.bits()))
+}
+
+impl SegmentStat {
+    /// Decodes a raw `shmid_ds`.
+    pub fn from_raw(ds: &libc::shmid_ds) -> SegmentStat {
+        let perm = &ds.shm_perm;
+        SegmentStat {
+            key: Key::from_raw(perm.__key),
+            uid: perm.uid,
+            gid: perm.gid,
+            cuid: perm.cuid,
+            cgid: perm.cgid,
+            mode: Mode::from_bits_truncate(u32::from(perm.mode)),
+            dest: perm.mode & raw::SHM_DEST != 0,
+            locked: perm.mode & raw::SHM_LOCKED != 0,
+            seq: perm.__seq,
+            size: ds.shm_segsz,
+            atime: ds.shm_atime,
+            dtime: ds.shm_dtime,
+            ctime: ds.shm_ctime,
+            cpid: ds.shm_cpid,
+            lpid: ds.shm_lpid,
+            nattch: ds.shm_nattch,
+        }
+    }
+}
+
+/// The namespace's limits as `IPC_INFO` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShmLimits {
+    /// Largest segment in bytes (`kernel.shmmax`).
+    pub shmmax: u64,
+    /// Smallest segment in bytes (always 1).
+    pub shmmin: u64,
+    /// Most segments in the namespace (`kernel.shmmni`).
+    pub shmmni: u64,
+    /// Most attachments per process (Linux reports `SHMSEG`, not enforced).
+    pub shmseg: u64,
+    /// Most pages in all segments together (`kernel.shmall`).
+    pub shmall: u64,
+    /// The highest index in use (0 when none is; see [`stat_index`]).
+    pub max_index: i32,
+}
+
+/// `shmctl(0, IPC_INFO, &buf)`—Reads the IPC namespace's shared-memory limits.
+///
+/// # Errors
+/// Only if a security module forbids it.
+#[doc(alias = "IPC_INFO")]
+pub fn limits() -> Result<ShmLimits> {
+    let (max_index, info) = raw::shmctl_ipc_info().map_err(|e| Error::sys(e, || "shmctl(0, IPC_INFO)".into()))?;
+    Ok(ShmLimits {
+        shmmax: info.shmmax,
+        shmmin: info.shmmin,
+        shmmni: info.shmmni,
+        shmseg: info.shmseg,
+        shmall: info.shmall,
+        max_index,
+    })
+}
+
+/// The namespace's usage as `SHM_INFO` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShmUsage {
+    /// Segments that exist (`used_ids`).
+    pub used_ids: i32,
+    /// Pages allocated to all segments (`shm_tot`).
+    pub shm_tot: u64,
+    /// Resident pages (`shm_rss`).
+    pub shm_rss: u64,
+    /// Swapped pages (`shm_swp`).
+    pub shm_swp: u64,
+    /// The highest index in use (0 when none is).
+    pub max_index: i32,
+}
+
+/// `shmctl(0, SHM_INFO, &buf)`—Reads the IPC namespace's shared-memory usage.
+///
+/// # Errors
+/// Only if a security module forbids it.
+#[doc(alias = "SHM_INFO")]
+pub fn usage() -> Result<ShmUsage> {
+    let (max_index, info) = raw::shmctl_shm_info().map_err(|e| Error::sys(e, || "shmctl(0, SHM_INFO)".into()))?;
+    Ok(ShmUsage {
+        used_ids: info.used_ids,
+        shm_tot: info.shm_tot,
+        shm_rss: info.shm_rss,
+        shm_swp: info.shm_swp,
+        max_index,
+    })
+}
+
+/// `shmctl(index, SHM_STAT or SHM_STAT_ANY, &buf)`—Reads the segment at a
+/// kernel index (`0..=max_index`), returning its shmid and status.
+///
+/// `any` selects `SHM_STAT_ANY` (Linux 4.17+), which skips the read
+/// permission check, as `ipcs` needs to list everything.
+///
+/// # Errors
+/// `EINVAL` for an unused index, `EACCES` without read permission (`SHM_STAT`).
+#[doc(alias = "SHM_STAT")]
+#[doc(alias = "SHM_STAT_ANY")]
+pub fn stat_index(index: i32, any: bool) -> Result<(Shmid, SegmentStat)> {
+    raw::shmctl_stat_index(index, any).map(|(id, ds)| (Shmid(id), SegmentStat::from_raw(&ds))).map_err(|e| {
+        Error::sys(e, || format!("shmctl(index={index}, {})", if any { "SHM_STAT_ANY" } else { "SHM_STAT" }))
+    })
+}
+
+/// Every segment of the IPC namespace, found by `SHM_STAT_ANY` over the
+/// kernel's indices (no `/proc` needed).
+///
+/// # Errors
+/// As [`limits`] and [`stat_index`], except that unused indices are skipped.
+pub fn all_segments() -> Result<Vec<(Shmid, SegmentStat)>> {
+    let max_index = usage()?.max_index;
+    let mut out = Vec::new();
+    for index in 0..=max_index {
+        match stat_index(index, true) {
+            Ok(found) => out.push(found),
+            // Unused index, or removed between the two calls.
+            Err(e) if matches!(e.errno(), Some(nix::errno::Errno::EINVAL | nix::errno::Errno::EIDRM)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
