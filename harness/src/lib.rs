@@ -8,4 +8,5 @@
 
 pub mod listing;
 pub mod namespace;
+pub mod scenario;
 pub mod sysv;

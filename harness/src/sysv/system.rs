@@ -147,7 +147,8 @@ pub struct Sysctls {
 }
 
 /// One of the shared-memory sysctls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sysctl {
     /// `kernel.shmmax`.
     Shmmax,
