@@ -8,5 +8,6 @@
 
 pub mod listing;
 pub mod namespace;
+pub mod runner;
 pub mod scenario;
 pub mod sysv;

@@ -8,7 +8,9 @@ mod parser;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
-pub use parser::{parse, parse_key, parse_number, parse_signal, signal_name, substitutions, ParseError};
+pub use parser::{
+    parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, substitutions, ParseError,
+};
 
 /// Reads and parses a scenario file.
 ///

@@ -1105,7 +1105,8 @@ pub fn parse_key(w: &str) -> Option<i32> {
     w.parse::<i32>().ok()
 }
 
-fn parse_duration(w: &str) -> Option<Duration> {
+/// Parses `500ms` or `5s` (fractions allowed: `0.5s`).
+pub fn parse_duration(w: &str) -> Option<Duration> {
     if let Some(ms) = w.strip_suffix("ms") {
         return ms.parse().ok().map(Duration::from_millis);
     }

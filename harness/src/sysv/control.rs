@@ -3,7 +3,7 @@
 use std::fmt;
 
 use libc::c_int;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::flags::Mode;
@@ -114,10 +114,10 @@ impl fmt::Display for Shmid {
 }
 
 /// A segment's status (`struct shmid_ds`), with the `shm_perm.mode` bits decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentStat {
     /// `shm_perm.__key`: [`Key::PRIVATE`] once the segment is removed.
-    #[serde(serialize_with = "serialize_key")]
+    #[serde(serialize_with = "serialize_key", deserialize_with = "deserialize_key")]
     pub key: Key,
     /// `shm_perm.uid`: owner.
     pub uid: u32,
@@ -128,7 +128,7 @@ pub struct SegmentStat {
     /// `shm_perm.cgid`: creator's group.
     pub cgid: u32,
     /// The permission bits of `shm_perm.mode`.
-    #[serde(serialize_with = "serialize_mode")]
+    #[serde(serialize_with = "serialize_mode", deserialize_with = "deserialize_mode")]
     pub mode: Mode,
     /// `SHM_DEST` in `shm_perm.mode`: removed, destroyed at the last detach.
     pub dest: bool,
@@ -158,6 +158,17 @@ fn serialize_key<S: serde::Serializer>(key: &Key, s: S) -> std::result::Result<S
 
 fn serialize_mode<S: serde::Serializer>(mode: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{:o}", mode.bits()))
+}
+
+fn deserialize_key<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
+    let s = String::deserialize(d)?;
+    let hex = s.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom("key must be 0x-prefixed hex"))?;
+    u32::from_str_radix(hex, 16).map(|v| Key::from_raw(v as i32)).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_mode<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Mode, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(&s, 8).map(Mode::from_bits_truncate).map_err(serde::de::Error::custom)
 }
 
 impl SegmentStat {

@@ -1,0 +1,487 @@
+//! An actor: one process of a scenario, forked from the supervisor (or from
+//! another actor by a `fork` step). It waits for steps on its command pipe,
+//! performs them with the wrapper, and answers on its answer pipe.
+//!
+//! Actors are forked from a single-threaded supervisor, so they may allocate
+//! and take locks freely: no other thread's lock state was copied.
+
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
+use crate::sysv::{self, AttachFlags, Attachment, Key, Shmid};
+
+use super::wire::{recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, ToActor, Value};
+
+/// The pipe ends one process needs: where its commands come from and where
+/// its answers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActorFds {
+    /// Read end of the command pipe.
+    pub cmd: RawFd,
+    /// Write end of the answer pipe.
+    pub ans: RawFd,
+}
+
+pub(crate) struct Actor<'a> {
+    pub scenario: &'a Scenario,
+    pub name: String,
+    pub dir: PathBuf,
+    /// This process's fds and those of the processes it will fork.
+    pub fds: HashMap<String, ActorFds>,
+    pub attachments: HashMap<String, Attachment>,
+}
+
+/// Ends the process at once: no destructors, no atexit handlers, no stdio
+/// flush; the kernel detaches every attachment.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+fn fd(raw: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the actor's pipe fds stay open for the life of the process
+    // (closed only by `_exit`).
+    unsafe { BorrowedFd::borrow_raw(raw) }
+}
+
+impl Actor<'_> {
+    /// Serves commands until told to quit or the supervisor goes away.
+    pub(crate) fn serve(mut self) -> ! {
+        loop {
+            let my = self.fds[&self.name];
+            let msg: ToActor = match recv(fd(my.cmd), None) {
+                Ok(m) => m,
+                Err(_) => exit_now(0),
+            };
+            let reply = match msg {
+                ToActor::Quit => exit_now(0),
+                ToActor::Maps => FromActor::Maps(self.maps()),
+                ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),
+                ToActor::Step { index, globals } => {
+                    let step = &self.scenario.steps[index];
+                    match &step.op {
+                        Op::Exit { code } => exit_now(*code),
+                        Op::Crash => std::process::abort(),
+                        Op::Fork { child } => {
+                            let child = child.clone();
+                            match self.fork_child(&child) {
+                                Ok(pid) => FromActor::Done(Outcome {
+                                    call: format!("fork() [{child}]"),
+                                    result: Ok(Value::Forked(pid)),
+                                }),
+                                Err(errno) => FromActor::Done(Outcome {
+                                    call: format!("fork() [{child}]"),
+                                    result: Err(Failure::Errno {
+                                        errno: errno as i32,
+                                        message: format!("fork: {errno}"),
+                                    }),
+                                }),
+                            }
+                        }
+                        op => FromActor::Done(self.execute(index, op, &step.expect, &globals)),
+                    }
+                }
+            };
+            let my = self.fds[&self.name];
+            if send(fd(my.ans), &reply).is_err() {
+                exit_now(0);
+            }
+        }
+    }
+
+    /// `fork` step: the child becomes actor `child` and serves from here on;
+    /// the parent closes the child's pipe ends and reports its pid.
+    fn fork_child(&mut self, child: &str) -> Result<i32, nix::errno::Errno> {
+        // SAFETY: this process is single-threaded (forked from the
+        // single-threaded supervisor), so the child may allocate.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                let keep: Vec<String> = descendants(self.scenario, child);
+                let mut fds = std::mem::take(&mut self.fds);
+                for (name, f) in fds.iter() {
+                    if !keep.contains(name) {
+                        let _ = nix::unistd::close(f.cmd);
+                        let _ = nix::unistd::close(f.ans);
+                    }
+                }
+                fds.retain(|name, _| keep.contains(name));
+                self.fds = fds;
+                self.name = child.to_string();
+                // Continue in the caller's loop as the child: unwind is not
+                // possible across fork, so serve from here.
+                let me = Actor {
+                    scenario: self.scenario,
+                    name: std::mem::take(&mut self.name),
+                    dir: std::mem::take(&mut self.dir),
+                    fds: std::mem::take(&mut self.fds),
+                    attachments: std::mem::take(&mut self.attachments),
+                };
+                me.serve()
+            }
+            ForkResult::Parent { child: pid } => {
+                if let Some(f) = self.fds.remove(child) {
+                    let _ = nix::unistd::close(f.cmd);
+                    let _ = nix::unistd::close(f.ans);
+                }
+                for name in descendants(self.scenario, child) {
+                    if let Some(f) = self.fds.remove(&name) {
+                        let _ = nix::unistd::close(f.cmd);
+                        let _ = nix::unistd::close(f.ans);
+                    }
+                }
+                Ok(pid.as_raw())
+            }
+        }
+    }
+
+    fn maps(&self) -> Vec<(String, i64, Option<String>)> {
+        let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        sysv_mappings(&text)
+            .into_iter()
+            .map(|(range, start, shmid)| {
+                let name = self.attachments.iter().find(|(_, a)| a.as_ptr() as usize == start).map(|(n, _)| n.clone());
+                (range, shmid, name)
+            })
+            .collect()
+    }
+
+    fn execute(&mut self, index: usize, op: &Op, expect: &Expect, globals: &Globals) -> Outcome {
+        let key_of = |k: &KeyRef| -> Key {
+            match k {
+                KeyRef::Private => Key::PRIVATE,
+                KeyRef::Literal(v) => Key::from_raw(*v),
+                KeyRef::Name(n) => match globals.get(n) {
+                    Some(Global::Key(v)) => Key::from_raw(*v),
+                    _ => Key::PRIVATE,
+                },
+            }
+        };
+        let shmid_of = |n: &str| -> Shmid {
+            match globals.get(n) {
+                Some(Global::Segment(id)) => Shmid::from_raw(*id),
+                _ => Shmid::from_raw(-1),
+            }
+        };
+        let ok = |call: String, v: Value| Outcome { call, result: Ok(v) };
+        let fail = |call: String, e: sysv::Error| Outcome { call, result: Err(failure(e)) };
+        match op {
+            Op::Ftok { path, proj, .. } => {
+                let call = format!("ftok({path:?}, {proj:#04x})");
+                match sysv::ftok(self.dir.join(path), *proj) {
+                    Ok(k) => ok(call, Value::Key(k.raw())),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Create { key, size, mode, excl, hugetlb, noreserve, .. } => {
+                let mut flags = sysv::raw::IPC_CREAT | i32::from(*mode);
+                if *excl {
+                    flags |= sysv::raw::IPC_EXCL;
+                }
+                if *hugetlb {
+                    flags |= sysv::raw::SHM_HUGETLB;
+                }
+                if *noreserve {
+                    flags |= sysv::raw::SHM_NORESERVE;
+                }
+                let key = key_of(key);
+                let size = usize::try_from(*size).unwrap_or(usize::MAX);
+                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(flags));
+                match sysv::shmget_raw(key, size, flags) {
+                    Ok(id) => ok(call, Value::Shmid(id.raw())),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Open { key, size, .. } => {
+                let key = key_of(key);
+                let size = usize::try_from(*size).unwrap_or(usize::MAX);
+                let call = format!("shmget({key}, {size}, 0)");
+                match sysv::shmget_raw(key, size, 0) {
+                    Ok(id) => ok(call, Value::Shmid(id.raw())),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Attach { name, segment, read_only, exec } => {
+                let mut flags = AttachFlags::empty();
+                if *read_only {
+                    flags |= AttachFlags::RDONLY;
+                }
+                if *exec {
+                    flags |= AttachFlags::EXEC;
+                }
+                let id = shmid_of(segment);
+                let call = format!("shmat({id}, NULL, {})", sysv::describe_attach_flags(flags.bits()));
+                match Attachment::attach(id, flags) {
+                    Ok(att) => {
+                        let v = Value::Attached {
+                            addr: att.as_ptr() as usize,
+                            size: att.size(),
+                            mapping_len: att.mapping_len(),
+                        };
+                        let label = name.clone().unwrap_or_else(|| format!("#{index}"));
+                        self.attachments.insert(label, att);
+                        ok(call, v)
+                    }
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Detach { attachment } => {
+                let Some(att) = self.attachments.remove(attachment) else {
+                    return Outcome {
+                        call: format!("shmdt({attachment})"),
+                        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
+                    };
+                };
+                let call = format!("shmdt({:p}) [{attachment}]", att.as_ptr());
+                match att.detach() {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Write { attachment, offset, data } => {
+                let att = &self.attachments[attachment];
+                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let call = format!("write {attachment}[{offset}..+{}]", data.len());
+                let result = match data {
+                    Data::Zero(len) => att.fill(offset, *len, 0),
+                    Data::Pattern(p, len) if p.len() == 1 => att.fill(offset, *len, p[0]),
+                    d => att.write_at(offset, &d.bytes()),
+                };
+                match result {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Read { attachment, offset, len } => {
+                let att = &self.attachments[attachment];
+                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let len = usize::try_from(*len).unwrap_or(usize::MAX);
+                let call = format!("read {attachment}[{offset}..+{len}]");
+                // Bounds first, so a huge bogus length allocates nothing.
+                if offset.checked_add(len).is_none_or(|end| end > att.size()) {
+                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit: att.size() });
+                }
+                let mut buf = vec![0u8; len];
+                if let Err(e) = att.read_at(offset, &mut buf) {
+                    return fail(call, e);
+                }
+                let expected = match expect {
+                    Expect::Data(d) => Some(d.bytes()),
+                    _ => None,
+                };
+                let mismatch = expected.as_ref().and_then(|exp| first_difference(exp, &buf));
+                let window_at = mismatch.map_or(0, |m| m.saturating_sub(8));
+                let window = buf[window_at.min(buf.len())..(window_at + 32).min(buf.len())].to_vec();
+                ok(call, Value::Read { len, mismatch, window_at, window })
+            }
+            Op::Peek { attachment, offset } => {
+                let att = &self.attachments[attachment];
+                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let call = format!("peek {attachment}[{offset}]");
+                match att.peek(offset) {
+                    Ok(b) => ok(call, Value::Byte(b)),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Poke { attachment, offset, value } => {
+                let att = &self.attachments[attachment];
+                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let call = format!("poke {attachment}[{offset}] = {value:#04x}");
+                // SAFETY: a scenario's actor is a disposable process; dying of
+                // SIGSEGV on a read-only mapping is what this step tests.
+                match unsafe { att.poke(offset, *value) } {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Stat { segment } => {
+                let id = shmid_of(segment);
+                let call = format!("shmctl({id}, IPC_STAT)");
+                match id.stat() {
+                    Ok(st) => ok(call, Value::Stat(st)),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Set { segment, mode, uid, gid } => {
+                let id = shmid_of(segment);
+                // IPC_SET takes uid, gid and mode together: start from the current values.
+                let current = match id.stat() {
+                    Ok(st) => st,
+                    Err(e) => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
+                };
+                let mode = mode.map_or(current.mode, |m| sysv::Mode::from_bits_truncate(u32::from(m)));
+                let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
+                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={mode})");
+                match id.set(uid, gid, mode) {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Remove { segment } => {
+                let id = shmid_of(segment);
+                let call = format!("shmctl({id}, IPC_RMID)");
+                match id.remove() {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Lock { segment } | Op::Unlock { segment } => {
+                let id = shmid_of(segment);
+                let lock = matches!(op, Op::Lock { .. });
+                let call = format!("shmctl({id}, {})", if lock { "SHM_LOCK" } else { "SHM_UNLOCK" });
+                match if lock { id.lock() } else { id.unlock() } {
+                    Ok(()) => ok(call, Value::Unit),
+                    Err(e) => fail(call, e),
+                }
+            }
+            Op::Run { argv } => self.run(argv, globals),
+            Op::Sysctl { name, value } => {
+                let call = match value {
+                    Some(v) => format!("write {} = {v}", name.path()),
+                    None => format!("read {}", name.path()),
+                };
+                let result = match value {
+                    Some(v) => name.write(*v).map(|()| Value::Unit),
+                    None => name.read().map(Value::Number),
+                };
+                match result {
+                    Ok(v) => ok(call, v),
+                    Err(e) => Outcome { call, result: Err(Failure::Refused { message: e.to_string() }) },
+                }
+            }
+            // Handled by the supervisor (no system call in the actor).
+            Op::KeyLiteral { .. }
+            | Op::Kill
+            | Op::Segments
+            | Op::Lookup { .. }
+            | Op::Exit { .. }
+            | Op::Crash
+            | Op::Fork { .. } => Outcome { call: op.keyword().into(), result: Ok(Value::Unit) },
+        }
+    }
+
+    fn run(&self, argv: &[String], globals: &Globals) -> Outcome {
+        let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir)).collect();
+        let call = format!("run {}", args.join(" "));
+        let spawned = Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome {
+                    call,
+                    result: Err(Failure::Errno {
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                        message: format!("cannot start `{}`: {e}", args[0]),
+                    }),
+                }
+            }
+        };
+        let pid = child.id() as i32;
+        match child.wait_with_output() {
+            Ok(out) => {
+                use std::os::unix::process::ExitStatusExt;
+                Outcome {
+                    call,
+                    result: Ok(Value::Output {
+                        pid,
+                        status: out.status.code(),
+                        signal: out.status.signal(),
+                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    }),
+                }
+            }
+            Err(e) => {
+                Outcome { call, result: Err(Failure::Refused { message: format!("waiting for `{}`: {e}", args[0]) }) }
+            }
+        }
+    }
+}
+
+/// `${name}` and `${dir}` replaced by their values.
+pub(crate) fn substitute(arg: &str, globals: &Globals, dir: &Path) -> String {
+    let mut out = arg.to_string();
+    for name in crate::scenario::substitutions(arg) {
+        let value = if name == "dir" {
+            dir.display().to_string()
+        } else {
+            globals.get(name).map_or_else(|| format!("${{{name}}}"), |g| g.substitute())
+        };
+        out = out.replace(&format!("${{{name}}}"), &value);
+    }
+    out
+}
+
+fn failure(e: sysv::Error) -> Failure {
+    match e.errno() {
+        Some(errno) => Failure::Errno { errno: errno as i32, message: e.to_string() },
+        None => Failure::Refused { message: e.to_string() },
+    }
+}
+
+fn first_difference(expected: &[u8], actual: &[u8]) -> Option<usize> {
+    if expected.len() != actual.len() {
+        return Some(expected.len().min(actual.len()));
+    }
+    // Compare in chunks: memcmp speed for the common equal case.
+    let mut at = 0;
+    for (e, a) in expected.chunks(4096).zip(actual.chunks(4096)) {
+        if e != a {
+            return Some(at + e.iter().zip(a).position(|(x, y)| x != y).unwrap_or(0));
+        }
+        at += e.len();
+    }
+    None
+}
+
+fn reap(pid: i32) -> Ending {
+    match waitpid(Pid::from_raw(pid), None) {
+        Ok(WaitStatus::Exited(_, code)) => Ending::Exited(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ending::Signaled(sig as i32),
+        _ => Ending::Unknown,
+    }
+}
+
+/// `process` and every process forked from it, transitively.
+pub(crate) fn descendants(scenario: &Scenario, process: &str) -> Vec<String> {
+    let mut out = vec![process.to_string()];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].clone();
+        for p in &scenario.processes {
+            if p.forked_from.as_deref() == Some(parent.as_str()) && !out.contains(&p.name) {
+                out.push(p.name.clone());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// SysV mappings in a `/proc/PID/maps` text: `(range, start address, shmid)`.
+///
+/// The kernel names them `/SYSV%08x (deleted)` after the key, and puts the
+/// shmid in the inode column.
+pub fn sysv_mappings(maps: &str) -> Vec<(String, usize, i64)> {
+    maps.lines()
+        .filter(|l| l.contains("/SYSV"))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let range = f.next()?.to_string();
+            let start = usize::from_str_radix(range.split('-').next()?, 16).ok()?;
+            let inode = f.nth(3)?.parse().ok()?;
+            Some((range, start, inode))
+        })
+        .collect()
+}

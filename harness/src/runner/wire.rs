@@ -1,0 +1,253 @@
+//! Messages between a scenario's supervisor and its actors, and the framing
+//! that carries them over pipes: a little-endian `u32` length, then JSON.
+//!
+//! The two sides share no memory after `fork`; everything they tell each
+//! other goes through here.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::sysv::SegmentStat;
+
+/// What a bound name stands for at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Global {
+    /// A key value.
+    Key(i32),
+    /// A shmid.
+    Segment(i32),
+    /// A process id.
+    Process(i32),
+}
+
+impl Global {
+    /// How the value is substituted into a command line (`${name}`).
+    pub fn substitute(self) -> String {
+        match self {
+            Global::Key(k) => format!("{:#010x}", k as u32),
+            Global::Segment(id) => id.to_string(),
+            Global::Process(pid) => pid.to_string(),
+        }
+    }
+}
+
+/// The names bound so far, as the supervisor knows them.
+pub type Globals = BTreeMap<String, Global>;
+
+/// From the supervisor to an actor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToActor {
+    /// Perform step `index` of the scenario, with these bindings.
+    Step {
+        /// Index into `Scenario::steps`.
+        index: usize,
+        /// Key values after host-mode translation, shmids and pids.
+        globals: Globals,
+    },
+    /// Reap this forked child and say how it ended.
+    WaitChild {
+        /// The child.
+        pid: i32,
+    },
+    /// List the SysV mappings still in this process.
+    Maps,
+    /// Exit now.
+    Quit,
+}
+
+/// A step's result as the actor saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// Nothing to report.
+    Unit,
+    /// A key (ftok).
+    Key(i32),
+    /// A shmid (create, open).
+    Shmid(i32),
+    /// An attachment's address, size and mapping length.
+    Attached {
+        /// Address in the actor.
+        addr: usize,
+        /// `shm_segsz`.
+        size: usize,
+        /// Page-rounded length.
+        mapping_len: usize,
+    },
+    /// A read: how many bytes, whether they matched what the step expects
+    /// (checked in the actor, so megabytes never cross the pipe), and a
+    /// window of what was read around the first mismatch (or the start).
+    Read {
+        /// Bytes read.
+        len: usize,
+        /// Offset (relative to the read) of the first byte that differs from the expectation.
+        mismatch: Option<usize>,
+        /// Offset of `window` relative to the read.
+        window_at: usize,
+        /// Up to 32 bytes of what was read.
+        window: Vec<u8>,
+    },
+    /// A byte (peek).
+    Byte(u8),
+    /// A status.
+    Stat(SegmentStat),
+    /// A number (sysctl, segments).
+    Number(u64),
+    /// Whether a key exists (lookup).
+    Present(bool),
+    /// A forked child's pid.
+    Forked(i32),
+    /// An external program's result.
+    Output {
+        /// Its pid.
+        pid: i32,
+        /// Exit status, if it exited.
+        status: Option<i32>,
+        /// Signal, if it was killed.
+        signal: Option<i32>,
+        /// Standard output (lossy UTF-8).
+        stdout: String,
+        /// Standard error (lossy UTF-8).
+        stderr: String,
+    },
+}
+
+/// Why a step did not succeed, as the actor saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    /// A system call failed.
+    Errno {
+        /// The errno.
+        errno: i32,
+        /// The wrapper's message (call, arguments, errno).
+        message: String,
+    },
+    /// The wrapper refused without a system call (bounds, read-only).
+    Refused {
+        /// Why.
+        message: String,
+    },
+}
+
+/// An actor's answer to a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The call made, with its arguments.
+    pub call: String,
+    /// What came of it.
+    pub result: Result<Value, Failure>,
+}
+
+/// From an actor to the supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromActor {
+    /// The answer to `Step`.
+    Done(Outcome),
+    /// The answer to `WaitChild`.
+    ChildEnded(Ending),
+    /// The answer to `Maps`: `(address range, shmid, attachment name)`.
+    Maps(Vec<(String, i64, Option<String>)>),
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    /// Exited with a status.
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+    /// Unknown (could not be reaped).
+    Unknown,
+}
+
+/// A framing or transport failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The other end closed the pipe (the process died or exited).
+    Closed,
+    /// Nothing arrived in time.
+    Timeout,
+    /// Garbage or an I/O error.
+    Broken(String),
+}
+
+/// Sends one message. Blocks until all of it is written.
+///
+/// # Errors
+/// `Closed` if the reader is gone, `Broken` on other errors.
+pub fn send<T: Serialize>(fd: BorrowedFd<'_>, msg: &T) -> Result<(), WireError> {
+    let body = serde_json::to_vec(msg).map_err(|e| WireError::Broken(e.to_string()))?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    write_all(fd, &frame)
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), WireError> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE) => return Err(WireError::Closed),
+            Err(e) => return Err(WireError::Broken(format!("write: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message, waiting at most `timeout` (`None`: forever).
+///
+/// # Errors
+/// `Closed` on end of file before a message, `Timeout`, `Broken`.
+pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<T, WireError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut len = [0u8; 4];
+    read_exact(fd, &mut len, deadline)?;
+    let len = u32::from_le_bytes(len) as usize;
+    let mut body = vec![0u8; len];
+    read_exact(fd, &mut body, deadline).map_err(|e| match e {
+        WireError::Closed => WireError::Broken("message cut short".into()),
+        e => e,
+    })?;
+    serde_json::from_slice(&body).map_err(|e| WireError::Broken(format!("bad message: {e}")))
+}
+
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), WireError> {
+    let mut got = 0;
+    while got < buf.len() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis().min(60_000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) if left.is_zero() => return Err(WireError::Timeout),
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(WireError::Broken(format!("poll: {e}"))),
+            }
+        }
+        match nix::unistd::read(fd.as_raw_fd_compat(), &mut buf[got..]) {
+            Ok(0) => return Err(WireError::Closed),
+            Ok(n) => got += n,
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(WireError::Broken(format!("read: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+trait RawCompat {
+    fn as_raw_fd_compat(&self) -> i32;
+}
+
+impl RawCompat for BorrowedFd<'_> {
+    fn as_raw_fd_compat(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.as_raw_fd()
+    }
+}
