@@ -28,7 +28,10 @@ fn malformed_scenarios_get_file_line_col_and_status_2() {
         ("process A\nA: create s = private size 12x\n", "bad.scn:2:28: bad number `12x` for the size"),
         ("process A\nA: create private size 1 excl => EWHAT\n", "bad.scn:2:34: unknown errno `EWHAT`"),
         ("process A, A\nA: exit\n", "bad.scn:1:12: duplicate name `A`"),
-        ("process A\nA: create s = private size 1\nA: rm s => \"hello\"\n", "bad.scn:3:4: `rm` has no value to expect"),
+        (
+            "process A\nA: create s = private size 1\nA: rm s => \"hello\"\n",
+            "bad.scn:3:12: `rm` has no value to expect",
+        ),
         ("process A\nA: create s = private size 1 => EEXIST\n", "the step binds `s` but is not expected to succeed"),
         ("process A\nA: exit\nA: segments => 0\n", "bad.scn:3:1: process A is gone since line 2"),
         ("process A, B\nA: create s = private size 8\nA: attach m = s\nB: detach m\n", "is not attached in process B"),

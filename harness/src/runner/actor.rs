@@ -16,7 +16,10 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
 use crate::sysv::{self, AttachFlags, Attachment, Key, Shmid};
 
-use super::wire::{recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, ToActor, Value};
+use super::check::{Judge, StepResult};
+use super::wire::{
+    flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, Run, ToActor, Value,
+};
 
 /// The pipe ends one process needs: where its commands come from and where
 /// its answers go.
@@ -34,6 +37,15 @@ pub(crate) struct Actor<'a> {
     pub dir: PathBuf,
     /// This process's fds and those of the processes it will fork.
     pub fds: HashMap<String, ActorFds>,
+    /// Write ends of every process's command pipe, to hand a chain on.
+    pub peers: HashMap<String, RawFd>,
+    /// Write end of the supervisor's `done` pipe (end of a chain).
+    pub done: RawFd,
+    /// Read end of a pipe only the supervisor writes: end of file means the
+    /// supervisor is gone, and so should we be.
+    pub life: RawFd,
+    /// Host-mode key translation.
+    pub salt: u32,
     pub attachments: HashMap<String, Attachment>,
 }
 
@@ -51,41 +63,26 @@ fn fd(raw: RawFd) -> BorrowedFd<'static> {
 }
 
 impl Actor<'_> {
-    /// Serves commands until told to quit or the supervisor goes away.
+    /// Serves commands until told to finish or the supervisor goes away.
     pub(crate) fn serve(mut self) -> ! {
         loop {
             let my = self.fds[&self.name];
+            if !self.wait_for_command(my.cmd) {
+                exit_now(0);
+            }
             let msg: ToActor = match recv(fd(my.cmd), None) {
                 Ok(m) => m,
                 Err(_) => exit_now(0),
             };
             let reply = match msg {
-                ToActor::Quit => exit_now(0),
-                ToActor::Maps => FromActor::Maps(self.maps()),
+                ToActor::Finish => {
+                    let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
+                    exit_now(0)
+                }
                 ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),
-                ToActor::Step { index, globals } => {
-                    let step = &self.scenario.steps[index];
-                    match &step.op {
-                        Op::Exit { code } => exit_now(*code),
-                        Op::Crash => std::process::abort(),
-                        Op::Fork { child } => {
-                            let child = child.clone();
-                            match self.fork_child(&child) {
-                                Ok(pid) => FromActor::Done(Outcome {
-                                    call: format!("fork() [{child}]"),
-                                    result: Ok(Value::Forked(pid)),
-                                }),
-                                Err(errno) => FromActor::Done(Outcome {
-                                    call: format!("fork() [{child}]"),
-                                    result: Err(Failure::Errno {
-                                        errno: errno as i32,
-                                        message: format!("fork: {errno}"),
-                                    }),
-                                }),
-                            }
-                        }
-                        op => FromActor::Done(self.execute(index, op, &step.expect, &globals)),
-                    }
+                ToActor::Chain { runs, globals } => {
+                    self.chain(runs, globals);
+                    continue;
                 }
             };
             let my = self.fds[&self.name];
@@ -93,6 +90,93 @@ impl Actor<'_> {
                 exit_now(0);
             }
         }
+    }
+
+    /// Sleeps until a command arrives; false if the supervisor is gone.
+    fn wait_for_command(&self, cmd: RawFd) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [PollFd::new(fd(cmd), PollFlags::POLLIN), PollFd::new(fd(self.life), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {
+                    if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                        return false;
+                    }
+                    if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                        return true;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Runs this actor's run of a chain, answers every step, then hands the
+    /// rest on, or ends the chain (at its end, or at the first step that did
+    /// not go as expected).
+    fn chain(&mut self, runs: Vec<Run>, mut globals: Globals) {
+        let run = &runs[0];
+        let mut out = Vec::new();
+        let mut stopped = false;
+        for index in run.from..run.to {
+            let step = &self.scenario.steps[index];
+            // Answers so far must be out before a step that may end this
+            // process (a fault, an exit), or they would be lost with it.
+            if may_end_process(&step.op) {
+                self.flush(&mut out);
+            }
+            let outcome = match &step.op {
+                Op::Exit { code } => exit_now(*code),
+                Op::Crash => std::process::abort(),
+                Op::Fork { child } => {
+                    let call = format!("fork() [{child}]");
+                    match self.fork_child(child) {
+                        Ok(pid) => Outcome { call, result: Ok(Value::Forked(pid)) },
+                        Err(errno) => Outcome {
+                            call,
+                            result: Err(Failure::Errno { errno: errno as i32, message: format!("fork: {errno}") }),
+                        },
+                    }
+                }
+                op => self.execute(index, op, &step.expect, &globals),
+            };
+            if let Ok(v) = &outcome.result {
+                bind_local(&step.op, v, &mut globals);
+            }
+            let result = StepResult::Answered(outcome);
+            match (Judge { globals: &globals, salt: self.salt }).verdict(step, &result) {
+                Ok(captured) => globals.extend(captured),
+                Err(()) => stopped = true,
+            }
+            let StepResult::Answered(outcome) = result else { unreachable!() };
+            let _ = frame_into(&mut out, &FromActor::Done(outcome));
+            if stopped {
+                break;
+            }
+        }
+        self.flush(&mut out);
+        match runs.get(1) {
+            Some(next) if !stopped => {
+                let to = self.peers[&next.process];
+                let rest = ToActor::Chain { runs: runs[1..].to_vec(), globals };
+                if send(fd(to), &rest).is_err() {
+                    self.end_chain();
+                }
+            }
+            _ => self.end_chain(),
+        }
+    }
+
+    fn flush(&self, out: &mut Vec<u8>) {
+        if !out.is_empty() && flush(fd(self.fds[&self.name].ans), out).is_err() {
+            exit_now(0);
+        }
+    }
+
+    fn end_chain(&self) {
+        // SAFETY: writing one byte from a constant; the pipe is non-blocking.
+        unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
     }
 
     /// `fork` step: the child becomes actor `child` and serves from here on;
@@ -120,6 +204,10 @@ impl Actor<'_> {
                     name: std::mem::take(&mut self.name),
                     dir: std::mem::take(&mut self.dir),
                     fds: std::mem::take(&mut self.fds),
+                    peers: std::mem::take(&mut self.peers),
+                    done: self.done,
+                    life: self.life,
+                    salt: self.salt,
                     attachments: std::mem::take(&mut self.attachments),
                 };
                 me.serve()
@@ -152,16 +240,9 @@ impl Actor<'_> {
     }
 
     fn execute(&mut self, index: usize, op: &Op, expect: &Expect, globals: &Globals) -> Outcome {
-        let key_of = |k: &KeyRef| -> Key {
-            match k {
-                KeyRef::Private => Key::PRIVATE,
-                KeyRef::Literal(v) => Key::from_raw(*v),
-                KeyRef::Name(n) => match globals.get(n) {
-                    Some(Global::Key(v)) => Key::from_raw(*v),
-                    _ => Key::PRIVATE,
-                },
-            }
-        };
+        // Literal keys get the same host-mode translation as in the supervisor.
+        let judge = Judge { globals, salt: self.salt };
+        let key_of = |k: &KeyRef| -> Key { Key::from_raw(judge.resolve_key(k)) };
         let shmid_of = |n: &str| -> Shmid {
             match globals.get(n) {
                 Some(Global::Segment(id)) => Shmid::from_raw(*id),
@@ -406,6 +487,28 @@ impl Actor<'_> {
                 Outcome { call, result: Err(Failure::Refused { message: format!("waiting for `{}`: {e}", args[0]) }) }
             }
         }
+    }
+}
+
+/// Steps that may end the process: memory accesses (a fault), and the
+/// steps whose purpose is to end it.
+fn may_end_process(op: &Op) -> bool {
+    matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } | Op::Exit { .. } | Op::Crash)
+}
+
+/// Records in the actor's copy of the globals what a successful step bound.
+fn bind_local(op: &Op, v: &Value, globals: &mut Globals) {
+    match (op, v) {
+        (Op::Create { name: Some(n), .. } | Op::Open { name: Some(n), .. }, Value::Shmid(id)) => {
+            globals.insert(n.clone(), Global::Segment(*id));
+        }
+        (Op::Ftok { name: Some(n), .. }, Value::Key(k)) => {
+            globals.insert(n.clone(), Global::Key(*k));
+        }
+        (Op::Fork { child }, Value::Forked(pid)) => {
+            globals.insert(child.clone(), Global::Process(*pid));
+        }
+        _ => {}
     }
 }
 

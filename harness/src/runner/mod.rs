@@ -20,6 +20,7 @@
 //! `shm-harness` binary instead.
 
 mod actor;
+mod check;
 pub mod report;
 mod supervisor;
 pub mod wire;
@@ -171,6 +172,9 @@ pub fn run(
     }
     let sopts = ScenarioOptions { isolation, timeout: opts.timeout, root: nix::unistd::Uid::effective().is_root() };
     let jobs = if isolation == Isolation::Host { 1 } else { opts.jobs.max(1) };
+    if jobs == 1 {
+        return Ok(run_inline(scenarios, &sopts, progress));
+    }
     let mut reports: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut running: Vec<Running> = Vec::new();
     let mut next = 0;
@@ -203,6 +207,51 @@ pub fn run(
     Ok(reports.into_iter().map(|r| r.expect("every scenario reported")).collect())
 }
 
+/// One scenario at a time, supervised by this process itself: one process
+/// fewer to fork per scenario. This process enters each scenario's IPC
+/// namespace in turn and returns to its own at the end (where the kernel
+/// lets it: as root).
+fn run_inline(
+    scenarios: &[Scenario],
+    sopts: &ScenarioOptions,
+    mut progress: impl FnMut(&ScenarioReport),
+) -> Vec<ScenarioReport> {
+    let home = std::fs::File::open("/proc/self/ns/ipc").ok();
+    let mut reports = Vec::with_capacity(scenarios.len());
+    for sc in scenarios {
+        let report =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(sc, sopts))).unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failed_report(sc, sopts.isolation, format!("the supervisor panicked ({what}); this is a harness bug"))
+            });
+        progress(&report);
+        reports.push(report);
+    }
+    if let (Some(home), Isolation::Namespace) = (home, sopts.isolation) {
+        let _ = nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWIPC);
+    }
+    reports
+}
+
+fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> ScenarioReport {
+    ScenarioReport {
+        file: sc.file.clone(),
+        name: std::path::Path::new(&sc.file).file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        status: Status::Fail,
+        isolation,
+        reason: Some(reason),
+        failure: None,
+        leaks: vec![],
+        processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
+        transcript: vec![],
+        duration_us: 0,
+    }
+}
+
 fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Result<Running, RunError> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
     let coordinator = Pid::this();
@@ -229,18 +278,7 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
 }
 
 fn finish_supervisor(sc: &Scenario, r: &Running, overdue: bool, isolation: Isolation) -> ScenarioReport {
-    let failed = |reason: String| ScenarioReport {
-        file: sc.file.clone(),
-        name: std::path::Path::new(&sc.file).file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-        status: Status::Fail,
-        isolation,
-        reason: Some(reason),
-        failure: None,
-        leaks: vec![],
-        processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
-        transcript: vec![],
-        duration_us: 0,
-    };
+    let failed = |reason: String| failed_report(sc, isolation, reason);
     if overdue {
         let _ = kill(r.pid, Signal::SIGKILL);
         let _ = waitpid(r.pid, None);

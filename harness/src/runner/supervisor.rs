@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setpgid, ForkResult, Gid, Pid, Uid};
@@ -18,8 +19,9 @@ use crate::scenario::{signal_name, Expect, KeyRef, Op, OutputCheck, Scenario, St
 use crate::sysv::{self, errno_name, Errno as SysErrno, Key};
 
 use super::actor::{descendants, exit_now, Actor, ActorFds};
+use super::check::{Judge, StepResult};
 use super::report::{Entry, Isolation, Leak, ScenarioReport, Status, StepFailure};
-use super::wire::{recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, ToActor, Value, WireError};
+use super::wire::{recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, Run, ToActor, Value, WireError};
 
 /// How a supervisor runs its scenario.
 #[derive(Debug, Clone)]
@@ -42,21 +44,6 @@ struct Proc {
     ending: Option<Ending>,
 }
 
-enum Pending {
-    /// Answered by the supervisor itself.
-    Local(Outcome),
-    /// Waiting for the actor's answer.
-    Answer,
-    /// Waiting for the process to end (kill).
-    Ending,
-}
-
-enum StepResult {
-    Answered(Outcome),
-    Ended(Ending),
-    TimedOut(String),
-}
-
 struct Supervisor<'a> {
     sc: &'a Scenario,
     opts: &'a ScenarioOptions,
@@ -72,7 +59,16 @@ struct Supervisor<'a> {
     attach_lines: HashMap<(String, String), usize>,
     key_salt: u32,
     transcript: Vec<Entry>,
+    /// Read end of the pipe on which an actor says a chain is over (non-blocking).
+    done_r: OwnedFd,
+    /// Until the actors exist: the ends they inherit.
+    actor_ends: Option<(OwnedFd, OwnedFd)>,
+    /// Write end of the life pipe: never written; closed when we die.
+    _life_w: OwnedFd,
 }
+
+/// Steps of one chain at most: a chain must answer within one step timeout.
+const MAX_CHAIN: usize = 64;
 
 /// Runs one scenario to its report. Called in the supervisor process.
 pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport {
@@ -108,8 +104,9 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         }
         Ok(mut sup) => {
             let failure = sup.run_steps();
-            let leaks = sup.leak_check();
-            sup.teardown();
+            let mut leaks = sup.segment_leaks();
+            let mapped = sup.finish();
+            leaks.splice(0..0, mapped);
             sup.remove_leaked(&leaks);
             report.transcript = std::mem::take(&mut sup.transcript);
             match failure {
@@ -148,10 +145,7 @@ impl<'a> Supervisor<'a> {
         // us, so we can reap them and see how they ended.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        let dir = tempfile::Builder::new()
-            .prefix("shm-harness-")
-            .tempdir()
-            .map_err(|e| format!("temporary directory: {e}"))?;
+        let dir = scenario_dir()?;
         let other_uids = sc.processes.iter().any(|p| p.uid.is_some() || p.gid.is_some());
         if other_uids {
             use std::os::unix::fs::PermissionsExt;
@@ -184,6 +178,8 @@ impl<'a> Supervisor<'a> {
                 },
             );
         }
+        let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|e| format!("pipe2: {e}"))?;
+        let (life_r, life_w) = pipe()?;
         let mut sup = Supervisor {
             sc,
             opts,
@@ -196,6 +192,9 @@ impl<'a> Supervisor<'a> {
             attach_lines: HashMap::new(),
             key_salt,
             transcript: Vec::new(),
+            done_r,
+            actor_ends: Some((done_w, life_r)),
+            _life_w: life_w,
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
@@ -205,6 +204,7 @@ impl<'a> Supervisor<'a> {
         for proc_ in sup.procs.values_mut() {
             proc_.child_ends = None;
         }
+        sup.actor_ends = None;
         Ok(sup)
     }
 
@@ -227,10 +227,12 @@ impl<'a> Supervisor<'a> {
                 }
                 let _ = setpgid(Pid::from_raw(0), pgid.unwrap_or(Pid::from_raw(0)));
                 let mut fds = HashMap::new();
+                let mut peers = HashMap::new();
                 for (pname, p) in &self.procs {
-                    // Our copies of the supervisor's ends are never used here.
-                    let _ = nix::unistd::close(p.cmd_w.as_raw_fd());
+                    // Answers are read only by the supervisor.
                     let _ = nix::unistd::close(p.ans_r.as_raw_fd());
+                    // Any actor may hand a chain to any other.
+                    peers.insert(pname.clone(), p.cmd_w.as_raw_fd());
                     if let Some((cmd_r, ans_w)) = &p.child_ends {
                         if keep.contains(pname) {
                             fds.insert(pname.clone(), ActorFds { cmd: cmd_r.as_raw_fd(), ans: ans_w.as_raw_fd() });
@@ -240,6 +242,12 @@ impl<'a> Supervisor<'a> {
                         }
                     }
                 }
+                let _ = nix::unistd::close(self.done_r.as_raw_fd());
+                let _ = nix::unistd::close(self._life_w.as_raw_fd());
+                let (done, life) = match &self.actor_ends {
+                    Some((d, l)) => (d.as_raw_fd(), l.as_raw_fd()),
+                    None => exit_now(73),
+                };
                 if let Some(gid) = gid {
                     if nix::unistd::setgroups(&[]).is_err() || nix::unistd::setgid(Gid::from_raw(gid)).is_err() {
                         exit_now(71);
@@ -260,6 +268,10 @@ impl<'a> Supervisor<'a> {
                     name: name.to_string(),
                     dir: self.dir.path().to_path_buf(),
                     fds,
+                    peers,
+                    done,
+                    life,
+                    salt: self.key_salt,
                     attachments: HashMap::new(),
                 };
                 actor.serve()
@@ -275,24 +287,11 @@ impl<'a> Supervisor<'a> {
     }
 
     fn resolve_key(&self, k: &KeyRef) -> i32 {
-        match k {
-            KeyRef::Private => 0,
-            KeyRef::Literal(v) => self.translate_key(*v),
-            KeyRef::Name(n) => match self.globals.get(n) {
-                Some(Global::Key(v)) => *v,
-                _ => 0,
-            },
-        }
+        self.judge().resolve_key(k)
     }
 
-    /// Host mode moves literal keys to a per-scenario range, so scenarios
-    /// written with fixed keys do not collide with the machine's own.
     fn translate_key(&self, literal: i32) -> i32 {
-        if literal == 0 || self.key_salt == 0 {
-            literal
-        } else {
-            (literal as u32 ^ self.key_salt) as i32
-        }
+        self.judge().translate_key(literal)
     }
 
     fn pid_name(&self, pid: i32) -> String {
@@ -334,59 +333,192 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// Steps the supervisor answers itself.
+    fn is_local(step: &Step) -> bool {
+        matches!(step.op, Op::KeyLiteral { .. } | Op::Kill | Op::Segments | Op::Lookup { .. })
+    }
+
+    /// Whether a chain must end after this step: its process ends (the
+    /// supervisor reaps it before anything else happens), or an external
+    /// program runs (which gets a step timeout of its own).
+    fn ends_chain(step: &Step) -> bool {
+        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. })
+            || matches!(step.expect, Expect::Signal(_) | Expect::Exited(_))
+    }
+
+    /// Runs the steps in lockstep.
+    ///
+    /// Actors hand work to each other directly: the supervisor sends a chain
+    /// of runs (consecutive steps of one process) to the first actor; each
+    /// actor does its run, answers every step on its own answer pipe, and
+    /// passes the rest of the chain to the next actor, so a step still starts
+    /// only once the previous one is done, with one pipe hand-off per change
+    /// of process, as a hand-written test would have. The supervisor sleeps
+    /// until the chain is over, then reads and judges every answer in order.
     fn run_steps(&mut self) -> Result<(), Abort> {
         let steps = &self.sc.steps;
+        let host = self.opts.isolation == Isolation::Host;
         let mut i = 0;
         while i < steps.len() {
-            let end = i + 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
-            let mut pending = Vec::new();
-            for (j, step) in steps.iter().enumerate().take(end).skip(i) {
-                pending.push(self.start_step(j, step)?);
-            }
-            let mut first_failure = None;
-            for (j, p) in (i..end).zip(pending) {
-                let step = &steps[j];
-                let result = self.finish_step(step, p)?;
-                let verdict = self.check(step, &result);
-                let (call, answer) = self.describe(&result);
-                self.transcript.push(Entry {
-                    line: step.line,
-                    process: step.process.clone(),
-                    call,
-                    answer: answer.clone(),
-                    ok: verdict.is_ok(),
-                });
-                match verdict {
-                    Ok(binds) => self.apply(step, &result, binds),
-                    Err(expected) => {
-                        first_failure.get_or_insert(StepFailure {
-                            line: step.line,
-                            process: step.process.clone(),
-                            step: step.text.clone(),
-                            expected,
-                            actual: answer,
-                        });
+            let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
+            if group > 1 {
+                // A concurrent group: every step sent before any answer is awaited.
+                for j in i..i + group {
+                    self.guard(&steps[j])?;
+                    let run = Run { process: steps[j].process.clone(), from: j, to: j + 1 };
+                    self.send_chain(vec![run], &steps[j])?;
+                }
+                self.collect(i..i + group)?;
+                i += group;
+            } else if Self::is_local(&steps[i]) {
+                let result = self.local_step(&steps[i])?;
+                self.record(&steps[i], result)?;
+                i += 1;
+            } else {
+                self.guard(&steps[i])?;
+                let mut runs: Vec<Run> = Vec::new();
+                let mut j = i;
+                loop {
+                    let step = &steps[j];
+                    match runs.last_mut() {
+                        Some(r) if r.process == step.process => r.to = j + 1,
+                        _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
+                    }
+                    j += 1;
+                    if Self::ends_chain(step) || j >= steps.len() || j - i >= MAX_CHAIN {
+                        break;
+                    }
+                    let next = &steps[j];
+                    // In host mode a create or open needs the guard first: it starts a chain.
+                    if next.concurrent
+                        || Self::is_local(next)
+                        || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
+                    {
+                        break;
                     }
                 }
+                self.send_chain(runs, &steps[i])?;
+                self.collect(i..j)?;
+                i = j;
             }
-            if let Some(f) = first_failure {
-                return Err(Abort::Step(f));
-            }
-            i = end;
         }
         Ok(())
     }
 
-    fn start_step(&mut self, index: usize, step: &Step) -> Result<Pending, Abort> {
-        let local = |call: String, result: Result<Value, Failure>| Ok(Pending::Local(Outcome { call, result }));
+    /// In host mode, refuses a create or open of a key held by a segment
+    /// this scenario did not create.
+    fn guard(&self, step: &Step) -> Result<(), Abort> {
+        if let Op::Create { key, .. } | Op::Open { key, .. } = &step.op {
+            let k = self.resolve_key(key);
+            self.host_guard(k).map_err(|m| Abort::Harness(format!("line {}: {m}", step.line)))?;
+        }
+        Ok(())
+    }
+
+    fn send_chain(&self, runs: Vec<Run>, first: &Step) -> Result<(), Abort> {
+        let to = &self.procs[&runs[0].process];
+        match send(to.cmd_w.as_fd(), &ToActor::Chain { runs, globals: self.globals.clone() }) {
+            // Gone already: `collect` finds out how it ended.
+            Ok(()) | Err(WireError::Closed) => Ok(()),
+            Err(e) => Err(Abort::Harness(format!("line {}: sending to {}: {e:?}", first.line, first.process))),
+        }
+    }
+
+    /// Reads and judges the answers of `steps`, in order, sleeping while
+    /// they are not there yet. Stops at the first failure.
+    fn collect(&mut self, steps: std::ops::Range<usize>) -> Result<(), Abort> {
+        let mut deadline = Instant::now() + self.timeout();
+        let mut involved: Vec<String> = Vec::new();
+        for step in &self.sc.steps[steps.clone()] {
+            if !involved.contains(&step.process) {
+                involved.push(step.process.clone());
+            }
+        }
+        let mut k = steps.start;
+        while k < steps.end {
+            let step = &self.sc.steps[k];
+            let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(Duration::ZERO));
+            let result = match answer {
+                Ok(FromActor::Done(o)) => StepResult::Answered(o),
+                Ok(other) => {
+                    return Err(Abort::Harness(format!(
+                        "line {}: {} answered out of turn: {other:?}",
+                        step.line, step.process
+                    )))
+                }
+                Err(WireError::Closed) => StepResult::Ended(self.ending_of(&step.process)),
+                Err(WireError::Timeout) if Instant::now() < deadline => {
+                    self.wait_for_news(&involved, deadline);
+                    continue;
+                }
+                Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process)),
+                Err(WireError::Broken(m)) => {
+                    return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
+                }
+            };
+            deadline = Instant::now() + self.timeout();
+            self.record(step, result)?;
+            k += 1;
+        }
+        Ok(())
+    }
+
+    /// Sleeps until a chain ends (an actor's token), a process of it dies
+    /// (its answer pipe hangs up), or the deadline.
+    fn wait_for_news(&self, involved: &[String], deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis().min(60_000)).unwrap_or(u16::MAX);
+        let mut fds = vec![PollFd::new(self.done_r.as_fd(), PollFlags::POLLIN)];
+        for name in involved {
+            let p = &self.procs[name];
+            if p.ending.is_none() {
+                // No events asked: only a hang-up (the process died) wakes us.
+                fds.push(PollFd::new(p.ans_r.as_fd(), PollFlags::empty()));
+            }
+        }
+        let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+        // Drain the end-of-chain tokens; answers are read by `collect`.
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// Judges a result, adds it to the transcript, and records what it bound.
+    fn record(&mut self, step: &Step, result: StepResult) -> Result<(), Abort> {
+        let verdict = self.check(step, &result);
+        let (call, answer) = self.describe(&result);
+        self.transcript.push(Entry {
+            line: step.line,
+            process: step.process.clone(),
+            call,
+            answer: answer.clone(),
+            ok: verdict.is_ok(),
+        });
+        match verdict {
+            Ok(binds) => {
+                self.apply(step, &result, binds);
+                Ok(())
+            }
+            Err(expected) => Err(Abort::Step(StepFailure {
+                line: step.line,
+                process: step.process.clone(),
+                step: step.text.clone(),
+                expected,
+                actual: answer,
+            })),
+        }
+    }
+
+    /// The steps the supervisor performs itself.
+    fn local_step(&mut self, step: &Step) -> Result<StepResult, Abort> {
+        let local = |call: String, result: Result<Value, Failure>| Ok(StepResult::Answered(Outcome { call, result }));
         match &step.op {
             Op::KeyLiteral { value, .. } => {
                 let v = self.translate_key(*value);
-                return local(format!("key {}", Key::from_raw(v)), Ok(Value::Key(v)));
+                local(format!("key {}", Key::from_raw(v)), Ok(Value::Key(v)))
             }
             Op::Segments => {
                 let ours = self.our_pids();
-                return match sysv::proc_segments() {
+                match sysv::proc_segments() {
                     Ok(rows) => {
                         let n = rows
                             .iter()
@@ -399,63 +531,28 @@ impl<'a> Supervisor<'a> {
                         local("count /proc/sysvipc/shm".into(), Ok(Value::Number(n as u64)))
                     }
                     Err(e) => local("count /proc/sysvipc/shm".into(), Err(Failure::Refused { message: e.to_string() })),
-                };
+                }
             }
             Op::Lookup { key } => {
                 let k = self.resolve_key(key);
                 let call = format!("lookup {} in /proc/sysvipc/shm", Key::from_raw(k));
-                return match sysv::proc_segments() {
+                match sysv::proc_segments() {
                     Ok(rows) => local(call, Ok(Value::Present(rows.iter().any(|r| r.key.raw() == k)))),
                     Err(e) => local(call, Err(Failure::Refused { message: e.to_string() })),
-                };
+                }
             }
             Op::Kill => {
                 let pid = self.pid_of(&step.process);
                 kill(pid, Signal::SIGKILL)
                     .map_err(|e| Abort::Harness(format!("line {}: kill({pid}, SIGKILL): {e}", step.line)))?;
-                return Ok(Pending::Ending);
+                Ok(StepResult::Ended(self.ending_of(&step.process)))
             }
-            Op::Create { key, .. } | Op::Open { key, .. } => {
-                let k = self.resolve_key(key);
-                self.host_guard(k).map_err(|m| Abort::Harness(format!("line {}: {m}", step.line)))?;
-            }
-            _ => {}
-        }
-        let msg = ToActor::Step { index, globals: self.globals.clone() };
-        let proc_ = &self.procs[&step.process];
-        match send(proc_.cmd_w.as_fd(), &msg) {
-            Ok(()) => Ok(Pending::Answer),
-            // Gone already: finish_step will find out how it ended.
-            Err(WireError::Closed) => Ok(Pending::Answer),
-            Err(e) => Err(Abort::Harness(format!("line {}: sending the step to {}: {e:?}", step.line, step.process))),
+            _ => unreachable!("only local steps come here"),
         }
     }
 
     fn pid_of(&self, name: &str) -> Pid {
         self.procs[name].pid.unwrap_or(Pid::from_raw(0))
-    }
-
-    fn finish_step(&mut self, step: &Step, pending: Pending) -> Result<StepResult, Abort> {
-        match pending {
-            Pending::Local(o) => Ok(StepResult::Answered(o)),
-            Pending::Ending => Ok(StepResult::Ended(self.ending_of(&step.process))),
-            Pending::Answer => {
-                let timeout = self.timeout();
-                let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(timeout));
-                match answer {
-                    Ok(FromActor::Done(o)) => Ok(StepResult::Answered(o)),
-                    Ok(other) => Err(Abort::Harness(format!(
-                        "line {}: {} answered out of turn: {other:?}",
-                        step.line, step.process
-                    ))),
-                    Err(WireError::Closed) => Ok(StepResult::Ended(self.ending_of(&step.process))),
-                    Err(WireError::Timeout) => Ok(StepResult::TimedOut(self.state_of(&step.process))),
-                    Err(WireError::Broken(m)) => {
-                        Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
-                    }
-                }
-            }
-        }
     }
 
     fn timeout(&self) -> Duration {
@@ -481,7 +578,7 @@ impl<'a> Supervisor<'a> {
                 _ => Ending::Unknown,
             }
         } else {
-            wait_with_timeout(pid, self.timeout())
+            wait_exit(pid, self.timeout())
         };
         self.procs.get_mut(name).expect("known").ending = Some(ending);
         ending
@@ -504,83 +601,14 @@ impl<'a> Supervisor<'a> {
         format!("no answer within {:?}: process {name} (pid {pid}) is {what} ({state}){wchan}", self.timeout())
     }
 
-    /// Checks a result against the step's expectation. On success returns
-    /// the names captured from a `run`'s output.
+    /// Checks a result against the step's expectation (see [`Judge`]); on
+    /// failure says what was expected.
     fn check(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, String> {
-        let expected = self.describe_expect(&step.expect);
-        let fail = || Err(expected.clone());
-        let StepResult::Answered(o) = result else {
-            return match (&step.expect, result) {
-                (Expect::Signal(s), StepResult::Ended(Ending::Signaled(got))) if s == got => Ok(vec![]),
-                (Expect::Exited(c), StepResult::Ended(Ending::Exited(got))) if c == got => Ok(vec![]),
-                _ => fail(),
-            };
-        };
-        match (&step.expect, &o.result) {
-            (Expect::Ok, Ok(_)) => Ok(vec![]),
-            (Expect::Errno { errnos, .. }, Err(Failure::Refused { .. })) if errnos.is_empty() => Ok(vec![]),
-            (Expect::Errno { ok_too: true, .. }, Ok(_)) => Ok(vec![]),
-            (Expect::Errno { errnos, .. }, Err(Failure::Errno { errno, .. }))
-                if errnos.iter().any(|e| *e as i32 == *errno) =>
-            {
-                Ok(vec![])
-            }
-            (Expect::Data(d), Ok(Value::Read { len, mismatch: None, .. })) if *len == d.len() => Ok(vec![]),
-            (Expect::Byte(b), Ok(Value::Byte(got))) if b == got => Ok(vec![]),
-            (Expect::Number(n), Ok(Value::Number(got))) if n == got => Ok(vec![]),
-            (Expect::Present(p), Ok(Value::Present(got))) if p == got => Ok(vec![]),
-            (Expect::Stat(fields), Ok(Value::Stat(st))) => {
-                if fields.iter().all(|f| self.stat_field_matches(f, st)) {
-                    Ok(vec![])
-                } else {
-                    fail()
-                }
-            }
-            (Expect::Output(checks), Ok(Value::Output { status, stdout, stderr, .. })) => {
-                let mut binds = Vec::new();
-                for c in checks {
-                    let good = match c {
-                        OutputCheck::Status(s) => *status == Some(*s),
-                        OutputCheck::StdoutContains(t) => stdout.contains(t.as_str()),
-                        OutputCheck::StderrContains(t) => stderr.contains(t.as_str()),
-                        OutputCheck::Stdout(template) => match match_template(template, stdout) {
-                            Some(caps) => {
-                                binds.extend(caps);
-                                true
-                            }
-                            None => false,
-                        },
-                    };
-                    if !good {
-                        return fail();
-                    }
-                }
-                Ok(binds)
-            }
-            _ => fail(),
-        }
+        self.judge().verdict(step, result).map_err(|()| self.describe_expect(&step.expect))
     }
 
-    fn stat_field_matches(&self, f: &StatField, st: &sysv::SegmentStat) -> bool {
-        let pid = |name: &str| match self.globals.get(name) {
-            Some(Global::Process(p)) => *p,
-            _ => -1,
-        };
-        match f {
-            StatField::Size(n) => st.size as u64 == *n,
-            StatField::Nattch(n) => st.nattch == *n,
-            StatField::Mode(m) => st.mode.bits() == *m,
-            StatField::Key(k) => st.key.raw() == self.resolve_key(k),
-            StatField::Dest(b) => st.dest == *b,
-            StatField::Locked(b) => st.locked == *b,
-            StatField::Cpid(p) => st.cpid == pid(p),
-            StatField::Lpid(None) => st.lpid == 0,
-            StatField::Lpid(Some(p)) => st.lpid == pid(p),
-            StatField::Uid(u) => st.uid == *u,
-            StatField::Gid(g) => st.gid == *g,
-            StatField::Cuid(u) => st.cuid == *u,
-            StatField::Cgid(g) => st.cgid == *g,
-        }
+    fn judge(&self) -> Judge<'_> {
+        Judge { globals: &self.globals, salt: self.key_salt }
     }
 
     fn describe_expect(&self, e: &Expect) -> String {
@@ -744,23 +772,71 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// The leak oracle: every living process must hold no SysV mapping, and
-    /// every segment this scenario created must be gone.
-    fn leak_check(&mut self) -> Vec<Leak> {
+    /// The leak oracle, part one: every segment this scenario created must be gone.
+    fn segment_leaks(&self) -> Vec<Leak> {
         let mut leaks = Vec::new();
-        let timeout = self.timeout();
-        let alive: Vec<String> =
-            self.procs.iter().filter(|(_, p)| p.pid.is_some() && p.ending.is_none()).map(|(n, _)| n.clone()).collect();
-        for name in alive {
-            let p = &self.procs[&name];
-            let answer =
-                send(p.cmd_w.as_fd(), &ToActor::Maps).and_then(|()| recv::<FromActor>(p.ans_r.as_fd(), Some(timeout)));
+        let ours = self.our_pids();
+        let Ok(rows) = sysv::proc_segments() else { return leaks };
+        for r in rows {
+            let id = r.shmid.raw();
+            let made_here = self.created.get(&id).cloned().or_else(|| self.spawned.get(&r.cpid).cloned());
+            let mine = self.opts.isolation == Isolation::Namespace || made_here.is_some() || ours.contains(&r.cpid);
+            if !mine {
+                continue;
+            }
+            let by = match &made_here {
+                Some((line, p)) => format!("created by {p} at line {line}"),
+                None => format!("created by {}", self.pid_name(r.cpid)),
+            };
+            leaks.push(Leak {
+                message: format!(
+                    "segment shmid {id} (key {}, {} bytes, nattch {}{}) {by} was never removed; rm it before the scenario ends",
+                    r.key,
+                    r.size,
+                    r.nattch,
+                    if r.dest { ", removed but still attached" } else { "" }
+                ),
+                line: made_here.as_ref().map(|(l, _)| *l),
+                process: made_here.map(|(_, p)| p),
+                shmid: id,
+            });
+        }
+        leaks
+    }
+
+    /// Ends every process. The leak oracle, part two: each living actor
+    /// reports the SysV mappings it still holds, then exits. Stragglers
+    /// (external programs) get SIGTERM, a grace period, then SIGKILL.
+    fn finish(&mut self) -> Vec<Leak> {
+        let mut leaks = Vec::new();
+        let grace = Duration::from_millis(500);
+        // Parents before the children they forked, so orphans are ours to reap.
+        let order: Vec<String> = self
+            .sc
+            .processes
+            .iter()
+            .filter(|p| p.forked_from.is_none())
+            .flat_map(|p| descendants(self.sc, &p.name))
+            .filter(|n| self.procs[n].pid.is_some() && self.procs[n].ending.is_none())
+            .collect();
+        for name in &order {
+            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish);
+        }
+        for name in &order {
+            let p = &self.procs[name];
+            // Answers of steps after a failure may still be queued: skip them.
+            let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
+            while let Ok(FromActor::Done(_)) = answer {
+                answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
+            }
             if let Ok(FromActor::Maps(maps)) = answer {
                 for (range, shmid, att) in maps {
                     let line = att.as_ref().and_then(|a| self.attach_lines.get(&(name.clone(), a.clone())).copied());
                     let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
                     leaks.push(Leak {
-                        message: format!("process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"),
+                        message: format!(
+                            "process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"
+                        ),
                         line,
                         process: Some(name.clone()),
                         shmid: shmid as i32,
@@ -768,54 +844,23 @@ impl<'a> Supervisor<'a> {
                 }
             }
         }
-        let ours = self.our_pids();
-        if let Ok(rows) = sysv::proc_segments() {
-            for r in rows {
-                let id = r.shmid.raw();
-                let made_here = self.created.get(&id).cloned().or_else(|| self.spawned.get(&r.cpid).cloned());
-                let mine = self.opts.isolation == Isolation::Namespace || made_here.is_some() || ours.contains(&r.cpid);
-                if !mine {
-                    continue;
-                }
-                let by = match &made_here {
-                    Some((line, p)) => format!("created by {p} at line {line}"),
-                    None => format!("created by {}", self.pid_name(r.cpid)),
-                };
-                leaks.push(Leak {
-                    message: format!(
-                        "segment shmid {id} (key {}, {} bytes, nattch {}{}) {by} was never removed; rm it before the scenario ends",
-                        r.key,
-                        r.size,
-                        r.nattch,
-                        if r.dest { ", removed but still attached" } else { "" }
-                    ),
-                    line: made_here.as_ref().map(|(l, _)| *l),
-                    process: made_here.map(|(_, p)| p),
-                    shmid: id,
-                });
-            }
+        for name in &order {
+            let pid = self.pid_of(name);
+            let ending = wait_exit(pid, grace);
+            self.procs.get_mut(name).expect("known").ending = Some(ending);
         }
-        leaks
-    }
-
-    /// Quit, then SIGTERM, a grace period, SIGKILL; reap everything.
-    fn teardown(&mut self) {
-        for p in self.procs.values() {
-            if p.pid.is_some() && p.ending.is_none() {
-                let _ = send(p.cmd_w.as_fd(), &ToActor::Quit);
-            }
-        }
-        if reap_all(Duration::from_millis(200)) {
-            return;
+        if reap_all(Duration::ZERO) {
+            return leaks;
         }
         if let Some(g) = self.pgid {
             let _ = killpg(g, Signal::SIGTERM);
             if reap_all(Duration::from_millis(200)) {
-                return;
+                return leaks;
             }
             let _ = killpg(g, Signal::SIGKILL);
         }
         reap_all(Duration::from_secs(2));
+        leaks
     }
 
     /// Removes what leaked, once every process is gone: in a namespace,
@@ -840,6 +885,19 @@ impl<'a> Supervisor<'a> {
     }
 }
 
+/// The scenario's own directory: on tmpfs (`/dev/shm`) when there is one,
+/// where creating and removing it costs a few microseconds instead of a
+/// journaled disk's hundreds.
+fn scenario_dir() -> Result<tempfile::TempDir, String> {
+    let fast = Path::new("/dev/shm");
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix("shm-harness-");
+        b
+    };
+    builder().tempdir_in(fast).or_else(|_| builder().tempdir()).map_err(|e| format!("temporary directory: {e}"))
+}
+
 /// Reaps children until none is left or `grace` passes; true if none is left.
 fn reap_all(grace: Duration) -> bool {
     let deadline = Instant::now() + grace;
@@ -857,6 +915,21 @@ fn reap_all(grace: Duration) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Waits until `pid` (a child of ours) has exited and reaps it: sleeps on a
+/// pidfd until it is readable (Linux 5.3+), else polls.
+fn wait_exit(pid: Pid, timeout: Duration) -> Ending {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if raw >= 0 {
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+    }
+    wait_with_timeout(pid, timeout)
 }
 
 fn wait_with_timeout(pid: Pid, timeout: Duration) -> Ending {
@@ -916,50 +989,9 @@ fn show_bytes(bytes: &[u8], more: bool) -> String {
     s
 }
 
-/// Matches `text` against a template where `{name}` (a segment id) and
-/// `{key:name}` (a key) capture a number. A trailing newline of the output
-/// may be left out of the template.
-fn match_template(template: &str, text: &str) -> Option<Vec<(String, Global)>> {
-    let text = if template.ends_with('\n') { text } else { text.strip_suffix('\n').unwrap_or(text) };
-    let mut caps = Vec::new();
-    let (mut t, mut s) = (template, text);
-    loop {
-        match t.find('{') {
-            None => return (t == s).then_some(caps),
-            Some(open) => {
-                let close = open + t[open..].find('}')?;
-                if s.get(..open)? != &t[..open] {
-                    return None;
-                }
-                s = &s[open..];
-                let inner = &t[open + 1..close];
-                let len = s.find(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == '-')).unwrap_or(s.len());
-                let word = &s[..len];
-                let g = match inner.strip_prefix("key:") {
-                    Some(_) => Global::Key(crate::scenario::parse_key(word)?),
-                    None => Global::Segment(word.parse().ok()?),
-                };
-                caps.push((inner.strip_prefix("key:").unwrap_or(inner).to_string(), g));
-                s = &s[len..];
-                t = &t[close + 1..];
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_capture_ids_and_keys() {
-        let caps = match_template("Shared memory id: {s}", "Shared memory id: 42\n").unwrap();
-        assert_eq!(caps, vec![("s".to_string(), Global::Segment(42))]);
-        let caps = match_template("key {key:k} id {s}\n", "key 0x0000abcd id 7\n").unwrap();
-        assert_eq!(caps[0], ("k".to_string(), Global::Key(0xabcd)));
-        assert!(match_template("id: {s}", "id: x").is_none());
-        assert!(match_template("exact", "exact but more").is_none());
-    }
 
     #[test]
     fn sysv_maps_lines_are_found() {

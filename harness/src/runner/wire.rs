@@ -39,13 +39,27 @@ impl Global {
 /// The names bound so far, as the supervisor knows them.
 pub type Globals = BTreeMap<String, Global>;
 
-/// From the supervisor to an actor.
+/// Consecutive steps `from..to` of one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// The process.
+    pub process: String,
+    /// First step index.
+    pub from: usize,
+    /// One past the last.
+    pub to: usize,
+}
+
+/// From the supervisor (or, for a chain, the previous actor) to an actor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToActor {
-    /// Perform step `index` of the scenario, with these bindings.
-    Step {
-        /// Index into `Scenario::steps`.
-        index: usize,
+    /// Perform the first run of the chain (this actor's steps), answer each
+    /// step with `Done`, then hand the rest of the chain to the next actor,
+    /// or, at the end of the chain or at the first step that did not go as
+    /// expected, write a token to the supervisor's `done` pipe.
+    Chain {
+        /// The runs left, the first one this actor's.
+        runs: Vec<Run>,
         /// Key values after host-mode translation, shmids and pids.
         globals: Globals,
     },
@@ -54,10 +68,9 @@ pub enum ToActor {
         /// The child.
         pid: i32,
     },
-    /// List the SysV mappings still in this process.
-    Maps,
-    /// Exit now.
-    Quit,
+    /// The scenario is over: report the SysV mappings still in this process
+    /// (for the leak oracle), then exit.
+    Finish,
 }
 
 /// A step's result as the actor saw it.
@@ -149,7 +162,7 @@ pub enum FromActor {
     Done(Outcome),
     /// The answer to `WaitChild`.
     ChildEnded(Ending),
-    /// The answer to `Maps`: `(address range, shmid, attachment name)`.
+    /// The answer to `Finish`: `(address range, shmid, attachment name)`.
     Maps(Vec<(String, i64, Option<String>)>),
 }
 
@@ -204,7 +217,11 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), WireError> {
 /// # Errors
 /// `Closed` on end of file before a message, `Timeout`, `Broken`.
 pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<T, WireError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    if let Some(t) = timeout {
+        wait_readable(fd, t)?;
+    }
+    // Once a message has begun, the rest follows at once: allow plenty.
+    let deadline = Some(Instant::now() + Duration::from_secs(10));
     let mut len = [0u8; 4];
     read_exact(fd, &mut len, deadline)?;
     let len = u32::from_le_bytes(len) as usize;
@@ -214,6 +231,49 @@ pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) 
         e => e,
     })?;
     serde_json::from_slice(&body).map_err(|e| WireError::Broken(format!("bad message: {e}")))
+}
+
+/// Appends one framed message to `buf`, to be written later with others.
+///
+/// # Errors
+/// `Broken` if the message cannot be encoded.
+pub fn frame_into<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), WireError> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *buf, msg).map_err(|e| WireError::Broken(e.to_string()))?;
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Writes frames collected by [`frame_into`] and empties the buffer.
+///
+/// # Errors
+/// As [`send`].
+pub fn flush(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Result<(), WireError> {
+    let r = write_all(fd, buf);
+    buf.clear();
+    r
+}
+
+/// Waits until `fd` is readable (or at end of file), at most `timeout`.
+///
+/// # Errors
+/// `Timeout`, or `Broken` if `poll` fails.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), WireError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis().min(60_000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if left.is_zero() => return Err(WireError::Timeout),
+            Ok(0) => {}
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(WireError::Broken(format!("poll: {e}"))),
+        }
+    }
 }
 
 fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), WireError> {

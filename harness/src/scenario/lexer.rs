@@ -196,8 +196,8 @@ mod tests {
         let words: Vec<_> = toks.iter().map(|t| (t.tok.clone(), t.col)).collect();
         assert_eq!(words[0], (Tok::Word("B".into()), 1));
         assert_eq!(words[1], (Tok::Colon, 2));
-        assert_eq!(words[6], (Tok::Arrow, 28));
-        assert_eq!(words.len(), 8);
+        assert_eq!(words[7], (Tok::Arrow, 28));
+        assert_eq!(words.len(), 9);
     }
 
     #[test]
