@@ -36,6 +36,12 @@ fn malformed_scenarios_get_file_line_col_and_status_2() {
         ("process A\nA: exit\nA: segments => 0\n", "bad.scn:3:1: process A is gone since line 2"),
         ("process A, B\nA: create s = private size 8\nA: attach m = s\nB: detach m\n", "is not attached in process B"),
         ("process A\nA: write m 0 \"unterminated\n", "unterminated string"),
+        (
+            "process A, B\nA: segments => 0\n& B: segments => 0\n& A: segments => 0\n",
+            "bad.scn:4:3: `&` runs steps of different processes together; A already has a step in this group (line 2)",
+        ),
+        ("process A\nA: key k = ftok \"f\" 1 => ENOENT\n", "the step binds `k` but is not expected to succeed"),
+        ("process A\nA: key ftok \"f\" 300\n", "bad.scn:2:17: project id 300 does not fit in 8 bits"),
     ];
     for (input, want) in cases {
         write(dir.path(), "bad.scn", input);

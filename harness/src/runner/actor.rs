@@ -390,10 +390,16 @@ impl Actor<'_> {
             }
             Op::Set { segment, mode, uid, gid } => {
                 let id = shmid_of(segment);
-                // IPC_SET takes uid, gid and mode together: start from the current values.
+                // IPC_SET takes uid, gid and mode together: start from the
+                // current values, read without the read-permission check
+                // (SHM_STAT_ANY) when IPC_STAT is refused, so that the
+                // answer is IPC_SET's own (EPERM for a non-owner).
                 let current = match id.stat() {
                     Ok(st) => st,
-                    Err(e) => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
+                    Err(e) => match sysv::all_segments().ok().and_then(|all| all.into_iter().find(|(i, _)| *i == id)) {
+                        Some((_, st)) => st,
+                        None => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
+                    },
                 };
                 let mode = mode.map_or(current.mode, |m| sysv::Mode::from_bits_truncate(u32::from(m)));
                 let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));

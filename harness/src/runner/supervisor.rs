@@ -88,7 +88,10 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
     let skip = if sc.needs.root && !opts.root {
         Some(format!("needs root (another uid, or a privileged call), and this run is uid {}", Uid::effective()))
     } else if sc.needs.namespace && opts.isolation == Isolation::Host {
-        Some("needs a private IPC namespace (it sets sysctls), and this run uses host isolation".to_string())
+        Some(
+            "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
+                .to_string(),
+        )
     } else {
         None
     };
@@ -363,10 +366,10 @@ impl<'a> Supervisor<'a> {
             let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
             if group > 1 {
                 // A concurrent group: every step sent before any answer is awaited.
-                for j in i..i + group {
-                    self.guard(&steps[j])?;
-                    let run = Run { process: steps[j].process.clone(), from: j, to: j + 1 };
-                    self.send_chain(vec![run], &steps[j])?;
+                for (j, step) in steps.iter().enumerate().skip(i).take(group) {
+                    self.guard(step)?;
+                    let run = Run { process: step.process.clone(), from: j, to: j + 1 };
+                    self.send_chain(vec![run], step)?;
                 }
                 self.collect(i..i + group)?;
                 i += group;
@@ -991,8 +994,6 @@ fn show_bytes(bytes: &[u8], more: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn sysv_maps_lines_are_found() {
         let maps = "7f0000000000-7f0000001000 rw-s 00000000 00:01 5  /SYSV00001234 (deleted)\n7f0000002000-7f0000003000 r--p 00000000 08:01 77 /usr/lib/x.so\n";

@@ -402,12 +402,16 @@ impl Parser {
         self.end(l)?;
         self.check_fit(l.lineno, op_col, &op, &expect)?;
         if concurrent {
-            let prev = self.sc.steps.last().expect("checked above");
-            if prev.process == proc_ {
+            // The group: the last step without `&`, and the `&` steps after it.
+            let start = self.sc.steps.iter().rposition(|s| !s.concurrent).unwrap_or(0);
+            if let Some(same) = self.sc.steps[start..].iter().find(|s| s.process == proc_) {
                 return Err(self.err_at(
                     l.lineno,
                     col,
-                    format!("`&` runs steps of different processes together; the step before is also {proc_}'s"),
+                    format!(
+                        "`&` runs steps of different processes together; {proc_} already has a step in this group (line {})",
+                        same.line
+                    ),
                     None,
                 ));
             }
@@ -557,14 +561,20 @@ impl Parser {
         };
         let op = match kw.as_str() {
             "key" => {
-                let name = self.new_name(l, Kind::Key)?;
-                if !l.eat(&Tok::Eq) {
-                    return Err(self.err(
-                        l,
-                        format!("missing `=`: {}", found(l)),
-                        Some("`key NAME = ftok \"path\" PROJ`, `key NAME = 0x1234` or `key NAME = private`"),
-                    ));
-                }
+                // `key ftok "missing" 1 => ENOENT` binds nothing; every other form binds a name.
+                let name = if l.peek_word() == Some("ftok") {
+                    None
+                } else {
+                    let name = self.new_name(l, Kind::Key)?;
+                    if !l.eat(&Tok::Eq) {
+                        return Err(self.err(
+                            l,
+                            format!("missing `=`: {}", found(l)),
+                            Some("`key NAME = ftok \"path\" PROJ`, `key NAME = 0x1234` or `key NAME = private`"),
+                        ));
+                    }
+                    Some(name)
+                };
                 if l.eat_word("ftok") {
                     let path = self.text(l, "ftok's path")?;
                     let pcol = l.col();
@@ -577,8 +587,9 @@ impl Parser {
                             Some("0 to 255"),
                         )
                     })?;
-                    Op::Ftok { name: Some(name), path, proj }
+                    Op::Ftok { name, path, proj }
                 } else {
+                    let name = name.expect("only ftok binds nothing");
                     match self.key_ref(l)? {
                         KeyRef::Private => Op::KeyLiteral { name, value: 0 },
                         KeyRef::Literal(value) => Op::KeyLiteral { name, value },
