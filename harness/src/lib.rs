@@ -6,6 +6,7 @@
 //! - [`listing`]: the `shm-harness ls` view, row for row as `ipcs -m`.
 #![warn(missing_docs)]
 
+pub mod fuzzing;
 pub mod listing;
 pub mod namespace;
 pub mod runner;
