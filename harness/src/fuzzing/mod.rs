@@ -5,8 +5,52 @@
 //! that decides what an input means and whether the kernel's answer is right
 //! lives here, unit-tested on stable:
 //!
-//! - [`parser`]: random text into the scenario parser: never a panic, an
-//!   error with a position, and whatever parses prints back to text that
-//!   parses to the same scenario.
+//! - [`args`]: odd keys, sizes, flags and addresses against the wrapper.
+//! - [`ops`]: operation sequences over a few keys and live objects.
+//! - [`parser`]: random text into the scenario parser.
+//! - [`ftok`]: the wrapper's `ftok` against glibc's.
+//!
+//! [`model`] is the reference model of SysV shared memory that judges the
+//! first two; [`world`] holds an input's live objects and the leak checks
+//! that end every input; [`confine`] puts the process in a private IPC
+//! namespace with low limits before the first input.
 
+pub mod args;
+pub mod confine;
+pub mod ftok;
+pub mod model;
+pub mod ops;
 pub mod parser;
+pub mod world;
+
+/// The fuzz targets, by name.
+pub const TARGETS: &[&str] = &["args", "ops", "parser", "ftok"];
+
+/// Runs one input of `target` as its fuzz target does (for corpus replay
+/// under `cargo test`); panics where the target would crash.
+///
+/// # Panics
+/// On an unknown target, or where the oracle finds a bug.
+pub fn replay(target: &str, data: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+    let u = Unstructured::new(data);
+    match target {
+        "args" => {
+            if let Ok(input) = args::ArgsInput::arbitrary_take_rest(u) {
+                args::run(&input);
+            }
+        }
+        "ops" => {
+            if let Ok(input) = ops::OpsInput::arbitrary_take_rest(u) {
+                ops::run(&input);
+            }
+        }
+        "ftok" => {
+            if let Ok(input) = ftok::FtokInput::arbitrary_take_rest(u) {
+                ftok::run(&input);
+            }
+        }
+        "parser" => parser::check(data),
+        other => panic!("unknown fuzz target {other:?} (known: {TARGETS:?})"),
+    }
+}

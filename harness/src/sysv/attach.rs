@@ -314,6 +314,10 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        #[cfg(feature = "planted-bugs")]
+        if super::planted::active("no-detach-on-drop") {
+            return;
+        }
         // SAFETY: the handle is going away, so nothing can use the mapping.
         // A failure (EINVAL) can only mean it was detached behind our back.
         let _ = unsafe { raw::shmdt(self.addr.as_ptr().cast()) };

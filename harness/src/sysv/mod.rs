@@ -51,6 +51,8 @@ mod control;
 mod error;
 mod flags;
 mod key;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod raw;
 mod segment;
 mod system;

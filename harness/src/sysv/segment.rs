@@ -35,9 +35,14 @@ pub fn shmget(key: Key, size: usize, flags: GetFlags, huge: Option<HugePageSize>
 /// # Errors
 /// As [`shmget`].
 pub fn shmget_raw(key: Key, size: usize, flags: c_int) -> Result<Shmid> {
-    raw::shmget(key.raw(), size, flags)
-        .map(Shmid::from_raw)
-        .map_err(|e| Error::sys(e, || format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))))
+    #[cfg(feature = "planted-bugs")]
+    let size = if size == 0 && super::planted::active("accept-size-0") { 1 } else { size };
+    let id = raw::shmget(key.raw(), size, flags)
+        .map_err(|e| Error::sys(e, || format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))))?;
+    // The kernel's index (the low 15 bits) handed out as if it were the id.
+    #[cfg(feature = "planted-bugs")]
+    let id = if super::planted::active("shmid-as-index") { id & 0x7fff } else { id };
+    Ok(Shmid::from_raw(id))
 }
 
 /// Opens an existing segment by key (`shmget` without `IPC_CREAT`).
@@ -271,6 +276,10 @@ impl OwnedSegment {
 impl Drop for OwnedSegment {
     fn drop(&mut self) {
         if std::process::id() as libc::pid_t != self.owner_pid {
+            return;
+        }
+        #[cfg(feature = "planted-bugs")]
+        if super::planted::active("no-remove-on-drop") {
             return;
         }
         // EINVAL/EIDRM mean someone removed it already; a drop cannot report

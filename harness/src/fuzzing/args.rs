@@ -1,0 +1,318 @@
+//! The arguments target: odd keys, sizes, `shmget` flags (every bit, the
+//! huge page size encodings, stray high bits), `shmat` flags and addresses,
+//! each judged by the model.
+//!
+//! Fixed addresses are only ever inside a range this process reserved
+//! (`PROT_NONE`), so `SHM_REMAP` can never replace memory that is in use.
+//! Memory of the segments is never touched: a hugetlb segment made with
+//! `SHM_NORESERVE` on a machine without huge pages would fault.
+
+use std::ffi::c_void;
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+
+use crate::sysv::{self, AttachFlags, Attachment, Errno, Key};
+
+use super::model::GetPrediction;
+use super::world::{Att, Handle, World};
+
+/// Most calls in one input.
+pub const MAX_CALLS: usize = 16;
+
+/// One input: calls until the bytes run out (see [`super::ops::OpsInput`]).
+#[derive(Debug, Clone)]
+pub struct ArgsInput {
+    /// The calls, cut to [`MAX_CALLS`].
+    pub calls: Vec<ArgsCall>,
+}
+
+impl<'a> Arbitrary<'a> for ArgsInput {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let mut calls = Vec::new();
+        while !u.is_empty() && calls.len() < MAX_CALLS {
+            calls.push(u.arbitrary()?);
+        }
+        Ok(ArgsInput { calls })
+    }
+
+    fn arbitrary_take_rest(mut u: arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Self::arbitrary(&mut u)
+    }
+}
+
+/// One call with odd arguments.
+#[derive(Debug, Clone, Arbitrary)]
+pub enum ArgsCall {
+    /// `shmget(key, size, flags)`.
+    Get {
+        /// The key.
+        key: KeyArg,
+        /// The size.
+        size: SizeArg,
+        /// Every bit of the flag word, as given (permission bits included).
+        flags: u32,
+    },
+    /// `shmat(shmid, addr, flags)` of a segment this input got.
+    Attach {
+        /// Segment pick.
+        seg: u8,
+        /// Every bit of the flag word.
+        flags: u32,
+        /// The address.
+        addr: AddrArg,
+    },
+    /// `shmdt` of an attachment.
+    Detach {
+        /// Attachment pick.
+        att: u8,
+    },
+    /// `IPC_RMID`.
+    Remove {
+        /// Segment pick.
+        seg: u8,
+    },
+}
+
+/// Keys.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum KeyArg {
+    /// From the pool (0: IPC_PRIVATE).
+    Pool(u8),
+    /// `IPC_PRIVATE`.
+    Private,
+    /// A key with the sign bit set (negative `key_t`).
+    SignBit(u8),
+}
+
+/// Sizes around the interesting boundaries.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum SizeArg {
+    /// 0.
+    Zero,
+    /// 1.
+    One,
+    /// A page, plus or minus a little.
+    NearPage(i8),
+    /// Some pages.
+    Pages(u8),
+    /// `shmmax`, plus or minus a little.
+    NearShmmax(i8),
+    /// Just below `usize::MAX`: the page count overflows.
+    Overflow(u8),
+    /// Anything.
+    Raw(u64),
+}
+
+/// Attach addresses.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum AddrArg {
+    /// NULL: the kernel chooses.
+    Null,
+    /// The reserved range's start (aligned to 2 MiB).
+    Base,
+    /// The reserved range's start plus an offset (misaligned unless a multiple of the page).
+    BasePlus(u16),
+}
+
+/// The reserved range: 8 MiB of `PROT_NONE`, aligned to 2 MiB.
+const REGION: usize = 8 << 20;
+
+fn region() -> usize {
+    static BASE: OnceLock<usize> = OnceLock::new();
+    *BASE.get_or_init(|| {
+        // SAFETY: a fresh anonymous mapping that nothing else knows of.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION * 2,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "reserving the attach range");
+        (p as usize).next_multiple_of(2 << 20)
+    })
+}
+
+/// Puts the reservation back over the range (after an attachment in it went away).
+fn re_reserve() {
+    let base = region();
+    // SAFETY: the range is ours, and nothing is attached in it any more
+    // (callers make sure), so replacing it with PROT_NONE loses nothing.
+    let p = unsafe {
+        libc::mmap(
+            base as *mut c_void,
+            REGION,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "re-reserving the attach range");
+}
+
+fn size_of(w: &World, s: SizeArg) -> usize {
+    let page = w.model.page;
+    let shmmax = w.model.shmmax as usize;
+    match s {
+        SizeArg::Zero => 0,
+        SizeArg::One => 1,
+        SizeArg::NearPage(d) => page.saturating_add_signed(isize::from(d)),
+        SizeArg::Pages(n) => page * (usize::from(n) % 64 + 1),
+        SizeArg::NearShmmax(d) => shmmax.saturating_add_signed(isize::from(d)),
+        SizeArg::Overflow(d) => usize::MAX - usize::from(d),
+        SizeArg::Raw(v) => v as usize,
+    }
+}
+
+/// Runs one input; panics on any disagreement or leak.
+pub fn run(input: &ArgsInput) {
+    let mut w = World::new();
+    let base = region();
+    for (i, call) in input.calls.iter().take(MAX_CALLS).enumerate() {
+        w.note(format!("#{i} {call:?}"));
+        match *call {
+            ArgsCall::Get { key, size, flags } => {
+                let key = match key {
+                    KeyArg::Pool(n) => w.key(n),
+                    KeyArg::Private => 0,
+                    KeyArg::SignBit(n) if w.conf.private => (0x8000_0000u32 | u32::from(n)) as i32,
+                    KeyArg::SignBit(n) => w.key(n),
+                };
+                let size = size_of(&w, size);
+                let flags = flags as i32;
+                let prediction = w.model.predict_get(key, size, flags);
+                let got = sysv::shmget_raw(Key::from_raw(key), size, flags).map(|id| Handle { id, owned: None });
+                match (prediction, got) {
+                    (GetPrediction::Existing(id), Ok(h)) if h.id.raw() == id => w.segs.push(h),
+                    (GetPrediction::Create | GetPrediction::CreateOr(_), Ok(h))
+                        if !w.model.segs.contains_key(&h.id.raw()) =>
+                    {
+                        w.model.created(h.id.raw(), key, size, flags);
+                        w.segs.push(h);
+                    }
+                    (GetPrediction::Fail(errnos) | GetPrediction::CreateOr(errnos), Err(e)) => {
+                        w.check_errno("shmget", &e, &errnos)
+                    }
+                    (prediction, got) => {
+                        let got = got.map(|h| h.id);
+                        w.disagree(
+                            &format!("shmget(key {}, size {size}, flags {flags:#x})", Key::from_raw(key)),
+                            got,
+                            prediction,
+                        )
+                    }
+                }
+            }
+            ArgsCall::Attach { seg, flags, addr } => {
+                if w.segs.is_empty() {
+                    continue;
+                }
+                let id = w.segs[usize::from(seg) % w.segs.len()].id;
+                let flags = AttachFlags::from_bits_retain(flags as i32);
+                let in_region = w.atts.iter().any(|a| (a.att.as_ptr() as usize).wrapping_sub(base) < REGION);
+                let remap = flags.contains(AttachFlags::REMAP);
+                // SHM_REMAP may only ever replace the bare reservation.
+                if remap && in_region {
+                    continue;
+                }
+                let address = match addr {
+                    AddrArg::Null => 0,
+                    AddrArg::Base => base,
+                    AddrArg::BasePlus(off) => base + usize::from(off),
+                };
+                // ... and only with a mapping that fits inside the reservation.
+                let fits = w
+                    .model
+                    .mapping_len(id.raw())
+                    .is_some_and(|len| address - address % w.model.page + len <= base + REGION);
+                if remap && address != 0 && !fits {
+                    continue;
+                }
+                let expected = predict_attach(&w, id.raw(), flags, address);
+                // SAFETY: a non-null address is inside our reservation, and
+                // REMAP only when nothing is attached there: nothing in use
+                // can be replaced.
+                let got = unsafe { Attachment::attach_at(id, address as *const c_void, flags) };
+                match (got, expected) {
+                    (Ok(att), Ok(at)) => {
+                        if at != 0 && att.as_ptr() as usize != at {
+                            w.disagree("the attach address", att.as_ptr(), at as *const u8);
+                        }
+                        w.model.attach(id.raw(), w.pid);
+                        w.atts.push(Att { att, id: id.raw() });
+                    }
+                    (Err(e), Err(errnos)) => w.check_errno("shmat", &e, &errnos),
+                    (got, expected) => w.disagree(
+                        &format!("shmat(shmid {id}, {address:#x}, {})", sysv::describe_attach_flags(flags.bits())),
+                        got.map(|a| a.as_ptr()),
+                        expected,
+                    ),
+                }
+            }
+            ArgsCall::Detach { att } => {
+                if w.atts.is_empty() {
+                    continue;
+                }
+                let a = w.atts.remove(usize::from(att) % w.atts.len());
+                let in_region = (a.att.as_ptr() as usize).wrapping_sub(base) < REGION;
+                if let Err(e) = a.att.detach() {
+                    w.disagree("shmdt of a live attachment", e.to_string(), "ok");
+                }
+                w.model.detach(a.id, w.pid);
+                if in_region {
+                    re_reserve();
+                }
+            }
+            ArgsCall::Remove { seg } => {
+                if w.segs.is_empty() {
+                    continue;
+                }
+                let id = w.segs[usize::from(seg) % w.segs.len()].id;
+                match (id.remove(), w.model.remove(id.raw())) {
+                    (Ok(()), Ok(())) => {}
+                    (Err(e), Err(_)) => {
+                        w.check_errno("IPC_RMID of a segment that is gone", &e, &[Errno::EINVAL, Errno::EIDRM])
+                    }
+                    (got, model) => w.disagree("IPC_RMID", got, model),
+                }
+            }
+        }
+    }
+    let had_region = w.atts.iter().any(|a| (a.att.as_ptr() as usize).wrapping_sub(base) < REGION);
+    w.finish();
+    if had_region {
+        re_reserve();
+    }
+}
+
+/// Where `shmat` should map (0: wherever the kernel likes), or which errnos.
+fn predict_attach(w: &World, id: i32, flags: AttachFlags, addr: usize) -> Result<usize, Vec<Errno>> {
+    let Some(seg) = w.model.segs.get(&id) else { return Err(vec![Errno::EINVAL, Errno::EIDRM]) };
+    let shmlba = w.model.page;
+    if addr == 0 {
+        return if flags.contains(AttachFlags::REMAP) { Err(vec![Errno::EINVAL]) } else { Ok(0) };
+    }
+    let mut at = addr;
+    if at % shmlba != 0 {
+        if !flags.contains(AttachFlags::RND) {
+            return Err(vec![Errno::EINVAL]);
+        }
+        at -= at % shmlba;
+    }
+    // Without REMAP the reservation is in the way.
+    if !flags.contains(AttachFlags::REMAP) {
+        return Err(vec![Errno::EINVAL]);
+    }
+    if let Some(log) = seg.huge {
+        // A hugetlb mapping must start on a huge page boundary.
+        if at % (1usize << log) != 0 {
+            return Err(vec![Errno::EINVAL]);
+        }
+    }
+    Ok(at)
+}

@@ -1,0 +1,137 @@
+//! Confinement: a fuzz target enters a private IPC namespace once, before
+//! its first input, and lowers the namespace's limits (as syzkaller does) so
+//! that no input can exhaust the machine's memory. libFuzzer's `-fork` and
+//! `-jobs` workers are separate processes: each enters a namespace of its
+//! own, so they never see each other's segments.
+//!
+//! A target refuses to run in the host IPC namespace unless told, through
+//! `SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH`, which keys it owns.
+
+use std::sync::OnceLock;
+
+use crate::sysv::{Sysctl, Sysctls};
+
+/// The largest segment a fuzz input may create (`kernel.shmmax` in the namespace).
+pub const SHMMAX: u64 = 1 << 20;
+/// All segments together, in pages (`kernel.shmall`): 4 MiB.
+pub const SHMALL: u64 = 1024;
+/// Segments at once (`kernel.shmmni`).
+pub const SHMMNI: u64 = 16;
+
+/// Where a fuzz target runs.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// In a private IPC namespace of its own (else: the host's).
+    pub private: bool,
+    /// The namespace's limits, as set (private) or read (host).
+    pub limits: Sysctls,
+    /// The keys it owns: all of them in a private namespace, the range given
+    /// by `SHM_HARNESS_FUZZ_KEYS` on the host.
+    pub keys: (u32, u32),
+    /// Huge page sizes the kernel supports, as log2 (21 for 2 MiB).
+    pub huge_sizes: Vec<u32>,
+}
+
+static CONFINEMENT: OnceLock<Confinement> = OnceLock::new();
+
+/// Confines this process on first use and says how; exits with status 2 and
+/// a message if it may not run here.
+///
+/// Call it before the process starts threads where possible: a private
+/// namespace is entered by the calling thread, and threads started later
+/// inherit it.
+pub fn confinement() -> &'static Confinement {
+    match try_confinement() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("shm-harness fuzzing: {msg}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// As [`confinement`], but says why instead of exiting (for test runners
+/// that skip when fuzzing is not allowed here).
+///
+/// # Errors
+/// Why this process may not fuzz here.
+pub fn try_confinement() -> Result<&'static Confinement, String> {
+    static ERROR: OnceLock<String> = OnceLock::new();
+    if let Some(c) = CONFINEMENT.get() {
+        return Ok(c);
+    }
+    if let Some(e) = ERROR.get() {
+        return Err(e.clone());
+    }
+    match confine() {
+        Ok(c) => Ok(CONFINEMENT.get_or_init(|| c)),
+        Err(e) => Err(ERROR.get_or_init(|| e).clone()),
+    }
+}
+
+fn confine() -> Result<Confinement, String> {
+    let huge_sizes = huge_page_sizes();
+    match crate::namespace::enter_private_ipc_namespace() {
+        Ok(()) => {
+            for (s, v) in [
+                (Sysctl::Shmmax, SHMMAX),
+                (Sysctl::Shmall, SHMALL),
+                (Sysctl::Shmmni, SHMMNI),
+                (Sysctl::ShmRmidForced, 0),
+            ] {
+                s.write(v).map_err(|e| format!("cannot lower the namespace's limits: {e}"))?;
+            }
+            Ok(Confinement {
+                private: true,
+                limits: Sysctls { shmmax: SHMMAX, shmall: SHMALL, shmmni: SHMMNI, shm_rmid_forced: false },
+                keys: (1, u32::MAX),
+                huge_sizes,
+            })
+        }
+        Err(e) => {
+            let Ok(range) = std::env::var("SHM_HARNESS_FUZZ_KEYS") else {
+                return Err(format!(
+                    "refusing to fuzz in the host IPC namespace ({e}); run as root, or set SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH to the keys this run may own"
+                ));
+            };
+            let keys =
+                parse_range(&range).ok_or_else(|| format!("SHM_HARNESS_FUZZ_KEYS={range:?}: expected 0xLOW-0xHIGH"))?;
+            let limits = crate::sysv::sysctls().map_err(|e| e.to_string())?;
+            Ok(Confinement { private: false, limits, keys, huge_sizes })
+        }
+    }
+}
+
+fn parse_range(s: &str) -> Option<(u32, u32)> {
+    let (lo, hi) = s.split_once('-')?;
+    let num = |v: &str| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok();
+    let (lo, hi) = (num(lo)?, num(hi)?);
+    (lo != 0 && lo <= hi).then_some((lo, hi))
+}
+
+fn huge_page_sizes() -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let kib: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+                Some((kib * 1024).trailing_zeros())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ranges_parse() {
+        assert_eq!(parse_range("0x5eed0000-0x5eed00ff"), Some((0x5eed_0000, 0x5eed_00ff)));
+        assert_eq!(parse_range("0-0x10"), None);
+        assert_eq!(parse_range("nonsense"), None);
+    }
+}

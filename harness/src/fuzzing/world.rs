@@ -1,0 +1,180 @@
+//! What one fuzz input acts on: the model, the live objects the wrapper
+//! returned (picked by index, never by raw id), and the checks that end
+//! every input: the kernel's view agrees with the model, and nothing is left
+//! behind, neither a segment nor a mapping.
+
+use std::fmt::Write as _;
+
+use crate::sysv::{self, Attachment, Errno, OwnedSegment, Shmid};
+
+use super::confine::{confinement, Confinement};
+use super::model::Model;
+
+/// A segment handle the input holds.
+pub struct Handle {
+    /// Its id.
+    pub id: Shmid,
+    /// The guard, if the wrapper made this process the owner.
+    pub owned: Option<OwnedSegment>,
+}
+
+/// An attachment the input holds.
+pub struct Att {
+    /// The wrapper's attachment.
+    pub att: Attachment,
+    /// Of which segment.
+    pub id: i32,
+}
+
+/// The state of one input.
+pub struct World {
+    /// Where we run.
+    pub conf: &'static Confinement,
+    /// The model.
+    pub model: Model,
+    /// Segment handles, in creation order.
+    pub segs: Vec<Handle>,
+    /// Attachments, in creation order.
+    pub atts: Vec<Att>,
+    /// This process.
+    pub pid: i32,
+    /// What happened so far, for failure messages.
+    pub log: String,
+}
+
+impl World {
+    /// A fresh world: confines the process on first use. In a private
+    /// namespace, whatever an earlier input left after a failure (a replay
+    /// under `cargo test` goes on after one) is removed first; on the host,
+    /// nothing of ours may be there.
+    pub fn new() -> World {
+        let conf = confinement();
+        let world = World {
+            conf,
+            model: Model::new(conf),
+            segs: Vec::new(),
+            atts: Vec::new(),
+            pid: std::process::id() as i32,
+            log: String::new(),
+        };
+        if conf.private {
+            for r in sysv::proc_segments().unwrap_or_default() {
+                let _ = sysv::raw::shmctl_rmid(r.shmid.raw());
+            }
+        }
+        world.assert_clean("before the input");
+        world
+    }
+
+    /// Appends a line to the log.
+    pub fn note(&mut self, line: impl AsRef<str>) {
+        let _ = writeln!(self.log, "  {}", line.as_ref());
+    }
+
+    /// Fails the input: the model and the kernel disagree.
+    pub fn disagree(&self, what: &str, kernel: impl std::fmt::Debug, model: impl std::fmt::Debug) -> ! {
+        panic!(
+            "model and kernel disagree on {what}\n  kernel: {kernel:?}\n  model:  {model:?}\nsteps of this input:\n{}",
+            self.log
+        )
+    }
+
+    /// A key of the input's small pool (index 0: IPC_PRIVATE). On the host,
+    /// only keys of the owned range.
+    pub fn key(&self, pick: u8) -> i32 {
+        let (lo, hi) = self.conf.keys;
+        match pick % 5 {
+            0 => 0,
+            n if self.conf.private => [0x5eed_0001u32, 0x5eed_0002, 0x8000_0001, 0xffff_fffe][n as usize - 1] as i32,
+            n => (lo + (u32::from(n) - 1) % (hi - lo + 1)) as i32,
+        }
+    }
+
+    /// Whether a kernel answer's errno is one the model allows.
+    pub fn check_errno(&self, what: &str, err: &sysv::Error, allowed: &[Errno]) {
+        match err.errno() {
+            Some(e) if allowed.contains(&e) => {}
+            _ => self.disagree(what, err.to_string(), format!("one of {allowed:?}")),
+        }
+    }
+
+    /// The segments of this namespace the model is responsible for: all of
+    /// them in a private namespace, ours by cpid on the host.
+    fn kernel_segments(&self) -> Vec<sysv::ProcSegment> {
+        let rows = sysv::proc_segments().unwrap_or_else(|e| panic!("reading /proc/sysvipc/shm: {e}"));
+        rows.into_iter()
+            .filter(|r| self.conf.private || r.cpid == self.pid || self.model.segs.contains_key(&r.shmid.raw()))
+            .collect()
+    }
+
+    /// The kernel's `/proc/sysvipc/shm` and the model agree on every segment.
+    pub fn assert_agree(&self, when: &str) {
+        let rows = self.kernel_segments();
+        let kernel: Vec<(i32, i32, u64, u64, bool, u16)> =
+            rows.iter().map(|r| (r.shmid.raw(), r.key.raw(), r.size, r.nattch, r.dest, r.mode.bits())).collect();
+        let model: Vec<(i32, i32, u64, u64, bool, u16)> =
+            self.model.segs.iter().map(|(id, s)| (*id, s.key, s.size as u64, s.nattch, s.dest, s.mode)).collect();
+        let mut k = kernel.clone();
+        k.sort_unstable();
+        if k != model {
+            self.disagree(
+                &format!("the segments in /proc/sysvipc/shm {when} (id, key, size, nattch, dest, mode)"),
+                kernel,
+                model,
+            );
+        }
+    }
+
+    /// Nothing of ours is left: no segment, and no SysV mapping in this process.
+    pub fn assert_clean(&self, when: &str) {
+        let rows = self.kernel_segments();
+        if !rows.is_empty() {
+            panic!(
+                "leak {when}: segments left in the namespace: {:?}\nsteps of this input:\n{}",
+                rows.iter().map(|r| (r.shmid.raw(), r.key.raw(), r.size, r.nattch)).collect::<Vec<_>>(),
+                self.log
+            );
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let sysv: Vec<&str> = maps.lines().filter(|l| l.contains("/SYSV")).collect();
+        if !sysv.is_empty() {
+            panic!(
+                "leak {when}: SysV mappings left in this process:\n{}\nsteps of this input:\n{}",
+                sysv.join("\n"),
+                self.log
+            );
+        }
+    }
+
+    /// Ends the input: checks agreement, drops every attachment and guard
+    /// (which must detach and remove), checks again, removes what the input
+    /// made without a guard, and checks that nothing is left.
+    pub fn finish(mut self) {
+        self.assert_agree("at the end of the input");
+        for a in std::mem::take(&mut self.atts) {
+            let id = a.id;
+            drop(a.att);
+            self.model.detach(id, self.pid);
+        }
+        for h in std::mem::take(&mut self.segs) {
+            if let Some(owned) = h.owned {
+                drop(owned);
+                let _ = self.model.remove(h.id.raw());
+            }
+        }
+        self.note("(dropped every attachment and every owned guard)");
+        self.assert_agree("after dropping every attachment and guard");
+        let left: Vec<i32> = self.model.segs.keys().copied().collect();
+        for id in left {
+            let _ = sysv::raw::shmctl_rmid(id);
+            let _ = self.model.remove(id);
+        }
+        self.assert_clean("after the input");
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
