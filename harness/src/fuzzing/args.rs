@@ -172,9 +172,13 @@ fn size_of(w: &World, s: SizeArg) -> usize {
 /// Runs one input; panics on any disagreement or leak.
 pub fn run(input: &ArgsInput) {
     let mut w = World::new();
+    let history = input.clone();
+    w.history = Some(Box::new(move |upto| {
+        history.calls.iter().take(upto + 1).enumerate().map(|(i, c)| format!("  #{i} {c:?}\n")).collect()
+    }));
     let base = region();
     for (i, call) in input.calls.iter().take(MAX_CALLS).enumerate() {
-        w.note(format!("#{i} {call:?}"));
+        w.step = i;
         match *call {
             ArgsCall::Get { key, size, flags } => {
                 let key = match key {

@@ -31,8 +31,6 @@ pub struct Seg {
     pub lpid: i32,
     /// Backed by huge pages of this size (log2).
     pub huge: Option<u32>,
-    /// What the memory should hold (the first bytes, up to the shadow cap).
-    pub data: Vec<u8>,
 }
 
 /// What a `shmget` should do.
@@ -67,8 +65,6 @@ pub struct Model {
     pub page: usize,
     /// Segments by shmid.
     pub segs: BTreeMap<i32, Seg>,
-    /// How many bytes of each segment's content the model shadows.
-    pub shadow_cap: usize,
 }
 
 impl Model {
@@ -82,7 +78,6 @@ impl Model {
             huge_sizes: c.huge_sizes.clone(),
             page: raw::page_size(),
             segs: BTreeMap::new(),
-            shadow_cap: 1 << 16,
         }
     }
 
@@ -173,7 +168,6 @@ impl Model {
                         log
                     }
                 }),
-                data: vec![0; size.min(self.shadow_cap)],
             },
         );
     }

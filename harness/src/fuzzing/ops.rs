@@ -140,13 +140,17 @@ impl OpsOp {
 /// disagreement or leak.
 pub fn run(input: &OpsInput) {
     let mut w = World::new();
+    let history = input.clone();
+    w.history = Some(Box::new(move |upto| {
+        history.ops.iter().take(upto + 1).enumerate().map(|(i, op)| format!("  #{i} {op:?}\n")).collect()
+    }));
     // Creation is never switched off: without it nothing else has an object.
     let off = input.swarm_off & !1;
     for (i, op) in input.ops.iter().take(MAX_OPS).enumerate() {
         if off & (1 << op.kind()) != 0 {
             continue;
         }
-        w.note(format!("#{i} {op:?}"));
+        w.step = i;
         step(&mut w, op);
     }
     w.finish();
@@ -216,22 +220,15 @@ fn step(w: &mut World, op: &OpsOp) {
                     w.disagree("a write through the wrapper", got, format!("read_only={ro} in_bounds={ib}"))
                 }
             }
-            let seg = w.model.segs.get_mut(&id).expect("attached segments live");
-            let shadowed = seg.data.len();
-            if offset < shadowed {
-                let end = (offset + len).min(shadowed);
-                seg.data[offset..end].fill(byte);
-            }
-            // Every attachment of the segment reads back what the model holds.
-            let expected: Vec<u8> = seg.data[offset.min(shadowed)..(offset + len).min(shadowed)].to_vec();
+            // Every attachment of the segment reads back what was just written.
             for other in w.atts.iter().filter(|o| o.id == id) {
-                let mut buf = vec![0u8; expected.len()];
+                let mut buf = vec![0u8; len];
                 other.att.read_at(offset, &mut buf).expect("in bounds");
-                if buf != expected {
+                if let Some(at) = buf.iter().position(|b| *b != byte) {
                     w.disagree(
-                        &format!("the bytes at {offset}..+{} through another attachment", expected.len()),
-                        buf,
-                        expected,
+                        &format!("byte {} of {offset}..+{len} read through another attachment", offset + at),
+                        buf[at],
+                        byte,
                     );
                 }
             }
@@ -384,5 +381,107 @@ fn fork_exit(w: &mut World) {
             }
         }
         Err(e) => panic!("fork: {e}"),
+    }
+}
+
+/// The same system calls as [`run`], without the model, the checks or the
+/// log: the bare cost the oracle is measured against (`cargo bench --bench fuzz_ops`).
+pub fn run_bare(input: &OpsInput) {
+    let conf = super::confine::confinement();
+    let key = |pick: u8| -> i32 {
+        let (lo, hi) = conf.keys;
+        match pick % 5 {
+            0 => 0,
+            n if conf.private => [0x5eed_0001u32, 0x5eed_0002, 0x8000_0001, 0xffff_fffe][n as usize - 1] as i32,
+            n => (lo + (u32::from(n) - 1) % (hi - lo + 1)) as i32,
+        }
+    };
+    let mut segs: Vec<Handle> = Vec::new();
+    let mut atts: Vec<Attachment> = Vec::new();
+    let off = input.swarm_off & !1;
+    for op in input.ops.iter().take(MAX_OPS) {
+        if off & (1 << op.kind()) != 0 {
+            continue;
+        }
+        match *op {
+            OpsOp::Create { key: k, size, excl, mode } => {
+                let k = key(k);
+                let opts = CreateOptions::new(usize::from(size) + 1).mode(Mode::from_bits_truncate(u32::from(mode)));
+                let got = if excl || k == 0 {
+                    opts.create_exclusive(Key::from_raw(k)).map(|o| Handle { id: o.id(), owned: Some(o) })
+                } else {
+                    opts.open_or_create(Key::from_raw(k)).map(|s| Handle { id: s.id(), owned: None })
+                };
+                segs.extend(got);
+            }
+            OpsOp::Open { key: k, size } => segs.extend(
+                sysv::open(Key::from_raw(key(k)), usize::from(size)).map(|s| Handle { id: s.id(), owned: None }),
+            ),
+            OpsOp::Attach { seg, read_only } => {
+                if let Some(i) = pick(&segs, seg) {
+                    let flags = if read_only { AttachFlags::RDONLY } else { AttachFlags::empty() };
+                    atts.extend(Attachment::attach(segs[i].id, flags));
+                }
+            }
+            OpsOp::Write { att, offset, len, byte } => {
+                if let Some(i) = pick(&atts, att) {
+                    if atts[i].fill(usize::from(offset), usize::from(len), byte).is_ok() {
+                        let id = atts[i].shmid();
+                        for other in atts.iter().filter(|o| o.shmid() == id) {
+                            let mut buf = vec![0u8; usize::from(len)];
+                            let _ = other.read_at(usize::from(offset), &mut buf);
+                        }
+                    }
+                }
+            }
+            OpsOp::Detach { att } => {
+                if let Some(i) = pick(&atts, att) {
+                    let _ = atts.remove(i).detach();
+                }
+            }
+            OpsOp::Stat { seg } => {
+                if let Some(i) = pick(&segs, seg) {
+                    let _ = segs[i].id.stat();
+                }
+            }
+            OpsOp::Set { seg, mode } => {
+                if let Some(i) = pick(&segs, seg) {
+                    let _ = segs[i].id.set_mode(Mode::from_bits_truncate(u32::from(mode)));
+                }
+            }
+            OpsOp::Remove { seg } => {
+                if let Some(i) = pick(&segs, seg) {
+                    let _ = match segs[i].owned.take() {
+                        Some(o) => o.remove(),
+                        None => segs[i].id.remove(),
+                    };
+                }
+            }
+            OpsOp::Lock { seg, lock } => {
+                if let Some(i) = pick(&segs, seg) {
+                    let _ = if lock { segs[i].id.lock() } else { segs[i].id.unlock() };
+                }
+            }
+            OpsOp::ForkExit => {
+                // SAFETY: as in `fork_exit`: the child only calls _exit.
+                match unsafe { nix::unistd::fork() } {
+                    Ok(nix::unistd::ForkResult::Child) => unsafe { libc::_exit(0) },
+                    Ok(nix::unistd::ForkResult::Parent { child }) => {
+                        let _ = nix::sys::wait::waitpid(child, None);
+                    }
+                    Err(_) => {}
+                }
+            }
+            OpsOp::Info => {
+                let _ = sysv::usage();
+                let _ = sysv::limits();
+            }
+        }
+    }
+    drop(atts);
+    for h in segs {
+        if h.owned.is_none() {
+            let _ = h.id.remove();
+        }
     }
 }

@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn every_corpus_seed_passes() {
-        let paths = files(CORPUS, None);
+        let paths: Vec<_> =
+            files(CORPUS, None).into_iter().filter(|p| p.extension().is_none_or(|x| x != "md")).collect();
         assert!((8..=15).contains(&paths.len()), "{} seeds", paths.len());
         let mut parsed = 0;
         for path in paths {

@@ -4,11 +4,15 @@
 //! behind, neither a segment nor a mapping.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sysv::{self, Attachment, Errno, OwnedSegment, Shmid};
 
 use super::confine::{confinement, Confinement};
 use super::model::Model;
+
+/// Whether the last input ended with the namespace proven clean.
+static CLEAN: AtomicBool = AtomicBool::new(false);
 
 /// A segment handle the input holds.
 pub struct Handle {
@@ -38,7 +42,15 @@ pub struct World {
     pub atts: Vec<Att>,
     /// This process.
     pub pid: i32,
-    /// What happened so far, for failure messages.
+    /// Index of the step being performed.
+    pub step: usize,
+    /// Renders the input's steps up to a given one, for failure messages
+    /// (built only when something fails: formatting every step of every
+    /// input would cost more than the checks).
+    pub history: Option<Box<dyn Fn(usize) -> String>>,
+    /// Where attachments were, to prove them gone after the input.
+    pub dropped: Vec<usize>,
+    /// Notes after the steps (cleanup stages), for failure messages.
     pub log: String,
 }
 
@@ -55,14 +67,22 @@ impl World {
             segs: Vec::new(),
             atts: Vec::new(),
             pid: std::process::id() as i32,
+            step: 0,
+            history: None,
+            dropped: Vec::new(),
             log: String::new(),
         };
-        if conf.private {
-            for r in sysv::proc_segments().unwrap_or_default() {
-                let _ = sysv::raw::shmctl_rmid(r.shmid.raw());
+        // The previous input ended with `finish`, which proved the namespace
+        // clean; only after a failure (a replay goes on) is there anything
+        // to clear, and the check to repeat.
+        if !CLEAN.swap(false, Ordering::SeqCst) {
+            if conf.private {
+                for r in sysv::proc_segments().unwrap_or_default() {
+                    let _ = sysv::raw::shmctl_rmid(r.shmid.raw());
+                }
             }
+            world.assert_clean("before the input");
         }
-        world.assert_clean("before the input");
         world
     }
 
@@ -74,9 +94,16 @@ impl World {
     /// Fails the input: the model and the kernel disagree.
     pub fn disagree(&self, what: &str, kernel: impl std::fmt::Debug, model: impl std::fmt::Debug) -> ! {
         panic!(
-            "model and kernel disagree on {what}\n  kernel: {kernel:?}\n  model:  {model:?}\nsteps of this input:\n{}",
-            self.log
+            "model and kernel disagree on {what} (at step #{})\n  kernel: {kernel:?}\n  model:  {model:?}\nsteps of this input:\n{}",
+            self.step,
+            self.story()
         )
+    }
+
+    /// The steps so far, and the notes after them.
+    pub fn story(&self) -> String {
+        let steps = self.history.as_ref().map(|h| h(self.step)).unwrap_or_default();
+        format!("{steps}{}", self.log)
     }
 
     /// A key of the input's small pool (index 0: IPC_PRIVATE). On the host,
@@ -132,17 +159,38 @@ impl World {
             panic!(
                 "leak {when}: segments left in the namespace: {:?}\nsteps of this input:\n{}",
                 rows.iter().map(|r| (r.shmid.raw(), r.key.raw(), r.size, r.nattch)).collect::<Vec<_>>(),
-                self.log
+                self.story()
             );
         }
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let sysv: Vec<&str> = maps.lines().filter(|l| l.contains("/SYSV")).collect();
-        if !sysv.is_empty() {
-            panic!(
-                "leak {when}: SysV mappings left in this process:\n{}\nsteps of this input:\n{}",
-                sysv.join("\n"),
-                self.log
-            );
+        // Every address an attachment had must be unmapped now: msync on an
+        // unmapped page is ENOMEM.
+        for &addr in &self.dropped {
+            // SAFETY: msync only inspects the mapping; nothing is accessed.
+            if unsafe { libc::msync(addr as *mut libc::c_void, 1, libc::MS_ASYNC) } == 0 {
+                let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+                let line =
+                    maps.lines().find(|l| l.starts_with(&format!("{addr:x}-"))).unwrap_or("(not in maps)").to_string();
+                panic!(
+                    "leak {when}: a dropped attachment is still mapped at {addr:#x}: {line}\nsteps of this input:\n{}",
+                    self.story()
+                );
+            }
+        }
+        // The whole map, now and then: in a private namespace an empty
+        // /proc/sysvipc/shm already proves there is none (a mapping keeps
+        // its segment), so this is a second line of defence, and reading
+        // /proc/self/maps costs more than a whole input.
+        static INPUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if !self.conf.private || INPUTS.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+            let sysv: Vec<&str> = maps.lines().filter(|l| l.contains("/SYSV")).collect();
+            if !sysv.is_empty() {
+                panic!(
+                    "leak {when}: SysV mappings left in this process:\n{}\nsteps of this input:\n{}",
+                    sysv.join("\n"),
+                    self.story()
+                );
+            }
         }
     }
 
@@ -153,6 +201,7 @@ impl World {
         self.assert_agree("at the end of the input");
         for a in std::mem::take(&mut self.atts) {
             let id = a.id;
+            self.dropped.push(a.att.as_ptr() as usize);
             drop(a.att);
             self.model.detach(id, self.pid);
         }
@@ -170,6 +219,7 @@ impl World {
             let _ = self.model.remove(id);
         }
         self.assert_clean("after the input");
+        CLEAN.store(true, Ordering::SeqCst);
     }
 }
 

@@ -5,12 +5,14 @@
 mod ast;
 mod lexer;
 mod parser;
+mod print;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
 pub use parser::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, substitutions, ParseError,
 };
+pub use print::same_scenario;
 
 /// Reads and parses a scenario file.
 ///

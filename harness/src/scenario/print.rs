@@ -1,0 +1,401 @@
+//! Prints a [`Scenario`] back as canonical scenario text.
+//!
+//! The text parses back to the same scenario (up to file name and line
+//! numbers, see [`same_scenario`]), and printing that again gives the same
+//! text: the round trip the `parser` fuzz target checks.
+//!
+//! The canonical form: declarations first (`process` lines one per process in
+//! declaration order, `needs` only where not implied by a `uid`/`gid` or a
+//! sysctl, `file`, `sysctl`, `timeout`), a blank line, then every step on its
+//! own line. Numbers are decimal, modes four octal digits, literal keys
+//! `0x%08x`, and defaults (mode 0600, `open` size 0, `exit` 0, the death
+//! expected of `exit`, `kill` and `crash`) are left out.
+
+use std::fmt::{self, Display, Formatter, Write as _};
+use std::time::Duration;
+
+use super::ast::*;
+use super::parser::{parse_duration, signal_name};
+use crate::sysv::errno_name;
+
+impl Display for Scenario {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        for p in &self.processes {
+            write!(f, "process {}", p.name)?;
+            if let Some(uid) = p.uid {
+                write!(f, " uid {uid}")?;
+            }
+            if let Some(gid) = p.gid {
+                write!(f, " gid {gid}")?;
+            }
+            writeln!(f)?;
+        }
+        let root_implied = self.processes.iter().any(|p| p.uid.is_some() || p.gid.is_some());
+        let namespace_implied =
+            !self.sysctls.is_empty() || self.steps.iter().any(|s| matches!(s.op, Op::Sysctl { .. }));
+        let needs: Vec<&str> =
+            [(self.needs.root && !root_implied, "root"), (self.needs.namespace && !namespace_implied, "namespace")]
+                .into_iter()
+                .filter_map(|(needed, what)| needed.then_some(what))
+                .collect();
+        if !needs.is_empty() {
+            writeln!(f, "needs {}", needs.join(", "))?;
+        }
+        for file in &self.files {
+            write!(f, "file {}", file_name(&file.name))?;
+            if !file.content.is_empty() {
+                write!(f, " {}", lit(file.content.as_bytes()))?;
+            }
+            writeln!(f)?;
+        }
+        for (name, value, _) in &self.sysctls {
+            writeln!(f, "sysctl {} = {value}", name.name())?;
+        }
+        if let Some(t) = self.timeout {
+            writeln!(f, "timeout {}", duration(t))?;
+        }
+        if !self.steps.is_empty() {
+            writeln!(f)?;
+        }
+        for s in &self.steps {
+            writeln!(f, "{}", step(s))?;
+        }
+        Ok(())
+    }
+}
+
+/// One step as a line (without the newline).
+fn step(s: &Step) -> String {
+    let mut out = String::new();
+    if s.concurrent {
+        out.push_str("& ");
+    }
+    let _ = write!(out, "{}: {}", s.process, op(&s.op));
+    let implied = match &s.op {
+        Op::Exit { code } => Expect::Exited(*code),
+        Op::Kill => Expect::Signal(libc::SIGKILL),
+        Op::Crash => Expect::Signal(libc::SIGABRT),
+        _ => Expect::Ok,
+    };
+    // `Exited` is only ever the default of `exit CODE`; there is no way to write it.
+    if s.expect != implied && !matches!(s.expect, Expect::Exited(_)) {
+        let _ = write!(out, " => {}", expect(&s.expect));
+    }
+    out
+}
+
+fn op(o: &Op) -> String {
+    let mut out = String::from(o.keyword());
+    let bind = |out: &mut String, name: &Option<String>| {
+        if let Some(name) = name {
+            let _ = write!(out, " {name} =");
+        }
+    };
+    let _ = match o {
+        Op::Ftok { name, path, proj } => {
+            bind(&mut out, name);
+            write!(out, " ftok {} {proj}", lit(path.as_bytes()))
+        }
+        Op::KeyLiteral { name, value: 0 } => write!(out, " {name} = private"),
+        Op::KeyLiteral { name, value } => write!(out, " {name} = {}", key(&KeyRef::Literal(*value))),
+        Op::Create { name, key: k, size, mode: m, excl, hugetlb, noreserve } => {
+            bind(&mut out, name);
+            let _ = write!(out, " {} size {size}", key(k));
+            if *m != 0o600 {
+                let _ = write!(out, " mode {}", mode(*m));
+            }
+            for (on, flag) in [(excl, "excl"), (hugetlb, "hugetlb"), (noreserve, "noreserve")] {
+                if *on {
+                    let _ = write!(out, " {flag}");
+                }
+            }
+            Ok(())
+        }
+        Op::Open { name, key: k, size } => {
+            bind(&mut out, name);
+            let _ = write!(out, " {}", key(k));
+            if *size != 0 {
+                let _ = write!(out, " size {size}");
+            }
+            Ok(())
+        }
+        Op::Attach { name, segment, read_only, exec } => {
+            bind(&mut out, name);
+            let _ = write!(out, " {segment}");
+            if *read_only {
+                out.push_str(" ro");
+            }
+            if *exec {
+                out.push_str(" exec");
+            }
+            Ok(())
+        }
+        Op::Detach { attachment } => write!(out, " {attachment}"),
+        Op::Write { attachment, offset, data: d } => write!(out, " {attachment} {offset} {}", data(d)),
+        Op::Read { attachment, offset, len } => write!(out, " {attachment} {offset} {len}"),
+        Op::Peek { attachment, offset } => write!(out, " {attachment} {offset}"),
+        Op::Poke { attachment, offset, value } => write!(out, " {attachment} {offset} {value}"),
+        Op::Stat { segment } | Op::Remove { segment } | Op::Lock { segment } | Op::Unlock { segment } => {
+            write!(out, " {segment}")
+        }
+        Op::Set { segment, mode: m, uid, gid } => {
+            let _ = write!(out, " {segment}");
+            if let Some(m) = m {
+                let _ = write!(out, " mode {}", mode(*m));
+            }
+            if let Some(uid) = uid {
+                let _ = write!(out, " uid {uid}");
+            }
+            if let Some(gid) = gid {
+                let _ = write!(out, " gid {gid}");
+            }
+            Ok(())
+        }
+        Op::Fork { child } => write!(out, " {child}"),
+        Op::Exit { code: 0 } | Op::Kill | Op::Crash | Op::Segments => Ok(()),
+        Op::Exit { code } => write!(out, " {code}"),
+        Op::Run { argv } => write!(out, " {}", lit(command(argv).as_bytes())),
+        Op::Sysctl { name, value } => {
+            let _ = write!(out, " {}", name.name());
+            if let Some(v) = value {
+                let _ = write!(out, " = {v}");
+            }
+            Ok(())
+        }
+        Op::Lookup { key: k } => write!(out, " {}", key(k)),
+    };
+    out
+}
+
+/// Permission bits as four octal digits (`0600`).
+fn mode(m: u16) -> String {
+    format!("{m:04o}")
+}
+
+fn key(k: &KeyRef) -> String {
+    match k {
+        KeyRef::Name(n) => n.clone(),
+        KeyRef::Private => "private".into(),
+        // The bit pattern: `parse_key` reads `0x` keys as u32 and casts back.
+        KeyRef::Literal(v) => format!("0x{:08x}", *v as u32),
+    }
+}
+
+fn data(d: &Data) -> String {
+    match d {
+        Data::Text(b) => lit(b),
+        Data::Hex(b) => {
+            let pairs: Vec<String> = b.iter().map(|b| format!("{b:02x}")).collect();
+            format!("hex \"{}\"", pairs.join(" "))
+        }
+        Data::Pattern(p, len) => format!("pattern {} {len}", lit(p)),
+        Data::Zero(len) => format!("zero {len}"),
+    }
+}
+
+fn expect(e: &Expect) -> String {
+    match e {
+        Expect::Ok => "ok".into(),
+        // `ok_too` without errnos parses as plain `ok`.
+        Expect::Errno { errnos, ok_too } if errnos.is_empty() => if *ok_too { "ok" } else { "refused" }.into(),
+        Expect::Errno { errnos, ok_too } => {
+            let mut names: Vec<String> = errnos.iter().map(|e| errno_name(*e)).collect();
+            if *ok_too {
+                names.push("ok".into());
+            }
+            names.join(" | ")
+        }
+        Expect::Signal(sig) => signal_name(*sig),
+        // Not writable: only the default of `exit CODE`, which `step` leaves out.
+        Expect::Exited(code) => format!("exit {code}"),
+        Expect::Data(d) => data(d),
+        Expect::Byte(b) => b.to_string(),
+        Expect::Stat(fields) => fields.iter().map(stat_field).collect::<Vec<_>>().join(", "),
+        Expect::Output(checks) => checks.iter().map(output_check).collect::<Vec<_>>().join(", "),
+        Expect::Number(n) => n.to_string(),
+        Expect::Present(true) => "present".into(),
+        Expect::Present(false) => "absent".into(),
+    }
+}
+
+fn stat_field(field: &StatField) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    match field {
+        StatField::Size(n) => format!("size {n}"),
+        StatField::Nattch(n) => format!("nattch {n}"),
+        StatField::Mode(m) => format!("mode {}", mode(*m)),
+        StatField::Key(k) => format!("key {}", key(k)),
+        StatField::Dest(b) => format!("dest {}", yes_no(*b)),
+        StatField::Locked(b) => format!("locked {}", yes_no(*b)),
+        StatField::Cpid(p) => format!("cpid {p}"),
+        StatField::Lpid(Some(p)) => format!("lpid {p}"),
+        StatField::Lpid(None) => "lpid none".into(),
+        StatField::Uid(n) => format!("uid {n}"),
+        StatField::Gid(n) => format!("gid {n}"),
+        StatField::Cuid(n) => format!("cuid {n}"),
+        StatField::Cgid(n) => format!("cgid {n}"),
+    }
+}
+
+fn output_check(check: &OutputCheck) -> String {
+    match check {
+        OutputCheck::Status(n) => format!("status {n}"),
+        OutputCheck::Stdout(t) => format!("stdout {}", lit(t.as_bytes())),
+        OutputCheck::StdoutContains(t) => format!("stdout contains {}", lit(t.as_bytes())),
+        OutputCheck::StderrContains(t) => format!("stderr contains {}", lit(t.as_bytes())),
+    }
+}
+
+/// A `run` argv as the command line the parser splits back into it.
+///
+/// The parser splits on whitespace outside single quotes and drops every
+/// `'`, so no argument it makes contains a `'`: quoting an argument that is
+/// empty or holds whitespace in `'...'` is always exact.
+fn command(argv: &[String]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| if a.is_empty() || a.chars().any(char::is_whitespace) { format!("'{a}'") } else { a.clone() })
+        .collect();
+    words.join(" ")
+}
+
+/// A `file` name: a bare word when the lexer reads it as one word, else a string.
+fn file_name(name: &str) -> String {
+    let word_char = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '-' | '.' | '/' | '+' | '$' | '{' | '}' | '!' | '~' | '*' | '%' | '@')
+    };
+    if !name.is_empty() && name.chars().all(word_char) {
+        name.to_string()
+    } else {
+        lit(name.as_bytes())
+    }
+}
+
+/// A string literal that the lexer reads back as exactly `bytes`.
+///
+/// The same text as [`super::quote`], except for the C1 control characters
+/// (U+0080 to U+009F) in UTF-8 text: `quote` writes them as one `\xHH`
+/// escape of the code point, which the lexer reads as a single (invalid
+/// UTF-8) byte; here each byte of their UTF-8 encoding gets its own escape.
+fn lit(bytes: &[u8]) -> String {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return super::quote(bytes);
+    };
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A timeout as `parse_duration` reads it back: whole milliseconds as `Nms`,
+/// anything finer as the seconds value that `Duration::from_secs_f64` maps to it.
+fn duration(d: Duration) -> String {
+    if d.subsec_nanos() % 1_000_000 == 0 {
+        if let Ok(ms) = u64::try_from(d.as_millis()) {
+            return format!("{ms}ms");
+        }
+    }
+    // `timeout Xs` made it from some f64 near `as_secs_f64`; look a few
+    // representable values either side (Display of f64 round-trips exactly).
+    // (`as_secs_f64` is non-negative and finite, so stepping its bits steps the value.)
+    let mid = d.as_secs_f64().to_bits();
+    let candidates = (0..=64u64)
+        .flat_map(|i| [mid.checked_add(i), mid.checked_sub(i)])
+        .flatten()
+        .map(f64::from_bits)
+        .filter(|v| v.is_finite());
+    for v in candidates {
+        let text = format!("{v}s");
+        if parse_duration(&text) == Some(d) {
+            return text;
+        }
+    }
+    // Not made by the parser; the nearest in nanoseconds.
+    format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())
+}
+
+/// Whether two scenarios are the same story: equal but for where they came
+/// from (the file, line numbers and the source text of steps).
+pub fn same_scenario(a: &Scenario, b: &Scenario) -> bool {
+    let same_process = |x: &ProcessDecl, y: &ProcessDecl| {
+        x.name == y.name && x.uid == y.uid && x.gid == y.gid && x.forked_from == y.forked_from
+    };
+    let sysctls = |s: &Scenario| -> Vec<(SysctlName, u64)> { s.sysctls.iter().map(|(n, v, _)| (*n, *v)).collect() };
+    a.processes.len() == b.processes.len()
+        && a.processes.iter().zip(&b.processes).all(|(x, y)| same_process(x, y))
+        && a.needs == b.needs
+        && a.files == b.files
+        && sysctls(a) == sysctls(b)
+        && a.timeout == b.timeout
+        && a.steps.len() == b.steps.len()
+        && a.steps.iter().zip(&b.steps).all(|(x, y)| {
+            x.process == y.process && x.op == y.op && x.expect == y.expect && x.concurrent == y.concurrent
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{parse, quote, tokenize, Tok};
+
+    #[test]
+    fn lit_reads_back_where_quote_does_not() {
+        for s in ["plain", "a\"b\\c\n\t\r\0#", "\u{7f}\u{85}\u{9f}é", "\u{1}"] {
+            let q = lit(s.as_bytes());
+            assert_eq!(tokenize(&q).unwrap()[0].tok, Tok::Str(s.as_bytes().to_vec()), "{q}");
+        }
+        assert_eq!(lit(b"\xff\x00a"), quote(b"\xff\x00a"));
+        assert_eq!(lit("a\"\u{7f}é".as_bytes()), quote("a\"\u{7f}é".as_bytes()));
+    }
+
+    #[test]
+    fn durations_read_back() {
+        for w in ["10s", "500ms", "0s", "0.5s", "1.5s", "0.0000000015s", "123.456789123s", "999999999.9s", "1e-7s"] {
+            let d = parse_duration(w).unwrap();
+            assert_eq!(parse_duration(&duration(d)), Some(d), "{w} -> {}", duration(d));
+        }
+        assert_eq!(duration(Duration::from_secs(2)), "2000ms");
+    }
+
+    #[test]
+    fn commands_split_back() {
+        let sc = parse("t", "process A\nA: run \"sh -c 'echo  a  b' '' x\\ty\"\n").unwrap();
+        let Op::Run { argv } = &sc.steps[0].op else { panic!() };
+        assert_eq!(argv, &["sh", "-c", "echo  a  b", "", "x", "y"]);
+        assert_eq!(command(argv), "sh -c 'echo  a  b' '' x y");
+    }
+
+    #[test]
+    fn prints_canonical_text() {
+        let text = "process A, B\nprocess U gid 5 uid 7\nneeds root, namespace\n\
+                    file \"a b\" \"x\"\nfile d/e\n\
+                    A: key k = 0x10\nA: create s = k size 4K mode 644 excl\nA: attach m = s ro\n\
+                    A: kill => SIGKILL\n";
+        let sc = parse("t", text).unwrap();
+        let printed = sc.to_string();
+        assert_eq!(
+            printed,
+            "process A\nprocess B\nprocess U uid 7 gid 5\nneeds namespace\nfile \"a b\" \"x\"\nfile d/e\n\n\
+             A: key k = 0x00000010\nA: create s = k size 4096 mode 0644 excl\nA: attach m = s ro\nA: kill\n"
+        );
+        let again = parse("u", &printed).unwrap();
+        assert!(same_scenario(&sc, &again));
+    }
+}
