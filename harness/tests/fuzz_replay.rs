@@ -62,7 +62,7 @@ fn main() {
         trials.push(Trial::test(format!("random::{target}"), move || {
             for seed in 0..RANDOM_INPUTS as u64 {
                 let len = (seed as usize * 7) % 512 + 8;
-                let data = random_bytes(seed ^ target.len() as u64 * 0x1000, len);
+                let data = random_bytes(seed ^ (target.len() as u64 * 0x1000), len);
                 run_one(target, data.clone()).map_err(|e| {
                     Failed::from(format!(
                         "random input {seed} ({} bytes: {data:02x?}):\n{}",

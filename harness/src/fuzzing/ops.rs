@@ -306,7 +306,13 @@ fn step(w: &mut World, op: &OpsOp) {
                 }
             }
         }
-        OpsOp::ForkExit => fork_exit(w),
+        // A fork costs more than all the other operations of an input
+        // together (under libFuzzer, whose process is large): two per input.
+        OpsOp::ForkExit if w.forks < 2 => {
+            w.forks += 1;
+            fork_exit(w)
+        }
+        OpsOp::ForkExit => {}
         OpsOp::Info => {
             let usage = sysv::usage().expect("SHM_INFO");
             if w.conf.private {
@@ -398,6 +404,7 @@ pub fn run_bare(input: &OpsInput) {
     };
     let mut segs: Vec<Handle> = Vec::new();
     let mut atts: Vec<Attachment> = Vec::new();
+    let mut forks = 0;
     let off = input.swarm_off & !1;
     for op in input.ops.iter().take(MAX_OPS) {
         if off & (1 << op.kind()) != 0 {
@@ -462,7 +469,8 @@ pub fn run_bare(input: &OpsInput) {
                     let _ = if lock { segs[i].id.lock() } else { segs[i].id.unlock() };
                 }
             }
-            OpsOp::ForkExit => {
+            OpsOp::ForkExit if forks < 2 => {
+                forks += 1;
                 // SAFETY: as in `fork_exit`: the child only calls _exit.
                 match unsafe { nix::unistd::fork() } {
                     Ok(nix::unistd::ForkResult::Child) => unsafe { libc::_exit(0) },
@@ -472,6 +480,7 @@ pub fn run_bare(input: &OpsInput) {
                     Err(_) => {}
                 }
             }
+            OpsOp::ForkExit => {}
             OpsOp::Info => {
                 let _ = sysv::usage();
                 let _ = sysv::limits();

@@ -44,6 +44,8 @@ pub struct World {
     pub pid: i32,
     /// Index of the step being performed.
     pub step: usize,
+    /// Fork-and-exit operations so far.
+    pub forks: usize,
     /// Renders the input's steps up to a given one, for failure messages
     /// (built only when something fails: formatting every step of every
     /// input would cost more than the checks).
@@ -68,6 +70,7 @@ impl World {
             atts: Vec::new(),
             pid: std::process::id() as i32,
             step: 0,
+            forks: 0,
             history: None,
             dropped: Vec::new(),
             log: String::new(),
