@@ -4,8 +4,10 @@
 //! `-jobs` workers are separate processes: each enters a namespace of its
 //! own, so they never see each other's segments.
 //!
-//! A target refuses to run in the host IPC namespace unless told, through
-//! `SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH`, which keys it owns.
+//! A target refuses to run in the host IPC namespace unless told which keys
+//! it owns: `SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH`, or a file
+//! `<target>.fuzz-keys` beside the executable holding the same (how the
+//! ClusterFuzzLite build says it).
 
 use std::sync::OnceLock;
 
@@ -89,7 +91,7 @@ fn confine() -> Result<Confinement, String> {
             })
         }
         Err(e) => {
-            let Ok(range) = std::env::var("SHM_HARNESS_FUZZ_KEYS") else {
+            let Some(range) = std::env::var("SHM_HARNESS_FUZZ_KEYS").ok().or_else(keys_file) else {
                 return Err(format!(
                     "refusing to fuzz in the host IPC namespace ({e}); run as root, or set SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH to the keys this run may own"
                 ));
@@ -100,6 +102,15 @@ fn confine() -> Result<Confinement, String> {
             Ok(Confinement { private: false, limits, keys, huge_sizes })
         }
     }
+}
+
+/// `<executable>.fuzz-keys` beside the fuzz target: how a build for
+/// ClusterFuzzLite, whose options files cannot set the environment, says
+/// which keys the target owns.
+fn keys_file() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let text = std::fs::read_to_string(exe.with_extension("fuzz-keys")).ok()?;
+    Some(text.trim().to_string())
 }
 
 fn parse_range(s: &str) -> Option<(u32, u32)> {

@@ -453,7 +453,15 @@ impl Actor<'_> {
     }
 
     fn run(&self, argv: &[String], globals: &Globals) -> Outcome {
-        let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir)).collect();
+        let here = std::path::Path::new(&self.scenario.file).parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
+        let here = here.and_then(|p| p.canonicalize().ok()).unwrap_or_default();
+        let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         let call = format!("run {}", args.join(" "));
         let spawned = Command::new(&args[0])
             .args(&args[1..])
@@ -518,12 +526,15 @@ fn bind_local(op: &Op, v: &Value, globals: &mut Globals) {
     }
 }
 
-/// `${name}` and `${dir}` replaced by their values.
-pub(crate) fn substitute(arg: &str, globals: &Globals, dir: &Path) -> String {
+/// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder
+/// of the scenario file) replaced by their values.
+pub(crate) fn substitute(arg: &str, globals: &Globals, dir: &Path, here: &Path) -> String {
     let mut out = arg.to_string();
     for name in crate::scenario::substitutions(arg) {
         let value = if name == "dir" {
             dir.display().to_string()
+        } else if name == "here" {
+            here.display().to_string()
         } else {
             globals.get(name).map_or_else(|| format!("${{{name}}}"), |g| g.substitute())
         };

@@ -168,7 +168,14 @@ pub fn quote(bytes: &[u8]) -> String {
                 '\0' => out.push_str("\\0"),
                 '\\' => out.push_str("\\\\"),
                 '"' => out.push_str("\\\""),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                // Every byte of the character's UTF-8, so that it reads back
+                // as the same bytes (U+0085 is two bytes, not `\x85`).
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
                 c => out.push(c),
             }
         }
@@ -210,7 +217,13 @@ mod tests {
 
     #[test]
     fn quote_round_trips() {
-        for bytes in [b"hello".to_vec(), b"a\"b\\c\n".to_vec(), vec![0, 1, 0xff, b'x'], "é".as_bytes().to_vec()] {
+        for bytes in [
+            b"hello".to_vec(),
+            b"a\"b\\c\n".to_vec(),
+            vec![0, 1, 0xff, b'x'],
+            "é".as_bytes().to_vec(),
+            "a\u{85}b\u{7f}".as_bytes().to_vec(),
+        ] {
             let q = quote(&bytes);
             assert_eq!(tokenize(&q).unwrap()[0].tok, Tok::Str(bytes.clone()), "{q}");
         }

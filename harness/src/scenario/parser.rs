@@ -726,12 +726,12 @@ impl Parser {
                 let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
                 for arg in &argv {
                     for name in substitutions(arg) {
-                        if name != "dir" && !self.names.contains_key(name) {
+                        if name != "dir" && name != "here" && !self.names.contains_key(name) {
                             return Err(self.err_at(
                                 l.lineno,
                                 scol,
                                 format!("unknown name `${{{name}}}` in the command"),
-                                Some("a bound key, segment or process, or ${dir}"),
+                                Some("a bound key, segment or process, ${dir} or ${here}"),
                             ));
                         }
                     }

@@ -15,6 +15,7 @@ use std::fmt::{self, Display, Formatter, Write as _};
 use std::time::Duration;
 
 use super::ast::*;
+use super::lexer::quote;
 use super::parser::{parse_duration, signal_name};
 use crate::sysv::errno_name;
 
@@ -44,7 +45,7 @@ impl Display for Scenario {
         for file in &self.files {
             write!(f, "file {}", file_name(&file.name))?;
             if !file.content.is_empty() {
-                write!(f, " {}", lit(file.content.as_bytes()))?;
+                write!(f, " {}", quote(file.content.as_bytes()))?;
             }
             writeln!(f)?;
         }
@@ -94,7 +95,7 @@ fn op(o: &Op) -> String {
     let _ = match o {
         Op::Ftok { name, path, proj } => {
             bind(&mut out, name);
-            write!(out, " ftok {} {proj}", lit(path.as_bytes()))
+            write!(out, " ftok {} {proj}", quote(path.as_bytes()))
         }
         Op::KeyLiteral { name, value: 0 } => write!(out, " {name} = private"),
         Op::KeyLiteral { name, value } => write!(out, " {name} = {}", key(&KeyRef::Literal(*value))),
@@ -154,7 +155,7 @@ fn op(o: &Op) -> String {
         Op::Fork { child } => write!(out, " {child}"),
         Op::Exit { code: 0 } | Op::Kill | Op::Crash | Op::Segments => Ok(()),
         Op::Exit { code } => write!(out, " {code}"),
-        Op::Run { argv } => write!(out, " {}", lit(command(argv).as_bytes())),
+        Op::Run { argv } => write!(out, " {}", quote(command(argv).as_bytes())),
         Op::Sysctl { name, value } => {
             let _ = write!(out, " {}", name.name());
             if let Some(v) = value {
@@ -183,12 +184,12 @@ fn key(k: &KeyRef) -> String {
 
 fn data(d: &Data) -> String {
     match d {
-        Data::Text(b) => lit(b),
+        Data::Text(b) => quote(b),
         Data::Hex(b) => {
             let pairs: Vec<String> = b.iter().map(|b| format!("{b:02x}")).collect();
             format!("hex \"{}\"", pairs.join(" "))
         }
-        Data::Pattern(p, len) => format!("pattern {} {len}", lit(p)),
+        Data::Pattern(p, len) => format!("pattern {} {len}", quote(p)),
         Data::Zero(len) => format!("zero {len}"),
     }
 }
@@ -240,9 +241,9 @@ fn stat_field(field: &StatField) -> String {
 fn output_check(check: &OutputCheck) -> String {
     match check {
         OutputCheck::Status(n) => format!("status {n}"),
-        OutputCheck::Stdout(t) => format!("stdout {}", lit(t.as_bytes())),
-        OutputCheck::StdoutContains(t) => format!("stdout contains {}", lit(t.as_bytes())),
-        OutputCheck::StderrContains(t) => format!("stderr contains {}", lit(t.as_bytes())),
+        OutputCheck::Stdout(t) => format!("stdout {}", quote(t.as_bytes())),
+        OutputCheck::StdoutContains(t) => format!("stdout contains {}", quote(t.as_bytes())),
+        OutputCheck::StderrContains(t) => format!("stderr contains {}", quote(t.as_bytes())),
     }
 }
 
@@ -268,40 +269,8 @@ fn file_name(name: &str) -> String {
     if !name.is_empty() && name.chars().all(word_char) {
         name.to_string()
     } else {
-        lit(name.as_bytes())
+        quote(name.as_bytes())
     }
-}
-
-/// A string literal that the lexer reads back as exactly `bytes`.
-///
-/// The same text as [`super::quote`], except for the C1 control characters
-/// (U+0080 to U+009F) in UTF-8 text: `quote` writes them as one `\xHH`
-/// escape of the code point, which the lexer reads as a single (invalid
-/// UTF-8) byte; here each byte of their UTF-8 encoding gets its own escape.
-fn lit(bytes: &[u8]) -> String {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return super::quote(bytes);
-    };
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\0' => out.push_str("\\0"),
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{b:02x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A timeout as `parse_duration` reads it back: whole milliseconds as `Nms`,
@@ -353,17 +322,7 @@ pub fn same_scenario(a: &Scenario, b: &Scenario) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{parse, quote, tokenize, Tok};
-
-    #[test]
-    fn lit_reads_back_where_quote_does_not() {
-        for s in ["plain", "a\"b\\c\n\t\r\0#", "\u{7f}\u{85}\u{9f}é", "\u{1}"] {
-            let q = lit(s.as_bytes());
-            assert_eq!(tokenize(&q).unwrap()[0].tok, Tok::Str(s.as_bytes().to_vec()), "{q}");
-        }
-        assert_eq!(lit(b"\xff\x00a"), quote(b"\xff\x00a"));
-        assert_eq!(lit("a\"\u{7f}é".as_bytes()), quote("a\"\u{7f}é".as_bytes()));
-    }
+    use crate::scenario::parse;
 
     #[test]
     fn durations_read_back() {
