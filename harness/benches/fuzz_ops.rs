@@ -9,18 +9,6 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 use shm_harness::fuzzing::{confine, ops};
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -32,7 +20,7 @@ fn main() {
     let n: u64 = std::env::var("BENCH_INPUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
     let inputs: Vec<ops::OpsInput> = (0..n)
         .filter_map(|seed| {
-            let data = random_bytes(seed, (seed as usize * 7) % 512 + 8);
+            let data = shm_harness::fuzzing::random_bytes(seed, (seed as usize * 7) % 512 + 8);
             ops::OpsInput::arbitrary_take_rest(Unstructured::new(&data)).ok()
         })
         .collect();

@@ -23,19 +23,6 @@ fn run_one(target: &'static str, data: Vec<u8>) -> Result<(), Failed> {
     })
 }
 
-/// xorshift64*: deterministic, so a failing random input can be found again.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
 fn main() {
     let mut args = Arguments::from_args();
     // One namespace for the whole process: tests must not run at once.
@@ -62,7 +49,7 @@ fn main() {
         trials.push(Trial::test(format!("random::{target}"), move || {
             for seed in 0..RANDOM_INPUTS as u64 {
                 let len = (seed as usize * 7) % 512 + 8;
-                let data = random_bytes(seed ^ (target.len() as u64 * 0x1000), len);
+                let data = shm_harness::fuzzing::random_bytes(seed ^ (target.len() as u64 * 0x1000), len);
                 run_one(target, data.clone()).map_err(|e| {
                     Failed::from(format!(
                         "random input {seed} ({} bytes: {data:02x?}):\n{}",

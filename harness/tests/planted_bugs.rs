@@ -17,18 +17,6 @@ const BUDGET: u64 = 20_000;
 const PLAN: &[(&str, &str)] =
     &[("no-remove-on-drop", "ops"), ("no-detach-on-drop", "ops"), ("accept-size-0", "args"), ("shmid-as-index", "ops")];
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
 /// In the child: feed inputs until the oracle panics; print how many it took.
 fn hunt(target: &str) -> ! {
     if let Err(why) = shm_harness::fuzzing::confine::try_confinement() {
@@ -38,7 +26,7 @@ fn hunt(target: &str) -> ! {
     std::panic::set_hook(Box::new(|_| {}));
     for seed in 0..BUDGET {
         let len = (seed as usize * 7) % 512 + 8;
-        let data = random_bytes(seed.wrapping_add(0x5eed), len);
+        let data = shm_harness::fuzzing::random_bytes(seed.wrapping_add(0x5eed), len);
         if std::panic::catch_unwind(|| shm_harness::fuzzing::replay(target, &data)).is_err() {
             println!("caught after {} inputs", seed + 1);
             std::process::exit(0);

@@ -23,6 +23,22 @@ pub mod ops;
 pub mod parser;
 pub mod world;
 
+/// Deterministic pseudo-random bytes (xorshift64*) for inputs made without
+/// libFuzzer: the stable replay's random trials, the planted-bug check and
+/// the oracle benchmark. The same seed always gives the same input, so a
+/// failing one can be found again.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
 /// The fuzz targets, by name.
 pub const TARGETS: &[&str] = &["args", "ops", "parser", "ftok"];
 

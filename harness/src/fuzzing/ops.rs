@@ -394,14 +394,7 @@ fn fork_exit(w: &mut World) {
 /// log: the bare cost the oracle is measured against (`cargo bench --bench fuzz_ops`).
 pub fn run_bare(input: &OpsInput) {
     let conf = super::confine::confinement();
-    let key = |pick: u8| -> i32 {
-        let (lo, hi) = conf.keys;
-        match pick % 5 {
-            0 => 0,
-            n if conf.private => [0x5eed_0001u32, 0x5eed_0002, 0x8000_0001, 0xffff_fffe][n as usize - 1] as i32,
-            n => (lo + (u32::from(n) - 1) % (hi - lo + 1)) as i32,
-        }
-    };
+    let key = |pick: u8| super::world::pool_key(conf, pick);
     let mut segs: Vec<Handle> = Vec::new();
     let mut atts: Vec<Attachment> = Vec::new();
     let mut forks = 0;

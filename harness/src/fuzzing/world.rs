@@ -109,15 +109,9 @@ impl World {
         format!("{steps}{}", self.log)
     }
 
-    /// A key of the input's small pool (index 0: IPC_PRIVATE). On the host,
-    /// only keys of the owned range.
+    /// A key of the input's small pool: see [`pool_key`].
     pub fn key(&self, pick: u8) -> i32 {
-        let (lo, hi) = self.conf.keys;
-        match pick % 5 {
-            0 => 0,
-            n if self.conf.private => [0x5eed_0001u32, 0x5eed_0002, 0x8000_0001, 0xffff_fffe][n as usize - 1] as i32,
-            n => (lo + (u32::from(n) - 1) % (hi - lo + 1)) as i32,
-        }
+        pool_key(self.conf, pick)
     }
 
     /// Whether a kernel answer's errno is one the model allows.
@@ -223,6 +217,17 @@ impl World {
         }
         self.assert_clean("after the input");
         CLEAN.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A key of the fuzz inputs' small pool (pick 0: IPC_PRIVATE; one key with
+/// the sign bit set). On the host, only keys of the owned range.
+pub fn pool_key(conf: &Confinement, pick: u8) -> i32 {
+    let (lo, hi) = conf.keys;
+    match pick % 5 {
+        0 => 0,
+        n if conf.private => [0x5eed_0001u32, 0x5eed_0002, 0x8000_0001, 0xffff_fffe][n as usize - 1] as i32,
+        n => (lo + (u32::from(n) - 1) % (hi - lo + 1)) as i32,
     }
 }
 
