@@ -202,14 +202,36 @@ impl World {
             drop(a.att);
             self.model.detach(id, self.pid);
         }
+        let mut guarded = Vec::new();
         for h in std::mem::take(&mut self.segs) {
             if let Some(owned) = h.owned {
+                guarded.push(h.id);
                 drop(owned);
                 let _ = self.model.remove(h.id.raw());
             }
         }
         self.note("(dropped every attachment and every owned guard)");
-        self.assert_agree("after dropping every attachment and guard");
+        // Every dropped guard removed its segment, every dropped attachment
+        // detached: one IPC_STAT each (cheaper than reading /proc again).
+        for id in guarded {
+            if let Ok(st) = id.stat() {
+                self.disagree(
+                    &format!("segment {id} after its guard was dropped"),
+                    format!("still there, nattch {}", st.nattch),
+                    "removed",
+                );
+            }
+        }
+        for (&id, seg) in &self.model.segs {
+            match sysv::Shmid::from_raw(id).stat() {
+                Ok(st) if st.nattch == seg.nattch => {}
+                got => self.disagree(
+                    &format!("segment {id} after every attachment was dropped (nattch)"),
+                    got.map(|s| s.nattch),
+                    seg.nattch,
+                ),
+            }
+        }
         let left: Vec<i32> = self.model.segs.keys().copied().collect();
         for id in left {
             let _ = sysv::raw::shmctl_rmid(id);
