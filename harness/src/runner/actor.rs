@@ -75,8 +75,10 @@ impl Actor<'_> {
                 Err(_) => exit_now(0),
             };
             let reply = match msg {
-                ToActor::Finish => {
-                    let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
+                ToActor::Finish { report_maps } => {
+                    if report_maps {
+                        let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
+                    }
                     exit_now(0)
                 }
                 ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),
@@ -331,7 +333,8 @@ impl Actor<'_> {
                 let result = match data {
                     Data::Zero(len) => att.fill(offset, *len, 0),
                     Data::Pattern(p, len) if p.len() == 1 => att.fill(offset, *len, p[0]),
-                    d => att.write_at(offset, &d.bytes()),
+                    Data::Text(b) | Data::Hex(b) => att.write_at(offset, b),
+                    Data::Pattern(_, len) => write_chunked(att, offset, data, *len),
                 };
                 match result {
                     Ok(()) => ok(call, Value::Unit),
@@ -347,17 +350,43 @@ impl Actor<'_> {
                 if offset.checked_add(len).is_none_or(|end| end > att.size()) {
                     return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit: att.size() });
                 }
-                let mut buf = vec![0u8; len];
-                if let Err(e) = att.read_at(offset, &mut buf) {
-                    return fail(call, e);
-                }
+                // Read and compare a chunk at a time: megabytes are never
+                // held twice, and the expected bytes are never built whole.
                 let expected = match expect {
-                    Expect::Data(d) => Some(d.bytes()),
+                    Expect::Data(d) if d.len() == len => Some(d),
                     _ => None,
                 };
-                let mismatch = expected.as_ref().and_then(|exp| first_difference(exp, &buf));
-                let window_at = mismatch.map_or(0, |m| m.saturating_sub(8));
-                let window = buf[window_at.min(buf.len())..(window_at + 32).min(buf.len())].to_vec();
+                let mut got = vec![0u8; len.min(CHUNK)];
+                let mut want = vec![0u8; if expected.is_some() { len.min(CHUNK) } else { 0 }];
+                let (mut mismatch, mut window_at, mut window) = (None, 0, Vec::new());
+                let mut at = 0;
+                while at < len {
+                    let n = (len - at).min(CHUNK);
+                    if let Err(e) = att.read_at(offset + at, &mut got[..n]) {
+                        return fail(call, e);
+                    }
+                    if at == 0 {
+                        window = got[..n.min(32)].to_vec();
+                    }
+                    if let Some(d) = expected {
+                        d.chunk_into(at, &mut want[..n]);
+                        let differs = got[..n] != want[..n];
+                        if let Some(i) =
+                            differs.then(|| got[..n].iter().zip(&want[..n]).position(|(a, b)| a != b)).flatten()
+                        {
+                            let m = at + i;
+                            mismatch = Some(m);
+                            // A little context before the difference, within this chunk.
+                            window_at = m.saturating_sub(8).max(at);
+                            window = got[window_at - at..(window_at - at + 32).min(n)].to_vec();
+                            break;
+                        }
+                    }
+                    at += n;
+                }
+                if matches!(expect, Expect::Data(d) if d.len() != len) {
+                    mismatch = Some(0);
+                }
                 ok(call, Value::Read { len, mismatch, window_at, window })
             }
             Op::Peek { attachment, offset } => {
@@ -550,19 +579,27 @@ fn failure(e: sysv::Error) -> Failure {
     }
 }
 
-fn first_difference(expected: &[u8], actual: &[u8]) -> Option<usize> {
-    if expected.len() != actual.len() {
-        return Some(expected.len().min(actual.len()));
+/// Bytes per chunk when writing or reading large data.
+const CHUNK: usize = 64 << 10;
+
+/// Writes `data`'s `len` bytes at `offset` a chunk at a time.
+fn write_chunked(att: &Attachment, offset: usize, data: &Data, len: usize) -> sysv::Result<()> {
+    // Refuse before touching anything, as `write_at` would for the whole.
+    if att.is_read_only() {
+        return Err(sysv::Error::ReadOnly { op: "write_at" });
     }
-    // Compare in chunks: memcmp speed for the common equal case.
+    if offset.checked_add(len).is_none_or(|end| end > att.size()) {
+        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit: att.size() });
+    }
+    let mut buf = vec![0u8; len.min(CHUNK)];
     let mut at = 0;
-    for (e, a) in expected.chunks(4096).zip(actual.chunks(4096)) {
-        if e != a {
-            return Some(at + e.iter().zip(a).position(|(x, y)| x != y).unwrap_or(0));
-        }
-        at += e.len();
+    while at < len {
+        let n = (len - at).min(CHUNK);
+        data.chunk_into(at, &mut buf[..n]);
+        att.write_at(offset + at, &buf[..n])?;
+        at += n;
     }
-    None
+    Ok(())
 }
 
 fn reap(pid: i32) -> Ending {

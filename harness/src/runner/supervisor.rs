@@ -108,7 +108,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         Ok(mut sup) => {
             let failure = sup.run_steps();
             let mut leaks = sup.segment_leaks();
-            let mapped = sup.finish();
+            let mapped = sup.finish(!leaks.is_empty());
             leaks.splice(0..0, mapped);
             sup.remove_leaked(&leaks);
             report.transcript = std::mem::take(&mut sup.transcript);
@@ -810,7 +810,14 @@ impl<'a> Supervisor<'a> {
     /// Ends every process. The leak oracle, part two: each living actor
     /// reports the SysV mappings it still holds, then exits. Stragglers
     /// (external programs) get SIGTERM, a grace period, then SIGKILL.
-    fn finish(&mut self) -> Vec<Leak> {
+    ///
+    /// In a private namespace an actor's maps are only read when a segment
+    /// is left: a SysV mapping keeps its segment in `/proc/sysvipc/shm` (as
+    /// `dest` once removed), so with none left there can be no mapping, and
+    /// the maps then only serve to say who holds what. On the host every
+    /// actor always reports.
+    fn finish(&mut self, segments_left: bool) -> Vec<Leak> {
+        let report_maps = segments_left || self.opts.isolation == Isolation::Host;
         let mut leaks = Vec::new();
         let grace = Duration::from_millis(500);
         // Parents before the children they forked, so orphans are ours to reap.
@@ -823,9 +830,9 @@ impl<'a> Supervisor<'a> {
             .filter(|n| self.procs[n].pid.is_some() && self.procs[n].ending.is_none())
             .collect();
         for name in &order {
-            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish);
+            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
         }
-        for name in &order {
+        for name in order.iter().filter(|_| report_maps) {
             let p = &self.procs[name];
             // Answers of steps after a failure may still be queued: skip them.
             let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));

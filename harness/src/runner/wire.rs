@@ -69,8 +69,11 @@ pub enum ToActor {
         pid: i32,
     },
     /// The scenario is over: report the SysV mappings still in this process
-    /// (for the leak oracle), then exit.
-    Finish,
+    /// (for the leak oracle) if asked, then exit.
+    Finish {
+        /// Read `/proc/self/maps` and answer with `Maps` before exiting.
+        report_maps: bool,
+    },
 }
 
 /// A step's result as the actor saw it.

@@ -113,6 +113,36 @@ impl Data {
         }
     }
 
+    /// Fills `buf` with the bytes at `start..start + buf.len()` of this
+    /// data (past its end: zeros), without building the whole of it: a
+    /// 64 MiB pattern is written and checked a chunk at a time.
+    pub fn chunk_into(&self, start: usize, buf: &mut [u8]) {
+        match self {
+            Data::Text(b) | Data::Hex(b) => {
+                for (i, out) in buf.iter_mut().enumerate() {
+                    *out = b.get(start + i).copied().unwrap_or(0);
+                }
+            }
+            Data::Pattern(p, len) => {
+                let end = len.saturating_sub(start).min(buf.len());
+                // One period at the right phase, then doubling copies: a
+                // memcpy's speed, not a byte loop's.
+                let first = p.len().min(end);
+                for (i, out) in buf[..first].iter_mut().enumerate() {
+                    *out = p[(start + i) % p.len()];
+                }
+                let mut filled = first;
+                while filled < end {
+                    let n = filled.min(end - filled);
+                    buf.copy_within(0..n, filled);
+                    filled += n;
+                }
+                buf[end..].fill(0);
+            }
+            Data::Zero(_) => buf.fill(0),
+        }
+    }
+
     /// How many bytes this stands for.
     pub fn len(&self) -> usize {
         match self {
@@ -398,4 +428,27 @@ fn serialize_errnos<S: serde::Serializer>(errnos: &[Errno], s: S) -> Result<S::O
         seq.serialize_element(&crate::sysv::errno_name(*e))?;
     }
     seq.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_equal_the_whole() {
+        for d in [
+            Data::Pattern(b"abc".to_vec(), 1000),
+            Data::Text(b"hello".to_vec()),
+            Data::Zero(40),
+            Data::Pattern(b"x".to_vec(), 7),
+        ] {
+            let whole = d.bytes();
+            for (start, size) in [(0, 10), (1, 100), (997, 10), (5, 300), (0, 2000)] {
+                let mut buf = vec![0xee; size];
+                d.chunk_into(start, &mut buf);
+                let want: Vec<u8> = (start..start + size).map(|i| whole.get(i).copied().unwrap_or(0)).collect();
+                assert_eq!(buf, want, "{d:?} at {start}+{size}");
+            }
+        }
+    }
 }
