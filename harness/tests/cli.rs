@@ -194,3 +194,36 @@ fn stress_many_runs_from_many_threads() {
         t.join().unwrap();
     }
 }
+
+/// An interrupted run (SIGTERM mid-scenario) in host mode leaves neither
+/// segments nor processes behind: the janitor kills the scenario's process
+/// group and removes what its steps created.
+#[test]
+#[file_serial(host_ipc)]
+fn an_interrupted_host_run_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "slow.scn",
+        "process A, B\nA: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: run \"sleep 31.25\"\nB: detach m\nA: rm s\nA: rm p\n",
+    );
+    let before = ipcs_ids();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        .args(["run", "--isolation", "host", "slow.scn"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ipcs_ids().len() < before.len() + 2 {
+        assert!(std::time::Instant::now() < deadline, "the scenario never created its segments");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(ipcs_ids(), before, "an interrupted host run left segments");
+    let ps = Command::new("pgrep").args(["-f", "sleep 31.25"]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "an interrupted run left its programs running: {}", text(&ps.stdout));
+}

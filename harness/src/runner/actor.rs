@@ -276,7 +276,11 @@ impl Actor<'_> {
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(flags));
                 match sysv::shmget_raw(key, size, flags) {
-                    Ok(id) => ok(call, Value::Shmid(id.raw())),
+                    Ok(id) => {
+                        // Host mode: tell the janitor at once (a no-op unless armed).
+                        super::janitor::record(id.raw(), std::process::id() as i32);
+                        ok(call, Value::Shmid(id.raw()))
+                    }
                     Err(e) => fail(call, e),
                 }
             }

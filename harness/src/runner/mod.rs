@@ -21,6 +21,7 @@
 
 mod actor;
 mod check;
+mod janitor;
 pub mod report;
 mod supervisor;
 pub mod wire;
@@ -259,8 +260,10 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // supervisor may allocate and lock freely.
     match unsafe { fork() }.map_err(|e| RunError::Sys(format!("fork: {e}")))? {
         ForkResult::Child => {
+            // Die with the coordinator, by SIGTERM: the supervisor's janitor
+            // then kills the scenario's processes and removes its segments.
             // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
             if nix::unistd::getppid() != coordinator {
                 actor_exit(70);
             }

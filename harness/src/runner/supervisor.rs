@@ -111,6 +111,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             let mapped = sup.finish(!leaks.is_empty());
             leaks.splice(0..0, mapped);
             sup.remove_leaked(&leaks);
+            super::janitor::clear();
             report.transcript = std::mem::take(&mut sup.transcript);
             match failure {
                 Err(Abort::Step(f)) => report.failure = Some(f),
@@ -165,6 +166,8 @@ impl<'a> Supervisor<'a> {
             name.write(*value).map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
         }
         let key_salt = if opts.isolation == Isolation::Host { host_salt(sc) } else { 0 };
+        // Before the actors exist: they write to its table.
+        super::janitor::arm();
         let mut procs = BTreeMap::new();
         for p in &sc.processes {
             let (cmd_r, cmd_w) = pipe()?;
@@ -228,6 +231,11 @@ impl<'a> Supervisor<'a> {
                 if nix::unistd::getppid() != supervisor {
                     exit_now(70);
                 }
+                // The supervisor's interrupt handlers (host mode's janitor) are not the actor's.
+                for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                    // SAFETY: restores the default action; no handler code runs.
+                    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+                }
                 let _ = setpgid(Pid::from_raw(0), pgid.unwrap_or(Pid::from_raw(0)));
                 let mut fds = HashMap::new();
                 let mut peers = HashMap::new();
@@ -281,6 +289,7 @@ impl<'a> Supervisor<'a> {
             }
             ForkResult::Parent { child } => {
                 let group = *self.pgid.get_or_insert(child);
+                super::janitor::set_group(group.as_raw());
                 // Both sides set the group, so neither order can race.
                 let _ = setpgid(child, group);
                 self.procs.get_mut(name).expect("declared").pid = Some(child);
