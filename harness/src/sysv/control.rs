@@ -117,7 +117,6 @@ impl fmt::Display for Shmid {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentStat {
     /// `shm_perm.__key`: [`Key::PRIVATE`] once the segment is removed.
-    #[serde(serialize_with = "serialize_key", deserialize_with = "deserialize_key")]
     pub key: Key,
     /// `shm_perm.uid`: owner.
     pub uid: u32,
@@ -128,7 +127,6 @@ pub struct SegmentStat {
     /// `shm_perm.cgid`: creator's group.
     pub cgid: u32,
     /// The permission bits of `shm_perm.mode`.
-    #[serde(serialize_with = "serialize_mode", deserialize_with = "deserialize_mode")]
     pub mode: Mode,
     /// `SHM_DEST` in `shm_perm.mode`: removed, destroyed at the last detach.
     pub dest: bool,
@@ -150,25 +148,6 @@ pub struct SegmentStat {
     pub lpid: i32,
     /// `shm_nattch`: current attachments.
     pub nattch: u64,
-}
-
-fn serialize_key<S: serde::Serializer>(key: &Key, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{:#010x}", key.raw() as u32))
-}
-
-fn serialize_mode<S: serde::Serializer>(mode: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{:o}", mode.bits()))
-}
-
-fn deserialize_key<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
-    let s = String::deserialize(d)?;
-    let hex = s.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom("key must be 0x-prefixed hex"))?;
-    u32::from_str_radix(hex, 16).map(|v| Key::from_raw(v as i32)).map_err(serde::de::Error::custom)
-}
-
-fn deserialize_mode<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Mode, D::Error> {
-    let s = String::deserialize(d)?;
-    u32::from_str_radix(&s, 8).map(Mode::from_bits_truncate).map_err(serde::de::Error::custom)
 }
 
 impl SegmentStat {

@@ -64,6 +64,20 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Serialized as octal text, as `ipcs` prints it (`"600"`).
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:o}", self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        u32::from_str_radix(&s, 8).map(Mode::from_bits_truncate).map_err(serde::de::Error::custom)
+    }
+}
+
 bitflags::bitflags! {
     /// `shmget` flags, without permission bits ([`Mode`]) and without the huge
     /// page size field ([`HugePageSize`]).

@@ -92,6 +92,21 @@ pub fn ftok(path: impl AsRef<Path>, proj_id: u8) -> Result<Key> {
     Ok(key)
 }
 
+/// Serialized as `ipcs` prints it: `"0x%08x"`.
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:#010x}", self.0 as u32))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
+        let s = String::deserialize(d)?;
+        let hex = s.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom("a key is 0x-prefixed hex"))?;
+        u32::from_str_radix(hex, 16).map(|v| Key(v as key_t)).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,12 +17,10 @@ pub const SYSVIPC_SHM: &str = "/proc/sysvipc/shm";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProcSegment {
     /// `key`, printed by the kernel as a signed decimal.
-    #[serde(serialize_with = "serialize_key")]
     pub key: Key,
     /// `shmid`.
     pub shmid: Shmid,
     /// The permission bits of `perms`.
-    #[serde(serialize_with = "serialize_mode")]
     pub mode: Mode,
     /// `SHM_DEST` in `perms`.
     pub dest: bool,
@@ -54,14 +52,6 @@ pub struct ProcSegment {
     pub rss: Option<u64>,
     /// `swap` in bytes, absent likewise.
     pub swap: Option<u64>,
-}
-
-fn serialize_key<S: serde::Serializer>(key: &Key, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{:#010x}", key.raw() as u32))
-}
-
-fn serialize_mode<S: serde::Serializer>(mode: &Mode, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{:o}", mode.bits()))
 }
 
 /// Reads `/proc/sysvipc/shm`: the segments of the caller's IPC namespace.
