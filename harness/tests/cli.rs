@@ -227,3 +227,24 @@ fn an_interrupted_host_run_leaves_nothing_behind() {
     let ps = Command::new("pgrep").args(["-f", "sleep 31.25"]).output().unwrap();
     assert!(ps.stdout.is_empty(), "an interrupted run left its programs running: {}", text(&ps.stdout));
 }
+
+/// In host mode a shmid captured from a program's output is only used if
+/// the scenario's own processes created that segment: a program may print
+/// any id, and `rm` must never reach someone else's segment.
+#[test]
+#[file_serial(host_ipc)]
+fn host_mode_refuses_a_captured_id_that_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "fake.scn",
+        "process A\nA: run \"echo Shared memory id: 2147483000\" => stdout \"Shared memory id: {s}\"\nA: rm s\n",
+    );
+    let out = harness(&["run", "--isolation", "host", "fake.scn"], dir.path());
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    assert!(s.contains("captured shmid 2147483000, which is not a segment this scenario's processes created"), "{s}");
+    // In a namespace of its own the same scenario may try (and the kernel answers).
+    let out = harness(&["run", "--isolation", "namespace", "fake.scn"], dir.path());
+    assert!(!text(&out.stdout).contains("captured shmid"), "{}", text(&out.stdout));
+}

@@ -335,9 +335,11 @@ fn step(w: &mut World, op: &OpsOp) {
     }
 }
 
+/// Root of the initial user namespace (whose uid_map maps all 2^32 ids),
+/// not root of a user namespace made for an unprivileged run.
 fn real_root() -> bool {
     nix::unistd::Uid::effective().is_root()
-        && !std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !m.contains("4294967295"))
+        && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.contains("4294967295"))
 }
 
 fn judge_get(

@@ -474,14 +474,15 @@ impl Actor<'_> {
                     Err(e) => Outcome { call, result: Err(Failure::Refused { message: e.to_string() }) },
                 }
             }
-            // Handled by the supervisor (no system call in the actor).
+            // Answered by the supervisor (`is_local`), or by `chain` itself:
+            // never sent here.
             Op::KeyLiteral { .. }
             | Op::Kill
             | Op::Segments
             | Op::Lookup { .. }
             | Op::Exit { .. }
             | Op::Crash
-            | Op::Fork { .. } => Outcome { call: op.keyword().into(), result: Ok(Value::Unit) },
+            | Op::Fork { .. } => unreachable!("`{}` is not executed by `execute`", op.keyword()),
         }
     }
 

@@ -35,6 +35,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
+use actor::exit_now;
 pub use actor::sysv_mappings;
 pub use report::{Isolation, ScenarioReport, Status, Summary};
 
@@ -111,7 +112,7 @@ pub fn probe_namespace() -> Result<(), String> {
                 Err(e) => e.to_string(),
             };
             let _ = send(w.as_fd(), &msg);
-            actor_exit(0)
+            exit_now(0)
         }
         ForkResult::Parent { child } => {
             drop(w);
@@ -124,11 +125,6 @@ pub fn probe_namespace() -> Result<(), String> {
             }
         }
     }
-}
-
-fn actor_exit(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(code) }
 }
 
 /// The isolation `choice` resolves to on this machine, with the reason when
@@ -265,12 +261,12 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
             // SAFETY: prctl with integer arguments.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
             if nix::unistd::getppid() != coordinator {
-                actor_exit(70);
+                exit_now(70);
             }
             drop(r);
             let report = supervise(sc, sopts);
             let code = i32::from(send(w.as_fd(), &report).is_err());
-            actor_exit(code)
+            exit_now(code)
         }
         ForkResult::Parent { child } => {
             drop(w);

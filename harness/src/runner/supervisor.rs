@@ -109,8 +109,9 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             let failure = sup.run_steps();
             let mut leaks = sup.segment_leaks();
             let mapped = sup.finish(!leaks.is_empty());
-            leaks.splice(0..0, mapped);
+            // Every segment left, mapped or not, is among the segment leaks.
             sup.remove_leaked(&leaks);
+            leaks.splice(0..0, mapped);
             super::janitor::clear();
             report.transcript = std::mem::take(&mut sup.transcript);
             match failure {
@@ -507,6 +508,7 @@ impl<'a> Supervisor<'a> {
         });
         match verdict {
             Ok(binds) => {
+                self.guard_captures(step, &result, &binds)?;
                 self.apply(step, &result, binds);
                 Ok(())
             }
@@ -518,6 +520,36 @@ impl<'a> Supervisor<'a> {
                 actual: answer,
             })),
         }
+    }
+
+    /// In host mode, a shmid captured from a program's output must be a
+    /// segment this scenario's processes made: a program could print any id,
+    /// and later steps (`rm`) must never reach a segment that is not ours.
+    fn guard_captures(&self, step: &Step, result: &StepResult, binds: &[(String, Global)]) -> Result<(), Abort> {
+        if self.opts.isolation != Isolation::Host {
+            return Ok(());
+        }
+        let mut ours = self.our_pids();
+        // The program this step ran is ours too (recorded only after this check).
+        if let StepResult::Answered(Outcome { result: Ok(Value::Output { pid, .. }), .. }) = result {
+            ours.insert(*pid);
+        }
+        if !binds.iter().any(|(_, g)| matches!(g, Global::Segment(_))) {
+            return Ok(());
+        }
+        let rows = sysv::proc_segments().map_err(|e| Abort::Harness(e.to_string()))?;
+        for (name, g) in binds {
+            let Global::Segment(id) = g else { continue };
+            let row = rows.iter().find(|r| r.shmid.raw() == *id);
+            let mine = self.created.contains_key(id) || row.is_some_and(|r| ours.contains(&r.cpid));
+            if !mine {
+                return Err(Abort::Harness(format!(
+                    "line {}: `{name}` captured shmid {id}, which is not a segment this scenario's processes created; host isolation never touches it",
+                    step.line
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The steps the supervisor performs itself.
@@ -882,24 +914,12 @@ impl<'a> Supervisor<'a> {
         leaks
     }
 
-    /// Removes what leaked, once every process is gone: in a namespace,
-    /// everything; on the host, only segments this scenario or its programs made.
+    /// Removes the segments the leak oracle found, once every process is
+    /// gone. They are the scenario's own by construction (`segment_leaks`
+    /// counts only those in host mode).
     fn remove_leaked(&self, leaks: &[Leak]) {
-        match self.opts.isolation {
-            Isolation::Namespace => {
-                for l in leaks {
-                    let _ = sysv::raw::shmctl_rmid(l.shmid);
-                }
-            }
-            Isolation::Host => {
-                let ours = self.our_pids();
-                if let Ok(rows) = sysv::proc_segments() {
-                    for r in rows.iter().filter(|r| ours.contains(&r.cpid) || self.created.contains_key(&r.shmid.raw()))
-                    {
-                        let _ = sysv::raw::shmctl_rmid(r.shmid.raw());
-                    }
-                }
-            }
+        for l in leaks {
+            let _ = sysv::raw::shmctl_rmid(l.shmid);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! other goes through here.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -294,7 +294,7 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> 
                 Err(e) => return Err(WireError::Broken(format!("poll: {e}"))),
             }
         }
-        match nix::unistd::read(fd.as_raw_fd_compat(), &mut buf[got..]) {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
             Ok(0) => return Err(WireError::Closed),
             Ok(n) => got += n,
             Err(Errno::EINTR | Errno::EAGAIN) => {}
@@ -302,15 +302,4 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> 
         }
     }
     Ok(())
-}
-
-trait RawCompat {
-    fn as_raw_fd_compat(&self) -> i32;
-}
-
-impl RawCompat for BorrowedFd<'_> {
-    fn as_raw_fd_compat(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.as_raw_fd()
-    }
 }

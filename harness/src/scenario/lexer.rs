@@ -60,20 +60,14 @@ pub fn tokenize(line: &str) -> Result<Vec<Spanned>, (usize, String)> {
         match c {
             ' ' | '\t' | '\r' => i += 1,
             '#' => break,
-            ':' => {
-                out.push(Spanned { tok: Tok::Colon, col });
-                i += 1;
-            }
-            ',' => {
-                out.push(Spanned { tok: Tok::Comma, col });
-                i += 1;
-            }
-            '|' => {
-                out.push(Spanned { tok: Tok::Bar, col });
-                i += 1;
-            }
-            '&' => {
-                out.push(Spanned { tok: Tok::Amp, col });
+            ':' | ',' | '|' | '&' => {
+                let tok = match c {
+                    ':' => Tok::Colon,
+                    ',' => Tok::Comma,
+                    '|' => Tok::Bar,
+                    _ => Tok::Amp,
+                };
+                out.push(Spanned { tok, col });
                 i += 1;
             }
             '=' => {
