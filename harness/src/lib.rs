@@ -12,3 +12,4 @@ pub mod namespace;
 pub mod runner;
 pub mod scenario;
 pub mod sysv;
+pub mod trace;

@@ -1,0 +1,275 @@
+//! Seeing every SysV segment an external program's process tree creates:
+//! a ptrace tracer with a seccomp filter that stops only at `shmget` and at
+//! `shmctl(IPC_SET | IPC_RMID)`.
+//!
+//! [`spawn`] forks a tracer process T (a child of the caller, killed with
+//! it by `PR_SET_PDEATHSIG`). T forks the program P, which sets up its
+//! stdio and directory, stops itself, is seized by T
+//! (`PTRACE_SEIZE` with `PTRACE_O_TRACESECCOMP | TRACEFORK | TRACEVFORK |
+//! TRACECLONE | TRACEEXEC | EXITKILL`), installs the filter and execs. Every
+//! descendant of P is traced, and every tracee dies if T dies.
+//!
+//! At a trapped `shmget`, T lets the call run to its syscall-exit stop,
+//! reads the return value (`PTRACE_GET_SYSCALL_INFO`, Linux 5.3+, the same on
+//! every architecture), `IPC_STAT`s the returned id while the tracee is still
+//! stopped, and reports [`Event::Created`] only if the segment's creator pid
+//! is the tracee's thread-group id (and the call had `IPC_CREAT` or
+//! `IPC_PRIVATE`, and the segment's ctime is not older than the call): a
+//! `shmget` that opened someone else's segment is no creation. The event is
+//! written to the pipe *before* the tracee continues, so a program can never
+//! have seen a creation that the caller was not told about.
+//!
+//! The caller reads the events with [`Tracer::recv`] and ends everything with
+//! [`Tracer::kill_all`] (SIGKILL of T; `EXITKILL` kills the tracees).
+//!
+//! # Caveats
+//! - Unprivileged callers (without `CAP_SYS_ADMIN` in their user namespace)
+//!   need `PR_SET_NO_NEW_PRIVS` for the filter, so setuid and file-capability
+//!   programs run without their privileges when traced that way.
+//! - A segment created in an IPC namespace other than T's (the program
+//!   `unshare`s one) is not reported: its identity is not visible to T.
+//! - A system call under an ABI the filter does not know (see
+//!   [`filter`](self)) kills the process that made it.
+//! - If T is killed between the kernel creating a segment and T writing the
+//!   event, the tracee dies before returning from `shmget`: the program never
+//!   saw the id, but the segment exists unreported.
+//! - The same identity may be reported twice (a `shmget` with `IPC_CREAT`
+//!   of the tracee's own existing segment); callers keep a set.
+
+mod event;
+mod filter;
+mod probe;
+mod raw;
+mod stream;
+mod tracee;
+mod tracer;
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+pub use event::{DecodeError, Decoder, Event, Exit, MAX_FRAME};
+pub use filter::Traps;
+pub use probe::available;
+pub use tracee::Step;
+
+/// Why tracing could not start, or what went wrong while reading events.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// This architecture has no system call table in the filter.
+    #[error("trace: no seccomp filter for this architecture ({arch}); tracing is unavailable here, run in a private IPC namespace instead")]
+    UnsupportedArch {
+        /// `std::env::consts::ARCH`.
+        arch: &'static str,
+    },
+    /// The caller has more than one thread (fork would copy a broken state).
+    #[error("trace: spawn needs a single-threaded caller, but {path} says Threads: {threads}; call it from the forked actor, not from a threaded process")]
+    MultiThreaded {
+        /// `/proc/self/status`.
+        path: &'static str,
+        /// The count read.
+        threads: u64,
+    },
+    /// `/proc/self/status` could not be read or parsed (fail closed).
+    #[error("trace: cannot read {what} from /proc/self/status: {message}; /proc must be mounted and readable")]
+    Status {
+        /// The field.
+        what: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// An argument cannot be passed to `execve` (an interior NUL byte).
+    #[error("trace: argument {index} contains a NUL byte")]
+    NulInArgument {
+        /// Its index in argv.
+        index: usize,
+    },
+    /// `argv` is empty.
+    #[error("trace: no program given (empty argv)")]
+    NoProgram,
+    /// A system call of the caller failed.
+    #[error("trace: {call}: {errno}")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// No event within the timeout.
+    #[error("trace: no event within {0:?}")]
+    Timeout(Duration),
+    /// The stream ended properly ([`Event::AllExited`] or [`Event::Failed`]
+    /// was already returned); no more events will come.
+    #[error("trace: the tracer has ended; no more events")]
+    Ended,
+    /// The pipe closed without a final event: T died (killed, or crashed).
+    #[error("trace: the tracer exited without a final event (killed?); its tracees were killed with it")]
+    Vanished,
+    /// Bytes on the pipe are not an event.
+    #[error("trace: garbage on the event pipe: {0}")]
+    Garbage(#[from] DecodeError),
+}
+
+/// Where one of the program's fds 0, 1, 2 comes from.
+#[derive(Debug)]
+pub enum Stdio {
+    /// `/dev/null`.
+    Null,
+    /// The caller's own fd of that number.
+    Inherit,
+    /// This fd (e.g. a pipe's write end; the caller drains the read end).
+    Fd(OwnedFd),
+}
+
+/// The program to trace.
+#[derive(Debug)]
+pub struct Program {
+    argv: Vec<CString>,
+    dir: CString,
+    stdio: [Stdio; 3],
+    traps: Traps,
+}
+
+impl Program {
+    /// `argv[0]` (searched in `PATH`) with its arguments, run in `dir`,
+    /// with all stdio on `/dev/null`.
+    ///
+    /// # Errors
+    /// [`TraceError::NoProgram`], [`TraceError::NulInArgument`].
+    pub fn new<S: AsRef<OsStr>>(argv: &[S], dir: &Path) -> Result<Program, TraceError> {
+        if argv.is_empty() {
+            return Err(TraceError::NoProgram);
+        }
+        let argv = argv
+            .iter()
+            .enumerate()
+            .map(|(index, a)| CString::new(a.as_ref().as_bytes()).map_err(|_| TraceError::NulInArgument { index }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| TraceError::NulInArgument { index: usize::MAX })?;
+        Ok(Program { argv, dir, stdio: [Stdio::Null, Stdio::Null, Stdio::Null], traps: Traps::ShmCalls })
+    }
+
+    /// Sets where fd 0, 1 or 2 comes from.
+    pub fn stdio(mut self, fd: usize, from: Stdio) -> Program {
+        self.stdio[fd] = from;
+        self
+    }
+
+    /// Test-only control: what the filter traps ([`Traps::Nothing`] makes
+    /// the tracer blind, to prove that an oracle built on it can fail).
+    #[doc(hidden)]
+    pub fn traps(mut self, traps: Traps) -> Program {
+        self.traps = traps;
+        self
+    }
+}
+
+/// A running tracer and its event stream. Dropping it kills T and with it
+/// every tracee.
+#[derive(Debug)]
+pub struct Tracer {
+    pid: libc::pid_t,
+    events: OwnedFd,
+    decoder: Decoder,
+    ended: bool,
+    eof: bool,
+    reaped: bool,
+}
+
+/// Reads `Threads:` and the `CAP_SYS_ADMIN` bit of `CapEff:` from
+/// `/proc/self/status`.
+fn self_status() -> Result<(u64, bool), TraceError> {
+    let text = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| TraceError::Status { what: "Threads", message: e.to_string() })?;
+    let field = |name: &'static str, radix: u32| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), radix).ok())
+            .ok_or(TraceError::Status { what: name, message: "missing or not a number".into() })
+    };
+    let threads = field("Threads:", 10)?;
+    let cap_eff = field("CapEff:", 16)?;
+    Ok((threads, cap_eff & (1 << raw::CAP_SYS_ADMIN) != 0))
+}
+
+fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
+    r.map_err(|errno| TraceError::Sys { call, errno })
+}
+
+/// Forks the tracer, which starts `program` traced; see the [module
+/// docs](self).
+///
+/// # Errors
+/// [`TraceError::UnsupportedArch`], [`TraceError::MultiThreaded`],
+/// [`TraceError::Status`] (fail closed), [`TraceError::Sys`] (pipe, open,
+/// fork). Failures after the fork (ptrace refused, exec failed) arrive as
+/// events: [`Event::Failed`], [`Event::NotStarted`].
+pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
+    if filter::native_arch().is_none() {
+        return Err(TraceError::UnsupportedArch { arch: std::env::consts::ARCH });
+    }
+    let (threads, privileged) = self_status()?;
+    if threads != 1 {
+        return Err(TraceError::MultiThreaded { path: "/proc/self/status", threads });
+    }
+    let prog = filter::program(program.traps);
+    let mut argv: Vec<*const libc::c_char> = program.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut keep = Vec::new();
+    let mut stdio = [0 as RawFd; 3];
+    for (i, s) in program.stdio.iter().enumerate() {
+        stdio[i] = match s {
+            Stdio::Inherit => i as RawFd,
+            Stdio::Fd(fd) => fd.as_raw_fd(),
+            Stdio::Null => {
+                let null = sys(
+                    "open /dev/null",
+                    nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()),
+                )?;
+                // SAFETY: `open` just returned this fd, owned by nobody else.
+                let null = unsafe { OwnedFd::from_raw_fd(null) };
+                let raw = null.as_raw_fd();
+                keep.push(null);
+                raw
+            }
+        };
+    }
+    let (events_read, events_write) = sys("pipe2(events)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
+    let (errors_read, errors_write) = sys("pipe2(setup errors)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
+    let caller = std::process::id() as libc::pid_t;
+    // SAFETY: the caller is single-threaded (checked above), so the child
+    // may allocate; it never returns into the caller's code (tracer::run
+    // ends in _exit).
+    match unsafe { libc::fork() } {
+        -1 => Err(TraceError::Sys { call: "fork(tracer)", errno: Errno::last() }),
+        0 => {
+            // SAFETY: getppid has no preconditions.
+            if raw::kill_me_with_parent().is_err() || unsafe { libc::getppid() } != caller {
+                // SAFETY: the caller is gone; end without touching its state.
+                unsafe { libc::_exit(1) }
+            }
+            drop(events_read);
+            let prepared = tracee::Prepared {
+                argv: &argv,
+                dir: &program.dir,
+                stdio,
+                no_new_privs: !privileged,
+                filter: &prog,
+                error_fd: errors_write.as_raw_fd(),
+                // SAFETY: getpid has no preconditions.
+                tracer: unsafe { libc::getpid() },
+            };
+            tracer::run(&prepared, events_write.as_raw_fd(), errors_read.as_raw_fd())
+        }
+        pid => {
+            drop(events_write);
+            drop(errors_write);
+            drop(errors_read);
+            Ok(Tracer { pid, events: events_read, decoder: Decoder::new(), ended: false, eof: false, reaped: false })
+        }
+    }
+}

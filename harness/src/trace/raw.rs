@@ -1,0 +1,185 @@
+//! The raw layer: `ptrace`, `seccomp` and `prctl` calls as thin functions
+//! returning an errno. Nothing here allocates, so the functions the tracee
+//! calls between `fork` and `execve` are async-signal-safe.
+
+use std::ffi::c_void;
+use std::mem::MaybeUninit;
+
+use libc::{c_int, c_long, c_uint, pid_t};
+use nix::errno::Errno;
+
+use super::filter::Insn;
+
+/// Options set at `PTRACE_SEIZE`: trace seccomp stops, follow every kind of
+/// child, report exec, mark syscall stops, and kill every tracee if the
+/// tracer dies.
+pub const OPTIONS: c_int = libc::PTRACE_O_TRACESECCOMP
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK
+    | libc::PTRACE_O_TRACECLONE
+    | libc::PTRACE_O_TRACEEXEC
+    | libc::PTRACE_O_TRACESYSGOOD
+    | libc::PTRACE_O_EXITKILL;
+
+fn check(r: c_long) -> Result<c_long, Errno> {
+    if r == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `ptrace(req, pid, addr, data)`—Issues one ptrace request.
+///
+/// # Safety
+/// `addr` and `data` must be what `req` expects (for requests that write,
+/// valid writable memory of the size the request writes).
+unsafe fn ptrace(req: c_uint, pid: pid_t, addr: usize, data: usize) -> Result<c_long, Errno> {
+    Errno::clear();
+    // SAFETY: forwarded to the caller's contract.
+    let r = unsafe { libc::ptrace(req, pid, addr as *mut c_void, data as *mut c_void) };
+    // PEEK requests return data; the ones used here return 0 or -1.
+    check(r)
+}
+
+/// `ptrace(PTRACE_SEIZE, pid, 0, OPTIONS)`—Attaches to `pid` without stopping it.
+///
+/// # Errors
+/// `EPERM` (Yama, a seccomp policy, no permission), `ESRCH`.
+pub fn seize(pid: pid_t) -> Result<(), Errno> {
+    // SAFETY: SEIZE takes the options in `data` and reads no memory.
+    unsafe { ptrace(libc::PTRACE_SEIZE, pid, 0, OPTIONS as usize) }.map(drop)
+}
+
+/// `ptrace(req, pid, 0, sig)`—Resumes a stopped tracee (`PTRACE_CONT`,
+/// `PTRACE_SYSCALL`, `PTRACE_LISTEN`), delivering `sig` (0: none).
+///
+/// # Errors
+/// `ESRCH` if the tracee is gone or not stopped (e.g. killed meanwhile).
+pub fn resume(req: c_uint, pid: pid_t, sig: c_int) -> Result<(), Errno> {
+    // SAFETY: these requests take a signal number in `data` and read no memory.
+    unsafe { ptrace(req, pid, 0, sig as usize) }.map(drop)
+}
+
+/// `ptrace(PTRACE_GETEVENTMSG, pid, 0, &msg)`—Reads the event message (a new
+/// child's pid, the former thread id at exec).
+///
+/// # Errors
+/// `ESRCH`.
+pub fn event_msg(pid: pid_t) -> Result<u64, Errno> {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: GETEVENTMSG writes one unsigned long to `data`.
+    unsafe { ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut msg as *mut _ as usize) }?;
+    Ok(msg as u64)
+}
+
+/// `struct ptrace_syscall_info` (Linux 5.3), with the union as raw words.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawSyscallInfo {
+    op: u8,
+    _pad: [u8; 3],
+    arch: u32,
+    instruction_pointer: u64,
+    stack_pointer: u64,
+    /// entry: nr, args[6]; exit: rval, is_error; seccomp: nr, args[6], ret_data.
+    data: [u64; 8],
+}
+
+/// `PTRACE_SYSCALL_INFO_*`: which stop the info describes.
+const INFO_ENTRY: u8 = 1;
+const INFO_EXIT: u8 = 2;
+const INFO_SECCOMP: u8 = 3;
+
+/// A tracee's system call, as `PTRACE_GET_SYSCALL_INFO` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallInfo {
+    /// At a seccomp stop or syscall-entry stop: the call about to run.
+    Call {
+        /// `AUDIT_ARCH_*` of the calling ABI.
+        arch: u32,
+        /// The system call number.
+        nr: u32,
+        /// The arguments.
+        args: [u64; 6],
+    },
+    /// At a syscall-exit stop: the return value (`Err(errno)` on failure).
+    Return(Result<i64, i32>),
+    /// Any other stop.
+    None,
+}
+
+/// `ptrace(PTRACE_GET_SYSCALL_INFO, pid, size, &info)`—Reads the stopped
+/// tracee's system call, independently of the architecture.
+///
+/// # Errors
+/// `EIO` before Linux 5.3, `ESRCH`.
+pub fn syscall_info(pid: pid_t) -> Result<SyscallInfo, Errno> {
+    let mut info = MaybeUninit::<RawSyscallInfo>::zeroed();
+    let size = size_of::<RawSyscallInfo>();
+    // SAFETY: the kernel writes at most `size` bytes to `info`.
+    let n = unsafe { ptrace(libc::PTRACE_GET_SYSCALL_INFO, pid, size, info.as_mut_ptr() as usize) }?;
+    // SAFETY: zeroed is a valid RawSyscallInfo; the kernel filled `n` bytes.
+    let info = unsafe { info.assume_init() };
+    let d = info.data;
+    let args = [d[1], d[2], d[3], d[4], d[5], d[6]];
+    Ok(match info.op {
+        INFO_ENTRY | INFO_SECCOMP if n >= 24 + 56 => SyscallInfo::Call { arch: info.arch, nr: d[0] as u32, args },
+        INFO_EXIT if n >= 24 + 9 => {
+            let rval = d[0] as i64;
+            let is_error = d[1] as u8 != 0;
+            SyscallInfo::Return(if is_error { Err(-rval as i32) } else { Ok(rval) })
+        }
+        _ => SyscallInfo::None,
+    })
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`—Execs can no longer gain privileges
+/// (setuid, file capabilities); needed for an unprivileged seccomp filter.
+///
+/// # Errors
+/// `EINVAL` on kernels before 3.5.
+pub fn set_no_new_privs() -> Result<(), Errno> {
+    // SAFETY: plain prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as c_long).map(drop)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—Dies when the parent (thread) dies.
+///
+/// # Errors
+/// None in practice.
+pub fn kill_me_with_parent() -> Result<(), Errno> {
+    // SAFETY: plain prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } as c_long).map(drop)
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog)`—Installs `filter` for this
+/// thread and what it execs and forks.
+///
+/// # Errors
+/// `EACCES` without `CAP_SYS_ADMIN` and without no-new-privs, `EINVAL`
+/// (seccomp filters unsupported or the program rejected), `EFAULT`.
+pub fn install_filter(filter: &[Insn]) -> Result<(), Errno> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const Insn,
+    }
+    let prog = SockFprog { len: filter.len() as u16, filter: filter.as_ptr() };
+    // SAFETY: `prog` points to `filter.len()` instructions, alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const SockFprog) };
+    check(r).map(drop)
+}
+
+/// `kill(getpid(), SIGSTOP)`—Stops this process until a `SIGCONT`.
+///
+/// # Errors
+/// None in practice.
+pub fn stop_self() -> Result<(), Errno> {
+    // SAFETY: plain system calls.
+    check(unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) } as c_long).map(drop)
+}
+
+/// `CAP_SYS_ADMIN`: the capability bit that lets seccomp filters be
+/// installed without no-new-privs.
+pub const CAP_SYS_ADMIN: u32 = 21;

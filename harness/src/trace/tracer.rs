@@ -1,0 +1,351 @@
+//! The tracer process T: forks the program, seizes it, and runs the ptrace
+//! dispatcher until every tracee is gone.
+//!
+//! Per stop, what T does (`waitpid(-1, __WALL)`):
+//!
+//! | stop | action |
+//! |---|---|
+//! | seccomp stop at a trapped call | decode it ([`classify`]); resume with `PTRACE_SYSCALL` to stop at its exit |
+//! | syscall-exit stop after a trapped call | read the return value (`PTRACE_GET_SYSCALL_INFO`), `IPC_STAT`, write the event, then resume |
+//! | fork/vfork/clone event | note the new tracee (it starts in its own stop) |
+//! | exec event | the execing thread now has the thread-group id; forget the former thread id |
+//! | group-stop (`PTRACE_EVENT_STOP` with a stop signal) | `PTRACE_LISTEN`: stays stopped, as untraced |
+//! | other `PTRACE_EVENT_STOP` (new tracee, after SIGCONT) | resume |
+//! | signal-delivery stop | resume, delivering the signal |
+//! | exit or death | forget the tracee; for the program, report [`Event::ProgramExited`] |
+//!
+//! `ECHILD` from `waitpid` means no tracee is left: T reports
+//! [`Event::AllExited`] and exits. If writing an event fails (the caller is
+//! gone), T exits and `PTRACE_O_EXITKILL` kills every tracee.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libc::{c_int, pid_t};
+use nix::errno::Errno;
+
+use super::event::{Event, Exit};
+use super::filter::{classify, Call, IPC_RMID, IPC_SET};
+use super::raw::{self, SyscallInfo};
+use super::tracee::{self, Prepared, Step};
+use crate::namespace::ipc_namespace_id;
+use crate::sysv::{self, Shmid};
+
+/// What a tracee stopped in a trapped call is waiting for.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// `shmget` (entry second: a segment created by it has a later ctime).
+    Shmget { key: i32, flags: i32, entry_secs: i64 },
+    /// `shmctl(IPC_SET or IPC_RMID)`; the ctime before, if readable.
+    Shmctl { shmid: i32, cmd: i32, old_ctime: Option<i64> },
+}
+
+/// The dispatcher's state.
+struct Tracer {
+    events: RawFd,
+    errors: RawFd,
+    program: pid_t,
+    /// Thread id -> the call it is stopped in, if any.
+    tracees: HashMap<pid_t, Option<Pending>>,
+    program_done: bool,
+    my_ipc_ns: Option<u64>,
+}
+
+/// T's body after the fork from the caller; never returns.
+pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
+    // SAFETY: ignoring SIGPIPE: a write to a closed event pipe fails with
+    // EPIPE instead, and T exits on it; the tracee resets it before exec.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SAFETY: T is single-threaded (forked from a single-threaded caller),
+    // so the child may do anything; it never returns (tracee::exec ends in
+    // execvp or _exit).
+    let program = match unsafe { libc::fork() } {
+        -1 => fail_before_start(events, format!("fork of the program: {}", Errno::last())),
+        0 => tracee::exec(p),
+        pid => pid,
+    };
+    // SAFETY: closing our copy of the setup-error pipe's write end (the
+    // tracee has its own), so reading it ends at the tracee's exit.
+    unsafe { libc::close(p.error_fd) };
+    let mut t = Tracer {
+        events,
+        errors: error_read,
+        program,
+        tracees: HashMap::new(),
+        program_done: false,
+        my_ipc_ns: ipc_namespace_id(None),
+    };
+    if let Err(e) = t.attach() {
+        t.fail(e)
+    }
+    loop {
+        if let Err(e) = t.step() {
+            t.fail(e)
+        }
+    }
+}
+
+fn fail_before_start(events: RawFd, message: String) -> ! {
+    let _ = write_all(events, &Event::Failed(message).encode());
+    // SAFETY: ends T without unwinding into the caller's code.
+    unsafe { libc::_exit(1) }
+}
+
+fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n == -1 {
+            if Errno::last() == Errno::EINTR {
+                continue;
+            }
+            return Err(Errno::last());
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// `waitpid(pid, &status, flags)`, retried on EINTR.
+fn wait(pid: pid_t, flags: c_int) -> Result<(pid_t, c_int), Errno> {
+    loop {
+        let mut status = 0;
+        // SAFETY: writes the status to a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        match r {
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => return Err(Errno::last()),
+            pid => return Ok((pid, status)),
+        }
+    }
+}
+
+impl Tracer {
+    /// Writes an event; if the caller is gone, exits (EXITKILL kills all).
+    fn emit(&self, e: &Event) {
+        if write_all(self.events, &e.encode()).is_err() {
+            // SAFETY: ends T; PTRACE_O_EXITKILL then SIGKILLs every tracee.
+            unsafe { libc::_exit(2) }
+        }
+    }
+
+    /// Reports a tracer failure and exits, which kills every tracee.
+    fn fail(&self, message: String) -> ! {
+        let _ = write_all(self.events, &Event::Failed(message).encode());
+        // SAFETY: ends T; PTRACE_O_EXITKILL then SIGKILLs every tracee, and
+        // the program, if not seized yet, dies by its PR_SET_PDEATHSIG.
+        unsafe { libc::_exit(1) }
+    }
+
+    /// Waits for the program's self-stop, seizes it and lets it go on.
+    fn attach(&mut self) -> Result<(), String> {
+        let (_, status) = wait(self.program, libc::WUNTRACED).map_err(|e| format!("waitpid(program): {e}"))?;
+        if !libc::WIFSTOPPED(status) {
+            // It failed a setup step before stopping: report like any exit.
+            self.tracees.insert(self.program, None);
+            self.exited(self.program, status);
+            return Ok(());
+        }
+        raw::seize(self.program).map_err(|e| format!("ptrace(PTRACE_SEIZE, {}): {e}", self.program))?;
+        // SAFETY: signals our own child, which cannot have been reaped.
+        if unsafe { libc::kill(self.program, libc::SIGCONT) } == -1 {
+            return Err(format!("kill({}, SIGCONT): {}", self.program, Errno::last()));
+        }
+        self.tracees.insert(self.program, None);
+        self.emit(&Event::Started { pid: self.program });
+        Ok(())
+    }
+
+    /// Handles one stop or exit.
+    fn step(&mut self) -> Result<(), String> {
+        let (tid, status) = match wait(-1, libc::__WALL) {
+            Ok(r) => r,
+            Err(Errno::ECHILD) => {
+                self.emit(&Event::AllExited);
+                // SAFETY: ends T normally; nothing is left to trace.
+                unsafe { libc::_exit(0) }
+            }
+            Err(e) => return Err(format!("waitpid(-1, __WALL): {e}")),
+        };
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            self.exited(tid, status);
+            return Ok(());
+        }
+        if !libc::WIFSTOPPED(status) {
+            return Ok(());
+        }
+        // A new tracee may report before its parent's fork event.
+        let pending = *self.tracees.entry(tid).or_insert(None);
+        let sig = libc::WSTOPSIG(status);
+        let event = status >> 16;
+        let cont = if pending.is_some() { libc::PTRACE_SYSCALL } else { libc::PTRACE_CONT };
+        match event {
+            0 if sig == libc::SIGTRAP | 0x80 => {
+                if let Some(p) = pending {
+                    self.tracees.insert(tid, None);
+                    self.returned(tid, p)?;
+                }
+                self.resume(libc::PTRACE_CONT, tid, 0)
+            }
+            0 => self.resume(cont, tid, sig),
+            libc::PTRACE_EVENT_SECCOMP => self.seccomp_stop(tid),
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                if let Ok(child) = raw::event_msg(tid) {
+                    self.tracees.entry(child as pid_t).or_insert(None);
+                }
+                self.resume(cont, tid, 0)
+            }
+            libc::PTRACE_EVENT_EXEC => {
+                // The execing thread took the thread-group id; its former
+                // id reports no exit.
+                if let Ok(former) = raw::event_msg(tid) {
+                    if former as pid_t != tid {
+                        self.tracees.remove(&(former as pid_t));
+                    }
+                }
+                self.tracees.insert(tid, None);
+                self.resume(libc::PTRACE_CONT, tid, 0)
+            }
+            libc::PTRACE_EVENT_STOP => match sig {
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+                    self.resume(libc::PTRACE_LISTEN, tid, 0)
+                }
+                _ => self.resume(cont, tid, 0),
+            },
+            _ => self.resume(cont, tid, 0),
+        }
+    }
+
+    /// Resumes; a tracee killed meanwhile (ESRCH) reports its death next.
+    fn resume(&self, req: libc::c_uint, tid: pid_t, sig: c_int) -> Result<(), String> {
+        match raw::resume(req, tid, sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(format!("ptrace(request {req:#x}, {tid}, signal {sig}): {e}")),
+        }
+    }
+
+    fn exited(&mut self, tid: pid_t, status: c_int) {
+        self.tracees.remove(&tid);
+        if tid != self.program || self.program_done {
+            return;
+        }
+        self.program_done = true;
+        let exit = if libc::WIFEXITED(status) {
+            Exit::Code(libc::WEXITSTATUS(status))
+        } else {
+            Exit::Signal { signal: libc::WTERMSIG(status), core: libc::WCOREDUMP(status) }
+        };
+        if exit == Exit::Code(127) {
+            let mut msg = [0u8; 5];
+            // SAFETY: reads into a local buffer; the write end is closed
+            // (ours above, the tracee's at exec or exit), so this never blocks.
+            let n = unsafe { libc::read(self.errors, msg.as_mut_ptr().cast(), msg.len()) };
+            if n == 5 {
+                if let Some(step) = Step::from_u8(msg[0]) {
+                    let errno = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                    self.emit(&Event::NotStarted { step, errno });
+                }
+            }
+        }
+        self.emit(&Event::ProgramExited(exit));
+    }
+
+    fn seccomp_stop(&mut self, tid: pid_t) -> Result<(), String> {
+        let info = raw::syscall_info(tid);
+        let call = match info {
+            Ok(SyscallInfo::Call { arch, nr, args }) => classify(arch, nr, &args),
+            Ok(_) => None,
+            Err(Errno::ESRCH) => return Ok(()),
+            Err(e) => return Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at a seccomp stop: {e}")),
+        };
+        let pending = match call {
+            Some(Call::Shmget { key, flags, .. }) => Some(Pending::Shmget { key, flags, entry_secs: now_secs() }),
+            Some(Call::Shmctl { shmid, cmd }) => {
+                let old_ctime = if cmd == IPC_SET { identity(shmid).ok().map(|(_, _, c, _)| c) } else { None };
+                Some(Pending::Shmctl { shmid, cmd, old_ctime })
+            }
+            // Another filter's SECCOMP_RET_TRACE (the program's own): not ours.
+            None => None,
+        };
+        self.tracees.insert(tid, pending);
+        let req = if pending.is_some() { libc::PTRACE_SYSCALL } else { libc::PTRACE_CONT };
+        self.resume(req, tid, 0)
+    }
+
+    /// At the syscall-exit stop of a trapped call: reads the result and
+    /// writes the event while the tracee is still stopped.
+    fn returned(&mut self, tid: pid_t, pending: Pending) -> Result<(), String> {
+        let ret = match raw::syscall_info(tid) {
+            Ok(SyscallInfo::Return(r)) => r,
+            Ok(other) => return Err(format!("tracee {tid}: expected a syscall-exit stop, got {other:?}")),
+            Err(Errno::ESRCH) => return Ok(()),
+            Err(e) => return Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at a syscall exit: {e}")),
+        };
+        let Ok(value) = ret else { return Ok(()) };
+        let id = value as i32;
+        match pending {
+            Pending::Shmget { key, flags, entry_secs } => {
+                let may_create = key == 0 || flags & sysv::raw::IPC_CREAT != 0;
+                if !may_create {
+                    return Ok(());
+                }
+                match (self.tgid_in_my_namespace(tid), identity(id)) {
+                    (Err(errno), _) | (_, Err(errno)) => {
+                        self.emit(&Event::Unverified { shmid: id, by_pid: tid, errno: errno as i32 })
+                    }
+                    (Ok(None), _) => {} // created in another IPC namespace: not ours to claim
+                    (Ok(Some(tgid)), Ok((cpid, size, ctime, seg_key))) => {
+                        if cpid == tgid && ctime >= entry_secs {
+                            self.emit(&Event::Created { shmid: id, key: seg_key, size, cpid, ctime, by_pid: tid });
+                        }
+                    }
+                }
+            }
+            Pending::Shmctl { shmid, cmd, old_ctime } => {
+                if cmd == IPC_SET {
+                    if let Ok((cpid, _, ctime, _)) = identity(shmid) {
+                        self.emit(&Event::Changed { shmid, cpid, old_ctime, ctime, by_pid: tid });
+                    }
+                } else if cmd == IPC_RMID {
+                    self.emit(&Event::Removed { shmid, by_pid: tid });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tracee's thread-group id, `None` if it is in another IPC namespace.
+    fn tgid_in_my_namespace(&self, tid: pid_t) -> Result<Option<pid_t>, Errno> {
+        let ns = ipc_namespace_id(Some(tid)).ok_or(Errno::EACCES)?;
+        if Some(ns) != self.my_ipc_ns {
+            return Ok(None);
+        }
+        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| Errno::EACCES)?;
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(Errno::EINVAL)?;
+        Ok(Some(tgid))
+    }
+}
+
+/// `(cpid, size, ctime, key)` of a segment: `IPC_STAT`, or the
+/// `/proc/sysvipc/shm` row when `IPC_STAT` is refused (mode without read
+/// permission for T).
+fn identity(shmid: i32) -> Result<(i32, u64, i64, i32), Errno> {
+    match Shmid::from_raw(shmid).stat() {
+        Ok(st) => Ok((st.cpid, st.size as u64, st.ctime, st.key.raw())),
+        Err(e) if e.errno() == Some(Errno::EACCES) => {
+            let rows = sysv::proc_segments().map_err(|_| Errno::EACCES)?;
+            let row = rows.iter().find(|r| r.shmid.raw() == shmid).ok_or(Errno::EINVAL)?;
+            Ok((row.cpid, row.size, row.ctime, row.key.raw()))
+        }
+        Err(e) => Err(e.errno().unwrap_or(Errno::EIO)),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
