@@ -400,6 +400,65 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn a_creation_the_program_saw_survives_a_kill_of_everyone() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            trace_or_skip!();
+            // The shell kills its parent, the tracer, right after ipcmk
+            // returned: EXITKILL then kills the shell. The creation must
+            // already be on the pipe, as the program saw it succeed.
+            let (out, fd) = tempfile_fd();
+            let p = program(&["sh", "-c", "ipcmk -M 100; kill -9 $PPID; sleep 60"]).stdio(1, Stdio::Fd(fd));
+            let mut t = trace::spawn(p).unwrap();
+            let mut events = vec![];
+            let end = loop {
+                match t.recv(Duration::from_secs(20)) {
+                    Ok(e) => events.push(e),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(end, trace::TraceError::Vanished), "{end}: {events:?}");
+            let ids = ipcmk_ids(&read_all(&out));
+            assert_eq!(ids.len(), 1);
+            assert!(
+                events.iter().any(|e| matches!(e, Event::Created { shmid, .. } if *shmid == ids[0])),
+                "{events:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn exec_from_a_second_thread_keeps_tracing() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            trace_or_skip!();
+            if !Path::new(PY).exists() { eprintln!("skipped: no {PY}"); return; }
+            let before = ids_now();
+            let code = "import os, threading, time\n\
+                        t = threading.Thread(target=lambda: os.execv('/bin/sh', ['sh', '-c', 'ipcmk -M 100; true']))\n\
+                        t.start(); time.sleep(30)";
+            let run = traced(&[PY, "-c", code]);
+            assert_eq!(run.exit(), Exit::Code(0), "{:?}", run.events);
+            assert_eq!(run.created().len(), 1, "{:?}", run.events);
+            assert_eq!(unseen(&before, &run), Vec::<i32>::new());
+        });
+    }
+
+    #[test]
+    fn no_new_privs_is_set_only_without_cap_sys_admin() {
+        // No segment is created: runs in whatever namespace the test has.
+        single_threaded(|| {
+            trace_or_skip!();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap();
+            let privileged = u64::from_str_radix(cap_eff.trim(), 16).unwrap() & (1 << 21) != 0;
+            let run = traced(&["grep", "NoNewPrivs", "/proc/self/status"]);
+            let want = if privileged { "NoNewPrivs:\t0\n" } else { "NoNewPrivs:\t1\n" };
+            assert_eq!(run.stdout, want, "privileged={privileged}");
+        });
+    }
+
+    #[test]
     fn a_missing_program_is_not_started() {
         single_threaded(|| {
             trace_or_skip!();
