@@ -148,7 +148,11 @@ fn single_threaded(body: impl FnOnce()) {
         Ok(()) => 0,
         Err(_) => 101,
     });
-    assert_eq!(common::wait(child), nix::sys::wait::WaitStatus::Exited(child, 0), "the test's child failed (see its panic above)");
+    assert_eq!(
+        common::wait(child),
+        nix::sys::wait::WaitStatus::Exited(child, 0),
+        "the test's child failed (see its panic above)"
+    );
 }
 
 rusty_fork_test! {

@@ -411,9 +411,18 @@ mod tests {
         assert_eq!(refuse(&[1, 0, 99]), DecodeError::UnknownTag(99));
         assert_eq!(refuse(&[2, 0, T_STARTED, 1]), DecodeError::BadPayload { tag: T_STARTED, len: 1 });
         assert_eq!(refuse(&[2, 0, T_ALL_EXITED, 0]), DecodeError::BadPayload { tag: T_ALL_EXITED, len: 1 });
-        assert_eq!(refuse(&[6, 0, T_EXITED, 7, 0, 0, 0, 0]), DecodeError::BadField { tag: T_EXITED, what: "exit kind" });
-        assert_eq!(refuse(&[6, 0, T_NOT_STARTED, 0, 0, 0, 0, 0]), DecodeError::BadField { tag: T_NOT_STARTED, what: "setup step" });
-        assert_eq!(refuse(&[3, 0, T_FAILED, 0xc3, 0x28]), DecodeError::BadField { tag: T_FAILED, what: "text (not UTF-8)" });
+        assert_eq!(
+            refuse(&[6, 0, T_EXITED, 7, 0, 0, 0, 0]),
+            DecodeError::BadField { tag: T_EXITED, what: "exit kind" }
+        );
+        assert_eq!(
+            refuse(&[6, 0, T_NOT_STARTED, 0, 0, 0, 0, 0]),
+            DecodeError::BadField { tag: T_NOT_STARTED, what: "setup step" }
+        );
+        assert_eq!(
+            refuse(&[3, 0, T_FAILED, 0xc3, 0x28]),
+            DecodeError::BadField { tag: T_FAILED, what: "text (not UTF-8)" }
+        );
         // A frame still arriving is not an error.
         let mut d = Decoder::new();
         d.push(&Event::Started { pid: 1 }.encode()[..4]);

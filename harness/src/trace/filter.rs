@@ -280,7 +280,10 @@ mod tests {
         assert_eq!(classify(AUDIT_ARCH_I386, 395, &[7, 100, 0o1600, 0, 0, 0]), get);
         assert_eq!(classify(AUDIT_ARCH_I386, 117, &[23, 7, 100, 0o1600, 0, 0]), get);
         // The ipc version in the high half of the call number is ignored.
-        assert_eq!(classify(AUDIT_ARCH_I386, 117, &[0x1_0018, 5, 0x101, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 1 }));
+        assert_eq!(
+            classify(AUDIT_ARCH_I386, 117, &[0x1_0018, 5, 0x101, 0, 0, 0]),
+            Some(Call::Shmctl { shmid: 5, cmd: 1 })
+        );
         assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 0, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 0 }));
         // IPC_STAT, SHM_STAT: no stop. Another ABI's number: no stop.
         assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 2, 0, 0, 0, 0]), None);

@@ -149,7 +149,8 @@ impl Program {
             .enumerate()
             .map(|(index, a)| CString::new(a.as_ref().as_bytes()).map_err(|_| TraceError::NulInArgument { index }))
             .collect::<Result<Vec<_>, _>>()?;
-        let dir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| TraceError::NulInArgument { index: usize::MAX })?;
+        let dir =
+            CString::new(dir.as_os_str().as_bytes()).map_err(|_| TraceError::NulInArgument { index: usize::MAX })?;
         Ok(Program { argv, dir, stdio: [Stdio::Null, Stdio::Null, Stdio::Null], traps: Traps::ShmCalls })
     }
 
@@ -228,7 +229,11 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
             Stdio::Null => {
                 let null = sys(
                     "open /dev/null",
-                    nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()),
+                    nix::fcntl::open(
+                        "/dev/null",
+                        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    ),
                 )?;
                 // SAFETY: `open` just returned this fd, owned by nobody else.
                 let null = unsafe { OwnedFd::from_raw_fd(null) };

@@ -80,7 +80,9 @@ fn wait(pid: libc::pid_t, flags: libc::c_int) -> Result<libc::c_int, String> {
 fn trace_probe(child: libc::pid_t) -> Result<(), String> {
     let status = wait(child, libc::WUNTRACED)?;
     if !libc::WIFSTOPPED(status) {
-        return Err(format!("probe child ended before stopping (status {status:#x}): prctl(PR_SET_NO_NEW_PRIVS) failed?"));
+        return Err(format!(
+            "probe child ended before stopping (status {status:#x}): prctl(PR_SET_NO_NEW_PRIVS) failed?"
+        ));
     }
     raw::seize(child).map_err(|e| {
         format!("ptrace(PTRACE_SEIZE) of a child refused: {e} (Yama kernel.yama.ptrace_scope >= 2, or a container seccomp policy blocking ptrace)")
@@ -111,7 +113,9 @@ fn trace_probe(child: libc::pid_t) -> Result<(), String> {
         let mut deliver = 0;
         if event == libc::PTRACE_EVENT_SECCOMP {
             match raw::syscall_info(child) {
-                Ok(SyscallInfo::Call { arch, nr, args }) if matches!(classify(arch, nr, &args), Some(Call::Shmget { .. })) => {
+                Ok(SyscallInfo::Call { arch, nr, args })
+                    if matches!(classify(arch, nr, &args), Some(Call::Shmget { .. })) =>
+                {
                     saw_seccomp = true;
                     req = libc::PTRACE_SYSCALL;
                 }
@@ -122,7 +126,9 @@ fn trace_probe(child: libc::pid_t) -> Result<(), String> {
             return match raw::syscall_info(child) {
                 Ok(SyscallInfo::Return(Err(libc::EINVAL))) if saw_seccomp => Ok(()),
                 Ok(other) => Err(format!("unexpected syscall-exit in the probe: {other:?}")),
-                Err(e) => Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO) at syscall exit: {e} (Linux 5.3 or later is needed)")),
+                Err(e) => {
+                    Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO) at syscall exit: {e} (Linux 5.3 or later is needed)"))
+                }
             };
         } else if event == libc::PTRACE_EVENT_STOP {
             // The group-stop after seizing, or its end after SIGCONT.

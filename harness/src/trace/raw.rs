@@ -86,6 +86,9 @@ struct RawSyscallInfo {
     data: [u64; 8],
 }
 
+/// `PTRACE_GET_SYSCALL_INFO` (Linux 5.3; not in the libc crate for every libc).
+const PTRACE_GET_SYSCALL_INFO: c_uint = 0x420e;
+
 /// `PTRACE_SYSCALL_INFO_*`: which stop the info describes.
 const INFO_ENTRY: u8 = 1;
 const INFO_EXIT: u8 = 2;
@@ -118,7 +121,7 @@ pub fn syscall_info(pid: pid_t) -> Result<SyscallInfo, Errno> {
     let mut info = MaybeUninit::<RawSyscallInfo>::zeroed();
     let size = size_of::<RawSyscallInfo>();
     // SAFETY: the kernel writes at most `size` bytes to `info`.
-    let n = unsafe { ptrace(libc::PTRACE_GET_SYSCALL_INFO, pid, size, info.as_mut_ptr() as usize) }?;
+    let n = unsafe { ptrace(PTRACE_GET_SYSCALL_INFO, pid, size, info.as_mut_ptr() as usize) }?;
     // SAFETY: zeroed is a valid RawSyscallInfo; the kernel filled `n` bytes.
     let info = unsafe { info.assume_init() };
     let d = info.data;
