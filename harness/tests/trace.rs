@@ -463,6 +463,25 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn the_tracer_holds_no_fd_of_the_caller() {
+        single_threaded(|| {
+            trace_or_skip!();
+            // A close-on-exec pipe: the program (after exec) does not hold
+            // it; the tracer (no exec) must have closed its copy itself.
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            let mut t = trace::spawn(program(&["sleep", "5"])).unwrap();
+            assert!(matches!(t.recv(Duration::from_secs(10)).unwrap(), Event::Started { .. }));
+            drop(w);
+            let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&r), nix::poll::PollFlags::POLLIN)];
+            let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16)).unwrap();
+            assert_eq!(n, 1, "no EOF on the caller's pipe: the tracer still holds its write end");
+            let mut buf = [0u8; 1];
+            assert_eq!(nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r), &mut buf).unwrap(), 0);
+            t.kill_all().unwrap();
+        });
+    }
+
+    #[test]
     fn a_missing_program_is_not_started() {
         single_threaded(|| {
             trace_or_skip!();
@@ -520,7 +539,10 @@ rusty_fork_test! {
             let mk_rm = "ipcrm -m $(ipcmk -M 4096 | sed 's/.*: //')";
             let t_true = time(&mut || drop(traced(&["true"])));
             let u_true = time(&mut || drop(untraced(&["true"])));
-            let t_mk = time(&mut || assert_eq!(traced(&["sh", "-c", mk_rm]).created().len(), 1));
+            let t_mk = time(&mut || {
+                let run = traced(&["sh", "-c", mk_rm]);
+                assert_eq!(run.created().len(), 1, "{:?}", run.events);
+            });
             let u_mk = time(&mut || assert_eq!(untraced(&["sh", "-c", mk_rm]).0, Exit::Code(0)));
             println!("trace cost (mean of {N}): true: traced {t_true:?} untraced {u_true:?}; ipcmk -M 4096 + ipcrm: traced {t_mk:?} untraced {u_mk:?}");
             assert_eq!(ids_now(), BTreeSet::new());

@@ -186,3 +186,48 @@ pub fn stop_self() -> Result<(), Errno> {
 /// `CAP_SYS_ADMIN`: the capability bit that lets seccomp filters be
 /// installed without no-new-privs.
 pub const CAP_SYS_ADMIN: u32 = 21;
+
+/// `close_range(first, last, 0)`—Closes every fd in `first..=last`.
+///
+/// # Errors
+/// `ENOSYS` before Linux 5.9, `EINVAL`.
+pub fn close_range(first: u32, last: u32) -> Result<(), Errno> {
+    // SAFETY: closes fds by number; the caller owns them all.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) }).map(drop)
+}
+
+/// Closes every fd from 3 up except those in `keep`: `close_range` around
+/// them, or (before Linux 5.9) each fd listed in `/proc/self/fd`.
+///
+/// # Errors
+/// `/proc/self/fd` unreadable on the fallback path.
+pub fn close_fds_except(keep: &[i32]) -> Result<(), Errno> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&k| k >= 3).map(|&k| k as u32).collect();
+    keep.sort_unstable();
+    let mut ranges = Vec::new();
+    let mut lo = 3u32;
+    for k in keep.iter().copied() {
+        if k > lo {
+            ranges.push((lo, k - 1));
+        }
+        lo = lo.max(k + 1);
+    }
+    ranges.push((lo, u32::MAX));
+    for &(a, b) in &ranges {
+        match close_range(a, b) {
+            Ok(()) => {}
+            Err(Errno::ENOSYS) => {
+                let dir = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::EACCES)?;
+                let fds: Vec<u32> =
+                    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd >= 3).collect();
+                for fd in fds.into_iter().filter(|fd| !keep.contains(fd)) {
+                    // SAFETY: closing an fd number this process owns.
+                    unsafe { libc::close(fd as i32) };
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

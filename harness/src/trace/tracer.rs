@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libc::{c_int, pid_t};
 use nix::errno::Errno;
@@ -65,9 +64,27 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
         0 => tracee::exec(p),
         pid => pid,
     };
-    // SAFETY: closing our copy of the setup-error pipe's write end (the
-    // tracee has its own), so reading it ends at the tracee's exit.
-    unsafe { libc::close(p.error_fd) };
+    // T holds nothing of the caller's but its two pipe ends: no pipe of the
+    // caller's stays open (delaying an EOF) while daemons keep T alive. This
+    // closes our copy of the setup-error pipe's write end too, so reading it
+    // ends at the tracee's exit.
+    if let Err(e) = raw::close_fds_except(&[events, error_read]) {
+        fail_before_start(events, format!("closing the caller's fds in the tracer: {e}"));
+    }
+    // SAFETY: the program has its own stdio by now (forked above); T's own
+    // 0, 1, 2 become /dev/null so the caller's terminal or pipes are not
+    // held open by T either.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
     let mut t = Tracer {
         events,
         errors: error_read,
@@ -346,6 +363,13 @@ fn identity(shmid: i32) -> Result<(i32, u64, i64, i32), Errno> {
     }
 }
 
+/// The coarse wall clock (`CLOCK_REALTIME_COARSE`) in seconds: the clock
+/// the kernel stamps `shm_ctime` with (`ktime_get_real_seconds`). The
+/// precise clock runs up to a tick ahead of it, so near a second boundary
+/// it would date the call after the segment it created.
 fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec to a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec
 }
