@@ -482,6 +482,35 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn without_capabilities_a_mode_000_segment_is_still_claimed() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            // Drop every capability: the tracer then cannot IPC_STAT a
+            // segment without read permission (no CAP_IPC_OWNER) and reads
+            // /proc/sysvipc/shm instead; the filter needs no-new-privs.
+            #[repr(C)]
+            struct Header {
+                version: u32,
+                pid: i32,
+            }
+            let hdr = Header { version: 0x2008_0522, pid: 0 };
+            let data = [0u32; 6];
+            // SAFETY: capset(2) with a v3 header and two zeroed data structs.
+            let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
+            assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+            trace_or_skip!();
+            let before = ids_now();
+            let run = traced(&["ipcmk", "-M", "100", "-p", "0000"]);
+            assert_eq!(run.exit(), Exit::Code(0));
+            let ids = ipcmk_ids(&run.stdout);
+            assert_eq!(ids.len(), 1);
+            assert!(sysv::Shmid::from_raw(ids[0]).stat().is_err(), "the control: IPC_STAT must be refused here");
+            assert_eq!(run.created().iter().map(|c| c.0).collect::<Vec<_>>(), ids, "{:?}", run.events);
+            assert_eq!(unseen(&before, &run), Vec::<i32>::new());
+        });
+    }
+
+    #[test]
     fn a_missing_program_is_not_started() {
         single_threaded(|| {
             trace_or_skip!();

@@ -22,6 +22,50 @@
 //! The caller reads the events with [`Tracer::recv`] and ends everything with
 //! [`Tracer::kill_all`] (SIGKILL of T; `EXITKILL` kills the tracees).
 //!
+//! After [`Tracer::kill_all`] returns, every tracee has a SIGKILL pending
+//! and none can get past a trapped call any more (the kernel skips a system
+//! call whose seccomp stop ends in a fatal signal), so no creation can
+//! happen unreported after it; the tracees themselves are reaped by their
+//! new parent shortly after.
+//!
+//! # Wiring into a runner
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::time::Duration;
+//! use shm_harness::trace::{self, Event, Program, TraceError};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! trace::available()?; // else: fall back, printing the reason
+//! let program = Program::new(&["sh", "-c", "ipcmk -M 100"], Path::new("."))?;
+//! let mut tracer = trace::spawn(program)?; // from a single-threaded process
+//! loop {
+//!     match tracer.recv(Duration::from_secs(30)) {
+//!         // Record (shmid, cpid, ctime) durably *before* anything else.
+//!         Ok(Event::Created { shmid, cpid, ctime, .. }) => println!("record {shmid} {cpid} {ctime}"),
+//!         Ok(Event::Changed { shmid, cpid, ctime, .. }) => println!("update {shmid} {cpid} {ctime}"),
+//!         Ok(Event::Unverified { .. } | Event::NotStarted { .. } | Event::Failed(_)) => {
+//!             tracer.kill_all()?; // fail closed: the run cannot be verified
+//!             break;
+//!         }
+//!         Ok(Event::AllExited) => break,
+//!         Ok(_) => {}
+//!         Err(TraceError::Timeout(_)) => {
+//!             tracer.kill_all()?; // a step timeout: kills the whole tree
+//!             break;
+//!         }
+//!         Err(e) => return Err(e.into()), // T died or garbage: fail closed
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The events are written to a pipe of the kernel's default size; while
+//! nobody reads it, a full pipe blocks T, and every tracee waits at its next
+//! ptrace stop (a trapped call, a fork, a signal): back-pressure, never a
+//! lost event. A program's stdout and
+//! stderr are the caller's to drain, as with `std::process::Command`.
+//!
 //! # Caveats
 //! - Unprivileged callers (without `CAP_SYS_ADMIN` in their user namespace)
 //!   need `PR_SET_NO_NEW_PRIVS` for the filter, so setuid and file-capability
