@@ -511,6 +511,37 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn vfork_and_posix_spawn_children_are_traced() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            trace_or_skip!();
+            if !Path::new(PY).exists() { eprintln!("skipped: no {PY}"); return; }
+            let before = ids_now();
+            // subprocess uses vfork (CLONE_VFORK) where it can; os.posix_spawn
+            // is glibc's clone(CLONE_VM|CLONE_VFORK).
+            let code = "import os, subprocess, sys\n\
+                        subprocess.run(['ipcmk', '-M', '100'], check=True)\n\
+                        pid = os.posix_spawnp('ipcmk', ['ipcmk', '-M', '200'], os.environ)\n\
+                        assert os.waitpid(pid, 0)[1] == 0";
+            let run = traced(&[PY, "-c", code]);
+            assert_eq!(run.exit(), Exit::Code(0), "{:?}", run.events);
+            let sizes: Vec<u64> = run.created().iter().map(|c| c.3).collect();
+            assert_eq!(sizes, vec![100, 200], "{:?}", run.events);
+            assert_eq!(unseen(&before, &run), Vec::<i32>::new());
+        });
+    }
+
+    #[test]
+    fn the_program_inherits_no_death_signal() {
+        single_threaded(|| {
+            trace_or_skip!();
+            if !Path::new(PY).exists() { eprintln!("skipped: no {PY}"); return; }
+            let code = "import ctypes; s = ctypes.c_int(-1); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(s.value)";
+            assert_eq!(traced(&[PY, "-c", code]).stdout, "0\n");
+        });
+    }
+
+    #[test]
     fn a_missing_program_is_not_started() {
         single_threaded(|| {
             trace_or_skip!();

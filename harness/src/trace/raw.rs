@@ -156,6 +156,15 @@ pub fn kill_me_with_parent() -> Result<(), Errno> {
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } as c_long).map(drop)
 }
 
+/// `prctl(PR_SET_PDEATHSIG, 0)`—No longer dies with the parent.
+///
+/// # Errors
+/// None in practice.
+pub fn clear_death_signal() -> Result<(), Errno> {
+    // SAFETY: plain prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) } as c_long).map(drop)
+}
+
 /// `seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog)`—Installs `filter` for this
 /// thread and what it execs and forks.
 ///

@@ -126,7 +126,11 @@ pub fn exec(p: &Prepared<'_>) -> ! {
     if let Err(e) = raw::stop_self() {
         fail(Step::Stop, e);
     }
-    // Seized and continued by the tracer from here on (or killed with it).
+    // Seized and continued by the tracer from here on; PTRACE_O_EXITKILL
+    // now kills us with it, so the program need not inherit a death signal.
+    if raw::clear_death_signal().is_err() {
+        fail(Step::Stop, Errno::last());
+    }
     if let Err(e) = raw::install_filter(p.filter) {
         fail(Step::Filter, e);
     }
