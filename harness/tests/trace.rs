@@ -374,6 +374,9 @@ rusty_fork_test! {
                 &["sh", "-c", "trap 'echo got-usr1' USR1; kill -USR1 $$; echo after"],
                 &["sh", "-c", "sleep 5 & kill -TERM $!; wait $!; echo status=$?"],
                 &["sh", "-c", "exec ipcs -m"],
+                &["sh", "-c", "kill -TRAP $$"],
+                &["sh", "-c", "sleep 0.5 & p=$!; kill -STOP $p; sleep 0.1; kill -CONT $p; wait $p; echo status=$?"],
+                &["sh", "-c", "sleep 5 & p=$!; kill -TSTP $p; kill -KILL $p; wait $p; echo status=$?"],
             ];
             for argv in cases {
                 let run = traced(argv);
