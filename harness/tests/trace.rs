@@ -17,6 +17,29 @@ use shm_harness::sysv::{self, CreateOptions, Key};
 use shm_harness::trace::{self, Event, Exit, Program, Stdio, Step, Traps};
 
 const PY: &str = "/usr/bin/python3";
+/// A freestanding i386 program: `ipc(SHMGET, IPC_PRIVATE, 100, 0600)`
+/// then `shmget(IPC_PRIVATE, 200, 0600)` (i386 number 395), printing each
+/// result on a line.
+const I386_PROGRAM: &str = r#"
+static long sys(long nr, long a, long b, long c, long d, long e) {
+    long r;
+    __asm__ volatile ("push %%ebp; mov %6, %%ebp; int $0x80; pop %%ebp"
+                      : "=a"(r) : "a"(nr), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e) : "memory");
+    return r;
+}
+static void put(long v) {
+    char buf[16]; int i = 15; int neg = v < 0; unsigned long u = neg ? -v : v;
+    buf[i--] = '\n';
+    do { buf[i--] = '0' + u % 10; u /= 10; } while (u);
+    if (neg) buf[i--] = '-';
+    sys(4, 1, (long)(buf + i + 1), 15 - i, 0, 0);
+}
+void _start(void) {
+    put(sys(117, 23, 0, 100, 0600, 0));
+    put(sys(395, 0, 200, 0600, 0, 0));
+    sys(1, 0, 0, 0, 0, 0);
+}
+"#;
 const K1: Key = Key::from_raw(0x7ace_0001);
 
 /// Skips the test (with the reason printed) if tracing is unavailable here.
@@ -541,6 +564,35 @@ rusty_fork_test! {
             if !Path::new(PY).exists() { eprintln!("skipped: no {PY}"); return; }
             let code = "import ctypes; s = ctypes.c_int(-1); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(s.value)";
             assert_eq!(traced(&[PY, "-c", code]).stdout, "0\n");
+        });
+    }
+
+    #[test]
+    fn an_i386_program_is_traced_through_ipc_and_direct_calls() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            trace_or_skip!();
+            if !cfg!(target_arch = "x86_64") { eprintln!("skipped: x86_64 only"); return; }
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("i386.c");
+            let exe = dir.path().join("i386");
+            std::fs::write(&src, I386_PROGRAM).unwrap();
+            let built = Command::new("cc")
+                .args(["-m32", "-O1", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-fno-stack-protector", "-o"])
+                .arg(&exe)
+                .arg(&src)
+                .output();
+            match built {
+                Ok(o) if o.status.success() => {}
+                other => { eprintln!("skipped: cannot build an i386 program with cc -m32: {other:?}"); return; }
+            }
+            let before = ids_now();
+            let run = traced(&[exe.to_str().unwrap()]);
+            assert_eq!(run.exit(), Exit::Code(0), "{:?}", run.events);
+            let ids: Vec<i32> = run.stdout.lines().map(|l| l.parse().unwrap()).collect();
+            let created: Vec<(i32, u64)> = run.created().iter().map(|c| (c.0, c.3)).collect();
+            assert_eq!(created, vec![(ids[0], 100), (ids[1], 200)], "{:?}", run.events);
+            assert_eq!(unseen(&before, &run), Vec::<i32>::new());
         });
     }
 
