@@ -611,6 +611,29 @@ rusty_fork_test! {
                     Event::AllExited,
                 ]
             );
+            let mut t = trace::spawn(Program::new(&["true"], Path::new("/nonexistent")).unwrap()).unwrap();
+            let events = t.collect(Duration::from_secs(10)).unwrap();
+            assert_eq!(
+                events,
+                vec![
+                    Event::NotStarted { step: Step::Chdir, errno: libc::ENOENT },
+                    Event::ProgramExited(Exit::Code(127)),
+                    Event::AllExited,
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn a_caller_ignoring_sigchld_is_refused() {
+        single_threaded(|| {
+            trace_or_skip!();
+            // The control: allowed with the default disposition.
+            assert_eq!(traced(&["sh", "-c", "exit 7"]).exit(), Exit::Code(7));
+            // SAFETY: sets a disposition in this single-threaded test child.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            let err = trace::spawn(program(&["true"])).unwrap_err();
+            assert!(matches!(err, trace::TraceError::ChildrenAutoReaped), "{err}");
         });
     }
 

@@ -126,6 +126,11 @@ pub enum TraceError {
         /// What went wrong.
         message: String,
     },
+    /// The caller ignores `SIGCHLD` (or set `SA_NOCLDWAIT`): the kernel
+    /// would reap T by itself, and T's pid could be reused before
+    /// [`Tracer::kill_all`] signals it.
+    #[error("trace: the caller ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the tracer's pid could be reused before it is killed; restore SIGCHLD to SIG_DFL before spawning")]
+    ChildrenAutoReaped,
     /// An argument cannot be passed to `execve` (an interior NUL byte).
     #[error("trace: argument {index} contains a NUL byte")]
     NulInArgument {
@@ -241,6 +246,17 @@ fn self_status() -> Result<(u64, bool), TraceError> {
     Ok((threads, cap_eff & (1 << raw::CAP_SYS_ADMIN) != 0))
 }
 
+/// Whether `SIGCHLD` is ignored or has `SA_NOCLDWAIT` (`sigaction` read).
+fn children_auto_reaped() -> Result<bool, TraceError> {
+    // SAFETY: reads the current action into a zeroed local; changes nothing.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) } == -1 {
+        return Err(TraceError::Sys { call: "sigaction(SIGCHLD)", errno: Errno::last() });
+    }
+    Ok(old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+}
+
 fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
     r.map_err(|errno| TraceError::Sys { call, errno })
 }
@@ -250,6 +266,7 @@ fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
 ///
 /// # Errors
 /// [`TraceError::UnsupportedArch`], [`TraceError::MultiThreaded`],
+/// [`TraceError::ChildrenAutoReaped`],
 /// [`TraceError::Status`] (fail closed), [`TraceError::Sys`] (pipe, open,
 /// fork). Failures after the fork (ptrace refused, exec failed) arrive as
 /// events: [`Event::Failed`], [`Event::NotStarted`].
@@ -260,6 +277,9 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
     let (threads, privileged) = self_status()?;
     if threads != 1 {
         return Err(TraceError::MultiThreaded { path: "/proc/self/status", threads });
+    }
+    if children_auto_reaped()? {
+        return Err(TraceError::ChildrenAutoReaped);
     }
     let prog = filter::program(program.traps);
     let mut argv: Vec<*const libc::c_char> = program.argv.iter().map(|a| a.as_ptr()).collect();

@@ -55,7 +55,12 @@ struct Tracer {
 pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
     // SAFETY: ignoring SIGPIPE: a write to a closed event pipe fails with
     // EPIPE instead, and T exits on it; the tracee resets it before exec.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SIGCHLD back to default: inherited as ignored, the kernel would reap
+    // exited children itself and waitpid would miss the program's status.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
     // SAFETY: T is single-threaded (forked from a single-threaded caller),
     // so the child may do anything; it never returns (tracee::exec ends in
     // execvp or _exit).
