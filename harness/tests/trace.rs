@@ -426,6 +426,13 @@ rusty_fork_test! {
             let events = t.collect(Duration::from_secs(10)).unwrap();
             assert_eq!(events, vec![Event::ProgramExited(Exit::Code(0)), Event::AllExited]);
             assert_eq!(read_all(&out), "before\nresumed\n");
+
+            // Stopped (listening) tracees die with the tracer too.
+            let mut t = trace::spawn(program(&["sh", "-c", "kill -STOP $$"])).unwrap();
+            let Event::Started { pid } = t.recv(Duration::from_secs(10)).unwrap() else { panic!("no Started") };
+            wait_for("the program to stop", || matches!(proc_state(pid), Some('T' | 't')));
+            t.kill_all().unwrap();
+            wait_for("the stopped program to die", || matches!(proc_state(pid), None | Some('Z' | 'X')));
         });
     }
 
