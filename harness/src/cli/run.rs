@@ -129,7 +129,8 @@ impl Story {
     }
 
     fn progress(&mut self, r: &ScenarioReport) {
-        let line = format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
+        let line =
+            format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
         if r.status.fails_run() {
             self.always(&line);
         } else {
@@ -161,8 +162,10 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         Ok(f) => f,
         Err(e) => return err(&e),
     };
-    let files: Vec<PathBuf> =
-        files.into_iter().filter(|f| filter.as_deref().is_none_or(|pat| f.display().to_string().contains(pat))).collect();
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| filter.as_deref().is_none_or(|pat| f.display().to_string().contains(pat)))
+        .collect();
     // Parse everything first: a file that does not parse runs nothing at all.
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
@@ -285,11 +288,8 @@ fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
     let mut ran: Vec<&ScenarioReport> = reports.iter().filter(|r| r.status != Status::Skip).collect();
     ran.sort_by(|a, b| b.duration_us.cmp(&a.duration_us).then_with(|| a.file.cmp(&b.file)));
     if !ran.is_empty() {
-        let slowest: Vec<String> = ran
-            .iter()
-            .take(SLOWEST)
-            .map(|r| format!("{} ({:.1} ms)", r.file, r.duration_us as f64 / 1000.0))
-            .collect();
+        let slowest: Vec<String> =
+            ran.iter().take(SLOWEST).map(|r| format!("{} ({:.1} ms)", r.file, r.duration_us as f64 / 1000.0)).collect();
         story.say(&format!("  slowest: {}", slowest.join(", ")));
     }
 }

@@ -344,7 +344,8 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         duration_s: run.duration.as_secs_f64(),
         isolation: run.isolation,
         jobs: run.jobs,
-        started: chrono::DateTime::<chrono::Utc>::from(run.started).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started: chrono::DateTime::<chrono::Utc>::from(run.started)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
     let mut doc = serde_json::to_string_pretty(&Doc { version: JSON_VERSION, summary, scenarios: reports })
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
@@ -415,7 +416,10 @@ mod tests {
         error.failure = None;
         error.reason = Some("cannot fork: EMFILE".into());
         let xml = render_junit(&[report(Status::Pass), report(Status::Fail), report(Status::Skip), error], &run);
-        assert!(xml.contains("<testsuites name=\"shm-harness\" tests=\"4\" failures=\"1\" errors=\"1\" time=\"1.235\">"), "{xml}");
+        assert!(
+            xml.contains("<testsuites name=\"shm-harness\" tests=\"4\" failures=\"1\" errors=\"1\" time=\"1.235\">"),
+            "{xml}"
+        );
         assert!(xml.contains("tests=\"4\" skipped=\"1\" failures=\"1\" errors=\"1\""), "{xml}");
         assert!(xml.contains("<error message=\"cannot fork: EMFILE\" type=\"HarnessError\">"), "{xml}");
         assert!(xml.contains("<failure message=\"line 7:"), "{xml}");
@@ -432,12 +436,10 @@ mod tests {
     #[test]
     fn wrap_breaks_at_spaces_and_cuts_only_overlong_tokens() {
         assert_eq!(wrap("short", 10), vec!["short"]);
-        assert_eq!(wrap("-> 5 bytes, first difference at byte 4", 16), vec![
-            "-> 5 bytes,",
-            "   first",
-            "   difference",
-            "   at byte 4"
-        ]);
+        assert_eq!(
+            wrap("-> 5 bytes, first difference at byte 4", 16),
+            vec!["-> 5 bytes,", "   first", "   difference", "   at byte 4"]
+        );
         // Every piece fits, and joining the pieces gives the text back.
         let text = "shmat(0, 0x7f0000000000, SHM_RDONLY|SHM_RND) -> 0x7f0000000000 (size 100, mapped 4096)";
         for width in [8, 13, 30] {

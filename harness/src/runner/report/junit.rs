@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn root_skipped_goes_and_only_there() {
-        let xml = "<?xml?>\n<testsuites name=\"n\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite skipped=\"1\">";
+        let xml =
+            "<?xml?>\n<testsuites name=\"n\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite skipped=\"1\">";
         assert_eq!(
             without_root_skipped(xml.to_string()),
             "<?xml?>\n<testsuites name=\"n\" tests=\"2\" failures=\"0\">\n<testsuite skipped=\"1\">"
