@@ -420,7 +420,7 @@ mod tests {
             xml.contains("<testsuites name=\"shm-harness\" tests=\"4\" failures=\"1\" errors=\"1\" time=\"1.235\">"),
             "{xml}"
         );
-        assert!(xml.contains("tests=\"4\" skipped=\"1\" failures=\"1\" errors=\"1\""), "{xml}");
+        assert!(xml.contains("tests=\"4\" skipped=\"1\" errors=\"1\" failures=\"1\""), "{xml}");
         assert!(xml.contains("<error message=\"cannot fork: EMFILE\" type=\"HarnessError\">"), "{xml}");
         assert!(xml.contains("<failure message=\"line 7:"), "{xml}");
         assert!(xml.contains("classname=\"scenarios\""), "{xml}");
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(wrap("short", 10), vec!["short"]);
         assert_eq!(
             wrap("-> 5 bytes, first difference at byte 4", 16),
-            vec!["-> 5 bytes,", "   first", "   difference", "   at byte 4"]
+            vec!["-> 5 bytes,", "   first", "   difference at", "   byte 4"]
         );
         // Every piece fits, and joining the pieces gives the text back.
         let text = "shmat(0, 0x7f0000000000, SHM_RDONLY|SHM_RND) -> 0x7f0000000000 (size 100, mapped 4096)";
