@@ -2,8 +2,6 @@
 //! file, closed pipes, colour, the summary, JSON and JUnit (validated
 //! against the Jenkins/Surefire schema), and `ls` against `lsipc`.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -214,13 +212,18 @@ fn junit_names_are_unique_by_folder() {
 /// A Python with `xmlschema`, in a venv kept in cargo's tmp dir; `Err` says
 /// why there can be none (no python3, no venv module, no pip).
 fn xmlschema_python() -> Result<PathBuf, String> {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xsd-venv");
+    // Per user (a venv made by root may point at a Python only root can
+    // run); in cargo's tmp dir when we may write there, else in TMPDIR.
+    let name = format!("xsd-venv-{}", nix::unistd::Uid::effective());
+    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let writable = |d: &Path| tempfile::tempfile_in(d).is_ok();
+    let venv = if writable(target_tmp) { target_tmp.join(&name) } else { std::env::temp_dir().join(&name) };
     let python = venv.join("bin/python");
     let has = |p: &Path| Command::new(p).args(["-c", "import xmlschema"]).output().is_ok_and(|o| o.status.success());
     if has(&python) {
         return Ok(python);
     }
-    let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).output();
+    let made = Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv).output();
     match made {
         Err(e) => return Err(format!("python3 is not installed ({e})")),
         Ok(o) if !o.status.success() => {
@@ -341,16 +344,28 @@ fn junit_validates_against_the_surefire_schema() {
     }
 }
 
-rusty_fork::rusty_fork_test! {
-    #![rusty_fork(timeout_ms = 60_000)]
-
-    /// Host isolation inside a private IPC namespace of the test's own, so
-    /// that a `needs namespace` scenario is skipped for sure.
-    #[test]
-    fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
-        private_namespace_or_skip!();
+/// Host isolation inside a private IPC namespace made for the run (so that
+/// a `needs namespace` scenario is skipped for sure, and the machine's
+/// namespace is not touched).
+#[test]
+fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
+    let prefix = match private_ipc_prefix() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let host = |dir: &Path, args: &[&str]| -> Output {
+        let mut all: Vec<&str> = prefix.clone();
+        all.push(env!("CARGO_BIN_EXE_shm-harness"));
+        all.extend_from_slice(args);
+        let mut c = Command::new(all[0]);
+        c.args(&all[1..]).current_dir(dir).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        c.output().unwrap()
+    };
     let dir = suite(&[("a.scn", PASS), ("b.scn", WRONG), ("c.scn", NEEDS_ROOT_AND_NS)]);
-    let out = run_in(dir.path(), &["run", "--isolation", "host", "--jobs", "2", "."]);
+    let out = host(dir.path(), &["run", "--isolation", "host", "--jobs", "2", "."]);
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
     let s = text(&out.stdout);
     assert_eq!(s.lines().next(), Some("Starting 3 scenarios, isolation host, jobs 1"), "{s}");
@@ -361,7 +376,7 @@ rusty_fork::rusty_fork_test! {
     let slowest = s.lines().find(|l| l.starts_with("  slowest: ")).expect("slowest line");
     assert!(slowest.contains("./a.scn (") && slowest.contains("./b.scn (") && !slowest.contains("c.scn"), "{slowest}");
 
-    let out = run_in(dir.path(), &["run", "--isolation", "host", "-q", "."]);
+    let out = host(dir.path(), &["run", "--isolation", "host", "-q", "."]);
     let s = text(&out.stdout);
     assert!(!s.contains("PASS") && !s.contains("SKIP") && !s.contains("Starting"), "{s}");
     assert!(s.contains("FAIL ./b.scn") && s.contains("Summary 3 scenarios"), "{s}");
@@ -378,7 +393,7 @@ rusty_fork::rusty_fork_test! {
     assert_eq!(text(&out.stdout), "./c.scn (1 processes, 1 steps, needs root, namespace)\n");
 
     // The same run's JUnit report (a pass, a failure, a skip) is valid.
-    let out = run_in(dir.path(), &["run", "--isolation", "host", "--format", "junit", "--output", "r.xml", "."]);
+    let out = host(dir.path(), &["run", "--isolation", "host", "--format", "junit", "--output", "r.xml", "."]);
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
     let xml = std::fs::read_to_string(dir.path().join("r.xml")).unwrap();
     assert!(xml.contains("<skipped message=\"needs") && xml.contains("<failure "), "{xml}");
@@ -386,65 +401,90 @@ rusty_fork::rusty_fork_test! {
         Ok(python) => validate(&python, &xml).unwrap_or_else(|e| panic!("{e}\n{xml}")),
         Err(why) => eprintln!("JUnit not validated: {why}"),
     }
-    }
+}
 
-
-    #[test]
-    fn ls_json_agrees_with_lsipc_row_for_row() {
-        use shm_harness::sysv::{AttachFlags, CreateOptions, Key, Mode};
-        private_namespace_or_skip!();
-        let a = CreateOptions::new(100).mode(Mode::new(0o640).unwrap()).create_exclusive(Key::from_raw(0x5151)).unwrap();
-        let b = CreateOptions::new(5000).create_private().unwrap();
-        let _m = b.attach(AttachFlags::empty()).unwrap();
-        b.id().remove().unwrap();
-        if nix::unistd::Uid::effective().is_root() {
-            a.id().lock().unwrap();
-        }
-        let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
-        let theirs = match Command::new("lsipc").args(["-m", "-J", "-b", "--time-format=iso", "-o", cols]).output() {
-            Ok(o) if o.status.success() => o,
-            Ok(o) => panic!("lsipc failed: {}", all(&o)),
-            Err(e) => {
-                eprintln!("skipped: lsipc is not installed ({e})");
-                return;
-            }
-        };
-        let ours = harness().args(["ls", "--json", "-o", cols]).output().unwrap();
-        assert!(ours.status.success(), "{}", all(&ours));
-        // Compared as text: lsipc's JSON quotes numbers in some versions.
-        let norm = |doc: &[u8]| -> Vec<Vec<(String, String)>> {
-            let v: serde_json::Value = serde_json::from_slice(doc).unwrap();
-            v["sharedmemory"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| {
-                    row.as_object()
-                        .unwrap()
-                        .iter()
-                        .map(|(k, v)| (k.clone(), match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            v => v.to_string(),
-                        }))
-                        .collect()
-                })
-                .collect()
-        };
-        let (ours, theirs) = (norm(&ours.stdout), norm(&theirs.stdout));
-        assert_eq!(theirs.len(), 2);
-        assert_eq!(ours, theirs);
-        let b_row: std::collections::HashMap<_, _> = ours[1].iter().cloned().collect();
-        assert!(b_row["status"].starts_with("dest"), "{b_row:?}");
-        assert_eq!(b_row["perms"], "rw-------");
-        assert_eq!(b_row["cpid"], std::process::id().to_string());
-        // The default document: lsipc's default columns, then the ids.
-        let default = harness().args(["ls", "--json"]).output().unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&default.stdout).unwrap();
-        let keys: Vec<&str> = doc["sharedmemory"][0].as_object().unwrap().keys().map(String::as_str).collect();
-        let mut want = vec!["key", "id", "perms", "owner", "size", "nattch", "status", "ctime", "cpid", "lpid", "command", "uid", "gid", "cuid", "cgid"];
-        let mut got = keys.clone();
-        want.sort_unstable();
-        got.sort_unstable();
-        assert_eq!(got, want);
+/// The command prefix that runs a program in a private IPC namespace of its
+/// own: `unshare -i` as root, `unshare -r -i` (a user namespace) otherwise.
+fn private_ipc_prefix() -> Result<Vec<&'static str>, String> {
+    let prefix =
+        if nix::unistd::Uid::effective().is_root() { vec!["unshare", "-i"] } else { vec!["unshare", "-r", "-i"] };
+    match Command::new(prefix[0]).args(&prefix[1..]).arg("true").output() {
+        Ok(o) if o.status.success() => Ok(prefix),
+        Ok(o) => Err(format!("`{} true` fails here: {}", prefix.join(" "), all(&o).trim())),
+        Err(e) => Err(format!("unshare (util-linux) is not installed: {e}")),
     }
+}
+
+/// `ls --json -o COLUMNS` and `lsipc -m -J -b --time-format=iso -o COLUMNS`
+/// run side by side by a scenario (in namespace isolation) while it holds a
+/// keyed segment, an attached and removed one (`dest`), and as root a locked
+/// one: the same rows, field for field.
+#[test]
+fn ls_json_agrees_with_lsipc_row_for_row() {
+    if Command::new("lsipc").arg("-V").output().is_err() {
+        eprintln!("skipped: lsipc (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
+    let bin = env!("CARGO_BIN_EXE_shm-harness");
+    let lock = if nix::unistd::Uid::effective().is_root() { "A: lock k1\n" } else { "" };
+    let scn = format!(
+        "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}A: create s = private size 5000\n\
+A: attach m = s\nA: rm s\n\
+A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json'\" => status 0\n\
+A: detach m\nA: rm k1\n"
+    );
+    std::fs::write(dir.path().join("ls.scn"), scn).unwrap();
+    let out = run_in(dir.path(), &["run", "--isolation", "namespace", "ls.scn"]);
+    if out.status.code() == Some(2) && all(&out).contains("namespace") {
+        eprintln!("skipped: no private IPC namespace here: {}", all(&out));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    // Compared as text: lsipc's JSON quotes numbers in some versions.
+    let norm = |name: &str| -> Vec<Vec<(String, String)>> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap();
+        v["sharedmemory"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            match v {
+                                serde_json::Value::String(s) => s.clone(),
+                                v => v.to_string(),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(ours, theirs);
+    let row = |i: usize| -> std::collections::HashMap<String, String> { ours[i].iter().cloned().collect() };
+    assert_eq!(row(0)["perms"], "rw-r-----");
+    assert_eq!(row(1)["status"], "dest");
+    assert!(row(1)["command"].contains("shm-harness"), "{:?}", row(1));
+    if !lock.is_empty() {
+        assert_eq!(row(0)["status"], "locked");
+    }
+    // The default document: lsipc's default columns, then the ids.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("default.json")).unwrap()).unwrap();
+    let got: Vec<&str> = doc["sharedmemory"][0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = vec![
+        "key", "id", "perms", "owner", "size", "nattch", "status", "ctime", "cpid", "lpid", "command", "uid", "gid",
+        "cuid", "cgid",
+    ];
+    want.sort_unstable();
+    assert_eq!(got, want);
 }
