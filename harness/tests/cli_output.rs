@@ -157,6 +157,11 @@ fn a_closed_pipe_ends_the_program_quietly() {
     // is gone, so it must have met the closed pipe, and died of it.
     let status = closed_pipe(dir.path(), &["run", "--jobs", "1", "."], 1);
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    // With a report file the run goes on without its reader, and the report is written.
+    let status = closed_pipe(dir.path(), &["run", "--jobs", "1", "--format", "junit", "--output", "r.xml", "."], 1);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let xml = std::fs::read_to_string(dir.path().join("r.xml")).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 20, "{xml}");
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub enum Target {
 /// stream allow it, and that ends the process quietly when its reader is gone.
 pub struct Console {
     out: Box<dyn Write>,
+    /// Whether a closed pipe ends the process (else: the console goes quiet).
+    die_on_broken_pipe: bool,
+    closed: bool,
 }
 
 impl Console {
@@ -51,7 +54,15 @@ impl Console {
             Target::Stdout => Box::new(anstream::AutoStream::new(io::stdout(), color.choice())),
             Target::Stderr => Box::new(anstream::AutoStream::new(io::stderr(), color.choice())),
         };
-        Console { out }
+        Console { out, die_on_broken_pipe: true, closed: false }
+    }
+
+    /// Makes a closed pipe silence this console instead of ending the
+    /// process: for progress beside a report that still has to be written
+    /// to its file.
+    pub fn outlive_its_reader(mut self) -> Console {
+        self.die_on_broken_pipe = false;
+        self
     }
 
     /// Writes `text` and a newline (see [`Console::write`]).
@@ -61,9 +72,17 @@ impl Console {
     }
 
     /// Writes `text`; a closed pipe ends the process quietly
-    /// ([`die_of_broken_pipe`]), any other error ends it with status 2.
+    /// ([`die_of_broken_pipe`]) unless [`Console::outlive_its_reader`], any
+    /// other error ends it with status 2.
     pub fn write(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
         if let Err(e) = self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()) {
+            if e.kind() == io::ErrorKind::BrokenPipe && !self.die_on_broken_pipe {
+                self.closed = true;
+                return;
+            }
             write_failed(e);
         }
     }

@@ -76,9 +76,9 @@ mod tests {
 
     #[test]
     fn not_utf8_names_line_column_and_offset() {
-        let bytes = b"process A\nA: \xc3\xa9 \xff\n";
-        let e = std::str::from_utf8(bytes).unwrap_err();
-        let err = not_utf8("f.scn", bytes, e);
+        let bytes: Vec<u8> = b"process A\nA: \xc3\xa9 \xff\n".to_vec();
+        let e = std::str::from_utf8(&bytes).unwrap_err();
+        let err = not_utf8("f.scn", &bytes, e);
         assert_eq!((err.line, err.col), (2, 6));
         assert!(err.message.contains("byte 0xff at byte offset 16"), "{}", err.message);
     }
