@@ -57,6 +57,12 @@ impl Console {
         Console { out, die_on_broken_pipe: true, closed: false }
     }
 
+    /// Standard output as is, colour codes and all (for documents: JSON,
+    /// JUnit, which must reach their reader byte for byte).
+    pub fn raw_stdout() -> Console {
+        Console { out: Box::new(io::stdout()), die_on_broken_pipe: true, closed: false }
+    }
+
     /// Makes a closed pipe silence this console instead of ending the
     /// process: for progress beside a report that still has to be written
     /// to its file.

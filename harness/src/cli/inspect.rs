@@ -42,7 +42,11 @@ pub fn ls(args: LsArgs, color: ColorArg) -> ExitCode {
         (false, Some(columns)) => listing::render_columns(&rows, &columns.0),
         (false, None) => listing::render_text(&rows),
     };
-    Console::new(Target::Stdout, color).write(&text);
+    if args.json {
+        Console::raw_stdout().write(&text);
+    } else {
+        Console::new(Target::Stdout, color).write(&text);
+    }
     ExitCode::SUCCESS
 }
 

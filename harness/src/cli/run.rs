@@ -247,7 +247,7 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
                     return err(&format!("cannot write the report to {}: {e}", path.display()));
                 }
             }
-            None => Console::new(Target::Stdout, ColorArg::Never).write(&doc),
+            None => Console::raw_stdout().write(&doc),
         }
     }
     if Summary::of(&reports).failed > 0 {
