@@ -2,7 +2,8 @@
 # Runs .clusterfuzzlite/build.sh outside Docker, as ClusterFuzzLite would in
 # its image, into a temporary OUT; checks that every target, seed corpus zip
 # and options file is there, and that each built target replays its seed
-# corpus (-runs=0).
+# corpus (-runs=0). build.sh runs as the executable it is (its shebang's
+# flags kept), so its first failure stops this check too.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -13,7 +14,7 @@ for tool in zip unzip; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq zip unzip >/dev/null; }
 done
 SRC="$work/src" OUT="$work/out" WORK="$work" SANITIZER=none FUZZING_ENGINE=libfuzzer ARCHITECTURE=x86_64 \
-  bash "$repo/.clusterfuzzlite/build.sh"
+  "$repo/.clusterfuzzlite/build.sh"
 status=0
 for t in args ops parser ftok; do
   for f in "$t" "${t}_seed_corpus.zip" "$t.options"; do

@@ -120,7 +120,10 @@ pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
         let hint = match errno {
             Errno::EINVAL => "the process is multi-threaded (a user namespace needs a single-threaded caller); run as root or from a single-threaded process",
             Errno::EPERM | Errno::EACCES => "not root, and unprivileged user namespaces are refused (Ubuntu 24.04: sysctl kernel.apparmor_restrict_unprivileged_userns=0); run as root, or use host isolation",
-            Errno::ENOSPC | Errno::EUSERS => "user.max_user_namespaces is exhausted or 0",
+            Errno::ENOSPC | Errno::EUSERS => match fs::read_to_string("/proc/sys/user/max_user_namespaces").map(|v| v.trim().to_string()) {
+                Ok(v) if v == "0" => "user.max_user_namespaces is 0 (unprivileged user namespaces are off); run as root, or use host isolation",
+                _ => "user namespaces are already nested 32 deep here (the kernel's limit; e.g. inside containers or fuzzers that each add one), or user.max_user_namespaces is used up",
+            },
             _ => "run as root, or use host isolation",
         };
         return Err(NamespaceError { call: "unshare(CLONE_NEWUSER|CLONE_NEWIPC)".into(), errno, hint: hint.into() });

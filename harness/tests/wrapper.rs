@@ -410,9 +410,11 @@ rusty_fork_test! {
             &Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(["ls", "--json"]).output().unwrap().stdout,
         )
         .unwrap();
-        assert_eq!(json.as_array().unwrap().len(), 3);
-        assert_eq!(json[1]["dest"], serde_json::Value::Bool(true));
-        assert_eq!(json[1]["cpid"], serde_json::json!(std::process::id()));
+        // lsipc -m -J's shape (tests/cli_output.rs compares it with lsipc).
+        let rows = json["sharedmemory"].as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1]["status"], "dest");
+        assert_eq!(rows[1]["cpid"], serde_json::json!(std::process::id()));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! `-jobs` workers are separate processes: each enters a namespace of its
 //! own, so they never see each other's segments.
 //!
+//! The targets that touch shared memory confine themselves in libFuzzer's
+//! `LLVMFuzzerInitialize` (the `init:` of `fuzz_target!`, [`confine_at_start`]),
+//! before libFuzzer starts its threads: a user namespace (how a non-root
+//! user gets a private IPC namespace) can only be entered by a
+//! single-threaded process. At exit, a target in a private namespace says how
+//! many segments its namespace still holds (`scripts/fuzz.sh` checks it).
+//!
 //! A target refuses to run in the host IPC namespace unless told which keys
 //! it owns: `SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH`, or a file
 //! `<target>.fuzz-keys` beside the executable holding the same (how the
@@ -52,6 +59,35 @@ pub fn confinement() -> &'static Confinement {
     }
 }
 
+/// Confines this process at once, from libFuzzer's `LLVMFuzzerInitialize`
+/// (`fuzz_target!(init: confine_at_start(), ...)`), while it is still
+/// single-threaded; says where on stderr; exits with status 2 if it may not
+/// run here. In a private namespace it also registers the end-of-run count
+/// of what the namespace still holds.
+pub fn confine_at_start() {
+    let c = confinement();
+    if c.private {
+        eprintln!(
+            "shm-harness fuzzing: private IPC namespace (shmmax {} bytes, shmall {} pages, shmmni {})",
+            c.limits.shmmax, c.limits.shmall, c.limits.shmmni
+        );
+        // SAFETY: `report_at_exit` is an `extern "C" fn()` that touches no
+        // state of the exiting program but stderr and /proc.
+        unsafe { libc::atexit(report_at_exit) };
+    } else {
+        eprintln!("shm-harness fuzzing: host IPC namespace, owning keys {:#x}-{:#x}", c.keys.0, c.keys.1);
+    }
+}
+
+/// At exit: how many segments the private namespace still holds (0 unless
+/// an input leaked one past its own checks), or that it could not tell.
+extern "C" fn report_at_exit() {
+    match crate::sysv::proc_segments() {
+        Ok(segs) => eprintln!("shm-harness fuzzing: at exit the private IPC namespace holds {} segments", segs.len()),
+        Err(e) => eprintln!("shm-harness fuzzing: at exit the private IPC namespace could not be read: {e}"),
+    }
+}
+
 /// As [`confinement`], but says why instead of exiting (for test runners
 /// that skip when fuzzing is not allowed here).
 ///
@@ -92,8 +128,14 @@ fn confine() -> Result<Confinement, String> {
         }
         Err(e) => {
             let Some(range) = std::env::var("SHM_HARNESS_FUZZ_KEYS").ok().or_else(keys_file) else {
+                let threads = crate::runner::thread_count();
+                let early = if threads > 1 {
+                    format!("; this process already has {threads} threads: a fuzz target must confine itself in `fuzz_target!(init: shm_harness::fuzzing::confine::confine_at_start(), ...)`, before libFuzzer starts its threads, or run under `unshare -Ur -i`")
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "refusing to fuzz in the host IPC namespace ({e}); run as root, or set SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH to the keys this run may own"
+                    "refusing to fuzz in the host IPC namespace ({e}){early}; run as root or where unprivileged user namespaces are allowed, or set SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH to the keys this run may own"
                 ));
             };
             let keys =

@@ -2,8 +2,13 @@
 //! transcript with one column per process, JSON and JUnit XML.
 
 use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+mod junit;
+
+pub use junit::render_junit;
 
 /// How a scenario was isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +30,10 @@ impl std::fmt::Display for Isolation {
 }
 
 /// The verdict.
+///
+/// Every rendering (progress line, summary, JSON, JUnit) matches on it
+/// exhaustively or goes through [`Status::label`], so a new verdict (XFAIL)
+/// is one arm in each and the compiler lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -34,6 +43,22 @@ pub enum Status {
     Fail,
     /// A need of the scenario is not available here.
     Skip,
+}
+
+impl Status {
+    /// The tag shown in progress lines: `PASS`, `FAIL`, `SKIP`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+
+    /// Whether this verdict makes the run fail (exit status 1).
+    pub fn fails_run(self) -> bool {
+        matches!(self, Status::Fail)
+    }
 }
 
 /// One step as it happened.
@@ -105,18 +130,37 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
-    /// The one-line progress report.
+    /// The one-line progress report: `PASS file [isolation] 1.2 ms`, with the
+    /// reason of a skip.
     pub fn progress_line(&self) -> String {
-        let tag = match self.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        };
-        let mut line = format!("{tag} {} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
+        format!("{} {}", self.status.label(), self.progress_detail())
+    }
+
+    /// The progress line without its status tag (for a terminal that colours the tag).
+    pub fn progress_detail(&self) -> String {
+        let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
         if let (Status::Skip, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
         }
         line
+    }
+
+    /// A failure of the harness itself (it could not run the scenario to its
+    /// end: `EMFILE`, a supervisor that died, ...), as opposed to a step that
+    /// answered wrongly or a leak: a `reason` on a failed report without a
+    /// step `failure`.
+    pub fn is_harness_error(&self) -> bool {
+        self.status == Status::Fail && self.failure.is_none() && self.reason.is_some()
+    }
+
+    /// The one-line gist of a failure (JUnit's `message`).
+    pub fn failure_message(&self) -> String {
+        match (&self.failure, &self.reason, self.leaks.first()) {
+            (Some(f), _, _) => format!("line {}: {}: expected {}, got {}", f.line, f.step, f.expected, f.actual),
+            (None, Some(reason), _) => reason.clone(),
+            (None, None, Some(l)) => format!("leak: {}", l.message),
+            (None, None, None) => self.status.label().to_lowercase(),
+        }
     }
 
     /// The whole failure story: what failed, then the transcript in columns.
@@ -160,6 +204,7 @@ impl ScenarioReport {
         for p in cols {
             let _ = write!(out, "| {p:<width$} ");
         }
+        out.truncate(out.trim_end().len());
         out.push('\n');
         let _ = write!(out, "  {:->5}-", "");
         for _ in cols {
@@ -188,17 +233,44 @@ impl ScenarioReport {
     }
 }
 
-/// Splits `s` into pieces of at most `width` characters, continuation pieces indented.
+/// Splits `s` into lines of at most `width` characters, breaking at spaces
+/// (a token longer than a whole line is cut, the only case that splits a
+/// token); continuation lines are indented by three spaces.
 fn wrap(s: &str, width: usize) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() <= width {
+    const INDENT: &str = "   ";
+    let width = width.max(INDENT.len() + 1);
+    if s.chars().count() <= width {
         return vec![s.to_string()];
     }
-    let mut out = vec![chars[..width].iter().collect::<String>()];
-    for chunk in chars[width..].chunks(width.saturating_sub(3).max(1)) {
-        out.push(format!("   {}", chunk.iter().collect::<String>()));
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut len = 0; // characters in `line`
+    for word in s.split(' ') {
+        let room = |out: &Vec<String>| if out.is_empty() { width } else { width - INDENT.len() };
+        let wlen = word.chars().count();
+        if len > 0 && len + 1 + wlen > room(&out) {
+            out.push(std::mem::take(&mut line));
+            len = 0;
+        }
+        if len > 0 {
+            line.push(' ');
+            len += 1;
+        }
+        // A token longer than a line: cut it, filling lines whole.
+        let mut rest: Vec<char> = word.chars().collect();
+        while len + rest.len() > room(&out) {
+            let take = room(&out) - len;
+            line.extend(rest.drain(..take));
+            out.push(std::mem::take(&mut line));
+            len = 0;
+        }
+        len += rest.len();
+        line.extend(rest);
     }
-    out
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out.into_iter().enumerate().map(|(i, l)| if i == 0 { l } else { format!("{INDENT}{l}") }).collect()
 }
 
 /// Counts of a run.
@@ -206,7 +278,7 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 pub struct Summary {
     /// Passed.
     pub passed: usize,
-    /// Failed.
+    /// Failed (harness errors included).
     pub failed: usize,
     /// Skipped.
     pub skipped: usize,
@@ -227,92 +299,58 @@ impl Summary {
     }
 }
 
-/// All reports as one JSON document.
-pub fn render_json(reports: &[ScenarioReport]) -> String {
+/// What a run was, beside its reports: for the JSON summary and JUnit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The isolation the run resolved to.
+    pub isolation: Isolation,
+    /// Scenarios at once.
+    pub jobs: usize,
+    /// When the first scenario started.
+    pub started: SystemTime,
+    /// Wall time of the whole run.
+    pub duration: Duration,
+}
+
+/// The JSON document's layout version: bumped when a field changes meaning
+/// or goes away (added fields do not bump it).
+pub const JSON_VERSION: u32 = 1;
+
+/// All reports as one JSON document:
+/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started}, "scenarios"}`.
+pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
+    #[derive(Serialize)]
+    struct RunSummary {
+        #[serde(flatten)]
+        counts: Summary,
+        /// Harness errors among the failed.
+        errors: usize,
+        total: usize,
+        duration_s: f64,
+        isolation: Isolation,
+        jobs: usize,
+        started: String,
+    }
     #[derive(Serialize)]
     struct Doc<'a> {
-        summary: Summary,
+        version: u32,
+        summary: RunSummary,
         scenarios: &'a [ScenarioReport],
     }
-    serde_json::to_string_pretty(&Doc { summary: Summary::of(reports), scenarios: reports })
-        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
-}
-
-/// All reports as JUnit XML: one test case per scenario.
-pub fn render_junit(reports: &[ScenarioReport]) -> String {
-    let s = Summary::of(reports);
-    let total: f64 = reports.iter().map(|r| r.duration_us as f64 / 1e6).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"shm-harness\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total:.6}\">",
-        reports.len(),
-        s.failed,
-        s.skipped
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"scenarios\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total:.6}\">",
-        reports.len(),
-        s.failed,
-        s.skipped
-    );
-    for r in reports {
-        let _ = write!(
-            out,
-            "    <testcase classname=\"scenarios.{}\" name=\"{}\" file=\"{}\" time=\"{:.6}\"",
-            xml(&r.isolation.to_string()),
-            xml(&r.name),
-            xml(&r.file),
-            r.duration_us as f64 / 1e6
-        );
-        match r.status {
-            Status::Pass => out.push_str("/>\n"),
-            Status::Skip => {
-                let _ = writeln!(
-                    out,
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml(r.reason.as_deref().unwrap_or(""))
-                );
-            }
-            Status::Fail => {
-                let message = match (&r.failure, r.leaks.first(), &r.reason) {
-                    (Some(f), _, _) => {
-                        format!("line {}: {}: expected {}, got {}", f.line, f.step, f.expected, f.actual)
-                    }
-                    (None, Some(l), _) => format!("leak: {}", l.message),
-                    (None, None, Some(reason)) => reason.clone(),
-                    _ => "failed".into(),
-                };
-                let _ = writeln!(
-                    out,
-                    ">\n      <failure message=\"{}\" type=\"ScenarioFailure\">{}</failure>\n    </testcase>",
-                    xml(&message),
-                    xml(&r.failure_text())
-                );
-            }
-        }
-    }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
-}
-
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {
-                let _ = write!(out, "&#x{:x};", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    let summary = RunSummary {
+        counts: Summary::of(reports),
+        errors: reports.iter().filter(|r| r.is_harness_error()).count(),
+        total: reports.len(),
+        duration_s: run.duration.as_secs_f64(),
+        isolation: run.isolation,
+        jobs: run.jobs,
+        started: chrono::DateTime::<chrono::Utc>::from(run.started)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    let mut doc = serde_json::to_string_pretty(&Doc { version: JSON_VERSION, summary, scenarios: reports })
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
+    doc.push('\n');
+    doc
 }
 
 #[cfg(test)]
@@ -368,10 +406,49 @@ mod tests {
 
     #[test]
     fn junit_escapes_and_counts() {
-        let xml = render_junit(&[report(Status::Pass), report(Status::Fail), report(Status::Skip)]);
-        assert!(xml.contains("tests=\"3\" failures=\"1\" skipped=\"1\""));
+        let run = RunInfo {
+            isolation: Isolation::Namespace,
+            jobs: 2,
+            started: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_micros(1_234_567),
+        };
+        let mut error = report(Status::Fail);
+        error.failure = None;
+        error.reason = Some("cannot fork: EMFILE".into());
+        let xml = render_junit(&[report(Status::Pass), report(Status::Fail), report(Status::Skip), error], &run);
+        assert!(
+            xml.contains("<testsuites name=\"shm-harness\" tests=\"4\" failures=\"1\" errors=\"1\" time=\"1.235\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("tests=\"4\" skipped=\"1\" errors=\"1\" failures=\"1\""), "{xml}");
+        assert!(xml.contains("<error message=\"cannot fork: EMFILE\" type=\"HarnessError\">"), "{xml}");
+        assert!(xml.contains("<failure message=\"line 7:"), "{xml}");
+        assert!(xml.contains("classname=\"scenarios\""), "{xml}");
         assert!(xml.contains("&lt;o&gt;") && !xml.contains("<o>"));
-        let json: serde_json::Value = serde_json::from_str(&render_json(&[report(Status::Pass)])).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&render_json(&[report(Status::Pass)], &run)).unwrap();
+        assert_eq!(json["version"], JSON_VERSION);
         assert_eq!(json["summary"]["passed"], 1);
+        assert_eq!(json["summary"]["isolation"], "namespace");
+        assert_eq!(json["summary"]["duration_s"], 1.234567);
+        assert_eq!(json["summary"]["started"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_cuts_only_overlong_tokens() {
+        assert_eq!(wrap("short", 10), vec!["short"]);
+        assert_eq!(
+            wrap("-> 5 bytes, first difference at byte 4", 16),
+            vec!["-> 5 bytes,", "   first", "   difference at", "   byte 4"]
+        );
+        // Every piece fits, and joining the pieces gives the text back.
+        let text = "shmat(0, 0x7f0000000000, SHM_RDONLY|SHM_RND) -> 0x7f0000000000 (size 100, mapped 4096)";
+        for width in [8, 13, 30] {
+            let lines = wrap(text, width);
+            assert!(lines.iter().all(|l| l.chars().count() <= width), "{width}: {lines:?}");
+            let joined: Vec<&str> = lines.iter().map(|l| l.trim_start()).collect();
+            assert_eq!(joined.join(" ").replace(' ', ""), text.replace(' ', ""), "{width}");
+        }
+        // A token longer than the line is the only thing cut.
+        assert_eq!(wrap("ab 0123456789", 8), vec!["ab", "   01234", "   56789"]);
     }
 }

@@ -1,0 +1,85 @@
+//! Which scenario files a command means, and reading them.
+
+use std::path::{Path, PathBuf};
+
+use shm_harness::scenario::{self, ParseError, Scenario};
+
+/// The `.scn` files named by `paths` (folders: their `.scn` files, sorted;
+/// default `scenarios/`).
+///
+/// # Errors
+/// A path that does not exist or a folder that cannot be read.
+pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths.to_vec() };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map_err(|e| format!("{}: cannot read the folder: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "scn"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path);
+        } else {
+            return Err(format!("{}: no such file or folder", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+/// Reads and parses a scenario file, as [`scenario::load`], but a file that
+/// is not UTF-8 is reported at the first bad byte: its line and column, and
+/// its byte offset in the file.
+///
+/// # Errors
+/// A [`ParseError`]: unreadable, not UTF-8, or the first problem in it.
+pub fn load(path: &Path) -> Result<Scenario, ParseError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ParseError {
+        file: file.clone(),
+        line: 0,
+        col: 0,
+        message: format!("cannot read the file: {e}"),
+        expected: None,
+    })?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => scenario::parse(&file, text),
+        Err(e) => Err(not_utf8(&file, &bytes, e)),
+    }
+}
+
+fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> ParseError {
+    let at = e.valid_up_to();
+    let before = &bytes[..at];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    // Columns count characters, as the parser's do; everything before `at` is valid UTF-8.
+    let col = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
+    ParseError {
+        file: file.to_string(),
+        line,
+        col,
+        message: format!(
+            "not UTF-8: byte 0x{:02x} at byte offset {at} does not start a valid UTF-8 character; scenario files are UTF-8 text",
+            bytes[at]
+        ),
+        expected: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_utf8_names_line_column_and_offset() {
+        let bytes: Vec<u8> = b"process A\nA: \xc3\xa9 \xff\n".to_vec();
+        let e = std::str::from_utf8(&bytes).unwrap_err();
+        let err = not_utf8("f.scn", &bytes, e);
+        assert_eq!((err.line, err.col), (2, 6));
+        assert!(err.message.contains("byte 0xff at byte offset 16"), "{}", err.message);
+    }
+}

@@ -1,0 +1,7 @@
+//! The command line's commands (the binary's modules; the library does not
+//! see them).
+
+pub mod console;
+pub mod files;
+pub mod inspect;
+pub mod run;

@@ -1,0 +1,325 @@
+//! `shm-harness run`: parse everything, open the report file, run, and tell
+//! the story as cargo-nextest does (a header, a coloured line per scenario,
+//! the failures, a summary with the failed and the slowest).
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use shm_harness::runner::report::{render_json, render_junit, RunInfo};
+use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status, Summary};
+use shm_harness::scenario::{self, Scenario};
+
+use super::console::{heading, status_style, styled, ColorArg, Console, Target};
+use super::files;
+
+/// The most scenarios at once: each is a supervisor and its actors, so a
+/// thousand-fold `--jobs` would only exhaust the process table.
+pub const MAX_JOBS: usize = 256;
+
+/// How many of the slowest scenarios the summary names.
+const SLOWEST: usize = 3;
+
+/// `run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Files or folders (default: scenarios/).
+    pub paths: Vec<PathBuf>,
+    /// Scenarios at once, 1 to 256 (default: the number of cores; host isolation runs one at a time).
+    #[arg(long, short = 'j', value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// Run only scenarios whose file path contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// The report: text (the progress and summary), json or junit.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the report in --format to this file (created before anything runs); progress stays on the terminal.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// auto: a private IPC namespace per scenario where the kernel allows it, else host.
+    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
+    pub isolation: IsolationArg,
+    /// Per-step timeout, above 0, e.g. 500ms or 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Print the scenarios that would run, then stop.
+    #[arg(long)]
+    pub list: bool,
+    /// Only failures and the summary.
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also the transcript of every scenario that passed.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Progress lines, failures and the summary.
+    Text,
+    /// One JSON document (`"version"`, `"summary"`, `"scenarios"`).
+    Json,
+    /// JUnit XML (Jenkins/Surefire schema).
+    Junit,
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// A private IPC namespace per scenario where the kernel allows it, else host.
+    Auto,
+    /// A private IPC namespace per scenario, or stop.
+    Namespace,
+    /// The host's IPC namespace, one scenario at a time.
+    Host,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let zero = s.trim().trim_end_matches("ms").trim_end_matches('s').parse::<f64>().is_ok_and(|v| v == 0.0);
+    match scenario::parse_duration(s) {
+        _ if zero => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
+        Some(d) if d.is_zero() => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
+        Some(d) => Ok(d),
+        None => Err(format!("bad timeout `{s}`: expected a number with ms or s, e.g. 500ms or 10s")),
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("--jobs must be at least 1 (the number of scenarios run at once)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("bad number of jobs `{s}`: expected a whole number from 1 to {MAX_JOBS}")),
+    }
+}
+
+/// What the run says, and where.
+struct Story {
+    /// Progress, failures and summary: stdout for text, stderr when stdout carries a document.
+    console: Console,
+    /// The text report for `--format text --output FILE`, without colour.
+    file_text: Option<String>,
+    quiet: bool,
+    verbose: bool,
+}
+
+impl Story {
+    /// A line shown at normal verbosity (and always written to a text report file).
+    fn say(&mut self, text: &str) {
+        if !self.quiet {
+            self.console.line(text);
+        }
+        self.keep(text);
+    }
+
+    /// A line shown even with `-q`.
+    fn always(&mut self, text: &str) {
+        self.console.line(text);
+        self.keep(text);
+    }
+
+    fn keep(&mut self, text: &str) {
+        if let Some(t) = &mut self.file_text {
+            t.push_str(&anstream::adapter::strip_str(text).to_string());
+            t.push('\n');
+        }
+    }
+
+    fn progress(&mut self, r: &ScenarioReport) {
+        let line =
+            format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
+        if r.status.fails_run() {
+            self.always(&line);
+        } else {
+            self.say(&line);
+            if self.verbose && !r.transcript.is_empty() {
+                self.say(r.failure_text().trim_end());
+            }
+        }
+    }
+}
+
+/// Runs `shm-harness run`.
+pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
+    let RunArgs { paths, jobs, filter, format, output, isolation, timeout, list, quiet, verbose } = args;
+    let err = |msg: &str| {
+        let _ = writeln!(std::io::stderr(), "shm-harness run: {msg}");
+        ExitCode::from(2)
+    };
+    // The report file first: a path that cannot be written stops everything
+    // before any scenario runs, and a stale report never survives this run.
+    let mut out_file = match &output {
+        Some(path) if !list => match File::create(path) {
+            Ok(f) => Some((path.clone(), f)),
+            Err(e) => return err(&format!("cannot create the report file {}: {e}", path.display())),
+        },
+        _ => None,
+    };
+    let files = match files::scenario_files(&paths) {
+        Ok(f) => f,
+        Err(e) => return err(&e),
+    };
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| filter.as_deref().is_none_or(|pat| f.display().to_string().contains(pat)))
+        .collect();
+    // Parse everything first: a file that does not parse runs nothing at all.
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match files::load(f) {
+            Ok(sc) => scenarios.push(sc),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+        }
+        return err(&format!("{} file(s) do not parse; nothing was run", errors.len()));
+    }
+    if scenarios.is_empty() {
+        return err("no scenario files matched");
+    }
+    let stdout_carries_document = format != Format::Text && out_file.is_none();
+    if list {
+        let mut console = Console::new(Target::Stdout, color);
+        for sc in &scenarios {
+            console.line(&list_line(sc, verbose));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
+    // With a report file, a reader of the progress that goes away must not
+    // cost the report: the run goes on, silently.
+    let console = if out_file.is_some() { console.outlive_its_reader() } else { console };
+    let mut story =
+        Story { console, file_text: (format == Format::Text && out_file.is_some()).then(String::new), quiet, verbose };
+    let mut jobs = jobs.unwrap_or_else(|| RunOptions::default().jobs);
+    if jobs > MAX_JOBS {
+        story.always(&format!("note: --jobs {jobs} capped to {MAX_JOBS} (each job is a process tree of its own)"));
+        jobs = MAX_JOBS;
+    }
+    let choice = match isolation {
+        IsolationArg::Auto => IsolationChoice::Auto,
+        IsolationArg::Namespace => IsolationChoice::Namespace,
+        IsolationArg::Host => IsolationChoice::Host,
+    };
+    let (mode, why) = match runner::resolve_isolation(choice) {
+        Ok(m) => m,
+        Err(e) => return err(&e.to_string()),
+    };
+    let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()) };
+    if let Some(why) = &why {
+        story.always(&format!("note: host isolation: no private IPC namespace here ({why})"));
+    }
+    let n = scenarios.len();
+    story.say(&format!(
+        "{} {n} scenario{}, isolation {mode}, jobs {effective_jobs}",
+        styled(heading(), "Starting"),
+        if n == 1 { "" } else { "s" }
+    ));
+    let opts = RunOptions { jobs, isolation: choice, timeout };
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let reports = match runner::run(&scenarios, &opts, mode, |r| story.progress(r)) {
+        Ok(r) => r,
+        Err(e) => return err(&e.to_string()),
+    };
+    let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
+    for r in reports.iter().filter(|r| r.status.fails_run()) {
+        story.always("");
+        story.always(&format!("{} {}", styled(status_style(r.status), r.status.label()), r.failure_text().trim_end()));
+    }
+    summary(&mut story, &reports, &run);
+    let doc = match format {
+        Format::Text => story.file_text.take(),
+        Format::Json => Some(render_json(&reports, &run)),
+        Format::Junit => Some(render_junit(&reports, &run)),
+    };
+    if let Some(doc) = doc {
+        match &mut out_file {
+            Some((path, f)) => {
+                if let Err(e) = f.write_all(doc.as_bytes()).and_then(|()| f.sync_all()) {
+                    return err(&format!("cannot write the report to {}: {e}", path.display()));
+                }
+            }
+            None => Console::raw_stdout().write(&doc),
+        }
+    }
+    if Summary::of(&reports).failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The end of the story: counts, the failed by name, the slowest.
+fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
+    let s = Summary::of(reports);
+    let bar = "-".repeat(12);
+    story.always(&bar);
+    let counts = format!(
+        "{} passed, {} failed, {} skipped",
+        s.passed,
+        if s.failed > 0 { styled(status_style(Status::Fail), &s.failed.to_string()) } else { "0".into() },
+        s.skipped
+    );
+    story.always(&format!(
+        "{} {} scenario{} in {:.2} s: {counts} ({} isolation, jobs {})",
+        styled(heading(), "Summary"),
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        run.duration.as_secs_f64(),
+        run.isolation,
+        run.jobs
+    ));
+    for r in reports.iter().filter(|r| r.status.fails_run()) {
+        let what = match (&r.failure, r.is_harness_error()) {
+            (Some(f), _) => format!("{}:{}", r.file, f.line),
+            (None, true) => format!("{} (harness error)", r.file),
+            (None, false) => format!("{} (leak)", r.file),
+        };
+        story.always(&format!("  {} {what}", styled(status_style(r.status), r.status.label())));
+    }
+    let mut ran: Vec<&ScenarioReport> = reports.iter().filter(|r| r.status != Status::Skip).collect();
+    ran.sort_by(|a, b| b.duration_us.cmp(&a.duration_us).then_with(|| a.file.cmp(&b.file)));
+    if !ran.is_empty() {
+        let slowest: Vec<String> =
+            ran.iter().take(SLOWEST).map(|r| format!("{} ({:.1} ms)", r.file, r.duration_us as f64 / 1000.0)).collect();
+        story.say(&format!("  slowest: {}", slowest.join(", ")));
+    }
+}
+
+fn list_line(sc: &Scenario, verbose: bool) -> String {
+    if !verbose {
+        return sc.file.clone();
+    }
+    let mut needs = Vec::new();
+    if sc.needs.root {
+        needs.push("root");
+    }
+    if sc.needs.namespace {
+        needs.push("namespace");
+    }
+    let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };
+    format!("{} ({} processes, {} steps{needs})", sc.file, sc.processes.len(), sc.steps.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_jobs_and_timeouts_say_what_is_wrong() {
+        assert_eq!(parse_jobs("0").unwrap_err(), "--jobs must be at least 1 (the number of scenarios run at once)");
+        assert!(parse_jobs("many").unwrap_err().contains("expected a whole number from 1 to 256"));
+        assert_eq!(parse_jobs("100000"), Ok(100_000));
+        assert!(parse_timeout("0").unwrap_err().contains("must be above 0"));
+        assert!(parse_timeout("0ms").unwrap_err().contains("must be above 0"));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+    }
+}

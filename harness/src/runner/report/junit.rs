@@ -1,0 +1,122 @@
+//! JUnit XML through `quick-junit` (cargo-nextest's writer), shaped to pass
+//! the Jenkins/Surefire `junit-10.xsd` (the schema pytest validates against;
+//! `harness/tests/data/junit-10.xsd`): one `<testsuite>`, one `<testcase>`
+//! per scenario, `<failure>` for a step that answered wrongly or a leak,
+//! `<error>` for a harness error, `<skipped>` with the reason.
+
+use std::path::Path;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunInfo, ScenarioReport, Status};
+
+/// All reports as JUnit XML.
+///
+/// A test case is named by the scenario's file stem and classed by its
+/// folder (`scenarios/x.scn`: classname `scenarios`, name `x`), so two files
+/// of the same name in different folders stay apart. Characters XML 1.0
+/// forbids (control characters other than tab, newline and carriage
+/// return; U+FFFE, U+FFFF) are written as visible escapes (`\x01`) instead.
+pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
+    let started = chrono::DateTime::<chrono::Utc>::from(run.started).fixed_offset();
+    let mut suite = TestSuite::new("shm-harness");
+    suite.set_timestamp(started).set_time(run.duration);
+    suite.add_property(Property::new("isolation", run.isolation.to_string()));
+    suite.add_property(Property::new("jobs", run.jobs.to_string()));
+    suite.add_property(Property::new("shm-harness-version", env!("CARGO_PKG_VERSION")));
+    for r in reports {
+        suite.add_test_case(test_case(r));
+    }
+    let mut report = Report::new("shm-harness");
+    report.set_time(run.duration);
+    report.add_test_suite(suite);
+    let xml = match report.to_string() {
+        Ok(xml) => xml,
+        // quick-junit fails only on an I/O error of its writer, and a String cannot fail.
+        Err(e) => unreachable!("serializing JUnit into memory failed: {e}"),
+    };
+    without_root_skipped(xml)
+}
+
+fn test_case(r: &ScenarioReport) -> TestCase {
+    let status = match r.status {
+        Status::Pass => TestCaseStatus::success(),
+        Status::Skip => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(visible(r.reason.as_deref().unwrap_or("skipped")));
+            s
+        }
+        Status::Fail => {
+            let (kind, ty) = if r.is_harness_error() {
+                (NonSuccessKind::Error, "HarnessError")
+            } else if r.failure.is_some() {
+                (NonSuccessKind::Failure, "StepFailure")
+            } else {
+                (NonSuccessKind::Failure, "Leak")
+            };
+            let mut s = TestCaseStatus::non_success(kind);
+            s.set_type(ty).set_message(visible(&r.failure_message())).set_description(visible(&r.failure_text()));
+            s
+        }
+    };
+    let path = Path::new(&r.file);
+    let classname = match path.parent().map(|p| p.to_string_lossy()) {
+        Some(dir) if !dir.is_empty() => dir.into_owned(),
+        _ => ".".to_string(),
+    };
+    let mut case = TestCase::new(visible(&r.name), status);
+    case.set_classname(visible(&classname));
+    case.set_time(std::time::Duration::from_micros(r.duration_us));
+    case
+}
+
+/// `s` with every character XML 1.0 cannot carry written as `\xNN` /
+/// `\u{FFFE}` (quick-junit would silently drop them).
+fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\u{fffe}' | '\u{ffff}' => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// quick-junit writes `skipped` on `<testsuites>`, which `junit-10.xsd` does
+/// not allow there (it stays on `<testsuite>`, where it does): removed from
+/// the root tag only.
+fn without_root_skipped(xml: String) -> String {
+    let Some(start) = xml.find("<testsuites") else { return xml };
+    let Some(end) = xml[start..].find('>').map(|e| start + e) else { return xml };
+    let tag = &xml[start..end];
+    let Some(attr) = tag.find(" skipped=\"") else { return xml };
+    let value_start = start + attr + " skipped=\"".len();
+    let Some(close) = xml[value_start..end].find('"') else { return xml };
+    let mut out = String::with_capacity(xml.len());
+    out.push_str(&xml[..start + attr]);
+    out.push_str(&xml[value_start + close + 1..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_characters_become_visible() {
+        assert_eq!(visible("a\u{1}b\u{0}c\td\u{1b}[31m\u{fffe}"), "a\\x01b\\x00c\td\\x1b[31m\\u{fffe}");
+    }
+
+    #[test]
+    fn root_skipped_goes_and_only_there() {
+        let xml =
+            "<?xml?>\n<testsuites name=\"n\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite skipped=\"1\">";
+        assert_eq!(
+            without_root_skipped(xml.to_string()),
+            "<?xml?>\n<testsuites name=\"n\" tests=\"2\" failures=\"0\">\n<testsuite skipped=\"1\">"
+        );
+    }
+}
