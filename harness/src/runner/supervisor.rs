@@ -3,25 +3,29 @@
 //! sends them the steps in lockstep, checks every answer, runs the leak
 //! oracle and tears everything down.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, signal, SigHandler, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, pipe2, setpgid, ForkResult, Gid, Pid, Uid};
+use nix::sys::signal::{kill, signal, SigHandler, Signal};
+use nix::unistd::{pipe2, Pid, Uid};
 
-use crate::scenario::{signal_name, Expect, KeyRef, Op, OutputCheck, Scenario, StatField, Step};
-use crate::sysv::{self, errno_name, Errno as SysErrno, Key};
+use crate::scenario::{Expect, Op, Scenario, Step};
+use crate::sysv::{self, Key};
 
-use super::actor::{descendants, exit_now, Actor, ActorFds};
+use super::actor::{actor_comm, descendants, Actor, ActorFds};
 use super::check::{Judge, StepResult};
+use super::fork::{fork_guarded, Child};
+use super::host::{self, KeyMap};
+use super::interp::{effects, Effect};
+use super::procs;
 use super::report::{Entry, Isolation, Leak, ScenarioReport, Status, StepFailure};
-use super::wire::{recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, Run, ToActor, Value, WireError};
+use super::wire::{
+    recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value, WireError,
+};
 
 /// How a supervisor runs its scenario.
 #[derive(Debug, Clone)]
@@ -30,6 +34,15 @@ pub(crate) struct ScenarioOptions {
     pub timeout: Duration,
     /// Whether the run has real root (not root of a user namespace of ours).
     pub root: bool,
+    /// Whether the supervisor is PID 1 of a PID namespace of the scenario's own.
+    pub pid_namespace: bool,
+    /// Host mode: the slot of the run's key range.
+    pub key_slot: u8,
+    /// Read end of the coordinator's life pipe: its hang-up means the
+    /// coordinator is gone, and the scenario is torn down.
+    pub coordinator: Option<RawFd>,
+    /// The run's journal (host mode).
+    pub journal: Option<RawFd>,
 }
 
 struct Proc {
@@ -44,20 +57,25 @@ struct Proc {
     ending: Option<Ending>,
 }
 
-struct Supervisor<'a> {
+pub(crate) struct Supervisor<'a> {
     sc: &'a Scenario,
     opts: &'a ScenarioOptions,
     dir: tempfile::TempDir,
     procs: BTreeMap<String, Proc>,
-    pgid: Option<Pid>,
     globals: Globals,
-    /// shmid -> (line, process) of the step that created it.
-    created: BTreeMap<i32, (usize, String)>,
+    /// The segments this scenario created, by identity, with the line and
+    /// process of the step that created each.
+    created: Vec<(Identity, usize, String)>,
     /// pid -> (line, process) of `run` steps.
     spawned: HashMap<i32, (usize, String)>,
     /// (process, attachment) -> line that attached it.
     attach_lines: HashMap<(String, String), usize>,
-    key_salt: u32,
+    /// Children reaped as they ended (orphans and actors), by pid.
+    reaped: HashMap<i32, Ending>,
+    /// Whether actors hand chains to each other (few processes) or the
+    /// supervisor sends each process's run itself (many: no peer fds).
+    handoff: bool,
+    keys: KeyMap,
     transcript: Vec<Entry>,
     /// Read end of the pipe on which an actor says a chain is over (non-blocking).
     done_r: OwnedFd,
@@ -69,6 +87,11 @@ struct Supervisor<'a> {
 
 /// Steps of one chain at most: a chain must answer within one step timeout.
 const MAX_CHAIN: usize = 64;
+
+/// Up to this many processes, actors hand chains to each other (each holds
+/// every peer's command pipe); above it, each holds only its own pipes and
+/// the supervisor sends every run itself, so fds stay linear.
+const MAX_HANDOFF_PROCESSES: usize = 64;
 
 /// Runs one scenario to its report. Called in the supervisor process.
 pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport {
@@ -92,6 +115,8 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
                 .to_string(),
         )
+    } else if opts.isolation == Isolation::Host {
+        host::programs_in_host_mode(sc)
     } else {
         None
     };
@@ -107,18 +132,35 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         }
         Ok(mut sup) => {
             let failure = sup.run_steps();
-            let mut leaks = sup.segment_leaks();
-            let mapped = sup.finish(!leaks.is_empty());
-            // Every segment left, mapped or not, is among the segment leaks.
-            sup.remove_leaked(&leaks);
-            leaks.splice(0..0, mapped);
-            super::janitor::clear();
-            report.transcript = std::mem::take(&mut sup.transcript);
-            match failure {
-                Err(Abort::Step(f)) => report.failure = Some(f),
-                Err(Abort::Harness(reason)) => report.reason = Some(reason),
-                Ok(()) => {}
+            // Teardown: the actors report their mappings and exit, every
+            // other process of the scenario is killed and reaped, and only
+            // then are the segments counted: no step completes after this.
+            let (mapped, blind) = sup.finish();
+            let mut reason = match failure {
+                Err(Abort::Step(f)) => {
+                    report.failure = Some(f);
+                    None
+                }
+                Err(Abort::Harness(reason)) => Some(reason),
+                Ok(()) => None,
+            };
+            let mut leaks = match sup.segment_leaks() {
+                Ok(l) => l,
+                Err(e) => {
+                    reason.get_or_insert(format!("the leak oracle cannot see: {e}"));
+                    Vec::new()
+                }
+            };
+            if let Some(b) = blind {
+                reason.get_or_insert(b);
             }
+            // Every segment left, mapped or not, is among the segment leaks.
+            if let Err(e) = sup.remove_leaked(&leaks) {
+                reason.get_or_insert(e);
+            }
+            leaks.splice(0..0, mapped);
+            report.reason = reason;
+            report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
             if report.failure.is_some() || report.reason.is_some() || !report.leaks.is_empty() {
                 report.status = Status::Fail;
@@ -146,10 +188,14 @@ impl<'a> Supervisor<'a> {
         if opts.isolation == Isolation::Namespace {
             crate::namespace::enter_private_ipc_namespace().map_err(|e| e.to_string())?;
         }
-        // Orphaned grandchildren (a forked actor whose parent exited) come to
-        // us, so we can reap them and see how they ended.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if !opts.pid_namespace {
+            // Orphaned descendants (a forked actor whose parent exited, a
+            // program's daemon) come to us, to be reaped and, at the end,
+            // killed. (As PID 1 of the scenario's PID namespace we are
+            // their reaper anyway.)
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
         let dir = scenario_dir()?;
         let other_uids = sc.processes.iter().any(|p| p.uid.is_some() || p.gid.is_some());
         if other_uids {
@@ -166,9 +212,11 @@ impl<'a> Supervisor<'a> {
         for (name, value, line) in &sc.sysctls {
             name.write(*value).map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
         }
-        let key_salt = if opts.isolation == Isolation::Host { host_salt(sc) } else { 0 };
-        // Before the actors exist: they write to its table.
-        super::janitor::arm();
+        let keys =
+            if opts.isolation == Isolation::Host { KeyMap::host(sc, opts.key_slot)? } else { KeyMap::identity() };
+        let handoff = sc.processes.len() <= MAX_HANDOFF_PROCESSES;
+        // Per process: 4 pipe ends here, plus a few of our own.
+        super::fork::check_limits(sc.processes.len(), 4 * sc.processes.len() + 16)?;
         let mut procs = BTreeMap::new();
         for p in &sc.processes {
             let (cmd_r, cmd_w) = pipe()?;
@@ -192,12 +240,13 @@ impl<'a> Supervisor<'a> {
             opts,
             dir,
             procs,
-            pgid: None,
             globals: Globals::new(),
-            created: BTreeMap::new(),
+            created: Vec::new(),
             spawned: HashMap::new(),
             attach_lines: HashMap::new(),
-            key_salt,
+            reaped: HashMap::new(),
+            handoff,
+            keys,
             transcript: Vec::new(),
             done_r,
             actor_ends: Some((done_w, life_r)),
@@ -216,90 +265,58 @@ impl<'a> Supervisor<'a> {
     }
 
     fn fork_actor(&mut self, name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<Pid, String> {
-        let supervisor = Pid::this();
-        let keep = descendants(self.sc, name);
-        let pgid = self.pgid;
-        // SAFETY: the supervisor is single-threaded (forked from the
-        // single-threaded coordinator), so the child may allocate and lock.
-        match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-            ForkResult::Child => {
-                // Die with the supervisor; no core dumps from planned crashes.
-                // SAFETY: prctl with integer arguments.
-                unsafe {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                    libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-                }
-                if nix::unistd::getppid() != supervisor {
-                    exit_now(70);
-                }
-                // The supervisor's interrupt handlers (host mode's janitor) are not the actor's.
-                for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-                    // SAFETY: restores the default action; no handler code runs.
-                    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
-                }
-                let _ = setpgid(Pid::from_raw(0), pgid.unwrap_or(Pid::from_raw(0)));
-                let mut fds = HashMap::new();
-                let mut peers = HashMap::new();
-                for (pname, p) in &self.procs {
-                    // Answers are read only by the supervisor.
-                    let _ = nix::unistd::close(p.ans_r.as_raw_fd());
-                    // Any actor may hand a chain to any other.
-                    peers.insert(pname.clone(), p.cmd_w.as_raw_fd());
-                    if let Some((cmd_r, ans_w)) = &p.child_ends {
-                        if keep.contains(pname) {
-                            fds.insert(pname.clone(), ActorFds { cmd: cmd_r.as_raw_fd(), ans: ans_w.as_raw_fd() });
-                        } else {
-                            let _ = nix::unistd::close(cmd_r.as_raw_fd());
-                            let _ = nix::unistd::close(ans_w.as_raw_fd());
-                        }
-                    }
-                }
-                let _ = nix::unistd::close(self.done_r.as_raw_fd());
-                let _ = nix::unistd::close(self._life_w.as_raw_fd());
-                let (done, life) = match &self.actor_ends {
-                    Some((d, l)) => (d.as_raw_fd(), l.as_raw_fd()),
-                    None => exit_now(73),
-                };
-                if let Some(gid) = gid {
-                    if nix::unistd::setgroups(&[]).is_err() || nix::unistd::setgid(Gid::from_raw(gid)).is_err() {
-                        exit_now(71);
-                    }
-                }
-                if let Some(uid) = uid {
-                    if gid.is_none() {
-                        let _ = nix::unistd::setgroups(&[]);
-                    }
-                    if nix::unistd::setuid(Uid::from_raw(uid)).is_err() {
-                        exit_now(72);
-                    }
-                }
-                // The supervisor's other resources (its TempDir, its maps)
-                // are never dropped here: the actor ends with _exit.
-                let actor = Actor {
-                    scenario: self.sc,
-                    name: name.to_string(),
-                    dir: self.dir.path().to_path_buf(),
-                    fds,
-                    peers,
-                    done,
-                    life,
-                    salt: self.key_salt,
-                    attachments: HashMap::new(),
-                };
-                actor.serve()
+        let family = descendants(self.sc, name);
+        let (done, life) = match &self.actor_ends {
+            Some((d, l)) => (d.as_raw_fd(), l.as_raw_fd()),
+            None => return Err("the actors' pipes are gone".into()),
+        };
+        let mut keep: Vec<RawFd> = vec![done, life];
+        keep.extend(self.opts.journal);
+        let mut fds = HashMap::new();
+        let mut peers = HashMap::new();
+        for (pname, p) in &self.procs {
+            if self.handoff {
+                // Any actor may hand a chain to any other.
+                peers.insert(pname.clone(), p.cmd_w.as_raw_fd());
+                keep.push(p.cmd_w.as_raw_fd());
             }
-            ForkResult::Parent { child } => {
-                let group = *self.pgid.get_or_insert(child);
-                super::janitor::set_group(group.as_raw());
-                // Both sides set the group, so neither order can race.
-                let _ = setpgid(child, group);
-                self.procs.get_mut(name).expect("declared").pid = Some(child);
-                Ok(child)
+            if let Some((cmd_r, ans_w)) = &p.child_ends {
+                if family.contains(pname) {
+                    fds.insert(pname.clone(), ActorFds { cmd: cmd_r.as_raw_fd(), ans: ans_w.as_raw_fd() });
+                    keep.extend([cmd_r.as_raw_fd(), ans_w.as_raw_fd()]);
+                }
             }
         }
+        let own = fds.get(name).map(|f| f.ans);
+        let comm = actor_comm(name);
+        let spec = Child { name: &comm, keep: &keep, death_signal: Some(libc::SIGKILL), uid, gid, panic_fd: own };
+        let scenario = self.sc;
+        let dir = self.dir.path().to_path_buf();
+        let keys = self.keys.clone();
+        let journal = self.opts.journal;
+        let child = fork_guarded(&spec, move || {
+            // The supervisor's resources (its TempDir, its books) are never
+            // dropped here: the actor ends with _exit.
+            let actor = Actor {
+                scenario,
+                name: name.to_string(),
+                dir,
+                fds,
+                peers,
+                done,
+                life,
+                keys,
+                journal,
+                attachments: HashMap::new(),
+            };
+            actor.serve()
+        })
+        .map_err(|e| e.to_string())?;
+        self.procs.get_mut(name).expect("declared").pid = Some(child);
+        Ok(child)
     }
 
-    fn resolve_key(&self, k: &KeyRef) -> i32 {
+    pub(crate) fn resolve_key(&self, k: &crate::scenario::KeyRef) -> i32 {
         self.judge().resolve_key(k)
     }
 
@@ -307,7 +324,7 @@ impl<'a> Supervisor<'a> {
         self.judge().translate_key(literal)
     }
 
-    fn pid_name(&self, pid: i32) -> String {
+    pub(crate) fn pid_name(&self, pid: i32) -> String {
         if pid == 0 {
             return "none".into();
         }
@@ -322,20 +339,19 @@ impl<'a> Supervisor<'a> {
         format!("pid {pid}")
     }
 
-    fn our_pids(&self) -> HashSet<i32> {
-        let mut pids: HashSet<i32> = self.procs.values().filter_map(|p| p.pid.map(Pid::as_raw)).collect();
-        pids.extend(self.spawned.keys());
-        pids
+    fn identities(&self) -> Vec<Identity> {
+        self.created.iter().map(|(i, _, _)| *i).collect()
     }
 
-    /// In host mode: refuse a key that a segment not of this scenario holds.
+    /// In host mode: refuse a key that a segment not of this scenario holds
+    /// (one whose identity is not among those the scenario recorded).
     fn host_guard(&self, key: i32) -> Result<(), String> {
         if self.opts.isolation != Isolation::Host || key == 0 {
             return Ok(());
         }
-        let ours = self.our_pids();
+        let ours = self.identities();
         let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
-        match rows.iter().find(|r| r.key.raw() == key && !self.created.contains_key(&r.shmid.raw()) && !ours.contains(&r.cpid)) {
+        match rows.iter().find(|r| r.key.raw() == key && !host::row_is_ours(r, &ours)) {
             Some(r) => Err(format!(
                 "key {} belongs to a segment this scenario did not create (shmid {}, cpid {}); host isolation never touches it — run with namespace isolation or change the key",
                 Key::from_raw(key),
@@ -405,6 +421,7 @@ impl<'a> Supervisor<'a> {
                     // In host mode a create or open needs the guard first: it starts a chain.
                     if next.concurrent
                         || Self::is_local(next)
+                        || (!self.handoff && next.process != step.process)
                         || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
                     {
                         break;
@@ -453,6 +470,7 @@ impl<'a> Supervisor<'a> {
             let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(Duration::ZERO));
             let result = match answer {
                 Ok(FromActor::Done(o)) => StepResult::Answered(o),
+                Ok(FromActor::Panic(message)) => return Err(Abort::Harness(format!("line {}: {message}", step.line))),
                 Ok(other) => {
                     return Err(Abort::Harness(format!(
                         "line {}: {} answered out of turn: {other:?}",
@@ -461,7 +479,7 @@ impl<'a> Supervisor<'a> {
                 }
                 Err(WireError::Closed) => StepResult::Ended(self.ending_of(&step.process)),
                 Err(WireError::Timeout) if Instant::now() < deadline => {
-                    self.wait_for_news(&involved, deadline);
+                    self.wait_for_news(&involved, deadline)?;
                     continue;
                 }
                 Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process)),
@@ -476,23 +494,47 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    /// Sleeps until a chain ends (an actor's token), a process of it dies
-    /// (its answer pipe hangs up), or the deadline.
-    fn wait_for_news(&self, involved: &[String], deadline: Instant) {
+    /// Sleeps until a chain ends (an actor's token), an answer arrives, a
+    /// process of it dies (its answer pipe hangs up), or the deadline; reaps
+    /// whatever child ended meanwhile (orphans included: no zombie stays).
+    ///
+    /// # Errors
+    /// The coordinator is gone (its life pipe hung up).
+    fn wait_for_news(&mut self, involved: &[String], deadline: Instant) -> Result<(), Abort> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = u16::try_from(left.as_millis().min(60_000)).unwrap_or(u16::MAX);
+        // Wake at least every 20 ms to reap orphans as they die.
+        let ms = u16::try_from(left.as_millis().min(20)).unwrap_or(20);
         let mut fds = vec![PollFd::new(self.done_r.as_fd(), PollFlags::POLLIN)];
+        // SAFETY: the coordinator's life pipe stays open in this process for its whole life.
+        let coord = self.opts.coordinator.map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        if let Some(c) = coord {
+            fds.push(PollFd::new(c, PollFlags::POLLIN));
+        }
         for name in involved {
             let p = &self.procs[name];
             if p.ending.is_none() {
-                // No events asked: only a hang-up (the process died) wakes us.
-                fds.push(PollFd::new(p.ans_r.as_fd(), PollFlags::empty()));
+                // An answer, or a hang-up (the process died).
+                fds.push(PollFd::new(p.ans_r.as_fd(), PollFlags::POLLIN));
             }
         }
         let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+        let coordinator_gone = coord.is_some() && fds[1].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
         // Drain the end-of-chain tokens; answers are read by `collect`.
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+        self.reap_ended();
+        if coordinator_gone {
+            return Err(Abort::Harness("the coordinator died; the scenario was torn down".into()));
+        }
+        Ok(())
+    }
+
+    /// Reaps every child that has ended, keeping how it ended.
+    fn reap_ended(&mut self) {
+        while let Some((pid, ending)) = procs::reap_one() {
+            self.reaped.insert(pid, ending);
+        }
     }
 
     /// Judges a result, adds it to the transcript, and records what it bound.
@@ -508,7 +550,7 @@ impl<'a> Supervisor<'a> {
         });
         match verdict {
             Ok(binds) => {
-                self.guard_captures(step, &result, &binds)?;
+                self.guard_captures(step, &binds)?;
                 self.apply(step, &result, binds);
                 Ok(())
             }
@@ -523,25 +565,15 @@ impl<'a> Supervisor<'a> {
     }
 
     /// In host mode, a shmid captured from a program's output must be a
-    /// segment this scenario's processes made: a program could print any id,
-    /// and later steps (`rm`) must never reach a segment that is not ours.
-    fn guard_captures(&self, step: &Step, result: &StepResult, binds: &[(String, Global)]) -> Result<(), Abort> {
+    /// segment this scenario created, by identity: a program could print any
+    /// id, and later steps (`rm`) must never reach a segment that is not ours.
+    fn guard_captures(&self, step: &Step, binds: &[(String, Global)]) -> Result<(), Abort> {
         if self.opts.isolation != Isolation::Host {
             return Ok(());
         }
-        let mut ours = self.our_pids();
-        // The program this step ran is ours too (recorded only after this check).
-        if let StepResult::Answered(Outcome { result: Ok(Value::Output { pid, .. }), .. }) = result {
-            ours.insert(*pid);
-        }
-        if !binds.iter().any(|(_, g)| matches!(g, Global::Segment(_))) {
-            return Ok(());
-        }
-        let rows = sysv::proc_segments().map_err(|e| Abort::Harness(e.to_string()))?;
         for (name, g) in binds {
             let Global::Segment(id) = g else { continue };
-            let row = rows.iter().find(|r| r.shmid.raw() == *id);
-            let mine = self.created.contains_key(id) || row.is_some_and(|r| ours.contains(&r.cpid));
+            let mine = host::current_identity(*id).is_some_and(|now| self.identities().contains(&now));
             if !mine {
                 return Err(Abort::Harness(format!(
                     "line {}: `{name}` captured shmid {id}, which is not a segment this scenario's processes created; host isolation never touches it",
@@ -561,20 +593,16 @@ impl<'a> Supervisor<'a> {
                 local(format!("key {}", Key::from_raw(v)), Ok(Value::Key(v)))
             }
             Op::Segments => {
-                let ours = self.our_pids();
+                let ours = self.identities();
                 match sysv::proc_segments() {
                     Ok(rows) => {
                         let n = rows
                             .iter()
-                            .filter(|r| {
-                                self.opts.isolation == Isolation::Namespace
-                                    || self.created.contains_key(&r.shmid.raw())
-                                    || ours.contains(&r.cpid)
-                            })
+                            .filter(|r| self.opts.isolation == Isolation::Namespace || host::row_is_ours(r, &ours))
                             .count();
                         local("count /proc/sysvipc/shm".into(), Ok(Value::Number(n as u64)))
                     }
-                    Err(e) => local("count /proc/sysvipc/shm".into(), Err(Failure::Refused { message: e.to_string() })),
+                    Err(e) => Err(Abort::Harness(format!("line {}: {e}", step.line))),
                 }
             }
             Op::Lookup { key } => {
@@ -622,15 +650,29 @@ impl<'a> Supervisor<'a> {
                 _ => Ending::Unknown,
             }
         } else {
-            wait_exit(pid, self.timeout())
+            self.wait_child(pid, self.timeout())
         };
         self.procs.get_mut(name).expect("known").ending = Some(ending);
         ending
     }
 
+    /// How child `pid` ended: reaped already, or waited for now.
+    fn wait_child(&mut self, pid: Pid, timeout: Duration) -> Ending {
+        if let Some(e) = self.reaped.remove(&pid.as_raw()) {
+            return e;
+        }
+        match procs::wait_exit(pid, timeout) {
+            Ending::Unknown => self.reaped.remove(&pid.as_raw()).unwrap_or(Ending::Unknown),
+            e => e,
+        }
+    }
+
     fn state_of(&self, name: &str) -> String {
         let pid = self.pid_of(name);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // In the scenario's PID namespace `pid` is not the host `/proc`'s number.
+        let host_pid = if self.opts.pid_namespace { procs::host_pid_of(pid) } else { Some(pid.as_raw()) };
+        let host_pid = host_pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let stat = std::fs::read_to_string(format!("/proc/{host_pid}/stat")).unwrap_or_default();
         let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("?");
         let what = match state {
             "R" => "running",
@@ -640,7 +682,7 @@ impl<'a> Supervisor<'a> {
             "Z" => "a zombie",
             _ => "in an unknown state",
         };
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/{host_pid}/wchan")).unwrap_or_default();
         let wchan = if wchan.is_empty() || wchan == "0" { String::new() } else { format!(", waiting in {wchan}") };
         format!("no answer within {:?}: process {name} (pid {pid}) is {what} ({state}){wchan}", self.timeout())
     }
@@ -652,182 +694,77 @@ impl<'a> Supervisor<'a> {
     }
 
     fn judge(&self) -> Judge<'_> {
-        Judge { globals: &self.globals, salt: self.key_salt }
+        Judge { globals: &self.globals, keys: &self.keys }
     }
 
-    fn describe_expect(&self, e: &Expect) -> String {
-        match e {
-            Expect::Ok => "ok".into(),
-            Expect::Errno { errnos, ok_too } if errnos.is_empty() && !ok_too => {
-                "refused (out of bounds or read-only)".into()
-            }
-            Expect::Errno { errnos, ok_too } => {
-                let mut alts: Vec<String> =
-                    errnos.iter().map(|e| format!("-1 {} ({})", errno_name(*e), e.desc())).collect();
-                if *ok_too {
-                    alts.push("ok".into());
-                }
-                alts.join(" or ")
-            }
-            Expect::Signal(s) => format!("dies of {}", signal_name(*s)),
-            Expect::Exited(c) => format!("exits with status {c}"),
-            Expect::Data(d) => {
-                let bytes = d.bytes();
-                format!("{} ({} bytes)", show_bytes(&bytes[..bytes.len().min(32)], bytes.len() > 32), bytes.len())
-            }
-            Expect::Byte(b) => format!("{b:#04x}"),
-            Expect::Number(n) => n.to_string(),
-            Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
-            Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
-            Expect::Output(checks) => checks
-                .iter()
-                .map(|c| match c {
-                    OutputCheck::Status(s) => format!("status {s}"),
-                    OutputCheck::Stdout(t) => format!("stdout {t:?}"),
-                    OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
-                    OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
-
-    fn describe_field(&self, f: &StatField) -> String {
-        match f {
-            StatField::Size(n) => format!("size {n}"),
-            StatField::Nattch(n) => format!("nattch {n}"),
-            StatField::Mode(m) => format!("mode {m:04o}"),
-            StatField::Key(k) => format!("key {}", Key::from_raw(self.resolve_key(k))),
-            StatField::Dest(b) => format!("dest {}", yes(*b)),
-            StatField::Locked(b) => format!("locked {}", yes(*b)),
-            StatField::Cpid(p) => format!("cpid {p}"),
-            StatField::Lpid(p) => format!("lpid {}", p.as_deref().unwrap_or("none")),
-            StatField::Uid(u) => format!("uid {u}"),
-            StatField::Gid(g) => format!("gid {g}"),
-            StatField::Cuid(u) => format!("cuid {u}"),
-            StatField::Cgid(g) => format!("cgid {g}"),
-        }
-    }
-
-    /// The call and the answer, for the transcript.
-    fn describe(&self, r: &StepResult) -> (String, String) {
-        match r {
-            StepResult::Answered(o) => (o.call.clone(), self.describe_result(&o.result)),
-            StepResult::Ended(Ending::Exited(c)) => ("(process ended)".into(), format!("exited with status {c}")),
-            StepResult::Ended(Ending::Signaled(s)) => {
-                ("(process ended)".into(), format!("died of {}", signal_name(*s)))
-            }
-            StepResult::Ended(Ending::Unknown) => ("(process ended)".into(), "ended, status unknown".into()),
-            StepResult::TimedOut(state) => ("(waiting)".into(), state.clone()),
-        }
-    }
-
-    fn describe_result(&self, r: &Result<Value, Failure>) -> String {
-        match r {
-            Err(Failure::Errno { errno, .. }) => {
-                let e = SysErrno::from_raw(*errno);
-                format!("-1 {} ({})", errno_name(e), e.desc())
-            }
-            Err(Failure::Refused { message }) => format!("refused: {message}"),
-            Ok(v) => match v {
-                Value::Unit => "ok".into(),
-                Value::Key(k) => Key::from_raw(*k).to_string(),
-                Value::Shmid(id) => format!("shmid {id}"),
-                Value::Attached { addr, size, mapping_len } => format!("{addr:#x} (size {size}, mapped {mapping_len})"),
-                Value::Read { len, mismatch, window_at, window } => match mismatch {
-                    None => format!("{} ({len} bytes)", show_bytes(window, *len > window.len())),
-                    Some(at) => format!(
-                        "{len} bytes, first difference at byte {at}; bytes {window_at}..: {}",
-                        show_bytes(window, *len > window_at + window.len())
-                    ),
-                },
-                Value::Byte(b) => format!("{b:#04x}"),
-                Value::Stat(st) => format!(
-                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}",
-                    st.size,
-                    st.nattch,
-                    st.mode.bits(),
-                    st.key,
-                    yes(st.dest),
-                    yes(st.locked),
-                    self.pid_name(st.cpid),
-                    self.pid_name(st.lpid),
-                    st.uid,
-                    st.gid,
-                    st.cuid,
-                    st.cgid
-                ),
-                Value::Number(n) => n.to_string(),
-                Value::Present(p) => if *p { "present" } else { "absent" }.into(),
-                Value::Forked(pid) => format!("pid {pid}"),
-                Value::Output { status, signal, stdout, stderr, .. } => {
-                    let how = match (status, signal) {
-                        (Some(s), _) => format!("status {s}"),
-                        (None, Some(sig)) => format!("killed by {}", signal_name(*sig)),
-                        _ => "unknown status".into(),
-                    };
-                    format!("{how}, stdout {stdout:?}, stderr {stderr:?}")
-                }
-            },
-        }
-    }
-
-    /// Records what a successful step bound.
+    /// Records what a successful step did (see [`effects`]).
     fn apply(&mut self, step: &Step, result: &StepResult, captured: Vec<(String, Global)>) {
         let StepResult::Answered(o) = result else {
             return;
         };
         let Ok(v) = &o.result else { return };
-        match (&step.op, v) {
-            (Op::Ftok { name: Some(n), .. }, Value::Key(k)) | (Op::KeyLiteral { name: n, .. }, Value::Key(k)) => {
-                self.globals.insert(n.clone(), Global::Key(*k));
-            }
-            (Op::Create { name, .. }, Value::Shmid(id)) => {
-                self.created.entry(*id).or_insert((step.line, step.process.clone()));
-                if let Some(n) = name {
-                    self.globals.insert(n.clone(), Global::Segment(*id));
+        for effect in effects(&step.op, v) {
+            match effect {
+                Effect::Bind(n, g) => {
+                    self.globals.insert(n, g);
+                }
+                Effect::Created(id) => {
+                    if !self.created.iter().any(|(i, _, _)| *i == id) {
+                        self.created.push((id, step.line, step.process.clone()));
+                    }
+                }
+                Effect::Reset(id) => {
+                    // Only a segment of ours changes identity in our books.
+                    if let Some(at) = self.created.iter().position(|(i, _, _)| i.shmid == id.shmid) {
+                        let (_, line, p) = self.created[at].clone();
+                        self.created.push((id, line, p));
+                    }
+                }
+                Effect::Attached(n) => {
+                    self.attach_lines.insert((step.process.clone(), n), step.line);
+                }
+                Effect::Forked(child, pid) => {
+                    // Inherited attachments keep their lines.
+                    let inherited: Vec<_> = self
+                        .attach_lines
+                        .iter()
+                        .filter(|((p, _), _)| *p == step.process)
+                        .map(|((_, a), l)| ((child.clone(), a.clone()), *l))
+                        .collect();
+                    self.attach_lines.extend(inherited);
+                    self.procs.get_mut(&child).expect("declared").pid = Some(Pid::from_raw(pid));
+                }
+                Effect::Spawned(pid) => {
+                    self.spawned.insert(pid, (step.line, step.process.clone()));
                 }
             }
-            (Op::Open { name: Some(n), .. }, Value::Shmid(id)) => {
-                self.globals.insert(n.clone(), Global::Segment(*id));
-            }
-            (Op::Attach { name: Some(n), .. }, Value::Attached { .. }) => {
-                self.attach_lines.insert((step.process.clone(), n.clone()), step.line);
-            }
-            (Op::Fork { child }, Value::Forked(pid)) => {
-                self.globals.insert(child.clone(), Global::Process(*pid));
-                // Inherited attachments keep their lines.
-                let inherited: Vec<_> = self
-                    .attach_lines
-                    .iter()
-                    .filter(|((p, _), _)| *p == step.process)
-                    .map(|((_, a), l)| ((child.clone(), a.clone()), *l))
-                    .collect();
-                self.attach_lines.extend(inherited);
-                self.procs.get_mut(child).expect("declared").pid = Some(Pid::from_raw(*pid));
-            }
-            (Op::Run { .. }, Value::Output { pid, .. }) => {
-                self.spawned.insert(*pid, (step.line, step.process.clone()));
-            }
-            _ => {}
         }
         for (name, g) in captured {
             self.globals.insert(name, g);
         }
     }
 
-    /// The leak oracle, part one: every segment this scenario created must be gone.
-    fn segment_leaks(&self) -> Vec<Leak> {
+    /// The leak oracle, part one: every segment this scenario created must
+    /// be gone. In namespace mode every segment of the namespace is the
+    /// scenario's; in host mode only those whose identity it recorded.
+    ///
+    /// # Errors
+    /// `/proc/sysvipc/shm` cannot be read: the oracle cannot see.
+    fn segment_leaks(&self) -> Result<Vec<Leak>, String> {
         let mut leaks = Vec::new();
-        let ours = self.our_pids();
-        let Ok(rows) = sysv::proc_segments() else { return leaks };
+        let ours = self.identities();
+        let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
         for r in rows {
             let id = r.shmid.raw();
-            let made_here = self.created.get(&id).cloned().or_else(|| self.spawned.get(&r.cpid).cloned());
-            let mine = self.opts.isolation == Isolation::Namespace || made_here.is_some() || ours.contains(&r.cpid);
-            if !mine {
+            if self.opts.isolation == Isolation::Host && !host::row_is_ours(&r, &ours) {
                 continue;
             }
+            let made_here = self
+                .created
+                .iter()
+                .find(|(i, _, _)| i.shmid == id)
+                .map(|(_, l, p)| (*l, p.clone()))
+                .or_else(|| self.spawned.get(&r.cpid).cloned());
             let by = match &made_here {
                 Some((line, p)) => format!("created by {p} at line {line}"),
                 None => format!("created by {}", self.pid_name(r.cpid)),
@@ -845,23 +782,32 @@ impl<'a> Supervisor<'a> {
                 shmid: id,
             });
         }
-        leaks
+        Ok(leaks)
     }
 
-    /// Ends every process. The leak oracle, part two: each living actor
-    /// reports the SysV mappings it still holds, then exits. Stragglers
-    /// (external programs) get SIGTERM, a grace period, then SIGKILL.
+    /// Ends every process of the scenario. The leak oracle, part two: each
+    /// living actor reports the SysV mappings it still holds, then exits.
+    /// Then every process left (programs, their daemons, orphans) is killed
+    /// and reaped: as PID 1 of the scenario's PID namespace, `kill(-1)`;
+    /// otherwise the tree of our descendants, walked in `/proc`.
     ///
     /// In a private namespace an actor's maps are only read when a segment
     /// is left: a SysV mapping keeps its segment in `/proc/sysvipc/shm` (as
     /// `dest` once removed), so with none left there can be no mapping, and
     /// the maps then only serve to say who holds what. On the host every
     /// actor always reports.
-    fn finish(&mut self, segments_left: bool) -> Vec<Leak> {
+    ///
+    /// Returns the mapping leaks, and why the oracle could not see, if so.
+    fn finish(&mut self) -> (Vec<Leak>, Option<String>) {
+        let segments_left = match sysv::proc_segments() {
+            Ok(rows) => !rows.is_empty(),
+            Err(_) => true,
+        };
         let report_maps = segments_left || self.opts.isolation == Isolation::Host;
         let mut leaks = Vec::new();
+        let mut blind = None;
         let grace = Duration::from_millis(500);
-        // Parents before the children they forked, so orphans are ours to reap.
+        // Parents before the children they forked.
         let order: Vec<String> = self
             .sc
             .processes
@@ -880,46 +826,78 @@ impl<'a> Supervisor<'a> {
             while let Ok(FromActor::Done(_)) = answer {
                 answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
             }
-            if let Ok(FromActor::Maps(maps)) = answer {
-                for (range, shmid, att) in maps {
-                    let line = att.as_ref().and_then(|a| self.attach_lines.get(&(name.clone(), a.clone())).copied());
-                    let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
-                    leaks.push(Leak {
-                        message: format!(
-                            "process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"
-                        ),
-                        line,
-                        process: Some(name.clone()),
-                        shmid: shmid as i32,
-                    });
+            match answer {
+                Ok(FromActor::Maps(Ok(maps))) => {
+                    for (range, shmid, att) in maps {
+                        let line =
+                            att.as_ref().and_then(|a| self.attach_lines.get(&(name.clone(), a.clone())).copied());
+                        let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
+                        leaks.push(Leak {
+                            message: format!(
+                                "process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"
+                            ),
+                            line,
+                            process: Some(name.clone()),
+                            shmid: shmid as i32,
+                        });
+                    }
                 }
+                Ok(FromActor::Maps(Err(e))) => {
+                    blind.get_or_insert(format!("the leak oracle cannot see process {name}'s mappings: {e}"));
+                }
+                Ok(FromActor::Panic(m)) => {
+                    blind.get_or_insert(m);
+                }
+                // Ended before it could answer (a fault, a kill): it holds nothing now.
+                _ => {}
             }
         }
+        // Give the actors a moment to exit by themselves; then no mercy.
+        let until = Instant::now() + grace;
         for name in &order {
             let pid = self.pid_of(name);
-            let ending = wait_exit(pid, grace);
+            let left = until.saturating_duration_since(Instant::now());
+            let ending = self.wait_child(pid, left);
             self.procs.get_mut(name).expect("known").ending = Some(ending);
         }
-        if reap_all(Duration::ZERO) {
-            return leaks;
+        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+            blind.get_or_insert(e);
         }
-        if let Some(g) = self.pgid {
-            let _ = killpg(g, Signal::SIGTERM);
-            if reap_all(Duration::from_millis(200)) {
-                return leaks;
-            }
-            let _ = killpg(g, Signal::SIGKILL);
-        }
-        reap_all(Duration::from_secs(2));
-        leaks
+        self.reap_ended();
+        (leaks, blind)
     }
 
     /// Removes the segments the leak oracle found, once every process is
-    /// gone. They are the scenario's own by construction (`segment_leaks`
-    /// counts only those in host mode).
-    fn remove_leaked(&self, leaks: &[Leak]) {
+    /// gone. In host mode each is re-checked by identity right before
+    /// `IPC_RMID`; anything else is reported, never removed.
+    ///
+    /// # Errors
+    /// A segment could not be removed, or was not ours any more.
+    fn remove_leaked(&self, leaks: &[Leak]) -> Result<(), String> {
+        let mut problems = Vec::new();
         for l in leaks {
-            let _ = sysv::raw::shmctl_rmid(l.shmid);
+            if self.opts.isolation == Isolation::Namespace {
+                // The namespace holds nothing but the scenario's own.
+                if let Err(e) = sysv::Shmid::from_raw(l.shmid).remove() {
+                    problems.push(e.to_string());
+                }
+                continue;
+            }
+            for (id, _, _) in self.created.iter().filter(|(i, _, _)| i.shmid == l.shmid) {
+                match host::remove_if_ours(*id) {
+                    host::Removal::Removed | host::Removal::Gone => {}
+                    host::Removal::NotOurs(now) => problems.push(format!(
+                        "shmid {} now shows cpid {} ctime {}, not the recorded {} {}: left alone",
+                        id.shmid, now.cpid, now.ctime, id.cpid, id.ctime
+                    )),
+                    host::Removal::Failed(e) => problems.push(e),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("leaked segments could not all be removed: {}", problems.join("; ")))
         }
     }
 }
@@ -935,97 +913,6 @@ fn scenario_dir() -> Result<tempfile::TempDir, String> {
         b
     };
     builder().tempdir_in(fast).or_else(|_| builder().tempdir()).map_err(|e| format!("temporary directory: {e}"))
-}
-
-/// Reaps children until none is left or `grace` passes; true if none is left.
-fn reap_all(grace: Duration) -> bool {
-    let deadline = Instant::now() + grace;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Err(Errno::ECHILD) => return true,
-            Ok(WaitStatus::StillAlive) => {
-                if Instant::now() >= deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => {}
-            Err(_) => return true,
-        }
-    }
-}
-
-/// Waits until `pid` (a child of ours) has exited and reaps it: sleeps on a
-/// pidfd until it is readable (Linux 5.3+), else polls.
-fn wait_exit(pid: Pid, timeout: Duration) -> Ending {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if raw >= 0 {
-        // SAFETY: a fresh fd that nothing else owns.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(ms));
-    }
-    wait_with_timeout(pid, timeout)
-}
-
-fn wait_with_timeout(pid: Pid, timeout: Duration) -> Ending {
-    let deadline = Instant::now() + timeout;
-    let mut nap = Duration::from_micros(20);
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => return Ending::Exited(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Ending::Signaled(s as i32),
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return Ending::Unknown,
-        }
-        if Instant::now() >= deadline {
-            return Ending::Unknown;
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(2));
-    }
-}
-
-fn host_salt(sc: &Scenario) -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let mut salt = (std::process::id().rotate_left(16) ^ nanos ^ 0x5348_4d00) | 1;
-    let literals: Vec<u32> = sc
-        .steps
-        .iter()
-        .filter_map(|s| match &s.op {
-            Op::KeyLiteral { value, .. } => Some(*value as u32),
-            Op::Create { key: KeyRef::Literal(v), .. } | Op::Open { key: KeyRef::Literal(v), .. } => Some(*v as u32),
-            _ => None,
-        })
-        .collect();
-    while literals.contains(&salt) {
-        salt = salt.wrapping_add(2);
-    }
-    salt
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-fn show_bytes(bytes: &[u8], more: bool) -> String {
-    let printable = bytes.iter().all(|b| (0x20..0x7f).contains(b) || matches!(b, b'\n' | b'\t'));
-    let mut s = if printable {
-        format!("{:?}", String::from_utf8_lossy(bytes))
-    } else {
-        format!("hex \"{}\"", bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
-    };
-    if more {
-        s.push_str("...");
-    }
-    s
 }
 
 #[cfg(test)]
