@@ -48,6 +48,14 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         timeout: Duration,
     },
+    /// Remove, and report on stderr, the segments that dead host-mode runs left
+    /// (their journals in the state directory); exit 0 nothing left or all
+    /// swept, 1 something could not be removed, 2 error.
+    Sweep {
+        /// Report only; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check scenario files without running them.
     Check {
         /// Files or folders (default: scenarios/).
@@ -116,6 +124,7 @@ fn main() -> ExitCode {
         Command::Run { paths, jobs, filter, format, output, isolation, timeout } => {
             run(&paths, jobs, filter.as_deref(), format, output.as_deref(), isolation, timeout)
         }
+        Command::Sweep { dry_run } => sweep(dry_run),
         Command::Check { paths } => {
             let files = match scenario_files(&paths) {
                 Ok(f) => f,
@@ -141,6 +150,33 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+    }
+}
+
+fn sweep(dry_run: bool) -> ExitCode {
+    let dir = match runner::journal::state_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("shm-harness sweep: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runner::journal::sweep(&dir, dry_run, |line| eprintln!("{line}")) {
+        Ok(s) => {
+            eprintln!(
+                "shm-harness sweep: {} dead run(s), {} segment(s) {}, {} not ours any more, {} could not be removed",
+                s.journals,
+                s.removed,
+                if dry_run { "to remove" } else { "removed" },
+                s.not_ours,
+                s.failed
+            );
+            ExitCode::from(u8::from(s.failed > 0))
+        }
+        Err(e) => {
+            eprintln!("shm-harness sweep: {e}");
+            ExitCode::from(2)
         }
     }
 }

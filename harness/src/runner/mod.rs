@@ -179,6 +179,7 @@ pub fn run(
         Err(fork::ForkError::MultiThreaded(n)) => return Err(RunError::MultiThreaded(n)),
         Err(e) => return Err(RunError::Sys(e.to_string())),
     }
+    fork::prepare_heap();
     let root = nix::unistd::Uid::effective().is_root();
     let state = journal::state_dir();
     if let Ok(dir) = &state {
