@@ -25,6 +25,7 @@ use shm_harness::runner::wire::{recv, FromActor};
 use shm_harness::sysv::{self, CreateOptions, Mode};
 
 type Res = Result<(), String>;
+type TestFn = fn() -> Res;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shm-harness")
@@ -522,7 +523,7 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, fn() -> Res); 11] = [
+    let tests: [(&str, TestFn); 11] = [
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),
         ("sigkill_then_sweep_removes_exactly_what_the_run_left", sigkill_then_sweep_removes_exactly_what_the_run_left),

@@ -580,7 +580,7 @@ impl Actor<'_> {
     /// fails, the segment (ours: it was created a moment ago) is removed
     /// and the step refused.
     fn record_creation(&self, index: usize, id: Shmid, key: Key) -> Result<Identity, String> {
-        let identity = match identity_now(id) {
+        let identity = match super::host::current_identity(id.raw()) {
             Some(i) => i,
             None => {
                 let _ = id.remove();
@@ -596,7 +596,7 @@ impl Actor<'_> {
 
     /// After a `set`: the segment's new identity, journaled (host mode).
     fn record_reset(&self, index: usize, id: Shmid) -> Result<Option<Identity>, String> {
-        let Some(identity) = identity_now(id) else { return Ok(None) };
+        let Some(identity) = super::host::current_identity(id.raw()) else { return Ok(None) };
         let key = id.stat().map_or(0, |st| st.key.raw());
         self.journal_append(index, identity, Key::from_raw(key))?;
         Ok(Some(identity))
@@ -618,17 +618,6 @@ impl Actor<'_> {
         };
         journal::append(fd, &rec)
     }
-}
-
-/// The identity `IPC_STAT` (or, without read permission, the
-/// `/proc/sysvipc/shm` row) shows for `id` now.
-fn identity_now(id: Shmid) -> Option<Identity> {
-    if let Ok(st) = id.stat() {
-        return Some(Identity { shmid: id.raw(), cpid: st.cpid, ctime: st.ctime });
-    }
-    let rows = sysv::proc_segments().ok()?;
-    let r = rows.iter().find(|r| r.shmid == id)?;
-    Some(Identity { shmid: id.raw(), cpid: r.cpid, ctime: r.ctime })
 }
 
 /// Reads a program's stdout and stderr while it runs, keeping at most

@@ -331,7 +331,7 @@ pub fn raise_fd_limit() -> u64 {
             }
         }
     }
-    rl.rlim_cur as u64
+    rl.rlim_cur
 }
 
 /// Checks before any process is made that a scenario of `processes`
@@ -372,16 +372,11 @@ pub fn check_limits(processes: usize, fds: usize) -> Result<(), String> {
 }
 
 fn count_own_processes() -> usize {
+    use std::os::unix::fs::MetadataExt;
     let uid = nix::unistd::Uid::current().as_raw();
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
     dir.filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
-        .filter(|e| {
-            std::os::unix::fs::MetadataExt::uid(&e.metadata().ok().unwrap_or_else(|| unreachable_meta())) == uid
-        })
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
         .count()
-}
-
-fn unreachable_meta() -> std::fs::Metadata {
-    std::fs::metadata("/").expect("/ exists")
 }

@@ -88,11 +88,16 @@ pub(crate) fn programs_in_host_mode(sc: &Scenario) -> Option<String> {
     ))
 }
 
-/// The identity `IPC_STAT` shows for `shmid` now (`None`: no such segment,
-/// or not readable).
+/// The identity the kernel shows for `shmid` now: `IPC_STAT`, or, when
+/// the segment's mode forbids reading it, its `/proc/sysvipc/shm` row (no
+/// permission check there). `None`: no such segment.
 pub(crate) fn current_identity(shmid: i32) -> Option<Identity> {
-    let st = Shmid::from_raw(shmid).stat().ok()?;
-    Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime })
+    if let Ok(st) = Shmid::from_raw(shmid).stat() {
+        return Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime });
+    }
+    let rows = sysv::proc_segments().ok()?;
+    let r = rows.iter().find(|r| r.shmid.raw() == shmid)?;
+    Some(Identity { shmid, cpid: r.cpid, ctime: r.ctime })
 }
 
 /// What became of a recorded segment when asked to remove it.
@@ -111,12 +116,10 @@ pub(crate) enum Removal {
 /// Removes the segment `id` only if `IPC_STAT` still shows its identity,
 /// checked right before `IPC_RMID`.
 pub(crate) fn remove_if_ours(id: Identity) -> Removal {
-    match Shmid::from_raw(id.shmid).stat() {
-        Err(_) => Removal::Gone,
-        Ok(st) if st.cpid != id.cpid || st.ctime != id.ctime => {
-            Removal::NotOurs(Identity { shmid: id.shmid, cpid: st.cpid, ctime: st.ctime })
-        }
-        Ok(_) => match Shmid::from_raw(id.shmid).remove() {
+    match current_identity(id.shmid) {
+        None => Removal::Gone,
+        Some(now) if now != id => Removal::NotOurs(now),
+        Some(_) => match Shmid::from_raw(id.shmid).remove() {
             Ok(()) => Removal::Removed,
             Err(e) => Removal::Failed(e.to_string()),
         },

@@ -200,9 +200,9 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
             }
             let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
             let key = crate::sysv::Key::from_raw(rec.key);
-            match Shmid::from_raw(rec.shmid).stat() {
-                Err(_) => {}
-                Ok(st) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
+            match super::host::current_identity(rec.shmid) {
+                None => {}
+                Some(st) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
                     // A later record may carry the identity after a `set`.
                     if text
                         .lines()
@@ -217,11 +217,11 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
                         rec.shmid, st.cpid, st.ctime
                     ));
                 }
-                Ok(_) if dry_run => {
+                Some(_) if dry_run => {
                     out.removed += 1;
                     say(format!("shm-harness: would remove shmid {} (key {key}), {made}", rec.shmid));
                 }
-                Ok(_) => match Shmid::from_raw(rec.shmid).remove() {
+                Some(_) => match Shmid::from_raw(rec.shmid).remove() {
                     Ok(()) => {
                         out.removed += 1;
                         say(format!("shm-harness: removed shmid {} (key {key}) left by a dead run, {made}", rec.shmid));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, signal, SigHandler, Signal};
-use nix::unistd::{pipe2, Pid, Uid};
+use nix::unistd::{pipe2, Pid};
 
 use crate::scenario::{Expect, Op, Scenario, Step};
 use crate::sysv::{self, Key};
@@ -109,7 +109,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         duration_us: 0,
     };
     let skip = if sc.needs.root && !opts.root {
-        Some(format!("needs root (another uid, or a privileged call), and this run is uid {}", Uid::effective()))
+        Some("needs root (another uid, or a privileged call), and this run is not root".to_string())
     } else if sc.needs.namespace && opts.isolation == Isolation::Host {
         Some(
             "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
@@ -391,9 +391,12 @@ impl<'a> Supervisor<'a> {
         while i < steps.len() {
             let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
             if group > 1 {
-                // A concurrent group: every step sent before any answer is awaited.
-                for (j, step) in steps.iter().enumerate().skip(i).take(group) {
+                // A concurrent group: every step guarded, then every step
+                // sent before any answer is awaited.
+                for step in steps.iter().skip(i).take(group) {
                     self.guard(step)?;
+                }
+                for (j, step) in steps.iter().enumerate().skip(i).take(group) {
                     let run = Run { process: step.process.clone(), from: j, to: j + 1 };
                     self.send_chain(vec![run], step)?;
                 }
@@ -766,6 +769,8 @@ impl<'a> Supervisor<'a> {
                 .map(|(_, l, p)| (*l, p.clone()))
                 .or_else(|| self.spawned.get(&r.cpid).cloned());
             let by = match &made_here {
+                // Line 0: answered after the scenario had already stopped.
+                Some((0, p)) => format!("created by {p} (a step after the failure)"),
                 Some((line, p)) => format!("created by {p} at line {line}"),
                 None => format!("created by {}", self.pid_name(r.cpid)),
             };
@@ -777,7 +782,7 @@ impl<'a> Supervisor<'a> {
                     r.nattch,
                     if r.dest { ", removed but still attached" } else { "" }
                 ),
-                line: made_here.as_ref().map(|(l, _)| *l),
+                line: made_here.as_ref().map(|(l, _)| *l).filter(|&l| l > 0),
                 process: made_here.map(|(_, p)| p),
                 shmid: id,
             });
@@ -819,11 +824,16 @@ impl<'a> Supervisor<'a> {
         for name in &order {
             let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
         }
+        let mut late: Vec<(Identity, String)> = Vec::new();
         for name in order.iter().filter(|_| report_maps) {
             let p = &self.procs[name];
-            // Answers of steps after a failure may still be queued: skip them.
+            // Answers of steps after a failure may still be queued: not
+            // judged, but a segment one of them created is the scenario's.
             let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
-            while let Ok(FromActor::Done(_)) = answer {
+            while let Ok(FromActor::Done(o)) = &answer {
+                if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
+                    late.push((*id, name.clone()));
+                }
                 answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
             }
             match answer {
@@ -850,6 +860,11 @@ impl<'a> Supervisor<'a> {
                 }
                 // Ended before it could answer (a fault, a kill): it holds nothing now.
                 _ => {}
+            }
+        }
+        for (id, name) in late {
+            if !self.created.iter().any(|(i, _, _)| *i == id) {
+                self.created.push((id, 0, name));
             }
         }
         // Give the actors a moment to exit by themselves; then no mercy.
