@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, signal, SigHandler, Signal};
+use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{pipe2, Pid};
 
 use crate::scenario::{Expect, Op, Scenario, Step};
-use crate::sysv::{self, Key};
+
+mod local;
+mod teardown;
 
 use super::actor::{actor_comm, descendants, Actor, ActorFds};
 use super::check::{Judge, StepResult};
@@ -22,10 +24,8 @@ use super::fork::{fork_guarded, Child};
 use super::host::{self, KeyMap};
 use super::interp::{effects, Effect};
 use super::procs;
-use super::report::{Entry, Isolation, Leak, ScenarioReport, Status, StepFailure};
-use super::wire::{
-    recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value, WireError,
-};
+use super::report::{Entry, Isolation, ScenarioReport, Status, StepFailure};
+use super::wire::{recv, send, Ending, FromActor, Global, Globals, Identity, Run, ToActor, WireError};
 
 /// How a supervisor runs its scenario.
 #[derive(Debug, Clone)]
@@ -343,25 +343,6 @@ impl<'a> Supervisor<'a> {
         self.created.iter().map(|(i, _, _)| *i).collect()
     }
 
-    /// In host mode: refuse a key that a segment not of this scenario holds
-    /// (one whose identity is not among those the scenario recorded).
-    fn host_guard(&self, key: i32) -> Result<(), String> {
-        if self.opts.isolation != Isolation::Host || key == 0 {
-            return Ok(());
-        }
-        let ours = self.identities();
-        let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
-        match rows.iter().find(|r| r.key.raw() == key && !host::row_is_ours(r, &ours)) {
-            Some(r) => Err(format!(
-                "key {} belongs to a segment this scenario did not create (shmid {}, cpid {}); host isolation never touches it — run with namespace isolation or change the key",
-                Key::from_raw(key),
-                r.shmid,
-                r.cpid
-            )),
-            None => Ok(()),
-        }
-    }
-
     /// Steps the supervisor answers itself.
     fn is_local(step: &Step) -> bool {
         matches!(step.op, Op::KeyLiteral { .. } | Op::Kill | Op::Segments | Op::Lookup { .. })
@@ -434,16 +415,6 @@ impl<'a> Supervisor<'a> {
                 self.collect(i..j)?;
                 i = j;
             }
-        }
-        Ok(())
-    }
-
-    /// In host mode, refuses a create or open of a key held by a segment
-    /// this scenario did not create.
-    fn guard(&self, step: &Step) -> Result<(), Abort> {
-        if let Op::Create { key, .. } | Op::Open { key, .. } = &step.op {
-            let k = self.resolve_key(key);
-            self.host_guard(k).map_err(|m| Abort::Harness(format!("line {}: {m}", step.line)))?;
         }
         Ok(())
     }
@@ -567,65 +538,6 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// In host mode, a shmid captured from a program's output must be a
-    /// segment this scenario created, by identity: a program could print any
-    /// id, and later steps (`rm`) must never reach a segment that is not ours.
-    fn guard_captures(&self, step: &Step, binds: &[(String, Global)]) -> Result<(), Abort> {
-        if self.opts.isolation != Isolation::Host {
-            return Ok(());
-        }
-        for (name, g) in binds {
-            let Global::Segment(id) = g else { continue };
-            let mine = host::current_identity(*id).is_some_and(|now| self.identities().contains(&now));
-            if !mine {
-                return Err(Abort::Harness(format!(
-                    "line {}: `{name}` captured shmid {id}, which is not a segment this scenario's processes created; host isolation never touches it",
-                    step.line
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The steps the supervisor performs itself.
-    fn local_step(&mut self, step: &Step) -> Result<StepResult, Abort> {
-        let local = |call: String, result: Result<Value, Failure>| Ok(StepResult::Answered(Outcome { call, result }));
-        match &step.op {
-            Op::KeyLiteral { value, .. } => {
-                let v = self.translate_key(*value);
-                local(format!("key {}", Key::from_raw(v)), Ok(Value::Key(v)))
-            }
-            Op::Segments => {
-                let ours = self.identities();
-                match sysv::proc_segments() {
-                    Ok(rows) => {
-                        let n = rows
-                            .iter()
-                            .filter(|r| self.opts.isolation == Isolation::Namespace || host::row_is_ours(r, &ours))
-                            .count();
-                        local("count /proc/sysvipc/shm".into(), Ok(Value::Number(n as u64)))
-                    }
-                    Err(e) => Err(Abort::Harness(format!("line {}: {e}", step.line))),
-                }
-            }
-            Op::Lookup { key } => {
-                let k = self.resolve_key(key);
-                let call = format!("lookup {} in /proc/sysvipc/shm", Key::from_raw(k));
-                match sysv::proc_segments() {
-                    Ok(rows) => local(call, Ok(Value::Present(rows.iter().any(|r| r.key.raw() == k)))),
-                    Err(e) => local(call, Err(Failure::Refused { message: e.to_string() })),
-                }
-            }
-            Op::Kill => {
-                let pid = self.pid_of(&step.process);
-                kill(pid, Signal::SIGKILL)
-                    .map_err(|e| Abort::Harness(format!("line {}: kill({pid}, SIGKILL): {e}", step.line)))?;
-                Ok(StepResult::Ended(self.ending_of(&step.process)))
-            }
-            _ => unreachable!("only local steps come here"),
-        }
-    }
-
     fn pid_of(&self, name: &str) -> Pid {
         self.procs[name].pid.unwrap_or(Pid::from_raw(0))
     }
@@ -744,175 +656,6 @@ impl<'a> Supervisor<'a> {
         }
         for (name, g) in captured {
             self.globals.insert(name, g);
-        }
-    }
-
-    /// The leak oracle, part one: every segment this scenario created must
-    /// be gone. In namespace mode every segment of the namespace is the
-    /// scenario's; in host mode only those whose identity it recorded.
-    ///
-    /// # Errors
-    /// `/proc/sysvipc/shm` cannot be read: the oracle cannot see.
-    fn segment_leaks(&self) -> Result<Vec<Leak>, String> {
-        let mut leaks = Vec::new();
-        let ours = self.identities();
-        let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
-        for r in rows {
-            let id = r.shmid.raw();
-            if self.opts.isolation == Isolation::Host && !host::row_is_ours(&r, &ours) {
-                continue;
-            }
-            let made_here = self
-                .created
-                .iter()
-                .find(|(i, _, _)| i.shmid == id)
-                .map(|(_, l, p)| (*l, p.clone()))
-                .or_else(|| self.spawned.get(&r.cpid).cloned());
-            let by = match &made_here {
-                // Line 0: answered after the scenario had already stopped.
-                Some((0, p)) => format!("created by {p} (a step after the failure)"),
-                Some((line, p)) => format!("created by {p} at line {line}"),
-                None => format!("created by {}", self.pid_name(r.cpid)),
-            };
-            leaks.push(Leak {
-                message: format!(
-                    "segment shmid {id} (key {}, {} bytes, nattch {}{}) {by} was never removed; rm it before the scenario ends",
-                    r.key,
-                    r.size,
-                    r.nattch,
-                    if r.dest { ", removed but still attached" } else { "" }
-                ),
-                line: made_here.as_ref().map(|(l, _)| *l).filter(|&l| l > 0),
-                process: made_here.map(|(_, p)| p),
-                shmid: id,
-            });
-        }
-        Ok(leaks)
-    }
-
-    /// Ends every process of the scenario. The leak oracle, part two: each
-    /// living actor reports the SysV mappings it still holds, then exits.
-    /// Then every process left (programs, their daemons, orphans) is killed
-    /// and reaped: as PID 1 of the scenario's PID namespace, `kill(-1)`;
-    /// otherwise the tree of our descendants, walked in `/proc`.
-    ///
-    /// In a private namespace an actor's maps are only read when a segment
-    /// is left: a SysV mapping keeps its segment in `/proc/sysvipc/shm` (as
-    /// `dest` once removed), so with none left there can be no mapping, and
-    /// the maps then only serve to say who holds what. On the host every
-    /// actor always reports.
-    ///
-    /// Returns the mapping leaks, and why the oracle could not see, if so.
-    fn finish(&mut self) -> (Vec<Leak>, Option<String>) {
-        let segments_left = match sysv::proc_segments() {
-            Ok(rows) => !rows.is_empty(),
-            Err(_) => true,
-        };
-        let report_maps = segments_left || self.opts.isolation == Isolation::Host;
-        let mut leaks = Vec::new();
-        let mut blind = None;
-        let grace = Duration::from_millis(500);
-        // Parents before the children they forked.
-        let order: Vec<String> = self
-            .sc
-            .processes
-            .iter()
-            .filter(|p| p.forked_from.is_none())
-            .flat_map(|p| descendants(self.sc, &p.name))
-            .filter(|n| self.procs[n].pid.is_some() && self.procs[n].ending.is_none())
-            .collect();
-        for name in &order {
-            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
-        }
-        let mut late: Vec<(Identity, String)> = Vec::new();
-        for name in order.iter().filter(|_| report_maps) {
-            let p = &self.procs[name];
-            // Answers of steps after a failure may still be queued: not
-            // judged, but a segment one of them created is the scenario's.
-            let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
-            while let Ok(FromActor::Done(o)) = &answer {
-                if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
-                    late.push((*id, name.clone()));
-                }
-                answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
-            }
-            match answer {
-                Ok(FromActor::Maps(Ok(maps))) => {
-                    for (range, shmid, att) in maps {
-                        let line =
-                            att.as_ref().and_then(|a| self.attach_lines.get(&(name.clone(), a.clone())).copied());
-                        let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
-                        leaks.push(Leak {
-                            message: format!(
-                                "process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"
-                            ),
-                            line,
-                            process: Some(name.clone()),
-                            shmid: shmid as i32,
-                        });
-                    }
-                }
-                Ok(FromActor::Maps(Err(e))) => {
-                    blind.get_or_insert(format!("the leak oracle cannot see process {name}'s mappings: {e}"));
-                }
-                Ok(FromActor::Panic(m)) => {
-                    blind.get_or_insert(m);
-                }
-                // Ended before it could answer (a fault, a kill): it holds nothing now.
-                _ => {}
-            }
-        }
-        for (id, name) in late {
-            if !self.created.iter().any(|(i, _, _)| *i == id) {
-                self.created.push((id, 0, name));
-            }
-        }
-        // Give the actors a moment to exit by themselves; then no mercy.
-        let until = Instant::now() + grace;
-        for name in &order {
-            let pid = self.pid_of(name);
-            let left = until.saturating_duration_since(Instant::now());
-            let ending = self.wait_child(pid, left);
-            self.procs.get_mut(name).expect("known").ending = Some(ending);
-        }
-        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
-            blind.get_or_insert(e);
-        }
-        self.reap_ended();
-        (leaks, blind)
-    }
-
-    /// Removes the segments the leak oracle found, once every process is
-    /// gone. In host mode each is re-checked by identity right before
-    /// `IPC_RMID`; anything else is reported, never removed.
-    ///
-    /// # Errors
-    /// A segment could not be removed, or was not ours any more.
-    fn remove_leaked(&self, leaks: &[Leak]) -> Result<(), String> {
-        let mut problems = Vec::new();
-        for l in leaks {
-            if self.opts.isolation == Isolation::Namespace {
-                // The namespace holds nothing but the scenario's own.
-                if let Err(e) = sysv::Shmid::from_raw(l.shmid).remove() {
-                    problems.push(e.to_string());
-                }
-                continue;
-            }
-            for (id, _, _) in self.created.iter().filter(|(i, _, _)| i.shmid == l.shmid) {
-                match host::remove_if_ours(*id) {
-                    host::Removal::Removed | host::Removal::Gone => {}
-                    host::Removal::NotOurs(now) => problems.push(format!(
-                        "shmid {} now shows cpid {} ctime {}, not the recorded {} {}: left alone",
-                        id.shmid, now.cpid, now.ctime, id.cpid, id.ctime
-                    )),
-                    host::Removal::Failed(e) => problems.push(e),
-                }
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("leaked segments could not all be removed: {}", problems.join("; ")))
         }
     }
 }
