@@ -70,6 +70,7 @@ fn fd(raw: RawFd) -> BorrowedFd<'static> {
 impl Actor<'_> {
     /// Serves commands until told to finish or the supervisor goes away.
     pub(crate) fn serve(mut self) -> ! {
+        super::fork::mark_runner_process();
         loop {
             let my = self.fds[&self.name];
             if !self.wait_for_command(my.cmd) {

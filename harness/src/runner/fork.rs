@@ -61,16 +61,33 @@ pub fn thread_count() -> Result<usize, String> {
         .ok_or_else(|| "/proc/self/status has no Threads: line".to_string())
 }
 
-/// Refuses unless this process has exactly one thread.
+/// Set by the runner's own children (supervisors, actors): a process forked
+/// from a single-threaded one has one thread, and the runner's code starts
+/// none, so they need not read `/proc` again before each fork.
+static FORKED_BY_HELPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuses unless this process has exactly one thread (read from
+/// `/proc/self/status`, except in the runner's own supervisors and actors,
+/// which have one thread by construction: see [`mark_runner_process`]).
 ///
 /// # Errors
 /// [`ForkError::MultiThreaded`] or [`ForkError::UnknownThreads`].
 pub fn ensure_single_threaded() -> Result<(), ForkError> {
+    if FORKED_BY_HELPER.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     match thread_count() {
         Ok(1) => Ok(()),
         Ok(n) => Err(ForkError::MultiThreaded(n)),
         Err(e) => Err(ForkError::UnknownThreads(e)),
     }
+}
+
+/// Marks this process as one of the runner's own children (a supervisor or
+/// an actor): forked from a single-threaded process by the helper, running
+/// only the runner's code, which starts no thread.
+pub(crate) fn mark_runner_process() {
+    FORKED_BY_HELPER.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// What the child is and keeps.

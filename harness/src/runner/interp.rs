@@ -14,7 +14,9 @@
 //!
 //! No fork, no system call: unit-tested below.
 
-use crate::scenario::Op;
+use std::collections::HashMap;
+
+use crate::scenario::{Op, Step};
 
 use super::wire::{Global, Globals, Identity, Value};
 
@@ -90,6 +92,81 @@ pub(crate) fn bind(effects: &[Effect], globals: &mut Globals) {
     }
 }
 
+/// The supervisor's books: what the scenario's steps bound and made, kept
+/// from the answers it judged (no system call, no process).
+#[derive(Debug, Default)]
+pub(crate) struct Books {
+    /// Names bound so far.
+    pub globals: Globals,
+    /// Segments the scenario created, by identity, with the line and process
+    /// of the step (line 0: answered after the scenario stopped).
+    pub created: Vec<(Identity, usize, String)>,
+    /// pid -> (line, process) of `run` steps.
+    pub spawned: HashMap<i32, (usize, String)>,
+    /// (process, attachment) -> the line that attached it.
+    pub attach_lines: HashMap<(String, String), usize>,
+}
+
+impl Books {
+    /// Records what `step`, answered with `v` and judged as expected (with
+    /// the names `captured` from a program's output), did; returns its
+    /// effects for the process driver.
+    pub fn answered(&mut self, step: &Step, v: &Value, captured: Vec<(String, Global)>) -> Vec<Effect> {
+        let all = effects(&step.op, v);
+        for effect in &all {
+            match effect {
+                Effect::Bind(n, g) => {
+                    self.globals.insert(n.clone(), *g);
+                }
+                Effect::Created(id) => {
+                    if !self.created.iter().any(|(i, _, _)| i == id) {
+                        self.created.push((*id, step.line, step.process.clone()));
+                    }
+                }
+                Effect::Reset(id) => {
+                    // Only a segment of the scenario's changes identity in its books.
+                    if let Some((_, line, p)) = self.created.iter().find(|(i, _, _)| i.shmid == id.shmid).cloned() {
+                        self.created.push((*id, line, p));
+                    }
+                }
+                Effect::Attached(n) => {
+                    self.attach_lines.insert((step.process.clone(), n.clone()), step.line);
+                }
+                Effect::Forked(child, _) => {
+                    // Inherited attachments keep their lines.
+                    let inherited: Vec<_> = self
+                        .attach_lines
+                        .iter()
+                        .filter(|((p, _), _)| *p == step.process)
+                        .map(|((_, a), l)| ((child.clone(), a.clone()), *l))
+                        .collect();
+                    self.attach_lines.extend(inherited);
+                }
+                Effect::Spawned(pid) => {
+                    self.spawned.insert(*pid, (step.line, step.process.clone()));
+                }
+            }
+        }
+        for (name, g) in captured {
+            self.globals.insert(name, g);
+        }
+        all
+    }
+
+    /// A segment created by a step whose answer came after the scenario had
+    /// stopped (read at teardown): the scenario's all the same.
+    pub fn late_creation(&mut self, id: Identity, process: String) {
+        if !self.created.iter().any(|(i, _, _)| *i == id) {
+            self.created.push((id, 0, process));
+        }
+    }
+
+    /// The identities of every segment the scenario created.
+    pub fn identities(&self) -> Vec<Identity> {
+        self.created.iter().map(|(i, _, _)| *i).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +207,31 @@ mod tests {
         assert_eq!(effects(&o, &Value::Created(Identity { shmid: 1, cpid: 1, ctime: 1 })).len(), 1);
         let o = op("process A\nA: create s = private size 8\n");
         assert!(effects(&o, &Value::Unit).is_empty());
+    }
+
+    #[test]
+    fn the_books_know_segments_by_identity_and_follow_a_set() {
+        let sc = parse(
+            "b.scn",
+            "process A, B\nA: create s = private size 8\nA: attach m = s\nA: set s mode 0640\nA: fork B\n",
+        )
+        .unwrap();
+        let mut books = Books::default();
+        let first = Identity { shmid: 4, cpid: 2, ctime: 100 };
+        books.answered(&sc.steps[0], &Value::Created(first), vec![]);
+        books.answered(&sc.steps[1], &Value::Attached { addr: 1, size: 8, mapping_len: 4096 }, vec![]);
+        let after_set = Identity { shmid: 4, cpid: 2, ctime: 101 };
+        books.answered(&sc.steps[2], &Value::Reset(after_set), vec![]);
+        // A set on a segment the books do not hold adds nothing.
+        books.answered(&sc.steps[2], &Value::Reset(Identity { shmid: 9, cpid: 1, ctime: 1 }), vec![]);
+        assert_eq!(books.identities(), vec![first, after_set]);
+        assert_eq!(books.globals.get("s"), Some(&Global::Segment(4)));
+        let e = books.answered(&sc.steps[3], &Value::Forked(7), vec![]);
+        assert!(e.contains(&Effect::Forked("B".into(), 7)));
+        // The child inherits the attachment, with the line that made it.
+        assert_eq!(books.attach_lines.get(&("B".to_string(), "m".to_string())), Some(&3));
+        books.late_creation(Identity { shmid: 5, cpid: 2, ctime: 102 }, "A".into());
+        assert_eq!(books.created.last().map(|c| c.1), Some(0));
     }
 
     #[test]

@@ -268,6 +268,7 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
     let report_fd = w.as_raw_fd();
     let child = clone_guarded(&spec, ns, || {
+        fork::mark_runner_process();
         let report = supervise(sc, sopts);
         // SAFETY: the report pipe's write end is kept open in this process.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(report_fd) };

@@ -146,7 +146,9 @@ pub enum Value {
 pub const OUTPUT_CAP: usize = 1 << 20;
 
 /// The largest frame [`recv`] accepts: a bigger length prefix is garbage.
-pub const MAX_FRAME: usize = 8 << 20;
+/// (The largest real one is a `run` answer: twice [`OUTPUT_CAP`] bytes of
+/// output, at most six bytes of JSON each.)
+pub const MAX_FRAME: usize = 16 * OUTPUT_CAP;
 
 /// A segment as the harness knows it: `(shmid, cpid, ctime)`, recorded when
 /// it was created (or when a `set` step changed its `ctime`). A segment is

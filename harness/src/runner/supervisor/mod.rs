@@ -22,10 +22,10 @@ use super::actor::{actor_comm, descendants, Actor, ActorFds};
 use super::check::{Judge, StepResult};
 use super::fork::{fork_guarded, Child};
 use super::host::{self, KeyMap};
-use super::interp::{effects, Effect};
+use super::interp::{Books, Effect};
 use super::procs;
 use super::report::{Entry, Isolation, ScenarioReport, Status, StepFailure};
-use super::wire::{recv, send, Ending, FromActor, Global, Globals, Identity, Run, ToActor, WireError};
+use super::wire::{recv, send, Ending, FromActor, Global, Identity, Run, ToActor, WireError};
 
 /// How a supervisor runs its scenario.
 #[derive(Debug, Clone)]
@@ -62,14 +62,8 @@ pub(crate) struct Supervisor<'a> {
     opts: &'a ScenarioOptions,
     dir: tempfile::TempDir,
     procs: BTreeMap<String, Proc>,
-    globals: Globals,
-    /// The segments this scenario created, by identity, with the line and
-    /// process of the step that created each.
-    created: Vec<(Identity, usize, String)>,
-    /// pid -> (line, process) of `run` steps.
-    spawned: HashMap<i32, (usize, String)>,
-    /// (process, attachment) -> line that attached it.
-    attach_lines: HashMap<(String, String), usize>,
+    /// What the steps bound and made (the interpreter's state).
+    books: Books,
     /// Children reaped as they ended (orphans and actors), by pid.
     reaped: HashMap<i32, Ending>,
     /// Whether actors hand chains to each other (few processes) or the
@@ -240,10 +234,7 @@ impl<'a> Supervisor<'a> {
             opts,
             dir,
             procs,
-            globals: Globals::new(),
-            created: Vec::new(),
-            spawned: HashMap::new(),
-            attach_lines: HashMap::new(),
+            books: Books::default(),
             reaped: HashMap::new(),
             handoff,
             keys,
@@ -254,7 +245,7 @@ impl<'a> Supervisor<'a> {
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
-            sup.globals.insert(p.name.clone(), Global::Process(pid.as_raw()));
+            sup.books.globals.insert(p.name.clone(), Global::Process(pid.as_raw()));
         }
         // Every child end now lives in the actors that need it.
         for proc_ in sup.procs.values_mut() {
@@ -328,19 +319,19 @@ impl<'a> Supervisor<'a> {
         if pid == 0 {
             return "none".into();
         }
-        for (name, g) in &self.globals {
+        for (name, g) in &self.books.globals {
             if *g == Global::Process(pid) {
                 return name.clone();
             }
         }
-        if let Some((line, _)) = self.spawned.get(&pid) {
+        if let Some((line, _)) = self.books.spawned.get(&pid) {
             return format!("pid {pid} (run at line {line})");
         }
         format!("pid {pid}")
     }
 
     fn identities(&self) -> Vec<Identity> {
-        self.created.iter().map(|(i, _, _)| *i).collect()
+        self.books.identities()
     }
 
     /// Steps the supervisor answers itself.
@@ -421,7 +412,7 @@ impl<'a> Supervisor<'a> {
 
     fn send_chain(&self, runs: Vec<Run>, first: &Step) -> Result<(), Abort> {
         let to = &self.procs[&runs[0].process];
-        match send(to.cmd_w.as_fd(), &ToActor::Chain { runs, globals: self.globals.clone() }) {
+        match send(to.cmd_w.as_fd(), &ToActor::Chain { runs, globals: self.books.globals.clone() }) {
             // Gone already: `collect` finds out how it ended.
             Ok(()) | Err(WireError::Closed) => Ok(()),
             Err(e) => Err(Abort::Harness(format!("line {}: sending to {}: {e:?}", first.line, first.process))),
@@ -609,53 +600,20 @@ impl<'a> Supervisor<'a> {
     }
 
     fn judge(&self) -> Judge<'_> {
-        Judge { globals: &self.globals, keys: &self.keys }
+        Judge { globals: &self.books.globals, keys: &self.keys }
     }
 
-    /// Records what a successful step did (see [`effects`]).
+    /// Records what a successful step did in the books (see
+    /// [`Books::answered`]); a forked process's pid goes to the driver's table.
     fn apply(&mut self, step: &Step, result: &StepResult, captured: Vec<(String, Global)>) {
         let StepResult::Answered(o) = result else {
             return;
         };
         let Ok(v) = &o.result else { return };
-        for effect in effects(&step.op, v) {
-            match effect {
-                Effect::Bind(n, g) => {
-                    self.globals.insert(n, g);
-                }
-                Effect::Created(id) => {
-                    if !self.created.iter().any(|(i, _, _)| *i == id) {
-                        self.created.push((id, step.line, step.process.clone()));
-                    }
-                }
-                Effect::Reset(id) => {
-                    // Only a segment of ours changes identity in our books.
-                    if let Some(at) = self.created.iter().position(|(i, _, _)| i.shmid == id.shmid) {
-                        let (_, line, p) = self.created[at].clone();
-                        self.created.push((id, line, p));
-                    }
-                }
-                Effect::Attached(n) => {
-                    self.attach_lines.insert((step.process.clone(), n), step.line);
-                }
-                Effect::Forked(child, pid) => {
-                    // Inherited attachments keep their lines.
-                    let inherited: Vec<_> = self
-                        .attach_lines
-                        .iter()
-                        .filter(|((p, _), _)| *p == step.process)
-                        .map(|((_, a), l)| ((child.clone(), a.clone()), *l))
-                        .collect();
-                    self.attach_lines.extend(inherited);
-                    self.procs.get_mut(&child).expect("declared").pid = Some(Pid::from_raw(pid));
-                }
-                Effect::Spawned(pid) => {
-                    self.spawned.insert(pid, (step.line, step.process.clone()));
-                }
+        for effect in self.books.answered(step, v, captured) {
+            if let Effect::Forked(child, pid) = effect {
+                self.procs.get_mut(&child).expect("declared").pid = Some(Pid::from_raw(pid));
             }
-        }
-        for (name, g) in captured {
-            self.globals.insert(name, g);
         }
     }
 }

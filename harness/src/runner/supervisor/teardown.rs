@@ -31,11 +31,12 @@ impl Supervisor<'_> {
                 continue;
             }
             let made_here = self
+                .books
                 .created
                 .iter()
                 .find(|(i, _, _)| i.shmid == id)
                 .map(|(_, l, p)| (*l, p.clone()))
-                .or_else(|| self.spawned.get(&r.cpid).cloned());
+                .or_else(|| self.books.spawned.get(&r.cpid).cloned());
             let by = match &made_here {
                 // Line 0: answered after the scenario had already stopped.
                 Some((0, p)) => format!("created by {p} (a step after the failure)"),
@@ -108,7 +109,7 @@ impl Supervisor<'_> {
                 Ok(FromActor::Maps(Ok(maps))) => {
                     for (range, shmid, att) in maps {
                         let line =
-                            att.as_ref().and_then(|a| self.attach_lines.get(&(name.clone(), a.clone())).copied());
+                            att.as_ref().and_then(|a| self.books.attach_lines.get(&(name.clone(), a.clone())).copied());
                         let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
                         leaks.push(Leak {
                             message: format!(
@@ -131,9 +132,7 @@ impl Supervisor<'_> {
             }
         }
         for (id, name) in late {
-            if !self.created.iter().any(|(i, _, _)| *i == id) {
-                self.created.push((id, 0, name));
-            }
+            self.books.late_creation(id, name);
         }
         // Give the actors a moment to exit by themselves; then no mercy.
         let until = Instant::now() + grace;
@@ -166,7 +165,7 @@ impl Supervisor<'_> {
                 }
                 continue;
             }
-            for (id, _, _) in self.created.iter().filter(|(i, _, _)| i.shmid == l.shmid) {
+            for (id, _, _) in self.books.created.iter().filter(|(i, _, _)| i.shmid == l.shmid) {
                 match host::remove_if_ours(*id) {
                     host::Removal::Removed | host::Removal::Gone => {}
                     host::Removal::NotOurs(now) => problems.push(format!(
