@@ -68,7 +68,8 @@ static FORKED_BY_HELPER: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 
 /// Refuses unless this process has exactly one thread (read from
 /// `/proc/self/status`, except in the runner's own supervisors and actors,
-/// which have one thread by construction: see [`mark_runner_process`]).
+/// which have one thread by construction: forked from a single-threaded
+/// process, they run only the runner's code, which starts no thread).
 ///
 /// # Errors
 /// [`ForkError::MultiThreaded`] or [`ForkError::UnknownThreads`].
