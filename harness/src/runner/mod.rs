@@ -205,6 +205,7 @@ pub fn run(
     let jobs = if isolation == Isolation::Host { 1 } else { opts.jobs.max(1) };
     let mut reports: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut running: Vec<Running> = Vec::new();
+    let mut exiting: Vec<Pid> = Vec::new();
     let mut next = 0;
     while next < scenarios.len() || !running.is_empty() {
         while running.len() < jobs && next < scenarios.len() {
@@ -227,10 +228,18 @@ pub fn run(
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
-            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation);
+            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation, &mut exiting);
             progress(&report);
             reports[r.index] = Some(report);
         }
+        // Supervisors that reported are exiting (their namespaces take a
+        // moment to go): reap them as they finish, while the next ones run.
+        exiting.retain(|&pid| {
+            matches!(waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+        });
+    }
+    for pid in exiting {
+        let _ = waitpid(pid, None);
     }
     drop(life_w);
     if let Some(j) = journal {
@@ -280,7 +289,17 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     Ok(Running { pid: child, report: r, index, deadline: Instant::now() + budget })
 }
 
-fn finish_supervisor(sc: &Scenario, r: &Running, overdue: bool, isolation: Isolation) -> ScenarioReport {
+/// The report of a supervisor that is ready (or overdue: then it is killed).
+/// A supervisor that reported is left to exit on its own and pushed onto
+/// `exiting`, to be reaped later: the exit of a PID namespace's init takes
+/// the kernel a while, and the next scenario need not wait for it.
+fn finish_supervisor(
+    sc: &Scenario,
+    r: &Running,
+    overdue: bool,
+    isolation: Isolation,
+    exiting: &mut Vec<Pid>,
+) -> ScenarioReport {
     let failed = |reason: String| failed_report(sc, isolation, reason);
     if overdue {
         let _ = kill(r.pid, Signal::SIGKILL);
@@ -290,6 +309,10 @@ fn finish_supervisor(sc: &Scenario, r: &Running, overdue: bool, isolation: Isola
         );
     }
     let got: Result<ScenarioReport, WireError> = recv(r.report.as_fd(), Some(Duration::from_secs(30)));
+    if let Ok(report) = got {
+        exiting.push(r.pid);
+        return report;
+    }
     let status = waitpid(r.pid, None);
     match got {
         Ok(report) => report,
