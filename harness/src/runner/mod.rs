@@ -27,6 +27,7 @@ mod host;
 pub(crate) mod interp;
 pub mod journal;
 mod procs;
+mod program;
 pub mod report;
 mod supervisor;
 pub mod wire;
