@@ -319,11 +319,16 @@ fn finish_supervisor(
         Ok(report) => report,
         Err(e) => {
             let how = match status {
-                Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
-                Ok(WaitStatus::Exited(_, c)) => format!("exited with status {c}"),
-                _ => "ended".into(),
+                // Killed from outside (an operator, the OOM killer): its scenario died with it.
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    format!("was killed by {sig} without a report ({e:?}); its processes died with it")
+                }
+                Ok(WaitStatus::Exited(_, c)) => {
+                    format!("exited with status {c} without a report ({e:?}); this is a harness bug")
+                }
+                _ => format!("ended without a report ({e:?}); this is a harness bug"),
             };
-            failed(format!("the scenario's supervisor {how} without a report ({e:?}); this is a harness bug"))
+            failed(format!("the scenario's supervisor {how}"))
         }
     }
 }
