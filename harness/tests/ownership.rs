@@ -342,6 +342,50 @@ fn a_rerun_after_sigkill_sweeps_the_dead_run() -> Res {
     ensure(segments() == before, || format!("{:?}", segments()))
 }
 
+/// `sweep` touches a journaled segment only when the run is provably dead
+/// (its journal's lock can be taken) and the segment still shows the
+/// recorded identity: a live run's segment, and a shmid whose identity
+/// changed, are left alone.
+fn sweep_needs_a_dead_run_and_the_same_identity() -> Res {
+    use shm_harness::runner::journal::{self, Journal, Record};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).map_err(|e| e.to_string())?;
+    let mine = orphan_segment(0);
+    let other = orphan_segment(0);
+    let row = |id: i32| segments().into_iter().find(|s| s.0 == id).ok_or("segment gone");
+    let (_, cpid, ctime) = row(mine)?;
+    let (_, ocpid, octime) = row(other)?;
+    let ns = journal::ipc_namespace().ok_or("no ipc namespace")?;
+    let rec = |shmid, cpid, ctime| Record {
+        scenario: "j.scn".into(),
+        line: 3,
+        process: "A".into(),
+        shmid,
+        cpid,
+        ctime,
+        key: 0,
+        ns,
+    };
+    // A live run (this process holds the lock): nothing is touched.
+    let live = Journal::create(&state)?;
+    journal::append_to(live.path(), &rec(mine, cpid, ctime))?;
+    // `other` recorded with a ctime it does not have: not ours.
+    journal::append_to(live.path(), &rec(other, ocpid, octime - 1))?;
+    let out = harness(&["sweep"], dir.path());
+    ensure(out.status.code() == Some(0) && !text(&out.stderr).contains("removed shmid"), || text(&out.stderr))?;
+    ensure(segments().iter().any(|s| s.0 == mine), || "a live run's segment was removed".into())?;
+    // The run dies (its lock goes with the last fd): now the sweep acts.
+    drop(live);
+    let out = harness(&["sweep"], dir.path());
+    let err = text(&out.stderr);
+    ensure(out.status.code() == Some(0), || err.clone())?;
+    ensure(err.contains(&format!("removed shmid {mine} ")) && err.contains("j.scn:3 (A)"), || err.clone())?;
+    ensure(err.contains(&format!("shmid {other} ")) && err.contains("not ours any more, left alone"), || err.clone())?;
+    ensure(!segments().iter().any(|s| s.0 == mine), || "the dead run's segment is still there".into())?;
+    ensure(segments().iter().any(|s| s.0 == other), || "a segment of another identity was removed".into())
+}
+
 /// A `run` program that creates a segment and then hangs: at the step
 /// timeout the program is killed and its segment reported and removed
 /// (namespace mode); host mode, blind to programs, skips the scenario.
@@ -523,7 +567,8 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 11] = [
+    let tests: [(&str, TestFn); 12] = [
+        ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),
         ("sigkill_then_sweep_removes_exactly_what_the_run_left", sigkill_then_sweep_removes_exactly_what_the_run_left),
