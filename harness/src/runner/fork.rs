@@ -168,6 +168,11 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
         // (glibc's cached thread id in the child is stale; nothing the
         // runner uses depends on it: Rust's locks are futexes, and raise()
         // asks the kernel for the tid.)
+        // (s390x takes the stack first and the flags second; everywhere
+        // else the flags come first. The other arguments are all zero.)
+        #[cfg(target_arch = "s390x")]
+        let r = unsafe { libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize) };
+        #[cfg(not(target_arch = "s390x"))]
         let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
         if r < 0 {
             return Err(sys_error("clone", nix::errno::Errno::last()));
