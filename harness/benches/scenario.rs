@@ -190,10 +190,15 @@ fn main() {
         took
     };
 
-    let base = baseline(&|| baseline_seed(&ckey), n);
-    let ours = harness(SEED, n);
-    let (b, h) = (per_run(base, n), per_run(ours, n));
-    println!("seed scenario (3 processes, fresh IPC namespace each), {n} runs:");
+    // The machine is shared: alternate the two in rounds and keep each one's
+    // best round, so a burst of someone else's load lands on neither alone.
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let (mut b, mut h) = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        b = b.min(per_run(baseline(&|| baseline_seed(&ckey), n), n));
+        h = h.min(per_run(harness(SEED, n), n));
+    }
+    println!("seed scenario (3 processes, fresh IPC namespace each), {n} runs, best of {rounds} alternating rounds:");
     println!("  baseline (fork + pipes + syscalls): {b:.3} ms/run");
     println!("  shm-harness (parse once, check, leak oracle): {h:.3} ms/run");
     println!("  ratio harness/baseline: {:.2}x (target <= 1.5x)", h / b);

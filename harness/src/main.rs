@@ -27,6 +27,10 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Check scenario files without running them.
     Check(cli::inspect::CheckArgs),
+    /// Remove, and report on stderr, the segments that dead host-mode runs left
+    /// (their journals in the state directory); exit 0 nothing left or all
+    /// swept, 1 something could not be removed, 2 error.
+    Sweep(cli::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +48,6 @@ fn main() -> ExitCode {
         Command::Ls(args) => cli::inspect::ls(args, cli.color),
         Command::Run(args) => cli::run::main(args, cli.color),
         Command::Check(args) => cli::inspect::check(args, cli.color),
+        Command::Sweep(args) => cli::sweep::main(args, cli.color),
     }
 }

@@ -4,7 +4,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serial_test::file_serial;
+use std::os::unix::process::CommandExt;
+
+use rusty_fork::rusty_fork_test;
+
+#[macro_use]
+mod common;
 
 fn harness(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(args).current_dir(dir).output().expect("run shm-harness")
@@ -126,31 +131,128 @@ fn a_step_that_hangs_times_out_and_nothing_hangs() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
-/// Host mode shares the machine's IPC namespace: serialised across test
-/// processes, and it must leave no segment behind.
-#[test]
-#[file_serial(host_ipc)]
-fn host_mode_touches_only_its_own_and_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "host.scn",
-        "process A, B\nA: key k = 0x1234\nA: create s = k size 4096 excl\nB: attach m = s\nB: stat s => nattch 1, cpid A\nA: run \"ipcmk -M 100\" => status 0, stdout \"Shared memory id: {x}\"\nA: segments => 2\nB: detach m\nA: rm s\n",
-    );
-    let before = ipcs_ids();
-    let out = harness(&["run", "--isolation", "host", "host.scn"], dir.path());
-    let s = text(&out.stdout);
-    // ipcmk's segment is left on purpose: the leak oracle must catch and remove it.
-    assert_eq!(out.status.code(), Some(1), "{s}");
-    assert!(s.contains("[host]"), "{s}");
-    // The segment is ipcmk's: known by the pid of the program line 6 ran.
-    assert!(s.contains("host.scn:6: leak: segment shmid") && s.contains("created by A at line 6"), "{s}");
-    assert_eq!(ipcs_ids(), before, "host mode left segments behind");
+fn segment_ids() -> Vec<i32> {
+    shm_harness::sysv::proc_segments().expect("/proc/sysvipc/shm").iter().map(|r| r.shmid.raw()).collect()
 }
 
-fn ipcs_ids() -> Vec<String> {
-    let out = Command::new("ipcs").arg("-m").output().map(|o| text(&o.stdout)).unwrap_or_default();
-    out.lines().filter(|l| l.starts_with("0x")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()).collect()
+fn harness_in(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        .args(args)
+        .current_dir(dir)
+        .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
+        .output()
+        .expect("run shm-harness")
+}
+
+rusty_fork_test! {
+    /// Host mode, exercised in a private IPC namespace this test makes (so
+    /// no outcome of it can touch the machine's): it counts and removes only
+    /// the segments its steps created, by identity; a canary made before it
+    /// (a foreign segment) is neither counted nor touched.
+    #[test]
+    fn host_mode_touches_only_its_own_and_cleans_up() {
+        private_namespace_or_skip!();
+        let canary = shm_harness::sysv::CreateOptions::new(100).create_private().unwrap().release();
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "host.scn",
+            "process A, B\nA: key k = 0x1234\nA: create s = k size 4096 excl\nB: attach m = s\nB: stat s => nattch 1, cpid A\nA: segments => 1\nA: create left = private size 100\nA: segments => 2\nB: detach m\nA: rm s\n",
+        );
+        let out = harness_in(&["run", "--isolation", "host", "host.scn"], dir.path());
+        let s = text(&out.stdout);
+        // `left` is left on purpose: the leak oracle must catch and remove it.
+        assert_eq!(out.status.code(), Some(1), "{s}");
+        assert!(s.contains("[host]"), "{s}");
+        let leak = s.contains("host.scn:7: leak: segment shmid");
+        let who = s.contains("created by A at line 7");
+        assert!(leak && who, "{s}");
+        assert_eq!(segment_ids(), vec![canary.id().raw()], "host mode left segments behind or removed the canary");
+    }
+
+    /// Host mode cannot see what a program (or its children) creates, so a
+    /// scenario with a `run` step is skipped there, with the reason, instead
+    /// of passing blind; in a namespace of its own the same scenario runs.
+    #[test]
+    fn host_mode_skips_a_scenario_with_programs_and_says_why() {
+        private_namespace_or_skip!();
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "fake.scn",
+            "process A\nA: run \"echo Shared memory id: 2147483000\" => stdout \"Shared memory id: {s}\"\nA: rm s\n",
+        );
+        let out = harness_in(&["run", "--isolation", "host", "fake.scn"], dir.path());
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{s}");
+        assert!(s.contains("SKIP fake.scn") && s.contains("line 2 runs a program: host isolation cannot see segments created by programs' children; run in namespace mode"), "{s}");
+        // In a namespace of its own the same scenario runs (and the kernel answers).
+        let out = harness_in(&["run", "--isolation", "namespace", "fake.scn"], dir.path());
+        assert!(text(&out.stdout).contains("FAIL fake.scn"), "{}", text(&out.stdout));
+        assert!(segment_ids().is_empty());
+    }
+
+    /// An interrupted host run (SIGTERM to the coordinator mid-scenario,
+    /// which installs no handler and dies of it) leaves neither segments nor
+    /// processes: the supervisor sees the coordinator's death on its life
+    /// pipe, kills the scenario's processes and removes what its steps made.
+    #[test]
+    fn an_interrupted_host_run_leaves_nothing_behind() {
+        private_namespace_or_skip!();
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "slow.scn",
+            "timeout 60s\nprocess A, B\nA: create big = private size 64M\nA: attach w = big\nA: write w 0 pattern \"ab\" 64M\nA: detach w\nA: rm big\nA: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: detach m\nA: rm s\nA: rm p\n",
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+            .args(["run", "--isolation", "host", "slow.scn"])
+            .current_dir(dir.path())
+            .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let group = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // Stop B before its first step (A's 64 MiB write comes first), so the run cannot end by itself.
+        loop {
+            for p in group_members(group, "shm-act-B") {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGSTOP);
+            }
+            let small = shm_harness::sysv::proc_segments().unwrap().iter().filter(|r| r.size < 1 << 20).count();
+            if small >= 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the scenario never created its segments");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !group_members(group, "").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "an interrupted run left processes: {:?}", group_members(group, ""));
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(segment_ids(), Vec::<i32>::new(), "an interrupted host run left segments");
+    }
+}
+
+/// Living processes of process group `group` whose name starts with `prefix`.
+fn group_members(group: i32, prefix: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let Some(close) = stat.rfind(')') else { return false };
+            let name = stat.find('(').map_or("", |o| &stat[o + 1..close]);
+            let mut rest = stat[close + 1..].split_whitespace();
+            let state = rest.next().unwrap_or("");
+            let pgrp = rest.nth(1).and_then(|g| g.parse::<i32>().ok());
+            pgrp == Some(group) && state != "Z" && name.starts_with(prefix)
+        })
+        .collect()
 }
 
 #[test]
@@ -191,58 +293,4 @@ fn stress_many_runs_from_many_threads() {
     for t in threads {
         t.join().unwrap();
     }
-}
-
-/// An interrupted run (SIGTERM mid-scenario) in host mode leaves neither
-/// segments nor processes behind: the janitor kills the scenario's process
-/// group and removes what its steps created.
-#[test]
-#[file_serial(host_ipc)]
-fn an_interrupted_host_run_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "slow.scn",
-        "process A, B\nA: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: run \"sleep 31.25\"\nB: detach m\nA: rm s\nA: rm p\n",
-    );
-    let before = ipcs_ids();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
-        .args(["run", "--isolation", "host", "slow.scn"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while ipcs_ids().len() < before.len() + 2 {
-        assert!(std::time::Instant::now() < deadline, "the scenario never created its segments");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
-    assert!(!status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(ipcs_ids(), before, "an interrupted host run left segments");
-    let ps = Command::new("pgrep").args(["-f", "sleep 31.25"]).output().unwrap();
-    assert!(ps.stdout.is_empty(), "an interrupted run left its programs running: {}", text(&ps.stdout));
-}
-
-/// In host mode a shmid captured from a program's output is only used if
-/// the scenario's own processes created that segment: a program may print
-/// any id, and `rm` must never reach someone else's segment.
-#[test]
-#[file_serial(host_ipc)]
-fn host_mode_refuses_a_captured_id_that_is_not_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "fake.scn",
-        "process A\nA: run \"echo Shared memory id: 2147483000\" => stdout \"Shared memory id: {s}\"\nA: rm s\n",
-    );
-    let out = harness(&["run", "--isolation", "host", "fake.scn"], dir.path());
-    let s = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{s}");
-    assert!(s.contains("captured shmid 2147483000, which is not a segment this scenario's processes created"), "{s}");
-    // In a namespace of its own the same scenario may try (and the kernel answers).
-    let out = harness(&["run", "--isolation", "namespace", "fake.scn"], dir.path());
-    assert!(!text(&out.stdout).contains("captured shmid"), "{}", text(&out.stdout));
 }

@@ -5,3 +5,4 @@ pub mod console;
 pub mod files;
 pub mod inspect;
 pub mod run;
+pub mod sweep;

@@ -8,17 +8,19 @@
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
-use crate::sysv::{self, AttachFlags, Attachment, Key, Shmid};
+use crate::sysv::{self, AttachFlags, Attachment, GetFlags, Key, Mode, Shmid};
 
 use super::check::{Judge, StepResult};
+use super::fork::{exit_now, fork_guarded, Child};
+use super::host::KeyMap;
+use super::journal;
 use super::wire::{
-    flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Outcome, Run, ToActor, Value,
+    flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value,
 };
 
 /// The pipe ends one process needs: where its commands come from and where
@@ -45,15 +47,16 @@ pub(crate) struct Actor<'a> {
     /// supervisor is gone, and so should we be.
     pub life: RawFd,
     /// Host-mode key translation.
-    pub salt: u32,
+    pub keys: KeyMap,
+    /// The run's journal (host mode): every segment created is appended
+    /// here before the step is answered.
+    pub journal: Option<RawFd>,
     pub attachments: HashMap<String, Attachment>,
 }
 
-/// Ends the process at once: no destructors, no atexit handlers, no stdio
-/// flush; the kernel detaches every attachment.
-pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(code) }
+/// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
+pub(crate) fn actor_comm(name: &str) -> String {
+    format!("shm-act-{name}")
 }
 
 fn fd(raw: RawFd) -> BorrowedFd<'static> {
@@ -65,6 +68,7 @@ fn fd(raw: RawFd) -> BorrowedFd<'static> {
 impl Actor<'_> {
     /// Serves commands until told to finish or the supervisor goes away.
     pub(crate) fn serve(mut self) -> ! {
+        super::fork::mark_runner_process();
         loop {
             let my = self.fds[&self.name];
             if !self.wait_for_command(my.cmd) {
@@ -144,10 +148,10 @@ impl Actor<'_> {
                 op => self.execute(index, op, &step.expect, &globals),
             };
             if let Ok(v) = &outcome.result {
-                bind_local(&step.op, v, &mut globals);
+                super::interp::bind(&super::interp::effects(&step.op, v), &mut globals);
             }
             let result = StepResult::Answered(outcome);
-            match (Judge { globals: &globals, salt: self.salt }).verdict(step, &result) {
+            match (Judge { globals: &globals, keys: &self.keys }).verdict(step, &result) {
                 Ok(captured) => globals.extend(captured),
                 Err(()) => stopped = true,
             }
@@ -160,7 +164,10 @@ impl Actor<'_> {
         self.flush(&mut out);
         match runs.get(1) {
             Some(next) if !stopped => {
-                let to = self.peers[&next.process];
+                let Some(&to) = self.peers.get(&next.process) else {
+                    // No hand-off to this peer (the supervisor sends chains of one process then).
+                    return self.end_chain();
+                };
                 let rest = ToActor::Chain { runs: runs[1..].to_vec(), globals };
                 if send(fd(to), &rest).is_err() {
                     self.end_chain();
@@ -184,66 +191,69 @@ impl Actor<'_> {
     /// `fork` step: the child becomes actor `child` and serves from here on;
     /// the parent closes the child's pipe ends and reports its pid.
     fn fork_child(&mut self, child: &str) -> Result<i32, nix::errno::Errno> {
-        // SAFETY: this process is single-threaded (forked from the
-        // single-threaded supervisor), so the child may allocate.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                let keep: Vec<String> = descendants(self.scenario, child);
-                let mut fds = std::mem::take(&mut self.fds);
-                for (name, f) in fds.iter() {
-                    if !keep.contains(name) {
-                        let _ = nix::unistd::close(f.cmd);
-                        let _ = nix::unistd::close(f.ans);
-                    }
-                }
-                fds.retain(|name, _| keep.contains(name));
-                self.fds = fds;
-                self.name = child.to_string();
-                // Continue in the caller's loop as the child: unwind is not
-                // possible across fork, so serve from here.
-                let me = Actor {
-                    scenario: self.scenario,
-                    name: std::mem::take(&mut self.name),
-                    dir: std::mem::take(&mut self.dir),
-                    fds: std::mem::take(&mut self.fds),
-                    peers: std::mem::take(&mut self.peers),
-                    done: self.done,
-                    life: self.life,
-                    salt: self.salt,
-                    attachments: std::mem::take(&mut self.attachments),
-                };
-                me.serve()
+        let keep_names = descendants(self.scenario, child);
+        let mut keep: Vec<RawFd> = vec![self.done, self.life];
+        keep.extend(self.journal);
+        keep.extend(self.peers.values().copied());
+        for name in &keep_names {
+            if let Some(f) = self.fds.get(name) {
+                keep.extend([f.cmd, f.ans]);
             }
-            ForkResult::Parent { child: pid } => {
-                if let Some(f) = self.fds.remove(child) {
-                    let _ = nix::unistd::close(f.cmd);
-                    let _ = nix::unistd::close(f.ans);
-                }
-                for name in descendants(self.scenario, child) {
-                    if let Some(f) = self.fds.remove(&name) {
+        }
+        let Some(own) = self.fds.get(child).copied() else {
+            return Err(nix::errno::Errno::EBADF);
+        };
+        let comm = actor_comm(child);
+        // The forked actor has no death signal: it must outlive its parent
+        // (`A: fork D`, `A: exit`, then D goes on). The scenario's PID
+        // namespace (or host mode's tree kill) ends it with the scenario.
+        let spec = Child { name: &comm, keep: &keep, panic_fd: Some(own.ans), ..Child::default() };
+        let forked = fork_guarded(&spec, || {
+            let mut fds = std::mem::take(&mut self.fds);
+            fds.retain(|name, _| keep_names.contains(name));
+            let me = Actor {
+                scenario: self.scenario,
+                name: child.to_string(),
+                dir: std::mem::take(&mut self.dir),
+                fds,
+                peers: std::mem::take(&mut self.peers),
+                done: self.done,
+                life: self.life,
+                keys: std::mem::take(&mut self.keys),
+                journal: self.journal,
+                attachments: std::mem::take(&mut self.attachments),
+            };
+            me.serve()
+        });
+        match forked {
+            Ok(pid) => {
+                for name in &keep_names {
+                    if let Some(f) = self.fds.remove(name) {
                         let _ = nix::unistd::close(f.cmd);
                         let _ = nix::unistd::close(f.ans);
                     }
                 }
                 Ok(pid.as_raw())
             }
+            Err(super::fork::ForkError::Sys { errno, .. }) => Err(errno),
+            Err(e) => panic!("{e}"),
         }
     }
 
-    fn maps(&self) -> Vec<(String, i64, Option<String>)> {
-        let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        sysv_mappings(&text)
+    fn maps(&self) -> Result<Vec<(String, i64, Option<String>)>, String> {
+        let text = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
+        Ok(sysv_mappings(&text)
             .into_iter()
             .map(|(range, start, shmid)| {
                 let name = self.attachments.iter().find(|(_, a)| a.as_ptr() as usize == start).map(|(n, _)| n.clone());
                 (range, shmid, name)
             })
-            .collect()
+            .collect())
     }
 
     fn execute(&mut self, index: usize, op: &Op, expect: &Expect, globals: &Globals) -> Outcome {
         // Literal keys get the same host-mode translation as in the supervisor.
-        let judge = Judge { globals, salt: self.salt };
+        let judge = Judge { globals, keys: &self.keys };
         let key_of = |k: &KeyRef| -> Key { Key::from_raw(judge.resolve_key(k)) };
         let shmid_of = |n: &str| -> Shmid {
             match globals.get(n) {
@@ -262,25 +272,20 @@ impl Actor<'_> {
                 }
             }
             Op::Create { key, size, mode, excl, hugetlb, noreserve, .. } => {
-                let mut flags = sysv::raw::IPC_CREAT | i32::from(*mode);
-                if *excl {
-                    flags |= sysv::raw::IPC_EXCL;
-                }
-                if *hugetlb {
-                    flags |= sysv::raw::SHM_HUGETLB;
-                }
-                if *noreserve {
-                    flags |= sysv::raw::SHM_NORESERVE;
-                }
+                let mut flags = GetFlags::CREAT;
+                flags.set(GetFlags::EXCL, *excl);
+                flags.set(GetFlags::HUGETLB, *hugetlb);
+                flags.set(GetFlags::NORESERVE, *noreserve);
+                let mode = Mode::from_bits_truncate(u32::from(*mode));
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(flags));
-                match sysv::shmget_raw(key, size, flags) {
-                    Ok(id) => {
-                        // Host mode: tell the janitor at once (a no-op unless armed).
-                        super::janitor::record(id.raw(), std::process::id() as i32);
-                        ok(call, Value::Shmid(id.raw()))
-                    }
+                let shown = flags.bits() | i32::from(mode.bits());
+                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
+                match sysv::shmget(key, size, flags, None, mode) {
+                    Ok(id) => match self.record_creation(index, id, key) {
+                        Ok(identity) => ok(call, Value::Created(identity)),
+                        Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
+                    },
                     Err(e) => fail(call, e),
                 }
             }
@@ -288,7 +293,7 @@ impl Actor<'_> {
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
                 let call = format!("shmget({key}, {size}, 0)");
-                match sysv::shmget_raw(key, size, 0) {
+                match sysv::shmget(key, size, GetFlags::empty(), None, Mode::NONE) {
                     Ok(id) => ok(call, Value::Shmid(id.raw())),
                     Err(e) => fail(call, e),
                 }
@@ -331,7 +336,7 @@ impl Actor<'_> {
                 }
             }
             Op::Write { attachment, offset, data } => {
-                let att = &self.attachments[attachment];
+                let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("write {attachment}[{offset}..+{}]", data.len());
                 let result = match data {
@@ -346,7 +351,7 @@ impl Actor<'_> {
                 }
             }
             Op::Read { attachment, offset, len } => {
-                let att = &self.attachments[attachment];
+                let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let len = usize::try_from(*len).unwrap_or(usize::MAX);
                 let call = format!("read {attachment}[{offset}..+{len}]");
@@ -394,7 +399,7 @@ impl Actor<'_> {
                 ok(call, Value::Read { len, mismatch, window_at, window })
             }
             Op::Peek { attachment, offset } => {
-                let att = &self.attachments[attachment];
+                let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("peek {attachment}[{offset}]");
                 match att.peek(offset) {
@@ -403,7 +408,7 @@ impl Actor<'_> {
                 }
             }
             Op::Poke { attachment, offset, value } => {
-                let att = &self.attachments[attachment];
+                let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("poke {attachment}[{offset}] = {value:#04x}");
                 // SAFETY: a scenario's actor is a disposable process; dying of
@@ -438,7 +443,12 @@ impl Actor<'_> {
                 let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
                 let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={mode})");
                 match id.set(uid, gid, mode) {
-                    Ok(()) => ok(call, Value::Unit),
+                    // IPC_SET changed the ctime: the segment's new identity.
+                    Ok(()) => match self.record_reset(index, id) {
+                        Ok(Some(identity)) => ok(call, Value::Reset(identity)),
+                        Ok(None) => ok(call, Value::Unit),
+                        Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
+                    },
                     Err(e) => fail(call, e),
                 }
             }
@@ -496,45 +506,65 @@ impl Actor<'_> {
         });
         let here = here.and_then(|p| p.canonicalize().ok()).unwrap_or_default();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
-        let call = format!("run {}", args.join(" "));
-        let spawned = Command::new(&args[0])
-            .args(&args[1..])
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                return Outcome {
-                    call,
-                    result: Err(Failure::Errno {
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        message: format!("cannot start `{}`: {e}", args[0]),
-                    }),
-                }
-            }
-        };
-        let pid = child.id() as i32;
-        match child.wait_with_output() {
-            Ok(out) => {
-                use std::os::unix::process::ExitStatusExt;
-                Outcome {
-                    call,
-                    result: Ok(Value::Output {
-                        pid,
-                        status: out.status.code(),
-                        signal: out.status.signal(),
-                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    }),
-                }
-            }
-            Err(e) => {
-                Outcome { call, result: Err(Failure::Refused { message: format!("waiting for `{}`: {e}", args[0]) }) }
+        super::program::run(&args, &self.dir)
+    }
+
+    /// The attachment a memory step names. The parser admits only
+    /// attachments this process holds, by the rule the actor follows
+    /// ([`super::interp::attachment_change`]); a missing one is a harness
+    /// bug, which the fork helper reports as such.
+    fn attachment(&self, name: &str) -> &Attachment {
+        match self.attachments.get(name) {
+            Some(a) => a,
+            None => {
+                panic!("attachment `{name}` is not held by process {}: the parser and the actor disagree", self.name)
             }
         }
+    }
+
+    /// After a create: the new segment's identity (`IPC_STAT`, or the
+    /// `/proc/sysvipc/shm` row when the mode forbids reading), appended to
+    /// the journal in host mode, all before the step is answered. If either
+    /// fails, the segment (ours: it was created a moment ago) is removed
+    /// and the step refused.
+    fn record_creation(&self, index: usize, id: Shmid, key: Key) -> Result<Identity, String> {
+        let identity = match super::host::current_identity(id.raw()) {
+            Some(i) => i,
+            None => {
+                let _ = id.remove();
+                return Err(format!("shmid {id}: cannot read its identity (IPC_STAT, /proc/sysvipc/shm); removed"));
+            }
+        };
+        if let Err(e) = self.journal_append(index, identity, key) {
+            let _ = id.remove();
+            return Err(format!("shmid {id}: {e}; removed"));
+        }
+        Ok(identity)
+    }
+
+    /// After a `set`: the segment's new identity, journaled (host mode).
+    fn record_reset(&self, index: usize, id: Shmid) -> Result<Option<Identity>, String> {
+        let Some(identity) = super::host::current_identity(id.raw()) else { return Ok(None) };
+        let key = id.stat().map_or(0, |st| st.key.raw());
+        self.journal_append(index, identity, Key::from_raw(key))?;
+        Ok(Some(identity))
+    }
+
+    fn journal_append(&self, index: usize, identity: Identity, key: Key) -> Result<(), String> {
+        let Some(fd) = self.journal else { return Ok(()) };
+        let step = &self.scenario.steps[index];
+        let rec = journal::Record {
+            scenario: self.scenario.file.clone(),
+            line: step.line,
+            process: self.name.clone(),
+            shmid: identity.shmid,
+            // The creator is this process: its pid as the host sees it.
+            cpid: journal::host_pid(),
+            ctime: identity.ctime,
+            key: key.raw(),
+            ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
+        };
+        journal::append(fd, &rec)
     }
 }
 
@@ -542,22 +572,6 @@ impl Actor<'_> {
 /// steps whose purpose is to end it.
 fn may_end_process(op: &Op) -> bool {
     matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } | Op::Exit { .. } | Op::Crash)
-}
-
-/// Records in the actor's copy of the globals what a successful step bound.
-fn bind_local(op: &Op, v: &Value, globals: &mut Globals) {
-    match (op, v) {
-        (Op::Create { name: Some(n), .. } | Op::Open { name: Some(n), .. }, Value::Shmid(id)) => {
-            globals.insert(n.clone(), Global::Segment(*id));
-        }
-        (Op::Ftok { name: Some(n), .. }, Value::Key(k)) => {
-            globals.insert(n.clone(), Global::Key(*k));
-        }
-        (Op::Fork { child }, Value::Forked(pid)) => {
-            globals.insert(child.clone(), Global::Process(*pid));
-        }
-        _ => {}
-    }
 }
 
 /// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder
@@ -615,15 +629,23 @@ fn reap(pid: i32) -> Ending {
     }
 }
 
-/// `process` and every process forked from it, transitively.
+/// `process` and every process forked from it, transitively (linear in
+/// the number of processes).
 pub(crate) fn descendants(scenario: &Scenario, process: &str) -> Vec<String> {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for p in &scenario.processes {
+        if let Some(parent) = p.forked_from.as_deref() {
+            children.entry(parent).or_default().push(&p.name);
+        }
+    }
     let mut out = vec![process.to_string()];
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::from([process]);
     let mut i = 0;
     while i < out.len() {
-        let parent = out[i].clone();
-        for p in &scenario.processes {
-            if p.forked_from.as_deref() == Some(parent.as_str()) && !out.contains(&p.name) {
-                out.push(p.name.clone());
+        let kids = children.get(out[i].as_str()).cloned().unwrap_or_default();
+        for kid in kids {
+            if seen.insert(kid) {
+                out.push(kid.to_string());
             }
         }
         i += 1;

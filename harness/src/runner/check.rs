@@ -23,8 +23,8 @@ pub(crate) enum StepResult {
 pub(crate) struct Judge<'a> {
     /// Names bound so far.
     pub globals: &'a Globals,
-    /// Host-mode key translation (0: none).
-    pub salt: u32,
+    /// Literal keys as this run uses them (host mode moves them).
+    pub keys: &'a super::host::KeyMap,
 }
 
 impl Judge<'_> {
@@ -40,14 +40,11 @@ impl Judge<'_> {
         }
     }
 
-    /// Host mode moves literal keys to a per-scenario range, so scenarios
-    /// written with fixed keys do not collide with the machine's own.
+    /// Host mode moves literal keys to the run's range (see
+    /// [`super::host::KeyMap`]), so scenarios written with fixed keys do not
+    /// collide with the machine's own.
     pub fn translate_key(&self, literal: i32) -> i32 {
-        if literal == 0 || self.salt == 0 {
-            literal
-        } else {
-            (literal as u32 ^ self.salt) as i32
-        }
+        self.keys.translate(literal)
     }
 
     /// Whether a result is what the step expects. On success returns the

@@ -21,25 +21,33 @@
 
 mod actor;
 mod check;
-mod janitor;
+mod describe;
+pub mod fork;
+mod host;
+pub(crate) mod interp;
+pub mod journal;
+mod procs;
+mod program;
 pub mod report;
 mod supervisor;
 pub mod wire;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 
-use actor::exit_now;
 pub use actor::sysv_mappings;
+pub use fork::thread_count;
+pub use host::HOST_KEY_BASE;
 pub use report::{Isolation, ScenarioReport, Status, Summary};
 
 use crate::scenario::Scenario;
+use fork::{clone_guarded, Child, Namespaces};
 use supervisor::{supervise, ScenarioOptions};
 use wire::{recv, send, WireError};
 
@@ -90,40 +98,37 @@ pub enum RunError {
     Sys(String),
 }
 
-/// The number of threads of this process.
-pub fn thread_count() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok())))
-        .unwrap_or(1)
+/// The namespaces a scenario's supervisor is cloned into.
+fn namespaces_for(isolation: Isolation, root: bool) -> Namespaces {
+    match isolation {
+        // A PID namespace of the scenario's own (and, unprivileged, a user
+        // namespace to be allowed it); the supervisor then enters a private
+        // IPC namespace itself (`namespace::enter_private_ipc_namespace`,
+        // which also remembers it for the sysctl guard).
+        Isolation::Namespace => Namespaces { pid: true, ipc: false, user: !root },
+        // The host's IPC namespace; a PID namespace where allowed (root).
+        Isolation::Host => Namespaces { pid: root, ipc: false, user: false },
+    }
 }
 
-/// Whether a child of this process can enter a private IPC namespace; the
-/// error says why not.
+/// Whether a child of this process can be cloned into the namespaces a
+/// scenario needs (a PID and an IPC namespace); the error says why not.
 pub fn probe_namespace() -> Result<(), String> {
-    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
-    // SAFETY: the caller is single-threaded (checked by `run`); the child
-    // only unshares, writes a message and exits.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            drop(r);
-            let msg = match crate::namespace::enter_private_ipc_namespace() {
-                Ok(()) => String::new(),
-                Err(e) => e.to_string(),
-            };
-            let _ = send(w.as_fd(), &msg);
-            exit_now(0)
+    let root = nix::unistd::Uid::effective().is_root();
+    let ns = namespaces_for(Isolation::Namespace, root);
+    let child = clone_guarded(&Child { name: "shm-probe", ..Child::default() }, ns, || {
+        i32::from(crate::namespace::enter_private_ipc_namespace().is_err()) * 3
+    })
+    .map_err(|e| format!("cannot create private PID and IPC namespaces: {e}"))?;
+    match waitpid(child, None) {
+        Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+        Ok(WaitStatus::Exited(_, fork::CREDENTIALS_STATUS)) => {
+            Err("the new user namespace could not be set up (uid_map/gid_map refused)".into())
         }
-        ForkResult::Parent { child } => {
-            drop(w);
-            let msg: Result<String, _> = recv(r.as_fd(), Some(Duration::from_secs(10)));
-            let _ = waitpid(child, None);
-            match msg {
-                Ok(m) if m.is_empty() => Ok(()),
-                Ok(m) => Err(m),
-                Err(e) => Err(format!("namespace probe failed: {e:?}")),
-            }
+        Ok(WaitStatus::Exited(_, 3)) => {
+            Err("unshare(CLONE_NEWIPC) refused in the new PID namespace (the kernel may lack CONFIG_IPC_NS)".into())
         }
+        other => Err(format!("namespace probe ended as {other:?}")),
     }
 }
 
@@ -155,6 +160,13 @@ struct Running {
 /// Runs scenarios, calling `progress` as each finishes, and returns their
 /// reports in input order.
 ///
+/// Before anything runs, segments left by dead host-mode runs (their
+/// journals in the state directory) are swept, each reported on stderr.
+/// Each scenario gets a supervisor process of its own (in namespace mode
+/// PID 1 of fresh PID and IPC namespaces), which dies (namespace mode) or
+/// tears its scenario down (host mode) when this process dies. This
+/// process installs no signal handler.
+///
 /// # Errors
 /// [`RunError`] if the run cannot start (never for a failing scenario).
 pub fn run(
@@ -163,17 +175,38 @@ pub fn run(
     isolation: Isolation,
     mut progress: impl FnMut(&ScenarioReport),
 ) -> Result<Vec<ScenarioReport>, RunError> {
-    let threads = thread_count();
-    if threads > 1 {
-        return Err(RunError::MultiThreaded(threads));
+    match fork::ensure_single_threaded() {
+        Ok(()) => {}
+        Err(fork::ForkError::MultiThreaded(n)) => return Err(RunError::MultiThreaded(n)),
+        Err(e) => return Err(RunError::Sys(e.to_string())),
     }
-    let sopts = ScenarioOptions { isolation, timeout: opts.timeout, root: nix::unistd::Uid::effective().is_root() };
+    fork::prepare_heap();
+    let root = nix::unistd::Uid::effective().is_root();
+    let state = journal::state_dir();
+    if let Ok(dir) = &state {
+        let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
+    }
+    let journal = if isolation == Isolation::Host {
+        let dir = state.map_err(RunError::Sys)?;
+        Some(journal::Journal::create(&dir).map_err(RunError::Sys)?)
+    } else {
+        None
+    };
+    // The supervisors' view of this process: its hang-up is our death.
+    let (life_r, life_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
+    let sopts = ScenarioOptions {
+        isolation,
+        timeout: opts.timeout,
+        root,
+        pid_namespace: namespaces_for(isolation, root).pid,
+        key_slot: host::run_slot(),
+        coordinator: Some(life_r.as_raw_fd()),
+        journal: journal.as_ref().map(journal::Journal::fd),
+    };
     let jobs = if isolation == Isolation::Host { 1 } else { opts.jobs.max(1) };
-    if jobs == 1 {
-        return Ok(run_inline(scenarios, &sopts, progress));
-    }
     let mut reports: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut running: Vec<Running> = Vec::new();
+    let mut exiting: Vec<Pid> = Vec::new();
     let mut next = 0;
     while next < scenarios.len() || !running.is_empty() {
         while running.len() < jobs && next < scenarios.len() {
@@ -196,42 +229,25 @@ pub fn run(
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
-            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation);
+            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation, &mut exiting);
             progress(&report);
             reports[r.index] = Some(report);
         }
+        // Supervisors that reported are exiting (their namespaces take a
+        // moment to go): reap them as they finish, while the next ones run.
+        exiting.retain(|&pid| {
+            matches!(waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+        });
+    }
+    for pid in exiting {
+        let _ = waitpid(pid, None);
+    }
+    drop(life_w);
+    if let Some(j) = journal {
+        // Every supervisor has ended and removed what its scenario left.
+        j.finish();
     }
     Ok(reports.into_iter().map(|r| r.expect("every scenario reported")).collect())
-}
-
-/// One scenario at a time, supervised by this process itself: one process
-/// fewer to fork per scenario. This process enters each scenario's IPC
-/// namespace in turn and returns to its own at the end (where the kernel
-/// lets it: as root).
-fn run_inline(
-    scenarios: &[Scenario],
-    sopts: &ScenarioOptions,
-    mut progress: impl FnMut(&ScenarioReport),
-) -> Vec<ScenarioReport> {
-    let home = std::fs::File::open("/proc/self/ns/ipc").ok();
-    let mut reports = Vec::with_capacity(scenarios.len());
-    for sc in scenarios {
-        let report =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(sc, sopts))).unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                failed_report(sc, sopts.isolation, format!("the supervisor panicked ({what}); this is a harness bug"))
-            });
-        progress(&report);
-        reports.push(report);
-    }
-    if let (Some(home), Isolation::Namespace) = (home, sopts.isolation) {
-        let _ = nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWIPC);
-    }
-    reports
 }
 
 fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> ScenarioReport {
@@ -251,32 +267,40 @@ fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> Scenari
 
 fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Result<Running, RunError> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
-    let coordinator = Pid::this();
-    // SAFETY: `run` checked that this process is single-threaded, so the
-    // supervisor may allocate and lock freely.
-    match unsafe { fork() }.map_err(|e| RunError::Sys(format!("fork: {e}")))? {
-        ForkResult::Child => {
-            // Die with the coordinator, by SIGTERM: the supervisor's janitor
-            // then kills the scenario's processes and removes its segments.
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
-            if nix::unistd::getppid() != coordinator {
-                exit_now(70);
-            }
-            drop(r);
-            let report = supervise(sc, sopts);
-            let code = i32::from(send(w.as_fd(), &report).is_err());
-            exit_now(code)
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5) + Duration::from_secs(5);
-            Ok(Running { pid: child, report: r, index, deadline: Instant::now() + budget })
-        }
-    }
+    let mut keep = vec![w.as_raw_fd()];
+    keep.extend(sopts.coordinator);
+    keep.extend(sopts.journal);
+    let ns = namespaces_for(sopts.isolation, sopts.root);
+    // Namespace mode: the supervisor dies with us, and the kernel kills its
+    // PID namespace with it. Host mode: it sees our death on the life pipe
+    // and tears the scenario down (removing what it made) itself.
+    let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
+    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
+    let report_fd = w.as_raw_fd();
+    let child = clone_guarded(&spec, ns, || {
+        fork::mark_runner_process();
+        let report = supervise(sc, sopts);
+        // SAFETY: the report pipe's write end is kept open in this process.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(report_fd) };
+        i32::from(send(fd, &report).is_err())
+    })
+    .map_err(|e| RunError::Sys(e.to_string()))?;
+    drop(w);
+    let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5) + Duration::from_secs(5);
+    Ok(Running { pid: child, report: r, index, deadline: Instant::now() + budget })
 }
 
-fn finish_supervisor(sc: &Scenario, r: &Running, overdue: bool, isolation: Isolation) -> ScenarioReport {
+/// The report of a supervisor that is ready (or overdue: then it is killed).
+/// A supervisor that reported is left to exit on its own and pushed onto
+/// `exiting`, to be reaped later: the exit of a PID namespace's init takes
+/// the kernel a while, and the next scenario need not wait for it.
+fn finish_supervisor(
+    sc: &Scenario,
+    r: &Running,
+    overdue: bool,
+    isolation: Isolation,
+    exiting: &mut Vec<Pid>,
+) -> ScenarioReport {
     let failed = |reason: String| failed_report(sc, isolation, reason);
     if overdue {
         let _ = kill(r.pid, Signal::SIGKILL);
@@ -286,16 +310,25 @@ fn finish_supervisor(sc: &Scenario, r: &Running, overdue: bool, isolation: Isola
         );
     }
     let got: Result<ScenarioReport, WireError> = recv(r.report.as_fd(), Some(Duration::from_secs(30)));
+    if let Ok(report) = got {
+        exiting.push(r.pid);
+        return report;
+    }
     let status = waitpid(r.pid, None);
     match got {
         Ok(report) => report,
         Err(e) => {
             let how = match status {
-                Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
-                Ok(WaitStatus::Exited(_, c)) => format!("exited with status {c}"),
-                _ => "ended".into(),
+                // Killed from outside (an operator, the OOM killer): its scenario died with it.
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    format!("was killed by {sig} without a report ({e:?}); its processes died with it")
+                }
+                Ok(WaitStatus::Exited(_, c)) => {
+                    format!("exited with status {c} without a report ({e:?}); this is a harness bug")
+                }
+                _ => format!("ended without a report ({e:?}); this is a harness bug"),
             };
-            failed(format!("the scenario's supervisor {how} without a report ({e:?}); this is a harness bug"))
+            failed(format!("the scenario's supervisor {how}"))
         }
     }
 }

@@ -83,8 +83,14 @@ pub enum Value {
     Unit,
     /// A key (ftok).
     Key(i32),
-    /// A shmid (create, open).
+    /// A shmid (open).
     Shmid(i32),
+    /// A segment this step created, known by its identity (read with
+    /// `IPC_STAT` the moment `shmget` returned, before the answer was sent).
+    Created(Identity),
+    /// A `set` step succeeded and changed the segment's `ctime`: its new
+    /// identity (for a segment that was the scenario's own).
+    Reset(Identity),
     /// An attachment's address, size and mapping length.
     Attached {
         /// Address in the actor.
@@ -125,11 +131,36 @@ pub enum Value {
         status: Option<i32>,
         /// Signal, if it was killed.
         signal: Option<i32>,
-        /// Standard output (lossy UTF-8).
+        /// Standard output (lossy UTF-8), at most [`OUTPUT_CAP`] bytes.
         stdout: String,
-        /// Standard error (lossy UTF-8).
+        /// Standard error (lossy UTF-8), at most [`OUTPUT_CAP`] bytes.
         stderr: String,
+        /// Bytes of output cut off beyond the cap: (stdout, stderr).
+        #[serde(default)]
+        truncated: (u64, u64),
     },
+}
+
+/// The most of a program's stdout (and, separately, stderr) that a `run`
+/// step keeps; the rest is read and dropped, and the answer says how much.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
+/// The largest frame [`recv`] accepts: a bigger length prefix is garbage.
+/// (The largest real one is a `run` answer: twice [`OUTPUT_CAP`] bytes of
+/// output, at most six bytes of JSON each.)
+pub const MAX_FRAME: usize = 16 * OUTPUT_CAP;
+
+/// A segment as the harness knows it: `(shmid, cpid, ctime)`, recorded when
+/// it was created (or when a `set` step changed its `ctime`). A segment is
+/// the scenario's own only while `IPC_STAT` still shows all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    /// The shmid.
+    pub shmid: i32,
+    /// `shm_cpid` as the scenario's processes see it.
+    pub cpid: i32,
+    /// `shm_ctime`.
+    pub ctime: i64,
 }
 
 /// Why a step did not succeed, as the actor saw it.
@@ -165,8 +196,11 @@ pub enum FromActor {
     Done(Outcome),
     /// The answer to `WaitChild`.
     ChildEnded(Ending),
-    /// The answer to `Finish`: `(address range, shmid, attachment name)`.
-    Maps(Vec<(String, i64, Option<String>)>),
+    /// The answer to `Finish`: `(address range, shmid, attachment name)`,
+    /// or why `/proc/self/maps` could not be read (the oracle is blind).
+    Maps(Result<Vec<(String, i64, Option<String>)>, String>),
+    /// The process panicked (a harness bug): the message.
+    Panic(String),
 }
 
 /// How a process ended.
@@ -228,6 +262,9 @@ pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) 
     let mut len = [0u8; 4];
     read_exact(fd, &mut len, deadline)?;
     let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::Broken(format!("a frame of {len} bytes is over the limit of {MAX_FRAME}")));
+    }
     let mut body = vec![0u8; len];
     read_exact(fd, &mut body, deadline).map_err(|e| match e {
         WireError::Closed => WireError::Broken("message cut short".into()),

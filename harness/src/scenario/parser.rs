@@ -1034,13 +1034,17 @@ impl Parser {
             }
         }
         let state = self.procs.get_mut(proc_).expect("known");
+        // The same rule the actor follows when it performs the step.
+        match crate::runner::interp::attachment_change(op) {
+            crate::runner::interp::AttachmentChange::Adds(name) => {
+                state.attachments.insert(name);
+            }
+            crate::runner::interp::AttachmentChange::Ends(name) => {
+                state.attachments.remove(&name);
+            }
+            crate::runner::interp::AttachmentChange::None => {}
+        }
         match op {
-            Op::Attach { name: Some(name), .. } => {
-                state.attachments.insert(name.clone());
-            }
-            Op::Detach { attachment } if succeeds => {
-                state.attachments.remove(attachment);
-            }
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
                 let inherited = state.attachments.clone();

@@ -1,0 +1,255 @@
+//! The scenario interpreter's rules, pure: what a step does to the names of
+//! a scenario, as one function each side uses.
+//!
+//! - [`effects`]: from a step and the value its process answered, the
+//!   effects (a name bound, a segment created with its identity, an
+//!   attachment made or ended, a process forked or spawned). The actor
+//!   applies the bindings to its copy of the names; the supervisor applies
+//!   all of them to its books.
+//! - [`attachment_change`]: what a step does to the acting process's
+//!   attachments, known before it runs. The parser's checks use it to decide
+//!   which attachments a later step may name, and the actor uses it when it
+//!   performs the step, so the two cannot disagree (a `detach` ends the
+//!   attachment whatever its answer: `shmdt` consumes the handle).
+//!
+//! No fork, no system call: unit-tested below.
+
+use std::collections::HashMap;
+
+use crate::scenario::{Op, Step};
+
+use super::wire::{Global, Globals, Identity, Value};
+
+/// What a step did, as the books record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// A name now stands for a value.
+    Bind(String, Global),
+    /// A segment was created: its identity.
+    Created(Identity),
+    /// A `set` step changed a segment's identity (its `ctime`).
+    Reset(Identity),
+    /// The acting process attached a segment under this name.
+    Attached(String),
+    /// A process was forked: its name and pid.
+    Forked(String, i32),
+    /// An external program ran with this pid.
+    Spawned(i32),
+}
+
+/// What a step does to the acting process's attachments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentChange {
+    /// Nothing.
+    None,
+    /// If it succeeds, the process holds a new attachment of this name.
+    Adds(String),
+    /// Whatever its answer, the process no longer holds this attachment.
+    Ends(String),
+}
+
+/// What `op` does to the acting process's attachments (see the module doc).
+pub fn attachment_change(op: &Op) -> AttachmentChange {
+    match op {
+        Op::Attach { name: Some(n), .. } => AttachmentChange::Adds(n.clone()),
+        Op::Detach { attachment } => AttachmentChange::Ends(attachment.clone()),
+        _ => AttachmentChange::None,
+    }
+}
+
+/// The effects of a step that succeeded with value `v`.
+pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
+    let mut out = Vec::new();
+    match (op, v) {
+        (Op::Create { name, .. }, Value::Created(id)) => {
+            out.push(Effect::Created(*id));
+            if let Some(n) = name {
+                out.push(Effect::Bind(n.clone(), Global::Segment(id.shmid)));
+            }
+        }
+        (Op::Open { name: Some(n), .. }, Value::Shmid(id)) => out.push(Effect::Bind(n.clone(), Global::Segment(*id))),
+        (Op::Ftok { name: Some(n), .. } | Op::KeyLiteral { name: n, .. }, Value::Key(k)) => {
+            out.push(Effect::Bind(n.clone(), Global::Key(*k)));
+        }
+        (Op::Attach { name: Some(n), .. }, Value::Attached { .. }) => out.push(Effect::Attached(n.clone())),
+        (Op::Set { .. }, Value::Reset(id)) => out.push(Effect::Reset(*id)),
+        (Op::Fork { child }, Value::Forked(pid)) => {
+            out.push(Effect::Bind(child.clone(), Global::Process(*pid)));
+            out.push(Effect::Forked(child.clone(), *pid));
+        }
+        (Op::Run { .. }, Value::Output { pid, .. }) => out.push(Effect::Spawned(*pid)),
+        _ => {}
+    }
+    out
+}
+
+/// Applies the bindings among `effects` to `globals` (the actor's copy).
+pub(crate) fn bind(effects: &[Effect], globals: &mut Globals) {
+    for e in effects {
+        if let Effect::Bind(n, g) = e {
+            globals.insert(n.clone(), *g);
+        }
+    }
+}
+
+/// The supervisor's books: what the scenario's steps bound and made, kept
+/// from the answers it judged (no system call, no process).
+#[derive(Debug, Default)]
+pub(crate) struct Books {
+    /// Names bound so far.
+    pub globals: Globals,
+    /// Segments the scenario created, by identity, with the line and process
+    /// of the step (line 0: answered after the scenario stopped).
+    pub created: Vec<(Identity, usize, String)>,
+    /// pid -> (line, process) of `run` steps.
+    pub spawned: HashMap<i32, (usize, String)>,
+    /// (process, attachment) -> the line that attached it.
+    pub attach_lines: HashMap<(String, String), usize>,
+}
+
+impl Books {
+    /// Records what `step`, answered with `v` and judged as expected (with
+    /// the names `captured` from a program's output), did; returns its
+    /// effects for the process driver.
+    pub fn answered(&mut self, step: &Step, v: &Value, captured: Vec<(String, Global)>) -> Vec<Effect> {
+        let all = effects(&step.op, v);
+        for effect in &all {
+            match effect {
+                Effect::Bind(n, g) => {
+                    self.globals.insert(n.clone(), *g);
+                }
+                Effect::Created(id) => {
+                    if !self.created.iter().any(|(i, _, _)| i == id) {
+                        self.created.push((*id, step.line, step.process.clone()));
+                    }
+                }
+                Effect::Reset(id) => {
+                    // Only a segment of the scenario's changes identity in its books.
+                    if let Some((_, line, p)) = self.created.iter().find(|(i, _, _)| i.shmid == id.shmid).cloned() {
+                        self.created.push((*id, line, p));
+                    }
+                }
+                Effect::Attached(n) => {
+                    self.attach_lines.insert((step.process.clone(), n.clone()), step.line);
+                }
+                Effect::Forked(child, _) => {
+                    // Inherited attachments keep their lines.
+                    let inherited: Vec<_> = self
+                        .attach_lines
+                        .iter()
+                        .filter(|((p, _), _)| *p == step.process)
+                        .map(|((_, a), l)| ((child.clone(), a.clone()), *l))
+                        .collect();
+                    self.attach_lines.extend(inherited);
+                }
+                Effect::Spawned(pid) => {
+                    self.spawned.insert(*pid, (step.line, step.process.clone()));
+                }
+            }
+        }
+        for (name, g) in captured {
+            self.globals.insert(name, g);
+        }
+        all
+    }
+
+    /// A segment created by a step whose answer came after the scenario had
+    /// stopped (read at teardown): the scenario's all the same.
+    pub fn late_creation(&mut self, id: Identity, process: String) {
+        if !self.created.iter().any(|(i, _, _)| *i == id) {
+            self.created.push((id, 0, process));
+        }
+    }
+
+    /// The identities of every segment the scenario created.
+    pub fn identities(&self) -> Vec<Identity> {
+        self.created.iter().map(|(i, _, _)| *i).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse;
+
+    fn op(src: &str) -> Op {
+        let sc = parse("t.scn", src).expect("parses");
+        sc.steps.last().expect("a step").op.clone()
+    }
+
+    #[test]
+    fn a_create_binds_its_name_and_records_the_identity() {
+        let o = op("process A\nA: create s = private size 8\n");
+        let id = Identity { shmid: 7, cpid: 3, ctime: 99 };
+        let e = effects(&o, &Value::Created(id));
+        assert_eq!(e, vec![Effect::Created(id), Effect::Bind("s".into(), Global::Segment(7))]);
+        let mut g = Globals::new();
+        bind(&e, &mut g);
+        assert_eq!(g.get("s"), Some(&Global::Segment(7)));
+    }
+
+    #[test]
+    fn a_detach_ends_the_attachment_whatever_it_is_expected_to_answer() {
+        for expect in ["", " => EINVAL", " => ok | EINVAL"] {
+            let src = format!("process A\nA: create s = private size 8\nA: attach m = s\nA: detach m{expect}\n");
+            assert_eq!(attachment_change(&op(&src)), AttachmentChange::Ends("m".into()), "{expect}");
+        }
+        // And the parser, using the same rule, refuses a later use.
+        let src =
+            "process A\nA: create s = private size 8\nA: attach m = s\nA: detach m => ok | EINVAL\nA: read m 0 1\n";
+        let err = parse("t.scn", src).unwrap_err();
+        assert!(err.message.contains("is not attached in process A"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_failed_or_unnamed_step_binds_nothing() {
+        let o = op("process A\nA: create private size 8\n");
+        assert_eq!(effects(&o, &Value::Created(Identity { shmid: 1, cpid: 1, ctime: 1 })).len(), 1);
+        let o = op("process A\nA: create s = private size 8\n");
+        assert!(effects(&o, &Value::Unit).is_empty());
+    }
+
+    #[test]
+    fn the_books_know_segments_by_identity_and_follow_a_set() {
+        let sc = parse(
+            "b.scn",
+            "process A, B\nA: create s = private size 8\nA: attach m = s\nA: set s mode 0640\nA: fork B\n",
+        )
+        .unwrap();
+        let mut books = Books::default();
+        let first = Identity { shmid: 4, cpid: 2, ctime: 100 };
+        books.answered(&sc.steps[0], &Value::Created(first), vec![]);
+        books.answered(&sc.steps[1], &Value::Attached { addr: 1, size: 8, mapping_len: 4096 }, vec![]);
+        let after_set = Identity { shmid: 4, cpid: 2, ctime: 101 };
+        books.answered(&sc.steps[2], &Value::Reset(after_set), vec![]);
+        // A set on a segment the books do not hold adds nothing.
+        books.answered(&sc.steps[2], &Value::Reset(Identity { shmid: 9, cpid: 1, ctime: 1 }), vec![]);
+        assert_eq!(books.identities(), vec![first, after_set]);
+        assert_eq!(books.globals.get("s"), Some(&Global::Segment(4)));
+        let e = books.answered(&sc.steps[3], &Value::Forked(7), vec![]);
+        assert!(e.contains(&Effect::Forked("B".into(), 7)));
+        // The child inherits the attachment, with the line that made it.
+        assert_eq!(books.attach_lines.get(&("B".to_string(), "m".to_string())), Some(&3));
+        books.late_creation(Identity { shmid: 5, cpid: 2, ctime: 102 }, "A".into());
+        assert_eq!(books.created.last().map(|c| c.1), Some(0));
+    }
+
+    #[test]
+    fn a_fork_binds_the_child_and_a_run_its_program() {
+        let o = op("process A, B\nA: fork B\n");
+        assert_eq!(
+            effects(&o, &Value::Forked(42)),
+            vec![Effect::Bind("B".into(), Global::Process(42)), Effect::Forked("B".into(), 42)]
+        );
+        let o = op("process A\nA: run \"true\"\n");
+        let v = Value::Output {
+            pid: 5,
+            status: Some(0),
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: (0, 0),
+        };
+        assert_eq!(effects(&o, &v), vec![Effect::Spawned(5)]);
+    }
+}

@@ -1,0 +1,131 @@
+//! A `run` step's external program: started in the scenario's directory
+//! with a death signal (set between fork and exec), its stdout and stderr
+//! read while it runs and capped, then waited for.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+
+use super::wire::{Failure, Outcome, Value, OUTPUT_CAP};
+
+/// Runs `args` (already substituted) in `dir` and answers the step.
+pub(crate) fn run(args: &[String], dir: &Path) -> Outcome {
+    let call = format!("run {}", args.join(" "));
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let actor = Pid::this();
+    // SAFETY: runs in the child between fork and exec, and only makes
+    // async-signal-safe system calls (prctl, getppid).
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            // Die with the actor (and so with the scenario).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != actor.as_raw() {
+                libc::_exit(70);
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                call,
+                result: Err(Failure::Errno {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    message: format!("cannot start `{}`: {e}", args[0]),
+                }),
+            }
+        }
+    };
+    let pid = child.id() as i32;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let drained = drain(pid, stdout, stderr);
+    match child.wait() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            let [(out, cut_out), (err, cut_err)] = drained;
+            Outcome {
+                call,
+                result: Ok(Value::Output {
+                    pid,
+                    status: status.code(),
+                    signal: status.signal(),
+                    stdout: String::from_utf8_lossy(&out).into_owned(),
+                    stderr: String::from_utf8_lossy(&err).into_owned(),
+                    truncated: (cut_out, cut_err),
+                }),
+            }
+        }
+        Err(e) => {
+            Outcome { call, result: Err(Failure::Refused { message: format!("waiting for `{}`: {e}", args[0]) }) }
+        }
+    }
+}
+
+/// Reads a program's stdout and stderr while it runs, keeping at most
+/// [`OUTPUT_CAP`] bytes of each and counting the rest; stops when both
+/// close, or shortly after the program itself has ended (a daemon it
+/// started may hold them open).
+fn drain(
+    pid: i32,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+) -> [(Vec<u8>, u64); 2] {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    let mut out: [(Vec<u8>, u64); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
+    let mut open: [Option<OwnedFd>; 2] = [stdout.map(OwnedFd::from), stderr.map(OwnedFd::from)];
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh fd nothing else owns.
+    let mut pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as i32) });
+    let mut ended_at: Option<std::time::Instant> = None;
+    let mut buf = vec![0u8; 64 << 10];
+    while open.iter().any(Option::is_some) {
+        if ended_at.is_some_and(|t| t.elapsed() > std::time::Duration::from_millis(100)) {
+            break;
+        }
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut which = Vec::new();
+        for (i, f) in open.iter().enumerate() {
+            if let Some(f) = f {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if ended_at.is_some() { PollTimeout::from(20u16) } else { PollTimeout::NONE };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        if pidfd.is_some() && ready[ready.len() - 1] {
+            pidfd = None;
+            ended_at = Some(std::time::Instant::now());
+        }
+        for (k, &i) in which.iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let Some(f) = &open[i] else { continue };
+            match nix::unistd::read(f.as_raw_fd(), &mut buf) {
+                Ok(0) => open[i] = None,
+                Ok(n) => {
+                    let (kept, cut) = &mut out[i];
+                    let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    *cut += (n - room) as u64;
+                }
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(_) => open[i] = None,
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,185 @@
+//! Teardown and the leak oracle: the actors report their mappings and
+//! exit, every other process of the scenario is killed and reaped, and only
+//! then are the segments counted and the leaked ones removed.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::sysv;
+
+use super::super::actor::descendants;
+use super::super::host;
+use super::super::procs;
+use super::super::report::{Isolation, Leak};
+use super::super::wire::{recv, send, FromActor, Identity, ToActor, Value};
+use super::Supervisor;
+
+impl Supervisor<'_> {
+    /// The leak oracle, part one: every segment this scenario created must
+    /// be gone. In namespace mode every segment of the namespace is the
+    /// scenario's; in host mode only those whose identity it recorded.
+    ///
+    /// # Errors
+    /// `/proc/sysvipc/shm` cannot be read: the oracle cannot see.
+    pub(super) fn segment_leaks(&self) -> Result<Vec<Leak>, String> {
+        let mut leaks = Vec::new();
+        let ours = self.identities();
+        let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
+        for r in rows {
+            let id = r.shmid.raw();
+            if self.opts.isolation == Isolation::Host && !host::row_is_ours(&r, &ours) {
+                continue;
+            }
+            let made_here = self
+                .books
+                .created
+                .iter()
+                .find(|(i, _, _)| i.shmid == id)
+                .map(|(_, l, p)| (*l, p.clone()))
+                .or_else(|| self.books.spawned.get(&r.cpid).cloned());
+            let by = match &made_here {
+                // Line 0: answered after the scenario had already stopped.
+                Some((0, p)) => format!("created by {p} (a step after the failure)"),
+                Some((line, p)) => format!("created by {p} at line {line}"),
+                None => format!("created by {}", self.pid_name(r.cpid)),
+            };
+            leaks.push(Leak {
+                message: format!(
+                    "segment shmid {id} (key {}, {} bytes, nattch {}{}) {by} was never removed; rm it before the scenario ends",
+                    r.key,
+                    r.size,
+                    r.nattch,
+                    if r.dest { ", removed but still attached" } else { "" }
+                ),
+                line: made_here.as_ref().map(|(l, _)| *l).filter(|&l| l > 0),
+                process: made_here.map(|(_, p)| p),
+                shmid: id,
+            });
+        }
+        Ok(leaks)
+    }
+
+    /// Ends every process of the scenario. The leak oracle, part two: each
+    /// living actor reports the SysV mappings it still holds, then exits.
+    /// Then every process left (programs, their daemons, orphans) is killed
+    /// and reaped: as PID 1 of the scenario's PID namespace, `kill(-1)`;
+    /// otherwise the tree of our descendants, walked in `/proc`.
+    ///
+    /// In a private namespace an actor's maps are only read when a segment
+    /// is left: a SysV mapping keeps its segment in `/proc/sysvipc/shm` (as
+    /// `dest` once removed), so with none left there can be no mapping, and
+    /// the maps then only serve to say who holds what. On the host every
+    /// actor always reports.
+    ///
+    /// Returns the mapping leaks, and why the oracle could not see, if so.
+    pub(super) fn finish(&mut self) -> (Vec<Leak>, Option<String>) {
+        let segments_left = match sysv::proc_segments() {
+            Ok(rows) => !rows.is_empty(),
+            Err(_) => true,
+        };
+        let report_maps = segments_left || self.opts.isolation == Isolation::Host;
+        let mut leaks = Vec::new();
+        let mut blind = None;
+        let grace = Duration::from_millis(500);
+        // Parents before the children they forked.
+        let order: Vec<String> = self
+            .sc
+            .processes
+            .iter()
+            .filter(|p| p.forked_from.is_none())
+            .flat_map(|p| descendants(self.sc, &p.name))
+            .filter(|n| self.procs[n].pid.is_some() && self.procs[n].ending.is_none())
+            .collect();
+        for name in &order {
+            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
+        }
+        let mut late: Vec<(Identity, String)> = Vec::new();
+        for name in order.iter().filter(|_| report_maps) {
+            let p = &self.procs[name];
+            // Answers of steps after a failure may still be queued: not
+            // judged, but a segment one of them created is the scenario's.
+            let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
+            while let Ok(FromActor::Done(o)) = &answer {
+                if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
+                    late.push((*id, name.clone()));
+                }
+                answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
+            }
+            match answer {
+                Ok(FromActor::Maps(Ok(maps))) => {
+                    for (range, shmid, att) in maps {
+                        let line =
+                            att.as_ref().and_then(|a| self.books.attach_lines.get(&(name.clone(), a.clone())).copied());
+                        let what = att.map_or_else(String::new, |a| format!(" (attachment `{a}`)"));
+                        leaks.push(Leak {
+                            message: format!(
+                                "process {name} still has shmid {shmid} attached at {range}{what}; detach it before the scenario ends"
+                            ),
+                            line,
+                            process: Some(name.clone()),
+                            shmid: shmid as i32,
+                        });
+                    }
+                }
+                Ok(FromActor::Maps(Err(e))) => {
+                    blind.get_or_insert(format!("the leak oracle cannot see process {name}'s mappings: {e}"));
+                }
+                Ok(FromActor::Panic(m)) => {
+                    blind.get_or_insert(m);
+                }
+                // Ended before it could answer (a fault, a kill): it holds nothing now.
+                _ => {}
+            }
+        }
+        for (id, name) in late {
+            self.books.late_creation(id, name);
+        }
+        // Give the actors a moment to exit by themselves; then no mercy.
+        let until = Instant::now() + grace;
+        for name in &order {
+            let pid = self.pid_of(name);
+            let left = until.saturating_duration_since(Instant::now());
+            let ending = self.wait_child(pid, left);
+            self.procs.get_mut(name).expect("known").ending = Some(ending);
+        }
+        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+            blind.get_or_insert(e);
+        }
+        self.reap_ended();
+        (leaks, blind)
+    }
+
+    /// Removes the segments the leak oracle found, once every process is
+    /// gone. In host mode each is re-checked by identity right before
+    /// `IPC_RMID`; anything else is reported, never removed.
+    ///
+    /// # Errors
+    /// A segment could not be removed, or was not ours any more.
+    pub(super) fn remove_leaked(&self, leaks: &[Leak]) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for l in leaks {
+            if self.opts.isolation == Isolation::Namespace {
+                // The namespace holds nothing but the scenario's own.
+                if let Err(e) = sysv::Shmid::from_raw(l.shmid).remove() {
+                    problems.push(e.to_string());
+                }
+                continue;
+            }
+            for (id, _, _) in self.books.created.iter().filter(|(i, _, _)| i.shmid == l.shmid) {
+                match host::remove_if_ours(*id) {
+                    host::Removal::Removed | host::Removal::Gone => {}
+                    host::Removal::NotOurs(now) => problems.push(format!(
+                        "shmid {} now shows cpid {} ctime {}, not the recorded {} {}: left alone",
+                        id.shmid, now.cpid, now.ctime, id.cpid, id.ctime
+                    )),
+                    host::Removal::Failed(e) => problems.push(e),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("leaked segments could not all be removed: {}", problems.join("; ")))
+        }
+    }
+}
