@@ -128,11 +128,10 @@ fn confine() -> Result<Confinement, String> {
         }
         Err(e) => {
             let Some(range) = std::env::var("SHM_HARNESS_FUZZ_KEYS").ok().or_else(keys_file) else {
-                let threads = crate::runner::thread_count();
-                let early = if threads > 1 {
-                    format!("; this process already has {threads} threads: a fuzz target must confine itself in `fuzz_target!(init: shm_harness::fuzzing::confine::confine_at_start(), ...)`, before libFuzzer starts its threads, or run under `unshare -Ur -i`")
-                } else {
-                    String::new()
+                let early = match crate::runner::thread_count() {
+                    Ok(threads) if threads > 1 => format!("; this process already has {threads} threads: a fuzz target must confine itself in `fuzz_target!(init: shm_harness::fuzzing::confine::confine_at_start(), ...)`, before libFuzzer starts its threads, or run under `unshare -Ur -i`"),
+                    Ok(_) => String::new(),
+                    Err(why) => format!("; {why}"),
                 };
                 return Err(format!(
                     "refusing to fuzz in the host IPC namespace ({e}){early}; run as root or where unprivileged user namespaces are allowed, or set SHM_HARNESS_FUZZ_KEYS=0xLOW-0xHIGH to the keys this run may own"
