@@ -434,12 +434,27 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let d = dir.path().display().to_string();
     let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
     let bin = env!("CARGO_BIN_EXE_shm-harness");
-    let lock = if nix::unistd::Uid::effective().is_root() { "A: lock k1\n" } else { "" };
+    let root = nix::unistd::Uid::effective().is_root();
+    let lock = if root { "A: lock k1\n" } else { "" };
+    // As root, a segment handed to a uid and gid without names: lsipc shows
+    // the numbers under OWNER but leaves USER and GROUP empty (null).
+    let nameless = (40_000..60_000u32)
+        .find(|&id| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
+                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
+        })
+        .unwrap();
+    let chowned = if root {
+        format!("A: create k2 = 0x5152 size 200 mode 0604 excl\nA: set k2 uid {nameless} gid {nameless}\n")
+    } else {
+        String::new()
+    };
+    let rm_chowned = if root { "A: rm k2\n" } else { "" };
     let scn = format!(
-        "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}A: create s = private size 5000\n\
+        "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}{chowned}A: create s = private size 5000\n\
 A: attach m = s\nA: rm s\n\
 A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json'\" => status 0\n\
-A: detach m\nA: rm k1\n"
+A: detach m\nA: rm k1\n{rm_chowned}"
     );
     std::fs::write(dir.path().join("ls.scn"), scn).unwrap();
     let out = run_in(dir.path(), &["run", "--isolation", "namespace", "ls.scn"]);
@@ -473,12 +488,19 @@ A: detach m\nA: rm k1\n"
             .collect()
     };
     let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
-    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(theirs.len(), if root { 3 } else { 2 }, "{theirs:?}");
     assert_eq!(ours, theirs);
     let row = |i: usize| -> std::collections::HashMap<String, String> { ours[i].iter().cloned().collect() };
     assert_eq!(row(0)["perms"], "rw-r-----");
-    assert_eq!(row(1)["status"], "dest");
-    assert!(row(1)["command"].contains("shm-harness"), "{:?}", row(1));
+    let dest = if root { 2 } else { 1 };
+    assert_eq!(row(dest)["status"], "dest");
+    assert!(row(dest)["command"].contains("shm-harness"), "{:?}", row(dest));
+    if root {
+        let r = row(1);
+        let n = nameless.to_string();
+        assert_eq!((r["owner"].as_str(), r["uid"].as_str(), r["gid"].as_str()), (n.as_str(), n.as_str(), n.as_str()));
+        assert_eq!((r["user"].as_str(), r["group"].as_str()), ("null", "null"), "{r:?}");
+    }
     if !lock.is_empty() {
         assert_eq!(row(0)["status"], "locked");
     }
