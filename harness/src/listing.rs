@@ -264,20 +264,30 @@ impl Column {
         }
     }
 
-    /// Parses `lsipc -o`'s list: names separated by commas, any case.
+    /// Parses `lsipc -o`'s list: names separated by commas, any case; a
+    /// list that starts with `+` extends `lsipc -m`'s default columns
+    /// ([`Column::LSIPC_DEFAULT`]), as `lsipc -o +CUID` does.
     ///
     /// # Errors
     /// The first unknown name, with the list of known ones.
     pub fn parse_list(list: &str) -> std::result::Result<Vec<Column>, String> {
-        list.split(',')
-            .map(|name| {
-                let name = name.trim();
+        let (mut columns, list) = match list.strip_prefix('+') {
+            Some(rest) => (Column::LSIPC_DEFAULT.to_vec(), rest),
+            None => (Vec::new(), list),
+        };
+        for name in list.split(',') {
+            let name = name.trim();
+            let column =
                 Column::ALL.iter().copied().find(|c| c.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
                     let known: Vec<String> = Column::ALL.iter().map(|c| c.name().to_uppercase()).collect();
-                    format!("unknown column `{name}` (known: {})", known.join(","))
-                })
-            })
-            .collect()
+                    format!(
+                        "unknown column `{name}` (known: {}; a leading + adds to the default ones)",
+                        known.join(",")
+                    )
+                })?;
+            columns.push(column);
+        }
+        Ok(columns)
     }
 
     fn value(self, r: &Row, names: &mut Names) -> Value {
@@ -448,6 +458,9 @@ mod tests {
     #[test]
     fn column_lists_parse_like_lsipc_o() {
         assert_eq!(Column::parse_list("KEY,id,Perms").unwrap(), vec![Column::Key, Column::Id, Column::Perms]);
+        let mut extended = Column::LSIPC_DEFAULT.to_vec();
+        extended.extend([Column::Cuid, Column::Cuser]);
+        assert_eq!(Column::parse_list("+CUID,cuser").unwrap(), extended);
         let err = Column::parse_list("KEY,SHMID").unwrap_err();
         assert!(err.starts_with("unknown column `SHMID` (known: KEY,ID,"), "{err}");
     }

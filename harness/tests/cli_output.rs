@@ -453,7 +453,8 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let scn = format!(
         "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}{chowned}A: create s = private size 5000\n\
 A: attach m = s\nA: rm s\n\
-A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json'\" => status 0\n\
+A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json && \
+{bin} ls --json -o +CUID,cgid > {d}/plus-ours.json && lsipc -m -J -b --time-format=iso -o +CUID,cgid > {d}/plus-theirs.json'\" => status 0\n\
 A: detach m\nA: rm k1\n{rm_chowned}"
     );
     std::fs::write(dir.path().join("ls.scn"), scn).unwrap();
@@ -490,6 +491,8 @@ A: detach m\nA: rm k1\n{rm_chowned}"
     let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
     assert_eq!(theirs.len(), if root { 3 } else { 2 }, "{theirs:?}");
     assert_eq!(ours, theirs);
+    // `-o +COLUMNS` adds to lsipc's default columns, as lsipc's does.
+    assert_eq!(norm("plus-ours.json"), norm("plus-theirs.json"));
     let row = |i: usize| -> std::collections::HashMap<String, String> { ours[i].iter().cloned().collect() };
     assert_eq!(row(0)["perms"], "rw-r-----");
     let dest = if root { 2 } else { 1 };
