@@ -46,6 +46,17 @@ fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 #[test]
+fn check_and_list_count_in_words() {
+    let one = "process A\nA: segments => 0\n";
+    let dir = suite(&[("one.scn", one), ("p.scn", PASS)]);
+    let out = run_in(dir.path(), &["check", "one.scn", "p.scn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert_eq!(text(&out.stdout), "ok    one.scn (1 process, 1 step)\nok    p.scn (1 process, 2 steps)\n");
+    let out = run_in(dir.path(), &["run", "--list", "-v", "one.scn"]);
+    assert_eq!(text(&out.stdout), "one.scn (1 process, 1 step)\n", "{}", all(&out));
+}
+
+#[test]
 fn jobs_zero_and_timeout_zero_are_usage_errors() {
     let dir = suite(&[("p.scn", PASS)]);
     let out = run_in(dir.path(), &["run", "--jobs", "0", "p.scn"]);

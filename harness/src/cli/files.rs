@@ -51,6 +51,12 @@ pub fn load(path: &Path) -> Result<Scenario, ParseError> {
     }
 }
 
+/// What a scenario holds, for `check` and `run --list -v`: `1 process, 3 steps`.
+pub fn shape(sc: &Scenario) -> String {
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!("{}, {}", plural(sc.processes.len(), "process", "processes"), plural(sc.steps.len(), "step", "steps"))
+}
+
 fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> ParseError {
     let at = e.valid_up_to();
     let before = &bytes[..at];

@@ -70,12 +70,7 @@ pub fn check(args: CheckArgs, color: ColorArg) -> ExitCode {
     let mut bad = 0;
     for f in &files {
         match files::load(f) {
-            Ok(sc) => console.line(&format!(
-                "ok    {} ({} processes, {} steps)",
-                f.display(),
-                sc.processes.len(),
-                sc.steps.len()
-            )),
+            Ok(sc) => console.line(&format!("ok    {} ({})", f.display(), files::shape(&sc))),
             Err(e) => {
                 console.line(&format!("error {e}"));
                 bad += 1;

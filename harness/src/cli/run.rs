@@ -306,7 +306,7 @@ fn list_line(sc: &Scenario, verbose: bool) -> String {
         needs.push("namespace");
     }
     let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };
-    format!("{} ({} processes, {} steps{needs})", sc.file, sc.processes.len(), sc.steps.len())
+    format!("{} ({}{needs})", sc.file, files::shape(sc))
 }
 
 #[cfg(test)]
