@@ -1,7 +1,8 @@
-//! The README's prerequisites hold: the Rust version it names is the
-//! workspace's `rust-version`, and every package locked in `Cargo.lock` and
-//! `fuzz/Cargo.lock` builds with it (a dependency whose `rust-version` is
-//! newer makes `cargo build` on that Rust refuse the lock file).
+//! The READMEs say what is true. The prerequisites: the Rust version
+//! README.md names is the workspace's `rust-version`, and every package
+//! locked in `Cargo.lock` and `fuzz/Cargo.lock` builds with it (a dependency
+//! whose `rust-version` is newer makes `cargo build` on that Rust refuse the
+//! lock file). The fuzz README's commands are `scripts/fuzz.sh`'s.
 
 use std::path::Path;
 use std::process::Command;
@@ -61,5 +62,37 @@ fn the_readme_rust_version_builds_every_locked_package() {
             "{}/Cargo.lock holds packages that Rust {msrv} cannot build (`cargo update -p NAME --precise VERSION` to an older one): {newer:?}",
             dir.display()
         );
+    }
+}
+
+/// Every `cargo ... fuzz` command of fuzz/README.md has the script's flags
+/// (`-s none -O` on stable, `+nightly` with `-s address -O`), so it reuses
+/// the script's build instead of rebuilding everything; a `fuzz run` that is
+/// not a replay names a new-inputs folder and the committed corpus, as the
+/// script does (without them cargo fuzz writes new inputs into the committed
+/// corpus).
+#[test]
+fn the_fuzz_readme_commands_are_the_scripts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = std::fs::read_to_string(root.join("scripts/fuzz.sh")).unwrap();
+    assert!(script.contains(r#"fuzz build "${san[@]}" -O"#), "fuzz.sh builds with other flags");
+    assert!(script.contains(r#"fuzz run "${san[@]}" -O "$t" "$work/$t" "corpus/$t""#), "fuzz.sh runs with other flags");
+    assert!(script.contains("san=(-s none)") && script.contains(r#"san=(-s "$sanitizer")"#));
+    let readme = std::fs::read_to_string(root.join("fuzz/README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .filter(|l| !l.starts_with(char::is_alphabetic) || l.starts_with("cargo "))
+        .filter(|l| l.contains("cargo fuzz ") || l.contains("cargo +nightly fuzz "))
+        .collect();
+    assert!(commands.len() >= 5, "{commands:?}");
+    for c in commands {
+        let flags_ok = if c.contains("+nightly") { c.contains(" -s address -O ") } else { c.contains(" -s none -O ") };
+        assert!(flags_ok, "fuzz/README.md: `{c}` has flags other than scripts/fuzz.sh's");
+        if c.contains(" fuzz run ") && !c.contains("artifacts/") {
+            assert!(
+                c.contains(r#""$(mktemp -d)" corpus/"#),
+                "fuzz/README.md: `{c}` would write new inputs into the committed corpus"
+            );
+        }
     }
 }
