@@ -406,7 +406,7 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     assert_eq!(text(&out.stdout), "./a.scn\n./b.scn\n./c.scn\n");
     let out = run_in(dir.path(), &["run", "--list", "-v", "--filter", "c.scn", "."]);
-    assert_eq!(text(&out.stdout), "./c.scn (1 processes, 1 steps, needs root, namespace)\n");
+    assert_eq!(text(&out.stdout), "./c.scn (1 process, 1 step, needs root, namespace)\n");
 
     // The same run's JUnit report (a pass, a failure, a skip) is valid.
     let out = host(dir.path(), &["run", "--isolation", "host", "--format", "junit", "--output", "r.xml", "."]);
