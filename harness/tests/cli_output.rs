@@ -67,6 +67,17 @@ fn jobs_zero_and_timeout_zero_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(text(&out.stderr).contains("the timeout must be above 0"), "{t}: {}", all(&out));
     }
+    for (t, says) in [
+        ("1e30s", "too long a timeout (at most 999999999s)"),
+        ("0.5ms", "milliseconds must be whole"),
+        ("--timeout=-2s", "the timeout must be above 0"),
+    ] {
+        let args: Vec<&str> =
+            if t.starts_with("--") { vec!["run", t, "p.scn"] } else { vec!["run", "--timeout", t, "p.scn"] };
+        let out = run_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+        assert!(text(&out.stderr).contains(says), "{t}: {}", all(&out));
+    }
     let out = run_in(dir.path(), &["run", "--jobs", "lots", "p.scn"]);
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(text(&out.stderr).contains("expected a whole number from 1 to 256"), "{}", all(&out));

@@ -79,12 +79,26 @@ pub enum IsolationArg {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let zero = s.trim().trim_end_matches("ms").trim_end_matches('s').parse::<f64>().is_ok_and(|v| v == 0.0);
+    let bad = || format!("bad timeout `{s}`: expected a number with ms or s, e.g. 500ms or 10s");
+    let (number, unit) = match (s.strip_suffix("ms"), s.strip_suffix('s')) {
+        (Some(n), _) => (n, "ms"),
+        (None, Some(n)) => (n, "s"),
+        (None, None) => (s, ""),
+    };
+    let value = number.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(bad)?;
+    if value <= 0.0 {
+        return Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)"));
+    }
+    if unit.is_empty() {
+        return Err(bad());
+    }
     match scenario::parse_duration(s) {
-        _ if zero => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
         Some(d) if d.is_zero() => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
         Some(d) => Ok(d),
-        None => Err(format!("bad timeout `{s}`: expected a number with ms or s, e.g. 500ms or 10s")),
+        None if unit == "ms" && value.fract() != 0.0 => {
+            Err(format!("`{s}`: milliseconds must be whole (write fractions in seconds, e.g. 0.0005s)"))
+        }
+        None => Err(format!("`{s}`: too long a timeout (at most 999999999s)")),
     }
 }
 
@@ -321,5 +335,13 @@ mod tests {
         assert!(parse_timeout("0").unwrap_err().contains("must be above 0"));
         assert!(parse_timeout("0ms").unwrap_err().contains("must be above 0"));
         assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("-1s").unwrap_err().contains("must be above 0"));
+        assert!(parse_timeout("1e-12s").unwrap_err().contains("must be above 0"));
+        assert!(parse_timeout("1e30s").unwrap_err().contains("too long a timeout (at most 999999999s)"));
+        assert!(parse_timeout("0.5ms").unwrap_err().contains("milliseconds must be whole"));
+        assert!(parse_timeout("ten").unwrap_err().starts_with("bad timeout `ten`: expected a number with ms or s"));
+        assert!(parse_timeout("nans").unwrap_err().starts_with("bad timeout"));
+        assert!(parse_timeout("10").unwrap_err().starts_with("bad timeout `10`: expected a number with ms or s"));
+        assert_eq!(parse_timeout("1.5s"), Ok(Duration::from_millis(1500)));
     }
 }
