@@ -46,6 +46,28 @@ fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 #[test]
+fn no_files_and_unreadable_files_are_errors_that_name_them() {
+    let dir = suite(&[("p.scn", PASS), ("empty/README.md", "not a scenario")]);
+    for verb in ["check", "run"] {
+        let out = run_in(dir.path(), &[verb, "empty"]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
+        assert!(text(&out.stderr).contains("no scenario file (.scn) in empty"), "{verb}: {}", all(&out));
+        // A file the kernel refuses to read: named, without a position.
+        let out = run_in(dir.path(), &[verb, "/proc/self/clear_refs"]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
+        assert!(all(&out).contains("/proc/self/clear_refs: cannot read the file: "), "{verb}: {}", all(&out));
+        assert!(!all(&out).contains(":0:0"), "{verb}: {}", all(&out));
+    }
+    let out = run_in(dir.path(), &["run", "--filter", "zzz", "."]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    assert!(
+        text(&out.stderr).contains("no scenario file (.scn) in . has `zzz` in its path (--filter)"),
+        "{}",
+        all(&out)
+    );
+}
+
+#[test]
 fn check_and_list_count_in_words() {
     let one = "process A\nA: segments => 0\n";
     let dir = suite(&[("one.scn", one), ("p.scn", PASS)]);

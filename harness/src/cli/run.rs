@@ -191,12 +191,12 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
     }
     if !errors.is_empty() {
         for e in &errors {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
         }
         return err(&format!("{} file(s) do not parse; nothing was run", errors.len()));
     }
     if scenarios.is_empty() {
-        return err("no scenario files matched");
+        return err(&files::none_found(&paths, filter.as_deref()));
     }
     let stdout_carries_document = format != Format::Text && out_file.is_none();
     if list {
