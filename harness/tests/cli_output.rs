@@ -208,6 +208,33 @@ fn a_closed_pipe_ends_the_program_quietly() {
     assert_eq!(xml.matches("<testcase ").count(), 20, "{xml}");
 }
 
+/// `--format json` with the document on stdout (a file) and the progress on
+/// stderr (a pipe whose reader leaves): the document is still written whole.
+#[test]
+fn a_closed_progress_pipe_does_not_cost_the_document_on_stdout() {
+    let files: Vec<(String, &str)> = (0..20).map(|i| (format!("p{i:02}.scn"), PASS)).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let dir = suite(&files);
+    let doc = std::fs::File::create(dir.path().join("doc.json")).unwrap();
+    let mut child = harness()
+        .args(["run", "--jobs", "1", "--format", "json", "."])
+        .current_dir(dir.path())
+        .stdout(doc)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Starting 20 scenarios"), "{line}");
+    drop(reader);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("doc.json")).unwrap()).expect("a whole JSON document");
+    assert_eq!(doc["summary"]["total"], 20);
+}
+
 #[test]
 fn colour_follows_the_flag_and_no_color() {
     let dir = suite(&[("p.scn", PASS)]);

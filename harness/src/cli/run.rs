@@ -207,9 +207,10 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
-    // With a report file, a reader of the progress that goes away must not
-    // cost the report: the run goes on, silently.
-    let console = if out_file.is_some() { console.outlive_its_reader() } else { console };
+    // With a report file, or with the document on stdout and the progress
+    // on stderr, a reader of the progress that goes away must not cost the
+    // report: the run goes on, silently.
+    let console = if out_file.is_some() || stdout_carries_document { console.outlive_its_reader() } else { console };
     let mut story =
         Story { console, file_text: (format == Format::Text && out_file.is_some()).then(String::new), quiet, verbose };
     let mut jobs = jobs.unwrap_or_else(|| RunOptions::default().jobs);
