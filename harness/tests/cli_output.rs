@@ -283,6 +283,12 @@ fn junit_names_are_unique_by_folder() {
     let xml = text(&out.stdout);
     assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
     assert!(xml.contains("<testcase name=\"x\" classname=\"b\""), "{xml}");
+    // Named as ./a and ./b, the same files get the same names.
+    let out = run_in(dir.path(), &["run", "--format", "junit", "./a", "./b"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let xml = text(&out.stdout);
+    assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"x\" classname=\"b\""), "{xml}");
 }
 
 /// A Python with `xmlschema`, in a venv kept in cargo's tmp dir; `Err` says
