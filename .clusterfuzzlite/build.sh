@@ -4,7 +4,9 @@
 # or by hand outside Docker:
 #   SRC=/path/holding/shm-harness OUT=/tmp/out SANITIZER=none .clusterfuzzlite/build.sh
 # SANITIZER=none builds without a sanitizer on stable (cargo fuzz -s none);
-# any other value is passed to cargo fuzz (the image's nightly toolchain).
+# any other value builds with plain `cargo fuzz build -O` on the image's
+# nightly toolchain, the image's environment (RUSTFLAGS) choosing the
+# sanitizer that SANITIZER names.
 # The binaries are found where cargo put them: `cargo metadata`'s
 # target_directory (so CARGO_TARGET_DIR is honoured), under the host triple.
 # Run it as an executable (or with `bash -euo pipefail`): every failure stops it.

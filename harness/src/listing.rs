@@ -53,7 +53,7 @@ pub fn rows() -> Result<Vec<Row>> {
         .map(|seg| Row {
             key: format!("{:#010x}", seg.key.raw() as u32),
             shmid: seg.shmid.raw(),
-            owner: names.user(seg.uid),
+            owner: names.owner(seg.uid),
             perms: format!("{:o}", seg.mode.bits()),
             bytes: seg.size,
             nattch: seg.nattch,
@@ -69,31 +69,33 @@ pub fn rows() -> Result<Vec<Row>> {
 /// User and group names, each looked up once.
 #[derive(Default)]
 struct Names {
-    users: HashMap<u32, String>,
-    groups: HashMap<u32, String>,
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
 }
 
 impl Names {
-    fn user(&mut self, uid: u32) -> String {
+    /// The user name of `uid`, or the uid when it has none (as `OWNER`).
+    fn owner(&mut self, uid: u32) -> String {
+        self.user(uid).unwrap_or_else(|| uid.to_string())
+    }
+
+    /// The user name of `uid`, `None` when it has none (as `USER`, `CUSER`:
+    /// `lsipc` leaves them empty, `null` in JSON).
+    fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
             .or_insert_with(|| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| uid.to_string(), |u| u.name)
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
             })
             .clone()
     }
 
-    fn group(&mut self, gid: u32) -> String {
+    /// The group name of `gid`, `None` when it has none (as `GROUP`, `CGROUP`).
+    fn group(&mut self, gid: u32) -> Option<String> {
         self.groups
             .entry(gid)
             .or_insert_with(|| {
-                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| gid.to_string(), |g| g.name)
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
             })
             .clone()
     }
@@ -159,7 +161,7 @@ pub enum Column {
     Command,
     /// `UID`.
     Uid,
-    /// `USER`.
+    /// `USER`: the owner's name (empty when the uid has none).
     User,
     /// `GID`.
     Gid,
@@ -262,20 +264,30 @@ impl Column {
         }
     }
 
-    /// Parses `lsipc -o`'s list: names separated by commas, any case.
+    /// Parses `lsipc -o`'s list: names separated by commas, any case; a
+    /// list that starts with `+` extends `lsipc -m`'s default columns
+    /// ([`Column::LSIPC_DEFAULT`]), as `lsipc -o +CUID` does.
     ///
     /// # Errors
     /// The first unknown name, with the list of known ones.
     pub fn parse_list(list: &str) -> std::result::Result<Vec<Column>, String> {
-        list.split(',')
-            .map(|name| {
-                let name = name.trim();
+        let (mut columns, list) = match list.strip_prefix('+') {
+            Some(rest) => (Column::LSIPC_DEFAULT.to_vec(), rest),
+            None => (Vec::new(), list),
+        };
+        for name in list.split(',') {
+            let name = name.trim();
+            let column =
                 Column::ALL.iter().copied().find(|c| c.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
                     let known: Vec<String> = Column::ALL.iter().map(|c| c.name().to_uppercase()).collect();
-                    format!("unknown column `{name}` (known: {})", known.join(","))
-                })
-            })
-            .collect()
+                    format!(
+                        "unknown column `{name}` (known: {}; a leading + adds to the default ones)",
+                        known.join(",")
+                    )
+                })?;
+            columns.push(column);
+        }
+        Ok(columns)
     }
 
     fn value(self, r: &Row, names: &mut Names) -> Value {
@@ -305,13 +317,13 @@ impl Column {
             Column::Lpid => Value::from(r.lpid),
             Column::Command => command_line(r.cpid).map_or(Value::Null, Value::from),
             Column::Uid => Value::from(s.uid),
-            Column::User => Value::from(names.user(s.uid)),
+            Column::User => names.user(s.uid).map_or(Value::Null, Value::from),
             Column::Gid => Value::from(s.gid),
-            Column::Group => Value::from(names.group(s.gid)),
+            Column::Group => names.group(s.gid).map_or(Value::Null, Value::from),
             Column::Cuid => Value::from(s.cuid),
-            Column::Cuser => Value::from(names.user(s.cuid)),
+            Column::Cuser => names.user(s.cuid).map_or(Value::Null, Value::from),
             Column::Cgid => Value::from(s.cgid),
-            Column::Cgroup => Value::from(names.group(s.cgid)),
+            Column::Cgroup => names.group(s.cgid).map_or(Value::Null, Value::from),
         }
     }
 }
@@ -446,6 +458,9 @@ mod tests {
     #[test]
     fn column_lists_parse_like_lsipc_o() {
         assert_eq!(Column::parse_list("KEY,id,Perms").unwrap(), vec![Column::Key, Column::Id, Column::Perms]);
+        let mut extended = Column::LSIPC_DEFAULT.to_vec();
+        extended.extend([Column::Cuid, Column::Cuser]);
+        assert_eq!(Column::parse_list("+CUID,cuser").unwrap(), extended);
         let err = Column::parse_list("KEY,SHMID").unwrap_err();
         assert!(err.starts_with("unknown column `SHMID` (known: KEY,ID,"), "{err}");
     }

@@ -46,6 +46,39 @@ fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 #[test]
+fn no_files_and_unreadable_files_are_errors_that_name_them() {
+    let dir = suite(&[("p.scn", PASS), ("empty/README.md", "not a scenario")]);
+    for verb in ["check", "run"] {
+        let out = run_in(dir.path(), &[verb, "empty"]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
+        assert!(text(&out.stderr).contains("no scenario file (.scn) in empty"), "{verb}: {}", all(&out));
+        // A file the kernel refuses to read: named, without a position.
+        let out = run_in(dir.path(), &[verb, "/proc/self/clear_refs"]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
+        assert!(all(&out).contains("/proc/self/clear_refs: cannot read the file: "), "{verb}: {}", all(&out));
+        assert!(!all(&out).contains(":0:0"), "{verb}: {}", all(&out));
+    }
+    let out = run_in(dir.path(), &["run", "--filter", "zzz", "."]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    assert!(
+        text(&out.stderr).contains("no scenario file (.scn) in . has `zzz` in its path (--filter)"),
+        "{}",
+        all(&out)
+    );
+}
+
+#[test]
+fn check_and_list_count_in_words() {
+    let one = "process A\nA: segments => 0\n";
+    let dir = suite(&[("one.scn", one), ("p.scn", PASS)]);
+    let out = run_in(dir.path(), &["check", "one.scn", "p.scn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert_eq!(text(&out.stdout), "ok    one.scn (1 process, 1 step)\nok    p.scn (1 process, 2 steps)\n");
+    let out = run_in(dir.path(), &["run", "--list", "-v", "one.scn"]);
+    assert_eq!(text(&out.stdout), "one.scn (1 process, 1 step)\n", "{}", all(&out));
+}
+
+#[test]
 fn jobs_zero_and_timeout_zero_are_usage_errors() {
     let dir = suite(&[("p.scn", PASS)]);
     let out = run_in(dir.path(), &["run", "--jobs", "0", "p.scn"]);
@@ -55,6 +88,17 @@ fn jobs_zero_and_timeout_zero_are_usage_errors() {
         let out = run_in(dir.path(), &["run", "--timeout", t, "p.scn"]);
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(text(&out.stderr).contains("the timeout must be above 0"), "{t}: {}", all(&out));
+    }
+    for (t, says) in [
+        ("1e30s", "too long a timeout (at most 999999999s)"),
+        ("0.5ms", "milliseconds must be whole"),
+        ("--timeout=-2s", "the timeout must be above 0"),
+    ] {
+        let args: Vec<&str> =
+            if t.starts_with("--") { vec!["run", t, "p.scn"] } else { vec!["run", "--timeout", t, "p.scn"] };
+        let out = run_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+        assert!(text(&out.stderr).contains(says), "{t}: {}", all(&out));
     }
     let out = run_in(dir.path(), &["run", "--jobs", "lots", "p.scn"]);
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
@@ -164,6 +208,33 @@ fn a_closed_pipe_ends_the_program_quietly() {
     assert_eq!(xml.matches("<testcase ").count(), 20, "{xml}");
 }
 
+/// `--format json` with the document on stdout (a file) and the progress on
+/// stderr (a pipe whose reader leaves): the document is still written whole.
+#[test]
+fn a_closed_progress_pipe_does_not_cost_the_document_on_stdout() {
+    let files: Vec<(String, &str)> = (0..20).map(|i| (format!("p{i:02}.scn"), PASS)).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let dir = suite(&files);
+    let doc = std::fs::File::create(dir.path().join("doc.json")).unwrap();
+    let mut child = harness()
+        .args(["run", "--jobs", "1", "--format", "json", "."])
+        .current_dir(dir.path())
+        .stdout(doc)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Starting 20 scenarios"), "{line}");
+    drop(reader);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("doc.json")).unwrap()).expect("a whole JSON document");
+    assert_eq!(doc["summary"]["total"], 20);
+}
+
 #[test]
 fn colour_follows_the_flag_and_no_color() {
     let dir = suite(&[("p.scn", PASS)]);
@@ -208,6 +279,12 @@ fn json_has_version_duration_and_isolation() {
 fn junit_names_are_unique_by_folder() {
     let dir = suite(&[("a/x.scn", PASS), ("b/x.scn", PASS)]);
     let out = run_in(dir.path(), &["run", "--format", "junit", "a", "b"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let xml = text(&out.stdout);
+    assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"x\" classname=\"b\""), "{xml}");
+    // Named as ./a and ./b, the same files get the same names.
+    let out = run_in(dir.path(), &["run", "--format", "junit", "./a", "./b"]);
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     let xml = text(&out.stdout);
     assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
@@ -395,7 +472,7 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     assert_eq!(text(&out.stdout), "./a.scn\n./b.scn\n./c.scn\n");
     let out = run_in(dir.path(), &["run", "--list", "-v", "--filter", "c.scn", "."]);
-    assert_eq!(text(&out.stdout), "./c.scn (1 processes, 1 steps, needs root, namespace)\n");
+    assert_eq!(text(&out.stdout), "./c.scn (1 process, 1 step, needs root, namespace)\n");
 
     // The same run's JUnit report (a pass, a failure, a skip) is valid.
     let out = host(dir.path(), &["run", "--isolation", "host", "--format", "junit", "--output", "r.xml", "."]);
@@ -434,12 +511,28 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let d = dir.path().display().to_string();
     let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
     let bin = env!("CARGO_BIN_EXE_shm-harness");
-    let lock = if nix::unistd::Uid::effective().is_root() { "A: lock k1\n" } else { "" };
+    let root = nix::unistd::Uid::effective().is_root();
+    let lock = if root { "A: lock k1\n" } else { "" };
+    // As root, a segment handed to a uid and gid without names: lsipc shows
+    // the numbers under OWNER but leaves USER and GROUP empty (null).
+    let nameless = (40_000..60_000u32)
+        .find(|&id| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
+                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
+        })
+        .unwrap();
+    let chowned = if root {
+        format!("A: create k2 = 0x5152 size 200 mode 0604 excl\nA: set k2 uid {nameless} gid {nameless}\n")
+    } else {
+        String::new()
+    };
+    let rm_chowned = if root { "A: rm k2\n" } else { "" };
     let scn = format!(
-        "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}A: create s = private size 5000\n\
+        "process A\nA: key k = 0x5151\nA: create k1 = k size 100 mode 0640 excl\n{lock}{chowned}A: create s = private size 5000\n\
 A: attach m = s\nA: rm s\n\
-A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json'\" => status 0\n\
-A: detach m\nA: rm k1\n"
+A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {d}/default.json && lsipc -m -J -b --time-format=iso -o {cols} > {d}/theirs.json && \
+{bin} ls --json -o +CUID,cgid > {d}/plus-ours.json && lsipc -m -J -b --time-format=iso -o +CUID,cgid > {d}/plus-theirs.json'\" => status 0\n\
+A: detach m\nA: rm k1\n{rm_chowned}"
     );
     std::fs::write(dir.path().join("ls.scn"), scn).unwrap();
     let out = run_in(dir.path(), &["run", "--isolation", "namespace", "ls.scn"]);
@@ -473,12 +566,21 @@ A: detach m\nA: rm k1\n"
             .collect()
     };
     let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
-    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(theirs.len(), if root { 3 } else { 2 }, "{theirs:?}");
     assert_eq!(ours, theirs);
+    // `-o +COLUMNS` adds to lsipc's default columns, as lsipc's does.
+    assert_eq!(norm("plus-ours.json"), norm("plus-theirs.json"));
     let row = |i: usize| -> std::collections::HashMap<String, String> { ours[i].iter().cloned().collect() };
     assert_eq!(row(0)["perms"], "rw-r-----");
-    assert_eq!(row(1)["status"], "dest");
-    assert!(row(1)["command"].contains("shm-harness"), "{:?}", row(1));
+    let dest = if root { 2 } else { 1 };
+    assert_eq!(row(dest)["status"], "dest");
+    assert!(row(dest)["command"].contains("shm-harness"), "{:?}", row(dest));
+    if root {
+        let r = row(1);
+        let n = nameless.to_string();
+        assert_eq!((r["owner"].as_str(), r["uid"].as_str(), r["gid"].as_str()), (n.as_str(), n.as_str(), n.as_str()));
+        assert_eq!((r["user"].as_str(), r["group"].as_str()), ("null", "null"), "{r:?}");
+    }
     if !lock.is_empty() {
         assert_eq!(row(0)["status"], "locked");
     }

@@ -30,6 +30,29 @@ pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// What to say when `paths` (filtered by `filter`) hold no scenario file.
+pub fn none_found(paths: &[PathBuf], filter: Option<&str>) -> String {
+    let paths: Vec<String> = if paths.is_empty() {
+        vec!["scenarios".into()]
+    } else {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    };
+    match filter {
+        Some(f) => format!("no scenario file (.scn) in {} has `{f}` in its path (--filter)", paths.join(", ")),
+        None => format!("no scenario file (.scn) in {}", paths.join(", ")),
+    }
+}
+
+/// A parse error as the command line shows it: `file:line:col: ...`, or
+/// `file: ...` when it is about the whole file (it could not be read).
+pub fn describe(e: &ParseError) -> String {
+    if e.line == 0 {
+        format!("{}: {}", e.file, e.message)
+    } else {
+        e.to_string()
+    }
+}
+
 /// Reads and parses a scenario file, as [`scenario::load`], but a file that
 /// is not UTF-8 is reported at the first bad byte: its line and column, and
 /// its byte offset in the file.
@@ -49,6 +72,12 @@ pub fn load(path: &Path) -> Result<Scenario, ParseError> {
         Ok(text) => scenario::parse(&file, text),
         Err(e) => Err(not_utf8(&file, &bytes, e)),
     }
+}
+
+/// What a scenario holds, for `check` and `run --list -v`: `1 process, 3 steps`.
+pub fn shape(sc: &Scenario) -> String {
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!("{}, {}", plural(sc.processes.len(), "process", "processes"), plural(sc.steps.len(), "step", "steps"))
 }
 
 fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> ParseError {

@@ -66,18 +66,17 @@ pub fn check(args: CheckArgs, color: ColorArg) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if files.is_empty() {
+        let _ = writeln!(std::io::stderr(), "shm-harness check: {}", files::none_found(&args.paths, None));
+        return ExitCode::from(2);
+    }
     let mut console = Console::new(Target::Stdout, color);
     let mut bad = 0;
     for f in &files {
         match files::load(f) {
-            Ok(sc) => console.line(&format!(
-                "ok    {} ({} processes, {} steps)",
-                f.display(),
-                sc.processes.len(),
-                sc.steps.len()
-            )),
+            Ok(sc) => console.line(&format!("ok    {} ({})", f.display(), files::shape(&sc))),
             Err(e) => {
-                console.line(&format!("error {e}"));
+                console.line(&format!("error {}", files::describe(&e)));
                 bad += 1;
             }
         }

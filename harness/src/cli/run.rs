@@ -79,12 +79,26 @@ pub enum IsolationArg {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let zero = s.trim().trim_end_matches("ms").trim_end_matches('s').parse::<f64>().is_ok_and(|v| v == 0.0);
+    let bad = || format!("bad timeout `{s}`: expected a number with ms or s, e.g. 500ms or 10s");
+    let (number, unit) = match (s.strip_suffix("ms"), s.strip_suffix('s')) {
+        (Some(n), _) => (n, "ms"),
+        (None, Some(n)) => (n, "s"),
+        (None, None) => (s, ""),
+    };
+    let value = number.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(bad)?;
+    if value <= 0.0 {
+        return Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)"));
+    }
+    if unit.is_empty() {
+        return Err(bad());
+    }
     match scenario::parse_duration(s) {
-        _ if zero => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
         Some(d) if d.is_zero() => Err(format!("`{s}`: the timeout must be above 0 (e.g. 500ms or 10s)")),
         Some(d) => Ok(d),
-        None => Err(format!("bad timeout `{s}`: expected a number with ms or s, e.g. 500ms or 10s")),
+        None if unit == "ms" && value.fract() != 0.0 => {
+            Err(format!("`{s}`: milliseconds must be whole (write fractions in seconds, e.g. 0.0005s)"))
+        }
+        None => Err(format!("`{s}`: too long a timeout (at most 999999999s)")),
     }
 }
 
@@ -177,12 +191,12 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
     }
     if !errors.is_empty() {
         for e in &errors {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
         }
         return err(&format!("{} file(s) do not parse; nothing was run", errors.len()));
     }
     if scenarios.is_empty() {
-        return err("no scenario files matched");
+        return err(&files::none_found(&paths, filter.as_deref()));
     }
     let stdout_carries_document = format != Format::Text && out_file.is_none();
     if list {
@@ -193,9 +207,10 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
-    // With a report file, a reader of the progress that goes away must not
-    // cost the report: the run goes on, silently.
-    let console = if out_file.is_some() { console.outlive_its_reader() } else { console };
+    // With a report file, or with the document on stdout and the progress
+    // on stderr, a reader of the progress that goes away must not cost the
+    // report: the run goes on, silently.
+    let console = if out_file.is_some() || stdout_carries_document { console.outlive_its_reader() } else { console };
     let mut story =
         Story { console, file_text: (format == Format::Text && out_file.is_some()).then(String::new), quiet, verbose };
     let mut jobs = jobs.unwrap_or_else(|| RunOptions::default().jobs);
@@ -306,7 +321,7 @@ fn list_line(sc: &Scenario, verbose: bool) -> String {
         needs.push("namespace");
     }
     let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };
-    format!("{} ({} processes, {} steps{needs})", sc.file, sc.processes.len(), sc.steps.len())
+    format!("{} ({}{needs})", sc.file, files::shape(sc))
 }
 
 #[cfg(test)]
@@ -321,5 +336,13 @@ mod tests {
         assert!(parse_timeout("0").unwrap_err().contains("must be above 0"));
         assert!(parse_timeout("0ms").unwrap_err().contains("must be above 0"));
         assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("-1s").unwrap_err().contains("must be above 0"));
+        assert!(parse_timeout("1e-12s").unwrap_err().contains("must be above 0"));
+        assert!(parse_timeout("1e30s").unwrap_err().contains("too long a timeout (at most 999999999s)"));
+        assert!(parse_timeout("0.5ms").unwrap_err().contains("milliseconds must be whole"));
+        assert!(parse_timeout("ten").unwrap_err().starts_with("bad timeout `ten`: expected a number with ms or s"));
+        assert!(parse_timeout("nans").unwrap_err().starts_with("bad timeout"));
+        assert!(parse_timeout("10").unwrap_err().starts_with("bad timeout `10`: expected a number with ms or s"));
+        assert_eq!(parse_timeout("1.5s"), Ok(Duration::from_millis(1500)));
     }
 }

@@ -13,8 +13,9 @@ use super::{RunInfo, ScenarioReport, Status};
 /// All reports as JUnit XML.
 ///
 /// A test case is named by the scenario's file stem and classed by its
-/// folder (`scenarios/x.scn`: classname `scenarios`, name `x`), so two files
-/// of the same name in different folders stay apart. Characters XML 1.0
+/// folder (`scenarios/x.scn` and `./scenarios/x.scn`: classname
+/// `scenarios`, name `x`; `x.scn`: classname `.`), so two files of the same
+/// name in different folders stay apart. Characters XML 1.0
 /// forbids (control characters other than tab, newline and carriage
 /// return; U+FFFE, U+FFFF) are written as visible escapes (`\x01`) instead.
 pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
@@ -59,10 +60,16 @@ fn test_case(r: &ScenarioReport) -> TestCase {
             s
         }
     };
-    let path = Path::new(&r.file);
-    let classname = match path.parent().map(|p| p.to_string_lossy()) {
-        Some(dir) if !dir.is_empty() => dir.into_owned(),
-        _ => ".".to_string(),
+    // The folder as written, without `.` components: `run .` and `run a`
+    // class `./a/x.scn` and `a/x.scn` alike, so a test's history (kept by
+    // classname and name) does not depend on how the run was started.
+    let folder: std::path::PathBuf = Path::new(&r.file)
+        .parent()
+        .map(|dir| dir.components().filter(|c| *c != std::path::Component::CurDir).collect())
+        .unwrap_or_default();
+    let classname = match folder.to_string_lossy() {
+        dir if dir.is_empty() => ".".to_string(),
+        dir => dir.into_owned(),
     };
     let mut case = TestCase::new(visible(&r.name), status);
     case.set_classname(visible(&classname));
