@@ -90,8 +90,9 @@ def measure_expected(binary, logdir, canaries):
 
 def plan(n, rng):
     """Fault kinds in shuffled rounds (balanced), each with a configuration;
-    a supervisor exists only with --jobs > 1 in the current runner, so
-    SIGKILL supervisor always runs with --jobs 2."""
+    the current runner has a supervisor process only in namespace
+    isolation with --jobs > 1 (otherwise the coordinator supervises), so
+    SIGKILL supervisor always runs there."""
     kinds = [k[0] for k in runmod.KINDS]
     out = []
     while len(out) < n:
@@ -100,7 +101,7 @@ def plan(n, rng):
         for kind in round_:
             mode, jobs = rng.choice(CONFIGS)
             if kind == "SIGKILL supervisor":
-                jobs = 2
+                mode, jobs = "namespace", 2
             out.append((kind, mode, jobs))
     return out[:n]
 

@@ -17,10 +17,10 @@ class ProcError(Exception):
 
 
 class Proc:
-    __slots__ = ("pid", "ppid", "state", "comm", "exe", "tags")
+    __slots__ = ("pid", "ppid", "pgrp", "state", "comm", "exe", "tags")
 
-    def __init__(self, pid, ppid, state, comm, exe, tags):
-        self.pid, self.ppid, self.state = pid, ppid, state
+    def __init__(self, pid, ppid, pgrp, state, comm, exe, tags):
+        self.pid, self.ppid, self.pgrp, self.state = pid, ppid, pgrp, state
         self.comm, self.exe, self.tags = comm, exe, tags
 
     def describe(self):
@@ -36,7 +36,7 @@ def _stat(pid):
     raw = _read(f"/proc/{pid}/stat").decode("utf-8", "replace")
     comm = raw[raw.index("(") + 1:raw.rindex(")")]
     rest = raw[raw.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), comm
+    return rest[0], int(rest[1]), comm, int(rest[2])
 
 
 def scan(with_tags=True):
@@ -53,12 +53,12 @@ def scan(with_tags=True):
             continue
         pid = int(name)
         try:
-            state, ppid, comm = _stat(pid)
+            state, ppid, comm, pgrp = _stat(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
         except PermissionError as e:
             raise ProcError(f"cannot read /proc/{pid}/stat: {e}") from e
-        out[pid] = Proc(pid, ppid, state, comm, "", set())
+        out[pid] = Proc(pid, ppid, pgrp, state, comm, "", set())
     prefix = (TAG + "=").encode()
     for pid in descendants(out, os.getpid()):
         p = out[pid]
@@ -97,22 +97,24 @@ def descendants(procs, root):
     return out
 
 
-def role(procs, pid, depth, harness_exe, jobs):
-    """supervisor, actor or program. The redesign names its processes
-    (prctl PR_SET_NAME: shm-sup, shm-act-NAME); the current code does not,
-    so fall back on the tree: a forked copy of the harness at depth 1 with
-    --jobs > 1 is a supervisor, any deeper (or with --jobs 1) an actor, a
-    different executable a program."""
+def role(procs, pid, coordinator, harness_exe):
+    """supervisor, actor, program, or harness (another named process of
+    the harness). The redesign names its processes (prctl PR_SET_NAME:
+    shm-sup, shm-act-NAME); the current code does not, so fall back on
+    what it does: a forked copy of the harness that stayed in the
+    coordinator's process group is a supervisor (actors get a group of
+    their own), a different executable is a program."""
     p = procs[pid]
     if p.comm == "shm-sup":
         return "supervisor"
     if p.comm.startswith("shm-act-"):
         return "actor"
     if p.exe and p.exe.removesuffix(" (deleted)") == harness_exe:
-        if p.comm.startswith("shm-"):
-            return "harness"  # some other named harness process (journal, janitor)
-        return "supervisor" if depth == 1 and jobs > 1 else "actor"
-    return "program"
+        if p.comm.startswith("shm-") and p.comm != "shm-harness":
+            return "harness"
+        return "supervisor" if p.pgrp == procs[coordinator].pgrp else "actor"
+    # exe unreadable (exiting, or between fork and exec): not a target
+    return "program" if p.exe else "unknown"
 
 
 def tagged(procs, tags, also=()):

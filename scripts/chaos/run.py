@@ -44,10 +44,10 @@ def acceptable(kind, rc, out):
         return rc in (-sig, 128 + sig) or (rc in (1, 2) and out.strip() != "")
     # A killed supervisor, actor or program, or a stopped actor: the run
     # must fail (1) with a FAIL report, and a stopped actor must be reported
-    # as a timeout, not hang.
+    # as a timeout ("no answer within 500ms" today), not hang.
     if rc != 1 or "FAIL" not in out:
         return False
-    return kind != "SIGSTOP actor" or re.search(r"time(d)? ?out", out, re.I) is not None
+    return kind != "SIGSTOP actor" or re.search(r"time(d)? ?out|no answer within", out, re.I) is not None
 
 
 class Run:
@@ -108,16 +108,17 @@ def deliver(p, run, binary, sig, role, attempts):
             return True
         table = procs.scan(with_tags=False)
         under = procs.descendants(table, p.pid)
-        cands = [pid for pid, depth in under.items()
-                 if table[pid].state not in "ZX"
-                 and procs.role(table, pid, depth, binary, run.jobs) == role]
+        if p.pid not in table:
+            return False
+        cands = [pid for pid in under if table[pid].state not in "ZX"
+                 and procs.role(table, pid, p.pid, binary) == role]
         random.shuffle(cands)
         for pid in cands:
             want = table[pid]
 
             def same(pid=pid, want=want):
                 try:
-                    state, ppid, comm = procs._stat(pid)
+                    state, ppid, comm, _ = procs._stat(pid)
                 except (FileNotFoundError, ProcessLookupError):
                     return False
                 return ppid == want.ppid and comm == want.comm and state not in "ZX"
