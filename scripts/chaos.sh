@@ -46,6 +46,7 @@ else
 fi
 [ -x "$binary" ] || { echo "chaos.sh: no binary at $binary" >&2; exit 2; }
 
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the tree
 results=${CHAOS_RESULTS:-$(mktemp -d /tmp/shm-chaos.XXXXXX)}
 mkdir -p "$results"
 seed=()

@@ -9,6 +9,7 @@ import ctypes
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -127,7 +128,6 @@ def report_offenders(runs, logdir):
 
 def campaign(args, binary, command, canaries, logdir, rng):
     sweep = None
-    import subprocess
     if subprocess.run([binary, "sweep", "--help"], capture_output=True, check=False).returncode == 0:
         sweep = [binary, "sweep"]
     print(f"chaos: binary {binary}; `sweep` {'supported' if sweep else 'not supported'}; "
@@ -150,7 +150,7 @@ def campaign(args, binary, command, canaries, logdir, rng):
         exp = expected[("host", jobs)]
         rerunmod.execute(binary, rr, logdir, REPO, PATHS, canaries, exp, 3 * exp + 10)
         reruns.append(rr)
-    return runs, reruns, sweep
+    return runs, reruns
 
 
 def print_tables(runs, reruns):
@@ -195,6 +195,7 @@ def selftest(binary, canaries, logdir):
     seed = ["scenarios/seed-exclusive-create.scn"]
     cases = [("leak", "none", PATHS, "leaked"), ("stray", "none", seed, "strays"),
              ("zombie", "none", seed, "zombies"), ("canary", "none", seed, "canaries harmed"),
+             ("canary-write", "none", seed, "canaries harmed"),
              ("exit", "none", seed, "unexpected exits"), ("hang", "none", seed, "hangs"),
              ("none", "SIGKILL program", seed, "not delivered")]
     missed = 0
@@ -206,8 +207,10 @@ def selftest(binary, canaries, logdir):
         runmod.execute(command, r, logdir, REPO, canaries, 0.05, None, 2.0)
         runs.append(r)
         got = counts(r)[col]
-        print(f"chaos selftest: planted {plant_kind:<6} -> {col}: {got} "
+        print(f"chaos selftest: planted {plant_kind:<12} -> {col}: {got} "
               f"{'(caught)' if got else '(MISSED: this oracle cannot fail)'}")
+        for d in (r.leaked + r.strays + r.zombies + r.harmed)[:2]:
+            print(f"    {d}")
         missed += got == 0
     return runs, missed
 
@@ -239,7 +242,7 @@ def main():
             runs, missed = selftest(binary, canaries, logdir)
             print_tables(runs, [])
             return 1 if missed else 0
-        runs, reruns, _ = campaign(args, binary, binary, canaries, logdir, rng)
+        runs, reruns = campaign(args, binary, binary, canaries, logdir, rng)
         fail = print_tables(runs, reruns)
         bad = report_offenders(runs, logdir)
         for rr in reruns:

@@ -32,7 +32,7 @@ def _read(path):
         return f.read()
 
 
-def _stat(pid):
+def stat_of(pid):
     raw = _read(f"/proc/{pid}/stat").decode("utf-8", "replace")
     comm = raw[raw.index("(") + 1:raw.rindex(")")]
     rest = raw[raw.rindex(")") + 2:].split()
@@ -53,7 +53,7 @@ def scan(with_tags=True):
             continue
         pid = int(name)
         try:
-            state, ppid, comm, pgrp = _stat(pid)
+            state, ppid, comm, pgrp = stat_of(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
         except PermissionError as e:
@@ -75,7 +75,7 @@ def scan(with_tags=True):
                 p.exe = ""  # zombies have none
         except (FileNotFoundError, ProcessLookupError):
             try:  # died while being read: a zombie now, or gone
-                p.state = _stat(pid)[0]
+                p.state = stat_of(pid)[0]
             except (FileNotFoundError, ProcessLookupError):
                 del out[pid]
         except PermissionError as e:

@@ -118,7 +118,7 @@ def deliver(p, run, binary, sig, role, attempts):
 
             def same(pid=pid, want=want):
                 try:
-                    state, ppid, comm, _ = procs._stat(pid)
+                    state, ppid, comm, _ = procs.stat_of(pid)
                 except (FileNotFoundError, ProcessLookupError):
                     return False
                 return ppid == want.ppid and comm == want.comm and state not in "ZX"
@@ -148,7 +148,7 @@ def kill_tree(tags):
                 if procs.has_tag(pid, tags):
                     return True
                 try:
-                    return procs._stat(pid)[1] == ppid
+                    return procs.stat_of(pid)[1] == ppid
                 except (FileNotFoundError, ProcessLookupError):
                     return False
 

@@ -125,7 +125,8 @@ class Canary:
         that is gone or damaged so one bad run does not poison the next."""
         row = segments().get(self.shmid)
         if row is None or identity(row) != identity(self.row):
-            harm = ["removed"]
+            harm = [f"removed (shmid {self.shmid}, key {self.row['key'] & 0xffffffff:#010x}, "
+                    f"cpid {self.row['cpid']})"]
         else:
             harm = [f"{f} {self.row[f]} -> {row[f]}" for f in FIELDS if row[f] != self.row[f]]
             if not pattern_intact(self.shmid, self.size):
