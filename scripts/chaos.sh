@@ -32,11 +32,13 @@ if [ "$(id -u)" != 0 ]; then
   echo "chaos.sh: needs root (IPC namespaces, other processes' /proc entries)" >&2
   exit 2
 fi
-for tool in unshare ipcmk ipcrm ipcs; do
+for tool in unshare nsenter ipcmk ipcrm ipcs; do
   command -v "$tool" >/dev/null || { echo "chaos.sh: $tool (util-linux) is missing" >&2; exit 2; }
 done
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3) || { echo "chaos.sh: python3 is missing" >&2; exit 2; }
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+  { echo "chaos.sh: needs python3 >= 3.9 (os.pidfd_open)" >&2; exit 2; }
 
 if [ -n "${SHM_HARNESS:-}" ]; then
   binary=$SHM_HARNESS

@@ -164,12 +164,32 @@ def kill_tree(tags):
 def look(tags):
     """Strays (live) and zombies: the tagged processes, and any process
     left under the campaign (call when none of its own children runs: a
-    run's orphans are reparented to it, tag or no tag)."""
+    run's orphans are reparented to it, tag or no tag). A stray in an IPC
+    namespace other than the campaign's (a scenario's, in namespace
+    isolation) keeps that namespace and its segments alive: those are
+    named after it."""
     table = procs.scan()
     hit = procs.tagged(table, tags, procs.descendants(table, os.getpid()))
-    strays = [table[p].describe() for p in sorted(hit) if table[p].state not in "ZX"]
+    live = [p for p in sorted(hit) if table[p].state not in "ZX"]
+    strays = [table[p].describe() + held_segments(p) for p in live]
     zombies = [table[p].describe() for p in sorted(hit) if table[p].state == "Z"]
     return strays, zombies
+
+
+def held_segments(pid):
+    """", holding IPC namespace N with K segments" when the process is in
+    an IPC namespace other than the campaign's; "" otherwise."""
+    try:
+        ns = os.readlink(f"/proc/{pid}/ns/ipc")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    if ns == os.readlink("/proc/self/ns/ipc"):
+        return ""
+    got = subprocess.run(["nsenter", f"--ipc=/proc/{pid}/ns/ipc", "cat", "/proc/sysvipc/shm"],
+                         capture_output=True, text=True, check=False)
+    if got.returncode != 0:
+        return f", in IPC namespace {ns} (its segments unreadable: {got.stderr.strip()})"
+    return f", holding IPC namespace {ns} with {len(got.stdout.splitlines()) - 1} segment(s)"
 
 
 def new_segments(before, canaries):
