@@ -66,7 +66,7 @@ class Run:
         self.zombies = []
         self.harmed = []
         self.ok_exit = True
-        self.swept = False
+        self.sweep_rc = None  # `shm-harness sweep`'s exit status, when it ran
 
     def cmd(self, binary):
         return [binary, "run", "--isolation", self.mode, "--jobs", str(self.jobs),
@@ -76,7 +76,7 @@ class Run:
         return {k: getattr(self, k) for k in (
             "id", "kind", "mode", "jobs", "timeout", "delay", "delivered", "target", "rc",
             "hang", "duration", "left", "leaked", "strays", "zombies", "harmed", "ok_exit",
-            "swept")}
+            "sweep_rc")}
 
 
 def start(binary, run, logdir, repo):
@@ -110,8 +110,11 @@ def deliver(p, run, binary, sig, role, attempts):
         under = procs.descendants(table, p.pid)
         if p.pid not in table:
             return False
+        # The harness executable is the coordinator's own (SHM_HARNESS may
+        # be a wrapper that execs it).
+        harness_exe = table[p.pid].exe or os.path.realpath(binary)
         cands = [pid for pid in under if table[pid].state not in "ZX"
-                 and procs.role(table, pid, p.pid, binary) == role]
+                 and procs.role(table, pid, p.pid, harness_exe) == role]
         random.shuffle(cands)
         for pid in cands:
             want = table[pid]
@@ -131,8 +134,9 @@ def deliver(p, run, binary, sig, role, attempts):
 
 
 def kill_tree(tags):
-    """SIGKILLs (and SIGCONTs) every process carrying one of `tags` or
-    under one, until none is left; returns what it found first."""
+    """SIGKILLs every process carrying one of `tags` or under the campaign
+    (stopped ones too: SIGKILL needs no SIGCONT), until none is left;
+    returns what it found."""
     found = []
     for _ in range(200):
         table = procs.scan()
@@ -230,13 +234,17 @@ def execute(binary, run, logdir, repo, canaries, expected, sweep_cmd, hang_bound
     kill_tree({run.id})
     left = new_segments(before, canaries)
     run.left = [describe_segment(r) for r in left.values()]
-    if left and sweep_cmd and run.kind in SWEPT:
-        run.swept = True
+    # After every fault that may leave something for it (not only when
+    # something was left: the sweep must not touch canaries either).
+    if sweep_cmd and run.kind in SWEPT and run.delivered:
         env = dict(os.environ)
         env[procs.TAG] = run.id + "-sweep"
         with open(os.path.join(logdir, f"{run.id}.sweep"), "wb") as f:
-            subprocess.run(sweep_cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=repo,
-                           timeout=hang_bound, check=False)
+            try:
+                run.sweep_rc = subprocess.run(sweep_cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                              cwd=repo, timeout=hang_bound, check=False).returncode
+            except subprocess.TimeoutExpired:
+                run.hang = True
         kill_tree({run.id + "-sweep"})
         left = new_segments(before, canaries)
     run.leaked = [describe_segment(r) for r in left.values()]
@@ -252,5 +260,5 @@ def execute(binary, run, logdir, repo, canaries, expected, sweep_cmd, hang_bound
         out += f.read()
     # A fault that never arrived leaves a run that must behave as "none".
     judged = run.kind if run.delivered else "none"
-    run.ok_exit = run.hang or acceptable(judged, run.rc, out)
+    run.ok_exit = run.hang or (acceptable(judged, run.rc, out) and run.sweep_rc in (None, 0))
     return run
