@@ -98,23 +98,35 @@ def descendants(procs, root):
 
 
 def role(procs, pid, coordinator, harness_exe):
-    """supervisor, actor, program, or harness (another named process of
-    the harness). The redesign names its processes (prctl PR_SET_NAME:
-    shm-sup, shm-act-NAME); the current code does not, so fall back on
-    what it does: a forked copy of the harness that stayed in the
-    coordinator's process group is a supervisor (actors get a group of
-    their own), a different executable is a program."""
+    """supervisor, actor, program, or something else ("harness": another
+    named process of the harness; "program child": a process a program
+    started; "unknown"). The redesign names its processes (prctl
+    PR_SET_NAME: shm-sup, shm-act-NAME); the current code does not, so fall
+    back on what it does: a forked copy of the harness that stayed in the
+    coordinator's process group and has forked actors is a supervisor
+    (actors get a group of their own; the namespace probe, also in the
+    coordinator's group, forks nothing), and a different executable started
+    by a harness process is a program."""
     p = procs[pid]
     if p.comm == "shm-sup":
         return "supervisor"
     if p.comm.startswith("shm-act-"):
         return "actor"
-    if p.exe and p.exe.removesuffix(" (deleted)") == harness_exe:
+
+    def harness(q):
+        return q is not None and (q.comm.startswith("shm-") or (
+            q.exe != "" and q.exe.removesuffix(" (deleted)") == harness_exe))
+
+    if harness(p):
         if p.comm.startswith("shm-") and p.comm != "shm-harness":
             return "harness"
-        return "supervisor" if p.pgrp == procs[coordinator].pgrp else "actor"
-    # exe unreadable (exiting, or between fork and exec): not a target
-    return "program" if p.exe else "unknown"
+        if p.pgrp != procs[coordinator].pgrp:
+            return "actor"
+        has_children = any(q.ppid == pid for q in procs.values())
+        return "supervisor" if has_children else "harness"
+    if not p.exe:
+        return "unknown"  # exiting, or between fork and exec: not a target
+    return "program" if harness(procs.get(p.ppid)) else "program child"
 
 
 def tagged(procs, tags, also=()):
