@@ -1,0 +1,109 @@
+"""The kill-then-rerun campaign: SIGKILL the coordinator (host isolation,
+inside the campaign's namespace) at a random instant, then run the same
+command again, and account for what the killed run left."""
+
+import os
+import random
+import re
+import subprocess
+import time
+
+import procs
+import run as runmod
+import sysv
+
+
+class Rerun:
+    def __init__(self, ident, jobs):
+        self.id, self.jobs = ident, jobs
+        self.delay = None
+        self.delivered = False
+        self.left = []           # segments the killed run left
+        self.left_strays = []    # its processes 0.3 s after it died
+        self.removed = []        # of `left`, gone after the rerun
+        self.reported = []       # of `removed`, named in the rerun's output
+        self.remaining = []      # of `left`, still there after the rerun
+        self.strays_after = []   # processes of either run after the rerun
+        self.zombies = []
+        self.rc = None
+        self.ok_exit = True
+        self.hang = False
+        self.harmed = []
+
+    def record(self):
+        return dict(self.__dict__)
+
+
+def _mentions(text, r):
+    """Whether the rerun's report names this segment: its shmid as
+    "shmid N" (or shmid=N, shmid: N), or its key when it has one."""
+    if re.search(rf"shmid[ =:]*{r['shmid']}\b", text):
+        return True
+    key = r["key"] & 0xffffffff
+    return key != 0 and f"{key:#010x}" in text
+
+
+def execute(binary, rr, logdir, repo, paths, canaries, expected, hang_bound):
+    before = sysv.segments()
+    first = runmod.Run(rr.id + "-killed", "SIGKILL coordinator", "host", rr.jobs, paths, "3s")
+    second = runmod.Run(rr.id + "-rerun", "none", "host", rr.jobs, paths, "3s")
+    p = runmod.start(binary, first, logdir, repo)
+    rr.delay = round(random.uniform(0.005, max(0.02, expected)), 3)
+    time.sleep(rr.delay)
+    rr.delivered = runmod.deliver(p, first, binary, runmod.KINDS[1][2], "coordinator", 1)
+    p.wait()
+    time.sleep(runmod.STRAY_WAIT)
+    procs.reap_orphans()
+    rr.left_strays, _ = runmod.look({first.id})
+    left = runmod.new_segments(before, canaries)
+    rr.left = [runmod.describe_segment(r) for r in left.values()]
+    # The rerun, with the killed run's strays still alive: it must deal
+    # with them and with its segments.
+    q = runmod.start(binary, second, logdir, repo)
+    try:
+        q.wait(timeout=hang_bound)
+    except subprocess.TimeoutExpired:
+        rr.hang = True
+        q.kill()
+        q.wait()
+        runmod.kill_tree({second.id})
+    rr.rc = q.returncode
+    time.sleep(runmod.STRAY_WAIT)
+    procs.reap_orphans()
+    rr.strays_after, rr.zombies = runmod.look({first.id, second.id})
+    runmod.kill_tree({first.id, second.id})
+    now = {sysv.identity(r) for r in sysv.segments().values()}
+    text = ""
+    for ext in ("out", "err"):
+        with open(os.path.join(logdir, f"{second.id}.{ext}"), encoding="utf-8",
+                  errors="replace") as f:
+            text += f.read()
+    for r in left.values():
+        d = runmod.describe_segment(r)
+        if sysv.identity(r) in now:
+            rr.remaining.append(d)
+        else:
+            rr.removed.append(d)
+            if _mentions(text, r):
+                rr.reported.append(d)
+    rr.ok_exit = rr.hang or rr.rc == 0
+    for shmid in runmod.new_segments(before, canaries):
+        sysv.remove(shmid)
+    for c in canaries:
+        harm = c.check()
+        if harm:
+            rr.harmed.append(f"{c.name}: {', '.join(harm)}")
+    return rr
+
+
+def failures(rr):
+    """What makes this rerun a failure, by column."""
+    return {
+        "remaining after rerun": len(rr.remaining),
+        "removed, not reported": len(rr.removed) - len(rr.reported),
+        "strays after rerun": len(rr.strays_after),
+        "zombies": len(rr.zombies),
+        "hangs": int(rr.hang),
+        "canaries harmed": len(rr.harmed),
+        "unexpected exits": int(not rr.ok_exit),
+    }
