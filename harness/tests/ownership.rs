@@ -404,6 +404,32 @@ fn a_program_segment_at_a_step_timeout_is_reported() -> Res {
     ensure(segments().is_empty(), || format!("{:?}", segments()))
 }
 
+/// A process killed or stopped after its last step: the scenario did not
+/// run as written and the mapping check cannot vouch for that process, so
+/// the run fails (it used to pass, the process silently killed at
+/// teardown). Control: the same story without the fault passes.
+fn a_process_killed_or_stopped_after_its_last_step_fails_the_scenario() -> Res {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let story = |fault: &str| {
+        format!("process A, B\nB: create s = private size 100\nB: rm s\nA: run \"{fault}\" => status 0\n")
+    };
+    for (file, fault, says) in [
+        ("killed.scn", "kill -KILL ${B}", "process B was killed by SIGKILL before the scenario ended"),
+        ("stopped.scn", "kill -STOP ${B}", "at teardown, no answer within 500ms: process B"),
+        ("control.scn", "true", ""),
+    ] {
+        std::fs::write(dir.path().join(file), story(fault)).map_err(|e| e.to_string())?;
+        let out = harness(&["run", "--isolation", "namespace", file], dir.path());
+        let s = text(&out.stdout);
+        if says.is_empty() {
+            ensure(out.status.code() == Some(0), || format!("{file}: {s}"))?;
+        } else {
+            ensure(out.status.code() == Some(1) && s.contains(says), || format!("{file}: {s}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// A program printing megabytes: the step completes (no stall until the
 /// timeout), the output is capped at 1 MiB and the answer says so.
 fn megabytes_of_program_output_are_drained_and_capped() -> Res {
@@ -567,7 +593,7 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 12] = [
+    let tests: [(&str, TestFn); 13] = [
         ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),
@@ -580,6 +606,10 @@ fn main() {
         ("ten_thousand_processes_run_or_fail_up_front", ten_thousand_processes_run_or_fail_up_front),
         ("a_killed_daemon_does_not_stay_a_zombie", a_killed_daemon_does_not_stay_a_zombie),
         ("after_a_failed_scenario_no_process_of_it_lives", after_a_failed_scenario_no_process_of_it_lives),
+        (
+            "a_process_killed_or_stopped_after_its_last_step_fails_the_scenario",
+            a_process_killed_or_stopped_after_its_last_step_fails_the_scenario,
+        ),
     ];
     let trials = tests.into_iter().map(|(name, body)| Trial::test(name, move || isolated(body))).collect();
     libtest_mimic::run(&args, trials).exit();

@@ -90,10 +90,9 @@ def measure_expected(binary, logdir, canaries):
 
 
 def plan(n, rng):
-    """Fault kinds in shuffled rounds (balanced), each with a configuration;
-    the current runner has a supervisor process only in namespace
-    isolation with --jobs > 1 (otherwise the coordinator supervises), so
-    SIGKILL supervisor always runs there."""
+    """Fault kinds in shuffled rounds (balanced), each with a configuration
+    drawn from CONFIGS (every scenario has its own supervisor process, in
+    both isolations and at any --jobs)."""
     kinds = [k[0] for k in runmod.KINDS]
     out = []
     while len(out) < n:
@@ -101,8 +100,6 @@ def plan(n, rng):
         rng.shuffle(round_)
         for kind in round_:
             mode, jobs = rng.choice(CONFIGS)
-            if kind == "SIGKILL supervisor":
-                mode, jobs = "namespace", 2
             out.append((kind, mode, jobs))
     return out[:n]
 

@@ -450,7 +450,7 @@ impl<'a> Supervisor<'a> {
                     self.wait_for_news(&involved, deadline)?;
                     continue;
                 }
-                Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process)),
+                Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process, self.timeout())),
                 Err(WireError::Broken(m)) => {
                     return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
                 }
@@ -576,7 +576,8 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    fn state_of(&self, name: &str) -> String {
+    /// Why `name` has not answered within `waited`: its state and where it sleeps.
+    pub(super) fn state_of(&self, name: &str, waited: Duration) -> String {
         let pid = self.pid_of(name);
         // In the scenario's PID namespace `pid` is not the host `/proc`'s number.
         let host_pid = if self.opts.pid_namespace { procs::host_pid_of(pid) } else { Some(pid.as_raw()) };
@@ -593,7 +594,7 @@ impl<'a> Supervisor<'a> {
         };
         let wchan = std::fs::read_to_string(format!("/proc/{host_pid}/wchan")).unwrap_or_default();
         let wchan = if wchan.is_empty() || wchan == "0" { String::new() } else { format!(", waiting in {wchan}") };
-        format!("no answer within {:?}: process {name} (pid {pid}) is {what} ({state}){wchan}", self.timeout())
+        format!("no answer within {waited:?}: process {name} (pid {pid}) is {what} ({state}){wchan}")
     }
 
     /// Checks a result against the step's expectation (see [`Judge`]); on

@@ -11,7 +11,8 @@ use super::super::actor::descendants;
 use super::super::host;
 use super::super::procs;
 use super::super::report::{Isolation, Leak};
-use super::super::wire::{recv, send, FromActor, Identity, ToActor, Value};
+use super::super::wire::{recv, send, Ending, FromActor, Identity, ToActor, Value};
+use crate::scenario::signal_name;
 use super::Supervisor;
 
 impl Supervisor<'_> {
@@ -135,11 +136,28 @@ impl Supervisor<'_> {
             self.books.late_creation(id, name);
         }
         // Give the actors a moment to exit by themselves; then no mercy.
+        // Told to finish, a healthy actor exits with status 0 (parents
+        // first, so a forked child is ours to reap by the time it is
+        // waited for). Anything else, a process killed or stopped after
+        // its last step, is a scenario that did not run as written, and
+        // the mapping check cannot vouch for it: fail closed.
         let until = Instant::now() + grace;
         for name in &order {
             let pid = self.pid_of(name);
             let left = until.saturating_duration_since(Instant::now());
             let ending = self.wait_child(pid, left);
+            let problem = match ending {
+                Ending::Exited(0) => None,
+                Ending::Exited(c) => Some(format!("process {name} exited with status {c} at teardown, not 0")),
+                Ending::Signaled(sig) => Some(format!(
+                    "process {name} was killed by {} before the scenario ended (after its last step)",
+                    signal_name(sig)
+                )),
+                Ending::Unknown => Some(format!("at teardown, {}", self.state_of(name, grace))),
+            };
+            if let Some(p) = problem {
+                blind.get_or_insert(p);
+            }
             self.procs.get_mut(name).expect("known").ending = Some(ending);
         }
         if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
