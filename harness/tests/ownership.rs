@@ -235,15 +235,14 @@ fn pid_reuse_does_not_make_a_foreign_segment_ours() -> Res {
 const SLOW_START: &str = "A: create big = private size 64M\nA: attach w = big\nA: write w 0 pattern \"ab\" 64M\nA: write w 0 pattern \"ba\" 64M\nA: detach w\nA: rm big\n";
 
 /// Starts `scenario` (file `slow.scn`, process B stopped before its first
-/// step) in host mode in its own process group, waits until `want` segments
-/// more than `before` exist, then SIGKILLs the whole group at once and waits
-/// until every process of it is gone. Returns what the run left.
-fn run_then_kill_everything(
+/// step) in host mode in its own process group and waits until `want`
+/// segments more than `before` exist. Returns the run and its group.
+fn start_until_segments(
     dir: &Path,
     scenario: &str,
     before: &[(i32, i32, i64)],
     want: usize,
-) -> Result<Vec<(i32, i32, i64)>, String> {
+) -> Result<(std::process::Child, Pid), String> {
     std::fs::write(dir.join("slow.scn"), scenario).map_err(|e| e.to_string())?;
     let mut child = Command::new(bin())
         .args(["run", "--isolation", "host", "slow.scn"])
@@ -281,6 +280,18 @@ fn run_then_kill_everything(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    Ok((child, group))
+}
+
+/// [`start_until_segments`], then SIGKILL of the whole group at once, and a
+/// wait until every process of it is gone. Returns what the run left.
+fn run_then_kill_everything(
+    dir: &Path,
+    scenario: &str,
+    before: &[(i32, i32, i64)],
+    want: usize,
+) -> Result<Vec<(i32, i32, i64)>, String> {
+    let (mut child, group) = start_until_segments(dir, scenario, before, want)?;
     nix::sys::signal::killpg(group, Signal::SIGKILL).map_err(|e| e.to_string())?;
     let _ = child.wait();
     // The journal's lock is released with the last process of the run.
@@ -324,6 +335,32 @@ fn sigkill_then_sweep_removes_exactly_what_the_run_left() -> Res {
     // Nothing left for a second sweep.
     let out = harness(&["sweep"], dir.path());
     ensure(!text(&out.stderr).contains("removed shmid"), || text(&out.stderr))
+}
+
+/// SIGKILL of a host-mode supervisor alone, mid-scenario: the coordinator
+/// lives on, so it removes (by identity) and reports what that scenario's
+/// journal records, instead of deleting the journal at the end of the run
+/// with the segments still there (found by scripts/chaos.sh). A canary at
+/// the same moment survives.
+fn sigkill_of_a_host_supervisor_is_settled_by_the_coordinator() -> Res {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let canary = orphan_segment(0);
+    let before = segments();
+    let scenario = format!(
+        "timeout 60s\nprocess A, B\n{SLOW_START}A: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: detach m\nA: rm s\nA: rm p\n"
+    );
+    let (mut child, group) = start_until_segments(dir.path(), &scenario, &before, 2)?;
+    for p in in_group(group, processes_named("shm-sup")) {
+        kill(Pid::from_raw(p), Signal::SIGKILL).map_err(|e| e.to_string())?;
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap_or_default();
+    ensure(status.code() == Some(1), || format!("exit {status:?}: {out}"))?;
+    ensure(out.contains("supervisor was killed by SIGKILL") && out.matches("removed shmid").count() == 2, || {
+        out.clone()
+    })?;
+    ensure(segments() == before, || format!("left: {:?}, before: {before:?}; {out}", segments()))?;
+    ensure(segments().iter().any(|s| s.0 == canary), || "the canary was harmed".into())
 }
 
 /// The same kill, then a plain rerun: its start sweeps the dead run.
@@ -593,7 +630,7 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 13] = [
+    let tests: [(&str, TestFn); 14] = [
         ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),
@@ -606,6 +643,10 @@ fn main() {
         ("ten_thousand_processes_run_or_fail_up_front", ten_thousand_processes_run_or_fail_up_front),
         ("a_killed_daemon_does_not_stay_a_zombie", a_killed_daemon_does_not_stay_a_zombie),
         ("after_a_failed_scenario_no_process_of_it_lives", after_a_failed_scenario_no_process_of_it_lives),
+        (
+            "sigkill_of_a_host_supervisor_is_settled_by_the_coordinator",
+            sigkill_of_a_host_supervisor_is_settled_by_the_coordinator,
+        ),
         (
             "a_process_killed_or_stopped_after_its_last_step_fails_the_scenario",
             a_process_killed_or_stopped_after_its_last_step_fails_the_scenario,

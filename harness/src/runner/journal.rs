@@ -179,7 +179,6 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(format!("state directory {}: {e}", dir.display())),
     };
-    let here = ipc_namespace();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         if path.extension().is_none_or(|x| x != "journal") {
@@ -192,55 +191,93 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let run = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let mut elsewhere = false;
-        for rec in text.lines().filter_map(|l| serde_json::from_str::<Record>(l).ok()) {
-            if Some(rec.ns) != here {
-                elsewhere = true;
-                continue;
-            }
-            let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
-            let key = crate::sysv::Key::from_raw(rec.key);
-            match super::host::current_identity(rec.shmid) {
-                None => {}
-                Some(st) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
-                    // A later record may carry the identity after a `set`.
-                    if text
-                        .lines()
-                        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-                        .any(|r| r.shmid == rec.shmid && r.cpid == st.cpid && r.ctime == st.ctime && r.ns == rec.ns)
-                    {
-                        continue;
-                    }
-                    out.not_ours += 1;
-                    say(format!(
-                        "shm-harness: shmid {} (key {key}) {made}: now another segment (cpid {}, ctime {}), not ours any more, left alone",
-                        rec.shmid, st.cpid, st.ctime
-                    ));
-                }
-                Some(_) if dry_run => {
-                    out.removed += 1;
-                    say(format!("shm-harness: would remove shmid {} (key {key}), {made}", rec.shmid));
-                }
-                Some(_) => match Shmid::from_raw(rec.shmid).remove() {
-                    Ok(()) => {
-                        out.removed += 1;
-                        say(format!("shm-harness: removed shmid {} (key {key}) left by a dead run, {made}", rec.shmid));
-                    }
-                    Err(e) => {
-                        out.failed += 1;
-                        say(format!("shm-harness: cannot remove shmid {} (key {key}), {made}: {e}", rec.shmid));
-                    }
-                },
-            }
-        }
+        let failed_before = out.failed;
+        let elsewhere = settle(&text, &run, |_| true, dry_run, &mut say, &mut out);
         out.journals += 1;
-        if !dry_run && !elsewhere && out.failed == 0 {
+        if !dry_run && !elsewhere && out.failed == failed_before {
             let _ = std::fs::remove_file(&path);
         }
         // Closing `file` releases the lock.
         drop(file);
     }
     Ok(out)
+}
+
+/// Removes the segments a run recorded while it is still alive, for one
+/// scenario whose supervisor died without tearing it down (killed): every
+/// record of `scenario` in the current IPC namespace that `IPC_STAT` still
+/// shows with the recorded identity is removed and reported through `say`;
+/// anything else is reported and left alone.
+///
+/// # Errors
+/// The journal cannot be read.
+pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+    let mut out = Swept::default();
+    settle(&text, "this run", |r| r.scenario == scenario, false, &mut say, &mut out);
+    Ok(out)
+}
+
+/// Acts on the records of a journal's `text` that `pick` selects, in the
+/// current IPC namespace: removes (or, dry run, reports) each segment the
+/// kernel still shows with a recorded identity; counts into `out`. True if
+/// some picked record belongs to another IPC namespace.
+fn settle(
+    text: &str,
+    run: &str,
+    pick: impl Fn(&Record) -> bool,
+    dry_run: bool,
+    say: &mut impl FnMut(String),
+    out: &mut Swept,
+) -> bool {
+    let here = ipc_namespace();
+    let records: Vec<Record> = text.lines().filter_map(|l| serde_json::from_str::<Record>(l).ok()).collect();
+    let mut elsewhere = false;
+    let mut done: Vec<i32> = Vec::new();
+    for rec in records.iter().filter(|r| pick(r)) {
+        if Some(rec.ns) != here {
+            elsewhere = true;
+            continue;
+        }
+        if done.contains(&rec.shmid) {
+            continue;
+        }
+        let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
+        let key = crate::sysv::Key::from_raw(rec.key);
+        match super::host::current_identity(rec.shmid) {
+            None => {}
+            Some(st) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
+                // Another record may carry the identity after a `set`.
+                if records
+                    .iter()
+                    .any(|r| r.shmid == rec.shmid && r.cpid == st.cpid && r.ctime == st.ctime && r.ns == rec.ns)
+                {
+                    continue;
+                }
+                out.not_ours += 1;
+                say(format!(
+                    "shm-harness: shmid {} (key {key}) {made}: now another segment (cpid {}, ctime {}), not ours any more, left alone",
+                    rec.shmid, st.cpid, st.ctime
+                ));
+            }
+            Some(_) if dry_run => {
+                out.removed += 1;
+                say(format!("shm-harness: would remove shmid {} (key {key}), {made}", rec.shmid));
+            }
+            Some(_) => match Shmid::from_raw(rec.shmid).remove() {
+                Ok(()) => {
+                    out.removed += 1;
+                    say(format!("shm-harness: removed shmid {} (key {key}) left behind, {made}", rec.shmid));
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    say(format!("shm-harness: cannot remove shmid {} (key {key}), {made}: {e}", rec.shmid));
+                }
+            },
+        }
+        done.push(rec.shmid);
+    }
+    elsewhere
 }
 
 /// `flock(fd, LOCK_EX|LOCK_NB)`—Takes the lock of the file's open file

@@ -229,7 +229,8 @@ pub fn run(
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
-            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation, &mut exiting);
+            let journal_path = journal.as_ref().map(journal::Journal::path);
+            let report = finish_supervisor(&scenarios[r.index], &r, !ready[i], isolation, journal_path, &mut exiting);
             progress(&report);
             reports[r.index] = Some(report);
         }
@@ -299,9 +300,24 @@ fn finish_supervisor(
     r: &Running,
     overdue: bool,
     isolation: Isolation,
+    journal: Option<&std::path::Path>,
     exiting: &mut Vec<Pid>,
 ) -> ScenarioReport {
-    let failed = |reason: String| failed_report(sc, isolation, reason);
+    // A supervisor that died without tearing its scenario down (killed, or
+    // killed by us when overdue) leaves, in host mode, the segments its
+    // scenario made: remove those the journal proves ours, and say so.
+    let failed = |reason: String| {
+        let mut reason = reason;
+        if let Some(path) = journal {
+            let mut said = Vec::new();
+            match journal::settle_scenario(path, &sc.file, |line| said.push(line)) {
+                Ok(_) if said.is_empty() => {}
+                Ok(_) => reason.push_str(&format!("; {}", said.join("; "))),
+                Err(e) => reason.push_str(&format!("; the segments it made cannot be settled: {e}")),
+            }
+        }
+        failed_report(sc, isolation, reason)
+    };
     if overdue {
         let _ = kill(r.pid, Signal::SIGKILL);
         let _ = waitpid(r.pid, None);

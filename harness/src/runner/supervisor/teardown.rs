@@ -12,8 +12,8 @@ use super::super::host;
 use super::super::procs;
 use super::super::report::{Isolation, Leak};
 use super::super::wire::{recv, send, Ending, FromActor, Identity, ToActor, Value};
-use crate::scenario::signal_name;
 use super::Supervisor;
+use crate::scenario::signal_name;
 
 impl Supervisor<'_> {
     /// The leak oracle, part one: every segment this scenario created must
