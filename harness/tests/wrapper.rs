@@ -12,6 +12,7 @@ use common::{fork_child, wait};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use rusty_fork::rusty_fork_test;
+use shm_harness::namespace::write_sysctl;
 use shm_harness::sysv::{
     self, ftok, ftok_key, open, proc_segments, shmget, AttachFlags, CreateOptions, Errno, Error, GetFlags,
     HugePageSize, Key, Mode, Sysctl,
@@ -60,7 +61,7 @@ rusty_fork_test! {
         // Above the (huge) default shmmax of a fresh namespace.
         assert_eq!(errno_of(CreateOptions::new(usize::MAX).create_private()), Errno::EINVAL);
         // Above a lowered shmmax, which only this namespace sees.
-        Sysctl::Shmmax.write(1 << 20).unwrap();
+        write_sysctl(Sysctl::Shmmax, 1 << 20).unwrap();
         assert_eq!(sysv::limits().unwrap().shmmax, 1 << 20);
         let _at_limit = CreateOptions::new(1 << 20).create_private().unwrap();
         assert_eq!(errno_of(CreateOptions::new((1 << 20) + 1).create_private()), Errno::EINVAL);
@@ -101,8 +102,10 @@ rusty_fork_test! {
         let mut buf = [0u8; 5];
         b.read_at(10, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
-        b.write_volatile::<u64>(64, 0xdead_beef_cafe_f00d).unwrap();
-        assert_eq!(a.read_volatile::<u64>(64).unwrap(), 0xdead_beef_cafe_f00d);
+        // SAFETY: this thread is the only one of this process touching these bytes.
+        unsafe { b.write_volatile::<u64>(64, 0xdead_beef_cafe_f00d).unwrap() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { a.read_volatile::<u64>(64) }.unwrap(), 0xdead_beef_cafe_f00d);
 
         // And across processes: a child attaches by key and writes.
         let child = fork_child(|| {
@@ -111,13 +114,13 @@ rusty_fork_test! {
             if att.write_at(100, b"from child").is_err() {
                 return 12;
             }
-            att.atomic_u32(200).map(|n| n.fetch_add(7, std::sync::atomic::Ordering::SeqCst)).map_or(13, |_| 0)
+            att.atomic_word(200).map(|n| n.fetch_add(7, std::sync::atomic::Ordering::SeqCst)).map_or(13, |_| 0)
         });
         assert!(matches!(wait(child), WaitStatus::Exited(_, 0)));
         let mut buf = [0u8; 10];
         a.read_at(100, &mut buf).unwrap();
         assert_eq!(&buf, b"from child");
-        assert_eq!(b.atomic_u32(200).unwrap().load(std::sync::atomic::Ordering::SeqCst), 7);
+        assert_eq!(b.atomic_word(200).unwrap().load(std::sync::atomic::Ordering::SeqCst), 7);
     }
 
     #[test]
@@ -130,7 +133,9 @@ rusty_fork_test! {
         assert!(ro.is_read_only());
         assert!(matches!(ro.write_at(0, b"y"), Err(Error::ReadOnly { .. })));
         assert!(matches!(ro.fill(0, 1, 0), Err(Error::ReadOnly { .. })));
-        assert!(matches!(ro.atomic_u32(0), Err(Error::ReadOnly { .. })));
+        assert!(matches!(ro.atomic_word(0), Err(Error::ReadOnly { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { ro.atomic_u32(0) }, Err(Error::ReadOnly { .. })));
         assert_eq!(ro.peek(0).unwrap(), b'x');
 
         // A raw write through the read-only mapping: the kernel kills the writer.
@@ -278,10 +283,17 @@ rusty_fork_test! {
         }
         let seg = CreateOptions::new(64).create_private().unwrap();
         let att = seg.attach(AttachFlags::empty()).unwrap();
-        assert!(matches!(att.atomic_u64(4), Err(Error::Misaligned { align: 8, .. })));
-        assert!(matches!(att.read_volatile::<u32>(62), Err(Error::OutOfBounds { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { att.atomic_u64(4) }, Err(Error::Misaligned { align: 8, .. })));
+        let word = std::mem::size_of::<usize>();
+        assert!(matches!(att.atomic_word(word / 2), Err(Error::Misaligned { align, .. }) if align == word));
+        assert!(matches!(att.atomic_word(64), Err(Error::OutOfBounds { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { att.read_volatile::<u32>(62) }, Err(Error::OutOfBounds { .. })));
         att.fill(0, 64, 0xab).unwrap();
-        assert_eq!(att.read_volatile::<u8>(63).unwrap(), 0xab);
+        // SAFETY: the only thread touching the segment.
+        assert_eq!(unsafe { att.read_volatile::<u8>(63) }.unwrap(), 0xab);
+        assert_eq!(att.peek(64).unwrap(), 0, "fill stays inside the segment's size");
     }
 
     #[test]
@@ -313,8 +325,8 @@ rusty_fork_test! {
     #[test]
     fn info_and_stat_by_index() {
         private_namespace_or_skip!();
-        Sysctl::Shmmni.write(77).unwrap();
-        Sysctl::Shmall.write(12345).unwrap();
+        write_sysctl(Sysctl::Shmmni, 77).unwrap();
+        write_sysctl(Sysctl::Shmall, 12345).unwrap();
         let lim = sysv::limits().unwrap();
         assert_eq!((lim.shmmni, lim.shmall, lim.shmmin), (77, 12345, 1));
         assert_eq!(sysv::sysctls().unwrap().shmmni, 77);
@@ -337,7 +349,7 @@ rusty_fork_test! {
     #[test]
     fn shmmni_limit_is_enospc() {
         private_namespace_or_skip!();
-        Sysctl::Shmmni.write(2).unwrap();
+        write_sysctl(Sysctl::Shmmni, 2).unwrap();
         let _a = CreateOptions::new(1).create_private().unwrap();
         let _b = CreateOptions::new(1).create_private().unwrap();
         assert_eq!(errno_of(CreateOptions::new(1).create_private()), Errno::ENOSPC);

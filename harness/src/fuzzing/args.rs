@@ -14,7 +14,6 @@ use arbitrary::Arbitrary;
 
 use crate::sysv::{self, AttachFlags, Attachment, Errno, Key};
 
-use super::model::GetPrediction;
 use super::world::{Att, Handle, World};
 
 /// Most calls in one input.
@@ -191,26 +190,7 @@ pub fn run(input: &ArgsInput) {
                 let flags = flags as i32;
                 let prediction = w.model.predict_get(key, size, flags);
                 let got = sysv::shmget_raw(Key::from_raw(key), size, flags).map(|id| Handle { id, owned: None });
-                match (prediction, got) {
-                    (GetPrediction::Existing(id), Ok(h)) if h.id.raw() == id => w.segs.push(h),
-                    (GetPrediction::Create | GetPrediction::CreateOr(_), Ok(h))
-                        if !w.model.segs.contains_key(&h.id.raw()) =>
-                    {
-                        w.model.created(h.id.raw(), key, size, flags);
-                        w.segs.push(h);
-                    }
-                    (GetPrediction::Fail(errnos) | GetPrediction::CreateOr(errnos), Err(e)) => {
-                        w.check_errno("shmget", &e, &errnos)
-                    }
-                    (prediction, got) => {
-                        let got = got.map(|h| h.id);
-                        w.disagree(
-                            &format!("shmget(key {}, size {size}, flags {flags:#x})", Key::from_raw(key)),
-                            got,
-                            prediction,
-                        )
-                    }
-                }
+                w.judge_get("shmget", key, size, flags, prediction, got);
             }
             ArgsCall::Attach { seg, flags, addr } => {
                 if w.segs.is_empty() {

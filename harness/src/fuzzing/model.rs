@@ -10,7 +10,67 @@
 
 use std::collections::BTreeMap;
 
-use crate::sysv::{raw, Errno};
+use crate::sysv::{self, raw, Errno};
+
+/// The kernel's memory accounting for a new segment without
+/// `SHM_NORESERVE` (`shmem_acct_size`, then `__vm_enough_memory`), as
+/// `vm.overcommit_memory` configures it: when it can answer `ENOMEM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounting {
+    /// Mode 0 (heuristic): refuses a segment of more pages than RAM and swap
+    /// together (`MemTotal + SwapTotal`, in bytes here).
+    Guess {
+        /// `MemTotal + SwapTotal` in bytes.
+        ram_and_swap: u64,
+    },
+    /// Mode 1: never refuses.
+    Always,
+    /// Mode 2 (strict): refuses past `CommitLimit`, which other processes'
+    /// commitments share; the model allows `ENOMEM` once the segment would
+    /// take more than what was left when it looked.
+    Strict,
+}
+
+impl Accounting {
+    /// Reads `vm.overcommit_memory` and `/proc/meminfo`.
+    ///
+    /// # Panics
+    /// If they cannot be read: the model cannot judge `ENOMEM` without them.
+    pub fn read() -> Accounting {
+        let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
+            .unwrap_or_else(|e| panic!("model: reading /proc/sys/vm/overcommit_memory: {e}"));
+        match mode.trim() {
+            "0" => Accounting::Guess { ram_and_swap: meminfo("MemTotal") + meminfo("SwapTotal") },
+            "1" => Accounting::Always,
+            "2" => Accounting::Strict,
+            other => panic!("model: vm.overcommit_memory is {other:?}, expected 0, 1 or 2"),
+        }
+    }
+
+    /// Whether creating `size` bytes may be refused with `ENOMEM`.
+    pub fn may_refuse(self, size: usize) -> bool {
+        match self {
+            Accounting::Guess { ram_and_swap } => size as u64 > ram_and_swap,
+            Accounting::Always => false,
+            Accounting::Strict => {
+                let left = meminfo("CommitLimit").saturating_sub(meminfo("Committed_AS"));
+                size as u64 > left / 2
+            }
+        }
+    }
+}
+
+/// A `/proc/meminfo` value in bytes.
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_else(|e| panic!("model: reading /proc/meminfo: {e}"));
+    parse_meminfo(&text, field).unwrap_or_else(|| panic!("model: /proc/meminfo has no readable {field:?}"))
+}
+
+fn parse_meminfo(text: &str, field: &str) -> Option<u64> {
+    let rest = text.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
 
 /// One segment as the model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +121,11 @@ pub struct Model {
     pub exclusive: bool,
     /// Huge page sizes the kernel supports (log2).
     pub huge_sizes: Vec<u32>,
+    /// The default huge page size (log2), what `SHM_HUGETLB` without a size
+    /// field gets ([`sysv::default_huge_page_size`]).
+    pub default_huge: Option<u32>,
+    /// When the kernel's memory accounting may refuse a segment (`ENOMEM`).
+    pub accounting: Accounting,
     /// Base page size.
     pub page: usize,
     /// Segments by shmid.
@@ -76,6 +141,8 @@ impl Model {
             shmmni: c.limits.shmmni,
             exclusive: c.private,
             huge_sizes: c.huge_sizes.clone(),
+            default_huge: sysv::default_huge_page_size().map(|b| b.trailing_zeros()),
+            accounting: Accounting::read(),
             page: raw::page_size(),
             segs: BTreeMap::new(),
         }
@@ -94,7 +161,35 @@ impl Model {
         self.segs.iter().find(|(_, s)| s.key == key && !s.dest).map(|(id, _)| *id)
     }
 
+    /// The namespace's segments and pages in use: the model's own when the
+    /// namespace is the model's alone, else the kernel's count (`SHM_INFO`),
+    /// which includes everyone else's.
+    ///
+    /// # Panics
+    /// If `SHM_INFO` fails: without it the limits cannot be judged.
+    pub fn namespace_usage(&self) -> (u64, u64) {
+        if self.exclusive {
+            return (self.segs.len() as u64, self.pages_used());
+        }
+        let u = sysv::usage().unwrap_or_else(|e| panic!("model: the host namespace's usage: {e}"));
+        (u64::try_from(u.used_ids).unwrap_or(0), u.shm_tot)
+    }
+
+    /// Whether creating `size` bytes would pass `shmall` or `shmmni` with
+    /// the namespace as it is now (see [`Model::namespace_usage`]).
+    pub fn limits_reached(&self, size: usize) -> bool {
+        let (ids, pages) = self.namespace_usage();
+        let want = size.div_ceil(self.page) as u64;
+        pages.saturating_add(want) > self.shmall || ids >= self.shmmni
+    }
+
     /// What `shmget(key, size, flags)` should do.
+    ///
+    /// In the host namespace (not [`exclusive`](Model::exclusive)) others'
+    /// segments count against `shmall` and `shmmni` too, so the limits are
+    /// judged against `SHM_INFO`; `ENOSPC` is allowed only where they are
+    /// reached, and `ENOMEM` only where the memory accounting may refuse
+    /// ([`Accounting`]), in either namespace.
     pub fn predict_get(&self, key: i32, size: usize, flags: i32) -> GetPrediction {
         use GetPrediction::*;
         let creat = flags & raw::IPC_CREAT != 0;
@@ -117,14 +212,17 @@ impl Model {
             return Fail(vec![Errno::EINVAL]);
         }
         let pages = size.div_ceil(self.page) as u64;
+        let (ids_used, pages_used) = self.namespace_usage();
+        // At the limit: certain in a namespace of our own; on the host
+        // others may free room meanwhile.
         let room = |errnos: Vec<Errno>| if self.exclusive { Fail(errnos) } else { CreateOr(errnos) };
-        if self.pages_used() + pages > self.shmall {
+        if pages_used.saturating_add(pages) > self.shmall {
             return room(vec![Errno::ENOSPC]);
         }
-        let full = self.segs.len() as u64 >= self.shmmni;
+        let full = ids_used >= self.shmmni;
         if flags & raw::SHM_HUGETLB != 0 {
             let log = ((flags >> raw::SHM_HUGE_SHIFT) & raw::SHM_HUGE_MASK) as u32;
-            let known = if log == 0 { !self.huge_sizes.is_empty() } else { self.huge_sizes.contains(&log) };
+            let known = if log == 0 { self.default_huge.is_some() } else { self.huge_sizes.contains(&log) };
             if !known {
                 return Fail(vec![Errno::EINVAL]);
             }
@@ -141,11 +239,10 @@ impl Model {
         if full {
             return room(vec![Errno::ENOSPC]);
         }
-        if self.exclusive {
-            Create
-        } else {
-            CreateOr(vec![Errno::ENOSPC, Errno::ENOMEM])
+        if flags & raw::SHM_NORESERVE == 0 && self.accounting.may_refuse(size) {
+            return CreateOr(vec![Errno::ENOMEM]);
         }
+        Create
     }
 
     /// Records a segment the kernel created.
@@ -162,8 +259,10 @@ impl Model {
                 lpid: 0,
                 huge: (flags & raw::SHM_HUGETLB != 0).then(|| {
                     let log = ((flags >> raw::SHM_HUGE_SHIFT) & raw::SHM_HUGE_MASK) as u32;
+                    // The kernel created it, so a default size exists; the
+                    // base page is the wrapper's fallback too.
                     if log == 0 {
-                        self.huge_sizes.first().copied().unwrap_or(21)
+                        self.default_huge.unwrap_or(self.page.trailing_zeros())
                     } else {
                         log
                     }

@@ -164,7 +164,8 @@ impl<'a> Supervisor<'a> {
             std::fs::write(&path, &f.content).map_err(|e| format!("file {}: {e}", f.name))?;
         }
         for (name, value, line) in &sc.sysctls {
-            name.write(*value).map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
+            crate::namespace::write_sysctl(*name, *value)
+                .map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
         }
         let key_salt = if opts.isolation == Isolation::Host { host_salt(sc) } else { 0 };
         // Before the actors exist: they write to its table.

@@ -59,7 +59,7 @@ impl Shmid {
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
         ds.shm_perm.uid = uid;
         ds.shm_perm.gid = gid;
-        ds.shm_perm.mode = mode.bits();
+        ds.shm_perm.mode = mode.bits().into();
         raw::shmctl_set(self.0, &ds).map_err(|e| {
             Error::sys(e, || format!("shmctl(shmid={}, IPC_SET, uid={uid}, gid={gid}, mode={mode})", self.0))
         })
@@ -152,25 +152,31 @@ pub struct SegmentStat {
 
 impl SegmentStat {
     /// Decodes a raw `shmid_ds`.
+    ///
+    /// The field types of `shmid_ds` differ between targets (`mode` is a
+    /// `u16` on x86_64 and a `u32` on aarch64, `shm_nattch` and the times are
+    /// 32-bit on i686); every conversion here widens losslessly (`From`), so
+    /// a target where one would truncate does not compile.
     pub fn from_raw(ds: &libc::shmid_ds) -> SegmentStat {
         let perm = &ds.shm_perm;
+        let mode = u32::from(perm.mode);
         SegmentStat {
             key: Key::from_raw(perm.__key),
             uid: perm.uid,
             gid: perm.gid,
             cuid: perm.cuid,
             cgid: perm.cgid,
-            mode: Mode::from_bits_truncate(u32::from(perm.mode)),
-            dest: perm.mode & raw::SHM_DEST != 0,
-            locked: perm.mode & raw::SHM_LOCKED != 0,
+            mode: Mode::from_bits_truncate(mode),
+            dest: mode & raw::SHM_DEST != 0,
+            locked: mode & raw::SHM_LOCKED != 0,
             seq: perm.__seq,
             size: ds.shm_segsz,
-            atime: ds.shm_atime,
-            dtime: ds.shm_dtime,
-            ctime: ds.shm_ctime,
+            atime: i64::from(ds.shm_atime),
+            dtime: i64::from(ds.shm_dtime),
+            ctime: i64::from(ds.shm_ctime),
             cpid: ds.shm_cpid,
             lpid: ds.shm_lpid,
-            nattch: ds.shm_nattch,
+            nattch: u64::from(ds.shm_nattch),
         }
     }
 }
@@ -200,11 +206,11 @@ pub struct ShmLimits {
 pub fn limits() -> Result<ShmLimits> {
     let (max_index, info) = raw::shmctl_ipc_info().map_err(|e| Error::sys(e, || "shmctl(0, IPC_INFO)".into()))?;
     Ok(ShmLimits {
-        shmmax: info.shmmax,
-        shmmin: info.shmmin,
-        shmmni: info.shmmni,
-        shmseg: info.shmseg,
-        shmall: info.shmall,
+        shmmax: u64::from(info.shmmax),
+        shmmin: u64::from(info.shmmin),
+        shmmni: u64::from(info.shmmni),
+        shmseg: u64::from(info.shmseg),
+        shmall: u64::from(info.shmall),
         max_index,
     })
 }
@@ -233,9 +239,9 @@ pub fn usage() -> Result<ShmUsage> {
     let (max_index, info) = raw::shmctl_shm_info().map_err(|e| Error::sys(e, || "shmctl(0, SHM_INFO)".into()))?;
     Ok(ShmUsage {
         used_ids: info.used_ids,
-        shm_tot: info.shm_tot,
-        shm_rss: info.shm_rss,
-        shm_swp: info.shm_swp,
+        shm_tot: u64::from(info.shm_tot),
+        shm_rss: u64::from(info.shm_rss),
+        shm_swp: u64::from(info.shm_swp),
         max_index,
     })
 }

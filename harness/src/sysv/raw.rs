@@ -43,10 +43,11 @@ pub const SHM_EXEC: c_int = 0o100000;
 
 /// `SHM_DEST` (bit of `shm_perm.mode`): removed, destroyed at the last detach.
 /// Same value as `IPC_CREAT`, which is why flags and modes have distinct types.
-pub const SHM_DEST: u16 = 0o1000;
+/// A `u32`, the widest of `ipc_perm.mode`'s types across targets.
+pub const SHM_DEST: u32 = 0o1000;
 /// `SHM_LOCKED` (bit of `shm_perm.mode`): locked in memory by `SHM_LOCK`.
 /// Same value as `IPC_EXCL`.
-pub const SHM_LOCKED: u16 = 0o2000;
+pub const SHM_LOCKED: u32 = 0o2000;
 
 /// `IPC_RMID` (shmctl command).
 pub const IPC_RMID: c_int = 0;
