@@ -249,8 +249,12 @@ mod tests {
     fn concurrent_copies_keep_each_others_bytes() {
         // Two threads write disjoint bytes that share words; neither may
         // lose the other's (the compare-exchange of partial words).
+        struct Shared(*mut u8);
+        // SAFETY: the threads touch the buffer only through these routines.
+        unsafe impl Sync for Shared {}
         let mut mem = buffer(8);
-        let base = bytes(&mut mem) as usize;
+        let base = Shared(bytes(&mut mem));
+        let base = &base;
         let rounds = if cfg!(miri) { 20 } else { 2000 };
         std::thread::scope(|s| {
             for t in 0..2usize {
@@ -259,7 +263,7 @@ mod tests {
                         // Thread 0 owns the odd bytes, thread 1 the even ones.
                         for i in (1 - t..8 * WORD).step_by(2) {
                             // SAFETY: inside the buffer; both threads use only these routines.
-                            unsafe { store((base + i) as *mut u8, &[(r as u8) | 1]) };
+                            unsafe { store(base.0.add(i), &[(r as u8) | 1]) };
                         }
                     }
                 });
@@ -267,7 +271,7 @@ mod tests {
         });
         let mut all = vec![0u8; 8 * WORD];
         // SAFETY: the threads are done.
-        unsafe { load(base as *const u8, &mut all) };
+        unsafe { load(base.0, &mut all) };
         let last = ((rounds - 1) as u8) | 1;
         assert!(all.iter().all(|b| *b == last), "{all:?}");
     }

@@ -84,24 +84,25 @@ mod tests {
 
     #[test]
     fn parses_the_kernels_sysv_lines() {
-        let maps = "7f0000000000-7f0000002000 rw-s 00000000 00:01 32769   /SYSV5eed0001 (deleted)\n\
-                    7f0000003000-7f0000004000 r-xs 00000000 00:01 0      /SYSV00000000 (deleted)\n\
-                    7f0000005000-7f0000006000 r--p 00000000 08:01 77     /usr/lib/x.so\n";
+        // 32-bit addresses, so the test runs on i686 too.
+        let maps = "7f000000-7f002000 rw-s 00000000 00:01 32769   /SYSV5eed0001 (deleted)\n\
+                    7f003000-7f004000 r-xs 00000000 00:01 0      /SYSV00000000 (deleted)\n\
+                    7f005000-7f006000 r--p 00000000 08:01 77     /usr/lib/x.so\n";
         let got = parse_sysv_mappings(maps);
         assert_eq!(
             got,
             vec![
                 SysvMapping {
-                    start: 0x7f00_0000_0000,
-                    end: 0x7f00_0000_2000,
+                    start: 0x7f00_0000,
+                    end: 0x7f00_2000,
                     writable: true,
                     executable: false,
                     key: Key::from_raw(0x5eed_0001),
                     shmid: Shmid::from_raw(32769),
                 },
                 SysvMapping {
-                    start: 0x7f00_0000_3000,
-                    end: 0x7f00_0000_4000,
+                    start: 0x7f00_3000,
+                    end: 0x7f00_4000,
                     writable: false,
                     executable: true,
                     key: Key::PRIVATE,

@@ -39,6 +39,7 @@ pub fn shmget_raw(key: Key, size: usize, flags: c_int) -> Result<Shmid> {
     let size = if size == 0 && super::planted::active("accept-size-0") { 1 } else { size };
     #[cfg(feature = "planted-bugs")]
     if flags & raw::IPC_CREAT != 0
+        && flags & raw::SHM_HUGETLB == 0
         && size % raw::page_size() != 0
         && super::planted::active("spurious-enospc")
         && raw::shmget(key.raw(), 0, 0).is_err()
