@@ -114,6 +114,12 @@ pub enum AddrArg {
     BasePlus(u16),
 }
 
+/// Mappings longer than this may not fit the address space: 2^39 bytes,
+/// the smallest user address space of a 64-bit Linux target (aarch64 with
+/// 3-level, 4 KiB pages). Only a host-mode input, whose `shmmax` is the
+/// kernel's default, can create such a segment.
+const MAY_NOT_MAP: usize = 1 << 39;
+
 /// The reserved range: 8 MiB of `PROT_NONE`, aligned to 2 MiB.
 const REGION: usize = 8 << 20;
 
@@ -213,7 +219,8 @@ pub fn run(input: &ArgsInput) {
                 let fits = w
                     .model
                     .mapping_len(id.raw())
-                    .is_some_and(|len| address - address % w.model.page + len <= base + REGION);
+                    .and_then(|len| (address - address % w.model.page).checked_add(len))
+                    .is_some_and(|end| end <= base + REGION);
                 if remap && address != 0 && !fits {
                     continue;
                 }
@@ -231,6 +238,10 @@ pub fn run(input: &ArgsInput) {
                         w.atts.push(Att { att, id: id.raw() });
                     }
                     (Err(e), Err(errnos)) => w.check_errno("shmat", &e, &errnos),
+                    // A mapping larger than some address spaces may be refused.
+                    (Err(e), Ok(_)) if w.model.mapping_len(id.raw()).is_none_or(|len| len > MAY_NOT_MAP) => {
+                        w.check_errno("shmat of a segment too large to map", &e, &[Errno::EINVAL, Errno::ENOMEM])
+                    }
                     (got, expected) => w.disagree(
                         &format!("shmat(shmid {id}, {address:#x}, {})", sysv::describe_attach_flags(flags.bits())),
                         got.map(|a| a.as_ptr()),

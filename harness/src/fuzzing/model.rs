@@ -236,11 +236,18 @@ impl Model {
             }
             return CreateOr(errnos);
         }
+        // shmem_kernel_file_setup: a file larger than MAX_LFS_FILESIZE
+        // (LLONG_MAX on 64-bit) is EINVAL, then the memory accounting, which
+        // SHM_NORESERVE skips unless overcommit is strict; only then the id.
+        if size as u64 > i64::MAX as u64 {
+            return Fail(vec![Errno::EINVAL]);
+        }
+        let accounted = flags & raw::SHM_NORESERVE == 0 || self.accounting == Accounting::Strict;
+        if accounted && self.accounting.may_refuse(size) {
+            return if full { Fail(vec![Errno::ENOMEM, Errno::ENOSPC]) } else { CreateOr(vec![Errno::ENOMEM]) };
+        }
         if full {
             return room(vec![Errno::ENOSPC]);
-        }
-        if flags & raw::SHM_NORESERVE == 0 && self.accounting.may_refuse(size) {
-            return CreateOr(vec![Errno::ENOMEM]);
         }
         Create
     }
@@ -283,11 +290,13 @@ impl Model {
         Ok(())
     }
 
-    /// The length `shmat` maps for a segment: its size in whole pages.
+    /// The length `shmat` maps for a segment: its size in whole pages
+    /// (huge pages for a hugetlb one); `None` for an unknown segment, or one
+    /// whose rounded size does not fit a `usize`.
     pub fn mapping_len(&self, id: i32) -> Option<usize> {
         let s = self.segs.get(&id)?;
-        let page = s.huge.map_or(self.page, |log| 1usize << log);
-        Some(s.size.div_ceil(page).saturating_mul(page))
+        let page = 1usize.checked_shl(s.huge.unwrap_or(self.page.trailing_zeros()))?;
+        s.size.div_ceil(page).checked_mul(page)
     }
 
     /// One attachment more, by `pid`.

@@ -97,8 +97,9 @@ impl World {
     /// Fails the input: the model and the kernel disagree.
     pub fn disagree(&self, what: &str, kernel: impl std::fmt::Debug, model: impl std::fmt::Debug) -> ! {
         panic!(
-            "model and kernel disagree on {what} (at step #{})\n  kernel: {kernel:?}\n  model:  {model:?}\nsteps of this input:\n{}",
+            "model and kernel disagree on {what} (at step #{})\n  kernel: {kernel:?}\n  model:  {model:?}\n  the model's segments: {:?}\nsteps of this input:\n{}",
             self.step,
+            self.model.segs,
             self.story()
         )
     }
