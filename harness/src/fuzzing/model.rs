@@ -135,14 +135,20 @@ pub struct Model {
 impl Model {
     /// An empty namespace with these limits.
     pub fn new(c: &super::confine::Confinement) -> Model {
+        // The machine's side (files in /proc) is read once per process: a
+        // model is made per input, and reading /proc/meminfo costs more
+        // than an input's system calls.
+        static MACHINE: std::sync::OnceLock<(Accounting, Option<u32>)> = std::sync::OnceLock::new();
+        let machine =
+            *MACHINE.get_or_init(|| (Accounting::read(), sysv::default_huge_page_size().map(|b| b.trailing_zeros())));
         Model {
             shmmax: c.limits.shmmax,
             shmall: c.limits.shmall,
             shmmni: c.limits.shmmni,
             exclusive: c.private,
             huge_sizes: c.huge_sizes.clone(),
-            default_huge: sysv::default_huge_page_size().map(|b| b.trailing_zeros()),
-            accounting: Accounting::read(),
+            default_huge: machine.1,
+            accounting: machine.0,
             page: raw::page_size(),
             segs: BTreeMap::new(),
         }
