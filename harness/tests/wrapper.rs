@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
@@ -356,6 +357,84 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn all_segments_skips_unused_indices_and_removed_segments() {
+        private_namespace_or_skip!();
+        let a = CreateOptions::new(1).create_private().unwrap();
+        let b = CreateOptions::new(2).create_private().unwrap();
+        let c = CreateOptions::new(3).create_private().unwrap();
+        let (bid, cid) = (b.id(), c.id());
+        // A hole at index 1 below the highest index in use.
+        b.remove().unwrap();
+        let found: Vec<(sysv::Shmid, usize)> = sysv::all_segments().unwrap().into_iter().map(|(id, st)| (id, st.size)).collect();
+        assert_eq!(found, vec![(a.id(), 1), (cid, 3)]);
+        assert_eq!(errno_of(sysv::stat_index(1, true)), Errno::EINVAL, "the hole is EINVAL, which all_segments skips");
+        // A removed but still attached segment is still listed (dest set).
+        let att = c.attach(AttachFlags::empty()).unwrap();
+        c.remove().unwrap();
+        let found = sysv::all_segments().unwrap();
+        assert!(found.iter().any(|(id, st)| *id == cid && st.dest));
+        assert!(found.iter().all(|(id, _)| *id != bid));
+        drop(att);
+        assert_eq!(sysv::all_segments().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn host_mode_model_judges_limits_by_shm_info() {
+        use shm_harness::fuzzing::model::{Accounting, GetPrediction, Model};
+        private_namespace_or_skip!();
+        // This namespace plays the host: the model is not alone in it.
+        let _others = [CreateOptions::new(4096).create_private().unwrap(), CreateOptions::new(1).create_private().unwrap()];
+        let mut m = Model {
+            shmmax: 1 << 20,
+            shmall: 3,
+            shmmni: 3,
+            exclusive: false,
+            huge_sizes: vec![],
+            default_huge: None,
+            accounting: Accounting::Always,
+            page: 4096,
+            segs: Default::default(),
+        };
+        assert_eq!(m.namespace_usage(), (2, 2), "two segments, two pages, none of them the model's");
+        assert_eq!(m.predict_get(0, 4096, sysv::raw::IPC_CREAT), GetPrediction::Create);
+        assert!(m.limits_reached(4097), "a third page and a fourth would pass shmall 3");
+        assert_eq!(m.predict_get(0, 4097, sysv::raw::IPC_CREAT), GetPrediction::CreateOr(vec![Errno::ENOSPC]));
+        m.shmmni = 2;
+        assert!(m.limits_reached(1));
+        assert_eq!(m.predict_get(0, 1, sysv::raw::IPC_CREAT), GetPrediction::CreateOr(vec![Errno::ENOSPC]));
+        // And the kernel agrees.
+        write_sysctl(Sysctl::Shmmni, 2).unwrap();
+        assert_eq!(errno_of(CreateOptions::new(1).create_private()), Errno::ENOSPC);
+    }
+
+    #[test]
+    fn namespace_checks_are_per_thread() {
+        use shm_harness::namespace::{in_private_ipc_namespace, ipc_namespace_id};
+        skip_if_not_root!();
+        let before = in_private_ipc_namespace();
+        let main_ns = ipc_namespace_id(None).unwrap();
+        let (inside, ns, self_ns) = std::thread::spawn(|| {
+            // Root can unshare IPC in a multi-threaded process: only this thread moves.
+            shm_harness::namespace::enter_private_ipc_namespace().unwrap();
+            let self_ns = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+            (in_private_ipc_namespace(), ipc_namespace_id(None).unwrap(), self_ns)
+        })
+        .join()
+        .unwrap();
+        assert!(inside, "the thread that entered a namespace is in a private one");
+        assert_ne!(ns, main_ns, "the thread's namespace is its own");
+        assert_eq!(self_ns.to_str().unwrap(), format!("ipc:[{main_ns}]"), "/proc/self is the main thread's view");
+        assert_eq!(ipc_namespace_id(None), Some(main_ns), "the main thread did not move");
+        assert_eq!(in_private_ipc_namespace(), before, "the main thread's answer is unchanged");
+        if !before {
+            // The guard refuses in the thread that is still on the host.
+            let err = write_sysctl(Sysctl::Shmmni, 77).unwrap_err();
+            assert!(err.to_string().contains("refusing to write 77"), "{err}");
+            assert!(err.to_string().contains("/proc/sys/kernel/shmmni"), "{err}");
+        }
+    }
+
+    #[test]
     fn proc_reader_agrees_with_ipc_stat() {
         private_namespace_or_skip!();
         let plain = CreateOptions::new(100).mode(Mode::new(0o640).unwrap()).create_exclusive(K1).unwrap();
@@ -541,6 +620,11 @@ fn ftok_equals_libc_on_many_real_files() {
     let err = ftok(missing, 1).unwrap_err();
     assert_eq!(err.errno(), Some(Errno::ENOENT));
     assert!(err.to_string().contains("keyfile") && err.to_string().contains("ENOENT"), "{err}");
+    // A NUL byte: no C path holds one, so no errno is invented for it.
+    let err = ftok(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"), 7).unwrap_err();
+    assert!(matches!(err, Error::FtokNul { at: 6, proj_id: 7, .. }), "{err:?}");
+    assert_eq!(err.errno(), None);
+    assert!(err.to_string().contains("NUL byte at index 6"), "{err}");
     // proj_id 0 over inode/device bits that are all zero would be IPC_PRIVATE.
     assert_eq!(ftok_key(0x10000, 0x100, 0), Key::PRIVATE);
 }

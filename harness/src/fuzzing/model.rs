@@ -324,3 +324,143 @@ impl Model {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GetPrediction::*;
+    use super::*;
+
+    const PAGE: usize = 4096;
+
+    fn model(exclusive: bool) -> Model {
+        Model {
+            shmmax: 1 << 20,
+            shmall: 16,
+            shmmni: 3,
+            exclusive,
+            huge_sizes: vec![21, 30],
+            default_huge: Some(21),
+            accounting: Accounting::Guess { ram_and_swap: 1 << 30 },
+            page: PAGE,
+            segs: BTreeMap::new(),
+        }
+    }
+
+    const CREAT: i32 = raw::IPC_CREAT;
+    const EXCL: i32 = raw::IPC_EXCL;
+    const HUGE: i32 = raw::SHM_HUGETLB;
+
+    #[test]
+    fn mapping_len_rounds_to_the_segments_page() {
+        let mut m = model(true);
+        m.created(1, 7, 1, CREAT);
+        m.created(2, 8, PAGE + 1, CREAT);
+        m.created(3, 9, 1, CREAT | HUGE);
+        m.created(4, 10, 1, CREAT | HUGE | (30 << raw::SHM_HUGE_SHIFT));
+        m.created(5, 11, usize::MAX - 1, CREAT);
+        assert_eq!(m.mapping_len(1), Some(PAGE));
+        assert_eq!(m.mapping_len(2), Some(2 * PAGE));
+        assert_eq!(m.mapping_len(3), Some(2 << 20), "the default huge page size");
+        assert_eq!(m.mapping_len(4), Some(1 << 30));
+        assert_eq!(m.mapping_len(5), None, "rounding up overflows");
+        assert_eq!(m.mapping_len(99), None);
+        assert_eq!(m.segs[&3].huge, Some(21));
+        assert_eq!(m.segs[&1].huge, None);
+        assert_eq!(m.pages_used(), 1 + 2 + 1 + 1 + (usize::MAX - 1).div_ceil(PAGE) as u64);
+    }
+
+    #[test]
+    fn a_huge_segment_without_a_known_default_rounds_to_base_pages() {
+        let mut m = model(true);
+        m.default_huge = None;
+        m.created(1, 7, 1, CREAT | HUGE);
+        assert_eq!(m.segs[&1].huge, Some(12));
+        assert_eq!(m.mapping_len(1), Some(PAGE));
+        assert_eq!(m.predict_get(0, 1, CREAT | HUGE), Fail(vec![Errno::EINVAL]));
+    }
+
+    #[test]
+    fn keys_sizes_and_flags() {
+        let mut m = model(true);
+        assert_eq!(m.predict_get(5, 100, 0), Fail(vec![Errno::ENOENT]));
+        assert_eq!(m.predict_get(5, 0, CREAT), Fail(vec![Errno::EINVAL]));
+        assert_eq!(m.predict_get(5, (1 << 20) + 1, CREAT), Fail(vec![Errno::EINVAL]));
+        assert_eq!(m.predict_get(5, 1 << 20, CREAT), Fail(vec![Errno::ENOSPC]), "257 pages > shmall 16");
+        assert_eq!(m.predict_get(5, 16 * PAGE, CREAT), Create);
+        assert_eq!(m.predict_get(0, 100, 0), Create, "IPC_PRIVATE creates without IPC_CREAT");
+        m.created(1, 5, 100, CREAT | 0o640);
+        assert_eq!(m.segs[&1].mode, 0o640);
+        assert_eq!(m.by_key(5), Some(1));
+        assert_eq!(m.by_key(0), None);
+        assert_eq!(m.predict_get(5, 100, 0), Existing(1));
+        assert_eq!(m.predict_get(5, 0, 0), Existing(1));
+        assert_eq!(m.predict_get(5, 101, 0), Fail(vec![Errno::EINVAL]));
+        assert_eq!(m.predict_get(5, 1, CREAT | EXCL), Fail(vec![Errno::EEXIST]));
+        assert_eq!(m.predict_get(5, 1, CREAT), Existing(1));
+        // 15 pages left of shmall 16.
+        assert_eq!(m.predict_get(6, 15 * PAGE, CREAT), Create);
+        assert_eq!(m.predict_get(6, 15 * PAGE + 1, CREAT), Fail(vec![Errno::ENOSPC]));
+    }
+
+    #[test]
+    fn the_id_limit_and_removal() {
+        let mut m = model(true);
+        for id in 1..=3 {
+            m.created(id, 0, 1, CREAT);
+        }
+        assert_eq!(m.predict_get(0, 1, CREAT), Fail(vec![Errno::ENOSPC]), "shmmni 3 reached");
+        assert_eq!(m.predict_get(0, 1, CREAT | HUGE), Fail(vec![Errno::ENOMEM, Errno::EPERM, Errno::ENOSPC]));
+        m.attach(1, 42);
+        assert_eq!((m.segs[&1].nattch, m.segs[&1].lpid), (1, 42));
+        m.remove(1).unwrap();
+        assert!(m.segs[&1].dest, "removed while attached: marked");
+        assert_eq!(m.predict_get(0, 1, CREAT), Fail(vec![Errno::ENOSPC]), "a marked segment still counts");
+        m.detach(1, 43);
+        assert!(!m.segs.contains_key(&1), "the last detach destroys it");
+        assert_eq!(m.predict_get(0, 1, CREAT), Create);
+        m.remove(2).unwrap();
+        assert!(!m.segs.contains_key(&2), "removed unattached: gone at once");
+        assert_eq!(m.remove(2), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn removal_frees_the_key() {
+        let mut m = model(true);
+        m.created(1, 5, 1, CREAT);
+        m.attach(1, 1);
+        m.remove(1).unwrap();
+        assert_eq!(m.segs[&1].key, 0);
+        assert_eq!(m.by_key(5), None);
+        assert_eq!(m.predict_get(5, 1, CREAT | EXCL), Create);
+    }
+
+    #[test]
+    fn huge_pages() {
+        let m = model(true);
+        assert_eq!(m.predict_get(0, 1, CREAT | HUGE), CreateOr(vec![Errno::ENOMEM, Errno::EPERM]));
+        assert_eq!(
+            m.predict_get(0, 1, CREAT | HUGE | (30 << raw::SHM_HUGE_SHIFT)),
+            CreateOr(vec![Errno::ENOMEM, Errno::EPERM])
+        );
+        assert_eq!(m.predict_get(0, 1, CREAT | HUGE | (25 << raw::SHM_HUGE_SHIFT)), Fail(vec![Errno::EINVAL]));
+    }
+
+    #[test]
+    fn memory_accounting() {
+        let g = Accounting::Guess { ram_and_swap: 1000 };
+        assert!(!g.may_refuse(1000));
+        assert!(g.may_refuse(1001));
+        assert!(!Accounting::Always.may_refuse(usize::MAX));
+        let mut m = model(true);
+        m.shmmax = u64::MAX;
+        m.shmall = u64::MAX;
+        m.accounting = Accounting::Guess { ram_and_swap: 1 << 30 };
+        assert_eq!(m.predict_get(0, (1 << 30) + 1, CREAT), CreateOr(vec![Errno::ENOMEM]));
+        assert_eq!(m.predict_get(0, (1 << 30) + 1, CREAT | raw::SHM_NORESERVE), Create);
+        assert_eq!(m.predict_get(0, 1 << 30, CREAT), Create);
+        assert_eq!(m.predict_get(0, i64::MAX as usize + 1, CREAT), Fail(vec![Errno::EINVAL]));
+        assert_eq!(parse_meminfo("MemTotal:  2 kB\nSwapTotal: 0 kB\n", "MemTotal"), Some(2048));
+        assert_eq!(parse_meminfo("MemTotal:  2 kB\n", "SwapTotal"), None);
+        assert_eq!(parse_meminfo("MemTotalX: 2 kB\n", "MemTotal"), None);
+    }
+}

@@ -280,3 +280,49 @@ pub fn all_segments() -> Result<Vec<(Shmid, SegmentStat)>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shmids_print_as_numbers_in_error_messages() {
+        assert_eq!(Shmid::from_raw(32769).to_string(), "32769");
+        assert_eq!(Shmid::from_raw(-1).to_string(), "-1");
+        // No segment has id -1: the message names the call with it.
+        let err = Shmid::from_raw(-1).stat().unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, IPC_STAT): EINVAL (Invalid argument)");
+        let err = Shmid::from_raw(-1).remove().unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, IPC_RMID): EINVAL (Invalid argument)");
+        let err = Shmid::from_raw(-1).set(0, 0, Mode::new(0o640).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, IPC_SET, uid=0, gid=0, mode=0640): EINVAL (Invalid argument)");
+        let err = Shmid::from_raw(-1).lock().unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, SHM_LOCK): EINVAL (Invalid argument)");
+        let err = Shmid::from_raw(-1).unlock().unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, SHM_UNLOCK): EINVAL (Invalid argument)");
+        let err = stat_index(-1, true).unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(index=-1, SHM_STAT_ANY): EINVAL (Invalid argument)");
+        let err = stat_index(-1, false).unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(index=-1, SHM_STAT): EINVAL (Invalid argument)");
+    }
+
+    #[test]
+    fn decodes_mode_bits_and_widens_fields() {
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        ds.shm_perm.__key = 0x5eed;
+        ds.shm_perm.mode = (0o640 | raw::SHM_DEST | raw::SHM_LOCKED) as _;
+        ds.shm_segsz = 100;
+        ds.shm_nattch = 2;
+        ds.shm_ctime = 1_700_000_000;
+        let st = SegmentStat::from_raw(&ds);
+        assert_eq!((st.key.raw(), st.mode.bits(), st.dest, st.locked), (0x5eed, 0o640, true, true));
+        assert_eq!((st.size, st.nattch, st.ctime), (100, 2, 1_700_000_000));
+        ds.shm_perm.mode = (0o600 | raw::SHM_DEST) as _;
+        let st = SegmentStat::from_raw(&ds);
+        assert!(st.dest && !st.locked);
+        ds.shm_perm.mode = (0o600 | raw::SHM_LOCKED) as _;
+        let st = SegmentStat::from_raw(&ds);
+        assert!(!st.dest && st.locked);
+    }
+}
