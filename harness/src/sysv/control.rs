@@ -54,6 +54,9 @@ impl Shmid {
     /// # Errors
     /// `EPERM` unless the caller is the owner, the creator or privileged; `EINVAL`.
     #[doc(alias = "IPC_SET")]
+    // The field types differ between targets: a conversion that is the
+    // identity on x86_64 widens on aarch64 or i686.
+    #[allow(clippy::useless_conversion)]
     pub fn set(self, uid: u32, gid: u32, mode: Mode) -> Result<()> {
         // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
@@ -157,6 +160,9 @@ impl SegmentStat {
     /// `u16` on x86_64 and a `u32` on aarch64, `shm_nattch` and the times are
     /// 32-bit on i686); every conversion here widens losslessly (`From`), so
     /// a target where one would truncate does not compile.
+    // The field types differ between targets: a conversion that is the
+    // identity on x86_64 widens on aarch64 or i686.
+    #[allow(clippy::useless_conversion)]
     pub fn from_raw(ds: &libc::shmid_ds) -> SegmentStat {
         let perm = &ds.shm_perm;
         let mode = u32::from(perm.mode);
@@ -203,6 +209,9 @@ pub struct ShmLimits {
 /// # Errors
 /// Only if a security module forbids it.
 #[doc(alias = "IPC_INFO")]
+// The field types differ between targets: a conversion that is the
+// identity on x86_64 widens on i686.
+#[allow(clippy::useless_conversion)]
 pub fn limits() -> Result<ShmLimits> {
     let (max_index, info) = raw::shmctl_ipc_info().map_err(|e| Error::sys(e, || "shmctl(0, IPC_INFO)".into()))?;
     Ok(ShmLimits {
@@ -235,6 +244,9 @@ pub struct ShmUsage {
 /// # Errors
 /// Only if a security module forbids it.
 #[doc(alias = "SHM_INFO")]
+// The field types differ between targets: a conversion that is the
+// identity on x86_64 widens on i686.
+#[allow(clippy::useless_conversion)]
 pub fn usage() -> Result<ShmUsage> {
     let (max_index, info) = raw::shmctl_shm_info().map_err(|e| Error::sys(e, || "shmctl(0, SHM_INFO)".into()))?;
     Ok(ShmUsage {
