@@ -266,6 +266,59 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn handles_say_what_they_hold() {
+        private_namespace_or_skip!();
+        let owned = CreateOptions::new(100).create_exclusive(K1).unwrap();
+        assert_eq!((owned.key(), owned.segment().key(), owned.segment().id()), (K1, K1, owned.id()));
+        let plain = open(K1, 0).unwrap();
+        assert_eq!((plain.id(), plain.key()), (owned.id(), K1));
+        let ro = plain.attach(AttachFlags::RDONLY).unwrap();
+        assert_eq!((ro.shmid(), ro.flags(), ro.is_read_only()), (owned.id(), AttachFlags::RDONLY, true));
+        let rw = owned.attach(AttachFlags::empty()).unwrap();
+        assert_eq!((rw.shmid(), rw.flags(), rw.is_read_only()), (owned.id(), AttachFlags::empty(), false));
+        assert_eq!(owned.stat().unwrap().nattch, 2);
+        assert_eq!(plain.stat().unwrap().nattch, 2);
+        // The maps parser finds both, by shmid and key, read-only and not.
+        let maps = sysv::sysv_mappings(None).unwrap();
+        let mine: Vec<_> = maps.iter().filter(|m| m.shmid == owned.id()).collect();
+        assert_eq!(mine.len(), 2, "{maps:?}");
+        assert!(mine.iter().all(|m| m.key == K1 && m.end - m.start == rw.mapping_len()));
+        assert!(mine.iter().any(|m| m.start == ro.as_ptr() as usize && !m.writable));
+        assert!(mine.iter().any(|m| m.start == rw.as_ptr() as usize && m.writable));
+        drop((ro, rw));
+        assert!(sysv::sysv_mappings(None).unwrap().iter().all(|m| m.shmid != owned.id()));
+        let again = sysv::Segment::from_id(owned.id(), K2);
+        assert_eq!((again.id(), again.key()), (owned.id(), K2));
+    }
+
+    #[test]
+    fn calls_on_a_bad_id_name_it() {
+        private_namespace_or_skip!();
+        let bad = sysv::Shmid::from_raw(-1);
+        assert_eq!(bad.remove().unwrap_err().to_string(), "shmctl(shmid=-1, IPC_RMID): EINVAL (Invalid argument)");
+        assert_eq!(
+            bad.set(0, 0, Mode::new(0o640).unwrap()).unwrap_err().to_string(),
+            "shmctl(shmid=-1, IPC_SET, uid=0, gid=0, mode=0640): EINVAL (Invalid argument)"
+        );
+        assert_eq!(bad.lock().unwrap_err().to_string(), "shmctl(shmid=-1, SHM_LOCK): EINVAL (Invalid argument)");
+        assert_eq!(bad.unlock().unwrap_err().to_string(), "shmctl(shmid=-1, SHM_UNLOCK): EINVAL (Invalid argument)");
+        assert_eq!(errno_of(bad.set_mode(Mode::OWNER_RW)), Errno::EINVAL);
+        assert!(matches!(
+            sysv::Attachment::attach(bad, AttachFlags::empty()),
+            Err(Error::Sys { errno: Errno::EINVAL, ref call }) if call == "shmat(shmid=-1, addr=0x0, 0)"
+        ));
+    }
+
+    #[test]
+    fn shm_rmid_forced_reads_back() {
+        private_namespace_or_skip!();
+        assert!(!sysv::sysctls().unwrap().shm_rmid_forced);
+        write_sysctl(Sysctl::ShmRmidForced, 1).unwrap();
+        assert!(sysv::sysctls().unwrap().shm_rmid_forced);
+        assert_eq!(Sysctl::ShmRmidForced.read().unwrap(), 1);
+    }
+
+    #[test]
     fn page_rounding_and_bounds() {
         private_namespace_or_skip!();
         let page = sysv::raw::page_size();
@@ -575,12 +628,19 @@ rusty_fork_test! {
             // free huge page the first touch is SIGBUS, not an error code.
             let seg = CreateOptions::new(4096).hugetlb(huge).noreserve(true).create_private().unwrap();
             let att = seg.attach(AttachFlags::empty()).unwrap();
+            // Mapped in whole huge pages of the size asked for, or the kernel's default.
+            let page = huge.bytes().or_else(sysv::default_huge_page_size).unwrap();
+            assert_eq!((att.size(), att.mapping_len()), (4096, page));
             let child = fork_child(|| i32::from(att.write_at(0, b"touch").is_err()));
             if free_huge_pages == 0 {
                 assert_eq!(wait(child), WaitStatus::Signaled(child, Signal::SIGBUS, false));
             } else {
                 assert_eq!(wait(child), WaitStatus::Exited(child, 0));
             }
+        }
+        if sysv::huge_page_sizes().contains(&(1 << 30)) {
+            let seg = CreateOptions::new(4096).hugetlb(HugePageSize::Gb1).noreserve(true).create_private().unwrap();
+            assert_eq!(seg.attach(AttachFlags::empty()).unwrap().mapping_len(), 1 << 30);
         }
         // A size encoding the machine lacks (2^63) is EINVAL.
         assert_eq!(errno_of(CreateOptions::new(4096).hugetlb(HugePageSize::Log2(63)).create_private()), Errno::EINVAL);

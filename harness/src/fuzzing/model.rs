@@ -391,6 +391,10 @@ mod tests {
         m.created(1, 5, 100, CREAT | 0o640);
         assert_eq!(m.segs[&1].mode, 0o640);
         assert_eq!(m.by_key(5), Some(1));
+        m.created(2, 6, 100, CREAT);
+        assert_eq!(m.by_key(6), Some(2), "the segment with that key, not the first live one");
+        assert_eq!(m.by_key(7), None);
+        m.segs.remove(&2);
         assert_eq!(m.by_key(0), None);
         assert_eq!(m.predict_get(5, 100, 0), Existing(1));
         assert_eq!(m.predict_get(5, 0, 0), Existing(1));
@@ -418,6 +422,9 @@ mod tests {
         m.detach(1, 43);
         assert!(!m.segs.contains_key(&1), "the last detach destroys it");
         assert_eq!(m.predict_get(0, 1, CREAT), Create);
+        m.attach(2, 1);
+        m.detach(2, 1);
+        assert_eq!(m.segs[&2].nattch, 0, "a live segment stays after its last detach");
         m.remove(2).unwrap();
         assert!(!m.segs.contains_key(&2), "removed unattached: gone at once");
         assert_eq!(m.remove(2), Err(Errno::EINVAL));
@@ -432,6 +439,24 @@ mod tests {
         assert_eq!(m.segs[&1].key, 0);
         assert_eq!(m.by_key(5), None);
         assert_eq!(m.predict_get(5, 1, CREAT | EXCL), Create);
+    }
+
+    #[test]
+    fn accounting_as_this_machine_has_it() {
+        let left = meminfo("CommitLimit").saturating_sub(meminfo("Committed_AS"));
+        let strict = Accounting::Strict;
+        assert!(strict.may_refuse(usize::MAX));
+        assert!(!strict.may_refuse(1 << 20), "{left} bytes left");
+        // Past half of what is left (with a margin for other processes).
+        assert!(strict.may_refuse((left / 4 * 3) as usize), "{left} bytes left");
+        assert!(!strict.may_refuse((left / 4) as usize), "{left} bytes left");
+        match Accounting::read() {
+            Accounting::Guess { ram_and_swap } => {
+                assert_eq!(ram_and_swap, meminfo("MemTotal") + meminfo("SwapTotal"));
+                assert!(ram_and_swap >= meminfo("MemTotal") && ram_and_swap > 1 << 20);
+            }
+            other => assert_ne!(other, Accounting::Guess { ram_and_swap: 0 }),
+        }
     }
 
     #[test]
@@ -459,6 +484,12 @@ mod tests {
         assert_eq!(m.predict_get(0, (1 << 30) + 1, CREAT | raw::SHM_NORESERVE), Create);
         assert_eq!(m.predict_get(0, 1 << 30, CREAT), Create);
         assert_eq!(m.predict_get(0, i64::MAX as usize + 1, CREAT), Fail(vec![Errno::EINVAL]));
+        m.accounting = Accounting::Always;
+        assert_eq!(m.predict_get(0, i64::MAX as usize, CREAT), Create, "MAX_LFS_FILESIZE itself is allowed");
+        // Strict overcommit ignores SHM_NORESERVE.
+        m.accounting = Accounting::Strict;
+        assert_eq!(m.predict_get(0, usize::MAX / 4, CREAT | raw::SHM_NORESERVE), CreateOr(vec![Errno::ENOMEM]));
+        assert_eq!(m.predict_get(0, 1, CREAT | raw::SHM_NORESERVE), Create);
         assert_eq!(parse_meminfo("MemTotal:  2 kB\nSwapTotal: 0 kB\n", "MemTotal"), Some(2048));
         assert_eq!(parse_meminfo("MemTotal:  2 kB\n", "SwapTotal"), None);
         assert_eq!(parse_meminfo("MemTotalX: 2 kB\n", "MemTotal"), None);

@@ -130,5 +130,14 @@ mod tests {
         assert_eq!(Key::from_raw(0x14010203).to_string(), "0x14010203");
         assert_eq!(Key::from_raw(-1).to_string(), "0xffffffff");
         assert_eq!(Key::PRIVATE.to_string(), "IPC_PRIVATE");
+        assert_eq!(format!("{:?}", Key::from_raw(0x5eed)), "Key(0x00005eed)");
+        assert!(Key::PRIVATE.is_private() && !Key::from_raw(1).is_private());
+    }
+
+    #[test]
+    fn serializes_as_ipcs_prints() {
+        assert_eq!(serde_json::to_string(&Key::from_raw(-2)).unwrap(), "\"0xfffffffe\"");
+        assert_eq!(serde_json::from_str::<Key>("\"0xfffffffe\"").unwrap(), Key::from_raw(-2));
+        assert!(serde_json::from_str::<Key>("\"1234\"").is_err());
     }
 }

@@ -223,12 +223,13 @@ pub fn shmctl_shm_info() -> Result<(c_int, shm_info), Errno> {
 }
 
 /// The system page size (`sysconf(_SC_PAGESIZE)`).
+///
+/// # Panics
+/// If `sysconf` fails, which glibc never does for `_SC_PAGESIZE` (it is the
+/// kernel's `AT_PAGESZ`); guessing 4096 would be wrong on 16 KiB and 64 KiB
+/// page kernels (aarch64).
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
-    }
+    usize::try_from(size).ok().filter(|s| s.is_power_of_two()).expect("sysconf(_SC_PAGESIZE) failed")
 }

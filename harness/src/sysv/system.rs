@@ -290,10 +290,15 @@ mod tests {
         assert_eq!(parse_default_huge_page_size("Hugepagesize:    1048576 kB\n"), Some(1 << 30));
         assert_eq!(parse_default_huge_page_size("MemTotal: 1 kB\n"), None);
         assert_eq!(parse_default_huge_page_size("Hugepagesize: 0 kB\n"), None);
-        // The live value, where there is one, is one of the supported sizes.
+        // The live value: there is one exactly when the kernel lists huge
+        // page sizes, and it is one of them.
+        let sizes = huge_page_sizes();
+        assert_eq!(default_huge_page_size().is_some(), !sizes.is_empty(), "{sizes:?}");
         if let Some(size) = default_huge_page_size() {
-            assert!(huge_page_sizes().contains(&size), "{size} not in {:?}", huge_page_sizes());
+            assert!(sizes.contains(&size), "{size} not in {sizes:?}");
         }
+        assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+        assert!(sizes.iter().all(|s| s.is_power_of_two() && *s > 4096), "{sizes:?}");
     }
 
     #[test]
