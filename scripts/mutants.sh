@@ -10,12 +10,16 @@
 # segments only there, never on the host. Results: target/mutants/mutants.out
 # (caught.txt, missed.txt, unviable.txt, timeout.txt). Mutants that cannot be
 # observed are listed, with the reason, in harness/mutants-equivalent.md.
+# Excluded: planted.rs and the operators of shmget_raw, which are all in
+# `#[cfg(feature = "planted-bugs")]` code that `cargo test --workspace` does
+# not compile (the planted bugs have their own test, tests/planted_bugs.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 run=(cargo mutants
   -f 'harness/src/sysv/*.rs' -f harness/src/fuzzing/model.rs
   --exclude harness/src/sysv/planted.rs
+  --exclude-re ' in shmget_raw$'
   --test-workspace true
   --copy-target false
   --baseline skip
