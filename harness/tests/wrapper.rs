@@ -186,6 +186,21 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn typed_shmget_sets_bits_given_twice_once() {
+        private_namespace_or_skip!();
+        // GetFlags can carry retained bits; a bit that is also in the mode
+        // or the huge page field is set once, never cancelled out.
+        let flags = GetFlags::CREAT | GetFlags::EXCL | GetFlags::from_bits_retain(0o640);
+        let id = shmget(K1, 4096, flags, None, Mode::new(0o640).unwrap()).unwrap();
+        assert_eq!(id.stat().unwrap().mode, Mode::new(0o640).unwrap());
+        // (Size 0 makes the kernel refuse, so the message shows the word passed.)
+        let flags = GetFlags::CREAT | GetFlags::HUGETLB | GetFlags::from_bits_retain(HugePageSize::Mb2.flag_bits());
+        let err = shmget(K2, 0, flags, Some(HugePageSize::Mb2), Mode::OWNER_RW).unwrap_err();
+        assert_eq!(err.to_string(), "shmget(key=0x5eed0002, size=0, IPC_CREAT|SHM_HUGETLB|SHM_HUGE_2MB|0600): EINVAL (Invalid argument)");
+        id.remove().unwrap();
+    }
+
+    #[test]
     fn a_segment_outlives_the_process_that_created_it() {
         private_namespace_or_skip!();
         let child = fork_child(|| {
