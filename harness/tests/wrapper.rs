@@ -465,6 +465,7 @@ rusty_fork_test! {
         };
         assert_eq!(m.namespace_usage(), (2, 2), "two segments, two pages, none of them the model's");
         assert_eq!(m.predict_get(0, 4096, sysv::raw::IPC_CREAT), GetPrediction::Create);
+        assert!(!m.limits_reached(4096), "a third page fits shmall 3, a third segment shmmni 3");
         assert!(m.limits_reached(4097), "a third page and a fourth would pass shmall 3");
         assert_eq!(m.predict_get(0, 4097, sysv::raw::IPC_CREAT), GetPrediction::CreateOr(vec![Errno::ENOSPC]));
         m.shmmni = 2;
