@@ -14,6 +14,23 @@ use super::raw;
 /// The typed form of the call, with no ownership attached: whoever calls this
 /// decides who removes the segment. Prefer [`CreateOptions`] and [`open`].
 ///
+/// Every combination a caller that tracks removal itself needs (as the
+/// scenario runner does) is expressible without raw flag words:
+///
+/// ```no_run
+/// use shm_harness::sysv::{shmget, GetFlags, Key, Mode};
+/// # fn main() -> shm_harness::sysv::Result<()> {
+/// let key = Key::from_raw(0x5eed_0001);
+/// let mode = Mode::from_bits_truncate(0o640);
+/// // create, exclusive, huge pages of the default size, no reservation
+/// let flags = GetFlags::CREAT | GetFlags::EXCL | GetFlags::HUGETLB | GetFlags::NORESERVE;
+/// let id = shmget(key, 4096, flags, None, mode)?;
+/// // open whatever size it has (size 0), permission bits ignored
+/// assert_eq!(shmget(key, 0, GetFlags::empty(), None, Mode::NONE)?, id);
+/// id.remove()?;
+/// # Ok(()) }
+/// ```
+///
 /// # Errors
 /// - `EEXIST`: `CREAT|EXCL` and the key exists.
 /// - `ENOENT`: no `CREAT` and the key does not exist.
