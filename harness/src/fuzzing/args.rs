@@ -116,9 +116,13 @@ pub enum AddrArg {
 
 /// Mappings longer than this may not fit the address space: 2^39 bytes,
 /// the smallest user address space of a 64-bit Linux target (aarch64 with
-/// 3-level, 4 KiB pages). Only a host-mode input, whose `shmmax` is the
+/// 3-level, 4 KiB pages); 1 GiB on 32-bit targets, whose 3 GiB is shared
+/// with everything else. Only a host-mode input, whose `shmmax` is the
 /// kernel's default, can create such a segment.
+#[cfg(target_pointer_width = "64")]
 const MAY_NOT_MAP: usize = 1 << 39;
+#[cfg(not(target_pointer_width = "64"))]
+const MAY_NOT_MAP: usize = 1 << 30;
 
 /// The reserved range: 8 MiB of `PROT_NONE`, aligned to 2 MiB.
 const REGION: usize = 8 << 20;
