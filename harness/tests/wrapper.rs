@@ -307,6 +307,23 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn detach_reports_the_kernels_answer() {
+        private_namespace_or_skip!();
+        let seg = CreateOptions::new(100).create_private().unwrap();
+        let att = seg.attach(AttachFlags::empty()).unwrap();
+        let addr = att.as_ptr();
+        // SAFETY: detached behind the handle's back on purpose; the handle is
+        // not used for memory access afterwards, only detached.
+        unsafe { sysv::raw::shmdt(addr.cast()) }.unwrap();
+        let err = att.detach().unwrap_err();
+        assert_eq!(err.errno(), Some(Errno::EINVAL));
+        assert_eq!(err.to_string(), format!("shmdt(addr={addr:?}) [shmid={}]: EINVAL (Invalid argument)", seg.id()));
+        let att = seg.attach(AttachFlags::empty()).unwrap();
+        att.detach().unwrap();
+        assert_eq!(seg.stat().unwrap().nattch, 0);
+    }
+
+    #[test]
     fn calls_on_a_bad_id_name_it() {
         private_namespace_or_skip!();
         let bad = sysv::Shmid::from_raw(-1);
