@@ -250,5 +250,8 @@ mod tests {
         assert_eq!(describe_get_flags(0x10_0000 | 0o600), "0x100000|0600");
         assert_eq!(describe_attach_flags(0), "0");
         assert_eq!(describe_attach_flags(raw::SHM_RDONLY | raw::SHM_RND), "SHM_RDONLY|SHM_RND");
+        assert_eq!(describe_attach_flags(raw::SHM_RDONLY), "SHM_RDONLY");
+        assert_eq!(describe_attach_flags(raw::SHM_EXEC | 0x1), "SHM_EXEC|0x1");
+        assert_eq!(describe_attach_flags(0x1), "0x1");
     }
 }
