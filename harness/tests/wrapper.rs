@@ -304,6 +304,9 @@ rusty_fork_test! {
         assert!(sysv::sysv_mappings(None).unwrap().iter().all(|m| m.shmid != owned.id()));
         let again = sysv::Segment::from_id(owned.id(), K2);
         assert_eq!((again.id(), again.key()), (owned.id(), K2));
+        // A plain handle removes when told to (and only then).
+        plain.remove().unwrap();
+        assert!(matches!(errno_of(owned.stat()), Errno::EINVAL | Errno::EIDRM));
     }
 
     #[test]
