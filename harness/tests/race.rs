@@ -58,6 +58,7 @@ fn main() {
                         assert!(stripe.iter().all(|b| *b == byte), "thread {t} round {r} stripe {k}: {stripe:?}");
                     }
                     att.atomic_word(counter_at).expect("counter").fetch_add(1, Ordering::Relaxed);
+                    assert!(att.load_word(counter_at).expect("counter") <= 2 * rounds);
                     assert!(att.peek(data_at).is_ok());
                 }
             });

@@ -135,6 +135,16 @@ rusty_fork_test! {
         assert!(matches!(ro.write_at(0, b"y"), Err(Error::ReadOnly { .. })));
         assert!(matches!(ro.fill(0, 1, 0), Err(Error::ReadOnly { .. })));
         assert!(matches!(ro.atomic_word(0), Err(Error::ReadOnly { .. })));
+        // A read-only reader still loads words: published with Release, acquired by a fence.
+        rw.write_at(8, b"payload!").unwrap();
+        rw.atomic_word(16).unwrap().store(0x600d, std::sync::atomic::Ordering::Release);
+        assert_eq!(ro.load_word(16).unwrap(), 0x600d);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let mut payload = [0u8; 8];
+        ro.read_at(8, &mut payload).unwrap();
+        assert_eq!(&payload, b"payload!");
+        assert!(matches!(ro.load_word(1), Err(Error::Misaligned { .. })));
+        assert!(matches!(ro.load_word(4096), Err(Error::OutOfBounds { .. })));
         // SAFETY: refused before any access.
         assert!(matches!(unsafe { ro.atomic_u32(0) }, Err(Error::ReadOnly { .. })));
         assert_eq!(ro.peek(0).unwrap(), b'x');

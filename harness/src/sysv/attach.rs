@@ -274,6 +274,22 @@ impl Attachment {
         Ok(unsafe { AtomicUsize::from_ptr(ptr) })
     }
 
+    /// Loads the machine word at `offset` with one relaxed atomic load, on
+    /// any attachment, read-only ones included (a relaxed load of at most a
+    /// word is allowed on read-only memory, see `std::sync::atomic`). To
+    /// acquire what a writer published with a `Release` store, follow it
+    /// with `std::sync::atomic::fence(Ordering::Acquire)`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`], [`Error::Misaligned`] unless `offset` is a
+    /// multiple of the word size.
+    pub fn load_word(&self, offset: usize) -> Result<usize> {
+        let ptr = self.aligned::<usize>("load_word", offset, self.size)?;
+        // SAFETY: aligned, in bounds, readable, live as long as `&self`; a
+        // relaxed word load is what `read_at` does, and never writes.
+        Ok(unsafe { AtomicUsize::from_ptr(ptr) }.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// The `u32` at `offset` as an atomic.
     ///
     /// # Safety

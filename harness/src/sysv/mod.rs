@@ -32,7 +32,9 @@
 //! one atomic step, and relaxed operations order nothing. To publish data,
 //! write it with `write_at`, then store a flag word with
 //! `atomic_word(..).store(_, Release)`; a reader that sees the flag with an
-//! `Acquire` load and then calls `read_at` sees the data. Another process
+//! `Acquire` load and then calls `read_at` sees the data (on a read-only
+//! attachment: [`load_word`](Attachment::load_word), then
+//! `fence(Acquire)`). Another process
 //! attached to the segment observes the same: every aligned word is written
 //! whole (the hardware does not tear an aligned word), in no particular order
 //! unless a Release/Acquire pair (or `SeqCst`) on a shared word orders it; its
