@@ -1,16 +1,23 @@
 //! IPC namespace isolation: enter a private IPC namespace, or know that we are
-//! in the host's.
+//! in the host's, and the guard that keeps the host's sysctls untouched.
 //!
 //! In a private IPC namespace the process sees only the segments created
 //! there, may change the namespace's `kernel.shm*` sysctls, and everything
 //! left in it is destroyed when its last process exits. That is how the
 //! harness keeps its hands off the machine's own segments.
+//!
+//! The IPC namespace belongs to a thread, not a process: `unshare` moves the
+//! calling thread only, and `/proc/sys/kernel/shm*`, `/proc/sysvipc/shm` and
+//! the system calls act in the namespace of the thread that makes them. So
+//! every check here is about the calling thread (`/proc/thread-self/ns/ipc`).
 
 use std::fs;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
+
+use crate::sysv::{self, Sysctl};
 
 /// Why a private IPC namespace could not be entered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,12 +31,15 @@ pub struct NamespaceError {
     pub hint: String,
 }
 
-/// The inode number identifying the IPC namespace of `pid` (`None`: this
-/// process), read from `/proc/PID/ns/ipc` (`ipc:[4026531839]`).
+/// The inode number identifying an IPC namespace, read from
+/// `/proc/PID/ns/ipc` (`ipc:[4026531839]`): that of process `pid`'s main
+/// thread, or with `None` that of the calling thread
+/// (`/proc/thread-self/ns/ipc`, which differs from `/proc/self/ns/ipc`, the
+/// main thread's, once a thread has called `unshare`).
 pub fn ipc_namespace_id(pid: Option<i32>) -> Option<u64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/ns/ipc"),
-        None => "/proc/self/ns/ipc".to_string(),
+        None => "/proc/thread-self/ns/ipc".to_string(),
     };
     let link = fs::read_link(path).ok()?;
     let text = link.to_str()?;
@@ -40,13 +50,15 @@ pub fn ipc_namespace_id(pid: Option<i32>) -> Option<u64> {
 /// [`enter_private_ipc_namespace`] (0: none).
 static ENTERED: AtomicU64 = AtomicU64::new(0);
 
-/// Whether this process is in an IPC namespace other than the host's.
+/// Whether the calling thread is in an IPC namespace other than the host's.
 ///
-/// True if this process (or the one it was forked from) entered the current
-/// namespace through [`enter_private_ipc_namespace`], or if some ancestor
-/// process whose namespace can be read (PID 1 first, then the parent chain)
-/// is in a different one. Answers `false` when it cannot tell, which is the
-/// safe answer for callers that refuse to touch the host namespace.
+/// True if the calling thread's namespace is one that a thread of this
+/// process (or of the one it was forked from) entered through
+/// [`enter_private_ipc_namespace`], or if some ancestor process whose
+/// namespace can be read (PID 1 first, then the parent chain) is in a
+/// different one. Another thread of the same process may be elsewhere.
+/// Answers `false` when it cannot tell, which is the safe answer for callers
+/// that refuse to touch the host namespace.
 pub fn in_private_ipc_namespace() -> bool {
     let Some(mine) = ipc_namespace_id(None) else { return false };
     if ENTERED.load(Ordering::Relaxed) == mine {
@@ -87,8 +99,10 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// root of the new user namespace, which the kernel allows only in a
 /// single-threaded process and where unprivileged user namespaces are enabled.
 ///
-/// Affects the calling process only (and children forked afterwards). The
-/// namespace, with every segment in it, goes away when its last process exits.
+/// Affects the calling thread only, and the threads and processes it starts
+/// afterwards: other threads of the process stay where they are. Call it
+/// before starting threads. The namespace, with every segment in it, goes
+/// away when its last process exits.
 ///
 /// # Errors
 /// [`NamespaceError`] with the refused call and a hint naming the likely cause
@@ -100,6 +114,14 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// - [Linux `ipc_namespaces(7)`](https://man7.org/linux/man-pages/man7/ipc_namespaces.7.html)
 #[doc(alias = "unshare")]
 pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
+    #[cfg(feature = "planted-bugs")]
+    if crate::sysv::planted::active("no-ipc-namespace") {
+        return Err(NamespaceError {
+            call: "unshare(CLONE_NEWIPC)".into(),
+            errno: Errno::EPERM,
+            hint: "refused on purpose: planted `no-ipc-namespace` (testing host mode)".into(),
+        });
+    }
     let first = match unshare(CloneFlags::CLONE_NEWIPC) {
         Ok(()) => {
             ENTERED.store(ipc_namespace_id(None).unwrap_or(0), Ordering::Relaxed);
@@ -140,4 +162,25 @@ pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
     ENTERED.store(ipc_namespace_id(None).unwrap_or(0), Ordering::Relaxed);
     Ok(())
+}
+
+/// Writes a `kernel.shm*` sysctl in the calling thread's IPC namespace,
+/// refusing the host's: this project never changes a host sysctl.
+///
+/// The guard lives here, not in [`crate::sysv`], so that the wrapper depends
+/// on nothing above it; [`Sysctl::write_unchecked`] is the bare write.
+///
+/// # Errors
+/// [`sysv::Error::Proc`] if the calling thread is not in a private IPC
+/// namespace (or that cannot be told), or if the write fails.
+pub fn write_sysctl(sysctl: Sysctl, value: u64) -> sysv::Result<()> {
+    if !in_private_ipc_namespace() {
+        return Err(sysv::Error::Proc {
+            path: sysctl.path(),
+            message: format!(
+                "refusing to write {value}: the calling thread is in the host IPC namespace (or /proc/thread-self/ns/ipc cannot be read); enter a private one first (namespace::enter_private_ipc_namespace, or unshare -i)"
+            ),
+        });
+    }
+    sysctl.write_unchecked(value)
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
@@ -12,6 +13,7 @@ use common::{fork_child, wait};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use rusty_fork::rusty_fork_test;
+use shm_harness::namespace::write_sysctl;
 use shm_harness::sysv::{
     self, ftok, ftok_key, open, proc_segments, shmget, AttachFlags, CreateOptions, Errno, Error, GetFlags,
     HugePageSize, Key, Mode, Sysctl,
@@ -60,7 +62,7 @@ rusty_fork_test! {
         // Above the (huge) default shmmax of a fresh namespace.
         assert_eq!(errno_of(CreateOptions::new(usize::MAX).create_private()), Errno::EINVAL);
         // Above a lowered shmmax, which only this namespace sees.
-        Sysctl::Shmmax.write(1 << 20).unwrap();
+        write_sysctl(Sysctl::Shmmax, 1 << 20).unwrap();
         assert_eq!(sysv::limits().unwrap().shmmax, 1 << 20);
         let _at_limit = CreateOptions::new(1 << 20).create_private().unwrap();
         assert_eq!(errno_of(CreateOptions::new((1 << 20) + 1).create_private()), Errno::EINVAL);
@@ -101,8 +103,10 @@ rusty_fork_test! {
         let mut buf = [0u8; 5];
         b.read_at(10, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
-        b.write_volatile::<u64>(64, 0xdead_beef_cafe_f00d).unwrap();
-        assert_eq!(a.read_volatile::<u64>(64).unwrap(), 0xdead_beef_cafe_f00d);
+        // SAFETY: this thread is the only one of this process touching these bytes.
+        unsafe { b.write_volatile::<u64>(64, 0xdead_beef_cafe_f00d).unwrap() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { a.read_volatile::<u64>(64) }.unwrap(), 0xdead_beef_cafe_f00d);
 
         // And across processes: a child attaches by key and writes.
         let child = fork_child(|| {
@@ -111,13 +115,13 @@ rusty_fork_test! {
             if att.write_at(100, b"from child").is_err() {
                 return 12;
             }
-            att.atomic_u32(200).map(|n| n.fetch_add(7, std::sync::atomic::Ordering::SeqCst)).map_or(13, |_| 0)
+            att.atomic_word(200).map(|n| n.fetch_add(7, std::sync::atomic::Ordering::SeqCst)).map_or(13, |_| 0)
         });
         assert!(matches!(wait(child), WaitStatus::Exited(_, 0)));
         let mut buf = [0u8; 10];
         a.read_at(100, &mut buf).unwrap();
         assert_eq!(&buf, b"from child");
-        assert_eq!(b.atomic_u32(200).unwrap().load(std::sync::atomic::Ordering::SeqCst), 7);
+        assert_eq!(b.atomic_word(200).unwrap().load(std::sync::atomic::Ordering::SeqCst), 7);
     }
 
     #[test]
@@ -130,7 +134,19 @@ rusty_fork_test! {
         assert!(ro.is_read_only());
         assert!(matches!(ro.write_at(0, b"y"), Err(Error::ReadOnly { .. })));
         assert!(matches!(ro.fill(0, 1, 0), Err(Error::ReadOnly { .. })));
-        assert!(matches!(ro.atomic_u32(0), Err(Error::ReadOnly { .. })));
+        assert!(matches!(ro.atomic_word(0), Err(Error::ReadOnly { .. })));
+        // A read-only reader still loads words: published with Release, acquired by a fence.
+        rw.write_at(8, b"payload!").unwrap();
+        rw.atomic_word(16).unwrap().store(0x600d, std::sync::atomic::Ordering::Release);
+        assert_eq!(ro.load_word(16).unwrap(), 0x600d);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let mut payload = [0u8; 8];
+        ro.read_at(8, &mut payload).unwrap();
+        assert_eq!(&payload, b"payload!");
+        assert!(matches!(ro.load_word(1), Err(Error::Misaligned { .. })));
+        assert!(matches!(ro.load_word(4096), Err(Error::OutOfBounds { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { ro.atomic_u32(0) }, Err(Error::ReadOnly { .. })));
         assert_eq!(ro.peek(0).unwrap(), b'x');
 
         // A raw write through the read-only mapping: the kernel kills the writer.
@@ -177,6 +193,21 @@ rusty_fork_test! {
         att.detach().unwrap();
         assert!(matches!(errno_of(id.stat()), Errno::EINVAL | Errno::EIDRM));
         assert!(proc_segments().unwrap().iter().all(|r| r.shmid != id));
+    }
+
+    #[test]
+    fn typed_shmget_sets_bits_given_twice_once() {
+        private_namespace_or_skip!();
+        // GetFlags can carry retained bits; a bit that is also in the mode
+        // or the huge page field is set once, never cancelled out.
+        let flags = GetFlags::CREAT | GetFlags::EXCL | GetFlags::from_bits_retain(0o640);
+        let id = shmget(K1, 4096, flags, None, Mode::new(0o640).unwrap()).unwrap();
+        assert_eq!(id.stat().unwrap().mode, Mode::new(0o640).unwrap());
+        // (Size 0 makes the kernel refuse, so the message shows the word passed.)
+        let flags = GetFlags::CREAT | GetFlags::HUGETLB | GetFlags::from_bits_retain(HugePageSize::Mb2.flag_bits());
+        let err = shmget(K2, 0, flags, Some(HugePageSize::Mb2), Mode::OWNER_RW).unwrap_err();
+        assert_eq!(err.to_string(), "shmget(key=0x5eed0002, size=0, IPC_CREAT|SHM_HUGETLB|SHM_HUGE_2MB|0600): EINVAL (Invalid argument)");
+        id.remove().unwrap();
     }
 
     #[test]
@@ -260,6 +291,79 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn handles_say_what_they_hold() {
+        private_namespace_or_skip!();
+        let owned = CreateOptions::new(100).create_exclusive(K1).unwrap();
+        assert_eq!((owned.key(), owned.segment().key(), owned.segment().id()), (K1, K1, owned.id()));
+        let plain = open(K1, 0).unwrap();
+        assert_eq!((plain.id(), plain.key()), (owned.id(), K1));
+        let ro = plain.attach(AttachFlags::RDONLY).unwrap();
+        assert_eq!((ro.shmid(), ro.flags(), ro.is_read_only()), (owned.id(), AttachFlags::RDONLY, true));
+        let rw = owned.attach(AttachFlags::empty()).unwrap();
+        assert_eq!((rw.shmid(), rw.flags(), rw.is_read_only()), (owned.id(), AttachFlags::empty(), false));
+        assert_eq!(owned.stat().unwrap().nattch, 2);
+        assert_eq!(plain.stat().unwrap().nattch, 2);
+        // The maps parser finds both, by shmid and key, read-only and not.
+        let maps = sysv::sysv_mappings(None).unwrap();
+        let mine: Vec<_> = maps.iter().filter(|m| m.shmid == owned.id()).collect();
+        assert_eq!(mine.len(), 2, "{maps:?}");
+        assert!(mine.iter().all(|m| m.key == K1 && m.end - m.start == rw.mapping_len()));
+        assert!(mine.iter().any(|m| m.start == ro.as_ptr() as usize && !m.writable));
+        assert!(mine.iter().any(|m| m.start == rw.as_ptr() as usize && m.writable));
+        drop((ro, rw));
+        assert!(sysv::sysv_mappings(None).unwrap().iter().all(|m| m.shmid != owned.id()));
+        let again = sysv::Segment::from_id(owned.id(), K2);
+        assert_eq!((again.id(), again.key()), (owned.id(), K2));
+        // A plain handle removes when told to (and only then).
+        plain.remove().unwrap();
+        assert!(matches!(errno_of(owned.stat()), Errno::EINVAL | Errno::EIDRM));
+    }
+
+    #[test]
+    fn detach_reports_the_kernels_answer() {
+        private_namespace_or_skip!();
+        let seg = CreateOptions::new(100).create_private().unwrap();
+        let att = seg.attach(AttachFlags::empty()).unwrap();
+        let addr = att.as_ptr();
+        // SAFETY: detached behind the handle's back on purpose; the handle is
+        // not used for memory access afterwards, only detached.
+        unsafe { sysv::raw::shmdt(addr.cast()) }.unwrap();
+        let err = att.detach().unwrap_err();
+        assert_eq!(err.errno(), Some(Errno::EINVAL));
+        assert_eq!(err.to_string(), format!("shmdt(addr={addr:?}) [shmid={}]: EINVAL (Invalid argument)", seg.id()));
+        let att = seg.attach(AttachFlags::empty()).unwrap();
+        att.detach().unwrap();
+        assert_eq!(seg.stat().unwrap().nattch, 0);
+    }
+
+    #[test]
+    fn calls_on_a_bad_id_name_it() {
+        private_namespace_or_skip!();
+        let bad = sysv::Shmid::from_raw(-1);
+        assert_eq!(bad.remove().unwrap_err().to_string(), "shmctl(shmid=-1, IPC_RMID): EINVAL (Invalid argument)");
+        assert_eq!(
+            bad.set(0, 0, Mode::new(0o640).unwrap()).unwrap_err().to_string(),
+            "shmctl(shmid=-1, IPC_SET, uid=0, gid=0, mode=0640): EINVAL (Invalid argument)"
+        );
+        assert_eq!(bad.lock().unwrap_err().to_string(), "shmctl(shmid=-1, SHM_LOCK): EINVAL (Invalid argument)");
+        assert_eq!(bad.unlock().unwrap_err().to_string(), "shmctl(shmid=-1, SHM_UNLOCK): EINVAL (Invalid argument)");
+        assert_eq!(errno_of(bad.set_mode(Mode::OWNER_RW)), Errno::EINVAL);
+        assert!(matches!(
+            sysv::Attachment::attach(bad, AttachFlags::empty()),
+            Err(Error::Sys { errno: Errno::EINVAL, ref call }) if call == "shmat(shmid=-1, addr=0x0, 0)"
+        ));
+    }
+
+    #[test]
+    fn shm_rmid_forced_reads_back() {
+        private_namespace_or_skip!();
+        assert!(!sysv::sysctls().unwrap().shm_rmid_forced);
+        write_sysctl(Sysctl::ShmRmidForced, 1).unwrap();
+        assert!(sysv::sysctls().unwrap().shm_rmid_forced);
+        assert_eq!(Sysctl::ShmRmidForced.read().unwrap(), 1);
+    }
+
+    #[test]
     fn page_rounding_and_bounds() {
         private_namespace_or_skip!();
         let page = sysv::raw::page_size();
@@ -278,10 +382,17 @@ rusty_fork_test! {
         }
         let seg = CreateOptions::new(64).create_private().unwrap();
         let att = seg.attach(AttachFlags::empty()).unwrap();
-        assert!(matches!(att.atomic_u64(4), Err(Error::Misaligned { align: 8, .. })));
-        assert!(matches!(att.read_volatile::<u32>(62), Err(Error::OutOfBounds { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { att.atomic_u64(4) }, Err(Error::Misaligned { align: 8, .. })));
+        let word = std::mem::size_of::<usize>();
+        assert!(matches!(att.atomic_word(word / 2), Err(Error::Misaligned { align, .. }) if align == word));
+        assert!(matches!(att.atomic_word(64), Err(Error::OutOfBounds { .. })));
+        // SAFETY: refused before any access.
+        assert!(matches!(unsafe { att.read_volatile::<u32>(62) }, Err(Error::OutOfBounds { .. })));
         att.fill(0, 64, 0xab).unwrap();
-        assert_eq!(att.read_volatile::<u8>(63).unwrap(), 0xab);
+        // SAFETY: the only thread touching the segment.
+        assert_eq!(unsafe { att.read_volatile::<u8>(63) }.unwrap(), 0xab);
+        assert_eq!(att.peek(64).unwrap(), 0, "fill stays inside the segment's size");
     }
 
     #[test]
@@ -313,8 +424,8 @@ rusty_fork_test! {
     #[test]
     fn info_and_stat_by_index() {
         private_namespace_or_skip!();
-        Sysctl::Shmmni.write(77).unwrap();
-        Sysctl::Shmall.write(12345).unwrap();
+        write_sysctl(Sysctl::Shmmni, 77).unwrap();
+        write_sysctl(Sysctl::Shmall, 12345).unwrap();
         let lim = sysv::limits().unwrap();
         assert_eq!((lim.shmmni, lim.shmall, lim.shmmin), (77, 12345, 1));
         assert_eq!(sysv::sysctls().unwrap().shmmni, 77);
@@ -337,10 +448,89 @@ rusty_fork_test! {
     #[test]
     fn shmmni_limit_is_enospc() {
         private_namespace_or_skip!();
-        Sysctl::Shmmni.write(2).unwrap();
+        write_sysctl(Sysctl::Shmmni, 2).unwrap();
         let _a = CreateOptions::new(1).create_private().unwrap();
         let _b = CreateOptions::new(1).create_private().unwrap();
         assert_eq!(errno_of(CreateOptions::new(1).create_private()), Errno::ENOSPC);
+    }
+
+    #[test]
+    fn all_segments_skips_unused_indices_and_removed_segments() {
+        private_namespace_or_skip!();
+        let a = CreateOptions::new(1).create_private().unwrap();
+        let b = CreateOptions::new(2).create_private().unwrap();
+        let c = CreateOptions::new(3).create_private().unwrap();
+        let (bid, cid) = (b.id(), c.id());
+        // A hole at index 1 below the highest index in use.
+        b.remove().unwrap();
+        let found: Vec<(sysv::Shmid, usize)> = sysv::all_segments().unwrap().into_iter().map(|(id, st)| (id, st.size)).collect();
+        assert_eq!(found, vec![(a.id(), 1), (cid, 3)]);
+        assert_eq!(errno_of(sysv::stat_index(1, true)), Errno::EINVAL, "the hole is EINVAL, which all_segments skips");
+        // A removed but still attached segment is still listed (dest set).
+        let att = c.attach(AttachFlags::empty()).unwrap();
+        c.remove().unwrap();
+        let found = sysv::all_segments().unwrap();
+        assert!(found.iter().any(|(id, st)| *id == cid && st.dest));
+        assert!(found.iter().all(|(id, _)| *id != bid));
+        drop(att);
+        assert_eq!(sysv::all_segments().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn host_mode_model_judges_limits_by_shm_info() {
+        use shm_harness::fuzzing::model::{Accounting, GetPrediction, Model};
+        private_namespace_or_skip!();
+        // This namespace plays the host: the model is not alone in it.
+        let _others = [CreateOptions::new(4096).create_private().unwrap(), CreateOptions::new(1).create_private().unwrap()];
+        let mut m = Model {
+            shmmax: 1 << 20,
+            shmall: 3,
+            shmmni: 3,
+            exclusive: false,
+            huge_sizes: vec![],
+            default_huge: None,
+            accounting: Accounting::Always,
+            page: 4096,
+            segs: Default::default(),
+        };
+        assert_eq!(m.namespace_usage(), (2, 2), "two segments, two pages, none of them the model's");
+        assert_eq!(m.predict_get(0, 4096, sysv::raw::IPC_CREAT), GetPrediction::Create);
+        assert!(!m.limits_reached(4096), "a third page fits shmall 3, a third segment shmmni 3");
+        assert!(m.limits_reached(4097), "a third page and a fourth would pass shmall 3");
+        assert_eq!(m.predict_get(0, 4097, sysv::raw::IPC_CREAT), GetPrediction::CreateOr(vec![Errno::ENOSPC]));
+        m.shmmni = 2;
+        assert!(m.limits_reached(1));
+        assert_eq!(m.predict_get(0, 1, sysv::raw::IPC_CREAT), GetPrediction::CreateOr(vec![Errno::ENOSPC]));
+        // And the kernel agrees.
+        write_sysctl(Sysctl::Shmmni, 2).unwrap();
+        assert_eq!(errno_of(CreateOptions::new(1).create_private()), Errno::ENOSPC);
+    }
+
+    #[test]
+    fn namespace_checks_are_per_thread() {
+        use shm_harness::namespace::{in_private_ipc_namespace, ipc_namespace_id};
+        skip_if_not_root!();
+        let before = in_private_ipc_namespace();
+        let main_ns = ipc_namespace_id(None).unwrap();
+        let (inside, ns, self_ns) = std::thread::spawn(|| {
+            // Root can unshare IPC in a multi-threaded process: only this thread moves.
+            shm_harness::namespace::enter_private_ipc_namespace().unwrap();
+            let self_ns = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+            (in_private_ipc_namespace(), ipc_namespace_id(None).unwrap(), self_ns)
+        })
+        .join()
+        .unwrap();
+        assert!(inside, "the thread that entered a namespace is in a private one");
+        assert_ne!(ns, main_ns, "the thread's namespace is its own");
+        assert_eq!(self_ns.to_str().unwrap(), format!("ipc:[{main_ns}]"), "/proc/self is the main thread's view");
+        assert_eq!(ipc_namespace_id(None), Some(main_ns), "the main thread did not move");
+        assert_eq!(in_private_ipc_namespace(), before, "the main thread's answer is unchanged");
+        if !before {
+            // The guard refuses in the thread that is still on the host.
+            let err = write_sysctl(Sysctl::Shmmni, 77).unwrap_err();
+            assert!(err.to_string().contains("refusing to write 77"), "{err}");
+            assert!(err.to_string().contains("/proc/sys/kernel/shmmni"), "{err}");
+        }
     }
 
     #[test]
@@ -486,12 +676,19 @@ rusty_fork_test! {
             // free huge page the first touch is SIGBUS, not an error code.
             let seg = CreateOptions::new(4096).hugetlb(huge).noreserve(true).create_private().unwrap();
             let att = seg.attach(AttachFlags::empty()).unwrap();
+            // Mapped in whole huge pages of the size asked for, or the kernel's default.
+            let page = huge.bytes().or_else(sysv::default_huge_page_size).unwrap();
+            assert_eq!((att.size(), att.mapping_len()), (4096, page));
             let child = fork_child(|| i32::from(att.write_at(0, b"touch").is_err()));
             if free_huge_pages == 0 {
                 assert_eq!(wait(child), WaitStatus::Signaled(child, Signal::SIGBUS, false));
             } else {
                 assert_eq!(wait(child), WaitStatus::Exited(child, 0));
             }
+        }
+        if sysv::huge_page_sizes().contains(&(1 << 30)) {
+            let seg = CreateOptions::new(4096).hugetlb(HugePageSize::Gb1).noreserve(true).create_private().unwrap();
+            assert_eq!(seg.attach(AttachFlags::empty()).unwrap().mapping_len(), 1 << 30);
         }
         // A size encoding the machine lacks (2^63) is EINVAL.
         assert_eq!(errno_of(CreateOptions::new(4096).hugetlb(HugePageSize::Log2(63)).create_private()), Errno::EINVAL);
@@ -531,6 +728,11 @@ fn ftok_equals_libc_on_many_real_files() {
     let err = ftok(missing, 1).unwrap_err();
     assert_eq!(err.errno(), Some(Errno::ENOENT));
     assert!(err.to_string().contains("keyfile") && err.to_string().contains("ENOENT"), "{err}");
+    // A NUL byte: no C path holds one, so no errno is invented for it.
+    let err = ftok(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"), 7).unwrap_err();
+    assert!(matches!(err, Error::FtokNul { at: 6, proj_id: 7, .. }), "{err:?}");
+    assert_eq!(err.errno(), None);
+    assert!(err.to_string().contains("NUL byte at index 6"), "{err}");
     // proj_id 0 over inode/device bits that are all zero would be IPC_PRIVATE.
     assert_eq!(ftok_key(0x10000, 0x100, 0), Key::PRIVATE);
 }

@@ -14,7 +14,6 @@ use arbitrary::Arbitrary;
 
 use crate::sysv::{self, AttachFlags, Attachment, Errno, Key};
 
-use super::model::GetPrediction;
 use super::world::{Att, Handle, World};
 
 /// Most calls in one input.
@@ -115,6 +114,16 @@ pub enum AddrArg {
     BasePlus(u16),
 }
 
+/// Mappings longer than this may not fit the address space: 2^39 bytes,
+/// the smallest user address space of a 64-bit Linux target (aarch64 with
+/// 3-level, 4 KiB pages); 1 GiB on 32-bit targets, whose 3 GiB is shared
+/// with everything else. Only a host-mode input, whose `shmmax` is the
+/// kernel's default, can create such a segment.
+#[cfg(target_pointer_width = "64")]
+const MAY_NOT_MAP: usize = 1 << 39;
+#[cfg(not(target_pointer_width = "64"))]
+const MAY_NOT_MAP: usize = 1 << 30;
+
 /// The reserved range: 8 MiB of `PROT_NONE`, aligned to 2 MiB.
 const REGION: usize = 8 << 20;
 
@@ -191,26 +200,7 @@ pub fn run(input: &ArgsInput) {
                 let flags = flags as i32;
                 let prediction = w.model.predict_get(key, size, flags);
                 let got = sysv::shmget_raw(Key::from_raw(key), size, flags).map(|id| Handle { id, owned: None });
-                match (prediction, got) {
-                    (GetPrediction::Existing(id), Ok(h)) if h.id.raw() == id => w.segs.push(h),
-                    (GetPrediction::Create | GetPrediction::CreateOr(_), Ok(h))
-                        if !w.model.segs.contains_key(&h.id.raw()) =>
-                    {
-                        w.model.created(h.id.raw(), key, size, flags);
-                        w.segs.push(h);
-                    }
-                    (GetPrediction::Fail(errnos) | GetPrediction::CreateOr(errnos), Err(e)) => {
-                        w.check_errno("shmget", &e, &errnos)
-                    }
-                    (prediction, got) => {
-                        let got = got.map(|h| h.id);
-                        w.disagree(
-                            &format!("shmget(key {}, size {size}, flags {flags:#x})", Key::from_raw(key)),
-                            got,
-                            prediction,
-                        )
-                    }
-                }
+                w.judge_get("shmget", key, size, flags, prediction, got);
             }
             ArgsCall::Attach { seg, flags, addr } => {
                 if w.segs.is_empty() {
@@ -233,7 +223,8 @@ pub fn run(input: &ArgsInput) {
                 let fits = w
                     .model
                     .mapping_len(id.raw())
-                    .is_some_and(|len| address - address % w.model.page + len <= base + REGION);
+                    .and_then(|len| (address - address % w.model.page).checked_add(len))
+                    .is_some_and(|end| end <= base + REGION);
                 if remap && address != 0 && !fits {
                     continue;
                 }
@@ -251,6 +242,10 @@ pub fn run(input: &ArgsInput) {
                         w.atts.push(Att { att, id: id.raw() });
                     }
                     (Err(e), Err(errnos)) => w.check_errno("shmat", &e, &errnos),
+                    // A mapping larger than some address spaces may be refused.
+                    (Err(e), Ok(_)) if w.model.mapping_len(id.raw()).is_none_or(|len| len > MAY_NOT_MAP) => {
+                        w.check_errno("shmat of a segment too large to map", &e, &[Errno::EINVAL, Errno::ENOMEM])
+                    }
                     (got, expected) => w.disagree(
                         &format!("shmat(shmid {id}, {address:#x}, {})", sysv::describe_attach_flags(flags.bits())),
                         got.map(|a| a.as_ptr()),

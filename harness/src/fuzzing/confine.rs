@@ -117,7 +117,8 @@ fn confine() -> Result<Confinement, String> {
                 (Sysctl::Shmmni, SHMMNI),
                 (Sysctl::ShmRmidForced, 0),
             ] {
-                s.write(v).map_err(|e| format!("cannot lower the namespace's limits: {e}"))?;
+                crate::namespace::write_sysctl(s, v)
+                    .map_err(|e| format!("cannot lower the namespace's limits: {e}"))?;
             }
             Ok(Confinement {
                 private: true,

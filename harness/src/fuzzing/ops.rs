@@ -8,7 +8,6 @@ use arbitrary::Arbitrary;
 
 use crate::sysv::{self, AttachFlags, Attachment, CreateOptions, Errno, Key, Mode};
 
-use super::model::GetPrediction;
 use super::world::{Att, Handle, World};
 
 /// Most operations in one input: keeps each input fast.
@@ -179,14 +178,14 @@ fn step(w: &mut World, op: &OpsOp) {
             } else {
                 opts.open_or_create(Key::from_raw(key)).map(|s| Handle { id: s.id(), owned: None })
             };
-            judge_get(w, "create", key, size, flags, prediction, got);
+            w.judge_get("create", key, size, flags, prediction, got);
         }
         OpsOp::Open { key, size } => {
             let key = w.key(key);
             let size = usize::from(size);
             let prediction = w.model.predict_get(key, size, 0);
             let got = sysv::open(Key::from_raw(key), size).map(|s| Handle { id: s.id(), owned: None });
-            judge_get(w, "open", key, size, 0, prediction, got);
+            w.judge_get("open", key, size, 0, prediction, got);
         }
         OpsOp::Attach { seg, read_only } => {
             let Some(i) = pick(&w.segs, seg) else { return };
@@ -340,29 +339,6 @@ fn step(w: &mut World, op: &OpsOp) {
 fn real_root() -> bool {
     nix::unistd::Uid::effective().is_root()
         && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.contains("4294967295"))
-}
-
-fn judge_get(
-    w: &mut World,
-    what: &str,
-    key: i32,
-    size: usize,
-    flags: i32,
-    prediction: GetPrediction,
-    got: sysv::Result<Handle>,
-) {
-    match (prediction, got) {
-        (GetPrediction::Existing(id), Ok(h)) if h.id.raw() == id => w.segs.push(h),
-        (GetPrediction::Create | GetPrediction::CreateOr(_), Ok(h)) if !w.model.segs.contains_key(&h.id.raw()) => {
-            w.model.created(h.id.raw(), key, size, flags);
-            w.segs.push(h);
-        }
-        (GetPrediction::Fail(errnos) | GetPrediction::CreateOr(errnos), Err(e)) => w.check_errno(what, &e, &errnos),
-        (prediction, got) => {
-            let got = got.map(|h| h.id);
-            w.disagree(&format!("{what} (key {}, size {size})", Key::from_raw(key)), got, prediction)
-        }
-    }
 }
 
 fn fork_exit(w: &mut World) {

@@ -6,10 +6,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sysv::{self, Attachment, Errno, OwnedSegment, Shmid};
+use crate::sysv::{self, Attachment, Errno, Key, OwnedSegment, Shmid};
 
 use super::confine::{confinement, Confinement};
-use super::model::Model;
+use super::model::{GetPrediction, Model};
 
 /// Whether the last input ended with the namespace proven clean.
 static CLEAN: AtomicBool = AtomicBool::new(false);
@@ -97,8 +97,9 @@ impl World {
     /// Fails the input: the model and the kernel disagree.
     pub fn disagree(&self, what: &str, kernel: impl std::fmt::Debug, model: impl std::fmt::Debug) -> ! {
         panic!(
-            "model and kernel disagree on {what} (at step #{})\n  kernel: {kernel:?}\n  model:  {model:?}\nsteps of this input:\n{}",
+            "model and kernel disagree on {what} (at step #{})\n  kernel: {kernel:?}\n  model:  {model:?}\n  the model's segments: {:?}\nsteps of this input:\n{}",
             self.step,
+            self.model.segs,
             self.story()
         )
     }
@@ -120,6 +121,47 @@ impl World {
             Some(e) if allowed.contains(&e) => {}
             _ => self.disagree(what, err.to_string(), format!("one of {allowed:?}")),
         }
+    }
+
+    /// Judges a `shmget` against the model's prediction, made just before the
+    /// call, and records what it returned.
+    ///
+    /// In the host namespace another process may fill the namespace between
+    /// the prediction and the call: an `ENOSPC` the prediction did not allow
+    /// is accepted only if the limits are reached when looked at again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge_get(
+        &mut self,
+        what: &str,
+        key: i32,
+        size: usize,
+        flags: i32,
+        prediction: GetPrediction,
+        got: sysv::Result<Handle>,
+    ) {
+        match (prediction, got) {
+            (GetPrediction::Existing(id), Ok(h)) if h.id.raw() == id => self.segs.push(h),
+            (GetPrediction::Create | GetPrediction::CreateOr(_), Ok(h))
+                if !self.model.segs.contains_key(&h.id.raw()) =>
+            {
+                self.model.created(h.id.raw(), key, size, flags);
+                self.segs.push(h);
+            }
+            (GetPrediction::Fail(errnos) | GetPrediction::CreateOr(errnos), Err(e))
+                if e.errno().is_some_and(|n| errnos.contains(&n)) => {}
+            (_, Err(e)) if self.late_enospc(&e, size) => {}
+            (prediction, got) => {
+                let call =
+                    format!("shmget(key {}, size {size}, {})", Key::from_raw(key), sysv::describe_get_flags(flags));
+                self.disagree(&format!("{what}: {call}"), got.map(|h| h.id).map_err(|e| e.to_string()), prediction)
+            }
+        }
+    }
+
+    /// An `ENOSPC` the prediction did not allow, that the host namespace's
+    /// state now explains.
+    fn late_enospc(&self, err: &sysv::Error, size: usize) -> bool {
+        !self.model.exclusive && err.errno() == Some(Errno::ENOSPC) && self.model.limits_reached(size)
     }
 
     /// The segments of this namespace the model is responsible for: all of
@@ -164,7 +206,8 @@ impl World {
         for &addr in &self.dropped {
             // SAFETY: msync only inspects the mapping; nothing is accessed.
             if unsafe { libc::msync(addr as *mut libc::c_void, 1, libc::MS_ASYNC) } == 0 {
-                let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+                let maps = std::fs::read_to_string("/proc/self/maps")
+                    .unwrap_or_else(|e| format!("(cannot read /proc/self/maps: {e})"));
                 let line =
                     maps.lines().find(|l| l.starts_with(&format!("{addr:x}-"))).unwrap_or("(not in maps)").to_string();
                 panic!(
@@ -179,12 +222,11 @@ impl World {
         // /proc/self/maps costs more than a whole input.
         static INPUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         if !self.conf.private || INPUTS.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-            let sysv: Vec<&str> = maps.lines().filter(|l| l.contains("/SYSV")).collect();
-            if !sysv.is_empty() {
+            // Unreadable maps is a failure: a leak check that cannot look passes nothing.
+            let left = sysv::sysv_mappings(None).unwrap_or_else(|e| panic!("leak check {when}: {e}"));
+            if !left.is_empty() {
                 panic!(
-                    "leak {when}: SysV mappings left in this process:\n{}\nsteps of this input:\n{}",
-                    sysv.join("\n"),
+                    "leak {when}: SysV mappings left in this process: {left:?}\nsteps of this input:\n{}",
                     self.story()
                 );
             }

@@ -476,7 +476,7 @@ impl Actor<'_> {
                     None => format!("read {}", name.path()),
                 };
                 let result = match value {
-                    Some(v) => name.write(*v).map(|()| Value::Unit),
+                    Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
                     None => name.read().map(Value::Number),
                 };
                 match result {
@@ -658,14 +658,9 @@ pub(crate) fn descendants(scenario: &Scenario, process: &str) -> Vec<String> {
 /// The kernel names them `/SYSV%08x (deleted)` after the key, and puts the
 /// shmid in the inode column.
 pub fn sysv_mappings(maps: &str) -> Vec<(String, usize, i64)> {
-    maps.lines()
-        .filter(|l| l.contains("/SYSV"))
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let range = f.next()?.to_string();
-            let start = usize::from_str_radix(range.split('-').next()?, 16).ok()?;
-            let inode = f.nth(3)?.parse().ok()?;
-            Some((range, start, inode))
-        })
+    // One parser for the SysV lines (exact `/SYSV%08x` names), in the wrapper.
+    sysv::parse_sysv_mappings(maps)
+        .into_iter()
+        .map(|m| (format!("{:08x}-{:08x}", m.start, m.end), m.start, i64::from(m.shmid.raw())))
         .collect()
 }

@@ -2,13 +2,16 @@
 //!
 //! Other processes may write a segment at any moment, so no `&[u8]` or
 //! `&mut [u8]` over it is ever handed out: that would promise Rust that the
-//! bytes cannot change, which another process can break. Access goes through
-//! copies (`read_at`, `write_at`), volatile element access and atomics.
+//! bytes cannot change, which another process can break. The safe access is
+//! copies (`read_at`, `write_at`, `fill`) and word atomics, all made of
+//! relaxed word-sized atomic operations (module `atomic_copy`); see the
+//! memory model in [`crate::sysv`].
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
+use super::atomic_copy;
 use super::control::Shmid;
 use super::error::{Error, Result};
 use super::flags::{describe_attach_flags, AttachFlags};
@@ -33,14 +36,16 @@ pub struct Attachment {
     flags: AttachFlags,
 }
 
-// SAFETY: the mapping is process-wide; every access goes through raw-pointer
-// copies, volatile accesses or atomics, never through references that assume
-// exclusive or unchanging memory.
+// SAFETY: the mapping is process-wide, not tied to the thread that made it.
 unsafe impl Send for Attachment {}
-// SAFETY: as above; `&Attachment` methods are safe to call concurrently.
+// SAFETY: every safe `&Attachment` method touches the mapping only through
+// relaxed word-sized atomics (`atomic_copy`, `atomic_word`), so calls from
+// several threads at once are atomic accesses of one size, never a data
+// race; the non-atomic and other-sized accessors are `unsafe` and say so.
 unsafe impl Sync for Attachment {}
 
-/// Integer types that can be read and written as a whole with volatile accesses.
+/// Integer types that can be read and written as a whole with volatile
+/// accesses ([`Attachment::read_volatile`], [`Attachment::write_volatile`]).
 pub trait Scalar: Copy + sealed::Sealed {}
 
 mod sealed {
@@ -187,21 +192,32 @@ impl Attachment {
 
     /// Copies `buf.len()` bytes at `offset` out of the segment.
     ///
-    /// Bytes that another process writes during the copy may be seen old or
-    /// new, byte by byte; synchronise through atomics when that matters.
+    /// Atomic per aligned word, relaxed (see [the module's memory
+    /// model](crate::sysv#memory-model)): bytes that another thread or
+    /// process writes during the copy are seen old or new, word by word.
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] past [`size`](Attachment::size).
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let src = self.check("read_at", offset, buf.len(), self.size)?;
-        // SAFETY: in bounds of a live mapping that is readable (every shmat
-        // mapping is); `buf` is ours and cannot overlap shared memory that
-        // we never expose as a reference.
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        #[cfg(feature = "planted-bugs")]
+        if super::planted::active("plain-copies") {
+            // SAFETY: none; the planted data race that ThreadSanitizer must report.
+            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+            return Ok(());
+        }
+        // SAFETY: in bounds of a live mapping, which is page-aligned and
+        // whole pages long, so every word holding a byte of the range is
+        // mapped and readable; this type touches the mapping only through
+        // word-sized atomics (the `unsafe` accessors state their own terms).
+        unsafe { atomic_copy::load(src, buf) };
         Ok(())
     }
 
     /// Copies `data` into the segment at `offset`.
+    ///
+    /// Atomic per aligned word, relaxed; the bytes around the range are never
+    /// written, even where they share a word with it.
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only attachment, [`Error::OutOfBounds`]
@@ -209,20 +225,26 @@ impl Attachment {
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write_at")?;
         let dst = self.check("write_at", offset, data.len(), self.size)?;
-        // SAFETY: in bounds of a live, writable mapping; `data` is ours.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        #[cfg(feature = "planted-bugs")]
+        if super::planted::active("plain-copies") {
+            // SAFETY: none; the planted data race that ThreadSanitizer must report.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+            return Ok(());
+        }
+        // SAFETY: as in `read_at`, and the mapping is writable.
+        unsafe { atomic_copy::store(dst, data) };
         Ok(())
     }
 
-    /// Sets `len` bytes at `offset` to `byte`.
+    /// Sets `len` bytes at `offset` to `byte`, atomically per aligned word.
     ///
     /// # Errors
     /// As [`write_at`](Attachment::write_at).
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
         self.check_writable("fill")?;
         let dst = self.check("fill", offset, len, self.size)?;
-        // SAFETY: in bounds of a live, writable mapping.
-        unsafe { std::ptr::write_bytes(dst, byte, len) };
+        // SAFETY: as in `write_at`.
+        unsafe { atomic_copy::fill(dst, len, byte) };
         Ok(())
     }
 
@@ -235,79 +257,144 @@ impl Attachment {
         Ok(ptr.cast())
     }
 
-    /// Reads one value at `offset` with a single volatile load.
+    /// The machine word at `offset` as an atomic: the same size as every
+    /// access the safe copies make, so it may be mixed with them freely.
+    /// For flags, counters and publishing data (see [the memory
+    /// model](crate::sysv#memory-model)).
     ///
     /// # Errors
-    /// [`Error::OutOfBounds`], [`Error::Misaligned`].
-    pub fn read_volatile<T: Scalar>(&self, offset: usize) -> Result<T> {
-        let ptr = self.aligned::<T>("read_volatile", offset, self.size)?;
-        // SAFETY: aligned, in bounds, readable; T is a plain integer.
-        Ok(unsafe { ptr.read_volatile() })
+    /// [`Error::ReadOnly`] (a store would fault), [`Error::OutOfBounds`],
+    /// [`Error::Misaligned`] unless `offset` is a multiple of the word size.
+    pub fn atomic_word(&self, offset: usize) -> Result<&AtomicUsize> {
+        self.check_writable("atomic_word")?;
+        let ptr = self.aligned::<usize>("atomic_word", offset, self.size)?;
+        // SAFETY: aligned, in bounds, writable, and live as long as `&self`
+        // (detaching consumes the handle); a word-sized atomic is what every
+        // other safe access here uses.
+        Ok(unsafe { AtomicUsize::from_ptr(ptr) })
     }
 
-    /// Writes one value at `offset` with a single volatile store.
+    /// Loads the machine word at `offset` with one relaxed atomic load, on
+    /// any attachment, read-only ones included (a relaxed load of at most a
+    /// word is allowed on read-only memory, see `std::sync::atomic`). To
+    /// acquire what a writer published with a `Release` store, follow it
+    /// with `std::sync::atomic::fence(Ordering::Acquire)`.
     ///
     /// # Errors
-    /// [`Error::ReadOnly`], [`Error::OutOfBounds`], [`Error::Misaligned`].
-    pub fn write_volatile<T: Scalar>(&self, offset: usize, value: T) -> Result<()> {
-        self.check_writable("write_volatile")?;
-        let ptr = self.aligned::<T>("write_volatile", offset, self.size)?;
-        // SAFETY: aligned, in bounds, writable; T is a plain integer.
-        unsafe { ptr.write_volatile(value) };
-        Ok(())
+    /// [`Error::OutOfBounds`], [`Error::Misaligned`] unless `offset` is a
+    /// multiple of the word size.
+    pub fn load_word(&self, offset: usize) -> Result<usize> {
+        let ptr = self.aligned::<usize>("load_word", offset, self.size)?;
+        // SAFETY: aligned, in bounds, readable, live as long as `&self`; a
+        // relaxed word load is what `read_at` does, and never writes.
+        Ok(unsafe { AtomicUsize::from_ptr(ptr) }.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// The `u32` at `offset` as an atomic, for synchronising with other processes.
+    /// The `u32` at `offset` as an atomic.
+    ///
+    /// # Safety
+    /// Rust forbids unsynchronised atomic accesses of different sizes to
+    /// partly overlapping bytes unless all are reads. While the returned
+    /// reference is used, no other thread of this process may, without
+    /// synchronising with it, write these bytes through anything but an
+    /// `AtomicU32` at this offset ([`write_at`](Attachment::write_at),
+    /// [`fill`](Attachment::fill), [`atomic_word`](Attachment::atomic_word)
+    /// and [`atomic_u64`](Attachment::atomic_u64) over them are word- or
+    /// 8-byte-sized), nor read them with another size while this atomic is
+    /// written. Other processes are outside this contract.
     ///
     /// # Errors
     /// [`Error::ReadOnly`] (an atomic store would fault), [`Error::OutOfBounds`],
     /// [`Error::Misaligned`].
-    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+    pub unsafe fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
         self.check_writable("atomic_u32")?;
         let ptr = self.aligned::<u32>("atomic_u32", offset, self.size)?;
-        // SAFETY: aligned, in bounds, writable, and live as long as `&self`
-        // (detaching consumes the handle). Atomics may be accessed
-        // concurrently by other processes.
+        // SAFETY: aligned, in bounds, writable, live as long as `&self`; the
+        // sizes of concurrent accesses are the caller's contract.
         Ok(unsafe { AtomicU32::from_ptr(ptr) })
     }
 
     /// The `u64` at `offset` as an atomic.
     ///
+    /// # Safety
+    /// As [`atomic_u32`](Attachment::atomic_u32), for `AtomicU64`: on 32-bit
+    /// targets the safe copies use 4-byte words, a different size.
+    ///
     /// # Errors
     /// As [`atomic_u32`](Attachment::atomic_u32).
-    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+    pub unsafe fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
         self.check_writable("atomic_u64")?;
         let ptr = self.aligned::<u64>("atomic_u64", offset, self.size)?;
         // SAFETY: as in `atomic_u32`.
         Ok(unsafe { AtomicU64::from_ptr(ptr) })
     }
 
+    /// Reads one value at `offset` with a single volatile (non-atomic) load.
+    ///
+    /// # Safety
+    /// A volatile access is not atomic: no other thread of this process may
+    /// write these bytes during the call (through any accessor, or another
+    /// attachment's, in Rust's view a different place). Prefer
+    /// [`read_at`](Attachment::read_at) or [`atomic_word`](Attachment::atomic_word).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`], [`Error::Misaligned`].
+    pub unsafe fn read_volatile<T: Scalar>(&self, offset: usize) -> Result<T> {
+        let ptr = self.aligned::<T>("read_volatile", offset, self.size)?;
+        // SAFETY: aligned, in bounds, readable; T is a plain integer; no
+        // racing write is the caller's contract.
+        Ok(unsafe { ptr.read_volatile() })
+    }
+
+    /// Writes one value at `offset` with a single volatile (non-atomic) store.
+    ///
+    /// # Safety
+    /// As [`read_volatile`](Attachment::read_volatile), and no other thread
+    /// of this process may read these bytes during the call either.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::OutOfBounds`], [`Error::Misaligned`].
+    pub unsafe fn write_volatile<T: Scalar>(&self, offset: usize, value: T) -> Result<()> {
+        self.check_writable("write_volatile")?;
+        let ptr = self.aligned::<T>("write_volatile", offset, self.size)?;
+        // SAFETY: aligned, in bounds, writable; T is a plain integer; no
+        // racing access is the caller's contract.
+        unsafe { ptr.write_volatile(value) };
+        Ok(())
+    }
+
     /// Reads the byte at `offset` anywhere in the mapping, including the
     /// page-rounding tail past [`size`](Attachment::size) (which the kernel
-    /// zero-fills).
+    /// zero-fills). One relaxed load of the word holding it.
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] past [`mapping_len`](Attachment::mapping_len).
     pub fn peek(&self, offset: usize) -> Result<u8> {
         let ptr = self.check("peek", offset, 1, self.mapping_len)?;
-        // SAFETY: inside the mapping, which is readable.
-        Ok(unsafe { ptr.read_volatile() })
+        let mut byte = [0u8];
+        // SAFETY: inside the mapping, which is readable and whole pages long.
+        unsafe { atomic_copy::load(ptr, &mut byte) };
+        Ok(byte[0])
     }
 
     /// Writes the byte at `offset` anywhere in the mapping, ignoring
-    /// read-only protection: on a `SHM_RDONLY` attachment the process dies
-    /// of `SIGSEGV`. For tests of the kernel's protection.
+    /// read-only protection (one compare-exchange of the word holding it).
+    /// For tests of the kernel's protection: on a `SHM_RDONLY` attachment
+    /// the process dies of `SIGSEGV`.
     ///
     /// # Safety
-    /// On a read-only attachment this kills the process with `SIGSEGV`; call
-    /// it only in a process meant to die (a forked child).
+    /// On a read-only attachment this is a store to memory mapped without
+    /// write permission: undefined behaviour in Rust's terms, `SIGSEGV` in
+    /// practice. Call it there only in a process meant to die (a forked
+    /// child). On a writable attachment it is as safe as
+    /// [`write_at`](Attachment::write_at).
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] past [`mapping_len`](Attachment::mapping_len).
     pub unsafe fn poke(&self, offset: usize, byte: u8) -> Result<()> {
         let ptr = self.check("poke", offset, 1, self.mapping_len)?;
         // SAFETY: inside the mapping; a protection fault is the caller's intent.
-        unsafe { ptr.write_volatile(byte) };
+        unsafe { atomic_copy::store(ptr, &[byte]) };
         Ok(())
     }
 }

@@ -54,12 +54,15 @@ impl Shmid {
     /// # Errors
     /// `EPERM` unless the caller is the owner, the creator or privileged; `EINVAL`.
     #[doc(alias = "IPC_SET")]
+    // The field types differ between targets: a conversion that is the
+    // identity on x86_64 widens on aarch64 or i686.
+    #[allow(clippy::useless_conversion)]
     pub fn set(self, uid: u32, gid: u32, mode: Mode) -> Result<()> {
         // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
         ds.shm_perm.uid = uid;
         ds.shm_perm.gid = gid;
-        ds.shm_perm.mode = mode.bits();
+        ds.shm_perm.mode = mode.bits().into();
         raw::shmctl_set(self.0, &ds).map_err(|e| {
             Error::sys(e, || format!("shmctl(shmid={}, IPC_SET, uid={uid}, gid={gid}, mode={mode})", self.0))
         })
@@ -152,25 +155,34 @@ pub struct SegmentStat {
 
 impl SegmentStat {
     /// Decodes a raw `shmid_ds`.
+    ///
+    /// The field types of `shmid_ds` differ between targets (`mode` is a
+    /// `u16` on x86_64 and a `u32` on aarch64, `shm_nattch` and the times are
+    /// 32-bit on i686); every conversion here widens losslessly (`From`), so
+    /// a target where one would truncate does not compile.
+    // The field types differ between targets: a conversion that is the
+    // identity on x86_64 widens on aarch64 or i686.
+    #[allow(clippy::useless_conversion)]
     pub fn from_raw(ds: &libc::shmid_ds) -> SegmentStat {
         let perm = &ds.shm_perm;
+        let mode = u32::from(perm.mode);
         SegmentStat {
             key: Key::from_raw(perm.__key),
             uid: perm.uid,
             gid: perm.gid,
             cuid: perm.cuid,
             cgid: perm.cgid,
-            mode: Mode::from_bits_truncate(u32::from(perm.mode)),
-            dest: perm.mode & raw::SHM_DEST != 0,
-            locked: perm.mode & raw::SHM_LOCKED != 0,
+            mode: Mode::from_bits_truncate(mode),
+            dest: mode & raw::SHM_DEST != 0,
+            locked: mode & raw::SHM_LOCKED != 0,
             seq: perm.__seq,
             size: ds.shm_segsz,
-            atime: ds.shm_atime,
-            dtime: ds.shm_dtime,
-            ctime: ds.shm_ctime,
+            atime: i64::from(ds.shm_atime),
+            dtime: i64::from(ds.shm_dtime),
+            ctime: i64::from(ds.shm_ctime),
             cpid: ds.shm_cpid,
             lpid: ds.shm_lpid,
-            nattch: ds.shm_nattch,
+            nattch: u64::from(ds.shm_nattch),
         }
     }
 }
@@ -197,14 +209,17 @@ pub struct ShmLimits {
 /// # Errors
 /// Only if a security module forbids it.
 #[doc(alias = "IPC_INFO")]
+// The field types differ between targets: a conversion that is the
+// identity on x86_64 widens on i686.
+#[allow(clippy::useless_conversion)]
 pub fn limits() -> Result<ShmLimits> {
     let (max_index, info) = raw::shmctl_ipc_info().map_err(|e| Error::sys(e, || "shmctl(0, IPC_INFO)".into()))?;
     Ok(ShmLimits {
-        shmmax: info.shmmax,
-        shmmin: info.shmmin,
-        shmmni: info.shmmni,
-        shmseg: info.shmseg,
-        shmall: info.shmall,
+        shmmax: u64::from(info.shmmax),
+        shmmin: u64::from(info.shmmin),
+        shmmni: u64::from(info.shmmni),
+        shmseg: u64::from(info.shmseg),
+        shmall: u64::from(info.shmall),
         max_index,
     })
 }
@@ -229,13 +244,16 @@ pub struct ShmUsage {
 /// # Errors
 /// Only if a security module forbids it.
 #[doc(alias = "SHM_INFO")]
+// The field types differ between targets: a conversion that is the
+// identity on x86_64 widens on i686.
+#[allow(clippy::useless_conversion)]
 pub fn usage() -> Result<ShmUsage> {
     let (max_index, info) = raw::shmctl_shm_info().map_err(|e| Error::sys(e, || "shmctl(0, SHM_INFO)".into()))?;
     Ok(ShmUsage {
         used_ids: info.used_ids,
-        shm_tot: info.shm_tot,
-        shm_rss: info.shm_rss,
-        shm_swp: info.shm_swp,
+        shm_tot: u64::from(info.shm_tot),
+        shm_rss: u64::from(info.shm_rss),
+        shm_swp: u64::from(info.shm_swp),
         max_index,
     })
 }
@@ -273,4 +291,45 @@ pub fn all_segments() -> Result<Vec<(Shmid, SegmentStat)>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shmids_print_as_numbers_in_error_messages() {
+        assert_eq!(Shmid::from_raw(32769).to_string(), "32769");
+        assert_eq!(Shmid::from_raw(-1).to_string(), "-1");
+        // No segment has id -1: the message names the call with it.
+        let err = Shmid::from_raw(-1).stat().unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(shmid=-1, IPC_STAT): EINVAL (Invalid argument)");
+        // (The calls that change segments are tested with the same id in a
+        // private namespace, tests/wrapper.rs: a mutant of `from_raw` must
+        // not be able to aim them at a host segment.)
+        let err = stat_index(-1, true).unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(index=-1, SHM_STAT_ANY): EINVAL (Invalid argument)");
+        let err = stat_index(-1, false).unwrap_err();
+        assert_eq!(err.to_string(), "shmctl(index=-1, SHM_STAT): EINVAL (Invalid argument)");
+    }
+
+    #[test]
+    fn decodes_mode_bits_and_widens_fields() {
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        ds.shm_perm.__key = 0x5eed;
+        ds.shm_perm.mode = (0o640 | raw::SHM_DEST | raw::SHM_LOCKED) as _;
+        ds.shm_segsz = 100;
+        ds.shm_nattch = 2;
+        ds.shm_ctime = 1_700_000_000;
+        let st = SegmentStat::from_raw(&ds);
+        assert_eq!((st.key.raw(), st.mode.bits(), st.dest, st.locked), (0x5eed, 0o640, true, true));
+        assert_eq!((st.size, st.nattch, st.ctime), (100, 2, 1_700_000_000));
+        ds.shm_perm.mode = (0o600 | raw::SHM_DEST) as _;
+        let st = SegmentStat::from_raw(&ds);
+        assert!(st.dest && !st.locked);
+        ds.shm_perm.mode = (0o600 | raw::SHM_LOCKED) as _;
+        let st = SegmentStat::from_raw(&ds);
+        assert!(!st.dest && st.locked);
+    }
 }

@@ -31,6 +31,16 @@ pub enum Error {
         /// Why `stat` failed.
         errno: Errno,
     },
+    /// `ftok` was given a path with a NUL byte, which no C path can hold.
+    #[error("ftok(path={path:?}, proj_id={proj_id:#04x}): the path has a NUL byte at index {at}; a C path ends at its first NUL, so no file has this name; remove the NUL")]
+    FtokNul {
+        /// The path given.
+        path: PathBuf,
+        /// The low 8 bits of the project id.
+        proj_id: u8,
+        /// Where the first NUL is.
+        at: usize,
+    },
     /// `ftok` produced key 0, which the kernel reads as `IPC_PRIVATE`.
     #[error("ftok(path={path:?}, proj_id={proj_id:#04x}) = 0, which is IPC_PRIVATE: shmget would create a new private segment every time instead of sharing one; use a non-zero proj_id")]
     FtokPrivate {

@@ -222,6 +222,24 @@ mod tests {
         assert_eq!(HugePageSize::Gb1.flag_bits(), 0x7800_0000);
         assert_eq!(HugePageSize::Log2(21).flag_bits(), HugePageSize::Mb2.flag_bits());
         assert_eq!(HugePageSize::Mb2.bytes(), Some(2 * 1024 * 1024));
+        assert_eq!(HugePageSize::Gb1.bytes(), Some(1 << 30));
+        assert_eq!(HugePageSize::Default.bytes(), None);
+        assert_eq!(HugePageSize::Default.flag_bits(), 0);
+        assert_eq!(HugePageSize::Log2(16).bytes(), Some(1 << 16));
+        assert_eq!(HugePageSize::Log2(16).flag_bits(), 16 << 26);
+        // Only the low 6 bits are encodable, in the flags and in the size.
+        assert_eq!(HugePageSize::Log2(64 + 21).flag_bits(), HugePageSize::Mb2.flag_bits());
+        assert_eq!(HugePageSize::Log2(64 + 21).bytes(), Some(2 << 20));
+        assert_eq!(HugePageSize::Log2(63).bytes(), 1usize.checked_shl(63));
+    }
+
+    #[test]
+    fn modes_print_as_octal() {
+        assert_eq!(Mode::OWNER_RW.to_string(), "0600");
+        assert_eq!(Mode::new(0o7).unwrap().to_string(), "0007");
+        assert_eq!(format!("{:?}", Mode::ALL_RW), "Mode(0o666)");
+        assert_eq!(serde_json::to_string(&Mode::new(0o640).unwrap()).unwrap(), "\"640\"");
+        assert_eq!(serde_json::from_str::<Mode>("\"1640\"").unwrap(), Mode::new(0o640).unwrap());
     }
 
     #[test]
@@ -232,5 +250,8 @@ mod tests {
         assert_eq!(describe_get_flags(0x10_0000 | 0o600), "0x100000|0600");
         assert_eq!(describe_attach_flags(0), "0");
         assert_eq!(describe_attach_flags(raw::SHM_RDONLY | raw::SHM_RND), "SHM_RDONLY|SHM_RND");
+        assert_eq!(describe_attach_flags(raw::SHM_RDONLY), "SHM_RDONLY");
+        assert_eq!(describe_attach_flags(raw::SHM_EXEC | 0x1), "SHM_EXEC|0x1");
+        assert_eq!(describe_attach_flags(0x1), "0x1");
     }
 }

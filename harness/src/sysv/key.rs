@@ -1,6 +1,7 @@
 //! Keys: `IPC_PRIVATE`, raw keys and `ftok`.
 
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -70,6 +71,7 @@ pub const fn ftok_key(ino: u64, dev: u64, proj_id: u8) -> Key {
 ///
 /// # Errors
 /// - [`Error::FtokPath`] if the path cannot be `stat`ed (e.g. `ENOENT`).
+/// - [`Error::FtokNul`] if the path holds a NUL byte (no C path can).
 /// - [`Error::FtokPrivate`] if the key comes out 0 (`proj_id` 0 and a file
 ///   whose low inode and device bits are 0). glibc returns 0 here without
 ///   complaint, and 0 is `IPC_PRIVATE`: every `shmget` would then silently
@@ -80,10 +82,14 @@ pub const fn ftok_key(ino: u64, dev: u64, proj_id: u8) -> Key {
 /// - [Linux `ftok(3)`](https://man7.org/linux/man-pages/man3/ftok.3.html)
 pub fn ftok(path: impl AsRef<Path>, proj_id: u8) -> Result<Key> {
     let path = path.as_ref();
-    let meta = std::fs::metadata(path).map_err(|e| Error::FtokPath {
-        path: path.to_path_buf(),
-        proj_id,
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    // A C path ends at its first NUL: glibc's ftok could never be given this
+    // path, and `stat` never sees it, so there is no errno to report.
+    if let Some(at) = path.as_os_str().as_bytes().iter().position(|b| *b == 0) {
+        return Err(Error::FtokNul { path: path.to_path_buf(), proj_id, at });
+    }
+    let meta = std::fs::metadata(path).map_err(|e| match e.raw_os_error() {
+        Some(errno) => Error::FtokPath { path: path.to_path_buf(), proj_id, errno: Errno::from_raw(errno) },
+        None => Error::Proc { path: path.display().to_string(), message: format!("ftok cannot stat it: {e}") },
     })?;
     let key = ftok_key(meta.ino(), meta.dev(), proj_id);
     if key.is_private() {
@@ -124,5 +130,14 @@ mod tests {
         assert_eq!(Key::from_raw(0x14010203).to_string(), "0x14010203");
         assert_eq!(Key::from_raw(-1).to_string(), "0xffffffff");
         assert_eq!(Key::PRIVATE.to_string(), "IPC_PRIVATE");
+        assert_eq!(format!("{:?}", Key::from_raw(0x5eed)), "Key(0x00005eed)");
+        assert!(Key::PRIVATE.is_private() && !Key::from_raw(1).is_private());
+    }
+
+    #[test]
+    fn serializes_as_ipcs_prints() {
+        assert_eq!(serde_json::to_string(&Key::from_raw(-2)).unwrap(), "\"0xfffffffe\"");
+        assert_eq!(serde_json::from_str::<Key>("\"0xfffffffe\"").unwrap(), Key::from_raw(-2));
+        assert!(serde_json::from_str::<Key>("\"1234\"").is_err());
     }
 }

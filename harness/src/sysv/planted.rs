@@ -5,7 +5,28 @@
 use std::sync::OnceLock;
 
 /// The bugs that can be planted.
-pub const BUGS: &[&str] = &["no-remove-on-drop", "no-detach-on-drop", "accept-size-0", "shmid-as-index"];
+///
+/// - `no-remove-on-drop`, `no-detach-on-drop`: the guards forget their job.
+/// - `accept-size-0`: `shmget` turns size 0 into 1 instead of letting the kernel refuse.
+/// - `shmid-as-index`: `shmget` returns the kernel's index, not the id.
+/// - `spurious-enospc`: the create path reports `ENOSPC` without asking the
+///   kernel for sizes that are not whole pages (a rounding bug in a limit
+///   pre-check); in host mode only a model that knows the namespace's
+///   limits can tell.
+/// - `plain-copies`: `read_at`/`write_at` are plain `memcpy`s, a data race
+///   that ThreadSanitizer must report (`tests/race.rs`).
+/// - `no-ipc-namespace`: not a bug in the wrapper; `enter_private_ipc_namespace`
+///   fails as on a host without the right, so that host mode can be tested
+///   inside a namespace the test made.
+pub const BUGS: &[&str] = &[
+    "no-remove-on-drop",
+    "no-detach-on-drop",
+    "accept-size-0",
+    "shmid-as-index",
+    "spurious-enospc",
+    "plain-copies",
+    "no-ipc-namespace",
+];
 
 /// Whether the planted bug `name` is active in this process.
 pub fn active(name: &str) -> bool {

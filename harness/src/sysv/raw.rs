@@ -43,10 +43,11 @@ pub const SHM_EXEC: c_int = 0o100000;
 
 /// `SHM_DEST` (bit of `shm_perm.mode`): removed, destroyed at the last detach.
 /// Same value as `IPC_CREAT`, which is why flags and modes have distinct types.
-pub const SHM_DEST: u16 = 0o1000;
+/// A `u32`, the widest of `ipc_perm.mode`'s types across targets.
+pub const SHM_DEST: u32 = 0o1000;
 /// `SHM_LOCKED` (bit of `shm_perm.mode`): locked in memory by `SHM_LOCK`.
 /// Same value as `IPC_EXCL`.
-pub const SHM_LOCKED: u16 = 0o2000;
+pub const SHM_LOCKED: u32 = 0o2000;
 
 /// `IPC_RMID` (shmctl command).
 pub const IPC_RMID: c_int = 0;
@@ -222,12 +223,13 @@ pub fn shmctl_shm_info() -> Result<(c_int, shm_info), Errno> {
 }
 
 /// The system page size (`sysconf(_SC_PAGESIZE)`).
+///
+/// # Panics
+/// If `sysconf` fails, which glibc never does for `_SC_PAGESIZE` (it is the
+/// kernel's `AT_PAGESZ`); guessing 4096 would be wrong on 16 KiB and 64 KiB
+/// page kernels (aarch64).
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
-    }
+    usize::try_from(size).ok().filter(|s| s.is_power_of_two()).expect("sysconf(_SC_PAGESIZE) failed")
 }

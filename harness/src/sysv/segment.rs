@@ -14,6 +14,23 @@ use super::raw;
 /// The typed form of the call, with no ownership attached: whoever calls this
 /// decides who removes the segment. Prefer [`CreateOptions`] and [`open`].
 ///
+/// Every combination a caller that tracks removal itself needs (as the
+/// scenario runner does) is expressible without raw flag words:
+///
+/// ```no_run
+/// use shm_harness::sysv::{shmget, GetFlags, Key, Mode};
+/// # fn main() -> shm_harness::sysv::Result<()> {
+/// let key = Key::from_raw(0x5eed_0001);
+/// let mode = Mode::from_bits_truncate(0o640);
+/// // create, exclusive, huge pages of the default size, no reservation
+/// let flags = GetFlags::CREAT | GetFlags::EXCL | GetFlags::HUGETLB | GetFlags::NORESERVE;
+/// let id = shmget(key, 4096, flags, None, mode)?;
+/// // open whatever size it has (size 0), permission bits ignored
+/// assert_eq!(shmget(key, 0, GetFlags::empty(), None, Mode::NONE)?, id);
+/// id.remove()?;
+/// # Ok(()) }
+/// ```
+///
 /// # Errors
 /// - `EEXIST`: `CREAT|EXCL` and the key exists.
 /// - `ENOENT`: no `CREAT` and the key does not exist.
@@ -37,6 +54,17 @@ pub fn shmget(key: Key, size: usize, flags: GetFlags, huge: Option<HugePageSize>
 pub fn shmget_raw(key: Key, size: usize, flags: c_int) -> Result<Shmid> {
     #[cfg(feature = "planted-bugs")]
     let size = if size == 0 && super::planted::active("accept-size-0") { 1 } else { size };
+    #[cfg(feature = "planted-bugs")]
+    if flags & raw::IPC_CREAT != 0
+        && flags & raw::SHM_HUGETLB == 0
+        && size % raw::page_size() != 0
+        && super::planted::active("spurious-enospc")
+        && raw::shmget(key.raw(), 0, 0).is_err()
+    {
+        return Err(Error::sys(nix::errno::Errno::ENOSPC, || {
+            format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))
+        }));
+    }
     let id = raw::shmget(key.raw(), size, flags)
         .map_err(|e| Error::sys(e, || format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))))?;
     // The kernel's index (the low 15 bits) handed out as if it were the id.
@@ -108,7 +136,9 @@ impl CreateOptions {
             flags |= GetFlags::NORESERVE;
         }
         let id = shmget(key, self.size, flags, self.huge, self.mode)?;
-        let huge_page = self.huge.map(|h| h.bytes().unwrap_or_else(default_huge_page_size));
+        // The mapping is rounded to the huge page size; where the default size
+        // cannot be read, to base pages (as for an attachment by bare id).
+        let huge_page = self.huge.and_then(|h| h.bytes().or_else(super::system::default_huge_page_size));
         Ok(Segment { id, key, huge_page })
     }
 
@@ -143,17 +173,6 @@ impl CreateOptions {
     pub fn open_or_create(&self, key: Key) -> Result<Segment> {
         self.get(key, GetFlags::CREAT)
     }
-}
-
-fn default_huge_page_size() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Hugepagesize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        })
-        .map_or(2 << 20, |kib| kib * 1024)
 }
 
 /// A segment by id and the key it was got with. Copying or dropping it does

@@ -54,7 +54,7 @@ pub struct ProcSegment {
     pub swap: Option<u64>,
 }
 
-/// Reads `/proc/sysvipc/shm`: the segments of the caller's IPC namespace.
+/// Reads `/proc/sysvipc/shm`: the segments of the calling thread's IPC namespace.
 ///
 /// # Errors
 /// [`Error::Proc`] if the file cannot be read or a row does not parse.
@@ -102,8 +102,8 @@ pub fn parse_proc_segments(text: &str) -> std::result::Result<Vec<ProcSegment>, 
             key: Key::from_raw(num!(c_key, "key", i32)),
             shmid: Shmid::from_raw(num!(c_id, "shmid", i32)),
             mode: Mode::from_bits_truncate(perms),
-            dest: perms & u32::from(raw::SHM_DEST) != 0,
-            locked: perms & u32::from(raw::SHM_LOCKED) != 0,
+            dest: perms & raw::SHM_DEST != 0,
+            locked: perms & raw::SHM_LOCKED != 0,
             size: num!(c_size, "size", u64),
             cpid: num!(c_cpid, "cpid", i32),
             lpid: num!(c_lpid, "lpid", i32),
@@ -175,7 +175,7 @@ impl Sysctl {
         format!("/proc/sys/kernel/{}", self.name())
     }
 
-    /// Reads the value in the caller's IPC namespace.
+    /// Reads the value in the calling thread's IPC namespace.
     ///
     /// # Errors
     /// [`Error::Proc`] if the file cannot be read or parsed.
@@ -186,27 +186,22 @@ impl Sysctl {
         text.trim().parse().map_err(|e| Error::Proc { path, message: format!("not a number ({:?}): {e}", text.trim()) })
     }
 
-    /// Writes the value in the caller's IPC namespace.
-    ///
-    /// Refuses in the host IPC namespace (this project never writes a host
-    /// sysctl): call [`crate::namespace::enter_private_ipc_namespace`] first.
+    /// Writes the value in the calling thread's IPC namespace, whichever it
+    /// is: no check that it is not the host's. (This project writes only
+    /// through `shm_harness::namespace::write_sysctl`, which refuses the
+    /// host namespace.)
     ///
     /// # Errors
-    /// [`Error::Proc`] in the host namespace, or if the write fails.
-    pub fn write(self, value: u64) -> Result<()> {
+    /// [`Error::Proc`] if the write fails (`EACCES` without privilege over
+    /// the namespace, `EINVAL` for a value the kernel refuses).
+    pub fn write_unchecked(self, value: u64) -> Result<()> {
         let path = self.path();
-        if !crate::namespace::in_private_ipc_namespace() {
-            return Err(Error::Proc {
-                path,
-                message: "refusing to write a sysctl of the host IPC namespace; enter a private one first".into(),
-            });
-        }
         fs::write(&path, value.to_string())
             .map_err(|e| Error::Proc { path, message: format!("cannot write {value}: {e}") })
     }
 }
 
-/// Reads the namespace's shared-memory sysctls.
+/// Reads the calling thread's IPC namespace's shared-memory sysctls.
 ///
 /// # Errors
 /// [`Error::Proc`] if a file cannot be read.
@@ -217,6 +212,39 @@ pub fn sysctls() -> Result<Sysctls> {
         shmmni: Sysctl::Shmmni.read()?,
         shm_rmid_forced: Sysctl::ShmRmidForced.read()? != 0,
     })
+}
+
+/// The kernel's default huge page size in bytes: what `SHM_HUGETLB` without
+/// a size field ([`HugePageSize::Default`](super::HugePageSize::Default))
+/// gets. Read from `Hugepagesize:` in `/proc/meminfo`, the kernel's
+/// `default_hstate` (the `default_hugepagesz=` boot parameter; not always
+/// the smallest size in [`huge_page_sizes`]). `None` if the kernel has no
+/// huge pages or the file cannot be read.
+pub fn default_huge_page_size() -> Option<usize> {
+    parse_default_huge_page_size(&fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_default_huge_page_size(meminfo: &str) -> Option<usize> {
+    let value = meminfo.lines().find_map(|l| l.strip_prefix("Hugepagesize:"))?;
+    let kib: usize = value.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024).filter(|b| *b > 0)
+}
+
+/// Every huge page size the kernel supports, in bytes, smallest first
+/// (`/sys/kernel/mm/hugepages/hugepages-<N>kB`); empty without huge pages.
+pub fn huge_page_sizes() -> Vec<usize> {
+    let mut out: Vec<usize> = fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let kib: usize = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+                kib.checked_mul(1024)
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
 }
 
 #[cfg(test)]
@@ -253,6 +281,24 @@ mod tests {
         let err = parse_proc_segments("key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime\nx 0 600 1 1 1 0 0 0 0 0 0 0 0\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
         assert!(parse_proc_segments("").is_err());
+    }
+
+    #[test]
+    fn default_huge_page_size_is_meminfos() {
+        let meminfo = "MemTotal:       16000000 kB\nHugePages_Total:       0\nHugepagesize:       2048 kB\n";
+        assert_eq!(parse_default_huge_page_size(meminfo), Some(2 << 20));
+        assert_eq!(parse_default_huge_page_size("Hugepagesize:    1048576 kB\n"), Some(1 << 30));
+        assert_eq!(parse_default_huge_page_size("MemTotal: 1 kB\n"), None);
+        assert_eq!(parse_default_huge_page_size("Hugepagesize: 0 kB\n"), None);
+        // The live value: there is one exactly when the kernel lists huge
+        // page sizes, and it is one of them.
+        let sizes = huge_page_sizes();
+        assert_eq!(default_huge_page_size().is_some(), !sizes.is_empty(), "{sizes:?}");
+        if let Some(size) = default_huge_page_size() {
+            assert!(sizes.contains(&size), "{size} not in {sizes:?}");
+        }
+        assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+        assert!(sizes.iter().all(|s| s.is_power_of_two() && *s > 4096), "{sizes:?}");
     }
 
     #[test]

@@ -204,7 +204,8 @@ impl<'a> Supervisor<'a> {
             std::fs::write(&path, &f.content).map_err(|e| format!("file {}: {e}", f.name))?;
         }
         for (name, value, line) in &sc.sysctls {
-            name.write(*value).map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
+            crate::namespace::write_sysctl(*name, *value)
+                .map_err(|e| format!("line {line}: sysctl {} = {value}: {e}", name.name()))?;
         }
         let keys =
             if opts.isolation == Isolation::Host { KeyMap::host(sc, opts.key_slot)? } else { KeyMap::identity() };
