@@ -144,3 +144,32 @@ pub(crate) fn descendants_of(root: i32) -> Result<Vec<i32>, String> {
     }
     Ok(out)
 }
+
+/// Gives the calling process (PID 1 of a scenario's PID namespace) a
+/// private mount namespace with a `/proc` of its PID namespace, so that
+/// programs the scenario runs (`ipcs -p`, `lsipc`, `pmap`, anything that
+/// reads `/proc/PID/...` for a pid it was shown) see the scenario's own
+/// processes: with the host's `/proc`, `/proc/<pid of the scenario>` is
+/// some other process of the machine.
+///
+/// `unshare(CLONE_NEWNS)`, then `mount(NULL, "/", MS_REC|MS_PRIVATE)` so
+/// nothing propagates back to the machine, then `mount("proc", "/proc")`.
+///
+/// # Errors
+/// The failed call and its errno, with what to do.
+pub(crate) fn mount_private_proc() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let hint = "(a scenario with `run` steps needs a /proc of its own PID namespace; run as root or where unprivileged user namespaces may mount proc)";
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWNS): {e} {hint}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("mount(/, MS_REC|MS_PRIVATE): {e} {hint}"))?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount(proc, /proc): {e} {hint}"))
+}

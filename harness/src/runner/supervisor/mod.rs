@@ -182,6 +182,11 @@ impl<'a> Supervisor<'a> {
         if opts.isolation == Isolation::Namespace {
             crate::namespace::enter_private_ipc_namespace().map_err(|e| e.to_string())?;
         }
+        // Programs read `/proc/PID` for the pids they are shown: give them
+        // the scenario's own (only where they run: it costs a mount).
+        if opts.pid_namespace && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. })) {
+            procs::mount_private_proc()?;
+        }
         if !opts.pid_namespace {
             // Orphaned descendants (a forked actor whose parent exited, a
             // program's daemon) come to us, to be reaped and, at the end,
