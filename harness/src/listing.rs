@@ -348,7 +348,12 @@ fn iso_time(secs: i64) -> Value {
     }
     // SAFETY: `tm` is plain old data that localtime_r fills; a zeroed one is valid.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t: libc::time_t = secs;
+    // `time_t` is 32 bits on i686: a time it cannot hold is shown as a number.
+    let t = match libc::time_t::try_from(secs) {
+        Ok(t) => t,
+        #[allow(unreachable_patterns)] // reachable where `time_t` is 32 bits
+        Err(_) => return Value::from(secs.to_string()),
+    };
     // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
         return Value::from(secs.to_string());

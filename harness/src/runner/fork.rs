@@ -340,6 +340,8 @@ pub fn prepare_heap() {
 }
 
 /// Raises the soft fd limit to the hard one; returns the limit now in force.
+// `rlim_t` is 32 bits on i686: the widening is the identity on 64-bit targets.
+#[allow(clippy::useless_conversion)]
 pub fn raise_fd_limit() -> u64 {
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit write/read the struct on this stack.
@@ -354,7 +356,7 @@ pub fn raise_fd_limit() -> u64 {
             }
         }
     }
-    rl.rlim_cur
+    u64::from(rl.rlim_cur)
 }
 
 /// Checks before any process is made that a scenario of `processes`
@@ -363,6 +365,8 @@ pub fn raise_fd_limit() -> u64 {
 ///
 /// # Errors
 /// A message naming `RLIMIT_NOFILE`, `RLIMIT_NPROC` or `kernel.pid_max`.
+// `rlim_t` is 32 bits on i686: the widening is the identity on 64-bit targets.
+#[allow(clippy::useless_conversion)]
 pub fn check_limits(processes: usize, fds: usize) -> Result<(), String> {
     let nofile = raise_fd_limit();
     if fds as u64 + 64 > nofile {
@@ -376,7 +380,7 @@ pub fn check_limits(processes: usize, fds: usize) -> Result<(), String> {
     let root = nix::unistd::Uid::effective().is_root();
     if !root && unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut rl) } == 0 && rl.rlim_cur != libc::RLIM_INFINITY {
         let mine = count_own_processes();
-        if (processes + mine) as u64 > rl.rlim_cur {
+        if (processes + mine) as u64 > u64::from(rl.rlim_cur) {
             return Err(format!(
                 "{processes} processes, with the {mine} this user already runs, exceed RLIMIT_NPROC {} (ulimit -u)",
                 rl.rlim_cur
