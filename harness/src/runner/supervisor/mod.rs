@@ -582,14 +582,29 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// The number `/proc` knows `name` by (in the scenario's PID namespace
+    /// the pid we hold may not be the `/proc` mount's number).
+    fn proc_pid(&self, name: &str) -> Option<i32> {
+        let pid = self.pid_of(name);
+        if self.opts.pid_namespace {
+            procs::host_pid_of(pid)
+        } else {
+            Some(pid.as_raw())
+        }
+    }
+
+    /// `name`'s state letter in `/proc/PID/stat` (`R`, `S`, `T`, ...).
+    pub(super) fn proc_state(&self, name: &str) -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.proc_pid(name)?)).ok()?;
+        stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).map(str::to_string)
+    }
+
     /// Why `name` has not answered within `waited`: its state and where it sleeps.
     pub(super) fn state_of(&self, name: &str, waited: Duration) -> String {
         let pid = self.pid_of(name);
-        // In the scenario's PID namespace `pid` is not the host `/proc`'s number.
-        let host_pid = if self.opts.pid_namespace { procs::host_pid_of(pid) } else { Some(pid.as_raw()) };
-        let host_pid = host_pid.map_or_else(|| "?".to_string(), |p| p.to_string());
-        let stat = std::fs::read_to_string(format!("/proc/{host_pid}/stat")).unwrap_or_default();
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("?");
+        let host_pid = self.proc_pid(name);
+        let state = self.proc_state(name);
+        let state = state.as_deref().unwrap_or("?");
         let what = match state {
             "R" => "running",
             "S" => "sleeping",
@@ -598,7 +613,7 @@ impl<'a> Supervisor<'a> {
             "Z" => "a zombie",
             _ => "in an unknown state",
         };
-        let wchan = std::fs::read_to_string(format!("/proc/{host_pid}/wchan")).unwrap_or_default();
+        let wchan = host_pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/wchan")).ok()).unwrap_or_default();
         let wchan = if wchan.is_empty() || wchan == "0" { String::new() } else { format!(", waiting in {wchan}") };
         format!("no answer within {waited:?}: process {name} (pid {pid}) is {what} ({state}){wchan}")
     }

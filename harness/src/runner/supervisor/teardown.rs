@@ -92,6 +92,17 @@ impl Supervisor<'_> {
             .filter(|n| self.procs[n].pid.is_some() && self.procs[n].ending.is_none())
             .collect();
         for name in &order {
+            // A stopped actor (SIGSTOP from outside) fails the scenario, and
+            // is continued first: whatever system call it is in finishes and
+            // is recorded (a segment it was creating is journaled and
+            // answered late, below) instead of dying unrecorded under the
+            // kill that would otherwise follow.
+            if matches!(self.proc_state(name).as_deref(), Some("T" | "t")) {
+                blind.get_or_insert(format!(
+                    "at teardown, process {name} was stopped (by a signal from outside the scenario); continued to finish"
+                ));
+                let _ = nix::sys::signal::kill(self.pid_of(name), nix::sys::signal::Signal::SIGCONT);
+            }
             let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
         }
         let mut late: Vec<(Identity, String)> = Vec::new();
