@@ -11,7 +11,7 @@ use super::super::actor::descendants;
 use super::super::host;
 use super::super::procs;
 use super::super::report::{Isolation, Leak};
-use super::super::wire::{recv, send, FromActor, Identity, ToActor, Value};
+use super::super::wire::{recv, send, FromActor, Identity, ToActor, TracedSegment, Value};
 use super::Supervisor;
 
 impl Supervisor<'_> {
@@ -94,14 +94,25 @@ impl Supervisor<'_> {
             let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
         }
         let mut late: Vec<(Identity, String)> = Vec::new();
+        let mut traced: Vec<(Vec<TracedSegment>, String)> = Vec::new();
         for name in order.iter().filter(|_| report_maps) {
             let p = &self.procs[name];
             // Answers of steps after a failure may still be queued: not
             // judged, but a segment one of them created is the scenario's.
             let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
-            while let Ok(FromActor::Done(o)) = &answer {
-                if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
-                    late.push((*id, name.clone()));
+            loop {
+                match &answer {
+                    Ok(FromActor::Done(o)) => {
+                        if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
+                            late.push((*id, name.clone()));
+                        }
+                    }
+                    // What its traced programs' trees made, up to their kill.
+                    Ok(FromActor::Traced(segments)) => traced.push((segments.clone(), name.clone())),
+                    Ok(FromActor::Harness(why)) => {
+                        blind.get_or_insert(why.clone());
+                    }
+                    _ => break,
                 }
                 answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
             }
@@ -133,6 +144,9 @@ impl Supervisor<'_> {
         }
         for (id, name) in late {
             self.books.late_creation(id, name);
+        }
+        for (segments, name) in traced {
+            self.books.traced(&segments, &name);
         }
         // Give the actors a moment to exit by themselves; then no mercy.
         let until = Instant::now() + grace;
