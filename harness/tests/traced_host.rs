@@ -206,4 +206,37 @@ rusty_fork_test! {
         assert!(s.contains("SKIP") && s.contains("line 2 runs a program") && s.contains("SHM_HARNESS_NO_TRACE turns tracing off"), "{s}");
         assert!(segments().is_empty(), "{:?}", segments());
     }
+
+    /// The tracer inside a PID namespace that still sees the host's `/proc`
+    /// (as a host-mode supervisor's PID namespace would): `/proc/TID` is
+    /// another process there, so a creation must come out `Unverified`
+    /// (fail closed), never silently dropped. (Host mode itself gives
+    /// scenarios with traced programs no PID namespace.)
+    #[test]
+    fn in_a_pid_namespace_with_the_hosts_proc_a_creation_is_unverified_not_hidden() {
+        traced_or_skip!();
+        skip_if_not_root!();
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).expect("unshare(CLONE_NEWPID)");
+        // SAFETY: this test process is single-threaded (rusty-fork runs the
+        // test on the main thread); the child only traces and exits.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| {
+                    let p = shm_harness::trace::Program::new(&["sh", "-c", "ipcmk -M 100"], Path::new("/")).ok()?;
+                    let mut t = shm_harness::trace::spawn(p).ok()?;
+                    let events = t.collect(Duration::from_secs(20)).ok()?;
+                    let unverified = events.iter().any(|e| matches!(e, shm_harness::trace::Event::Unverified { .. }));
+                    let created = events.iter().any(|e| matches!(e, shm_harness::trace::Event::Created { .. }));
+                    Some(if unverified && !created { 0 } else { 3 })
+                })()
+                .unwrap_or(4);
+                // SAFETY: ends the forked child without running the test's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0), "3: the creation was not reported as unverified; 4: tracing failed");
+            }
+        }
+    }
 }
