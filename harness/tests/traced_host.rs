@@ -112,6 +112,23 @@ rusty_fork_test! {
         assert!(segments().is_empty(), "{:?}", segments());
     }
 
+    /// The tracer is forked from the actor, which holds an attachment: it
+    /// detaches what it inherited, so while a daemon keeps it alive the
+    /// segment's `nattch` is still the scenario's own count.
+    #[test]
+    fn the_tracer_does_not_hold_the_actors_attachments() {
+        traced_or_skip!();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("n.scn"),
+            "process A\nA: create s = private size 8\nA: attach m = s\nA: run \"sh -c 'sleep 0.5 &'\" => status 0\nA: stat s => nattch 1\nA: detach m\nA: stat s => nattch 0\nA: rm s\n",
+        )
+        .unwrap();
+        let out = harness(&["run", "--isolation", "host", "n.scn"], dir.path(), &[]);
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(segments().is_empty(), "{:?}", segments());
+    }
+
     /// A program that opens a segment the test made before the run: the
     /// tracer reports no creation, the capture guard refuses the id, the
     /// scenario's count does not include it, and it is not removed.

@@ -261,6 +261,28 @@ fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
     r.map_err(|errno| TraceError::Sys { call, errno })
 }
 
+/// `shmdt`—Detaches every SysV segment mapped in this process (found in
+/// `/proc/self/maps`, where the kernel names them `/SYSV%08x`).
+///
+/// # Errors
+/// `/proc/self/maps` cannot be read, or a `shmdt` fails.
+fn detach_inherited() -> Result<(), String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("tracer: /proc/self/maps: {e}"))?;
+    for line in maps.lines().filter(|l| l.contains("/SYSV")) {
+        let start = line
+            .split('-')
+            .next()
+            .and_then(|a| usize::from_str_radix(a, 16).ok())
+            .ok_or_else(|| format!("tracer: a /proc/self/maps line without an address: {line}"))?;
+        // SAFETY: `start` is the start of a SysV attachment of this process
+        // (the kernel's own maps line); nothing in T uses that memory.
+        if unsafe { libc::shmdt(start as *const libc::c_void) } == -1 {
+            return Err(format!("tracer: shmdt({start:#x}) of an inherited attachment: {}", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
 /// Forks the tracer, which starts `program` traced; see the [module
 /// docs](self).
 ///
@@ -322,6 +344,17 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
                 unsafe { libc::_exit(1) }
             }
             drop(events_read);
+            // T and the program are copies of the caller: without this they
+            // would hold the caller's SysV attachments (`nattch` one higher,
+            // `lpid` theirs) for as long as T lives.
+            if let Err(why) = detach_inherited() {
+                let frame = Event::Failed(why).encode();
+                // SAFETY: writes a local buffer to our end of the event pipe, then ends T.
+                unsafe {
+                    libc::write(events_write.as_raw_fd(), frame.as_ptr().cast(), frame.len());
+                    libc::_exit(1)
+                }
+            }
             let prepared = tracee::Prepared {
                 argv: &argv,
                 dir: &program.dir,
