@@ -129,6 +129,27 @@ rusty_fork_test! {
         assert!(segments().is_empty(), "{:?}", segments());
     }
 
+    /// The scenario fails (B's step) while A's traced program is still
+    /// running: A is killed at teardown before it could report the creation
+    /// it had journaled; the supervisor reads the journal, so the segment
+    /// is still a leak of the scenario, named, and removed.
+    #[test]
+    fn a_creation_journaled_by_an_actor_killed_at_teardown_is_still_removed() {
+        traced_or_skip!();
+        let other = foreign(0x7ace_1005);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.scn"),
+            "timeout 20s\nprocess A, B\nB: create s = private size 0\n& A: run \"sh -c 'ipcmk -M 100; exec sleep 30'\"\n",
+        )
+        .unwrap();
+        let out = harness(&["run", "--isolation", "host", "a.scn"], dir.path(), &[]);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
+        assert!(s.contains("leak: segment shmid") && s.contains("100 bytes") && s.contains("at line 4"), "{s}");
+        assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the journaled segment was not removed");
+    }
+
     /// A program that opens a segment the test made before the run: the
     /// tracer reports no creation, the capture guard refuses the id, the
     /// scenario's count does not include it, and it is not removed.

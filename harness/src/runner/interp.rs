@@ -161,6 +161,14 @@ impl Books {
         }
     }
 
+    /// A segment the run's journal records for this scenario (read at
+    /// teardown): the scenario's, made at `line` by `process`.
+    pub fn journaled(&mut self, id: Identity, line: usize, process: String) {
+        if !self.created.iter().any(|(i, _, _)| *i == id) {
+            self.created.push((id, line, process));
+        }
+    }
+
     /// Segments a traced program of `process` created (the scenario's), or
     /// changed (followed only for a segment that was the scenario's).
     pub fn traced(&mut self, segments: &[TracedSegment], process: &str) {

@@ -9,6 +9,7 @@ use crate::sysv;
 
 use super::super::actor::descendants;
 use super::super::host;
+use super::super::journal;
 use super::super::procs;
 use super::super::report::{Isolation, Leak};
 use super::super::wire::{recv, send, FromActor, Identity, ToActor, TracedSegment, Value};
@@ -160,7 +161,34 @@ impl Supervisor<'_> {
             blind.get_or_insert(e);
         }
         self.reap_ended();
+        // Host mode: an actor killed in the middle of a traced program had
+        // journaled creations it never got to report. The journal is the
+        // durable truth: whatever it holds for this scenario is its own.
+        if let Err(e) = self.absorb_journal() {
+            blind.get_or_insert(e);
+        }
         (leaks, blind)
+    }
+
+    /// Adds to the books every identity the run's journal records for this
+    /// scenario in this IPC namespace (all are the scenario's own: the
+    /// journal is written only by its actors, for what they or their traced
+    /// programs created).
+    ///
+    /// # Errors
+    /// The journal cannot be read (the leak oracle would be blind).
+    fn absorb_journal(&mut self) -> Result<(), String> {
+        let Some(fd) = self.opts.journal else { return Ok(()) };
+        let path = format!("/proc/self/fd/{fd}");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("the run's journal ({path}): {e}"))?;
+        let here = journal::ipc_namespace();
+        for rec in text.lines().filter_map(|l| serde_json::from_str::<journal::Record>(l).ok()) {
+            if rec.scenario == self.sc.file && Some(rec.ns) == here {
+                let id = Identity { shmid: rec.shmid, cpid: rec.cpid, ctime: rec.ctime };
+                self.books.journaled(id, rec.line, rec.process);
+            }
+        }
+        Ok(())
     }
 
     /// Removes the segments the leak oracle found, once every process is
