@@ -77,6 +77,11 @@
 //! - If T is killed between the kernel creating a segment and T writing the
 //!   event, the tracee dies before returning from `shmget`: the program never
 //!   saw the id, but the segment exists unreported.
+//! - T reads `/proc/TID` with the pids it sees: in a PID namespace whose
+//!   `/proc` is not its own (the host's mount), every creation comes out
+//!   [`Event::Unverified`] (fail closed) rather than misread.
+//! - T detaches the SysV attachments it inherits from the caller at fork,
+//!   so a long-lived T does not raise their `nattch`.
 //! - The same identity may be reported twice (a `shmget` with `IPC_CREAT`
 //!   of the tracee's own existing segment); callers keep a set.
 
