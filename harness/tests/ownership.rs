@@ -424,8 +424,9 @@ fn sweep_needs_a_dead_run_and_the_same_identity() -> Res {
 }
 
 /// A `run` program that creates a segment and then hangs: at the step
-/// timeout the program is killed and its segment reported and removed
-/// (namespace mode); host mode, blind to programs, skips the scenario.
+/// timeout the program is killed and its segment reported and removed, in
+/// namespace mode and (traced) in host mode; with tracing off, host mode
+/// skips the scenario.
 fn a_program_segment_at_a_step_timeout_is_reported() -> Res {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("mk.sh"), "ipcmk -M 100 >/dev/null\nexec sleep 30\n").map_err(|e| e.to_string())?;
@@ -435,9 +436,24 @@ fn a_program_segment_at_a_step_timeout_is_reported() -> Res {
     ensure(out.status.code() == Some(1), || s.clone())?;
     ensure(s.contains("no answer within 1s"), || s.clone())?;
     ensure(s.contains("leak: segment shmid") && s.contains("(key 0x"), || format!("no leak reported: {s}"))?;
-    let out = harness(&["run", "--isolation", "host", "--timeout", "1s", "t.scn"], dir.path());
+    ensure(segments().is_empty(), || format!("{:?}", segments()))?;
+    if shm_harness::trace::available().is_ok() {
+        let out = harness(&["run", "--isolation", "host", "--timeout", "1s", "t.scn"], dir.path());
+        let s = text(&out.stdout);
+        ensure(out.status.code() == Some(1), || s.clone())?;
+        ensure(s.contains("did not end within the step's timeout; its process tree was killed"), || s.clone())?;
+        ensure(s.contains("leak: segment shmid") && s.contains("created by A at line 2"), || s.clone())?;
+        ensure(segments().is_empty(), || format!("{:?}", segments()))?;
+    }
+    let out = Command::new(bin())
+        .args(["run", "--isolation", "host", "--timeout", "1s", "t.scn"])
+        .current_dir(dir.path())
+        .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+        .env("SHM_HARNESS_NO_TRACE", "1")
+        .output()
+        .map_err(|e| e.to_string())?;
     let s = text(&out.stdout);
-    ensure(out.status.code() == Some(0) && s.contains("SKIP") && s.contains("run in namespace mode"), || s.clone())?;
+    ensure(out.status.code() == Some(0) && s.contains("SKIP") && s.contains("SHM_HARNESS_NO_TRACE"), || s.clone())?;
     ensure(segments().is_empty(), || format!("{:?}", segments()))
 }
 

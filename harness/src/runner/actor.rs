@@ -19,6 +19,7 @@ use super::check::{Judge, StepResult};
 use super::fork::{exit_now, fork_guarded, Child};
 use super::host::KeyMap;
 use super::journal;
+use super::watch::{Origin, Watch};
 use super::wire::{
     flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value,
 };
@@ -52,6 +53,12 @@ pub(crate) struct Actor<'a> {
     /// here before the step is answered.
     pub journal: Option<RawFd>,
     pub attachments: HashMap<String, Attachment>,
+    /// The step timeout (a traced program is killed a little before the
+    /// supervisor would give up on its step).
+    pub timeout: std::time::Duration,
+    /// Host mode: the tracers of programs whose trees live on, and what
+    /// they reported.
+    pub watch: Watch,
 }
 
 /// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
@@ -80,6 +87,11 @@ impl Actor<'_> {
             };
             let reply = match msg {
                 ToActor::Finish { report_maps } => {
+                    // Kill the traced trees first: no creation after this.
+                    self.finish_watch();
+                    let mut out = Vec::new();
+                    self.frame_reports(&mut out);
+                    self.flush(&mut out);
                     if report_maps {
                         let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
                     }
@@ -99,16 +111,27 @@ impl Actor<'_> {
     }
 
     /// Sleeps until a command arrives; false if the supervisor is gone.
-    fn wait_for_command(&self, cmd: RawFd) -> bool {
+    /// Meanwhile reads (and journals) what traced programs' trees report.
+    fn wait_for_command(&mut self, cmd: RawFd) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let mut fds = [PollFd::new(fd(cmd), PollFlags::POLLIN), PollFd::new(fd(self.life), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(fd(cmd), PollFlags::POLLIN), PollFd::new(fd(self.life), PollFlags::POLLIN)];
+            let tracer_fds = self.watch.fds();
+            fds.extend(tracer_fds.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {
-                    if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    let traced = fds[2..].iter().any(|f| f.revents().is_some_and(|r| !r.is_empty()));
+                    let life = fds[1].revents().is_some_and(|r| !r.is_empty());
+                    let command = fds[0].revents().is_some_and(|r| !r.is_empty());
+                    drop(fds);
+                    drop(tracer_fds);
+                    if traced {
+                        self.drain_watch();
+                    }
+                    if life {
                         return false;
                     }
-                    if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    if command {
                         return true;
                     }
                 }
@@ -129,7 +152,17 @@ impl Actor<'_> {
             let step = &self.scenario.steps[index];
             // Answers so far must be out before a step that may end this
             // process (a fault, an exit), or they would be lost with it.
-            if may_end_process(&step.op) {
+            if !self.watch.is_empty() {
+                self.drain_watch();
+            }
+            if matches!(step.op, Op::Exit { .. } | Op::Crash) {
+                // The traced trees die with this process: read them first.
+                self.finish_watch();
+                self.frame_reports(&mut out);
+            }
+            // Before a program runs too: the supervisor's clock for its step
+            // starts from the answers before it, and ours must end first.
+            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. }) {
                 self.flush(&mut out);
             }
             let outcome = match &step.op {
@@ -156,6 +189,11 @@ impl Actor<'_> {
                 Err(()) => stopped = true,
             }
             let StepResult::Answered(outcome) = result else { unreachable!() };
+            if self.frame_reports(&mut out) {
+                // Not answered: the supervisor fails the scenario instead.
+                stopped = true;
+                break;
+            }
             let _ = frame_into(&mut out, &FromActor::Done(outcome));
             if stopped {
                 break;
@@ -174,6 +212,34 @@ impl Actor<'_> {
                 }
             }
             _ => self.end_chain(),
+        }
+    }
+
+    /// Reads (and journals) what the traced trees reported, without waiting.
+    fn drain_watch(&mut self) {
+        let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
+        self.watch.drain(&origin);
+    }
+
+    /// Kills the traced trees and reads (and journals) what they reported.
+    fn finish_watch(&mut self) {
+        let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
+        self.watch.finish(&origin);
+    }
+
+    /// Frames what traced programs reported since the last answer; true if
+    /// something could not be vouched for (then a `Harness` frame follows).
+    fn frame_reports(&mut self, out: &mut Vec<u8>) -> bool {
+        let (segments, blind) = self.watch.take_reports();
+        if !segments.is_empty() {
+            let _ = frame_into(out, &FromActor::Traced(segments));
+        }
+        match blind {
+            Some(why) => {
+                let _ = frame_into(out, &FromActor::Harness(why));
+                true
+            }
+            None => false,
         }
     }
 
@@ -222,6 +288,10 @@ impl Actor<'_> {
                 keys: std::mem::take(&mut self.keys),
                 journal: self.journal,
                 attachments: std::mem::take(&mut self.attachments),
+                timeout: self.timeout,
+                // The parent's tracers stay the parent's (their fds are
+                // closed here; a Tracer is never dropped: we end by _exit).
+                watch: Watch::default(),
             };
             me.serve()
         });
@@ -469,7 +539,7 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Run { argv } => self.run(argv, globals),
+            Op::Run { argv } => self.run(index, argv, globals),
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -496,7 +566,7 @@ impl Actor<'_> {
         }
     }
 
-    fn run(&self, argv: &[String], globals: &Globals) -> Outcome {
+    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
         let here = std::path::Path::new(&self.scenario.file).parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -506,7 +576,28 @@ impl Actor<'_> {
         });
         let here = here.and_then(|p| p.canonicalize().ok()).unwrap_or_default();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
-        super::program::run(&args, &self.dir)
+        if self.journal.is_none() {
+            return super::program::run(&args, &self.dir);
+        }
+        // Host mode: under the tracer (the supervisor checked it works).
+        let line = self.scenario.steps[index].line;
+        let deadline = std::time::Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
+        let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
+        let watch = &mut self.watch;
+        let mut take = |t| watch.take(&origin, line, t);
+        let ran = super::traced::run(&args, &self.dir, deadline, &mut take);
+        match ran {
+            Ok((outcome, tracer)) => {
+                if let Some(t) = tracer {
+                    self.watch.keep(t, line);
+                }
+                outcome
+            }
+            Err(why) => {
+                self.watch.blind(format!("line {line}: {why}"));
+                Outcome { call: format!("run {}", args.join(" ")), result: Err(Failure::Refused { message: why }) }
+            }
+        }
     }
 
     /// The attachment a memory step names. The parser admits only

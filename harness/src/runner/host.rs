@@ -73,19 +73,49 @@ pub(crate) fn run_slot() -> u8 {
     (mix ^ (mix >> 8) ^ (mix >> 16)) as u8
 }
 
+/// The environment variable that turns tracing off (any value but empty or
+/// `0`): host mode then skips scenarios that run programs, as it must
+/// without a tracer.
+pub const NO_TRACE_ENV: &str = "SHM_HARNESS_NO_TRACE";
+
 /// What host mode does with a scenario that runs external programs.
 ///
-/// THE one decision point for host mode's blind spot: the harness cannot
-/// see what a program (or its children: `sh -c ipcmk`) creates in the host
-/// namespace, so it cannot prove such a segment its own, and a leaking
-/// program would pass. Until a tracer of programs' SysV calls exists, such
-/// a scenario is skipped with the reason. (A tracer would make this return
-/// `None` and feed the traced creations into the books as identities.)
+/// THE one decision point for host mode's blind spot: the harness sees what
+/// a program (and its children: `sh -c ipcmk`) creates in the host
+/// namespace only by tracing it ([`crate::trace`]). `None`: run it, its
+/// `run` steps traced, every creation journaled and owned by the books.
+/// Otherwise the scenario is skipped with the reason, which names why
+/// tracing is unavailable (from [`crate::trace::available`]) or that
+/// [`NO_TRACE_ENV`] turned it off.
 pub(crate) fn programs_in_host_mode(sc: &Scenario) -> Option<String> {
     let line = sc.steps.iter().find(|s| matches!(s.op, Op::Run { .. }))?.line;
-    Some(format!(
-        "line {line} runs a program: host isolation cannot see segments created by programs' children; run in namespace mode"
-    ))
+    let blind = "host isolation sees the segments a program's processes create only by tracing them";
+    if tracing_disabled() {
+        return Some(format!(
+            "line {line} runs a program: {blind}, and {NO_TRACE_ENV} turns tracing off; unset it, or run in namespace mode"
+        ));
+    }
+    match crate::trace::available() {
+        Ok(()) => None,
+        Err(why) => Some(format!(
+            "line {line} runs a program: {blind}, and tracing is unavailable here: {why}; fix that, or run in namespace mode"
+        )),
+    }
+}
+
+/// Whether [`NO_TRACE_ENV`] turns tracing off.
+pub(crate) fn tracing_disabled() -> bool {
+    std::env::var_os(NO_TRACE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether host mode will trace this scenario's programs (it has a `run`
+/// step and tracing is not turned off). Such a scenario gets no PID
+/// namespace: the tracer reads `/proc/<pid>` and `IPC_STAT`'s creator pids
+/// as it sees them, and the journal needs the host's view. The tracer's
+/// `EXITKILL`, the death signals and the supervisor's descendant-tree kill
+/// own every process without one.
+pub(crate) fn traces_programs(sc: &Scenario) -> bool {
+    !tracing_disabled() && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. }))
 }
 
 /// The identity the kernel shows for `shmid` now: `IPC_STAT`, or, when
@@ -150,10 +180,19 @@ mod tests {
     }
 
     #[test]
-    fn a_scenario_with_a_program_is_skipped_in_host_mode_and_says_why() {
+    fn a_scenario_with_a_program_runs_traced_in_host_mode_or_is_skipped_saying_why() {
         let sc = crate::scenario::parse("p.scn", "process A\nA: segments => 0\nA: run \"true\"\n").unwrap();
-        let why = programs_in_host_mode(&sc).unwrap();
-        assert!(why.contains("line 3 runs a program") && why.contains("run in namespace mode"), "{why}");
+        match (tracing_disabled(), crate::trace::available()) {
+            (false, Ok(())) => assert_eq!(programs_in_host_mode(&sc), None),
+            (true, _) => {
+                let why = programs_in_host_mode(&sc).unwrap();
+                assert!(why.contains("line 3 runs a program") && why.contains(NO_TRACE_ENV), "{why}");
+            }
+            (false, Err(e)) => {
+                let why = programs_in_host_mode(&sc).unwrap();
+                assert!(why.contains("line 3 runs a program") && why.contains(&e), "{why}");
+            }
+        }
         let sc = crate::scenario::parse("q.scn", "process A\nA: segments => 0\n").unwrap();
         assert_eq!(programs_in_host_mode(&sc), None);
     }

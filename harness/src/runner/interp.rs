@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::scenario::{Op, Step};
 
-use super::wire::{Global, Globals, Identity, Value};
+use super::wire::{Global, Globals, Identity, TracedSegment, Value};
 
 /// What a step did, as the books record it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +158,37 @@ impl Books {
     pub fn late_creation(&mut self, id: Identity, process: String) {
         if !self.created.iter().any(|(i, _, _)| *i == id) {
             self.created.push((id, 0, process));
+        }
+    }
+
+    /// A segment the run's journal records for this scenario (read at
+    /// teardown): the scenario's, made at `line` by `process`.
+    pub fn journaled(&mut self, id: Identity, line: usize, process: String) {
+        if !self.created.iter().any(|(i, _, _)| *i == id) {
+            self.created.push((id, line, process));
+        }
+    }
+
+    /// Segments a traced program of `process` created (the scenario's), or
+    /// changed (followed only for a segment that was the scenario's).
+    pub fn traced(&mut self, segments: &[TracedSegment], process: &str) {
+        for s in segments {
+            match *s {
+                TracedSegment::Created { line, identity } => {
+                    if !self.created.iter().any(|(i, _, _)| *i == identity) {
+                        self.created.push((identity, line, process.to_string()));
+                    }
+                }
+                TracedSegment::Changed { identity, old_ctime: Some(old), .. } => {
+                    let was = Identity { ctime: old, ..identity };
+                    if let Some((_, line, p)) = self.created.iter().find(|(i, _, _)| *i == was).cloned() {
+                        if !self.created.iter().any(|(i, _, _)| *i == identity) {
+                            self.created.push((identity, line, p));
+                        }
+                    }
+                }
+                TracedSegment::Changed { old_ctime: None, .. } => {}
+            }
         }
     }
 

@@ -30,6 +30,8 @@ mod procs;
 mod program;
 pub mod report;
 mod supervisor;
+mod traced;
+mod watch;
 pub mod wire;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -271,7 +273,12 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     let mut keep = vec![w.as_raw_fd()];
     keep.extend(sopts.coordinator);
     keep.extend(sopts.journal);
-    let ns = namespaces_for(sopts.isolation, sopts.root);
+    let mut ns = namespaces_for(sopts.isolation, sopts.root);
+    if sopts.isolation == Isolation::Host && host::traces_programs(sc) {
+        // Traced programs: host pids everywhere (see `host::traces_programs`).
+        ns.pid = false;
+    }
+    let sopts = &ScenarioOptions { pid_namespace: ns.pid, ..sopts.clone() };
     // Namespace mode: the supervisor dies with us, and the kernel kills its
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.

@@ -201,6 +201,36 @@ pub enum FromActor {
     Maps(Result<Vec<(String, i64, Option<String>)>, String>),
     /// The process panicked (a harness bug): the message.
     Panic(String),
+    /// Segments a traced program's process tree created or changed (host
+    /// mode), already journaled; sent before the answer of the step during
+    /// which they were seen, and at `Finish` before `Maps`.
+    Traced(Vec<TracedSegment>),
+    /// The actor cannot vouch for what happened (a traced program's
+    /// creation could not be verified, the tracer failed, a program ran
+    /// past its step's timeout): the scenario fails with this reason.
+    Harness(String),
+}
+
+/// A segment a traced program touched, with the line of its `run` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TracedSegment {
+    /// `shmget` created it: the scenario's own.
+    Created {
+        /// The `run` step's line.
+        line: usize,
+        /// Its identity (host-view `cpid`).
+        identity: Identity,
+    },
+    /// `shmctl(IPC_SET)` changed its `ctime`: the scenario's own only if
+    /// `(shmid, cpid, old_ctime)` was.
+    Changed {
+        /// The `run` step's line.
+        line: usize,
+        /// Its new identity.
+        identity: Identity,
+        /// Its `ctime` before the call, if the tracer could read it.
+        old_ctime: Option<i64>,
+    },
 }
 
 /// How a process ended.

@@ -77,6 +77,11 @@
 //! - If T is killed between the kernel creating a segment and T writing the
 //!   event, the tracee dies before returning from `shmget`: the program never
 //!   saw the id, but the segment exists unreported.
+//! - T reads `/proc/TID` with the pids it sees: in a PID namespace whose
+//!   `/proc` is not its own (the host's mount), every creation comes out
+//!   [`Event::Unverified`] (fail closed) rather than misread.
+//! - T detaches the SysV attachments it inherits from the caller at fork,
+//!   so a long-lived T does not raise their `nattch`.
 //! - The same identity may be reported twice (a `shmget` with `IPC_CREAT`
 //!   of the tracee's own existing segment); callers keep a set.
 
@@ -261,6 +266,28 @@ fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
     r.map_err(|errno| TraceError::Sys { call, errno })
 }
 
+/// `shmdt`—Detaches every SysV segment mapped in this process (found in
+/// `/proc/self/maps`, where the kernel names them `/SYSV%08x`).
+///
+/// # Errors
+/// `/proc/self/maps` cannot be read, or a `shmdt` fails.
+fn detach_inherited() -> Result<(), String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("tracer: /proc/self/maps: {e}"))?;
+    for line in maps.lines().filter(|l| l.contains("/SYSV")) {
+        let start = line
+            .split('-')
+            .next()
+            .and_then(|a| usize::from_str_radix(a, 16).ok())
+            .ok_or_else(|| format!("tracer: a /proc/self/maps line without an address: {line}"))?;
+        // SAFETY: `start` is the start of a SysV attachment of this process
+        // (the kernel's own maps line); nothing in T uses that memory.
+        if unsafe { libc::shmdt(start as *const libc::c_void) } == -1 {
+            return Err(format!("tracer: shmdt({start:#x}) of an inherited attachment: {}", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
 /// Forks the tracer, which starts `program` traced; see the [module
 /// docs](self).
 ///
@@ -322,6 +349,17 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
                 unsafe { libc::_exit(1) }
             }
             drop(events_read);
+            // T and the program are copies of the caller: without this they
+            // would hold the caller's SysV attachments (`nattch` one higher,
+            // `lpid` theirs) for as long as T lives.
+            if let Err(why) = detach_inherited() {
+                let frame = Event::Failed(why).encode();
+                // SAFETY: writes a local buffer to our end of the event pipe, then ends T.
+                unsafe {
+                    libc::write(events_write.as_raw_fd(), frame.as_ptr().cast(), frame.len());
+                    libc::_exit(1)
+                }
+            }
             let prepared = tracee::Prepared {
                 argv: &argv,
                 dir: &program.dir,

@@ -14,6 +14,18 @@ impl Tracer {
         self.pid
     }
 
+    /// The read end of the event pipe, to `poll` it beside other fds (then
+    /// call [`Tracer::recv`] with a zero timeout).
+    pub fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.events.as_fd()
+    }
+
+    /// Whether the stream has ended (a final event was returned, or T's end
+    /// of the pipe closed and everything was read).
+    pub fn is_over(&self) -> bool {
+        self.ended || (self.eof && !self.decoder.has_partial())
+    }
+
     /// The next event, waiting at most `timeout`.
     ///
     /// # Errors

@@ -339,6 +339,13 @@ impl Tracer {
 
     /// The tracee's thread-group id, `None` if it is in another IPC namespace.
     fn tgid_in_my_namespace(&self, tid: pid_t) -> Result<Option<pid_t>, Errno> {
+        // `/proc/TID` names the tracee only if this `/proc` is of our PID
+        // namespace; inside a PID namespace with the host's `/proc` it is
+        // another process, whose IPC namespace and Tgid would silently hide a creation. Fail
+        // closed (the report becomes `Unverified`) instead.
+        if !proc_is_of_my_pid_namespace() {
+            return Err(Errno::ENXIO);
+        }
         let ns = ipc_namespace_id(Some(tid)).ok_or(Errno::EACCES)?;
         if Some(ns) != self.my_ipc_ns {
             return Ok(None);
@@ -351,6 +358,14 @@ impl Tracer {
             .ok_or(Errno::EINVAL)?;
         Ok(Some(tgid))
     }
+}
+
+/// Whether `/proc` shows pids as this process sees them: `/proc/self`
+/// names our own pid.
+fn proc_is_of_my_pid_namespace() -> bool {
+    let link = std::fs::read_link("/proc/self").ok();
+    let shown = link.as_deref().and_then(|p| p.to_str()).and_then(|s| s.parse::<u32>().ok());
+    shown == Some(std::process::id())
 }
 
 /// `(cpid, size, ctime, key)` of a segment: `IPC_STAT`, or the

@@ -294,6 +294,7 @@ impl<'a> Supervisor<'a> {
         let dir = self.dir.path().to_path_buf();
         let keys = self.keys.clone();
         let journal = self.opts.journal;
+        let timeout = self.timeout();
         let child = fork_guarded(&spec, move || {
             // The supervisor's resources (its TempDir, its books) are never
             // dropped here: the actor ends with _exit.
@@ -308,6 +309,8 @@ impl<'a> Supervisor<'a> {
                 keys,
                 journal,
                 attachments: HashMap::new(),
+                timeout,
+                watch: super::watch::Watch::default(),
             };
             actor.serve()
         })
@@ -445,6 +448,12 @@ impl<'a> Supervisor<'a> {
             let result = match answer {
                 Ok(FromActor::Done(o)) => StepResult::Answered(o),
                 Ok(FromActor::Panic(message)) => return Err(Abort::Harness(format!("line {}: {message}", step.line))),
+                Ok(FromActor::Traced(segments)) => {
+                    // Journaled by the actor already; the books own them now.
+                    self.books.traced(&segments, &step.process);
+                    continue;
+                }
+                Ok(FromActor::Harness(why)) => return Err(Abort::Harness(why)),
                 Ok(other) => {
                     return Err(Abort::Harness(format!(
                         "line {}: {} answered out of turn: {other:?}",

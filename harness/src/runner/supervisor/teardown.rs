@@ -9,9 +9,10 @@ use crate::sysv;
 
 use super::super::actor::descendants;
 use super::super::host;
+use super::super::journal;
 use super::super::procs;
 use super::super::report::{Isolation, Leak};
-use super::super::wire::{recv, send, Ending, FromActor, Identity, ToActor, Value};
+use super::super::wire::{recv, send, Ending, FromActor, Identity, ToActor, TracedSegment, Value};
 use super::Supervisor;
 use crate::scenario::signal_name;
 
@@ -106,14 +107,25 @@ impl Supervisor<'_> {
             let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
         }
         let mut late: Vec<(Identity, String)> = Vec::new();
+        let mut traced: Vec<(Vec<TracedSegment>, String)> = Vec::new();
         for name in order.iter().filter(|_| report_maps) {
             let p = &self.procs[name];
             // Answers of steps after a failure may still be queued: not
             // judged, but a segment one of them created is the scenario's.
             let mut answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
-            while let Ok(FromActor::Done(o)) = &answer {
-                if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
-                    late.push((*id, name.clone()));
+            loop {
+                match &answer {
+                    Ok(FromActor::Done(o)) => {
+                        if let Ok(Value::Created(id) | Value::Reset(id)) = &o.result {
+                            late.push((*id, name.clone()));
+                        }
+                    }
+                    // What its traced programs' trees made, up to their kill.
+                    Ok(FromActor::Traced(segments)) => traced.push((segments.clone(), name.clone())),
+                    Ok(FromActor::Harness(why)) => {
+                        blind.get_or_insert(why.clone());
+                    }
+                    _ => break,
                 }
                 answer = recv::<FromActor>(p.ans_r.as_fd(), Some(grace));
             }
@@ -146,6 +158,9 @@ impl Supervisor<'_> {
         for (id, name) in late {
             self.books.late_creation(id, name);
         }
+        for (segments, name) in traced {
+            self.books.traced(&segments, &name);
+        }
         // Give the actors a moment to exit by themselves; then no mercy.
         // Told to finish, a healthy actor exits with status 0 (parents
         // first, so a forked child is ours to reap by the time it is
@@ -175,7 +190,34 @@ impl Supervisor<'_> {
             blind.get_or_insert(e);
         }
         self.reap_ended();
+        // Host mode: an actor killed in the middle of a traced program had
+        // journaled creations it never got to report. The journal is the
+        // durable truth: whatever it holds for this scenario is its own.
+        if let Err(e) = self.absorb_journal() {
+            blind.get_or_insert(e);
+        }
         (leaks, blind)
+    }
+
+    /// Adds to the books every identity the run's journal records for this
+    /// scenario in this IPC namespace (all are the scenario's own: the
+    /// journal is written only by its actors, for what they or their traced
+    /// programs created).
+    ///
+    /// # Errors
+    /// The journal cannot be read (the leak oracle would be blind).
+    fn absorb_journal(&mut self) -> Result<(), String> {
+        let Some(fd) = self.opts.journal else { return Ok(()) };
+        let path = format!("/proc/self/fd/{fd}");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("the run's journal ({path}): {e}"))?;
+        let here = journal::ipc_namespace();
+        for rec in text.lines().filter_map(|l| serde_json::from_str::<journal::Record>(l).ok()) {
+            if rec.scenario == self.sc.file && Some(rec.ns) == here {
+                let id = Identity { shmid: rec.shmid, cpid: rec.cpid, ctime: rec.ctime };
+                self.books.journaled(id, rec.line, rec.process);
+            }
+        }
+        Ok(())
     }
 
     /// Removes the segments the leak oracle found, once every process is

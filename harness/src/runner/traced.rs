@@ -1,0 +1,270 @@
+//! A `run` step's program under the tracer (host mode): the same stdio,
+//! cap and answer as [`super::program::run`], plus every segment the
+//! program's process tree creates, reported as it happens.
+//!
+//! The tracer T is the actor's child (it dies with the actor, and every
+//! tracee dies with T: `PTRACE_O_EXITKILL`). A program that leaves
+//! descendants behind (a daemon) keeps T alive after its step: the actor
+//! keeps the [`Tracer`] and drains its events while it serves other steps
+//! ([`drain_ready`]), and at teardown kills the tree and reads what is left
+//! ([`finish`]). Anything the tracer cannot vouch for (an unverified
+//! `shmget`, a tracer failure, garbage, a tracer that vanished while its
+//! program ran) is an `Err`: the step is a harness error, never a pass.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::trace::{self, Event, Exit, Program, Stdio, TraceError, Tracer};
+
+use super::wire::{Failure, Identity, Outcome, Value, OUTPUT_CAP};
+
+/// What a traced process did to a segment, as the actor books it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Traced {
+    /// `shmget` created this segment (with this key).
+    Created(Identity, i32),
+    /// `shmctl(IPC_SET)` gave the segment this identity; its `ctime` before
+    /// the call, if the tracer could read it.
+    Changed(Identity, Option<i64>),
+}
+
+/// What to do with each [`Traced`] report, before anything else happens
+/// (the actor journals it). An `Err` fails the step closed.
+pub(crate) type Sink<'a> = dyn FnMut(Traced) -> Result<(), String> + 'a;
+
+/// How long output is still read after the program ended (a daemon it
+/// started may hold its stdout open).
+const AFTER_EXIT: Duration = Duration::from_millis(100);
+
+/// Runs `args` in `dir` under the tracer until the program (its first
+/// process) ends and its output is read, or until `deadline` (then the
+/// whole tree is killed and the step is an error). Every creation is given
+/// to `sink` as it is read. Returns the step's outcome and, if descendants
+/// live on, the tracer (to be drained later and killed at teardown).
+///
+/// # Errors
+/// Fail closed: a message for the scenario's report (the tree was killed).
+pub(crate) fn run(
+    args: &[String],
+    dir: &Path,
+    deadline: Instant,
+    sink: &mut Sink<'_>,
+) -> Result<(Outcome, Option<Tracer>), String> {
+    let call = format!("run {}", args.join(" "));
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("run: pipe2: {e}"));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let program = Program::new(args, dir)
+        .map_err(|e| format!("run `{}`: {e}", args[0]))?
+        .stdio(1, Stdio::Fd(out_w))
+        .stdio(2, Stdio::Fd(err_w));
+    // `spawn` consumes the program: our copies of the write ends are closed
+    // once it returns, so end of file means the tree closed them.
+    let mut tracer = trace::spawn(program).map_err(|e| format!("run `{}`: {e}", args[0]))?;
+    let mut open: [Option<OwnedFd>; 2] = [Some(out_r), Some(err_r)];
+    let mut out: [(Vec<u8>, u64); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
+    let mut state = State::default();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if let Some(at) = state.exited_at {
+            if open.iter().all(Option::is_none) || at.elapsed() > AFTER_EXIT {
+                break;
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let left = kill_and_read(&mut tracer, sink);
+            return Err(format!(
+                "`{}` did not end within the step's timeout; its process tree was killed{}",
+                args[0],
+                left.err().map_or_else(String::new, |e| format!(" ({e})"))
+            ));
+        }
+        let mut wait = deadline - now;
+        if state.exited_at.is_some() {
+            wait = wait.min(Duration::from_millis(20));
+        }
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut which = Vec::new();
+        for (i, f) in open.iter().enumerate() {
+            if let Some(f) = f {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        let watch_events = !tracer.is_over();
+        if watch_events {
+            fds.push(PollFd::new(tracer.events_fd(), PollFlags::POLLIN));
+        }
+        let ms = PollTimeout::try_from(wait.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                let _ = kill_and_read(&mut tracer, sink);
+                return Err(format!("run `{}`: poll: {e}", args[0]));
+            }
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        if watch_events && ready[ready.len() - 1] {
+            if let Err(e) = state.absorb_ready(&mut tracer, sink) {
+                let _ = kill_and_read(&mut tracer, sink);
+                return Err(format!("run `{}`: {e}; its process tree was killed", args[0]));
+            }
+        }
+        for (k, &i) in which.iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let Some(f) = &open[i] else { continue };
+            match nix::unistd::read(f.as_raw_fd(), &mut buf) {
+                Ok(0) => open[i] = None,
+                Ok(n) => {
+                    let (kept, cut) = &mut out[i];
+                    let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    *cut += (n - room) as u64;
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => open[i] = None,
+            }
+        }
+    }
+    if let Some((step, errno)) = state.not_started {
+        let _ = kill_and_read(&mut tracer, sink);
+        let e = Errno::from_raw(errno);
+        return Ok((
+            Outcome {
+                call,
+                result: Err(Failure::Errno {
+                    errno,
+                    message: format!("cannot start `{}`: {}: {e}", args[0], step.describe()),
+                }),
+            },
+            None,
+        ));
+    }
+    let (status, signal) = match state.exited_at.and(state.exit) {
+        Some(Exit::Code(c)) => (Some(c), None),
+        Some(Exit::Signal { signal, .. }) => (None, Some(signal)),
+        None => (None, None),
+    };
+    let [(o, cut_o), (e, cut_e)] = out;
+    let outcome = Outcome {
+        call,
+        result: Ok(Value::Output {
+            pid: state.pid.unwrap_or(0),
+            status,
+            signal,
+            stdout: String::from_utf8_lossy(&o).into_owned(),
+            stderr: String::from_utf8_lossy(&e).into_owned(),
+            truncated: (cut_o, cut_e),
+        }),
+    };
+    // Descendants live on: keep the tracer (and so them) until teardown.
+    let keep = (!tracer.is_over()).then_some(tracer);
+    Ok((outcome, keep))
+}
+
+/// What the events of a run said so far.
+#[derive(Debug, Default)]
+struct State {
+    pid: Option<i32>,
+    exit: Option<Exit>,
+    exited_at: Option<Instant>,
+    not_started: Option<(trace::Step, i32)>,
+}
+
+impl State {
+    /// Reads every event available now.
+    fn absorb_ready(&mut self, tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<(), String> {
+        loop {
+            match tracer.recv(Duration::ZERO) {
+                Ok(Event::Started { pid }) => self.pid = Some(pid),
+                Ok(Event::ProgramExited(exit)) => {
+                    self.exit = Some(exit);
+                    self.exited_at = Some(Instant::now());
+                }
+                Ok(Event::NotStarted { step, errno }) => self.not_started = Some((step, errno)),
+                Ok(e) => absorb(e, sink)?,
+                Err(TraceError::Timeout(_) | TraceError::Ended) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Hands a creation or change to `sink`; fails closed on what cannot be
+/// vouched for.
+fn absorb(e: Event, sink: &mut Sink<'_>) -> Result<(), String> {
+    match e {
+        Event::Created { shmid, key, cpid, ctime, .. } => sink(Traced::Created(Identity { shmid, cpid, ctime }, key)),
+        Event::Changed { shmid, cpid, old_ctime, ctime, .. } => {
+            sink(Traced::Changed(Identity { shmid, cpid, ctime }, old_ctime))
+        }
+        Event::Unverified { shmid, by_pid, errno } => Err(format!(
+            "pid {by_pid}'s shmget returned shmid {shmid}, whose identity the tracer could not read ({}): whether it created it cannot be known",
+            Errno::from_raw(errno)
+        )),
+        Event::Failed(m) => Err(format!("the tracer failed: {m}")),
+        Event::Started { .. }
+        | Event::Removed { .. }
+        | Event::NotStarted { .. }
+        | Event::ProgramExited(_)
+        | Event::AllExited => Ok(()),
+    }
+}
+
+/// Reads what a living tracer has reported since (without waiting); `Ok(true)`
+/// once its stream is over (every tracee ended).
+///
+/// # Errors
+/// Fail closed: an unverifiable report, a tracer failure, garbage, or T
+/// vanished.
+pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<bool, String> {
+    loop {
+        match tracer.recv(Duration::ZERO) {
+            Ok(e) => absorb(e, sink)?,
+            Err(TraceError::Timeout(_)) => return Ok(false),
+            Err(TraceError::Ended) => return Ok(true),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Teardown: kills the tracer (and so every tracee), then reads every
+/// report it wrote before it died.
+///
+/// # Errors
+/// As [`drain_ready`], except that T's death is expected here.
+pub(crate) fn finish(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<(), String> {
+    kill_and_read(tracer, sink)
+}
+
+fn kill_and_read(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<(), String> {
+    let killed = tracer.kill_all().map_err(|e| e.to_string());
+    // T is dead and reaped: its end of the pipe is closed, so this ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut first_error = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tracer.recv(left) {
+            Ok(e) => {
+                if let Err(m) = absorb(e, sink) {
+                    first_error.get_or_insert(m);
+                }
+            }
+            Err(TraceError::Ended | TraceError::Vanished) => break,
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+                break;
+            }
+        }
+    }
+    killed?;
+    first_error.map_or(Ok(()), Err)
+}

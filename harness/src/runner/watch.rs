@@ -1,0 +1,142 @@
+//! An actor's traced programs (host mode): the tracers it keeps while
+//! their process trees live, and what they reported, journaled the moment
+//! it is read and queued for the supervisor.
+//!
+//! Order of facts for every traced creation: T writes the event while the
+//! tracee is stopped in `shmget`; the actor reads it, appends the identity
+//! to the run's journal (one `write`, `O_APPEND`), and only then queues it
+//! as a [`TracedSegment`] for the supervisor's books, which receive it
+//! before the answer of the step during which it was read (or at `Finish`).
+
+use std::collections::HashSet;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use crate::trace::Tracer;
+
+use super::journal;
+use super::traced::{self, Traced};
+use super::wire::{Identity, TracedSegment};
+
+/// What an actor knows of its traced programs.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    /// Living tracers, with the line of the `run` step that started each.
+    tracers: Vec<(Tracer, usize)>,
+    /// Identities traced programs of this actor created (and their changes).
+    owned: HashSet<Identity>,
+    /// Reports not yet sent to the supervisor.
+    pending: Vec<TracedSegment>,
+    /// The first thing the tracers could not vouch for.
+    blind: Option<String>,
+}
+
+/// Where journal records go, and what they say about their origin.
+pub(crate) struct Origin<'a> {
+    /// The run's journal.
+    pub journal: Option<RawFd>,
+    /// The scenario file.
+    pub scenario: &'a str,
+    /// The actor's name.
+    pub process: &'a str,
+}
+
+impl Watch {
+    /// Journals and queues one report of the `run` step at `line`.
+    ///
+    /// # Errors
+    /// The journal write failed, or pids are not the host's (a PID
+    /// namespace): the identity cannot be recorded as the sweep must see it.
+    pub fn take(&mut self, origin: &Origin<'_>, line: usize, t: Traced) -> Result<(), String> {
+        let (identity, key, journal_it, seg) = match t {
+            Traced::Created(identity, key) => {
+                let seg = TracedSegment::Created { line, identity };
+                (identity, key, true, seg)
+            }
+            Traced::Changed(identity, old_ctime) => {
+                let owned = old_ctime.is_some_and(|c| self.owned.contains(&Identity { ctime: c, ..identity }));
+                let key = crate::sysv::Shmid::from_raw(identity.shmid).stat().map_or(0, |st| st.key.raw());
+                (identity, key, owned, TracedSegment::Changed { line, identity, old_ctime })
+            }
+        };
+        if journal_it {
+            if let Some(fd) = origin.journal {
+                if journal::host_pid() != std::process::id() as i32 {
+                    return Err(format!(
+                        "shmid {}: this actor is in a PID namespace, so the traced creator pid {} is not the host's; the journal cannot record it",
+                        identity.shmid, identity.cpid
+                    ));
+                }
+                let rec = journal::Record {
+                    scenario: origin.scenario.to_string(),
+                    line,
+                    process: format!("{} (traced program)", origin.process),
+                    shmid: identity.shmid,
+                    cpid: identity.cpid,
+                    ctime: identity.ctime,
+                    key,
+                    ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
+                };
+                journal::append(fd, &rec).map_err(|e| format!("shmid {}: {e}", identity.shmid))?;
+            }
+            self.owned.insert(identity);
+        }
+        if !self.pending.contains(&seg) {
+            self.pending.push(seg);
+        }
+        Ok(())
+    }
+
+    /// Keeps a tracer whose program left descendants.
+    pub fn keep(&mut self, tracer: Tracer, line: usize) {
+        self.tracers.push((tracer, line));
+    }
+
+    /// Records a failure to vouch (the first one is kept).
+    pub fn blind(&mut self, why: String) {
+        self.blind.get_or_insert(why);
+    }
+
+    /// The living tracers' event fds, to poll.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.tracers.iter().map(|(t, _)| t.events_fd()).collect()
+    }
+
+    /// Whether any tracer is kept.
+    pub fn is_empty(&self) -> bool {
+        self.tracers.is_empty()
+    }
+
+    /// Reads whatever the living tracers reported, without waiting; drops
+    /// those whose trees have all ended.
+    pub fn drain(&mut self, origin: &Origin<'_>) {
+        let mut tracers = std::mem::take(&mut self.tracers);
+        tracers.retain_mut(|(t, line)| {
+            let line = *line;
+            let r = traced::drain_ready(t, &mut |x| self.take(origin, line, x));
+            match r {
+                Ok(over) => !over,
+                Err(e) => {
+                    self.blind(format!("line {line}: a traced program: {e}; its process tree was killed"));
+                    let _ = t.kill_all();
+                    false
+                }
+            }
+        });
+        self.tracers = tracers;
+    }
+
+    /// Kills every living tracer (and so every tracee) and reads what each
+    /// reported before it died.
+    pub fn finish(&mut self, origin: &Origin<'_>) {
+        for (mut t, line) in std::mem::take(&mut self.tracers) {
+            if let Err(e) = traced::finish(&mut t, &mut |x| self.take(origin, line, x)) {
+                self.blind(format!("line {line}: a traced program: {e}"));
+            }
+        }
+    }
+
+    /// The reports to send now, and the failure to report (if any).
+    pub fn take_reports(&mut self) -> (Vec<TracedSegment>, Option<String>) {
+        (std::mem::take(&mut self.pending), self.blind.take())
+    }
+}
