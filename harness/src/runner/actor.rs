@@ -95,6 +95,9 @@ impl Actor<'_> {
                     if report_maps {
                         let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
                     }
+                    // Done with the scenario: say so to whoever looks (ps,
+                    // the chaos campaign's choice of victims).
+                    super::fork::set_name(&format!("shm-end-{}", self.name));
                     exit_now(0)
                 }
                 ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),

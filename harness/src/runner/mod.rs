@@ -290,7 +290,11 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
         let report = supervise(sc, sopts);
         // SAFETY: the report pipe's write end is kept open in this process.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(report_fd) };
-        i32::from(send(fd, &report).is_err())
+        let failed = send(fd, &report).is_err();
+        // Reported: what is left is the exit (in namespace mode the kernel
+        // taking the PID namespace down); `ps` shows it as such.
+        fork::set_name("shm-sup-end");
+        i32::from(failed)
     })
     .map_err(|e| RunError::Sys(e.to_string()))?;
     drop(w);

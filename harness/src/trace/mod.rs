@@ -348,6 +348,9 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
                 // SAFETY: the caller is gone; end without touching its state.
                 unsafe { libc::_exit(1) }
             }
+            // Named for `ps` (and not mistaken for the caller it was forked from).
+            // SAFETY: prctl reads a NUL-terminated name from a static string.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"shm-trace".as_ptr(), 0, 0, 0) };
             drop(events_read);
             // T and the program are copies of the caller: without this they
             // would hold the caller's SysV attachments (`nattch` one higher,

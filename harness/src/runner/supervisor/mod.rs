@@ -126,6 +126,16 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         }
         Ok(mut sup) => {
             let failure = sup.run_steps();
+            if matches!(failure, Err(Abort::Orphaned)) {
+                // No report will be read, and every moment counts: no
+                // polite teardown, kill everything now and remove (by
+                // identity) what the scenario made.
+                report.status = Status::Fail;
+                report.reason = Some(sup.abandon().err().unwrap_or_else(|| {
+                    "the coordinator died; the scenario was killed and its segments removed".into()
+                }));
+                return report;
+            }
             // Teardown: the actors report their mappings and exit, every
             // other process of the scenario is killed and reaped, and only
             // then are the segments counted: no step completes after this.
@@ -136,6 +146,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
                     None
                 }
                 Err(Abort::Harness(reason)) => Some(reason),
+                Err(Abort::Orphaned) => unreachable!("handled above"),
                 Ok(()) => None,
             };
             let mut leaks = match sup.segment_leaks() {
@@ -168,6 +179,8 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
 enum Abort {
     Step(StepFailure),
     Harness(String),
+    /// The coordinator died: nobody will read a report.
+    Orphaned,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -508,7 +521,7 @@ impl<'a> Supervisor<'a> {
         while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
         self.reap_ended();
         if coordinator_gone {
-            return Err(Abort::Harness("the coordinator died; the scenario was torn down".into()));
+            return Err(Abort::Orphaned);
         }
         Ok(())
     }

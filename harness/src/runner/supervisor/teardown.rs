@@ -199,6 +199,37 @@ impl Supervisor<'_> {
         (leaks, blind)
     }
 
+    /// Teardown when the coordinator is gone: every process of the scenario
+    /// is killed at once (no actor is asked for anything: a program it is
+    /// running would hold the teardown up), reaped, and every segment the
+    /// books or the journal prove the scenario's is removed by identity.
+    ///
+    /// # Errors
+    /// What could not be killed, read or removed.
+    pub(super) fn abandon(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+            problems.push(e);
+        }
+        self.reap_ended();
+        if let Err(e) = self.absorb_journal() {
+            problems.push(e);
+        }
+        match self.segment_leaks() {
+            Ok(leaks) => {
+                if let Err(e) = self.remove_leaked(&leaks) {
+                    problems.push(e);
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     /// Adds to the books every identity the run's journal records for this
     /// scenario in this IPC namespace (all are the scenario's own: the
     /// journal is written only by its actors, for what they or their traced
