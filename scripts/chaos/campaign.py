@@ -172,15 +172,18 @@ def print_tables(runs, reruns):
         cols = ["runs", "kill delivered", "left segments", "left strays", "rerun removed",
                 "rerun reported", "remaining after rerun", "removed, not reported",
                 "strays after rerun", "zombies", "hangs", "canaries harmed", "unexpected exits"]
-        row = {c: 0 for c in cols}
+        rows = {"kill coordinator, rerun": {c: 0 for c in cols},
+                "kill everything, rerun": {c: 0 for c in cols}}
         for rr in reruns:
             f = rerunmod.failures(rr)
+            row = rows["kill everything, rerun" if rr.everything else "kill coordinator, rerun"]
             add(row, {"runs": 1, "kill delivered": int(rr.delivered), "left segments": len(rr.left),
                       "left strays": len(rr.left_strays), "rerun removed": len(rr.removed),
                       "rerun reported": len(rr.reported), **f})
             fail += sum(f.values())
-        print("\nkill-then-rerun (host isolation, SIGKILL of the coordinator, then the same command):")
-        table("campaign", {"kill, rerun": row}, cols)
+        print("\nkill-then-rerun (host isolation, SIGKILL of the coordinator or of every process of the run,"
+              " then the same command):")
+        table("campaign", rows, cols)
     return fail
 
 

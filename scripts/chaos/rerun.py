@@ -1,6 +1,7 @@
-"""The kill-then-rerun campaign: SIGKILL the coordinator (host isolation,
-inside the campaign's namespace) at a random instant, then run the same
-command again, and account for what the killed run left."""
+"""The kill-then-rerun campaign: SIGKILL the coordinator, or every process
+of the run at once (as a CI job cancel or an OOM kill of the job does), in
+host isolation inside the campaign's namespace, at a random instant; then
+run the same command again, and account for what the killed run left."""
 
 import os
 import random
@@ -18,6 +19,7 @@ class Rerun:
         self.id, self.jobs = ident, jobs
         self.delay = None
         self.delivered = False
+        self.everything = False  # every process of the run killed, not only the coordinator
         self.left = []           # segments the killed run left
         self.left_strays = []    # its processes 0.3 s after it died
         self.removed = []        # of `left`, gone after the rerun
@@ -50,7 +52,13 @@ def execute(binary, rr, logdir, repo, paths, canaries, expected, hang_bound):
     p = runmod.start(binary, first, logdir, repo)
     rr.delay = round(random.uniform(0.005, max(0.02, expected)), 3)
     time.sleep(rr.delay)
-    rr.delivered = runmod.deliver(p, first, binary, runmod.KINDS[1][2], "coordinator", 1)
+    rr.everything = random.random() < 0.5
+    if rr.everything:
+        # Nobody of the run survives to clean up: what it made stays for
+        # the rerun's sweep of its journal.
+        rr.delivered = p.poll() is None and bool(runmod.kill_tree({first.id}))
+    else:
+        rr.delivered = runmod.deliver(p, first, binary, runmod.KINDS[1][2], "coordinator", 1)
     p.wait()
     time.sleep(runmod.STRAY_WAIT)
     procs.reap_orphans()
