@@ -50,27 +50,45 @@ pub struct Record {
 /// A message naming the directory and what is wrong with it.
 pub fn state_dir() -> Result<PathBuf, String> {
     let uid = nix::unistd::Uid::effective();
-    let dir = if let Some(d) = std::env::var_os("SHM_HARNESS_STATE_DIR") {
-        PathBuf::from(d)
-    } else if uid.is_root() {
-        PathBuf::from("/run/shm-harness")
+    // An explicit choice must work as given.
+    if let Some(d) = std::env::var_os("SHM_HARNESS_STATE_DIR") {
+        return usable_dir(&PathBuf::from(d), uid);
+    }
+    // Otherwise the first usable of the usual places. (Root of a user
+    // namespace is uid 0 too, but `/run/shm-harness` then belongs to the
+    // machine's root, not to it: it is passed over, never used.)
+    let mut candidates = Vec::new();
+    if uid.is_root() {
+        candidates.push(PathBuf::from("/run/shm-harness"));
     } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        PathBuf::from(d).join("shm-harness")
-    } else {
-        PathBuf::from(format!("/tmp/shm-harness-{uid}"))
-    };
-    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&dir) {
+        candidates.push(PathBuf::from(d).join("shm-harness"));
+    }
+    candidates.push(PathBuf::from(format!("/tmp/shm-harness-{uid}")));
+    let mut why = Vec::new();
+    for dir in candidates {
+        match usable_dir(&dir, uid) {
+            Ok(d) => return Ok(d),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(format!("no usable state directory: {}", why.join("; ")))
+}
+
+/// `dir`, made (0700) if missing, if it is a directory owned by `uid` and
+/// writable only by it.
+fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, String> {
+    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
         Ok(()) => {}
         Err(e) => return Err(format!("state directory {}: {e}; set SHM_HARNESS_STATE_DIR", dir.display())),
     }
-    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
     if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o022 != 0 {
         return Err(format!(
             "state directory {} is not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR",
             dir.display()
         ));
     }
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 /// This run's journal: held (locked) until the run ends.
