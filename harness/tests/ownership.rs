@@ -642,11 +642,42 @@ fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Host mode with `/proc/sysvipc/shm` unreadable at the leak snapshot (an
+/// empty file bind-mounted over it, in a mount namespace of the test's
+/// own): the scenario fails closed, and the segment it created and left is
+/// still removed, by the identity recorded at its creation (before: left
+/// on the host, and its journal deleted at the end of the run, so no sweep
+/// could ever find it). `SHM_INFO` counts segments without `/proc`.
+fn host_mode_blind_oracle_still_removes_what_it_made() -> Res {
+    if !root() {
+        eprintln!("skipped: needs root (a mount namespace to hide /proc/sysvipc/shm)");
+        return Ok(());
+    }
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("mount / private: {e}"))?;
+    mount(Some("/dev/null"), "/proc/sysvipc/shm", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind /dev/null over /proc/sysvipc/shm: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("l.scn"), "process A\nA: create s = private size 4096 mode 0600\n")
+        .map_err(|e| e.to_string())?;
+    let out = harness(&["run", "--isolation", "host", "l.scn"], dir.path());
+    let s = text(&out.stdout);
+    ensure(out.status.code() == Some(1) && s.contains("cannot see"), || s.clone())?;
+    ensure(s.contains("leak: segment shmid") && s.contains("created by A at line 2"), || {
+        format!("leak not named: {s}")
+    })?;
+    let used = sysv::usage().map_err(|e| e.to_string())?.used_ids;
+    ensure(used == 0, || format!("{used} segment(s) left after the run: {s}"))
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 14] = [
+    let tests: [(&str, TestFn); 15] = [
+        ("host_mode_blind_oracle_still_removes_what_it_made", host_mode_blind_oracle_still_removes_what_it_made),
         ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),
