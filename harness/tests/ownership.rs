@@ -672,11 +672,74 @@ fn host_mode_blind_oracle_still_removes_what_it_made() -> Res {
     ensure(used == 0, || format!("{used} segment(s) left after the run: {s}"))
 }
 
+/// Host mode, SIGKILL of the coordinator and the supervisor while a forked
+/// actor (no death signal, by design: it may outlive its parent) runs a
+/// traced program: the actor sees its supervisor's life pipe hang up, kills
+/// the program's tree and exits, at once. Before, it waited for the program
+/// to end (up to the step's timeout), a stray holding the run's journal
+/// lock, so no sweep could settle the dead run meanwhile.
+fn a_forked_actor_in_a_traced_program_dies_with_its_supervisor() -> Res {
+    if shm_harness::trace::available().is_err() {
+        eprintln!("skipped: tracing is unavailable here");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tag = format!("60.{}", std::process::id());
+    std::fs::write(dir.path().join("f.scn"), format!("process A, B\nA: fork B\nB: run \"sleep {tag}\" => status 0\n"))
+        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin())
+        .args(["run", "--isolation", "host", "--timeout", "120s", "f.scn"])
+        .current_dir(dir.path())
+        .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let group = Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_with_arg(&tag).is_empty() {
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            let _ = child.wait();
+            return Err("the program never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The coordinator and the supervisor only (their actors are left to
+    // the death signals and the life pipe).
+    for p in in_group(group, processes_named("shm-sup")) {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    kill(group, Signal::SIGKILL).map_err(|e| e.to_string())?;
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<i32> =
+            in_group(group, processes_named("shm-")).into_iter().chain(processes_with_arg(&tag)).collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            for p in processes_with_arg(&tag) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            return Err(format!("3 s after the kill, processes of the run still live: {left:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 15] = [
+    let tests: [(&str, TestFn); 16] = [
+        (
+            "a_forked_actor_in_a_traced_program_dies_with_its_supervisor",
+            a_forked_actor_in_a_traced_program_dies_with_its_supervisor,
+        ),
         ("host_mode_blind_oracle_still_removes_what_it_made", host_mode_blind_oracle_still_removes_what_it_made),
         ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),

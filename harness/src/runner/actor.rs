@@ -585,7 +585,7 @@ impl Actor<'_> {
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
         let watch = &mut self.watch;
         let mut take = |t| watch.take(&origin, line, t);
-        let ran = super::traced::run(&args, &self.dir, deadline, &mut take);
+        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut take);
         match ran {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {
