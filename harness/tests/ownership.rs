@@ -731,11 +731,65 @@ fn a_forked_actor_in_a_traced_program_dies_with_its_supervisor() -> Res {
     Ok(())
 }
 
+/// `sweep` run by a user whose recorded segment's mode forbids `IPC_STAT`
+/// (mode 0000, owned by that user, who may still remove it), with
+/// `/proc/sysvipc/shm` unreadable (an empty file bind-mounted over it in a
+/// mount namespace of the test's own): whether the segment is still there
+/// is unknown, so the sweep fails closed (exit 1, says why) and keeps the
+/// journal. Before, "cannot see" read as "gone": exit 0, the journal
+/// deleted, the segment forgotten for good.
+fn a_sweep_that_cannot_see_keeps_the_journal() -> Res {
+    use shm_harness::runner::journal::{self, Journal, Record};
+    use std::os::unix::fs::PermissionsExt;
+    if !root() {
+        eprintln!("skipped: needs root (another uid, a mount namespace)");
+        return Ok(());
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).map_err(|e| e.to_string())?;
+    let id = orphan_segment(0);
+    sysv::Shmid::from_raw(id).set(NOBODY, NOBODY, Mode::from_bits_truncate(0)).map_err(|e| e.to_string())?;
+    let (_, cpid, ctime) = segments().into_iter().find(|s| s.0 == id).ok_or("segment gone")?;
+    let ns = journal::ipc_namespace().ok_or("no ipc namespace")?;
+    let rec = Record { scenario: "j.scn".into(), line: 2, process: "A".into(), shmid: id, cpid, ctime, key: 0, ns };
+    let dead = Journal::create(&state)?;
+    journal::append_to(dead.path(), &rec)?;
+    let path = dead.path().to_path_buf();
+    drop(dead);
+    for p in [&state, &path] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).map_err(|e| e.to_string())?;
+    }
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("mount / private: {e}"))?;
+    mount(Some("/dev/null"), "/proc/sysvipc/shm", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind /dev/null over /proc/sysvipc/shm: {e}"))?;
+    let out = Command::new(bin())
+        .arg("sweep")
+        .current_dir(dir.path())
+        .env("SHM_HARNESS_STATE_DIR", &state)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let err = text(&out.stderr);
+    ensure(out.status.code() == Some(1) && err.contains(&format!("cannot check shmid {id} ")), || {
+        format!("{:?}: {err}", out.status)
+    })?;
+    ensure(path.exists(), || format!("the journal was deleted: {err}"))?;
+    ensure(sysv::Shmid::from_raw(id).stat().is_ok(), || "the segment is gone".into())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 16] = [
+    let tests: [(&str, TestFn); 17] = [
+        ("a_sweep_that_cannot_see_keeps_the_journal", a_sweep_that_cannot_see_keeps_the_journal),
         (
             "a_forked_actor_in_a_traced_program_dies_with_its_supervisor",
             a_forked_actor_in_a_traced_program_dies_with_its_supervisor,
