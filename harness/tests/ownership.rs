@@ -646,11 +646,159 @@ fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Host mode with `/proc/sysvipc/shm` unreadable at the leak snapshot (an
+/// empty file bind-mounted over it, in a mount namespace of the test's
+/// own): the scenario fails closed, and the segment it created and left is
+/// still removed, by the identity recorded at its creation (before: left
+/// on the host, and its journal deleted at the end of the run, so no sweep
+/// could ever find it). `SHM_INFO` counts segments without `/proc`.
+fn host_mode_blind_oracle_still_removes_what_it_made() -> Res {
+    if !root() {
+        eprintln!("skipped: needs root (a mount namespace to hide /proc/sysvipc/shm)");
+        return Ok(());
+    }
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("mount / private: {e}"))?;
+    mount(Some("/dev/null"), "/proc/sysvipc/shm", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind /dev/null over /proc/sysvipc/shm: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("l.scn"), "process A\nA: create s = private size 4096 mode 0600\n")
+        .map_err(|e| e.to_string())?;
+    let out = harness(&["run", "--isolation", "host", "l.scn"], dir.path());
+    let s = text(&out.stdout);
+    ensure(out.status.code() == Some(1) && s.contains("cannot see"), || s.clone())?;
+    ensure(s.contains("leak: segment shmid") && s.contains("created by A at line 2"), || {
+        format!("leak not named: {s}")
+    })?;
+    let used = sysv::usage().map_err(|e| e.to_string())?.used_ids;
+    ensure(used == 0, || format!("{used} segment(s) left after the run: {s}"))
+}
+
+/// Host mode, SIGKILL of the coordinator and the supervisor while a forked
+/// actor (no death signal, by design: it may outlive its parent) runs a
+/// traced program: the actor sees its supervisor's life pipe hang up, kills
+/// the program's tree and exits, at once. Before, it waited for the program
+/// to end (up to the step's timeout), a stray holding the run's journal
+/// lock, so no sweep could settle the dead run meanwhile.
+fn a_forked_actor_in_a_traced_program_dies_with_its_supervisor() -> Res {
+    if shm_harness::trace::available().is_err() {
+        eprintln!("skipped: tracing is unavailable here");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tag = format!("60.{}", std::process::id());
+    std::fs::write(dir.path().join("f.scn"), format!("process A, B\nA: fork B\nB: run \"sleep {tag}\" => status 0\n"))
+        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin())
+        .args(["run", "--isolation", "host", "--timeout", "120s", "f.scn"])
+        .current_dir(dir.path())
+        .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let group = Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_with_arg(&tag).is_empty() {
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            let _ = child.wait();
+            return Err("the program never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The coordinator and the supervisor only (their actors are left to
+    // the death signals and the life pipe).
+    for p in in_group(group, processes_named("shm-sup")) {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    kill(group, Signal::SIGKILL).map_err(|e| e.to_string())?;
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<i32> =
+            in_group(group, processes_named("shm-")).into_iter().chain(processes_with_arg(&tag)).collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            for p in processes_with_arg(&tag) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            return Err(format!("3 s after the kill, processes of the run still live: {left:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// `sweep` run by a user whose recorded segment's mode forbids `IPC_STAT`
+/// (mode 0000, owned by that user, who may still remove it), with
+/// `/proc/sysvipc/shm` unreadable (an empty file bind-mounted over it in a
+/// mount namespace of the test's own): whether the segment is still there
+/// is unknown, so the sweep fails closed (exit 1, says why) and keeps the
+/// journal. Before, "cannot see" read as "gone": exit 0, the journal
+/// deleted, the segment forgotten for good.
+fn a_sweep_that_cannot_see_keeps_the_journal() -> Res {
+    use shm_harness::runner::journal::{self, Journal, Record};
+    use std::os::unix::fs::PermissionsExt;
+    if !root() {
+        eprintln!("skipped: needs root (another uid, a mount namespace)");
+        return Ok(());
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).map_err(|e| e.to_string())?;
+    let id = orphan_segment(0);
+    sysv::Shmid::from_raw(id).set(NOBODY, NOBODY, Mode::from_bits_truncate(0)).map_err(|e| e.to_string())?;
+    let (_, cpid, ctime) = segments().into_iter().find(|s| s.0 == id).ok_or("segment gone")?;
+    let ns = journal::ipc_namespace().ok_or("no ipc namespace")?;
+    let rec = Record { scenario: "j.scn".into(), line: 2, process: "A".into(), shmid: id, cpid, ctime, key: 0, ns };
+    let dead = Journal::create(&state)?;
+    journal::append_to(dead.path(), &rec)?;
+    let path = dead.path().to_path_buf();
+    drop(dead);
+    for p in [&state, &path] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).map_err(|e| e.to_string())?;
+    }
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("mount / private: {e}"))?;
+    mount(Some("/dev/null"), "/proc/sysvipc/shm", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind /dev/null over /proc/sysvipc/shm: {e}"))?;
+    let out = Command::new(bin())
+        .arg("sweep")
+        .current_dir(dir.path())
+        .env("SHM_HARNESS_STATE_DIR", &state)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let err = text(&out.stderr);
+    ensure(out.status.code() == Some(1) && err.contains(&format!("cannot check shmid {id} ")), || {
+        format!("{:?}: {err}", out.status)
+    })?;
+    ensure(path.exists(), || format!("the journal was deleted: {err}"))?;
+    ensure(sysv::Shmid::from_raw(id).stat().is_ok(), || "the segment is gone".into())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 14] = [
+    let tests: [(&str, TestFn); 17] = [
+        ("a_sweep_that_cannot_see_keeps_the_journal", a_sweep_that_cannot_see_keeps_the_journal),
+        (
+            "a_forked_actor_in_a_traced_program_dies_with_its_supervisor",
+            a_forked_actor_in_a_traced_program_dies_with_its_supervisor,
+        ),
+        ("host_mode_blind_oracle_still_removes_what_it_made", host_mode_blind_oracle_still_removes_what_it_made),
         ("sweep_needs_a_dead_run_and_the_same_identity", sweep_needs_a_dead_run_and_the_same_identity),
         ("panic_in_a_forked_child_is_a_harness_error", panic_in_a_forked_child_is_a_harness_error),
         ("pid_reuse_does_not_make_a_foreign_segment_ours", pid_reuse_does_not_make_a_foreign_segment_ours),

@@ -588,7 +588,7 @@ impl Actor<'_> {
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
         let watch = &mut self.watch;
         let mut take = |t| watch.take(&origin, line, t);
-        let ran = super::traced::run(&args, &self.dir, deadline, &mut take);
+        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut take);
         match ran {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {
@@ -623,8 +623,8 @@ impl Actor<'_> {
     /// and the step refused.
     fn record_creation(&self, index: usize, id: Shmid, key: Key) -> Result<Identity, String> {
         let identity = match super::host::current_identity(id.raw()) {
-            Some(i) => i,
-            None => {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(_) => {
                 let _ = id.remove();
                 return Err(format!("shmid {id}: cannot read its identity (IPC_STAT, /proc/sysvipc/shm); removed"));
             }
@@ -638,7 +638,7 @@ impl Actor<'_> {
 
     /// After a `set`: the segment's new identity, journaled (host mode).
     fn record_reset(&self, index: usize, id: Shmid) -> Result<Option<Identity>, String> {
-        let Some(identity) = super::host::current_identity(id.raw()) else { return Ok(None) };
+        let Some(identity) = super::host::current_identity(id.raw())? else { return Ok(None) };
         let key = id.stat().map_or(0, |st| st.key.raw());
         self.journal_append(index, identity, Key::from_raw(key))?;
         Ok(Some(identity))

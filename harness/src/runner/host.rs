@@ -120,14 +120,24 @@ pub(crate) fn traces_programs(sc: &Scenario) -> bool {
 
 /// The identity the kernel shows for `shmid` now: `IPC_STAT`, or, when
 /// the segment's mode forbids reading it, its `/proc/sysvipc/shm` row (no
-/// permission check there). `None`: no such segment.
-pub(crate) fn current_identity(shmid: i32) -> Option<Identity> {
-    if let Ok(st) = Shmid::from_raw(shmid).stat() {
-        return Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime });
+/// permission check there). `Ok(None)`: no such segment (`IPC_STAT` says
+/// `EINVAL`/`EIDRM`, or the row is absent).
+///
+/// # Errors
+/// Fail closed: `IPC_STAT` refused and `/proc/sysvipc/shm` cannot be read,
+/// so whether the segment is still there is unknown (before, that read as
+/// "gone": a sweep then forgot the segment and deleted its journal).
+pub(crate) fn current_identity(shmid: i32) -> Result<Option<Identity>, String> {
+    let stat_err = match Shmid::from_raw(shmid).stat() {
+        Ok(st) => return Ok(Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime })),
+        Err(e) => e,
+    };
+    if matches!(stat_err.errno(), Some(nix::errno::Errno::EINVAL | nix::errno::Errno::EIDRM)) {
+        return Ok(None);
     }
-    let rows = sysv::proc_segments().ok()?;
-    let r = rows.iter().find(|r| r.shmid.raw() == shmid)?;
-    Some(Identity { shmid, cpid: r.cpid, ctime: r.ctime })
+    let rows = sysv::proc_segments()
+        .map_err(|e| format!("shmid {shmid}: {stat_err}, and {e}: cannot tell whether it is still there"))?;
+    Ok(rows.iter().find(|r| r.shmid.raw() == shmid).map(|r| Identity { shmid, cpid: r.cpid, ctime: r.ctime }))
 }
 
 /// What became of a recorded segment when asked to remove it.
@@ -147,9 +157,10 @@ pub(crate) enum Removal {
 /// checked right before `IPC_RMID`.
 pub(crate) fn remove_if_ours(id: Identity) -> Removal {
     match current_identity(id.shmid) {
-        None => Removal::Gone,
-        Some(now) if now != id => Removal::NotOurs(now),
-        Some(_) => match Shmid::from_raw(id.shmid).remove() {
+        Err(e) => Removal::Failed(e),
+        Ok(None) => Removal::Gone,
+        Ok(Some(now)) if now != id => Removal::NotOurs(now),
+        Ok(Some(_)) => match Shmid::from_raw(id.shmid).remove() {
             Ok(()) => Removal::Removed,
             Err(e) => Removal::Failed(e.to_string()),
         },

@@ -263,8 +263,13 @@ fn settle(
         let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
         let key = crate::sysv::Key::from_raw(rec.key);
         match super::host::current_identity(rec.shmid) {
-            None => {}
-            Some(st) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
+            Ok(None) => {}
+            Err(e) => {
+                // Cannot tell: keep the journal for a sweep that can see.
+                out.failed += 1;
+                say(format!("shm-harness: cannot check shmid {} (key {key}), {made}: {e}; journal kept", rec.shmid));
+            }
+            Ok(Some(st)) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
                 // Another record may carry the identity after a `set`.
                 if records
                     .iter()
@@ -278,11 +283,11 @@ fn settle(
                     rec.shmid, st.cpid, st.ctime
                 ));
             }
-            Some(_) if dry_run => {
+            Ok(Some(_)) if dry_run => {
                 out.removed += 1;
                 say(format!("shm-harness: would remove shmid {} (key {key}), {made}", rec.shmid));
             }
-            Some(_) => match Shmid::from_raw(rec.shmid).remove() {
+            Ok(Some(_)) => match Shmid::from_raw(rec.shmid).remove() {
                 Ok(()) => {
                     out.removed += 1;
                     say(format!("shm-harness: removed shmid {} (key {key}) left behind, {made}", rec.shmid));

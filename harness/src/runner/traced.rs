@@ -11,7 +11,7 @@
 //! `shmget`, a tracer failure, garbage, a tracer that vanished while its
 //! program ran) is an `Err`: the step is a harness error, never a pass.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,11 @@ pub(crate) type Sink<'a> = dyn FnMut(Traced) -> Result<(), String> + 'a;
 const AFTER_EXIT: Duration = Duration::from_millis(100);
 
 /// Runs `args` in `dir` under the tracer until the program (its first
-/// process) ends and its output is read, or until `deadline` (then the
-/// whole tree is killed and the step is an error). Every creation is given
+/// process) ends and its output is read, or until `deadline` or a hang-up
+/// of `life` (the supervisor's life pipe: it died) (then the whole tree is
+/// killed and the step is an error). `life` matters for a forked actor,
+/// which has no death signal: without it, it would wait for the program
+/// long after its scenario died. Every creation is given
 /// to `sink` as it is read. Returns the step's outcome and, if descendants
 /// live on, the tracer (to be drained later and killed at teardown).
 ///
@@ -52,6 +55,7 @@ pub(crate) fn run(
     args: &[String],
     dir: &Path,
     deadline: Instant,
+    life: RawFd,
     sink: &mut Sink<'_>,
 ) -> Result<(Outcome, Option<Tracer>), String> {
     let call = format!("run {}", args.join(" "));
@@ -96,6 +100,9 @@ pub(crate) fn run(
                 which.push(i);
             }
         }
+        // SAFETY: the caller keeps the life pipe's read end open for the call.
+        let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
+        fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
         let watch_events = !tracer.is_over();
         if watch_events {
             fds.push(PollFd::new(tracer.events_fd(), PollFlags::POLLIN));
@@ -110,6 +117,14 @@ pub(crate) fn run(
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
+        if ready[which.len()] {
+            let left = kill_and_read(&mut tracer, sink);
+            return Err(format!(
+                "`{}`: the scenario's supervisor died; its process tree was killed{}",
+                args[0],
+                left.err().map_or_else(String::new, |e| format!(" ({e})"))
+            ));
+        }
         if watch_events && ready[ready.len() - 1] {
             if let Err(e) = state.absorb_ready(&mut tracer, sink) {
                 let _ = kill_and_read(&mut tracer, sink);

@@ -51,7 +51,7 @@ impl Supervisor<'_> {
         }
         for (name, g) in binds {
             let Global::Segment(id) = g else { continue };
-            let mine = host::current_identity(*id).is_some_and(|now| self.identities().contains(&now));
+            let mine = host::current_identity(*id).ok().flatten().is_some_and(|now| self.identities().contains(&now));
             if !mine {
                 return Err(Abort::Harness(format!(
                     "line {}: `{name}` captured shmid {id}, which is not a segment this scenario's processes created; host isolation never touches it",
