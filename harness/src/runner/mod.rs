@@ -157,6 +157,18 @@ struct Running {
     report: OwnedFd,
     index: usize,
     deadline: Instant,
+    /// Write end of the gate while the supervisor is prepared, not yet released.
+    gate: Option<OwnedFd>,
+    /// How long it may take once released.
+    budget: Duration,
+}
+
+impl Running {
+    /// Lets a prepared supervisor start its steps; its time starts now.
+    fn release(&mut self) {
+        self.gate = None;
+        self.deadline = Instant::now() + self.budget;
+    }
 }
 
 /// Runs scenarios, calling `progress` as each finishes, and returns their
@@ -204,6 +216,7 @@ pub fn run(
         key_slot: host::run_slot(),
         coordinator: Some(life_r.as_raw_fd()),
         journal: journal.as_ref().map(journal::Journal::fd),
+        gate: None,
     };
     let jobs = if isolation == Isolation::Host { 1 } else { opts.jobs.max(1) };
     let mut reports: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
@@ -211,9 +224,20 @@ pub fn run(
     let mut exiting: Vec<Pid> = Vec::new();
     let mut next = 0;
     while next < scenarios.len() || !running.is_empty() {
-        while running.len() < jobs && next < scenarios.len() {
+        // `jobs` supervisors run their steps; one more is prepared (cloned,
+        // namespaces made, actors forked) meanwhile, so that its scenario
+        // starts the moment a place is free.
+        while running.len() < jobs + 1 && next < scenarios.len() {
             running.push(spawn_supervisor(&scenarios[next], next, &sopts)?);
             next += 1;
+        }
+        let mut released = running.iter().filter(|r| r.gate.is_none()).count();
+        for r in running.iter_mut().filter(|r| r.gate.is_some()) {
+            if released >= jobs {
+                break;
+            }
+            r.release();
+            released += 1;
         }
         // Wait for any supervisor to report (or its deadline).
         let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
@@ -270,7 +294,8 @@ fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> Scenari
 
 fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Result<Running, RunError> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
-    let mut keep = vec![w.as_raw_fd()];
+    let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
+    let mut keep = vec![w.as_raw_fd(), gate_r.as_raw_fd()];
     keep.extend(sopts.coordinator);
     keep.extend(sopts.journal);
     let mut ns = namespaces_for(sopts.isolation, sopts.root);
@@ -278,7 +303,7 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
         // Traced programs: host pids everywhere (see `host::traces_programs`).
         ns.pid = false;
     }
-    let sopts = &ScenarioOptions { pid_namespace: ns.pid, ..sopts.clone() };
+    let sopts = &ScenarioOptions { pid_namespace: ns.pid, gate: Some(gate_r.as_raw_fd()), ..sopts.clone() };
     // Namespace mode: the supervisor dies with us, and the kernel kills its
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.
@@ -298,8 +323,13 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     })
     .map_err(|e| RunError::Sys(e.to_string()))?;
     drop(w);
+    drop(gate_r);
     let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5) + Duration::from_secs(5);
-    Ok(Running { pid: child, report: r, index, deadline: Instant::now() + budget })
+    // Not yet released: a prepared supervisor has no deadline of its own
+    // (its preparation is bounded by the fork helper's; a scenario it skips
+    // or cannot start reports at once).
+    let unreleased = Instant::now() + Duration::from_secs(24 * 3600);
+    Ok(Running { pid: child, report: r, index, deadline: unreleased, gate: Some(gate_w), budget })
 }
 
 /// The report of a supervisor that is ready (or overdue: then it is killed).

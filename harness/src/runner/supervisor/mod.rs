@@ -43,6 +43,10 @@ pub(crate) struct ScenarioOptions {
     pub coordinator: Option<RawFd>,
     /// The run's journal (host mode).
     pub journal: Option<RawFd>,
+    /// Read end of this scenario's gate: a supervisor prepared ahead of its
+    /// turn (namespaces, directory, actors) starts the steps only when the
+    /// coordinator closes the write end.
+    pub gate: Option<RawFd>,
 }
 
 struct Proc {
@@ -89,7 +93,7 @@ const MAX_HANDOFF_PROCESSES: usize = 64;
 
 /// Runs one scenario to its report. Called in the supervisor process.
 pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut report = ScenarioReport {
         file: sc.file.clone(),
         name: Path::new(&sc.file).file_stem().map_or_else(|| sc.file.clone(), |s| s.to_string_lossy().into_owned()),
@@ -125,7 +129,11 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             report.reason = Some(reason);
         }
         Ok(mut sup) => {
-            let failure = sup.run_steps();
+            let failure = sup.wait_for_turn().and_then(|()| {
+                // The scenario's time starts with its turn, not with its preparation.
+                started = Instant::now();
+                sup.run_steps()
+            });
             if matches!(failure, Err(Abort::Orphaned)) {
                 // No report will be read, and every moment counts: no
                 // polite teardown, kill everything now and remove (by
@@ -495,6 +503,36 @@ impl<'a> Supervisor<'a> {
             k += 1;
         }
         Ok(())
+    }
+
+    /// A prepared supervisor waits here, actors forked, until the
+    /// coordinator releases it (closes the gate's write end).
+    ///
+    /// # Errors
+    /// The coordinator is gone (its life pipe hung up).
+    fn wait_for_turn(&mut self) -> Result<(), Abort> {
+        let Some(gate) = self.opts.gate else { return Ok(()) };
+        loop {
+            // SAFETY: the gate's read end and the coordinator's life pipe stay
+            // open in this process for its whole life.
+            let gate_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(gate) };
+            let coord = self.opts.coordinator.map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+            let mut fds = vec![PollFd::new(gate_fd, PollFlags::POLLIN)];
+            if let Some(c) = coord {
+                fds.push(PollFd::new(c, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Abort::Harness(format!("poll (waiting for its turn): {e}"))),
+            }
+            // The coordinator's death also closes the gate: look at it first.
+            if coord.is_some() && fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return Err(Abort::Orphaned);
+            }
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                return Ok(());
+            }
+        }
     }
 
     /// Sleeps until a chain ends (an actor's token), an answer arrives, a
