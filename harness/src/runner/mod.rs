@@ -231,13 +231,9 @@ pub fn run(
             running.push(spawn_supervisor(&scenarios[next], next, &sopts)?);
             next += 1;
         }
-        let mut released = running.iter().filter(|r| r.gate.is_none()).count();
-        for r in running.iter_mut().filter(|r| r.gate.is_some()) {
-            if released >= jobs {
-                break;
-            }
+        let free = jobs.saturating_sub(running.iter().filter(|r| r.gate.is_none()).count());
+        for r in running.iter_mut().filter(|r| r.gate.is_some()).take(free) {
             r.release();
-            released += 1;
         }
         // Wait for any supervisor to report (or its deadline).
         let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
