@@ -75,7 +75,7 @@ fn drain(
     stderr: Option<std::process::ChildStderr>,
 ) -> [(Vec<u8>, u64); 2] {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
     let mut out: [(Vec<u8>, u64); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
     let mut open: [Option<OwnedFd>; 2] = [stdout.map(OwnedFd::from), stderr.map(OwnedFd::from)];
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -109,23 +109,37 @@ fn drain(
             pidfd = None;
             ended_at = Some(std::time::Instant::now());
         }
-        for (k, &i) in which.iter().enumerate() {
-            if !ready[k] {
-                continue;
-            }
-            let Some(f) = &open[i] else { continue };
-            match nix::unistd::read(f.as_raw_fd(), &mut buf) {
-                Ok(0) => open[i] = None,
-                Ok(n) => {
-                    let (kept, cut) = &mut out[i];
-                    let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
-                    kept.extend_from_slice(&buf[..room]);
-                    *cut += (n - room) as u64;
-                }
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(_) => open[i] = None,
-            }
-        }
+        read_ready(&which, &ready, &mut open, &mut out, &mut buf);
     }
     out
+}
+
+/// Reads once from each of the program's output pipes that `poll` found
+/// ready (`which[k]` is the stream polled at `ready[k]`), keeping at most
+/// [`OUTPUT_CAP`] bytes of each and counting the rest; a stream that ends
+/// or fails is closed.
+pub(super) fn read_ready(
+    which: &[usize],
+    ready: &[bool],
+    open: &mut [Option<std::os::fd::OwnedFd>; 2],
+    out: &mut [(Vec<u8>, u64); 2],
+    buf: &mut [u8],
+) {
+    for (k, &i) in which.iter().enumerate() {
+        if !ready[k] {
+            continue;
+        }
+        let Some(f) = &open[i] else { continue };
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(f), buf) {
+            Ok(0) => open[i] = None,
+            Ok(n) => {
+                let (kept, cut) = &mut out[i];
+                let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                *cut += (n - room) as u64;
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(_) => open[i] = None,
+        }
+    }
 }

@@ -11,7 +11,7 @@
 //! `shmget`, a tracer failure, garbage, a tracer that vanished while its
 //! program ran) is an `Err`: the step is a harness error, never a pass.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::trace::{self, Event, Exit, Program, Stdio, TraceError, Tracer};
 
-use super::wire::{Failure, Identity, Outcome, Value, OUTPUT_CAP};
+use super::wire::{Failure, Identity, Outcome, Value};
 
 /// What a traced process did to a segment, as the actor books it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,23 +131,7 @@ pub(crate) fn run(
                 return Err(format!("run `{}`: {e}; its process tree was killed", args[0]));
             }
         }
-        for (k, &i) in which.iter().enumerate() {
-            if !ready[k] {
-                continue;
-            }
-            let Some(f) = &open[i] else { continue };
-            match nix::unistd::read(f.as_raw_fd(), &mut buf) {
-                Ok(0) => open[i] = None,
-                Ok(n) => {
-                    let (kept, cut) = &mut out[i];
-                    let room = OUTPUT_CAP.saturating_sub(kept.len()).min(n);
-                    kept.extend_from_slice(&buf[..room]);
-                    *cut += (n - room) as u64;
-                }
-                Err(Errno::EINTR | Errno::EAGAIN) => {}
-                Err(_) => open[i] = None,
-            }
-        }
+        super::program::read_ready(&which, &ready, &mut open, &mut out, &mut buf);
     }
     if let Some((step, errno)) = state.not_started {
         let _ = kill_and_read(&mut tracer, sink);
