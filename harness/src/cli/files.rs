@@ -53,62 +53,17 @@ pub fn describe(e: &ParseError) -> String {
     }
 }
 
-/// Reads and parses a scenario file, as [`scenario::load`], but a file that
-/// is not UTF-8 is reported at the first bad byte: its line and column, and
-/// its byte offset in the file.
+/// Reads and parses a scenario file ([`scenario::load`]: a file that is not
+/// UTF-8 is reported at its first bad byte, with the byte offset).
 ///
 /// # Errors
 /// A [`ParseError`]: unreadable, not UTF-8, or the first problem in it.
 pub fn load(path: &Path) -> Result<Scenario, ParseError> {
-    let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ParseError {
-        file: file.clone(),
-        line: 0,
-        col: 0,
-        message: format!("cannot read the file: {e}"),
-        expected: None,
-    })?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => scenario::parse(&file, text),
-        Err(e) => Err(not_utf8(&file, &bytes, e)),
-    }
+    scenario::load(path)
 }
 
 /// What a scenario holds, for `check` and `run --list -v`: `1 process, 3 steps`.
 pub fn shape(sc: &Scenario) -> String {
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     format!("{}, {}", plural(sc.processes.len(), "process", "processes"), plural(sc.steps.len(), "step", "steps"))
-}
-
-fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> ParseError {
-    let at = e.valid_up_to();
-    let before = &bytes[..at];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    // Columns count characters, as the parser's do; everything before `at` is valid UTF-8.
-    let col = 1 + String::from_utf8_lossy(&before[line_start..]).chars().count();
-    ParseError {
-        file: file.to_string(),
-        line,
-        col,
-        message: format!(
-            "not UTF-8: byte 0x{:02x} at byte offset {at} does not start a valid UTF-8 character; scenario files are UTF-8 text",
-            bytes[at]
-        ),
-        expected: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn not_utf8_names_line_column_and_offset() {
-        let bytes: Vec<u8> = b"process A\nA: \xc3\xa9 \xff\n".to_vec();
-        let e = std::str::from_utf8(&bytes).unwrap_err();
-        let err = not_utf8("f.scn", &bytes, e);
-        assert_eq!((err.line, err.col), (2, 6));
-        assert!(err.message.contains("byte 0xff at byte offset 16"), "{}", err.message);
-    }
 }

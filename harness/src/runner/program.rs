@@ -88,14 +88,7 @@ fn drain(
         if ended_at.is_some_and(|t| t.elapsed() > std::time::Duration::from_millis(100)) {
             break;
         }
-        let mut fds: Vec<PollFd> = Vec::new();
-        let mut which = Vec::new();
-        for (i, f) in open.iter().enumerate() {
-            if let Some(f) = f {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
+        let (mut fds, which) = super::program::poll_open(&open);
         if let Some(p) = &pidfd {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
         }
@@ -142,4 +135,19 @@ pub(super) fn read_ready(
             Err(_) => open[i] = None,
         }
     }
+}
+
+/// The poll set of a program's output pipes still open, and for each entry
+/// the stream it stands for (0 stdout, 1 stderr), for [`read_ready`].
+pub(super) fn poll_open(open: &[Option<std::os::fd::OwnedFd>; 2]) -> (Vec<nix::poll::PollFd<'_>>, Vec<usize>) {
+    use std::os::fd::AsFd;
+    let mut fds = Vec::new();
+    let mut which = Vec::new();
+    for (i, f) in open.iter().enumerate() {
+        if let Some(f) = f {
+            fds.push(nix::poll::PollFd::new(f.as_fd(), nix::poll::PollFlags::POLLIN));
+            which.push(i);
+        }
+    }
+    (fds, which)
 }

@@ -11,7 +11,7 @@
 //! `shmget`, a tracer failure, garbage, a tracer that vanished while its
 //! program ran) is an `Err`: the step is a harness error, never a pass.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -92,14 +92,7 @@ pub(crate) fn run(
         if state.exited_at.is_some() {
             wait = wait.min(Duration::from_millis(20));
         }
-        let mut fds: Vec<PollFd> = Vec::new();
-        let mut which = Vec::new();
-        for (i, f) in open.iter().enumerate() {
-            if let Some(f) = f {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
+        let (mut fds, which) = super::program::poll_open(&open);
         // SAFETY: the caller keeps the life pipe's read end open for the call.
         let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
         fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
