@@ -40,6 +40,14 @@ impl Supervisor<'_> {
                     OutputCheck::Stdout(t) => format!("stdout {t:?}"),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
                     OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
+                    OutputCheck::Stderr(t) => format!("stderr {t:?}"),
+                    OutputCheck::Matches(s, re) => format!("{} matches {re:?}", s.name()),
+                    OutputCheck::Line { stream, line, column: None, template } => {
+                        format!("{} line {line} {template:?}", stream.name())
+                    }
+                    OutputCheck::Line { stream, line, column: Some(c), template } => {
+                        format!("{} line {line} column {c} {template:?}", stream.name())
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(", "),

@@ -26,6 +26,7 @@ pub mod fork;
 mod host;
 pub(crate) mod interp;
 pub mod journal;
+mod output;
 mod procs;
 mod program;
 pub mod report;
