@@ -1175,8 +1175,11 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
-/// Splits a command line on spaces, honouring single quotes.
-fn split_command(cmd: &str) -> Result<Vec<String>, String> {
+/// Splits a command line on spaces, honouring single quotes (as `run` does).
+///
+/// # Errors
+/// An unterminated quote or an empty command.
+pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
     let mut argv = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
