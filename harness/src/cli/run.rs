@@ -182,13 +182,15 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         },
         _ => None,
     };
-    let files = match files::scenario_files(&paths) {
+    let files = match files::scenario_files_named(&paths) {
         Ok(f) => f,
         Err(e) => return err(&e),
     };
+    // `--filter` looks at the path relative to the folder given.
     let files: Vec<PathBuf> = files
         .into_iter()
-        .filter(|f| filter.as_deref().is_none_or(|pat| f.display().to_string().contains(pat)))
+        .filter(|(_, name)| filter.as_deref().is_none_or(|pat| name.contains(pat)))
+        .map(|(path, _)| path)
         .collect();
     // Parse everything first: a file that does not parse runs nothing at all.
     let mut scenarios = Vec::new();
