@@ -389,7 +389,7 @@ impl Parser {
                     self.declaration(l, &w)?;
                     return self.end(l);
                 }
-                if w == "xfail" && matches!(next, Some(Tok::Str(_))) {
+                if w == "xfail" && next != Some(&Tok::Colon) {
                     self.xfail_line(l)?;
                     return self.end(l);
                 }
