@@ -37,7 +37,8 @@ impl Display for Scenario {
         let mut needs: Vec<String> =
             [(self.needs.root && !root_implied, "root"), (self.needs.namespace && !namespace_implied, "namespace")]
                 .into_iter()
-                .filter_map(|(needed, what)| needed.then(|| what.to_string()))
+                .filter(|(needed, _)| *needed)
+                .map(|(_, what)| what.to_string())
                 .collect();
         needs.extend(self.requires.iter().map(|r| match r {
             Requirement::Program(p) => format!("program {}", quote(p.as_bytes())),

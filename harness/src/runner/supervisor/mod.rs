@@ -157,7 +157,8 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
                     report.failure = Some(f);
                     None
                 }
-                Err(Abort::Xfail(f, why)) => {
+                Err(Abort::Xfail(marked)) => {
+                    let (f, why) = *marked;
                     report.failure = Some(f);
                     xfail = Some(why);
                     None
@@ -201,7 +202,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
 enum Abort {
     Step(StepFailure),
     /// A step marked `xfail` failed as expected: the reason given.
-    Xfail(StepFailure, String),
+    Xfail(Box<(StepFailure, String)>),
     Harness(String),
     /// The coordinator died: nobody will read a report.
     Orphaned,
@@ -633,7 +634,7 @@ impl<'a> Supervisor<'a> {
                     actual: answer,
                 };
                 Err(match &step.xfail {
-                    Some(reason) => Abort::Xfail(f, reason.clone()),
+                    Some(reason) => Abort::Xfail(Box::new((f, reason.clone()))),
                     None => Abort::Step(f),
                 })
             }
