@@ -379,5 +379,7 @@ fn output_checks_hold_and_their_twins_fail() {
         let out = harness(&["run", "twin.scn"], dir.path());
         assert_eq!(out.status.code(), Some(1), "{from} -> {to}: {}", all(&out));
         assert!(all(&out).contains("FAIL twin.scn:"), "{}", all(&out));
+        // The failure names the first check that does not hold, as applied.
+        assert!(all(&out).contains("; fails at: "), "{}", all(&out));
     }
 }

@@ -342,10 +342,16 @@ fn list_line(sc: &Scenario, verbose: bool) -> String {
     }
     let mut needs = Vec::new();
     if sc.needs.root {
-        needs.push("root");
+        needs.push("root".to_string());
     }
     if sc.needs.namespace {
-        needs.push("namespace");
+        needs.push("namespace".to_string());
+    }
+    for r in &sc.requires {
+        needs.push(match r {
+            shm_harness::scenario::Requirement::Program(p) => format!("program {p:?}"),
+            shm_harness::scenario::Requirement::Command(c) => format!("command {c:?}"),
+        });
     }
     let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };
     format!("{} ({}{needs})", sc.file, files::shape(sc))

@@ -54,6 +54,33 @@ impl Supervisor<'_> {
         }
     }
 
+    /// For a `run` whose output checks failed: `; fails at: CHECK` naming
+    /// the first check that does not hold (`${NAME}` substituted), else nothing.
+    pub(crate) fn failing_output_check(
+        &self,
+        step: &crate::scenario::Step,
+        result: &StepResult,
+        globals: &super::wire::Globals,
+    ) -> String {
+        let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
+            return String::new();
+        };
+        let Ok(Value::Output { status, stdout, stderr, .. }) = &o.result else {
+            return String::new();
+        };
+        match super::output::first_failure(checks, *status, stdout, stderr, globals) {
+            Some((i, shown)) => {
+                let one = self.describe_expect(&Expect::Output(vec![checks[i].clone()]));
+                if shown == one {
+                    format!("; fails at: {one}")
+                } else {
+                    format!("; fails at: {one}, that is {shown}")
+                }
+            }
+            None => String::new(),
+        }
+    }
+
     pub(crate) fn describe_field(&self, f: &StatField) -> String {
         match f {
             StatField::Size(n) => format!("size {n}"),

@@ -46,6 +46,47 @@ pub(crate) fn judge_output(
     Some(binds)
 }
 
+/// The first of `checks` that does not hold for this output (after the
+/// captures of those before it), with the check as it was applied
+/// (`${NAME}` substituted), if any.
+pub(crate) fn first_failure(
+    checks: &[OutputCheck],
+    status: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+    globals: &Globals,
+) -> Option<(usize, String)> {
+    let mut known = globals.clone();
+    for (i, c) in checks.iter().enumerate() {
+        match judge_output(std::slice::from_ref(c), status, stdout, stderr, &known) {
+            Some(binds) => known.extend(binds),
+            None => {
+                let lookup = |name: &str| known.get(name).copied().map(Global::substitute);
+                let shown = match c {
+                    OutputCheck::Status(n) => format!("status {n}"),
+                    OutputCheck::Stdout(t) => format!("stdout {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::Stderr(t) => format!("stderr {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::StdoutContains(t) => format!("stdout contains {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::StderrContains(t) => format!("stderr contains {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::Matches(s, re) => format!("{} matches {:?}", s.name(), substitute(re, &lookup, true)),
+                    OutputCheck::Line { stream, line, column, template } => {
+                        let col = column.map(|c| format!(" column {c}")).unwrap_or_default();
+                        let got = pick_line(if *stream == Stream::Stdout { stdout } else { stderr }, *line, *column)
+                            .map_or_else(|| "nothing there".to_string(), |t| format!("{t:?}"));
+                        format!(
+                            "{} line {line}{col} {:?} (found {got})",
+                            stream.name(),
+                            substitute(template, &lookup, false)
+                        )
+                    }
+                };
+                return Some((i, shown));
+            }
+        }
+    }
+    None
+}
+
 /// `text` with every `${NAME}` replaced by the value `lookup` gives (regex-escaped when `escape`).
 pub(crate) fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>, escape: bool) -> String {
     let mut out = text.to_string();

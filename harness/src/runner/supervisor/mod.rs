@@ -766,7 +766,11 @@ impl<'a> Supervisor<'a> {
     /// Checks a result against the step's expectation (see [`Judge`]); on
     /// failure says what was expected.
     fn check(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, String> {
-        self.judge().verdict(step, result).map_err(|()| self.describe_expect(&step.expect))
+        self.judge().verdict(step, result).map_err(|()| {
+            let mut expected = self.describe_expect(&step.expect);
+            expected.push_str(&self.failing_output_check(step, result, &self.books.globals));
+            expected
+        })
     }
 
     fn judge(&self) -> Judge<'_> {
