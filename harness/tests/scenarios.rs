@@ -1,4 +1,4 @@
-//! Every `scenarios/*.scn` file is its own test, run through the
+//! Every `scenarios/**/*.scn` file is its own test, run through the
 //! `shm-harness` binary (this test process is multi-threaded; the binary's
 //! coordinator is not, so it may fork safely). Works under `cargo test` and
 //! `cargo nextest run`.
@@ -32,16 +32,19 @@ fn run_scenario(path: &Path) -> Result<(), Failed> {
 fn main() {
     let args = Arguments::from_args();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("scenarios/ folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    // Subfolders too, as `shm-harness run scenarios/` finds them.
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+        .follow_links(true)
+        .into_iter()
+        .map(|e| e.expect("a readable scenarios/ tree").into_path())
         .filter(|p| p.extension().is_some_and(|x| x == "scn"))
         .collect();
     files.sort();
     let trials = files
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let rel = path.strip_prefix(&dir).unwrap_or(&path).with_extension("");
+            let name = rel.to_string_lossy().replace('/', "::");
             Trial::test(format!("scenario::{name}"), move || run_scenario(&path))
         })
         .collect();

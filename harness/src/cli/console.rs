@@ -124,6 +124,9 @@ pub fn status_style(status: Status) -> Style {
         Status::Pass => AnsiColor::Green,
         Status::Fail => AnsiColor::Red,
         Status::Skip => AnsiColor::Yellow,
+        Status::Xfail => AnsiColor::Cyan,
+        // Loud: a known defect may be fixed, and its `xfail` is stale.
+        Status::Xpass => AnsiColor::Magenta,
     };
     Style::new().bold().fg_color(Some(color.into()))
 }

@@ -4,30 +4,70 @@ use std::path::{Path, PathBuf};
 
 use shm_harness::scenario::{self, ParseError, Scenario};
 
-/// The `.scn` files named by `paths` (folders: their `.scn` files, sorted;
-/// default `scenarios/`).
+/// The `.scn` files named by `paths` (default `scenarios/`): a file as
+/// given, a folder's `.scn` files at any depth, sorted by path.
 ///
 /// # Errors
-/// A path that does not exist or a folder that cannot be read.
+/// A path that does not exist, or anything under a folder that cannot be
+/// read (see [`scenario_files_under`]).
 pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    Ok(scenario_files_named(paths)?.into_iter().map(|(path, _)| path).collect())
+}
+
+/// [`scenario_files`], each with the name `--filter` looks at: its path
+/// relative to the folder it was found under (a file given by itself: as given).
+///
+/// # Errors
+/// As [`scenario_files`].
+pub fn scenario_files_named(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String> {
     let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths.to_vec() };
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
-                .map_err(|e| format!("{}: cannot read the folder: {e}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "scn"))
-                .collect();
-            found.sort();
-            files.extend(found);
+            for found in scenario_files_under(&path)? {
+                let rel = found.strip_prefix(&path).unwrap_or(&found).display().to_string();
+                files.push((found, rel));
+            }
         } else if path.exists() {
-            files.push(path);
+            let name = path.display().to_string();
+            files.push((path, name));
         } else {
             return Err(format!("{}: no such file or folder", path.display()));
         }
     }
     Ok(files)
+}
+
+/// Every file ending in `.scn` under `dir`, at any depth, sorted by path;
+/// symbolic links are followed, and files with other names are ignored.
+///
+/// # Errors
+/// Nothing is skipped silently: a folder that cannot be read, a symbolic
+/// link that leads nowhere or back to a folder above it (a loop) is an
+/// error naming it.
+pub fn scenario_files_under(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = entry.map_err(|e| {
+            let at = e.path().map_or_else(|| dir.display().to_string(), |p| p.display().to_string());
+            match (e.loop_ancestor(), e.io_error()) {
+                (Some(ancestor), _) => format!(
+                    "{at}: a symbolic link loop (it leads back to {}); remove the link or run the folders separately",
+                    ancestor.display()
+                ),
+                (None, Some(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                    format!("{at}: a broken symbolic link (or it vanished while being read); remove it")
+                }
+                (None, Some(io)) => format!("{at}: cannot read it: {io}; fix its permissions or leave it out"),
+                (None, None) => format!("{at}: {e}"),
+            }
+        })?;
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "scn") {
+            found.push(entry.into_path());
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// What to say when `paths` (filtered by `filter`) hold no scenario file.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use shm_harness::runner::report::{render_json, render_junit, RunInfo};
+use shm_harness::runner::report::{render_json, render_junit_with, RunInfo};
 use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status, Summary};
 use shm_harness::scenario::{self, Scenario};
 
@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Also the transcript of every scenario that passed.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// An XPASS (a step marked `xfail` that passed) fails the run (exit status 1).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `--format`.
@@ -118,6 +121,7 @@ struct Story {
     file_text: Option<String>,
     quiet: bool,
     verbose: bool,
+    strict: bool,
 }
 
 impl Story {
@@ -145,8 +149,14 @@ impl Story {
     fn progress(&mut self, r: &ScenarioReport) {
         let line =
             format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
-        if r.status.fails_run() {
+        if r.status.fails(self.strict) || r.status == Status::Xpass {
             self.always(&line);
+        } else if let (Status::Xfail, Some(f)) = (r.status, &r.failure) {
+            // The known defect, as it showed this time.
+            self.say(&line);
+            self.say(&format!("      {}:{}: {}", r.file, f.line, f.step));
+            self.say(&format!("        expected: {}", f.expected));
+            self.say(&format!("        actual:   {}", f.actual));
         } else {
             self.say(&line);
             if self.verbose && !r.transcript.is_empty() {
@@ -158,7 +168,7 @@ impl Story {
 
 /// Runs `shm-harness run`.
 pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
-    let RunArgs { paths, jobs, filter, format, output, isolation, timeout, list, quiet, verbose } = args;
+    let RunArgs { paths, jobs, filter, format, output, isolation, timeout, list, quiet, verbose, strict } = args;
     let err = |msg: &str| {
         let _ = writeln!(std::io::stderr(), "shm-harness run: {msg}");
         ExitCode::from(2)
@@ -172,13 +182,15 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         },
         _ => None,
     };
-    let files = match files::scenario_files(&paths) {
+    let files = match files::scenario_files_named(&paths) {
         Ok(f) => f,
         Err(e) => return err(&e),
     };
+    // `--filter` looks at the path relative to the folder given.
     let files: Vec<PathBuf> = files
         .into_iter()
-        .filter(|f| filter.as_deref().is_none_or(|pat| f.display().to_string().contains(pat)))
+        .filter(|(_, name)| filter.as_deref().is_none_or(|pat| name.contains(pat)))
+        .map(|(path, _)| path)
         .collect();
     // Parse everything first: a file that does not parse runs nothing at all.
     let mut scenarios = Vec::new();
@@ -211,8 +223,13 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
     // on stderr, a reader of the progress that goes away must not cost the
     // report: the run goes on, silently.
     let console = if out_file.is_some() || stdout_carries_document { console.outlive_its_reader() } else { console };
-    let mut story =
-        Story { console, file_text: (format == Format::Text && out_file.is_some()).then(String::new), quiet, verbose };
+    let mut story = Story {
+        console,
+        file_text: (format == Format::Text && out_file.is_some()).then(String::new),
+        quiet,
+        verbose,
+        strict,
+    };
     let mut jobs = jobs.unwrap_or_else(|| RunOptions::default().jobs);
     if jobs > MAX_JOBS {
         story.always(&format!("note: --jobs {jobs} capped to {MAX_JOBS} (each job is a process tree of its own)"));
@@ -245,7 +262,7 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         Err(e) => return err(&e.to_string()),
     };
     let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
-    for r in reports.iter().filter(|r| r.status.fails_run()) {
+    for r in reports.iter().filter(|r| r.status.fails(strict)) {
         story.always("");
         story.always(&format!("{} {}", styled(status_style(r.status), r.status.label()), r.failure_text().trim_end()));
     }
@@ -253,7 +270,7 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
     let doc = match format {
         Format::Text => story.file_text.take(),
         Format::Json => Some(render_json(&reports, &run)),
-        Format::Junit => Some(render_junit(&reports, &run)),
+        Format::Junit => Some(render_junit_with(&reports, &run, strict)),
     };
     if let Some(doc) = doc {
         match &mut out_file {
@@ -265,7 +282,7 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
             None => Console::raw_stdout().write(&doc),
         }
     }
-    if Summary::of(&reports).failed > 0 {
+    if reports.iter().any(|r| r.status.fails(strict)) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -283,6 +300,13 @@ fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
         if s.failed > 0 { styled(status_style(Status::Fail), &s.failed.to_string()) } else { "0".into() },
         s.skipped
     );
+    let mut counts = counts;
+    if s.xfailed > 0 {
+        counts.push_str(&format!(", {} xfailed", s.xfailed));
+    }
+    if s.xpassed > 0 {
+        counts.push_str(&format!(", {} xpassed", styled(status_style(Status::Xpass), &s.xpassed.to_string())));
+    }
     story.always(&format!(
         "{} {} scenario{} in {:.2} s: {counts} ({} isolation, jobs {})",
         styled(heading(), "Summary"),
@@ -292,8 +316,11 @@ fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
         run.isolation,
         run.jobs
     ));
-    for r in reports.iter().filter(|r| r.status.fails_run()) {
+    for r in reports.iter().filter(|r| r.status.fails_run() || r.status == Status::Xpass) {
         let what = match (&r.failure, r.is_harness_error()) {
+            _ if r.status == Status::Xpass => {
+                format!("{}{}", r.file, if story.strict { "" } else { " (not failing: no --strict)" })
+            }
             (Some(f), _) => format!("{}:{}", r.file, f.line),
             (None, true) => format!("{} (harness error)", r.file),
             (None, false) => format!("{} (leak)", r.file),
@@ -315,10 +342,16 @@ fn list_line(sc: &Scenario, verbose: bool) -> String {
     }
     let mut needs = Vec::new();
     if sc.needs.root {
-        needs.push("root");
+        needs.push("root".to_string());
     }
     if sc.needs.namespace {
-        needs.push("namespace");
+        needs.push("namespace".to_string());
+    }
+    for r in &sc.requires {
+        needs.push(match r {
+            shm_harness::scenario::Requirement::Program(p) => format!("program {p:?}"),
+            shm_harness::scenario::Requirement::Command(c) => format!("command {c:?}"),
+        });
     }
     let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };
     format!("{} ({}{needs})", sc.file, files::shape(sc))

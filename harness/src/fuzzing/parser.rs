@@ -285,6 +285,26 @@ mod tests {
     }
 
     #[test]
+    fn intent_waiting_and_output_checks() {
+        let sc = round_trips(
+            "needs root, program \"ipcs\", command \"sh -c 'ipcs -V >/dev/null'\"\nneeds program \"${here}/t\"\n\
+             process A, B\nA: key k = 0x10\nA: create s = k size 10\n\
+             xfail \"bug \\\"7\\\": cuid as cgid\"\n\
+             A: run \"ipcs -m\" => stdout matches \"(?m)^${k} +(?P<t>[0-9]+) (?P<n.c>[0-9]+) (?P<key.j>0x[0-9a-f]+) (?P<pid.p>[0-9]+)\", \
+             stderr \"x {n:e}\", stderr matches \"^$\", stdout line -1 column 3 \"${s} {pid:q}\", stderr line 2 \"${c}\", \
+             stdout contains \"${e}\", stderr contains \"${t}\"\n\
+             eventually 1.5s: A: stat s => cpid p, key j\n\
+             xfail \"r\"\neventually 250ms: B: lookup k => absent\n\
+             B: segments => 0\n\
+             xfail \"r\"\n& A: sysctl shmmni => 5\n",
+        );
+        assert_eq!(sc.requires.len(), 3);
+        assert_eq!(sc.steps[2].xfail.as_deref(), Some("bug \"7\": cuid as cgid"));
+        assert_eq!(sc.steps[3].eventually, Some(std::time::Duration::from_millis(1500)));
+        assert!(sc.steps[4].xfail.is_some() && sc.steps[4].eventually.is_some());
+    }
+
+    #[test]
     fn garbage_is_an_error_in_range() {
         for text in [
             "",

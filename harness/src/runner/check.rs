@@ -3,7 +3,7 @@
 //! (which reports) and the actors (which stop a chain at the first
 //! surprise).
 
-use crate::scenario::{Expect, KeyRef, OutputCheck, StatField, Step};
+use crate::scenario::{Expect, KeyRef, StatField, Step};
 use crate::sysv;
 
 use super::wire::{Ending, Failure, Global, Globals, Outcome, Value};
@@ -79,25 +79,7 @@ impl Judge<'_> {
                 }
             }
             (Expect::Output(checks), Ok(Value::Output { status, stdout, stderr, .. })) => {
-                let mut binds = Vec::new();
-                for c in checks {
-                    let good = match c {
-                        OutputCheck::Status(s) => *status == Some(*s),
-                        OutputCheck::StdoutContains(t) => stdout.contains(t.as_str()),
-                        OutputCheck::StderrContains(t) => stderr.contains(t.as_str()),
-                        OutputCheck::Stdout(template) => match match_template(template, stdout) {
-                            Some(caps) => {
-                                binds.extend(caps);
-                                true
-                            }
-                            None => false,
-                        },
-                    };
-                    if !good {
-                        return fail();
-                    }
-                }
-                Ok(binds)
+                super::output::judge_output(checks, *status, stdout, stderr, self.globals).ok_or(())
             }
             _ => fail(),
         }
@@ -123,51 +105,5 @@ impl Judge<'_> {
             StatField::Cuid(u) => st.cuid == *u,
             StatField::Cgid(g) => st.cgid == *g,
         }
-    }
-}
-
-/// Matches `text` against a template where `{name}` (a segment id) and
-/// `{key:name}` (a key) capture a number. A trailing newline of the output
-/// may be left out of the template.
-fn match_template(template: &str, text: &str) -> Option<Vec<(String, Global)>> {
-    let text = if template.ends_with('\n') { text } else { text.strip_suffix('\n').unwrap_or(text) };
-    let mut caps = Vec::new();
-    let (mut t, mut s) = (template, text);
-    loop {
-        match t.find('{') {
-            None => return (t == s).then_some(caps),
-            Some(open) => {
-                let close = open + t[open..].find('}')?;
-                if s.get(..open)? != &t[..open] {
-                    return None;
-                }
-                s = &s[open..];
-                let inner = &t[open + 1..close];
-                let len = s.find(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == '-')).unwrap_or(s.len());
-                let word = &s[..len];
-                let g = match inner.strip_prefix("key:") {
-                    Some(_) => Global::Key(crate::scenario::parse_key(word)?),
-                    None => Global::Segment(word.parse().ok()?),
-                };
-                caps.push((inner.strip_prefix("key:").unwrap_or(inner).to_string(), g));
-                s = &s[len..];
-                t = &t[close + 1..];
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_capture_ids_and_keys() {
-        let caps = match_template("Shared memory id: {s}", "Shared memory id: 42\n").unwrap();
-        assert_eq!(caps, vec![("s".to_string(), Global::Segment(42))]);
-        let caps = match_template("key {key:k} id {s}\n", "key 0x0000abcd id 7\n").unwrap();
-        assert_eq!(caps[0], ("k".to_string(), Global::Key(0xabcd)));
-        assert!(match_template("id: {s}", "id: x").is_none());
-        assert!(match_template("exact", "exact but more").is_none());
     }
 }

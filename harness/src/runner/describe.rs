@@ -40,9 +40,44 @@ impl Supervisor<'_> {
                     OutputCheck::Stdout(t) => format!("stdout {t:?}"),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
                     OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
+                    OutputCheck::Stderr(t) => format!("stderr {t:?}"),
+                    OutputCheck::Matches(s, re) => format!("{} matches {re:?}", s.name()),
+                    OutputCheck::Line { stream, line, column: None, template } => {
+                        format!("{} line {line} {template:?}", stream.name())
+                    }
+                    OutputCheck::Line { stream, line, column: Some(c), template } => {
+                        format!("{} line {line} column {c} {template:?}", stream.name())
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+        }
+    }
+
+    /// For a `run` whose output checks failed: `; fails at: CHECK` naming
+    /// the first check that does not hold (`${NAME}` substituted), else nothing.
+    pub(crate) fn failing_output_check(
+        &self,
+        step: &crate::scenario::Step,
+        result: &StepResult,
+        globals: &super::wire::Globals,
+    ) -> String {
+        let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
+            return String::new();
+        };
+        let Ok(Value::Output { status, stdout, stderr, .. }) = &o.result else {
+            return String::new();
+        };
+        match super::output::first_failure(checks, *status, stdout, stderr, globals) {
+            Some((i, shown)) => {
+                let one = self.describe_expect(&Expect::Output(vec![checks[i].clone()]));
+                if shown == one {
+                    format!("; fails at: {one}")
+                } else {
+                    format!("; fails at: {one}, that is {shown}")
+                }
+            }
+            None => String::new(),
         }
     }
 

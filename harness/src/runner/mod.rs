@@ -24,8 +24,10 @@ mod check;
 mod describe;
 pub mod fork;
 mod host;
+mod intent;
 pub(crate) mod interp;
 pub mod journal;
+mod output;
 mod procs;
 mod program;
 pub mod report;
@@ -320,7 +322,10 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     .map_err(|e| RunError::Sys(e.to_string()))?;
     drop(w);
     drop(gate_r);
-    let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5) + Duration::from_secs(5);
+    let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5)
+        + Duration::from_secs(5)
+        + sc.steps.iter().filter_map(|s| s.eventually).sum::<Duration>()
+        + sopts.timeout.saturating_mul(sc.requires.len() as u32);
     // Not yet released: a prepared supervisor has no deadline of its own
     // (its preparation is bounded by the fork helper's; a scenario it skips
     // or cannot start reports at once).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod junit;
 
-pub use junit::render_junit;
+pub use junit::{render_junit, render_junit_with};
 
 /// How a scenario was isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,10 @@ pub enum Status {
     Fail,
     /// A need of the scenario is not available here.
     Skip,
+    /// A step marked `xfail` failed as written (a known defect); nothing else failed.
+    Xfail,
+    /// A step marked `xfail` passed: the defect may be fixed. Fails the run under `--strict`.
+    Xpass,
 }
 
 impl Status {
@@ -52,12 +56,20 @@ impl Status {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
             Status::Skip => "SKIP",
+            Status::Xfail => "XFAIL",
+            Status::Xpass => "XPASS",
         }
     }
 
     /// Whether this verdict makes the run fail (exit status 1).
     pub fn fails_run(self) -> bool {
         matches!(self, Status::Fail)
+    }
+
+    /// Whether this verdict makes a run fail: a failure, or under
+    /// `--strict` an XPASS too.
+    pub fn fails(self, strict: bool) -> bool {
+        self.fails_run() || (strict && self == Status::Xpass)
     }
 }
 
@@ -139,7 +151,7 @@ impl ScenarioReport {
     /// The progress line without its status tag (for a terminal that colours the tag).
     pub fn progress_detail(&self) -> String {
         let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
-        if let (Status::Skip, Some(reason)) = (self.status, &self.reason) {
+        if let (Status::Skip | Status::Xfail | Status::Xpass, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
         }
         line
@@ -282,6 +294,10 @@ pub struct Summary {
     pub failed: usize,
     /// Skipped.
     pub skipped: usize,
+    /// Failed as marked (`xfail`).
+    pub xfailed: usize,
+    /// Passed though marked `xfail`.
+    pub xpassed: usize,
 }
 
 impl Summary {
@@ -293,6 +309,8 @@ impl Summary {
                 Status::Pass => s.passed += 1,
                 Status::Fail => s.failed += 1,
                 Status::Skip => s.skipped += 1,
+                Status::Xfail => s.xfailed += 1,
+                Status::Xpass => s.xpassed += 1,
             }
         }
         s

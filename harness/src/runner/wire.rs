@@ -23,6 +23,8 @@ pub enum Global {
     Segment(i32),
     /// A process id.
     Process(i32),
+    /// A number captured from a program's output (`{n:NAME}`).
+    Number(i64),
 }
 
 impl Global {
@@ -32,6 +34,7 @@ impl Global {
             Global::Key(k) => format!("{:#010x}", k as u32),
             Global::Segment(id) => id.to_string(),
             Global::Process(pid) => pid.to_string(),
+            Global::Number(n) => n.to_string(),
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct Scenario {
     pub sysctls: Vec<(SysctlName, u64, usize)>,
     /// The per-step timeout, if the file sets one.
     pub timeout: Option<Duration>,
+    /// Programs and commands the scenario needs (`needs program "X"`,
+    /// `needs command "X"`), in file order; unmet, it skips.
+    pub requires: Vec<Requirement>,
     /// The steps, in order.
     pub steps: Vec<Step>,
 }
@@ -32,6 +35,17 @@ pub struct Needs {
     pub root: bool,
     /// A private IPC namespace (sysctls).
     pub namespace: bool,
+}
+
+/// `needs program "NAME"` or `needs command "CMD ARGS"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Requirement {
+    /// A program found on `PATH`, or an executable path (`${here}`
+    /// substituted; relative to the scenario file's folder).
+    Program(String),
+    /// A command line (split as `run` splits it) that must exit 0 within
+    /// the step timeout.
+    Command(String),
 }
 
 /// A sysctl as written in the file.
@@ -77,6 +91,11 @@ pub struct Step {
     /// Runs together with the previous step (`&` prefix): both are sent
     /// before either answer is awaited.
     pub concurrent: bool,
+    /// `eventually D:`: repeated (10 ms, doubling to 100 ms, between
+    /// tries) until it answers as expected or D has passed.
+    pub eventually: Option<Duration>,
+    /// `xfail "REASON"` on the line before: expected to fail (a known defect).
+    pub xfail: Option<String>,
 }
 
 /// How a key is given.
@@ -388,6 +407,44 @@ pub enum OutputCheck {
     StdoutContains(String),
     /// `stderr contains "text"`.
     StderrContains(String),
+    /// `stderr "template"`: the whole standard error, as `Stdout`.
+    Stderr(String),
+    /// `stdout|stderr matches "REGEX"`: the regex finds a match; its named
+    /// groups bind names (`(?P<s>..)` a segment, `(?P<key.k>..)` a key,
+    /// `(?P<n.n>..)` a number, `(?P<pid.p>..)` a process).
+    Matches(Stream, String),
+    /// `stdout|stderr line N [column M] "template"`: that line (1-based,
+    /// negative from the end) or whitespace-separated column of it matches
+    /// the template.
+    Line {
+        /// Which output.
+        stream: Stream,
+        /// 1-based line; -1 is the last.
+        line: i64,
+        /// 1-based column.
+        column: Option<u32>,
+        /// What it must match.
+        template: String,
+    },
+}
+
+/// Which output of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
 }
 
 /// What a step must produce.

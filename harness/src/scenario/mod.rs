@@ -10,7 +10,7 @@ mod print;
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
 pub use parser::{
-    parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, substitutions, ParseError,
+    parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
 };
 pub use print::same_scenario;
 

@@ -9,6 +9,9 @@ use crate::sysv::{errno_from_name, Sysctl};
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
+mod intent;
+mod output;
+
 /// A malformed scenario: where, what is wrong, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {message}{}", .expected.as_ref().map(|e| format!(" (expected {e})")).unwrap_or_default())]
@@ -70,6 +73,13 @@ const RESERVED: &[&str] = &[
     "ftok",
     "refused",
     "dir",
+    "eventually",
+    "xfail",
+    "program",
+    "command",
+    "matches",
+    "line",
+    "column",
 ];
 
 const OPS: &str = "key, create, open, attach, detach, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
@@ -89,10 +99,12 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
             files: Vec::new(),
             sysctls: Vec::new(),
             timeout: None,
+            requires: Vec::new(),
             steps: Vec::new(),
         },
         names: HashMap::new(),
         procs: HashMap::new(),
+        pending_xfail: None,
     };
     for (n, raw) in text.lines().enumerate() {
         let lineno = n + 1;
@@ -112,6 +124,8 @@ enum Kind {
     Segment,
     Attachment,
     Process,
+    /// A number captured from a program's output (`{n:NAME}`).
+    Number,
 }
 
 impl Kind {
@@ -121,6 +135,7 @@ impl Kind {
             Kind::Segment => "a segment",
             Kind::Attachment => "an attachment",
             Kind::Process => "a process",
+            Kind::Number => "a number",
         }
     }
 }
@@ -140,6 +155,8 @@ struct Parser {
     sc: Scenario,
     names: HashMap<String, (Kind, usize)>,
     procs: HashMap<String, ProcState>,
+    /// `xfail "REASON"` read, waiting for its step (and its line).
+    pending_xfail: Option<(String, usize)>,
 }
 
 struct Line<'a> {
@@ -359,13 +376,26 @@ impl Parser {
             if let (Some(Tok::Word(w)), next) = (l.peek(), l.toks.get(1).map(|t| &t.tok)) {
                 if next != Some(&Tok::Colon) && ["process", "needs", "file", "sysctl", "timeout"].contains(&w.as_str())
                 {
+                    if let Some((_, at)) = &self.pending_xfail {
+                        return Err(self.err_at(
+                            l.lineno,
+                            1,
+                            format!("the `xfail` on line {at} must come right before a step, not a declaration"),
+                            Some("a step after `xfail \"REASON\"`"),
+                        ));
+                    }
                     let w = w.clone();
                     l.pos += 1;
                     self.declaration(l, &w)?;
                     return self.end(l);
                 }
+                if w == "xfail" && next != Some(&Tok::Colon) {
+                    self.xfail_line(l)?;
+                    return self.end(l);
+                }
             }
         }
+        let eventually = self.eventually_prefix(l, concurrent)?;
         let (proc_, col) = self.word(l, "a process name or a declaration")?;
         if !self.procs.contains_key(&proc_) {
             let msg = if self.names.contains_key(&proc_) {
@@ -401,6 +431,9 @@ impl Parser {
         let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op)? } else { default_expect(&op) };
         self.end(l)?;
         self.check_fit(l.lineno, op_col, &op, &expect)?;
+        if eventually.is_some() {
+            self.check_repeatable(l.lineno, op_col, &op)?;
+        }
         if concurrent {
             // The group: the last step without `&`, and the `&` steps after it.
             let start = self.sc.steps.iter().rposition(|s| !s.concurrent).unwrap_or(0);
@@ -418,10 +451,28 @@ impl Parser {
             if matches!(op, Op::Fork { .. } | Op::Exit { .. } | Op::Kill | Op::Crash) {
                 return Err(self.err_at(l.lineno, op_col, format!("`{}` cannot run concurrently", op.keyword()), None));
             }
+            if let Some(first) = self.sc.steps[start..].iter().find(|s| s.eventually.is_some()) {
+                return Err(self.err_at(
+                    l.lineno,
+                    1,
+                    format!("`&` cannot join the `eventually` step of line {}: it is repeated alone", first.line),
+                    None,
+                ));
+            }
         }
+        let xfail = self.pending_xfail.take().map(|(reason, _)| reason);
         self.apply(l.lineno, &proc_, &op, &expect)?;
         self.procs.get_mut(&proc_).expect("known").started.get_or_insert(l.lineno);
-        self.sc.steps.push(Step { line: l.lineno, text: text.to_string(), process: proc_, op, expect, concurrent });
+        self.sc.steps.push(Step {
+            line: l.lineno,
+            text: text.to_string(),
+            process: proc_,
+            op,
+            expect,
+            concurrent,
+            eventually,
+            xfail,
+        });
         Ok(())
     }
 
@@ -465,12 +516,13 @@ impl Parser {
                 match w.as_str() {
                     "root" => self.sc.needs.root = true,
                     "namespace" => self.sc.needs.namespace = true,
+                    "program" | "command" => self.requirement(l, &w)?,
                     _ => {
                         return Err(self.err_at(
                             l.lineno,
                             col,
                             format!("unknown need `{w}`"),
-                            Some("`root` or `namespace`"),
+                            Some("`root`, `namespace`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
                         ))
                     }
                 }
@@ -700,7 +752,14 @@ impl Parser {
             "fork" => {
                 let ccol = l.col();
                 let child = self.use_name(l, Kind::Process)?;
-                let decl = self.sc.processes.iter().find(|p| p.name == child).expect("declared");
+                let Some(decl) = self.sc.processes.iter().find(|p| p.name == child) else {
+                    return Err(self.err_at(
+                        l.lineno,
+                        ccol,
+                        format!("`{child}` is a pid captured from a program's output, not a declared process"),
+                        Some("a process declared with `process`"),
+                    ));
+                };
                 if child == proc_ || self.procs[&child].started.is_some() || decl.forked_from.is_some() {
                     let at = self.procs[&child].started.unwrap_or(decl.line);
                     return Err(self.err_at(l.lineno, ccol, format!("process {child} already runs (since line {at}); fork needs a declared process that has not acted yet"), None));
@@ -938,43 +997,6 @@ impl Parser {
         Ok(fields)
     }
 
-    fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
-        let mut checks = Vec::new();
-        while l.peek().is_some() {
-            let (w, col) = self.word(l, "`status`, `stdout` or `stderr`")?;
-            let check = match w.as_str() {
-                "status" => OutputCheck::Status(self.small(l, "the exit status")?),
-                "stdout" if l.eat_word("contains") => OutputCheck::StdoutContains(self.text(l, "the text")?),
-                "stdout" => {
-                    let tcol = l.col();
-                    let template = self.text(l, "the output template")?;
-                    for (name, is_key) in
-                        template_captures(&template).map_err(|m| self.err_at(l.lineno, tcol, m, None))?
-                    {
-                        self.bind(l.lineno, tcol, &name, if is_key { Kind::Key } else { Kind::Segment })?;
-                    }
-                    OutputCheck::Stdout(template)
-                }
-                "stderr" => {
-                    self.keyword(l, "contains")?;
-                    OutputCheck::StderrContains(self.text(l, "the text")?)
-                }
-                _ => return Err(self.err_at(
-                    l.lineno,
-                    col,
-                    format!("unknown output check `{w}`"),
-                    Some("`status N`, `stdout \"template\"`, `stdout contains \"text\"` or `stderr contains \"text\"`"),
-                )),
-            };
-            checks.push(check);
-            l.eat(&Tok::Comma);
-        }
-        if checks.is_empty() {
-            return Err(self.err(l, "no output checks", Some("`status 0` and/or stdout/stderr checks")));
-        }
-        Ok(checks)
-    }
-
     fn check_fit(&self, lineno: usize, col: usize, op: &Op, expect: &Expect) -> Result<(), ParseError> {
         let bad = |msg: String| Err(self.err_at(lineno, col, msg, None));
         match (op, expect) {
@@ -1069,6 +1091,9 @@ impl Parser {
         if self.sc.steps.is_empty() {
             return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
         }
+        if let Some((_, at)) = &self.pending_xfail {
+            return Err(self.err_at(*at, 1, "`xfail` marks the step after it, and there is none", Some("a step")));
+        }
         Ok(self.sc)
     }
 }
@@ -1150,8 +1175,11 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
-/// Splits a command line on spaces, honouring single quotes.
-fn split_command(cmd: &str) -> Result<Vec<String>, String> {
+/// Splits a command line on spaces, honouring single quotes (as `run` does).
+///
+/// # Errors
+/// An unterminated quote or an empty command.
+pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
     let mut argv = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -1196,21 +1224,4 @@ pub fn substitutions(arg: &str) -> Vec<&str> {
         rest = &rest[start + end + 1..];
     }
     out
-}
-
-/// The `{name}` / `{key:name}` captures of an output template.
-fn template_captures(t: &str) -> Result<Vec<(String, bool)>, String> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(start) = rest.find('{') {
-        let end = rest[start..].find('}').ok_or("unclosed `{` in the output template")?;
-        let inner = &rest[start + 1..start + end];
-        let (name, is_key) = match inner.strip_prefix("key:") {
-            Some(n) => (n, true),
-            None => (inner, false),
-        };
-        out.push((name.to_string(), is_key));
-        rest = &rest[start + end + 1..];
-    }
-    Ok(out)
 }

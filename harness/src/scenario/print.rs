@@ -34,11 +34,16 @@ impl Display for Scenario {
         let root_implied = self.processes.iter().any(|p| p.uid.is_some() || p.gid.is_some());
         let namespace_implied =
             !self.sysctls.is_empty() || self.steps.iter().any(|s| matches!(s.op, Op::Sysctl { .. }));
-        let needs: Vec<&str> =
+        let mut needs: Vec<String> =
             [(self.needs.root && !root_implied, "root"), (self.needs.namespace && !namespace_implied, "namespace")]
                 .into_iter()
-                .filter_map(|(needed, what)| needed.then_some(what))
+                .filter(|(needed, _)| *needed)
+                .map(|(_, what)| what.to_string())
                 .collect();
+        needs.extend(self.requires.iter().map(|r| match r {
+            Requirement::Program(p) => format!("program {}", quote(p.as_bytes())),
+            Requirement::Command(c) => format!("command {}", quote(c.as_bytes())),
+        }));
         if !needs.is_empty() {
             writeln!(f, "needs {}", needs.join(", "))?;
         }
@@ -68,8 +73,14 @@ impl Display for Scenario {
 /// One step as a line (without the newline).
 fn step(s: &Step) -> String {
     let mut out = String::new();
+    if let Some(reason) = &s.xfail {
+        let _ = writeln!(out, "xfail {}", quote(reason.as_bytes()));
+    }
     if s.concurrent {
         out.push_str("& ");
+    }
+    if let Some(d) = s.eventually {
+        let _ = write!(out, "eventually {}: ", duration(d));
     }
     let _ = write!(out, "{}: {}", s.process, op(&s.op));
     let implied = match &s.op {
@@ -244,6 +255,12 @@ fn output_check(check: &OutputCheck) -> String {
         OutputCheck::Stdout(t) => format!("stdout {}", quote(t.as_bytes())),
         OutputCheck::StdoutContains(t) => format!("stdout contains {}", quote(t.as_bytes())),
         OutputCheck::StderrContains(t) => format!("stderr contains {}", quote(t.as_bytes())),
+        OutputCheck::Stderr(t) => format!("stderr {}", quote(t.as_bytes())),
+        OutputCheck::Matches(stream, re) => format!("{} matches {}", stream.name(), quote(re.as_bytes())),
+        OutputCheck::Line { stream, line, column, template } => {
+            let column = column.map(|c| format!(" column {c}")).unwrap_or_default();
+            format!("{} line {line}{column} {}", stream.name(), quote(template.as_bytes()))
+        }
     }
 }
 
@@ -313,9 +330,15 @@ pub fn same_scenario(a: &Scenario, b: &Scenario) -> bool {
         && a.files == b.files
         && sysctls(a) == sysctls(b)
         && a.timeout == b.timeout
+        && a.requires == b.requires
         && a.steps.len() == b.steps.len()
         && a.steps.iter().zip(&b.steps).all(|(x, y)| {
-            x.process == y.process && x.op == y.op && x.expect == y.expect && x.concurrent == y.concurrent
+            x.process == y.process
+                && x.op == y.op
+                && x.expect == y.expect
+                && x.concurrent == y.concurrent
+                && x.eventually == y.eventually
+                && x.xfail == y.xfail
         })
 }
 

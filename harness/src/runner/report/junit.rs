@@ -19,6 +19,13 @@ use super::{RunInfo, ScenarioReport, Status};
 /// forbids (control characters other than tab, newline and carriage
 /// return; U+FFFE, U+FFFF) are written as visible escapes (`\x01`) instead.
 pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
+    render_junit_with(reports, run, false)
+}
+
+/// [`render_junit`], with `--strict`: an XPASS is a `<failure>` (type
+/// `Xpass`) instead of a passing test case with the news in `<system-out>`.
+/// An XFAIL is always `<skipped>`, its message the reason and the step's diff.
+pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool) -> String {
     let started = chrono::DateTime::<chrono::Utc>::from(run.started).fixed_offset();
     let mut suite = TestSuite::new("shm-harness");
     suite.set_timestamp(started).set_time(run.duration);
@@ -26,7 +33,7 @@ pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
     suite.add_property(Property::new("jobs", run.jobs.to_string()));
     suite.add_property(Property::new("shm-harness-version", env!("CARGO_PKG_VERSION")));
     for r in reports {
-        suite.add_test_case(test_case(r));
+        suite.add_test_case(test_case(r, strict));
     }
     let mut report = Report::new("shm-harness");
     report.set_time(run.duration);
@@ -39,9 +46,25 @@ pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
     without_root_skipped(xml)
 }
 
-fn test_case(r: &ScenarioReport) -> TestCase {
+fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
     let status = match r.status {
         Status::Pass => TestCaseStatus::success(),
+        Status::Xpass if !strict => TestCaseStatus::success(),
+        Status::Xpass => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type("Xpass").set_message(visible(r.reason.as_deref().unwrap_or("XPASS")));
+            s
+        }
+        Status::Xfail => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_type("Xfail").set_message(visible(&format!(
+                "{}: {}",
+                r.reason.as_deref().unwrap_or("xfail"),
+                r.failure_message()
+            )));
+            s.set_description(visible(&r.failure_text()));
+            s
+        }
         Status::Skip => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(visible(r.reason.as_deref().unwrap_or("skipped")));
@@ -72,6 +95,9 @@ fn test_case(r: &ScenarioReport) -> TestCase {
         dir => dir.into_owned(),
     };
     let mut case = TestCase::new(visible(&r.name), status);
+    if let (Status::Xpass, false, Some(reason)) = (r.status, strict, &r.reason) {
+        case.set_system_out(visible(reason));
+    }
     case.set_classname(visible(&classname));
     case.set_time(std::time::Duration::from_micros(r.duration_us));
     case

@@ -17,6 +17,7 @@ use crate::scenario::{Expect, Op, Scenario, Step};
 
 mod local;
 mod teardown;
+mod waiting;
 
 use super::actor::{actor_comm, descendants, Actor, ActorFds};
 use super::check::{Judge, StepResult};
@@ -81,6 +82,8 @@ pub(crate) struct Supervisor<'a> {
     actor_ends: Option<(OwnedFd, OwnedFd)>,
     /// Write end of the life pipe: never written; closed when we die.
     _life_w: OwnedFd,
+    /// Steps marked `xfail` that answered as written: (line, reason).
+    xpassed: Vec<(usize, String)>,
 }
 
 /// Steps of one chain at most: a chain must answer within one step timeout.
@@ -118,6 +121,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
     } else {
         None
     };
+    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout)));
     if let Some(reason) = skip {
         report.status = Status::Skip;
         report.reason = Some(reason);
@@ -148,9 +152,16 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             // other process of the scenario is killed and reaped, and only
             // then are the segments counted: no step completes after this.
             let (mapped, blind) = sup.finish();
+            let mut xfail = None;
             let mut reason = match failure {
                 Err(Abort::Step(f)) => {
                     report.failure = Some(f);
+                    None
+                }
+                Err(Abort::Xfail(marked)) => {
+                    let (f, why) = *marked;
+                    report.failure = Some(f);
+                    xfail = Some(why);
                     None
                 }
                 Err(Abort::Harness(reason)) => Some(reason),
@@ -182,9 +193,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             report.reason = reason;
             report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
-            if report.failure.is_some() || report.reason.is_some() || !report.leaks.is_empty() {
-                report.status = Status::Fail;
-            }
+            report.status = super::intent::verdict(&mut report, xfail, &sup.xpassed);
         }
     }
     report.duration_us = started.elapsed().as_micros() as u64;
@@ -193,6 +202,8 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
 
 enum Abort {
     Step(StepFailure),
+    /// A step marked `xfail` failed as expected: the reason given.
+    Xfail(Box<(StepFailure, String)>),
     Harness(String),
     /// The coordinator died: nobody will read a report.
     Orphaned,
@@ -279,6 +290,7 @@ impl<'a> Supervisor<'a> {
             done_r,
             actor_ends: Some((done_w, life_r)),
             _life_w: life_w,
+            xpassed: Vec::new(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
@@ -402,7 +414,10 @@ impl<'a> Supervisor<'a> {
         let mut i = 0;
         while i < steps.len() {
             let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
-            if group > 1 {
+            if let Some(limit) = steps[i].eventually {
+                self.eventually(i, limit)?;
+                i += 1;
+            } else if group > 1 {
                 // A concurrent group: every step guarded, then every step
                 // sent before any answer is awaited.
                 for step in steps.iter().skip(i).take(group) {
@@ -462,18 +477,27 @@ impl<'a> Supervisor<'a> {
     /// Reads and judges the answers of `steps`, in order, sleeping while
     /// they are not there yet. Stops at the first failure.
     fn collect(&mut self, steps: std::ops::Range<usize>) -> Result<(), Abort> {
-        let mut deadline = Instant::now() + self.timeout();
         let mut involved: Vec<String> = Vec::new();
         for step in &self.sc.steps[steps.clone()] {
             if !involved.contains(&step.process) {
                 involved.push(step.process.clone());
             }
         }
-        let mut k = steps.start;
-        while k < steps.end {
-            let step = &self.sc.steps[k];
+        for k in steps {
+            let result = self.await_answer(k, &involved)?;
+            self.record(&self.sc.steps[k], result)?;
+        }
+        Ok(())
+    }
+
+    /// Waits (one step timeout at most) for the answer to step `k`, taking
+    /// in what traced programs report meanwhile.
+    fn await_answer(&mut self, k: usize, involved: &[String]) -> Result<StepResult, Abort> {
+        let deadline = Instant::now() + self.timeout();
+        let step = &self.sc.steps[k];
+        loop {
             let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(Duration::ZERO));
-            let result = match answer {
+            return Ok(match answer {
                 Ok(FromActor::Done(o)) => StepResult::Answered(o),
                 Ok(FromActor::Panic(message)) => return Err(Abort::Harness(format!("line {}: {message}", step.line))),
                 Ok(FromActor::Traced(segments)) => {
@@ -490,19 +514,15 @@ impl<'a> Supervisor<'a> {
                 }
                 Err(WireError::Closed) => StepResult::Ended(self.ending_of(&step.process)),
                 Err(WireError::Timeout) if Instant::now() < deadline => {
-                    self.wait_for_news(&involved, deadline)?;
+                    self.wait_for_news(involved, deadline)?;
                     continue;
                 }
                 Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process, self.timeout())),
                 Err(WireError::Broken(m)) => {
                     return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
                 }
-            };
-            deadline = Instant::now() + self.timeout();
-            self.record(step, result)?;
-            k += 1;
+            });
         }
-        Ok(())
     }
 
     /// A prepared supervisor waits here, actors forked, until the
@@ -580,8 +600,16 @@ impl<'a> Supervisor<'a> {
 
     /// Judges a result, adds it to the transcript, and records what it bound.
     fn record(&mut self, step: &Step, result: StepResult) -> Result<(), Abort> {
+        self.record_tries(step, result, None)
+    }
+
+    /// [`Self::record`], for the last of `tries` (count, time spent) of an `eventually` step.
+    fn record_tries(&mut self, step: &Step, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
         let verdict = self.check(step, &result);
-        let (call, answer) = self.describe(&result);
+        let (call, mut answer) = self.describe(&result);
+        if let Some((n, spent)) = tries {
+            answer = format!("{answer} (try {n}, after {} ms)", spent.as_millis());
+        }
         self.transcript.push(Entry {
             line: step.line,
             process: step.process.clone(),
@@ -593,15 +621,24 @@ impl<'a> Supervisor<'a> {
             Ok(binds) => {
                 self.guard_captures(step, &binds)?;
                 self.apply(step, &result, binds);
+                if let Some(reason) = &step.xfail {
+                    self.xpassed.push((step.line, reason.clone()));
+                }
                 Ok(())
             }
-            Err(expected) => Err(Abort::Step(StepFailure {
-                line: step.line,
-                process: step.process.clone(),
-                step: step.text.clone(),
-                expected,
-                actual: answer,
-            })),
+            Err(expected) => {
+                let f = StepFailure {
+                    line: step.line,
+                    process: step.process.clone(),
+                    step: step.text.clone(),
+                    expected,
+                    actual: answer,
+                };
+                Err(match &step.xfail {
+                    Some(reason) => Abort::Xfail(Box::new((f, reason.clone()))),
+                    None => Abort::Step(f),
+                })
+            }
         }
     }
 
@@ -688,7 +725,11 @@ impl<'a> Supervisor<'a> {
     /// Checks a result against the step's expectation (see [`Judge`]); on
     /// failure says what was expected.
     fn check(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, String> {
-        self.judge().verdict(step, result).map_err(|()| self.describe_expect(&step.expect))
+        self.judge().verdict(step, result).map_err(|()| {
+            let mut expected = self.describe_expect(&step.expect);
+            expected.push_str(&self.failing_output_check(step, result, &self.books.globals));
+            expected
+        })
     }
 
     fn judge(&self) -> Judge<'_> {

@@ -1,0 +1,262 @@
+//! Judging a program's output against a `run` step's checks: whole-output
+//! templates, `contains`, regexes and `line N [column M]`, with `${NAME}`
+//! substituted from the names bound so far (and by earlier checks of the
+//! same step), and captures binding new names. Pure: unit-tested below.
+
+use crate::scenario::{substitutions, OutputCheck, Stream};
+
+use super::wire::{Global, Globals};
+
+/// The names `checks` bind if every one of them holds for this output, else `None`.
+pub(crate) fn judge_output(
+    checks: &[OutputCheck],
+    status: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+    globals: &Globals,
+) -> Option<Vec<(String, Global)>> {
+    let mut binds: Vec<(String, Global)> = Vec::new();
+    let pick = |s: Stream| if s == Stream::Stdout { stdout } else { stderr };
+    for c in checks {
+        let lookup = |name: &str| -> Option<String> {
+            binds
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, g)| *g)
+                .or_else(|| globals.get(name).copied())
+                .map(Global::substitute)
+        };
+        let caps = match c {
+            OutputCheck::Status(s) => (status == Some(*s)).then(Vec::new),
+            OutputCheck::StdoutContains(t) => stdout.contains(&substitute(t, &lookup, false)).then(Vec::new),
+            OutputCheck::StderrContains(t) => stderr.contains(&substitute(t, &lookup, false)).then(Vec::new),
+            OutputCheck::Stdout(t) => match_template(&substitute(t, &lookup, false), stdout),
+            OutputCheck::Stderr(t) => match_template(&substitute(t, &lookup, false), stderr),
+            OutputCheck::Matches(stream, re) => match_regex(&substitute(re, &lookup, true), pick(*stream)),
+            OutputCheck::Line { stream, line, column, template } => {
+                pick_line(pick(*stream), *line, *column).and_then(|text| {
+                    // A line or a column is matched whole, without its newline.
+                    match_template(&substitute(template, &lookup, false), text.trim_end_matches('\n'))
+                })
+            }
+        };
+        binds.extend(caps?);
+    }
+    Some(binds)
+}
+
+/// The first of `checks` that does not hold for this output (after the
+/// captures of those before it), with the check as it was applied
+/// (`${NAME}` substituted), if any.
+pub(crate) fn first_failure(
+    checks: &[OutputCheck],
+    status: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+    globals: &Globals,
+) -> Option<(usize, String)> {
+    let mut known = globals.clone();
+    for (i, c) in checks.iter().enumerate() {
+        match judge_output(std::slice::from_ref(c), status, stdout, stderr, &known) {
+            Some(binds) => known.extend(binds),
+            None => {
+                let lookup = |name: &str| known.get(name).copied().map(Global::substitute);
+                let shown = match c {
+                    OutputCheck::Status(n) => format!("status {n}"),
+                    OutputCheck::Stdout(t) => format!("stdout {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::Stderr(t) => format!("stderr {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::StdoutContains(t) => format!("stdout contains {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::StderrContains(t) => format!("stderr contains {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::Matches(s, re) => format!("{} matches {:?}", s.name(), substitute(re, &lookup, true)),
+                    OutputCheck::Line { stream, line, column, template } => {
+                        let col = column.map(|c| format!(" column {c}")).unwrap_or_default();
+                        let got = pick_line(if *stream == Stream::Stdout { stdout } else { stderr }, *line, *column)
+                            .map_or_else(|| "nothing there".to_string(), |t| format!("{t:?}"));
+                        format!(
+                            "{} line {line}{col} {:?} (found {got})",
+                            stream.name(),
+                            substitute(template, &lookup, false)
+                        )
+                    }
+                };
+                return Some((i, shown));
+            }
+        }
+    }
+    None
+}
+
+/// `text` with every `${NAME}` replaced by the value `lookup` gives (regex-escaped when `escape`).
+pub(crate) fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>, escape: bool) -> String {
+    let mut out = text.to_string();
+    for name in substitutions(text) {
+        if let Some(v) = lookup(name) {
+            let v = if escape { regex::escape(&v) } else { v };
+            out = out.replace(&format!("${{{name}}}"), &v);
+        }
+    }
+    out
+}
+
+/// Line `n` (1-based; negative from the end) of `text`, or its column `col`
+/// (1-based, split at whitespace).
+fn pick_line(text: &str, n: i64, col: Option<u32>) -> Option<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let index =
+        if n > 0 { usize::try_from(n - 1).ok()? } else { lines.len().checked_sub(usize::try_from(-n).ok()?)? };
+    let line = *lines.get(index)?;
+    match col {
+        None => Some(line),
+        Some(c) => line.split_whitespace().nth(usize::try_from(c).ok()?.checked_sub(1)?),
+    }
+}
+
+/// A captured word as the global of its kind (`key`, `n`, `pid` or none: a shmid).
+fn typed(prefix: Option<&str>, word: &str) -> Option<Global> {
+    match prefix {
+        None => word.parse().ok().map(Global::Segment),
+        Some("key") => crate::scenario::parse_key(word).map(Global::Key),
+        Some("n") => word.parse().ok().map(Global::Number),
+        Some("pid") => word.parse().ok().filter(|p: &i32| *p > 0).map(Global::Process),
+        Some(_) => None,
+    }
+}
+
+/// Matches `re` anywhere in `text`; its named groups bind (`s`, `key.k`, `n.c`, `pid.p`).
+fn match_regex(re: &str, text: &str) -> Option<Vec<(String, Global)>> {
+    let re = regex::Regex::new(re).ok()?;
+    let caps = re.captures(text)?;
+    let mut out = Vec::new();
+    for name in re.capture_names().flatten() {
+        let (prefix, bound) = match name.split_once('.') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, name),
+        };
+        // A group that took no part in the match binds nothing: the check fails.
+        let word = caps.name(name)?.as_str();
+        out.push((bound.to_string(), typed(prefix, word.trim())?));
+    }
+    Some(out)
+}
+
+/// Matches `text` against a template where `{name}` (a segment id),
+/// `{key:name}` (a key), `{n:name}` (a decimal number) and `{pid:name}` (a
+/// pid) capture. A trailing newline of the output may be left out of the
+/// template.
+pub(crate) fn match_template(template: &str, text: &str) -> Option<Vec<(String, Global)>> {
+    let text = if template.ends_with('\n') { text } else { text.strip_suffix('\n').unwrap_or(text) };
+    let mut caps = Vec::new();
+    let (mut t, mut s) = (template, text);
+    loop {
+        match t.find('{') {
+            None => return (t == s).then_some(caps),
+            Some(open) => {
+                let close = open + t[open..].find('}')?;
+                if s.get(..open)? != &t[..open] {
+                    return None;
+                }
+                s = &s[open..];
+                let inner = &t[open + 1..close];
+                let (prefix, name) = match inner.split_once(':') {
+                    Some((p, n)) => (Some(p), n),
+                    None => (None, inner),
+                };
+                let len = match prefix {
+                    Some("n") => {
+                        let sign = usize::from(s.starts_with('-'));
+                        sign + s[sign..].find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len() - sign)
+                    }
+                    Some("pid") => s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()),
+                    _ => s.find(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == '-')).unwrap_or(s.len()),
+                };
+                caps.push((name.to_string(), typed(prefix, &s[..len])?));
+                s = &s[len..];
+                t = &t[close + 1..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals() -> Globals {
+        let mut g = Globals::new();
+        g.insert("k".into(), Global::Key(0x1234));
+        g.insert("s".into(), Global::Segment(7));
+        g
+    }
+
+    #[test]
+    fn templates_capture_ids_keys_numbers_and_pids() {
+        let caps = match_template("Shared memory id: {s}", "Shared memory id: 42\n").unwrap();
+        assert_eq!(caps, vec![("s".to_string(), Global::Segment(42))]);
+        let caps = match_template("key {key:k} id {s}\n", "key 0x0000abcd id 7\n").unwrap();
+        assert_eq!(caps[0], ("k".to_string(), Global::Key(0xabcd)));
+        assert!(match_template("id: {s}", "id: x").is_none());
+        assert!(match_template("exact", "exact but more").is_none());
+        let caps = match_template("{n:a} bytes, pid {pid:p}", "-12 bytes, pid 345").unwrap();
+        assert_eq!(caps, vec![("a".into(), Global::Number(-12)), ("p".into(), Global::Process(345))]);
+        assert!(match_template("pid {pid:p}", "pid -3").is_none(), "a pid is positive");
+    }
+
+    #[test]
+    fn substitutes_bound_names_in_every_form() {
+        let g = globals();
+        let out = "key        shmid\n0x00001234 7\n";
+        assert!(judge_output(&[OutputCheck::StdoutContains("${k} ${s}".into())], None, out, "", &g).is_some());
+        assert!(judge_output(
+            &[OutputCheck::Line { stream: Stream::Stdout, line: -1, column: Some(2), template: "${s}".into() }],
+            None,
+            out,
+            "",
+            &g
+        )
+        .is_some());
+        // The control: another value is not accepted.
+        let mut other = g.clone();
+        other.insert("s".into(), Global::Segment(8));
+        assert!(judge_output(
+            &[OutputCheck::Line { stream: Stream::Stdout, line: 2, column: Some(2), template: "${s}".into() }],
+            None,
+            out,
+            "",
+            &other
+        )
+        .is_none());
+        assert!(
+            judge_output(
+                &[OutputCheck::Line { stream: Stream::Stdout, line: 3, column: None, template: "".into() }],
+                None,
+                out,
+                "",
+                &g
+            )
+            .is_none(),
+            "no line 3"
+        );
+        // A regex gets the value escaped, and binds typed groups.
+        let binds = judge_output(
+            &[OutputCheck::Matches(Stream::Stdout, "^${k} (?P<n.id>[0-9]+)$".into())],
+            None,
+            "0x00001234 7",
+            "",
+            &g,
+        )
+        .unwrap();
+        assert_eq!(binds, vec![("id".into(), Global::Number(7))]);
+        assert!(judge_output(&[OutputCheck::Matches(Stream::Stderr, "x".into())], None, "x", "", &g).is_none());
+    }
+
+    #[test]
+    fn later_checks_see_earlier_captures() {
+        let checks = [
+            OutputCheck::Line { stream: Stream::Stdout, line: 1, column: None, template: "id {t}".into() },
+            OutputCheck::StdoutContains("again ${t}".into()),
+        ];
+        assert!(judge_output(&checks, None, "id 9\nagain 9\n", "", &Globals::new()).is_some());
+        assert!(judge_output(&checks, None, "id 9\nagain 8\n", "", &Globals::new()).is_none());
+    }
+}

@@ -1,0 +1,122 @@
+//! Parsing intent and waiting: `needs program "X"` / `needs command "X"`,
+//! `xfail "REASON"` before a step, and the `eventually D:` prefix.
+
+use super::super::ast::{Op, Requirement};
+use super::super::lexer::Tok;
+use super::{found, parse_duration, split_command, substitutions, Line, ParseError, Parser};
+use std::time::Duration;
+
+/// Operations an `eventually` step may repeat: those without side effects.
+const REPEATABLE: &str = "run, lookup, segments, stat, read, peek or a sysctl read";
+
+impl Parser {
+    /// `program "NAME"` or `command "CMD ARGS"` after `needs` (the word is read).
+    pub(super) fn requirement(&mut self, l: &mut Line, what: &str) -> Result<(), ParseError> {
+        let col = l.col();
+        let text = self.text(l, if what == "program" { "the program" } else { "the command" })?;
+        for name in substitutions(&text) {
+            if name != "here" {
+                return Err(self.err_at(
+                    l.lineno,
+                    col,
+                    format!("`${{{name}}}` in a need: needs are checked before anything runs"),
+                    Some("only ${here} (the scenario file's folder)"),
+                ));
+            }
+        }
+        let req = if what == "program" {
+            if text.is_empty() || text.chars().any(char::is_whitespace) {
+                return Err(self.err_at(
+                    l.lineno,
+                    col,
+                    format!("bad program name {text:?}"),
+                    Some("one program name or path, e.g. \"ipcs\" or \"${here}/tool\""),
+                ));
+            }
+            Requirement::Program(text)
+        } else {
+            split_command(&text).map_err(|m| self.err_at(l.lineno, col, m, None))?;
+            Requirement::Command(text)
+        };
+        self.sc.requires.push(req);
+        Ok(())
+    }
+
+    /// `xfail "REASON"`: marks the next step.
+    pub(super) fn xfail_line(&mut self, l: &mut Line) -> Result<(), ParseError> {
+        let col = l.col();
+        l.pos += 1; // `xfail`
+        if let Some((_, at)) = &self.pending_xfail {
+            return Err(self.err_at(
+                l.lineno,
+                col,
+                format!("a second `xfail` before the step that the one on line {at} marks"),
+                Some("one `xfail \"REASON\"` right before a step"),
+            ));
+        }
+        let rcol = l.col();
+        let reason = self.text(l, "the reason")?;
+        if reason.trim().is_empty() {
+            return Err(self.err_at(
+                l.lineno,
+                rcol,
+                "empty xfail reason",
+                Some("the known defect, e.g. \"util-linux ipcs prints cuid as cgid\""),
+            ));
+        }
+        self.pending_xfail = Some((reason, l.lineno));
+        Ok(())
+    }
+
+    /// `eventually D:` before `PROCESS: STEP`, if there.
+    pub(super) fn eventually_prefix(&mut self, l: &mut Line, concurrent: bool) -> Result<Option<Duration>, ParseError> {
+        if l.peek_word() != Some("eventually") {
+            return Ok(None);
+        }
+        if concurrent {
+            return Err(self.err(
+                l,
+                "an `eventually` step cannot run concurrently",
+                Some("`eventually D: P: STEP` on a line of its own, without `&`"),
+            ));
+        }
+        l.pos += 1;
+        let col = l.col();
+        let (w, _) = self.word(l, "a duration")?;
+        let d = parse_duration(&w).filter(|d| !d.is_zero()).ok_or_else(|| {
+            self.err_at(l.lineno, col, format!("bad duration `{w}`"), Some("a duration above 0 such as 500ms or 5s"))
+        })?;
+        if !l.eat(&Tok::Colon) {
+            return Err(self.err(
+                l,
+                format!("missing `:` after the duration: {}", found(l)),
+                Some("`eventually D: PROCESS: STEP`"),
+            ));
+        }
+        Ok(Some(d))
+    }
+
+    /// An `eventually` step must have no side effects: repeating it changes nothing.
+    pub(super) fn check_repeatable(&self, lineno: usize, col: usize, op: &Op) -> Result<(), ParseError> {
+        let repeatable = matches!(
+            op,
+            Op::Run { .. }
+                | Op::Lookup { .. }
+                | Op::Segments
+                | Op::Stat { .. }
+                | Op::Read { .. }
+                | Op::Peek { .. }
+                | Op::Sysctl { value: None, .. }
+        );
+        if repeatable {
+            Ok(())
+        } else {
+            Err(self.err_at(
+                lineno,
+                col,
+                format!("`{}` has side effects and cannot be repeated by `eventually`", op.keyword()),
+                Some(REPEATABLE),
+            ))
+        }
+    }
+}
