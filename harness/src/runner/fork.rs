@@ -206,6 +206,13 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
             exit_now(CREDENTIALS_STATUS);
         }
     }
+    if child.uid.is_some() || child.gid.is_some() {
+        // SAFETY: prctl with integer arguments. A credential change makes
+        // the process non-dumpable, and then its own children (a host-mode
+        // tracer and the program it seizes, both of this uid) could not be
+        // traced: PTRACE_SEIZE would fail with EPERM.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
     if let Some(sig) = child.death_signal {
         // SAFETY: prctl with integer arguments. After the credential
         // changes above, which would clear it.
