@@ -4,8 +4,9 @@
 # afterwards makes its scenarios SKIP with the reason (their `needs`).
 #
 # Packages: util-linux (ipcs, ipcmk, ipcrm, lsipc, unshare), mount,
-# procps (pmap, pgrep), perl (IPC::SysV), postgresql (postgres, initdb,
-# pg_isready under /usr/lib/postgresql/*/bin).
+# procps (pmap, pgrep), perl (IPC::SysV), python3-sysv-ipc (for Debian's
+# /usr/bin/python3), postgresql (postgres, initdb, pg_isready under
+# /usr/lib/postgresql/*/bin).
 #
 # Installing the server must not start it (a running cluster would put a
 # segment in the host's IPC namespace, and CI checks that nothing new is
@@ -19,6 +20,7 @@ for p in ipcs ipcmk ipcrm lsipc unshare; do have "$p" || { missing+=(util-linux)
 have mount || missing+=(mount)
 { have pmap && have pgrep; } || missing+=(procps)
 { have perl && perl -MIPC::SysV -e1 2>/dev/null; } || missing+=(perl)
+/usr/bin/python3 -c 'import sysv_ipc' 2>/dev/null || missing+=(python3-sysv-ipc)
 pg_found=
 for d in /usr/lib/postgresql/*/bin; do
     [ -x "$d/postgres" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_isready" ] && pg_found=$d
@@ -26,7 +28,7 @@ done
 [ -n "$pg_found" ] || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "real programs: all present (util-linux, mount, procps, perl, postgresql in ${pg_found})"
+    echo "real programs: all present (util-linux, mount, procps, perl, python3-sysv-ipc, postgresql in ${pg_found})"
     exit 0
 fi
 echo "real programs: installing from Debian's packages: ${missing[*]}"
