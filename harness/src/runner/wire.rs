@@ -23,6 +23,8 @@ pub enum Global {
     Segment(i32),
     /// A process id.
     Process(i32),
+    /// Where an attachment starts (or started) in the processes that know it.
+    Address(usize),
 }
 
 impl Global {
@@ -32,6 +34,7 @@ impl Global {
             Global::Key(k) => format!("{:#010x}", k as u32),
             Global::Segment(id) => id.to_string(),
             Global::Process(pid) => pid.to_string(),
+            Global::Address(a) => format!("{a:#x}"),
         }
     }
 }
@@ -112,6 +115,15 @@ pub enum Value {
         window_at: usize,
         /// Up to 32 bytes of what was read.
         window: Vec<u8>,
+    },
+    /// A `mapping M resize` succeeded: the mapping's address and length now.
+    Remapped {
+        /// Address in the actor.
+        addr: usize,
+        /// Page-rounded length.
+        mapping_len: usize,
+        /// Whether it moved.
+        moved: bool,
     },
     /// A byte (peek).
     Byte(u8),
