@@ -55,6 +55,7 @@ const PLANS: &[Plan] = &[
     Plan { bug: "spurious-enospc", target: "args", host: false, expect: &[SPURIOUS_ENOSPC] },
     Plan { bug: "spurious-enospc", target: "args", host: true, expect: &[SPURIOUS_ENOSPC] },
     Plan { bug: "accept-size-0", target: "args", host: true, expect: &["disagree on shmget: shmget(&size 0,"] },
+    Plan { bug: "model-unmap-keeps-nattch", target: "ops", host: false, expect: &["after munmap"] },
 ];
 
 /// Whether `msg` says one of the `expect` lists (see [`Plan::expect`]).
