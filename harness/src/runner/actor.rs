@@ -638,7 +638,18 @@ impl Actor<'_> {
 /// Steps that may end the process: memory accesses (a fault), and the
 /// steps whose purpose is to end it.
 fn may_end_process(op: &Op) -> bool {
-    matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } | Op::Exit { .. } | Op::Crash)
+    matches!(
+        op,
+        Op::Write { .. }
+            | Op::Read { .. }
+            | Op::Peek { .. }
+            | Op::Poke { .. }
+            | Op::Exit { .. }
+            | Op::Crash
+            // An unmap or remap may reach this process's own memory.
+            | Op::Mapping { .. }
+            | Op::Attach { remap: true, .. }
+    )
 }
 
 /// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder

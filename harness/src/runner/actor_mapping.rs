@@ -76,7 +76,10 @@ impl Actor<'_> {
                             mapping_len: att.mapping_len(),
                         };
                         let label = name.clone().unwrap_or_else(|| format!("#{index}"));
-                        self.recheck_all();
+                        if at.is_some() {
+                            // Only a fixed address can replace a mapping.
+                            self.recheck_all();
+                        }
                         self.attachments.insert(label, att);
                         Outcome { call, result: Ok(v) }
                     }
@@ -124,13 +127,14 @@ impl Actor<'_> {
                 let start = att.as_ptr();
                 let whole = att.mapping_len();
                 let range = |r: &Option<(u64, u64)>| r.map_or((0, whole), |(o, l)| (usize_of(o), usize_of(l)));
-                // SAFETY (all four): a disposable actor; the step tests what
+                // Each call below: a disposable actor; the step tests what
                 // the kernel does to the mapping, and every handle's bounds
-                // are rechecked below.
+                // are rechecked after it.
                 let (call, result) = match change {
                     MapChange::Unmap(r) => {
                         let (off, len) = range(r);
                         let call = format!("munmap({:p}, {len:#x}) [{attachment}+{off}]", start.wrapping_add(off));
+                        // SAFETY: see above; nothing touches the range but raw touches.
                         (call, unsafe { att.unmap(off, len) }.map(|()| Value::Unit))
                     }
                     MapChange::Protect(p, r) => {
@@ -140,6 +144,7 @@ impl Actor<'_> {
                             start.wrapping_add(off),
                             p.describe()
                         );
+                        // SAFETY: see above; a fault on access is what later steps may expect.
                         (call, unsafe { att.protect(off, len, *p) }.map(|()| Value::Unit))
                     }
                     MapChange::Resize { len, may_move } => {
@@ -148,6 +153,7 @@ impl Actor<'_> {
                             "mremap({start:p}, {whole:#x}, {len:#x}, {}) [{attachment}]",
                             if *may_move { "MREMAP_MAYMOVE" } else { "0" }
                         );
+                        // SAFETY: see above; the handle follows the new address and length.
                         let r = unsafe { att.resize(len, *may_move) }.map(|moved| Value::Remapped {
                             addr: att.as_ptr() as usize,
                             mapping_len: att.mapping_len(),
@@ -161,6 +167,7 @@ impl Actor<'_> {
                             "remap_file_pages({:p}, {len:#x}, 0, {pgoff}, 0) [{attachment}+{off}]",
                             start.wrapping_add(off)
                         );
+                        // SAFETY: see above; the pages stay mapped with the same rights.
                         (call, unsafe { att.remap_pages(off, len, pgoff) }.map(|()| Value::Unit))
                     }
                 };
