@@ -150,9 +150,9 @@ impl Pieces {
 
     /// Whether protecting pages `first..first + n` with `prot` is a change
     /// the model follows exactly: inside one VMA, and not a part of it next
-    /// to a neighbour that already has `prot`. Since Linux 6.12 the kernel
-    /// merges such a part into the neighbour even for VMAs with a `close`
-    /// (no VMA is deleted), which older kernels never do.
+    /// to a neighbour that already has `prot`. Recent kernels (seen on 6.18)
+    /// merge such a part into the neighbour even for VMAs with a `close`
+    /// (no VMA is deleted); the model leaves such inputs out.
     pub fn plain_protect(&self, first: usize, n: usize, prot: i32) -> bool {
         let (s, e) = self.vma_of(first);
         let end = first + n;
