@@ -18,6 +18,7 @@
 pub mod args;
 pub mod confine;
 pub mod ftok;
+pub mod mapping;
 pub mod model;
 pub mod ops;
 pub mod parser;

@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
-use crate::sysv::{self, AttachFlags, Attachment, GetFlags, Key, Mode, Shmid};
+use crate::sysv::{self, Attachment, GetFlags, Key, Mode, Shmid};
 
 use super::check::{Judge, StepResult};
 use super::fork::{exit_now, fork_guarded, Child};
@@ -318,7 +318,15 @@ impl Actor<'_> {
         Ok(sysv_mappings(&text)
             .into_iter()
             .map(|(range, start, shmid)| {
-                let name = self.attachments.iter().find(|(_, a)| a.as_ptr() as usize == start).map(|(n, _)| n.clone());
+                // A piece of a split attachment starts inside its extent.
+                let name = self
+                    .attachments
+                    .iter()
+                    .find(|(_, a)| {
+                        let base = a.as_ptr() as usize;
+                        a.is_mapped() && start >= base && start < base.saturating_add(a.extent())
+                    })
+                    .map(|(n, _)| n.clone());
                 (range, shmid, name)
             })
             .collect())
@@ -371,42 +379,8 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Attach { name, segment, read_only, exec } => {
-                let mut flags = AttachFlags::empty();
-                if *read_only {
-                    flags |= AttachFlags::RDONLY;
-                }
-                if *exec {
-                    flags |= AttachFlags::EXEC;
-                }
-                let id = shmid_of(segment);
-                let call = format!("shmat({id}, NULL, {})", sysv::describe_attach_flags(flags.bits()));
-                match Attachment::attach(id, flags) {
-                    Ok(att) => {
-                        let v = Value::Attached {
-                            addr: att.as_ptr() as usize,
-                            size: att.size(),
-                            mapping_len: att.mapping_len(),
-                        };
-                        let label = name.clone().unwrap_or_else(|| format!("#{index}"));
-                        self.attachments.insert(label, att);
-                        ok(call, v)
-                    }
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Detach { attachment } => {
-                let Some(att) = self.attachments.remove(attachment) else {
-                    return Outcome {
-                        call: format!("shmdt({attachment})"),
-                        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
-                    };
-                };
-                let call = format!("shmdt({:p}) [{attachment}]", att.as_ptr());
-                match att.detach() {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
-                }
+            Op::Attach { .. } | Op::Detach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
+                self.execute_mapping(index, op, globals).expect("an H1 step")
             }
             Op::Write { attachment, offset, data } => {
                 let att = self.attachment(attachment);
@@ -429,8 +403,9 @@ impl Actor<'_> {
                 let len = usize::try_from(*len).unwrap_or(usize::MAX);
                 let call = format!("read {attachment}[{offset}..+{len}]");
                 // Bounds first, so a huge bogus length allocates nothing.
-                if offset.checked_add(len).is_none_or(|end| end > att.size()) {
-                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit: att.size() });
+                let limit = att.size().min(att.limit());
+                if offset.checked_add(len).is_none_or(|end| end > limit) {
+                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit });
                 }
                 // Read and compare a chunk at a time: megabytes are never
                 // held twice, and the expected bytes are never built whole.
@@ -475,7 +450,7 @@ impl Actor<'_> {
                 let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("peek {attachment}[{offset}]");
-                match att.peek(offset) {
+                match self.peek(att, offset) {
                     Ok(b) => ok(call, Value::Byte(b)),
                     Err(e) => fail(call, e),
                 }
@@ -484,9 +459,7 @@ impl Actor<'_> {
                 let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("poke {attachment}[{offset}] = {value:#04x}");
-                // SAFETY: a scenario's actor is a disposable process; dying of
-                // SIGSEGV on a read-only mapping is what this step tests.
-                match unsafe { att.poke(offset, *value) } {
+                match self.poke(att, offset, *value) {
                     Ok(()) => ok(call, Value::Unit),
                     Err(e) => fail(call, e),
                 }
@@ -665,7 +638,18 @@ impl Actor<'_> {
 /// Steps that may end the process: memory accesses (a fault), and the
 /// steps whose purpose is to end it.
 fn may_end_process(op: &Op) -> bool {
-    matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } | Op::Exit { .. } | Op::Crash)
+    matches!(
+        op,
+        Op::Write { .. }
+            | Op::Read { .. }
+            | Op::Peek { .. }
+            | Op::Poke { .. }
+            | Op::Exit { .. }
+            | Op::Crash
+            // An unmap or remap may reach this process's own memory.
+            | Op::Mapping { .. }
+            | Op::Attach { remap: true, .. }
+    )
 }
 
 /// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder
@@ -701,8 +685,9 @@ fn write_chunked(att: &Attachment, offset: usize, data: &Data, len: usize) -> sy
     if att.is_read_only() {
         return Err(sysv::Error::ReadOnly { op: "write_at" });
     }
-    if offset.checked_add(len).is_none_or(|end| end > att.size()) {
-        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit: att.size() });
+    let limit = att.size().min(att.limit());
+    if offset.checked_add(len).is_none_or(|end| end > limit) {
+        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit });
     }
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut at = 0;

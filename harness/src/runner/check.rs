@@ -3,7 +3,7 @@
 //! (which reports) and the actors (which stop a chain at the first
 //! surprise).
 
-use crate::scenario::{Expect, KeyRef, StatField, Step};
+use crate::scenario::{Addr, Expect, KeyRef, MapField, StatField, Step};
 use crate::sysv;
 
 use super::wire::{Ending, Failure, Global, Globals, Outcome, Value};
@@ -40,6 +40,17 @@ impl Judge<'_> {
         }
     }
 
+    /// The run-time value of an address (`M+N` from M's bound address).
+    pub fn resolve_addr(&self, a: &Addr) -> Option<usize> {
+        match a {
+            Addr::Literal(v) => usize::try_from(*v).ok(),
+            Addr::Of { attachment, offset } => match self.globals.get(attachment) {
+                Some(Global::Address(base)) => base.checked_add_signed(isize::try_from(*offset).ok()?),
+                _ => None,
+            },
+        }
+    }
+
     /// Host mode moves literal keys to the run's range (see
     /// [`super::host::KeyMap`]), so scenarios written with fixed keys do not
     /// collide with the machine's own.
@@ -71,6 +82,23 @@ impl Judge<'_> {
             (Expect::Byte(b), Ok(Value::Byte(got))) if b == got => Ok(vec![]),
             (Expect::Number(n), Ok(Value::Number(got))) if n == got => Ok(vec![]),
             (Expect::Present(p), Ok(Value::Present(got))) if p == got => Ok(vec![]),
+            (Expect::Mapped(fields), Ok(v @ (Value::Attached { .. } | Value::Remapped { .. }))) => {
+                let (addr, len, moved) = match v {
+                    Value::Attached { addr, mapping_len, .. } => (*addr, *mapping_len, None),
+                    Value::Remapped { addr, mapping_len, moved } => (*addr, *mapping_len, Some(*moved)),
+                    _ => unreachable!("matched above"),
+                };
+                let good = fields.iter().all(|f| match f {
+                    MapField::At(a) => self.resolve_addr(a) == Some(addr),
+                    MapField::Mapped(n) => len as u64 == *n,
+                    MapField::Moved(m) => moved == Some(*m),
+                });
+                if good {
+                    Ok(vec![])
+                } else {
+                    fail()
+                }
+            }
             (Expect::Stat(fields), Ok(Value::Stat(st))) => {
                 if fields.iter().all(|f| self.stat_field_matches(f, st)) {
                     Ok(vec![])

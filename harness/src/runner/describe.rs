@@ -32,6 +32,17 @@ impl Supervisor<'_> {
             Expect::Byte(b) => format!("{b:#04x}"),
             Expect::Number(n) => n.to_string(),
             Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
+            Expect::Mapped(fields) => fields
+                .iter()
+                .map(|f| match f {
+                    crate::scenario::MapField::At(a) => match self.resolve_addr(a) {
+                        Some(v) => format!("at {a} ({v:#x})"),
+                        None => format!("at {a}"),
+                    },
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
             Expect::Output(checks) => checks
                 .iter()
@@ -132,6 +143,9 @@ impl Supervisor<'_> {
                         show_bytes(window, *len > window_at + window.len())
                     ),
                 },
+                Value::Remapped { addr, mapping_len, moved } => {
+                    format!("{addr:#x} (mapped {mapping_len}, {})", if *moved { "moved" } else { "in place" })
+                }
                 Value::Byte(b) => format!("{b:#04x}"),
                 Value::Stat(st) => format!(
                     "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}",

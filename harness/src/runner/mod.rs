@@ -20,6 +20,7 @@
 //! `shm-harness` binary instead.
 
 mod actor;
+mod actor_mapping;
 mod check;
 mod describe;
 pub mod fork;

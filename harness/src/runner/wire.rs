@@ -25,6 +25,8 @@ pub enum Global {
     Process(i32),
     /// A number captured from a program's output (`{n:NAME}`).
     Number(i64),
+    /// Where an attachment starts (or started) in the processes that know it.
+    Address(usize),
 }
 
 impl Global {
@@ -35,6 +37,7 @@ impl Global {
             Global::Segment(id) => id.to_string(),
             Global::Process(pid) => pid.to_string(),
             Global::Number(n) => n.to_string(),
+            Global::Address(a) => format!("{a:#x}"),
         }
     }
 }
@@ -115,6 +118,15 @@ pub enum Value {
         window_at: usize,
         /// Up to 32 bytes of what was read.
         window: Vec<u8>,
+    },
+    /// A `mapping M resize` succeeded: the mapping's address and length now.
+    Remapped {
+        /// Address in the actor.
+        addr: usize,
+        /// Page-rounded length.
+        mapping_len: usize,
+        /// Whether it moved.
+        moved: bool,
     },
     /// A byte (peek).
     Byte(u8),

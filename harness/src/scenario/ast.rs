@@ -221,7 +221,7 @@ pub enum Op {
         /// Minimum size (0: any).
         size: u64,
     },
-    /// `attach [M =] S [ro] [exec]`.
+    /// `attach [M =] S [ro] [exec] [at ADDR] [rnd] [remap]`.
     Attach {
         /// Bound attachment.
         name: Option<String>,
@@ -231,11 +231,30 @@ pub enum Op {
         read_only: bool,
         /// `SHM_EXEC`.
         exec: bool,
+        /// `at ADDR`: the address asked for (else NULL).
+        at: Option<Addr>,
+        /// `SHM_RND`.
+        rnd: bool,
+        /// `SHM_REMAP`.
+        remap: bool,
     },
     /// `detach M`.
     Detach {
         /// The attachment.
         attachment: String,
+    },
+    /// `detach at ADDR`: a raw `shmdt(ADDR)`.
+    DetachAt {
+        /// The address.
+        addr: Addr,
+    },
+    /// `mapping M CHANGE`: munmap, mprotect, mremap or remap_file_pages on
+    /// an attachment.
+    Mapping {
+        /// The attachment.
+        attachment: String,
+        /// What is done to it.
+        change: MapChange,
     },
     /// `write M OFFSET DATA`.
     Write {
@@ -345,7 +364,8 @@ impl Op {
             Op::Create { .. } => "create",
             Op::Open { .. } => "open",
             Op::Attach { .. } => "attach",
-            Op::Detach { .. } => "detach",
+            Op::Detach { .. } | Op::DetachAt { .. } => "detach",
+            Op::Mapping { .. } => "mapping",
             Op::Write { .. } => "write",
             Op::Read { .. } => "read",
             Op::Peek { .. } => "peek",
@@ -365,6 +385,60 @@ impl Op {
             Op::Lookup { .. } => "lookup",
         }
     }
+}
+
+/// An address in the acting process: an attachment's (plus or minus bytes)
+/// or a literal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Addr {
+    /// `M`, `M+N`, `M-N`: where attachment M starts (or started) in this process.
+    Of {
+        /// The attachment.
+        attachment: String,
+        /// Bytes added.
+        offset: i64,
+    },
+    /// `0x7f0000000000`.
+    Literal(u64),
+}
+
+/// A byte range of an attachment: `OFFSET LEN`.
+pub type Range = (u64, u64);
+
+/// What a `mapping` step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MapChange {
+    /// `unmap [OFF LEN]`: munmap the whole mapping or a range of it.
+    Unmap(Option<Range>),
+    /// `protect PROT [OFF LEN]`: mprotect.
+    Protect(crate::sysv::Protection, Option<Range>),
+    /// `resize N [move]`: mremap to N bytes (`MREMAP_MAYMOVE` with `move`).
+    Resize {
+        /// The new length.
+        len: u64,
+        /// `MREMAP_MAYMOVE`.
+        may_move: bool,
+    },
+    /// `pages OFF LEN PGOFF`: remap_file_pages.
+    Pages {
+        /// Byte offset in the mapping.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Page of the segment to show there.
+        pgoff: u64,
+    },
+}
+
+/// A field of what an attach or a resize answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MapField {
+    /// `at ADDR`: where the mapping is (attach only).
+    At(Addr),
+    /// `mapped N`: the mapping's length in bytes (whole pages).
+    Mapped(u64),
+    /// `moved yes|no`: whether a resize moved it.
+    Moved(bool),
 }
 
 /// A stat field expectation.
@@ -476,6 +550,8 @@ pub enum Expect {
     Number(u64),
     /// `lookup` finds the key or not.
     Present(bool),
+    /// `attach` or `mapping M resize` answers a mapping with these fields.
+    Mapped(Vec<MapField>),
 }
 
 fn serialize_errnos<S: serde::Serializer>(errnos: &[Errno], s: S) -> Result<S::Ok, S::Error> {

@@ -10,6 +10,8 @@ use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
 mod intent;
+#[path = "parse_mapping.rs"]
+mod mapping;
 mod output;
 
 /// A malformed scenario: where, what is wrong, and what was expected.
@@ -80,9 +82,13 @@ const RESERVED: &[&str] = &[
     "matches",
     "line",
     "column",
+    "mapping",
+    "at",
+    "rnd",
+    "remap",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
 
 /// Parses and checks a scenario.
 ///
@@ -148,6 +154,9 @@ struct ProcState {
     dead: Option<usize>,
     /// Attachments it holds (by name).
     attachments: BTreeSet<String>,
+    /// Attachments it ever held, detached ones too: their old addresses
+    /// may still be named (`at M`, `peek`, `poke`).
+    known: BTreeSet<String>,
 }
 
 struct Parser {
@@ -428,7 +437,7 @@ impl Parser {
         }
         let op_col = l.col();
         let op = self.op(l, &proc_)?;
-        let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op)? } else { default_expect(&op) };
+        let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op, &proc_)? } else { default_expect(&op) };
         self.end(l)?;
         self.check_fit(l.lineno, op_col, &op, &expect)?;
         if eventually.is_some() {
@@ -685,20 +694,10 @@ impl Parser {
             }
             "attach" => {
                 let name = binding(self, l, Kind::Attachment)?;
-                let segment = self.use_name(l, Kind::Segment)?;
-                let (mut read_only, mut exec) = (false, false);
-                while !l.at_end_of_op() {
-                    if l.eat_word("ro") {
-                        read_only = true;
-                    } else if l.eat_word("exec") {
-                        exec = true;
-                    } else {
-                        return Err(self.unexpected(l, "`ro`, `exec` or `=>`"));
-                    }
-                }
-                Op::Attach { name, segment, read_only, exec }
+                self.attach_op(l, proc_, name)?
             }
-            "detach" => Op::Detach { attachment: self.attachment(l, proc_)? },
+            "detach" => self.detach_op(l, proc_)?,
+            "mapping" => self.mapping_op(l, proc_)?,
             "write" => {
                 let attachment = self.attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
@@ -712,12 +711,12 @@ impl Parser {
                 Op::Read { attachment, offset, len }
             }
             "peek" => {
-                let attachment = self.attachment(l, proc_)?;
+                let attachment = self.known_attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
                 Op::Peek { attachment, offset }
             }
             "poke" => {
-                let attachment = self.attachment(l, proc_)?;
+                let attachment = self.known_attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
                 let value = self.small(l, "the byte")?;
                 Op::Poke { attachment, offset, value }
@@ -851,7 +850,7 @@ impl Parser {
         ))
     }
 
-    fn expectation(&mut self, l: &mut Line, op: &Op) -> Result<Expect, ParseError> {
+    fn expectation(&mut self, l: &mut Line, op: &Op, proc_: &str) -> Result<Expect, ParseError> {
         let col = l.col();
         // Outcomes: ok, errnos, a signal, alternatives joined by `|`.
         if let Some(w) = l.peek_word() {
@@ -886,6 +885,9 @@ impl Parser {
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
             Op::Run { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
+                Expect::Mapped(self.map_fields(l, op, proc_)?)
+            }
             _ => {
                 return Err(self.err_at(
                     l.lineno,
@@ -1038,6 +1040,7 @@ impl Parser {
                 | Expect::Output(_)
                 | Expect::Number(_)
                 | Expect::Present(_)
+                | Expect::Mapped(_)
         );
         let binds = match op {
             Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } => name.clone(),
@@ -1059,6 +1062,7 @@ impl Parser {
         // The same rule the actor follows when it performs the step.
         match crate::runner::interp::attachment_change(op) {
             crate::runner::interp::AttachmentChange::Adds(name) => {
+                state.known.insert(name.clone());
                 state.attachments.insert(name);
             }
             crate::runner::interp::AttachmentChange::Ends(name) => {
@@ -1070,8 +1074,10 @@ impl Parser {
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
                 let inherited = state.attachments.clone();
+                let known = state.known.clone();
                 let c = self.procs.get_mut(child).expect("declared");
                 c.attachments = inherited;
+                c.known = known;
                 c.started = Some(lineno);
                 let decl = self.sc.processes.iter_mut().find(|p| &p.name == child).expect("declared");
                 decl.forked_from = Some(proc_.to_string());

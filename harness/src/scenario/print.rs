@@ -15,6 +15,8 @@ use std::fmt::{self, Display, Formatter, Write as _};
 use std::time::Duration;
 
 use super::ast::*;
+#[path = "print_mapping.rs"]
+mod print_mapping;
 use super::lexer::quote;
 use super::parser::{parse_duration, signal_name};
 use crate::sysv::errno_name;
@@ -131,15 +133,8 @@ fn op(o: &Op) -> String {
             }
             Ok(())
         }
-        Op::Attach { name, segment, read_only, exec } => {
-            bind(&mut out, name);
-            let _ = write!(out, " {segment}");
-            if *read_only {
-                out.push_str(" ro");
-            }
-            if *exec {
-                out.push_str(" exec");
-            }
+        Op::Attach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
+            out.push_str(&print_mapping::operands(o).expect("an H1 form"));
             Ok(())
         }
         Op::Detach { attachment } => write!(out, " {attachment}"),
@@ -227,6 +222,7 @@ fn expect(e: &Expect) -> String {
         Expect::Number(n) => n.to_string(),
         Expect::Present(true) => "present".into(),
         Expect::Present(false) => "absent".into(),
+        Expect::Mapped(fields) => print_mapping::fields(fields),
     }
 }
 

@@ -83,6 +83,7 @@ mod control;
 mod error;
 mod flags;
 mod key;
+pub mod mapping;
 mod maps;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
@@ -95,6 +96,7 @@ pub use control::{all_segments, limits, stat_index, usage, SegmentStat, ShmLimit
 pub use error::{errno_from_name, errno_name, Error, Result};
 pub use flags::{describe_attach_flags, describe_get_flags, AttachFlags, GetFlags, HugePageSize, Mode};
 pub use key::{ftok, ftok_key, Key};
+pub use mapping::{detach_at, Protection};
 pub use maps::{parse_sysv_mapping, parse_sysv_mappings, sysv_mappings, SysvMapping};
 pub use segment::{open, shmget, shmget_raw, CreateOptions, OwnedSegment, Segment};
 pub use system::{

@@ -15,6 +15,9 @@ use std::sync::OnceLock;
 ///   limits can tell.
 /// - `plain-copies`: `read_at`/`write_at` are plain `memcpy`s, a data race
 ///   that ThreadSanitizer must report (`tests/race.rs`).
+/// - `model-unmap-keeps-nattch`: not a bug in the wrapper; the `ops`
+///   model forgets that an unmap of a whole attachment detaches it (the
+///   control for the mapping oracle, `fuzzing::mapping`).
 /// - `no-ipc-namespace`: not a bug in the wrapper; `enter_private_ipc_namespace`
 ///   fails as on a host without the right, so that host mode can be tested
 ///   inside a namespace the test made.
@@ -26,6 +29,7 @@ pub const BUGS: &[&str] = &[
     "spurious-enospc",
     "plain-copies",
     "no-ipc-namespace",
+    "model-unmap-keeps-nattch",
 ];
 
 /// Whether the planted bug `name` is active in this process.

@@ -363,6 +363,10 @@ impl<'a> Supervisor<'a> {
         self.judge().resolve_key(k)
     }
 
+    pub(crate) fn resolve_addr(&self, a: &crate::scenario::Addr) -> Option<usize> {
+        self.judge().resolve_addr(a)
+    }
+
     fn translate_key(&self, literal: i32) -> i32 {
         self.judge().translate_key(literal)
     }
