@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn number_expectations() {
+        round_trips(
+            "process A\n\
+             A: create s = private size 4096\n\
+             A: stat s => nattch == 0, size >= 4K, size<=4096, atime 0, dtime != 1, ctime {t0}, index > -1, seq {q}\n\
+             A: stat s => ctime == t0, ctime>=t0, seq < 65536, uid 0, gid != 4294967295, cuid <= 0, cgid 0\n\
+             A: segments => > 0\nA: segments => {n}\nA: segments => n\nA: segments => != -1\n\
+             A: run \"echo ${t0} ${n}\" => status 0\nA: rm s\n",
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error_in_range() {
         for text in [
             "",
@@ -372,6 +384,16 @@ mod tests {
             "mode",
             "4096",
             "\\x",
+            "<",
+            ">=",
+            "==",
+            "!=",
+            "!",
+            " {t} ",
+            "ctime",
+            "atime > ",
+            "index",
+            "seq",
         ];
         let seeds: Vec<String> =
             files(SCENARIOS, Some("scn")).iter().map(|p| std::fs::read_to_string(p).expect("readable")).collect();

@@ -550,7 +550,7 @@ impl Actor<'_> {
                 };
                 let result = match value {
                     Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
-                    None => name.read().map(Value::Number),
+                    None => name.read().map(|n| Value::Number(n.into())),
                 };
                 match result {
                     Ok(v) => ok(call, v),

@@ -9,6 +9,11 @@ use super::supervisor::Supervisor;
 use super::wire::{Ending, Failure, Value};
 
 impl Supervisor<'_> {
+    /// A number name's value, as bound so far.
+    pub(crate) fn number(&self, name: &str) -> Option<crate::scenario::Number> {
+        self.judge().number(name)
+    }
+
     pub(crate) fn describe_expect(&self, e: &Expect) -> String {
         match e {
             Expect::Ok => "ok".into(),
@@ -30,7 +35,7 @@ impl Supervisor<'_> {
                 format!("{} ({} bytes)", show_bytes(&bytes[..bytes.len().min(32)], bytes.len() > 32), bytes.len())
             }
             Expect::Byte(b) => format!("{b:#04x}"),
-            Expect::Number(n) => n.to_string(),
+            Expect::Number(e) => e.describe(|n| self.number(n)),
             Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
             Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
             Expect::Output(checks) => checks
@@ -48,18 +53,13 @@ impl Supervisor<'_> {
 
     pub(crate) fn describe_field(&self, f: &StatField) -> String {
         match f {
-            StatField::Size(n) => format!("size {n}"),
-            StatField::Nattch(n) => format!("nattch {n}"),
+            StatField::Num(f, e) => format!("{} {}", f.name(), e.describe(|n| self.number(n))),
             StatField::Mode(m) => format!("mode {m:04o}"),
             StatField::Key(k) => format!("key {}", Key::from_raw(self.resolve_key(k))),
             StatField::Dest(b) => format!("dest {}", yes(*b)),
             StatField::Locked(b) => format!("locked {}", yes(*b)),
             StatField::Cpid(p) => format!("cpid {p}"),
             StatField::Lpid(p) => format!("lpid {}", p.as_deref().unwrap_or("none")),
-            StatField::Uid(u) => format!("uid {u}"),
-            StatField::Gid(g) => format!("gid {g}"),
-            StatField::Cuid(u) => format!("cuid {u}"),
-            StatField::Cgid(g) => format!("cgid {g}"),
         }
     }
 
@@ -99,7 +99,7 @@ impl Supervisor<'_> {
                 },
                 Value::Byte(b) => format!("{b:#04x}"),
                 Value::Stat(st) => format!(
-                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}",
+                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}, atime {}, dtime {}, ctime {}",
                     st.size,
                     st.nattch,
                     st.mode.bits(),
@@ -111,7 +111,10 @@ impl Supervisor<'_> {
                     st.uid,
                     st.gid,
                     st.cuid,
-                    st.cgid
+                    st.cgid,
+                    st.atime,
+                    st.dtime,
+                    st.ctime
                 ),
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),

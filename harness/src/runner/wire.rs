@@ -23,6 +23,8 @@ pub enum Global {
     Segment(i32),
     /// A process id.
     Process(i32),
+    /// A number captured by `{NAME}` in a number expectation.
+    Number(crate::scenario::Number),
 }
 
 impl Global {
@@ -32,6 +34,7 @@ impl Global {
             Global::Key(k) => format!("{:#010x}", k as u32),
             Global::Segment(id) => id.to_string(),
             Global::Process(pid) => pid.to_string(),
+            Global::Number(n) => n.to_string(),
         }
     }
 }
@@ -118,7 +121,7 @@ pub enum Value {
     /// A status.
     Stat(SegmentStat),
     /// A number (sysctl, segments).
-    Number(u64),
+    Number(crate::scenario::Number),
     /// Whether a key exists (lookup).
     Present(bool),
     /// A forked child's pid.

@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::sysv::{Errno, Sysctl};
 
+use super::number::NumExp;
+
 /// A parsed, checked scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
@@ -351,10 +353,8 @@ impl Op {
 /// A stat field expectation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum StatField {
-    /// `size N`.
-    Size(u64),
-    /// `nattch N`.
-    Nattch(u64),
+    /// A numeric field and its number expectation: `nattch >= 1`, `ctime {t0}`.
+    Num(NumField, NumExp),
     /// `mode 0600`.
     Mode(u16),
     /// `key private|NAME|0x..`.
@@ -367,14 +367,72 @@ pub enum StatField {
     Cpid(String),
     /// `lpid PROC` (or `none` for 0).
     Lpid(Option<String>),
-    /// `uid N`.
-    Uid(u32),
-    /// `gid N`.
-    Gid(u32),
-    /// `cuid N`.
-    Cuid(u32),
-    /// `cgid N`.
-    Cgid(u32),
+}
+
+/// The numeric fields of a segment's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum NumField {
+    /// `size`: `shm_segsz`.
+    Size,
+    /// `nattch`: `shm_nattch`.
+    Nattch,
+    /// `uid`: owner.
+    Uid,
+    /// `gid`: owner's group.
+    Gid,
+    /// `cuid`: creator.
+    Cuid,
+    /// `cgid`: creator's group.
+    Cgid,
+    /// `atime`: last attach, seconds since the epoch (0: never).
+    Atime,
+    /// `dtime`: last detach (0: never).
+    Dtime,
+    /// `ctime`: creation or last `IPC_SET`.
+    Ctime,
+    /// `index`: the slot, `shmid % 32768` (`SEQ_MULTIPLIER`).
+    Index,
+    /// `seq`: the slot's reuse count, `shmid / 32768`.
+    Seq,
+}
+
+impl NumField {
+    /// Every numeric stat field.
+    pub const ALL: [NumField; 11] = [
+        NumField::Size,
+        NumField::Nattch,
+        NumField::Uid,
+        NumField::Gid,
+        NumField::Cuid,
+        NumField::Cgid,
+        NumField::Atime,
+        NumField::Dtime,
+        NumField::Ctime,
+        NumField::Index,
+        NumField::Seq,
+    ];
+
+    /// Its word in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumField::Size => "size",
+            NumField::Nattch => "nattch",
+            NumField::Uid => "uid",
+            NumField::Gid => "gid",
+            NumField::Cuid => "cuid",
+            NumField::Cgid => "cgid",
+            NumField::Atime => "atime",
+            NumField::Dtime => "dtime",
+            NumField::Ctime => "ctime",
+            NumField::Index => "index",
+            NumField::Seq => "seq",
+        }
+    }
+
+    /// The field named `w`.
+    pub fn from_name(w: &str) -> Option<NumField> {
+        NumField::ALL.into_iter().find(|f| f.name() == w)
+    }
 }
 
 /// What `run` must produce.
@@ -415,8 +473,8 @@ pub enum Expect {
     Stat(Vec<StatField>),
     /// `run` produces this.
     Output(Vec<OutputCheck>),
-    /// `sysctl` or `segments` reads this number.
-    Number(u64),
+    /// `sysctl` or `segments` reads a number that satisfies this.
+    Number(NumExp),
     /// `lookup` finds the key or not.
     Present(bool),
 }

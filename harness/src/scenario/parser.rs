@@ -9,6 +9,8 @@ use crate::sysv::{errno_from_name, Sysctl};
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
+mod numbers;
+
 /// A malformed scenario: where, what is wrong, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {message}{}", .expected.as_ref().map(|e| format!(" (expected {e})")).unwrap_or_default())]
@@ -112,6 +114,8 @@ enum Kind {
     Segment,
     Attachment,
     Process,
+    /// A number, captured by `{NAME}` in a number expectation.
+    Number,
 }
 
 impl Kind {
@@ -121,6 +125,7 @@ impl Kind {
             Kind::Segment => "a segment",
             Kind::Attachment => "an attachment",
             Kind::Process => "a process",
+            Kind::Number => "a number",
         }
     }
 }
@@ -809,7 +814,7 @@ impl Parser {
         Ok(match op {
             Op::Read { .. } => Expect::Data(self.data(l)?),
             Op::Peek { .. } => Expect::Byte(self.small(l, "the byte")?),
-            Op::Sysctl { value: None, .. } | Op::Segments => Expect::Number(self.number(l, "a number")?),
+            Op::Sysctl { value: None, .. } | Op::Segments => Expect::Number(self.num_exp(l, "a number")?),
             Op::Lookup { .. } => {
                 let (w, wcol) = self.word(l, "`present` or `absent`")?;
                 match w.as_str() {
@@ -900,9 +905,12 @@ impl Parser {
                     _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
                 }
             };
+            if let Some(f) = NumField::from_name(&w) {
+                fields.push(StatField::Num(f, self.num_exp(l, &format!("the {w}"))?));
+                l.eat(&Tok::Comma);
+                continue;
+            }
             let field = match w.as_str() {
-                "size" => StatField::Size(self.number(l, "the size")?),
-                "nattch" => StatField::Nattch(self.number(l, "nattch")?),
                 "mode" => StatField::Mode(self.mode(l)?),
                 "key" => StatField::Key(self.key_ref(l)?),
                 "private" => StatField::Key(KeyRef::Private),
@@ -916,16 +924,12 @@ impl Parser {
                         StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
                     }
                 }
-                "uid" => StatField::Uid(self.small(l, "uid")?),
-                "gid" => StatField::Gid(self.small(l, "gid")?),
-                "cuid" => StatField::Cuid(self.small(l, "cuid")?),
-                "cgid" => StatField::Cgid(self.small(l, "cgid")?),
                 _ => {
                     return Err(self.err_at(
                         l.lineno,
                         col,
                         format!("unknown stat field `{w}`"),
-                        Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid or cgid"),
+                        Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
                     ))
                 }
             };

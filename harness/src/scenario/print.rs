@@ -222,8 +222,7 @@ fn expect(e: &Expect) -> String {
 fn stat_field(field: &StatField) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     match field {
-        StatField::Size(n) => format!("size {n}"),
-        StatField::Nattch(n) => format!("nattch {n}"),
+        StatField::Num(f, e) => format!("{} {e}", f.name()),
         StatField::Mode(m) => format!("mode {}", mode(*m)),
         StatField::Key(k) => format!("key {}", key(k)),
         StatField::Dest(b) => format!("dest {}", yes_no(*b)),
@@ -231,10 +230,6 @@ fn stat_field(field: &StatField) -> String {
         StatField::Cpid(p) => format!("cpid {p}"),
         StatField::Lpid(Some(p)) => format!("lpid {p}"),
         StatField::Lpid(None) => "lpid none".into(),
-        StatField::Uid(n) => format!("uid {n}"),
-        StatField::Gid(n) => format!("gid {n}"),
-        StatField::Cuid(n) => format!("cuid {n}"),
-        StatField::Cgid(n) => format!("cgid {n}"),
     }
 }
 

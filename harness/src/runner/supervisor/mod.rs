@@ -691,7 +691,7 @@ impl<'a> Supervisor<'a> {
         self.judge().verdict(step, result).map_err(|()| self.describe_expect(&step.expect))
     }
 
-    fn judge(&self) -> Judge<'_> {
+    pub(crate) fn judge(&self) -> Judge<'_> {
         Judge { globals: &self.books.globals, keys: &self.keys }
     }
 
