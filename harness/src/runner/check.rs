@@ -3,8 +3,10 @@
 //! (which reports) and the actors (which stop a chain at the first
 //! surprise).
 
-use crate::scenario::{Expect, KeyRef, NumExp, NumField, Number, Op, OutputCheck, StatField, Step};
-use crate::sysv;
+use crate::scenario::{
+    CtlField, CtlTarget, Expect, InfoField, KeyRef, NumExp, NumField, Number, Op, OutputCheck, StatField, Step,
+};
+use crate::sysv::{self, CtlAnswer};
 
 use super::wire::{Ending, Failure, Global, Globals, Outcome, Value};
 
@@ -85,6 +87,7 @@ impl Judge<'_> {
                 let shmid = self.shmid_of(&step.op);
                 self.stat_fields(fields, st, shmid)
             }
+            (Expect::Ctl(fields), Ok(Value::Ctl(answer))) => self.ctl_fields(&step.op, fields, answer),
 
             (Expect::Output(checks), Ok(Value::Output { status, stdout, stderr, .. })) => {
                 let mut binds = Vec::new();
@@ -113,13 +116,47 @@ impl Judge<'_> {
 
     /// The shmid a stat-like step asked about (for `index` and `seq`).
     pub fn shmid_of(&self, op: &Op) -> i32 {
+        let segment = |name: &str| match self.globals.get(name) {
+            Some(Global::Segment(id)) => *id,
+            _ => -1,
+        };
         match op {
-            Op::Stat { segment } => match self.globals.get(segment) {
-                Some(Global::Segment(id)) => *id,
-                _ => -1,
-            },
+            Op::Stat { segment: s } | Op::Shmctl { target: CtlTarget::Segment(s), .. } => segment(s),
+            Op::Shmctl { target: CtlTarget::Number(n), .. } => *n,
             _ => -1,
         }
+    }
+
+    /// Whether a raw `shmctl`'s answer has every field; if so, the numbers
+    /// its fields capture.
+    fn ctl_fields(&self, op: &Op, fields: &[CtlField], answer: &CtlAnswer) -> Result<Vec<(String, Global)>, ()> {
+        let mut binds = Vec::new();
+        let mut stat = Vec::new();
+        for f in fields {
+            match (f, answer) {
+                (CtlField::Stat(s), CtlAnswer::Stat(..)) => stat.push(s.clone()),
+                (CtlField::Id(s), a) => {
+                    if self.globals.get(s) != Some(&Global::Segment(a.returned())) {
+                        return Err(());
+                    }
+                }
+                (CtlField::Info(field, e), a) => {
+                    let got = info_number(*field, a).ok_or(())?;
+                    if !e.holds(got, |n| self.number(n)) {
+                        return Err(());
+                    }
+                    binds.extend(e.captures().map(|n| (n.to_string(), Global::Number(got))));
+                }
+                _ => return Err(()),
+            }
+        }
+        if let CtlAnswer::Stat(ret, st) = answer {
+            // SHM_STAT returns the shmid; IPC_STAT returns 0 for the id it was given.
+            let shmid =
+                if matches!(op, Op::Shmctl { cmd: sysv::ShmctlCmd::IpcStat, .. }) { self.shmid_of(op) } else { *ret };
+            binds.extend(self.stat_fields(&stat, st, shmid)?);
+        }
+        Ok(binds)
     }
 
     /// Whether every field holds; if so, the numbers the fields capture.
@@ -182,6 +219,24 @@ pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -
         NumField::Index => shmid.rem_euclid(SEQ_MULTIPLIER).into(),
         NumField::Seq => shmid.div_euclid(SEQ_MULTIPLIER).into(),
     }
+}
+
+/// An info field's value in a raw `shmctl`'s answer (`None`: that answer
+/// has no such field).
+pub(crate) fn info_number(field: InfoField, a: &CtlAnswer) -> Option<Number> {
+    Some(match (field, a) {
+        (InfoField::MaxIndex, CtlAnswer::Limits(_) | CtlAnswer::Usage(_)) => a.returned().into(),
+        (InfoField::Shmmax, CtlAnswer::Limits(l)) => l.shmmax.into(),
+        (InfoField::Shmmin, CtlAnswer::Limits(l)) => l.shmmin.into(),
+        (InfoField::Shmmni, CtlAnswer::Limits(l)) => l.shmmni.into(),
+        (InfoField::Shmseg, CtlAnswer::Limits(l)) => l.shmseg.into(),
+        (InfoField::Shmall, CtlAnswer::Limits(l)) => l.shmall.into(),
+        (InfoField::UsedIds, CtlAnswer::Usage(u)) => u.used_ids.into(),
+        (InfoField::ShmTot, CtlAnswer::Usage(u)) => u.shm_tot.into(),
+        (InfoField::ShmRss, CtlAnswer::Usage(u)) => u.shm_rss.into(),
+        (InfoField::ShmSwp, CtlAnswer::Usage(u)) => u.shm_swp.into(),
+        _ => return None,
+    })
 }
 
 /// Matches `text` against a template where `{name}` (a segment id) and

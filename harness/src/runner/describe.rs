@@ -1,8 +1,8 @@
 //! The words of a scenario's transcript and failures: what a step expected
 //! and what its process answered, as people read them.
 
-use crate::scenario::{signal_name, Expect, OutputCheck, StatField};
-use crate::sysv::{errno_name, Errno as SysErrno, Key};
+use crate::scenario::{signal_name, CtlField, Expect, OutputCheck, StatField};
+use crate::sysv::{errno_name, CtlAnswer, Errno as SysErrno, Key};
 
 use super::check::StepResult;
 use super::supervisor::Supervisor;
@@ -38,6 +38,15 @@ impl Supervisor<'_> {
             Expect::Number(e) => e.describe(|n| self.number(n)),
             Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
             Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
+            Expect::Ctl(fields) => fields
+                .iter()
+                .map(|f| match f {
+                    CtlField::Stat(s) => self.describe_field(s),
+                    CtlField::Id(s) => format!("id {s}"),
+                    CtlField::Info(i, e) => format!("{} {}", i.name(), e.describe(|n| self.number(n))),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             Expect::Output(checks) => checks
                 .iter()
                 .map(|c| match c {
@@ -98,23 +107,16 @@ impl Supervisor<'_> {
                     ),
                 },
                 Value::Byte(b) => format!("{b:#04x}"),
-                Value::Stat(st) => format!(
-                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}, atime {}, dtime {}, ctime {}",
-                    st.size,
-                    st.nattch,
-                    st.mode.bits(),
-                    st.key,
-                    yes(st.dest),
-                    yes(st.locked),
-                    self.pid_name(st.cpid),
-                    self.pid_name(st.lpid),
-                    st.uid,
-                    st.gid,
-                    st.cuid,
-                    st.cgid,
-                    st.atime,
-                    st.dtime,
-                    st.ctime
+                Value::Stat(st) => self.describe_stat(st),
+                Value::Ctl(CtlAnswer::Stat(ret, st)) => format!("returned {ret}; {}", self.describe_stat(st)),
+                Value::Ctl(CtlAnswer::Returned(ret)) => format!("returned {ret}"),
+                Value::Ctl(CtlAnswer::Limits(l)) => format!(
+                    "max_index {}, shmmax {}, shmmin {}, shmmni {}, shmseg {}, shmall {}",
+                    l.max_index, l.shmmax, l.shmmin, l.shmmni, l.shmseg, l.shmall
+                ),
+                Value::Ctl(CtlAnswer::Usage(u)) => format!(
+                    "max_index {}, used_ids {}, shm_tot {}, shm_rss {}, shm_swp {}",
+                    u.max_index, u.used_ids, u.shm_tot, u.shm_rss, u.shm_swp
                 ),
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
@@ -142,6 +144,28 @@ impl Supervisor<'_> {
                 }
             },
         }
+    }
+
+    /// A segment's status, as the transcript shows it.
+    fn describe_stat(&self, st: &crate::sysv::SegmentStat) -> String {
+        format!(
+                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}, atime {}, dtime {}, ctime {}",
+                    st.size,
+                    st.nattch,
+                    st.mode.bits(),
+                    st.key,
+                    yes(st.dest),
+                    yes(st.locked),
+                    self.pid_name(st.cpid),
+                    self.pid_name(st.lpid),
+                    st.uid,
+                    st.gid,
+                    st.cuid,
+                    st.cgid,
+                    st.atime,
+                    st.dtime,
+                    st.ctime
+                )
     }
 }
 

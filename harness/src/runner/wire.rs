@@ -124,6 +124,8 @@ pub enum Value {
     Number(crate::scenario::Number),
     /// Whether a key exists (lookup).
     Present(bool),
+    /// What a raw `shmctl` answered.
+    Ctl(crate::sysv::CtlAnswer),
     /// A forked child's pid.
     Forked(i32),
     /// An external program's result.
