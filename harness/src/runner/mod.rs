@@ -24,6 +24,7 @@ mod check;
 mod describe;
 pub mod fork;
 mod host;
+mod hugepages;
 pub(crate) mod interp;
 pub mod journal;
 mod procs;

@@ -357,7 +357,7 @@ pub enum Op {
         resource: RlimitResource,
         /// The soft limit (`None`: `inf`).
         soft: Option<u64>,
-        /// The hard limit (absent: the same as the soft one).
+        /// The hard limit (`None`: unchanged; `Some(None)`: `inf`).
         hard: Option<Option<u64>>,
     },
     /// `umask M`: `umask` in the acting process.

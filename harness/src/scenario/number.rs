@@ -104,14 +104,15 @@ impl NumExp {
         }
     }
 
-    /// For people: `>= 1`, `< t0 (1700000000)`, `{t0} (any value, captured)`.
+    /// For people: `1`, `>= 1`, `< t0 (1700000000)`, `{t0} (any value, captured)`.
     pub fn describe(&self, lookup: impl Fn(&str) -> Option<Number>) -> String {
+        let op = |op: &CmpOp| if *op == CmpOp::Eq { String::new() } else { format!("{} ", op.symbol()) };
         match self {
             NumExp::Capture(n) => format!("{{{n}}} (any value, captured)"),
-            NumExp::Cmp(op, NumValue::Lit(v)) => format!("{} {v}", op.symbol()),
-            NumExp::Cmp(op, NumValue::Name(n)) => match lookup(n) {
-                Some(v) => format!("{} {n} ({v})", op.symbol()),
-                None => format!("{} {n} (unbound)", op.symbol()),
+            NumExp::Cmp(o, NumValue::Lit(v)) => format!("{}{v}", op(o)),
+            NumExp::Cmp(o, NumValue::Name(n)) => match lookup(n) {
+                Some(v) => format!("{}{n} ({v})", op(o)),
+                None => format!("{}{n} (unbound)", op(o)),
             },
         }
     }
@@ -190,5 +191,9 @@ mod tests {
         assert_eq!(NumExp::Cmp(CmpOp::Ge, NumValue::Lit(-1)).to_string(), ">= -1");
         assert_eq!(NumExp::Capture("t0".into()).to_string(), "{t0}");
         assert_eq!(capture_name("{t0}"), Some("t0"));
+        let t = |n: &str| (n == "t").then_some(7);
+        assert_eq!(NumExp::eq(3).describe(t), "3");
+        assert_eq!(NumExp::Cmp(CmpOp::Lt, NumValue::Name("t".into())).describe(t), "< t (7)");
+        assert_eq!(NumExp::Cmp(CmpOp::Eq, NumValue::Name("u".into())).describe(t), "u (unbound)");
     }
 }

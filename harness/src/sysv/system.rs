@@ -270,6 +270,29 @@ pub fn huge_page_sizes() -> Vec<usize> {
     out
 }
 
+/// The huge pages of one size that a new segment can still get: the
+/// pool's free pages less those already reserved (`free_hugepages -
+/// resv_hugepages` under `/sys/kernel/mm/hugepages/hugepages-<N>kB`).
+/// `size` `None` is the kernel's default size.
+///
+/// # Errors
+/// [`Error::Proc`] naming the file when the kernel has no huge pages of
+/// that size or a file cannot be read.
+pub fn available_huge_pages(size: Option<usize>) -> Result<u64> {
+    let size = size.or_else(default_huge_page_size).ok_or_else(|| Error::Proc {
+        path: "/proc/meminfo".into(),
+        message: "no Hugepagesize: the kernel has no huge pages".into(),
+    })?;
+    let dir = format!("/sys/kernel/mm/hugepages/hugepages-{}kB", size / 1024);
+    let read = |name: &str| -> Result<u64> {
+        let path = format!("{dir}/{name}");
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::Proc { path: path.clone(), message: format!("cannot read: {e}") })?;
+        text.trim().parse().map_err(|e| Error::Proc { path, message: format!("not a number ({:?}): {e}", text.trim()) })
+    };
+    Ok(read("free_hugepages")?.saturating_sub(read("resv_hugepages")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,9 +348,21 @@ mod tests {
     }
 
     #[test]
+    fn available_huge_pages_name_what_is_missing() {
+        // No kernel has 4 KiB "huge" pages: the error names the directory.
+        let e = available_huge_pages(Some(4096)).unwrap_err().to_string();
+        assert!(e.starts_with("/sys/kernel/mm/hugepages/hugepages-4kB/free_hugepages: cannot read"), "{e}");
+        if let Some(size) = default_huge_page_size() {
+            assert_eq!(available_huge_pages(None).unwrap(), available_huge_pages(Some(size)).unwrap());
+        }
+    }
+
+    #[test]
     fn sysctl_names() {
         assert_eq!(Sysctl::from_name("kernel.shmmni"), Some(Sysctl::Shmmni));
         assert_eq!(Sysctl::from_name("shm_rmid_forced"), Some(Sysctl::ShmRmidForced));
         assert_eq!(Sysctl::from_name("msgmax"), None);
+        assert_eq!(Sysctl::from_name("kernel.shm_next_id"), Some(Sysctl::ShmNextId));
+        assert_eq!(Sysctl::ShmNextId.path(), "/proc/sys/kernel/shm_next_id");
     }
 }

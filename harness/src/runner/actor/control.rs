@@ -12,7 +12,7 @@ impl Actor<'_> {
     pub(super) fn control_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         match op {
             Op::Shmctl { target, cmd, badbuf, .. } => self.shmctl(index, target, *cmd, *badbuf, globals),
-            Op::Rlimit { resource, soft, hard } => rlimit(*resource, *soft, hard.unwrap_or(*soft)),
+            Op::Rlimit { resource, soft, hard } => rlimit(*resource, *soft, *hard),
             Op::Umask { mask } => {
                 // SAFETY: umask only swaps the process's mask.
                 let old = unsafe { libc::umask(libc::mode_t::from(*mask)) };
@@ -68,12 +68,24 @@ impl Actor<'_> {
     }
 }
 
-fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<u64>) -> Outcome {
-    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+/// `setrlimit` with `soft` (`None`: infinity) and `hard` (absent: the
+/// current hard limit, so that lowering the soft limit can be undone).
+fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<Option<u64>>) -> Outcome {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
     let which = match resource {
         RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
         RlimitResource::As => Resource::RLIMIT_AS,
         RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+    };
+    let hard = match hard {
+        Some(h) => h,
+        None => match getrlimit(which) {
+            Ok((_, h)) => (h != RLIM_INFINITY).then_some(h),
+            Err(errno) => {
+                let call = format!("getrlimit(RLIMIT_{})", resource.name().to_uppercase());
+                return Outcome { call, result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }) };
+            }
+        },
     };
     let show = |v: Option<u64>| v.map_or_else(|| "RLIM_INFINITY".to_string(), |n| n.to_string());
     let call = format!("setrlimit(RLIMIT_{}, {}, {})", resource.name().to_uppercase(), show(soft), show(hard));
