@@ -12,7 +12,8 @@ pub(crate) fn missing(need: HugepagesNeed) -> Option<String> {
         Some(HugeSize::Mb2) => (Some(2 << 20), "of 2 MiB".to_string()),
         Some(HugeSize::Gb1) => (Some(1 << 30), "of 1 GiB".to_string()),
     };
-    let pages = if need.pages == 1 { "1 free huge page".to_string() } else { format!("{} free huge pages", need.pages) };
+    let pages =
+        if need.pages == 1 { "1 free huge page".to_string() } else { format!("{} free huge pages", need.pages) };
     match sysv::available_huge_pages(bytes) {
         Ok(n) if n >= need.pages => None,
         Ok(n) => Some(format!(

@@ -100,9 +100,8 @@ pub use key::{ftok, ftok_key, Key};
 pub use maps::{parse_sysv_mapping, parse_sysv_mappings, sysv_mappings, SysvMapping};
 pub use segment::{open, shmget, shmget_raw, CreateOptions, OwnedSegment, Segment};
 pub use system::{
-    available_huge_pages,
-    default_huge_page_size, huge_page_sizes, parse_proc_segments, proc_segments, sysctls, ProcSegment, Sysctl, Sysctls,
-    SYSVIPC_SHM,
+    available_huge_pages, default_huge_page_size, huge_page_sizes, parse_proc_segments, proc_segments, sysctls,
+    ProcSegment, Sysctl, Sysctls, SYSVIPC_SHM,
 };
 
 pub use nix::errno::Errno;

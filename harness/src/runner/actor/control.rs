@@ -83,7 +83,10 @@ fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<Option<u64>>
             Ok((_, h)) => (h != RLIM_INFINITY).then_some(h),
             Err(errno) => {
                 let call = format!("getrlimit(RLIMIT_{})", resource.name().to_uppercase());
-                return Outcome { call, result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }) };
+                return Outcome {
+                    call,
+                    result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }),
+                };
             }
         },
     };

@@ -255,3 +255,121 @@ fn info_fields(cmd: ShmctlCmd) -> &'static str {
         "used_ids, shm_tot, shm_rss, shm_swp or max_index"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{parse, CtlField, CtlTarget, Expect, InfoField, NumExp, Op};
+    use crate::sysv::ShmctlCmd;
+
+    const BASE: &str = "process A\nA: create s = private size 4096\n";
+
+    /// The error for BASE plus `line` (line 3).
+    fn err(line: &str) -> String {
+        parse("t.scn", &format!("{BASE}{line}\n")).unwrap_err().to_string()
+    }
+
+    fn ok(line: &str) -> crate::scenario::Step {
+        let sc = parse("t.scn", &format!("{BASE}{line}\n")).unwrap_or_else(|e| panic!("{line}: {e}"));
+        sc.steps.last().unwrap().clone()
+    }
+
+    #[test]
+    fn shmctl_forms() {
+        let s = ok("A: shmctl t = 0 SHM_STAT_ANY => id s, size 4096, index 0");
+        assert_eq!(
+            s.op,
+            Op::Shmctl {
+                name: Some("t".into()),
+                target: CtlTarget::Number(0),
+                cmd: ShmctlCmd::ShmStatAny,
+                badbuf: false
+            }
+        );
+        let s = ok("A: shmctl - SHM_INFO => used_ids >= 1, max_index {m}");
+        assert!(
+            matches!(&s.expect, Expect::Ctl(f) if f[0] == CtlField::Info(InfoField::UsedIds, NumExp::Cmp(crate::scenario::CmpOp::Ge, crate::scenario::NumValue::Lit(1))))
+        );
+        assert!(matches!(ok("A: shmctl s 99 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(99), .. }));
+        assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { badbuf: true, .. }));
+        // A number target implies a private namespace, except for the INFO commands.
+        let ns = |l: &str| parse("t.scn", &format!("{BASE}{l}\n")).unwrap().needs.namespace;
+        assert!(ns("A: shmctl 0 IPC_STAT => EINVAL | ok"));
+        assert!(!ns("A: shmctl - IPC_INFO"));
+        assert!(!ns("A: shmctl s IPC_RMID"));
+    }
+
+    #[test]
+    fn shmctl_misuse_is_reported_where_it_is() {
+        // Target missing, bad, or a name of another kind.
+        assert!(err("A: shmctl").starts_with("t.scn:3:10: missing the shmctl target"), "{}", err("A: shmctl"));
+        assert!(err("A: shmctl 99999999999 IPC_STAT").starts_with("t.scn:3:11: bad shmctl target"));
+        assert!(err("A: shmctl A IPC_STAT").contains("`A` is a process"));
+        // Command unknown, missing, or a number that is a named command.
+        assert!(err("A: shmctl s IPC_NOPE").starts_with("t.scn:3:13: unknown shmctl command `IPC_NOPE`"));
+        assert!(err("A: shmctl s").starts_with("t.scn:3:12: missing a shmctl command"));
+        let e = err("A: shmctl s 0x100");
+        assert!(e.starts_with("t.scn:3:13: command 0x100 is IPC_RMID to the kernel"), "{e}");
+        assert!(err("A: shmctl s 2").contains("is IPC_STAT to the kernel"));
+        // A binding for a command that returns no shmid.
+        let e = err("A: shmctl t = s IPC_STAT");
+        assert!(e.starts_with("t.scn:3:11: only SHM_STAT and SHM_STAT_ANY return a shmid to bind to `t`"), "{e}");
+        assert!(err("A: shmctl t = 0 SHM_STAT badbuf => EFAULT").contains("only SHM_STAT"));
+        // Fields the command does not answer.
+        let e = err("A: shmctl - IPC_INFO => used_ids 1");
+        assert!(e.starts_with("t.scn:3:25: `used_ids` is a SHM_INFO field; IPC_INFO does not answer it"), "{e}");
+        assert!(err("A: shmctl - SHM_INFO => shmmax 1").contains("is an IPC_INFO field"));
+        assert!(err("A: shmctl s IPC_STAT => id s").contains("SHM_STAT_ANY return; IPC_STAT does not answer it"));
+        assert!(err("A: shmctl - IPC_INFO => size 1").contains("unknown IPC_INFO field `size`"));
+        assert!(err("A: shmctl s IPC_RMID => size 1").contains("shmctl IPC_RMID answers only ok or an errno"));
+        assert!(err("A: shmctl s 99 => size 1").contains("shmctl 99 answers only ok or an errno"));
+        assert!(err("A: shmctl 0 SHM_STAT => nattch").contains("missing the nattch"));
+        // Extra words.
+        assert!(err("A: shmctl s IPC_STAT nope").contains("unexpected input"));
+    }
+
+    #[test]
+    fn rlimit_umask_meminfo_and_needs() {
+        assert!(matches!(ok("A: rlimit memlock 64K").op, Op::Rlimit { soft: Some(65536), hard: None, .. }));
+        assert!(matches!(ok("A: rlimit as inf inf").op, Op::Rlimit { soft: None, hard: Some(None), .. }));
+        assert!(err("A: rlimit stack 1").starts_with("t.scn:3:11: unknown resource `stack`"));
+        assert!(err("A: rlimit nofile").contains("missing a limit"));
+        assert!(err("A: rlimit nofile 18446744073709551615").contains("this value is RLIM_INFINITY"));
+        assert!(err("A: rlimit nofile 1 2 3").contains("unexpected input"));
+        assert!(matches!(ok("A: umask 0077").op, Op::Umask { mask: 0o77 }));
+        assert!(err("A: umask 0888").contains("bad mode `0888`"));
+        assert!(matches!(ok("A: meminfo HugePages_Free => >= 0").op, Op::Meminfo { .. }));
+        assert!(err("A: meminfo 1x").contains("bad /proc/meminfo field"));
+        assert!(err("A: meminfo MemTotal => ENOENT").contains("has no errno to expect"));
+        let n = |t: &str| parse("t.scn", &format!("{t}\n{BASE}")).map(|s| s.needs.hugepages);
+        let got = n("needs hugepages 2M 3").unwrap().unwrap();
+        assert_eq!((got.size, got.pages), (Some(crate::scenario::HugeSize::Mb2), 3));
+        assert_eq!(n("needs root, hugepages").unwrap().unwrap().pages, 1);
+        assert!(n("needs hugepages 0").unwrap_err().to_string().contains("needs 0 huge pages"));
+        assert!(n("needs hugepages 2M x").unwrap_err().to_string().contains("bad number `x`"));
+    }
+
+    #[test]
+    fn flags_and_modes() {
+        let s = ok("A: create t = private size 1 mode 01640 hugetlb 1G flags 0x1000");
+        assert!(matches!(
+            s.op,
+            Op::Create {
+                mode: 0o1640,
+                hugetlb: true,
+                huge_size: Some(crate::scenario::HugeSize::Gb1),
+                flags: Some(0x1000),
+                ..
+            }
+        ));
+        let s = ok("A: open t = 0x1234 size 1 mode 0400 excl flags 0x1000");
+        assert!(matches!(s.op, Op::Open { mode: Some(0o400), excl: true, flags: Some(0x1000), size: 1, .. }));
+        assert!(err("A: open 0x1234 flags 0x200").contains("include IPC_CREAT (0x200): an open never creates"));
+        assert!(err("A: open 0x1234 mode 01600").contains("bad mode `01600`"));
+        assert!(err("A: create private size 1 mode 010000").contains("bad mode `010000`"));
+        assert!(err("A: create private size 1 flags 0x100000000").contains("do not fit in 32 bits"));
+        assert!(err("A: open 0x1234 nope").contains("`size`, `mode`, `excl`, `flags` or `=>`"));
+        assert!(matches!(ok("A: set s mode 03777").op, Op::Set { mode: Some(0o3777), .. }));
+        // The stat field `mode` stays the permission bits.
+        assert!(err("A: stat s => mode 01600").contains("bad mode"));
+    }
+}
