@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 ///   limits can tell.
 /// - `plain-copies`: `read_at`/`write_at` are plain `memcpy`s, a data race
 ///   that ThreadSanitizer must report (`tests/race.rs`).
+/// - `stat-index-shifted`: the raw `shmctl` asks `SHM_STAT`/`SHM_STAT_ANY`
+///   for the index after the one given (an off-by-one in an index walk).
 /// - `no-ipc-namespace`: not a bug in the wrapper; `enter_private_ipc_namespace`
 ///   fails as on a host without the right, so that host mode can be tested
 ///   inside a namespace the test made.
@@ -25,6 +27,7 @@ pub const BUGS: &[&str] = &[
     "shmid-as-index",
     "spurious-enospc",
     "plain-copies",
+    "stat-index-shifted",
     "no-ipc-namespace",
 ];
 
