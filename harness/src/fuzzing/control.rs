@@ -81,7 +81,7 @@ impl Model {
         index: i32,
         got: &Result<CtlAnswer, Option<Errno>>,
     ) -> Result<(), (String, String, String)> {
-        let what = format!("SHM_STAT at index {index}");
+        let what = || format!("SHM_STAT at index {index}");
         match (got, self.predict_stat_index(index)) {
             (Ok(CtlAnswer::Stat(id, st)), Ok(want)) if *id == want => {
                 let m = &self.segs[&want];
@@ -89,7 +89,7 @@ impl Model {
                 let model = (m.size, m.nattch, m.mode, m.dest, m.locked, m.key);
                 if kernel != model {
                     return Err((
-                        format!("{what} (size, nattch, mode, dest, locked, key)"),
+                        format!("{} (size, nattch, mode, dest, locked, key)", what()),
                         format!("{kernel:?}"),
                         format!("{model:?}"),
                     ));
@@ -97,7 +97,7 @@ impl Model {
                 Ok(())
             }
             (Err(Some(e)), Err(want)) if *e == want => Ok(()),
-            (got, want) => Err((what, format!("{got:?}"), format!("{want:?}"))),
+            (got, want) => Err((what(), format!("{got:?}"), format!("{want:?}"))),
         }
     }
 }
