@@ -523,7 +523,8 @@ impl Actor<'_> {
                 // A mode's bits above 0777 go in raw (the kernel keeps the low nine).
                 let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
                 let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
-                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode=0{mode:o})");
+                let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
+                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
                 let buf = sysv::CtlBuffer::Set { uid, gid, mode };
                 match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf).map(drop) {
                     // IPC_SET changed the ctime: the segment's new identity.
