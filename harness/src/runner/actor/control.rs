@@ -70,19 +70,23 @@ impl Actor<'_> {
 
 /// `setrlimit` with `soft` (`None`: infinity) and `hard` (absent: the
 /// current hard limit, so that lowering the soft limit can be undone).
+// `rlim_t` is u32 on i686: the conversions widen or check there and are
+// the identity on 64-bit targets.
+#[allow(clippy::useless_conversion)]
 fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<Option<u64>>) -> Outcome {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    use nix::sys::resource::{getrlimit, rlim_t, setrlimit, Resource, RLIM_INFINITY};
     let which = match resource {
         RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
         RlimitResource::As => Resource::RLIMIT_AS,
         RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
     };
+    let name = format!("RLIMIT_{}", resource.name().to_uppercase());
     let hard = match hard {
         Some(h) => h,
         None => match getrlimit(which) {
-            Ok((_, h)) => (h != RLIM_INFINITY).then_some(h),
+            Ok((_, h)) => (h != RLIM_INFINITY).then(|| u64::from(h)),
             Err(errno) => {
-                let call = format!("getrlimit(RLIMIT_{})", resource.name().to_uppercase());
+                let call = format!("getrlimit({name})");
                 return Outcome {
                     call,
                     result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }),
@@ -91,8 +95,13 @@ fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<Option<u64>>
         },
     };
     let show = |v: Option<u64>| v.map_or_else(|| "RLIM_INFINITY".to_string(), |n| n.to_string());
-    let call = format!("setrlimit(RLIMIT_{}, {}, {})", resource.name().to_uppercase(), show(soft), show(hard));
-    match setrlimit(which, soft.unwrap_or(RLIM_INFINITY), hard.unwrap_or(RLIM_INFINITY)) {
+    let call = format!("setrlimit({name}, {}, {})", show(soft), show(hard));
+    let raw = |v: Option<u64>| v.map_or(Some(RLIM_INFINITY), |n| rlim_t::try_from(n).ok());
+    let (Some(soft), Some(hard)) = (raw(soft), raw(hard)) else {
+        let message = format!("a limit does not fit this target's rlim_t ({} bits)", rlim_t::BITS);
+        return Outcome { call, result: Err(Failure::Refused { message }) };
+    };
+    match setrlimit(which, soft, hard) {
         Ok(()) => Outcome { call, result: Ok(Value::Unit) },
         Err(errno) => {
             Outcome { call, result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }) }
