@@ -352,3 +352,29 @@ rusty_fork_test! {
         assert!(s.lines().any(|l| l.contains("actual:") && l.contains("(size 4096, mapped 4096)")), "{s}");
     }
 }
+
+/// The number expectations and the raw shmctl can fail, and say so with
+/// the bound values: the controls of the oracle parts H2 added.
+#[test]
+fn number_expectations_and_raw_shmctl_fail_with_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "A: create s = private size 4096\nA: stat s => ctime {t0}\nA: stat s => ctime > t0\n",
+            "expected: ctime > t0 (",
+        ),
+        ("A: create s = private size 4096\nA: stat s => size < 4096\n", "expected: size < 4096"),
+        ("A: create s = private size 4096\nA: shmctl s IPC_STAT => index 1\n", "expected: index 1"),
+        ("A: shmctl - SHM_INFO => used_ids 1\n", "expected: used_ids 1"),
+        ("A: create s = private size 4096\nA: shmctl s 99 => ok\n", "-1 EINVAL"),
+        ("A: create s = private size 4096\nA: shmctl s IPC_STAT badbuf => ok\n", "-1 EFAULT"),
+        ("A: segments => != 0\n", "expected: != 0"),
+    ];
+    for (steps, want) in cases {
+        write(dir.path(), "f.scn", &format!("process A\nneeds namespace\n{steps}"));
+        let out = harness(&["run", "f.scn"], dir.path());
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{steps}: {all}");
+        assert!(all.contains(want), "{steps}\nwant: {want}\ngot: {all}");
+    }
+}

@@ -60,6 +60,7 @@ const PLANS: &[Plan] = &[
     Plan { bug: "accept-size-0", target: "args", host: false, expect: &["disagree on shmget: shmget(&size 0,"] },
     Plan { bug: "shmid-as-index", target: "ops", host: false, expect: &["model and kernel disagree on "] },
     Plan { bug: "spurious-enospc", target: "args", host: false, expect: &[SPURIOUS_ENOSPC] },
+    Plan { bug: "stat-index-shifted", target: "ops", host: false, expect: &["disagree on SHM_STAT at index "] },
     Plan { bug: "spurious-enospc", target: "args", host: true, expect: &[SPURIOUS_ENOSPC] },
     Plan { bug: "accept-size-0", target: "args", host: true, expect: &["disagree on shmget: shmget(&size 0,"] },
     Plan { bug: "model-unmap-keeps-nattch", target: "ops", host: false, expect: &["after munmap"] },

@@ -17,6 +17,7 @@
 
 pub mod args;
 pub mod confine;
+pub mod control;
 pub mod ftok;
 pub mod mapping;
 pub mod model;

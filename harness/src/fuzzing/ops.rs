@@ -334,6 +334,9 @@ fn step(w: &mut World, op: &OpsOp) {
                         (w.model.shmmax, w.model.shmall, w.model.shmmni),
                     );
                 }
+                // The raw shmctl commands: INFO answers, SHM_STAT(_ANY) by
+                // index, an invalid command, a bad buffer.
+                super::control::check(w);
             }
         }
         OpsOp::Map(ref m) => super::mapping::step(w, m),
@@ -372,6 +375,19 @@ fn fork_exit(w: &mut World) {
         }
         Err(e) => panic!("fork: {e}"),
     }
+}
+
+/// The calls of [`super::control::check`], unjudged (for [`run_bare`]).
+fn bare_control() {
+    use sysv::{CtlBuffer, ShmctlCmd};
+    let max = sysv::usage().map_or(0, |u| u.max_index);
+    for index in 0..=max + 1 {
+        for cmd in [ShmctlCmd::ShmStat, ShmctlCmd::ShmStatAny] {
+            let _ = sysv::shmctl_command(index, cmd, CtlBuffer::Zeroed);
+        }
+    }
+    let _ = sysv::shmctl_command(0, ShmctlCmd::Other(super::control::INVALID_CMD), CtlBuffer::Zeroed);
+    let _ = sysv::shmctl_command(0, ShmctlCmd::IpcInfo, CtlBuffer::Inaccessible);
 }
 
 /// The same system calls as [`run`], without the model, the checks or the
@@ -461,6 +477,9 @@ pub fn run_bare(input: &OpsInput) {
             OpsOp::Info => {
                 let _ = sysv::usage();
                 let _ = sysv::limits();
+                if conf.private {
+                    bare_control();
+                }
             }
             // The mapping operations are not part of the bare baseline.
             OpsOp::Map(_) => {}

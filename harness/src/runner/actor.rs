@@ -13,13 +13,15 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
-use crate::sysv::{self, Attachment, GetFlags, Key, Mode, Shmid};
+use crate::sysv::{self, Attachment, GetFlags, Key, Shmid};
 
 use super::check::{Judge, StepResult};
 use super::fork::{exit_now, fork_guarded, Child};
 use super::host::KeyMap;
 use super::journal;
 use super::watch::{Origin, Watch};
+mod control;
+
 use super::wire::{
     flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value,
 };
@@ -352,17 +354,21 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Create { key, size, mode, excl, hugetlb, noreserve, .. } => {
+            Op::Create { key, size, mode, excl, hugetlb, noreserve, huge_size, flags: raw_flags, .. } => {
                 let mut flags = GetFlags::CREAT;
                 flags.set(GetFlags::EXCL, *excl);
                 flags.set(GetFlags::HUGETLB, *hugetlb);
                 flags.set(GetFlags::NORESERVE, *noreserve);
-                let mode = Mode::from_bits_truncate(u32::from(*mode));
+                let huge = huge_size.map_or(0, |h| match h {
+                    crate::scenario::HugeSize::Mb2 => sysv::HugePageSize::Mb2.flag_bits(),
+                    crate::scenario::HugeSize::Gb1 => sysv::HugePageSize::Gb1.flag_bits(),
+                });
+                // The mode's bits above 0777 go in raw, as a C caller's would.
+                let shown = flags.bits() | huge | i32::from(*mode) | raw_flags.unwrap_or(0);
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let shown = flags.bits() | i32::from(mode.bits());
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
-                match sysv::shmget(key, size, flags, None, mode) {
+                match sysv::shmget_raw(key, size, shown) {
                     Ok(id) => match self.record_creation(index, id, key) {
                         Ok(identity) => ok(call, Value::Created(identity)),
                         Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
@@ -370,11 +376,13 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Open { key, size, .. } => {
+            Op::Open { key, size, mode, excl, flags, .. } => {
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let call = format!("shmget({key}, {size}, 0)");
-                match sysv::shmget(key, size, GetFlags::empty(), None, Mode::NONE) {
+                let raw =
+                    i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
+                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
+                match sysv::shmget_raw(key, size, raw) {
                     Ok(id) => ok(call, Value::Shmid(id.raw())),
                     Err(e) => fail(call, e),
                 }
@@ -485,10 +493,13 @@ impl Actor<'_> {
                         None => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
                     },
                 };
-                let mode = mode.map_or(current.mode, |m| sysv::Mode::from_bits_truncate(u32::from(m)));
+                // A mode's bits above 0777 go in raw (the kernel keeps the low nine).
+                let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
                 let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
-                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={mode})");
-                match id.set(uid, gid, mode) {
+                let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
+                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
+                let buf = sysv::CtlBuffer::Set { uid, gid, mode };
+                match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf).map(drop) {
                     // IPC_SET changed the ctime: the segment's new identity.
                     Ok(()) => match self.record_reset(index, id) {
                         Ok(Some(identity)) => ok(call, Value::Reset(identity)),
@@ -516,6 +527,9 @@ impl Actor<'_> {
                 }
             }
             Op::Run { argv } => self.run(index, argv, globals),
+            Op::Shmctl { .. } | Op::Rlimit { .. } | Op::Umask { .. } | Op::Meminfo { .. } => {
+                self.control_step(index, op, globals)
+            }
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -523,11 +537,12 @@ impl Actor<'_> {
                 };
                 let result = match value {
                     Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
-                    None => name.read().map(Value::Number),
+                    None => name.read_signed().map(Value::Number),
                 };
                 match result {
                     Ok(v) => ok(call, v),
-                    Err(e) => Outcome { call, result: Err(Failure::Refused { message: e.to_string() }) },
+                    // A write the kernel refuses has its errno (`=> EINVAL`).
+                    Err(e) => fail(call, e),
                 }
             }
             // Answered by the supervisor (`is_local`), or by `chain` itself:

@@ -82,7 +82,10 @@ pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
         (Op::Mapping { attachment, .. }, Value::Remapped { addr, .. }) => {
             out.push(Effect::Bind(attachment.clone(), Global::Address(*addr)));
         }
-        (Op::Set { .. }, Value::Reset(id)) => out.push(Effect::Reset(*id)),
+        (Op::Set { .. } | Op::Shmctl { .. }, Value::Reset(id)) => out.push(Effect::Reset(*id)),
+        (Op::Shmctl { name: Some(n), .. }, Value::Ctl(a)) => {
+            out.push(Effect::Bind(n.clone(), Global::Segment(a.returned())))
+        }
         (Op::Fork { child }, Value::Forked(pid)) => {
             out.push(Effect::Bind(child.clone(), Global::Process(*pid)));
             out.push(Effect::Forked(child.clone(), *pid));

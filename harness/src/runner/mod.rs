@@ -25,6 +25,7 @@ mod check;
 mod describe;
 pub mod fork;
 mod host;
+mod hugepages;
 mod intent;
 pub(crate) mod interp;
 pub mod journal;

@@ -23,8 +23,9 @@ pub enum Global {
     Segment(i32),
     /// A process id.
     Process(i32),
-    /// A number captured from a program's output (`{n:NAME}`).
-    Number(i64),
+    /// A number: captured by `{NAME}` in a number expectation, or by
+    /// `{n:NAME}` in a program's output.
+    Number(crate::scenario::Number),
     /// Where an attachment starts (or started) in the processes that know it.
     Address(usize),
 }
@@ -133,9 +134,11 @@ pub enum Value {
     /// A status.
     Stat(SegmentStat),
     /// A number (sysctl, segments).
-    Number(u64),
+    Number(crate::scenario::Number),
     /// Whether a key exists (lookup).
     Present(bool),
+    /// What a raw `shmctl` answered.
+    Ctl(crate::sysv::CtlAnswer),
     /// A forked child's pid.
     Forked(i32),
     /// An external program's result.

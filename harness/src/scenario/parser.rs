@@ -9,9 +9,11 @@ use crate::sysv::{errno_from_name, Sysctl};
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
+mod control;
 mod intent;
 #[path = "parse_mapping.rs"]
 mod mapping;
+mod numbers;
 mod output;
 
 /// A malformed scenario: where, what is wrong, and what was expected.
@@ -86,9 +88,16 @@ const RESERVED: &[&str] = &[
     "at",
     "rnd",
     "remap",
+    "shmctl",
+    "rlimit",
+    "umask",
+    "meminfo",
+    "badbuf",
+    "flags",
+    "inf",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask or meminfo";
 
 /// Parses and checks a scenario.
 ///
@@ -130,7 +139,8 @@ enum Kind {
     Segment,
     Attachment,
     Process,
-    /// A number captured from a program's output (`{n:NAME}`).
+    /// A number: captured by `{NAME}` in a number expectation, or by
+    /// `{n:NAME}` in a program's output.
     Number,
 }
 
@@ -526,12 +536,13 @@ impl Parser {
                     "root" => self.sc.needs.root = true,
                     "namespace" => self.sc.needs.namespace = true,
                     "program" | "command" => self.requirement(l, &w)?,
+                    "hugepages" => self.sc.needs.hugepages = Some(self.need_hugepages(l)?),
                     _ => {
                         return Err(self.err_at(
                             l.lineno,
                             col,
                             format!("unknown need `{w}`"),
-                            Some("`root`, `namespace`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
+                            Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
                         ))
                     }
                 }
@@ -592,7 +603,7 @@ impl Parser {
                 l.lineno,
                 col,
                 format!("unknown sysctl `{w}`"),
-                Some("shmmax, shmall, shmmni or shm_rmid_forced"),
+                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
             )
         })
     }
@@ -671,26 +682,43 @@ impl Parser {
                 self.keyword(l, "size")?;
                 let size = self.number(l, "the size")?;
                 let (mut mode, mut excl, mut hugetlb, mut noreserve) = (0o600, false, false, false);
+                let (mut huge_size, mut flags) = (None, None);
                 while !l.at_end_of_op() {
                     if l.eat_word("mode") {
-                        mode = self.mode(l)?;
+                        mode = self.raw_mode(l)?;
                     } else if l.eat_word("excl") {
                         excl = true;
                     } else if l.eat_word("hugetlb") {
                         hugetlb = true;
+                        huge_size = self.huge_size(l);
                     } else if l.eat_word("noreserve") {
                         noreserve = true;
+                    } else if l.eat_word("flags") {
+                        flags = Some(self.raw_flags(l, false)?);
                     } else {
-                        return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve` or `=>`"));
+                        return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve`, `flags` or `=>`"));
                     }
                 }
-                Op::Create { name, key, size, mode, excl, hugetlb, noreserve }
+                Op::Create { name, key, size, mode, excl, hugetlb, noreserve, huge_size, flags }
             }
             "open" => {
                 let name = binding(self, l, Kind::Segment)?;
                 let key = self.key_ref(l)?;
-                let size = if l.eat_word("size") { self.number(l, "the size")? } else { 0 };
-                Op::Open { name, key, size }
+                let (mut size, mut mode, mut excl, mut flags) = (0, None, false, None);
+                while !l.at_end_of_op() {
+                    if l.eat_word("size") {
+                        size = self.number(l, "the size")?;
+                    } else if l.eat_word("mode") {
+                        mode = Some(self.mode(l)?);
+                    } else if l.eat_word("excl") {
+                        excl = true;
+                    } else if l.eat_word("flags") {
+                        flags = Some(self.raw_flags(l, true)?);
+                    } else {
+                        return Err(self.unexpected(l, "`size`, `mode`, `excl`, `flags` or `=>`"));
+                    }
+                }
+                Op::Open { name, key, size, mode, excl, flags }
             }
             "attach" => {
                 let name = binding(self, l, Kind::Attachment)?;
@@ -727,7 +755,7 @@ impl Parser {
                 let (mut mode, mut uid, mut gid) = (None, None, None);
                 while !l.at_end_of_op() {
                     if l.eat_word("mode") {
-                        mode = Some(self.mode(l)?);
+                        mode = Some(self.raw_mode(l)?);
                     } else if l.eat_word("uid") {
                         uid = Some(self.small(l, "uid")?);
                     } else if l.eat_word("gid") {
@@ -804,6 +832,10 @@ impl Parser {
             }
             "segments" => Op::Segments,
             "lookup" => Op::Lookup { key: self.key_ref(l)? },
+            "shmctl" => self.shmctl_op(l)?,
+            "rlimit" => self.rlimit_op(l)?,
+            "umask" => self.umask_op(l)?,
+            "meminfo" => self.meminfo_op(l)?,
             other => {
                 return Err(self.err_at(l.lineno, col, format!("unknown operation `{other}`"), Some(OPS)));
             }
@@ -867,7 +899,10 @@ impl Parser {
         Ok(match op {
             Op::Read { .. } => Expect::Data(self.data(l)?),
             Op::Peek { .. } => Expect::Byte(self.small(l, "the byte")?),
-            Op::Sysctl { value: None, .. } | Op::Segments => Expect::Number(self.number(l, "a number")?),
+            Op::Sysctl { value: None, .. } | Op::Segments | Op::Meminfo { .. } => {
+                Expect::Number(self.num_exp(l, "a number")?)
+            }
+            Op::Shmctl { cmd, .. } => Expect::Ctl(self.ctl_fields(l, *cmd)?),
             Op::Lookup { .. } => {
                 let (w, wcol) = self.word(l, "`present` or `absent`")?;
                 match w.as_str() {
@@ -952,51 +987,52 @@ impl Parser {
     fn stat_fields(&mut self, l: &mut Line) -> Result<Vec<StatField>, ParseError> {
         let mut fields = Vec::new();
         while l.peek().is_some() {
-            let (w, col) = self.word(l, "a stat field")?;
-            let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
-                let (v, vcol) = p.word(l, "`yes` or `no`")?;
-                match v.as_str() {
-                    "yes" => Ok(true),
-                    "no" => Ok(false),
-                    _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
-                }
-            };
-            let field = match w.as_str() {
-                "size" => StatField::Size(self.number(l, "the size")?),
-                "nattch" => StatField::Nattch(self.number(l, "nattch")?),
-                "mode" => StatField::Mode(self.mode(l)?),
-                "key" => StatField::Key(self.key_ref(l)?),
-                "private" => StatField::Key(KeyRef::Private),
-                "dest" => StatField::Dest(yes_no(self, l)?),
-                "locked" => StatField::Locked(yes_no(self, l)?),
-                "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
-                "lpid" => {
-                    if l.eat_word("none") {
-                        StatField::Lpid(None)
-                    } else {
-                        StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
-                    }
-                }
-                "uid" => StatField::Uid(self.small(l, "uid")?),
-                "gid" => StatField::Gid(self.small(l, "gid")?),
-                "cuid" => StatField::Cuid(self.small(l, "cuid")?),
-                "cgid" => StatField::Cgid(self.small(l, "cgid")?),
-                _ => {
-                    return Err(self.err_at(
-                        l.lineno,
-                        col,
-                        format!("unknown stat field `{w}`"),
-                        Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid or cgid"),
-                    ))
-                }
-            };
-            fields.push(field);
+            fields.push(self.stat_field(l)?);
             l.eat(&Tok::Comma);
         }
         if fields.is_empty() {
             return Err(self.err(l, "no stat fields", Some("fields such as `nattch 1, size 4096`")));
         }
         Ok(fields)
+    }
+
+    /// One stat field: its word, then its value.
+    fn stat_field(&mut self, l: &mut Line) -> Result<StatField, ParseError> {
+        let (w, col) = self.word(l, "a stat field")?;
+        let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
+            let (v, vcol) = p.word(l, "`yes` or `no`")?;
+            match v.as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
+            }
+        };
+        if let Some(f) = NumField::from_name(&w) {
+            return Ok(StatField::Num(f, self.num_exp(l, &format!("the {w}"))?));
+        }
+        Ok(match w.as_str() {
+            "mode" => StatField::Mode(self.mode(l)?),
+            "key" => StatField::Key(self.key_ref(l)?),
+            "private" => StatField::Key(KeyRef::Private),
+            "dest" => StatField::Dest(yes_no(self, l)?),
+            "locked" => StatField::Locked(yes_no(self, l)?),
+            "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
+            "lpid" => {
+                if l.eat_word("none") {
+                    StatField::Lpid(None)
+                } else {
+                    StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
+                }
+            }
+            _ => {
+                return Err(self.err_at(
+                    l.lineno,
+                    col,
+                    format!("unknown stat field `{w}`"),
+                    Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
+                ))
+            }
+        })
     }
 
     fn check_fit(&self, lineno: usize, col: usize, op: &Op, expect: &Expect) -> Result<(), ParseError> {
@@ -1008,7 +1044,7 @@ impl Parser {
             (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => {
                 bad(format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()))
             }
-            (Op::Segments | Op::Lookup { .. }, Expect::Errno { .. }) => {
+            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => {
                 bad(format!("`{}` reads /proc and has no errno to expect", op.keyword()))
             }
             (Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }, Expect::Errno { errnos, .. })
@@ -1041,9 +1077,12 @@ impl Parser {
                 | Expect::Number(_)
                 | Expect::Present(_)
                 | Expect::Mapped(_)
+                | Expect::Ctl(_)
         );
         let binds = match op {
-            Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } => name.clone(),
+            Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } | Op::Shmctl { name, .. } => {
+                name.clone()
+            }
             Op::Ftok { name, .. } => name.clone(),
             Op::KeyLiteral { name, .. } => Some(name.clone()),
             _ => None,
