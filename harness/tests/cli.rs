@@ -309,3 +309,72 @@ fn stress_many_runs_from_many_threads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn misused_attachment_and_mapping_forms_are_check_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "process A, B\nA: create s = private size 8192\nA: attach m = s\n";
+    let cases: &[(&str, &str)] = &[
+        ("A: attach s at m+x\n", "bad.scn:4:16: bad offset in address `m+x`"),
+        ("B: attach s at m\n", "bad.scn:4:16: attachment `m` (line 3) was never attached in process B"),
+        ("A: detach at\n", "bad.scn:4:13: missing an address"),
+        ("A: mapping m shrink 4096\n", "bad.scn:4:14: unknown mapping change `shrink`"),
+        ("A: mapping m protect wr\n", "bad.scn:4:22: unknown protection `wr`"),
+        ("A: mapping m unmap\nA: read m 0 1\n", "bad.scn:5:9: attachment `m` (line 3) is not attached in process A"),
+        ("A: mapping m resize 4096 => at m\n", "bad.scn:4:29: unknown field `at` for `mapping ... resize`"),
+    ];
+    for (tail, want) in cases {
+        write(dir.path(), "bad.scn", &format!("{head}{tail}"));
+        let out = harness(&["check", "bad.scn"], dir.path());
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tail:?}: {all}");
+        assert!(all.contains(want), "{tail:?}\nwant: {want}\ngot: {all}");
+    }
+}
+
+rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 60_000)]
+
+    #[test]
+    fn a_wrong_mapping_expectation_shows_both_addresses() {
+        private_namespace_or_skip!();
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "at.scn",
+            "process A\nA: create s = private size 4096\nA: attach m = s\nA: detach m\nA: attach n = s at m => at m+4096\nA: detach n\nA: rm s\n",
+        );
+        let out = harness(&["run", "at.scn"], dir.path());
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{s}");
+        assert!(s.contains("at.scn:5: A: attach n = s at m => at m+4096"), "{s}");
+        assert!(s.contains("expected: at m+4096 (0x"), "{s}");
+        assert!(s.lines().any(|l| l.contains("actual:") && l.contains("(size 4096, mapped 4096)")), "{s}");
+    }
+}
+
+/// The number expectations and the raw shmctl can fail, and say so with
+/// the bound values: the controls of the oracle parts H2 added.
+#[test]
+fn number_expectations_and_raw_shmctl_fail_with_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "A: create s = private size 4096\nA: stat s => ctime {t0}\nA: stat s => ctime > t0\n",
+            "expected: ctime > t0 (",
+        ),
+        ("A: create s = private size 4096\nA: stat s => size < 4096\n", "expected: size < 4096"),
+        ("A: create s = private size 4096\nA: shmctl s IPC_STAT => index 1\n", "expected: index 1"),
+        ("A: shmctl - SHM_INFO => used_ids 1\n", "expected: used_ids 1"),
+        ("A: create s = private size 4096\nA: shmctl s 99 => ok\n", "-1 EINVAL"),
+        ("A: create s = private size 4096\nA: shmctl s IPC_STAT badbuf => ok\n", "-1 EFAULT"),
+        ("A: segments => != 0\n", "expected: != 0"),
+    ];
+    for (steps, want) in cases {
+        write(dir.path(), "f.scn", &format!("process A\nneeds namespace\n{steps}"));
+        let out = harness(&["run", "f.scn"], dir.path());
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{steps}: {all}");
+        assert!(all.contains(want), "{steps}\nwant: {want}\ngot: {all}");
+    }
+}

@@ -17,7 +17,9 @@
 
 pub mod args;
 pub mod confine;
+pub mod control;
 pub mod ftok;
+pub mod mapping;
 pub mod model;
 pub mod ops;
 pub mod parser;

@@ -100,6 +100,9 @@ pub enum OpsOp {
     ForkExit,
     /// `IPC_INFO` and `SHM_INFO` against the model.
     Info,
+    /// Attach at an address, detach at an address, change a mapping
+    /// (see [`super::mapping`]).
+    Map(super::mapping::MapOp),
 }
 
 impl<'a> Arbitrary<'a> for OpsInput {
@@ -131,6 +134,7 @@ impl OpsOp {
             OpsOp::Lock { .. } => 8,
             OpsOp::ForkExit => 9,
             OpsOp::Info => 10,
+            OpsOp::Map(_) => 11,
         }
     }
 }
@@ -209,7 +213,8 @@ fn step(w: &mut World, op: &OpsOp) {
             let (offset, len) = (usize::from(offset), usize::from(len));
             let a = &w.atts[i].att;
             let result = a.fill(offset, len, byte);
-            let in_bounds = offset + len <= a.size();
+            // The wrapper's bounds: the size, cut by mapping changes.
+            let in_bounds = offset + len <= a.size().min(a.limit());
             match (result, a.is_read_only(), in_bounds) {
                 (Err(sysv::Error::ReadOnly { .. }), true, _) | (Err(sysv::Error::OutOfBounds { .. }), false, false) => {
                     return;
@@ -220,7 +225,7 @@ fn step(w: &mut World, op: &OpsOp) {
                 }
             }
             // Every attachment of the segment reads back what was just written.
-            for other in w.atts.iter().filter(|o| o.id == id) {
+            for other in w.atts.iter().filter(|o| o.id == id && offset + len <= o.att.limit()) {
                 let mut buf = vec![0u8; len];
                 other.att.read_at(offset, &mut buf).expect("in bounds");
                 if let Some(at) = buf.iter().position(|b| *b != byte) {
@@ -235,10 +240,10 @@ fn step(w: &mut World, op: &OpsOp) {
         OpsOp::Detach { att } => {
             let Some(i) = pick(&w.atts, att) else { return };
             let a = w.atts.remove(i);
+            super::mapping::detached(w, &a.att, a.id);
             if let Err(e) = a.att.detach() {
                 w.disagree("shmdt of a live attachment", e.to_string(), "ok");
             }
-            w.model.detach(a.id, w.pid);
         }
         OpsOp::Stat { seg } => {
             let Some(i) = pick(&w.segs, seg) else { return };
@@ -329,8 +334,12 @@ fn step(w: &mut World, op: &OpsOp) {
                         (w.model.shmmax, w.model.shmall, w.model.shmmni),
                     );
                 }
+                // The raw shmctl commands: INFO answers, SHM_STAT(_ANY) by
+                // index, an invalid command, a bad buffer.
+                super::control::check(w);
             }
         }
+        OpsOp::Map(ref m) => super::mapping::step(w, m),
     }
 }
 
@@ -366,6 +375,19 @@ fn fork_exit(w: &mut World) {
         }
         Err(e) => panic!("fork: {e}"),
     }
+}
+
+/// The calls of [`super::control::check`], unjudged (for [`run_bare`]).
+fn bare_control() {
+    use sysv::{CtlBuffer, ShmctlCmd};
+    let max = sysv::usage().map_or(0, |u| u.max_index);
+    for index in 0..=max + 1 {
+        for cmd in [ShmctlCmd::ShmStat, ShmctlCmd::ShmStatAny] {
+            let _ = sysv::shmctl_command(index, cmd, CtlBuffer::Zeroed);
+        }
+    }
+    let _ = sysv::shmctl_command(0, ShmctlCmd::Other(super::control::INVALID_CMD), CtlBuffer::Zeroed);
+    let _ = sysv::shmctl_command(0, ShmctlCmd::IpcInfo, CtlBuffer::Inaccessible);
 }
 
 /// The same system calls as [`run`], without the model, the checks or the
@@ -455,7 +477,12 @@ pub fn run_bare(input: &OpsInput) {
             OpsOp::Info => {
                 let _ = sysv::usage();
                 let _ = sysv::limits();
+                if conf.private {
+                    bare_control();
+                }
             }
+            // The mapping operations are not part of the bare baseline.
+            OpsOp::Map(_) => {}
         }
     }
     drop(atts);

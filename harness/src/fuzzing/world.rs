@@ -54,6 +54,8 @@ pub struct World {
     pub dropped: Vec<usize>,
     /// Notes after the steps (cleanup stages), for failure messages.
     pub log: String,
+    /// Attachments a mapping change split, by address (see [`super::mapping`]).
+    pub pieces: std::collections::HashMap<usize, super::mapping::Pieces>,
 }
 
 impl World {
@@ -74,6 +76,7 @@ impl World {
             history: None,
             dropped: Vec::new(),
             log: String::new(),
+            pieces: std::collections::HashMap::new(),
         };
         // The previous input ended with `finish`, which proved the namespace
         // clean; only after a failure (a replay goes on) is there anything
@@ -241,8 +244,9 @@ impl World {
         for a in std::mem::take(&mut self.atts) {
             let id = a.id;
             self.dropped.push(a.att.as_ptr() as usize);
+            // Every piece of a split attachment goes with its shmdt.
+            super::mapping::detached(&mut self, &a.att, id);
             drop(a.att);
-            self.model.detach(id, self.pid);
         }
         let mut guarded = Vec::new();
         for h in std::mem::take(&mut self.segs) {

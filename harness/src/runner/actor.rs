@@ -13,13 +13,15 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
-use crate::sysv::{self, AttachFlags, Attachment, GetFlags, Key, Mode, Shmid};
+use crate::sysv::{self, Attachment, GetFlags, Key, Shmid};
 
 use super::check::{Judge, StepResult};
 use super::fork::{exit_now, fork_guarded, Child};
 use super::host::KeyMap;
 use super::journal;
 use super::watch::{Origin, Watch};
+mod control;
+
 use super::wire::{
     flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value,
 };
@@ -318,7 +320,15 @@ impl Actor<'_> {
         Ok(sysv_mappings(&text)
             .into_iter()
             .map(|(range, start, shmid)| {
-                let name = self.attachments.iter().find(|(_, a)| a.as_ptr() as usize == start).map(|(n, _)| n.clone());
+                // A piece of a split attachment starts inside its extent.
+                let name = self
+                    .attachments
+                    .iter()
+                    .find(|(_, a)| {
+                        let base = a.as_ptr() as usize;
+                        a.is_mapped() && start >= base && start < base.saturating_add(a.extent())
+                    })
+                    .map(|(n, _)| n.clone());
                 (range, shmid, name)
             })
             .collect())
@@ -344,17 +354,21 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Create { key, size, mode, excl, hugetlb, noreserve, .. } => {
+            Op::Create { key, size, mode, excl, hugetlb, noreserve, huge_size, flags: raw_flags, .. } => {
                 let mut flags = GetFlags::CREAT;
                 flags.set(GetFlags::EXCL, *excl);
                 flags.set(GetFlags::HUGETLB, *hugetlb);
                 flags.set(GetFlags::NORESERVE, *noreserve);
-                let mode = Mode::from_bits_truncate(u32::from(*mode));
+                let huge = huge_size.map_or(0, |h| match h {
+                    crate::scenario::HugeSize::Mb2 => sysv::HugePageSize::Mb2.flag_bits(),
+                    crate::scenario::HugeSize::Gb1 => sysv::HugePageSize::Gb1.flag_bits(),
+                });
+                // The mode's bits above 0777 go in raw, as a C caller's would.
+                let shown = flags.bits() | huge | i32::from(*mode) | raw_flags.unwrap_or(0);
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let shown = flags.bits() | i32::from(mode.bits());
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
-                match sysv::shmget(key, size, flags, None, mode) {
+                match sysv::shmget_raw(key, size, shown) {
                     Ok(id) => match self.record_creation(index, id, key) {
                         Ok(identity) => ok(call, Value::Created(identity)),
                         Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
@@ -362,51 +376,19 @@ impl Actor<'_> {
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Open { key, size, .. } => {
+            Op::Open { key, size, mode, excl, flags, .. } => {
                 let key = key_of(key);
                 let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let call = format!("shmget({key}, {size}, 0)");
-                match sysv::shmget(key, size, GetFlags::empty(), None, Mode::NONE) {
+                let raw =
+                    i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
+                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
+                match sysv::shmget_raw(key, size, raw) {
                     Ok(id) => ok(call, Value::Shmid(id.raw())),
                     Err(e) => fail(call, e),
                 }
             }
-            Op::Attach { name, segment, read_only, exec } => {
-                let mut flags = AttachFlags::empty();
-                if *read_only {
-                    flags |= AttachFlags::RDONLY;
-                }
-                if *exec {
-                    flags |= AttachFlags::EXEC;
-                }
-                let id = shmid_of(segment);
-                let call = format!("shmat({id}, NULL, {})", sysv::describe_attach_flags(flags.bits()));
-                match Attachment::attach(id, flags) {
-                    Ok(att) => {
-                        let v = Value::Attached {
-                            addr: att.as_ptr() as usize,
-                            size: att.size(),
-                            mapping_len: att.mapping_len(),
-                        };
-                        let label = name.clone().unwrap_or_else(|| format!("#{index}"));
-                        self.attachments.insert(label, att);
-                        ok(call, v)
-                    }
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Detach { attachment } => {
-                let Some(att) = self.attachments.remove(attachment) else {
-                    return Outcome {
-                        call: format!("shmdt({attachment})"),
-                        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
-                    };
-                };
-                let call = format!("shmdt({:p}) [{attachment}]", att.as_ptr());
-                match att.detach() {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
-                }
+            Op::Attach { .. } | Op::Detach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
+                self.execute_mapping(index, op, globals).expect("an H1 step")
             }
             Op::Write { attachment, offset, data } => {
                 let att = self.attachment(attachment);
@@ -429,8 +411,9 @@ impl Actor<'_> {
                 let len = usize::try_from(*len).unwrap_or(usize::MAX);
                 let call = format!("read {attachment}[{offset}..+{len}]");
                 // Bounds first, so a huge bogus length allocates nothing.
-                if offset.checked_add(len).is_none_or(|end| end > att.size()) {
-                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit: att.size() });
+                let limit = att.size().min(att.limit());
+                if offset.checked_add(len).is_none_or(|end| end > limit) {
+                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit });
                 }
                 // Read and compare a chunk at a time: megabytes are never
                 // held twice, and the expected bytes are never built whole.
@@ -475,7 +458,7 @@ impl Actor<'_> {
                 let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("peek {attachment}[{offset}]");
-                match att.peek(offset) {
+                match self.peek(att, offset) {
                     Ok(b) => ok(call, Value::Byte(b)),
                     Err(e) => fail(call, e),
                 }
@@ -484,9 +467,7 @@ impl Actor<'_> {
                 let att = self.attachment(attachment);
                 let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let call = format!("poke {attachment}[{offset}] = {value:#04x}");
-                // SAFETY: a scenario's actor is a disposable process; dying of
-                // SIGSEGV on a read-only mapping is what this step tests.
-                match unsafe { att.poke(offset, *value) } {
+                match self.poke(att, offset, *value) {
                     Ok(()) => ok(call, Value::Unit),
                     Err(e) => fail(call, e),
                 }
@@ -512,10 +493,13 @@ impl Actor<'_> {
                         None => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
                     },
                 };
-                let mode = mode.map_or(current.mode, |m| sysv::Mode::from_bits_truncate(u32::from(m)));
+                // A mode's bits above 0777 go in raw (the kernel keeps the low nine).
+                let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
                 let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
-                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={mode})");
-                match id.set(uid, gid, mode) {
+                let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
+                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
+                let buf = sysv::CtlBuffer::Set { uid, gid, mode };
+                match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf).map(drop) {
                     // IPC_SET changed the ctime: the segment's new identity.
                     Ok(()) => match self.record_reset(index, id) {
                         Ok(Some(identity)) => ok(call, Value::Reset(identity)),
@@ -543,6 +527,9 @@ impl Actor<'_> {
                 }
             }
             Op::Run { argv } => self.run(index, argv, globals),
+            Op::Shmctl { .. } | Op::Rlimit { .. } | Op::Umask { .. } | Op::Meminfo { .. } => {
+                self.control_step(index, op, globals)
+            }
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -550,11 +537,12 @@ impl Actor<'_> {
                 };
                 let result = match value {
                     Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
-                    None => name.read().map(Value::Number),
+                    None => name.read_signed().map(Value::Number),
                 };
                 match result {
                     Ok(v) => ok(call, v),
-                    Err(e) => Outcome { call, result: Err(Failure::Refused { message: e.to_string() }) },
+                    // A write the kernel refuses has its errno (`=> EINVAL`).
+                    Err(e) => fail(call, e),
                 }
             }
             // Answered by the supervisor (`is_local`), or by `chain` itself:
@@ -665,7 +653,18 @@ impl Actor<'_> {
 /// Steps that may end the process: memory accesses (a fault), and the
 /// steps whose purpose is to end it.
 fn may_end_process(op: &Op) -> bool {
-    matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } | Op::Exit { .. } | Op::Crash)
+    matches!(
+        op,
+        Op::Write { .. }
+            | Op::Read { .. }
+            | Op::Peek { .. }
+            | Op::Poke { .. }
+            | Op::Exit { .. }
+            | Op::Crash
+            // An unmap or remap may reach this process's own memory.
+            | Op::Mapping { .. }
+            | Op::Attach { remap: true, .. }
+    )
 }
 
 /// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder
@@ -701,8 +700,9 @@ fn write_chunked(att: &Attachment, offset: usize, data: &Data, len: usize) -> sy
     if att.is_read_only() {
         return Err(sysv::Error::ReadOnly { op: "write_at" });
     }
-    if offset.checked_add(len).is_none_or(|end| end > att.size()) {
-        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit: att.size() });
+    let limit = att.size().min(att.limit());
+    if offset.checked_add(len).is_none_or(|end| end > limit) {
+        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit });
     }
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut at = 0;

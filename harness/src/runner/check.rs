@@ -3,8 +3,10 @@
 //! (which reports) and the actors (which stop a chain at the first
 //! surprise).
 
-use crate::scenario::{Expect, KeyRef, StatField, Step};
-use crate::sysv;
+use crate::scenario::{
+    Addr, CtlField, CtlTarget, Expect, InfoField, KeyRef, MapField, NumExp, NumField, Number, Op, StatField, Step,
+};
+use crate::sysv::{self, CtlAnswer};
 
 use super::wire::{Ending, Failure, Global, Globals, Outcome, Value};
 
@@ -40,11 +42,30 @@ impl Judge<'_> {
         }
     }
 
+    /// The run-time value of an address (`M+N` from M's bound address).
+    pub fn resolve_addr(&self, a: &Addr) -> Option<usize> {
+        match a {
+            Addr::Literal(v) => usize::try_from(*v).ok(),
+            Addr::Of { attachment, offset } => match self.globals.get(attachment) {
+                Some(Global::Address(base)) => base.checked_add_signed(isize::try_from(*offset).ok()?),
+                _ => None,
+            },
+        }
+    }
+
     /// Host mode moves literal keys to the run's range (see
     /// [`super::host::KeyMap`]), so scenarios written with fixed keys do not
     /// collide with the machine's own.
     pub fn translate_key(&self, literal: i32) -> i32 {
         self.keys.translate(literal)
+    }
+
+    /// A number name's value.
+    pub fn number(&self, name: &str) -> Option<Number> {
+        match self.globals.get(name) {
+            Some(Global::Number(n)) => Some(*n),
+            _ => None,
+        }
     }
 
     /// Whether a result is what the step expects. On success returns the
@@ -69,15 +90,33 @@ impl Judge<'_> {
             }
             (Expect::Data(d), Ok(Value::Read { len, mismatch: None, .. })) if *len == d.len() => Ok(vec![]),
             (Expect::Byte(b), Ok(Value::Byte(got))) if b == got => Ok(vec![]),
-            (Expect::Number(n), Ok(Value::Number(got))) if n == got => Ok(vec![]),
+            (Expect::Number(e), Ok(Value::Number(got))) if e.holds(*got, |n| self.number(n)) => {
+                Ok(e.captures().map(|n| (n.to_string(), Global::Number(*got))).into_iter().collect())
+            }
             (Expect::Present(p), Ok(Value::Present(got))) if p == got => Ok(vec![]),
-            (Expect::Stat(fields), Ok(Value::Stat(st))) => {
-                if fields.iter().all(|f| self.stat_field_matches(f, st)) {
+            (Expect::Mapped(fields), Ok(v @ (Value::Attached { .. } | Value::Remapped { .. }))) => {
+                let (addr, len, moved) = match v {
+                    Value::Attached { addr, mapping_len, .. } => (*addr, *mapping_len, None),
+                    Value::Remapped { addr, mapping_len, moved } => (*addr, *mapping_len, Some(*moved)),
+                    _ => unreachable!("matched above"),
+                };
+                let good = fields.iter().all(|f| match f {
+                    MapField::At(a) => self.resolve_addr(a) == Some(addr),
+                    MapField::Mapped(n) => len as u64 == *n,
+                    MapField::Moved(m) => moved == Some(*m),
+                });
+                if good {
                     Ok(vec![])
                 } else {
                     fail()
                 }
             }
+            (Expect::Stat(fields), Ok(Value::Stat(st))) => {
+                let shmid = self.shmid_of(&step.op);
+                self.stat_fields(fields, st, shmid)
+            }
+            (Expect::Ctl(fields), Ok(Value::Ctl(answer))) => self.ctl_fields(&step.op, fields, answer),
+
             (Expect::Output(checks), Ok(Value::Output { status, stdout, stderr, .. })) => {
                 super::output::judge_output(checks, *status, stdout, stderr, self.globals).ok_or(())
             }
@@ -85,14 +124,79 @@ impl Judge<'_> {
         }
     }
 
-    fn stat_field_matches(&self, f: &StatField, st: &sysv::SegmentStat) -> bool {
+    /// The shmid a stat-like step asked about (for `index` and `seq`).
+    pub fn shmid_of(&self, op: &Op) -> i32 {
+        let segment = |name: &str| match self.globals.get(name) {
+            Some(Global::Segment(id)) => *id,
+            _ => -1,
+        };
+        match op {
+            Op::Stat { segment: s } | Op::Shmctl { target: CtlTarget::Segment(s), .. } => segment(s),
+            Op::Shmctl { target: CtlTarget::Number(n), .. } => *n,
+            _ => -1,
+        }
+    }
+
+    /// Whether a raw `shmctl`'s answer has every field; if so, the numbers
+    /// its fields capture.
+    fn ctl_fields(&self, op: &Op, fields: &[CtlField], answer: &CtlAnswer) -> Result<Vec<(String, Global)>, ()> {
+        let mut binds = Vec::new();
+        let mut stat = Vec::new();
+        for f in fields {
+            match (f, answer) {
+                (CtlField::Stat(s), CtlAnswer::Stat(..)) => stat.push(s.clone()),
+                (CtlField::Id(s), a) => {
+                    if self.globals.get(s) != Some(&Global::Segment(a.returned())) {
+                        return Err(());
+                    }
+                }
+                (CtlField::Info(field, e), a) => {
+                    let got = info_number(*field, a).ok_or(())?;
+                    if !e.holds(got, |n| self.number(n)) {
+                        return Err(());
+                    }
+                    binds.extend(e.captures().map(|n| (n.to_string(), Global::Number(got))));
+                }
+                _ => return Err(()),
+            }
+        }
+        if let CtlAnswer::Stat(ret, st) = answer {
+            // SHM_STAT returns the shmid; IPC_STAT returns 0 for the id it was given.
+            let shmid =
+                if matches!(op, Op::Shmctl { cmd: sysv::ShmctlCmd::IpcStat, .. }) { self.shmid_of(op) } else { *ret };
+            binds.extend(self.stat_fields(&stat, st, shmid)?);
+        }
+        Ok(binds)
+    }
+
+    /// Whether every field holds; if so, the numbers the fields capture.
+    pub fn stat_fields(
+        &self,
+        fields: &[StatField],
+        st: &sysv::SegmentStat,
+        shmid: i32,
+    ) -> Result<Vec<(String, Global)>, ()> {
+        if !fields.iter().all(|f| self.stat_field_matches(f, st, shmid)) {
+            return Err(());
+        }
+        Ok(fields
+            .iter()
+            .filter_map(|f| match f {
+                StatField::Num(field, NumExp::Capture(n)) => {
+                    Some((n.clone(), Global::Number(stat_number(*field, st, shmid))))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn stat_field_matches(&self, f: &StatField, st: &sysv::SegmentStat, shmid: i32) -> bool {
         let pid = |name: &str| match self.globals.get(name) {
             Some(Global::Process(p)) => *p,
             _ => -1,
         };
         match f {
-            StatField::Size(n) => st.size as u64 == *n,
-            StatField::Nattch(n) => st.nattch == *n,
+            StatField::Num(field, e) => e.holds(stat_number(*field, st, shmid), |n| self.number(n)),
             StatField::Mode(m) => st.mode.bits() == *m,
             StatField::Key(k) => st.key.raw() == self.resolve_key(k),
             StatField::Dest(b) => st.dest == *b,
@@ -100,10 +204,88 @@ impl Judge<'_> {
             StatField::Cpid(p) => st.cpid == pid(p),
             StatField::Lpid(None) => st.lpid == 0,
             StatField::Lpid(Some(p)) => st.lpid == pid(p),
-            StatField::Uid(u) => st.uid == *u,
-            StatField::Gid(g) => st.gid == *g,
-            StatField::Cuid(u) => st.cuid == *u,
-            StatField::Cgid(g) => st.cgid == *g,
         }
+    }
+}
+
+/// The kernel's `SEQ_MULTIPLIER` (`IPCMNI`, 32768 without
+/// `ipcmni_extend`): a shmid is `seq * SEQ_MULTIPLIER + index`.
+pub const SEQ_MULTIPLIER: i32 = 32768;
+
+/// A numeric stat field's value. `index` and `seq` are computed from the
+/// shmid the step asked about (`shm_perm.__seq`, which IPC_STAT also
+/// shows, is the same `seq`).
+pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -> Number {
+    match field {
+        NumField::Size => st.size as Number,
+        NumField::Nattch => st.nattch.into(),
+        NumField::Uid => st.uid.into(),
+        NumField::Gid => st.gid.into(),
+        NumField::Cuid => st.cuid.into(),
+        NumField::Cgid => st.cgid.into(),
+        NumField::Atime => st.atime.into(),
+        NumField::Dtime => st.dtime.into(),
+        NumField::Ctime => st.ctime.into(),
+        NumField::Index => shmid.rem_euclid(SEQ_MULTIPLIER).into(),
+        NumField::Seq => shmid.div_euclid(SEQ_MULTIPLIER).into(),
+    }
+}
+
+/// An info field's value in a raw `shmctl`'s answer (`None`: that answer
+/// has no such field).
+pub(crate) fn info_number(field: InfoField, a: &CtlAnswer) -> Option<Number> {
+    Some(match (field, a) {
+        (InfoField::MaxIndex, CtlAnswer::Limits(_) | CtlAnswer::Usage(_)) => a.returned().into(),
+        (InfoField::Shmmax, CtlAnswer::Limits(l)) => l.shmmax.into(),
+        (InfoField::Shmmin, CtlAnswer::Limits(l)) => l.shmmin.into(),
+        (InfoField::Shmmni, CtlAnswer::Limits(l)) => l.shmmni.into(),
+        (InfoField::Shmseg, CtlAnswer::Limits(l)) => l.shmseg.into(),
+        (InfoField::Shmall, CtlAnswer::Limits(l)) => l.shmall.into(),
+        (InfoField::UsedIds, CtlAnswer::Usage(u)) => u.used_ids.into(),
+        (InfoField::ShmTot, CtlAnswer::Usage(u)) => u.shm_tot.into(),
+        (InfoField::ShmRss, CtlAnswer::Usage(u)) => u.shm_rss.into(),
+        (InfoField::ShmSwp, CtlAnswer::Usage(u)) => u.shm_swp.into(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_step(src: &str) -> Step {
+        let sc = crate::scenario::parse("t.scn", src).expect("parses");
+        sc.steps.last().expect("a step").clone()
+    }
+
+    #[test]
+    fn number_expectations_capture_compare_and_can_fail() {
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        ds.shm_ctime = 1000;
+        ds.shm_atime = 1001;
+        ds.shm_nattch = 2;
+        let st = sysv::SegmentStat::from_raw(&ds);
+        let answered = |st| StepResult::Answered(Outcome { call: "shmctl".into(), result: Ok(Value::Stat(st)) });
+        let keys = super::super::host::KeyMap::default();
+        let mut globals = Globals::new();
+        globals.insert("s".into(), Global::Segment(3 * SEQ_MULTIPLIER + 7));
+        let base = "process A\nA: create s = private size 1\n";
+        let capture = stat_step(&format!("{base}A: stat s => ctime {{t}}, nattch >= 2, index 7, seq 3\n"));
+        let got = Judge { globals: &globals, keys: &keys }.verdict(&capture, &answered(st)).expect("holds");
+        assert_eq!(got, vec![("t".to_string(), Global::Number(1000))]);
+        globals.extend(got);
+        let judge = Judge { globals: &globals, keys: &keys };
+        let later = |exp: &str| stat_step(&format!("{base}A: stat s => ctime {{t}}\nA: stat s => {exp}\n"));
+        for good in ["atime > t", "ctime t", "ctime <= t", "nattch != 1", "atime >= 1001"] {
+            assert!(judge.verdict(&later(good), &answered(st)).is_ok(), "{good}");
+        }
+        // The controls: each comparison fails when it does not hold.
+        for bad in ["atime <= t", "ctime != t", "ctime > t", "nattch < 2", "index 8", "seq 2", "atime 1000"] {
+            assert!(judge.verdict(&later(bad), &answered(st)).is_err(), "{bad}");
+        }
+        // An unbound number name (the step that captures it failed) never matches.
+        let unbound = Judge { globals: &Globals::new(), keys: &keys };
+        assert!(unbound.verdict(&later("ctime t"), &answered(st)).is_err());
     }
 }

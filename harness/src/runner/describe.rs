@@ -1,14 +1,19 @@
 //! The words of a scenario's transcript and failures: what a step expected
 //! and what its process answered, as people read them.
 
-use crate::scenario::{signal_name, Expect, OutputCheck, StatField};
-use crate::sysv::{errno_name, Errno as SysErrno, Key};
+use crate::scenario::{signal_name, CtlField, Expect, OutputCheck, StatField};
+use crate::sysv::{errno_name, CtlAnswer, Errno as SysErrno, Key};
 
 use super::check::StepResult;
 use super::supervisor::Supervisor;
 use super::wire::{Ending, Failure, Value};
 
 impl Supervisor<'_> {
+    /// A number name's value, as bound so far.
+    pub(crate) fn number(&self, name: &str) -> Option<crate::scenario::Number> {
+        self.judge().number(name)
+    }
+
     pub(crate) fn describe_expect(&self, e: &Expect) -> String {
         match e {
             Expect::Ok => "ok".into(),
@@ -30,9 +35,29 @@ impl Supervisor<'_> {
                 format!("{} ({} bytes)", show_bytes(&bytes[..bytes.len().min(32)], bytes.len() > 32), bytes.len())
             }
             Expect::Byte(b) => format!("{b:#04x}"),
-            Expect::Number(n) => n.to_string(),
+            Expect::Number(e) => e.describe(|n| self.number(n)),
             Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
+            Expect::Mapped(fields) => fields
+                .iter()
+                .map(|f| match f {
+                    crate::scenario::MapField::At(a) => match self.resolve_addr(a) {
+                        Some(v) => format!("at {a} ({v:#x})"),
+                        None => format!("at {a}"),
+                    },
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
+            Expect::Ctl(fields) => fields
+                .iter()
+                .map(|f| match f {
+                    CtlField::Stat(s) => self.describe_field(s),
+                    CtlField::Id(s) => format!("id {s}"),
+                    CtlField::Info(i, e) => format!("{} {}", i.name(), e.describe(|n| self.number(n))),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             Expect::Output(checks) => checks
                 .iter()
                 .map(|c| match c {
@@ -83,18 +108,13 @@ impl Supervisor<'_> {
 
     pub(crate) fn describe_field(&self, f: &StatField) -> String {
         match f {
-            StatField::Size(n) => format!("size {n}"),
-            StatField::Nattch(n) => format!("nattch {n}"),
+            StatField::Num(f, e) => format!("{} {}", f.name(), e.describe(|n| self.number(n))),
             StatField::Mode(m) => format!("mode {m:04o}"),
             StatField::Key(k) => format!("key {}", Key::from_raw(self.resolve_key(k))),
             StatField::Dest(b) => format!("dest {}", yes(*b)),
             StatField::Locked(b) => format!("locked {}", yes(*b)),
             StatField::Cpid(p) => format!("cpid {p}"),
             StatField::Lpid(p) => format!("lpid {}", p.as_deref().unwrap_or("none")),
-            StatField::Uid(u) => format!("uid {u}"),
-            StatField::Gid(g) => format!("gid {g}"),
-            StatField::Cuid(u) => format!("cuid {u}"),
-            StatField::Cgid(g) => format!("cgid {g}"),
         }
     }
 
@@ -132,21 +152,20 @@ impl Supervisor<'_> {
                         show_bytes(window, *len > window_at + window.len())
                     ),
                 },
+                Value::Remapped { addr, mapping_len, moved } => {
+                    format!("{addr:#x} (mapped {mapping_len}, {})", if *moved { "moved" } else { "in place" })
+                }
                 Value::Byte(b) => format!("{b:#04x}"),
-                Value::Stat(st) => format!(
-                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}",
-                    st.size,
-                    st.nattch,
-                    st.mode.bits(),
-                    st.key,
-                    yes(st.dest),
-                    yes(st.locked),
-                    self.pid_name(st.cpid),
-                    self.pid_name(st.lpid),
-                    st.uid,
-                    st.gid,
-                    st.cuid,
-                    st.cgid
+                Value::Stat(st) => self.describe_stat(st),
+                Value::Ctl(CtlAnswer::Stat(ret, st)) => format!("returned {ret}; {}", self.describe_stat(st)),
+                Value::Ctl(CtlAnswer::Returned(ret)) => format!("returned {ret}"),
+                Value::Ctl(CtlAnswer::Limits(l)) => format!(
+                    "max_index {}, shmmax {}, shmmin {}, shmmni {}, shmseg {}, shmall {}",
+                    l.max_index, l.shmmax, l.shmmin, l.shmmni, l.shmseg, l.shmall
+                ),
+                Value::Ctl(CtlAnswer::Usage(u)) => format!(
+                    "max_index {}, used_ids {}, shm_tot {}, shm_rss {}, shm_swp {}",
+                    u.max_index, u.used_ids, u.shm_tot, u.shm_rss, u.shm_swp
                 ),
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
@@ -174,6 +193,28 @@ impl Supervisor<'_> {
                 }
             },
         }
+    }
+
+    /// A segment's status, as the transcript shows it.
+    fn describe_stat(&self, st: &crate::sysv::SegmentStat) -> String {
+        format!(
+                    "size {}, nattch {}, mode {:04o}, key {}, dest {}, locked {}, cpid {}, lpid {}, uid {}, gid {}, cuid {}, cgid {}, atime {}, dtime {}, ctime {}",
+                    st.size,
+                    st.nattch,
+                    st.mode.bits(),
+                    st.key,
+                    yes(st.dest),
+                    yes(st.locked),
+                    self.pid_name(st.cpid),
+                    self.pid_name(st.lpid),
+                    st.uid,
+                    st.gid,
+                    st.cuid,
+                    st.cgid,
+                    st.atime,
+                    st.dtime,
+                    st.ctime
+                )
     }
 }
 

@@ -53,6 +53,10 @@ pub fn attachment_change(op: &Op) -> AttachmentChange {
     match op {
         Op::Attach { name: Some(n), .. } => AttachmentChange::Adds(n.clone()),
         Op::Detach { attachment } => AttachmentChange::Ends(attachment.clone()),
+        // An unmap of the whole detaches (nattch drops); of a range, not.
+        Op::Mapping { attachment, change: crate::scenario::MapChange::Unmap(None) } => {
+            AttachmentChange::Ends(attachment.clone())
+        }
         _ => AttachmentChange::None,
     }
 }
@@ -71,8 +75,17 @@ pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
         (Op::Ftok { name: Some(n), .. } | Op::KeyLiteral { name: n, .. }, Value::Key(k)) => {
             out.push(Effect::Bind(n.clone(), Global::Key(*k)));
         }
-        (Op::Attach { name: Some(n), .. }, Value::Attached { .. }) => out.push(Effect::Attached(n.clone())),
-        (Op::Set { .. }, Value::Reset(id)) => out.push(Effect::Reset(*id)),
+        (Op::Attach { name: Some(n), .. }, Value::Attached { addr, .. }) => {
+            out.push(Effect::Attached(n.clone()));
+            out.push(Effect::Bind(n.clone(), Global::Address(*addr)));
+        }
+        (Op::Mapping { attachment, .. }, Value::Remapped { addr, .. }) => {
+            out.push(Effect::Bind(attachment.clone(), Global::Address(*addr)));
+        }
+        (Op::Set { .. } | Op::Shmctl { .. }, Value::Reset(id)) => out.push(Effect::Reset(*id)),
+        (Op::Shmctl { name: Some(n), .. }, Value::Ctl(a)) => {
+            out.push(Effect::Bind(n.clone(), Global::Segment(a.returned())))
+        }
         (Op::Fork { child }, Value::Forked(pid)) => {
             out.push(Effect::Bind(child.clone(), Global::Process(*pid)));
             out.push(Effect::Forked(child.clone(), *pid));

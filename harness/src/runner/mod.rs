@@ -20,10 +20,12 @@
 //! `shm-harness` binary instead.
 
 mod actor;
+mod actor_mapping;
 mod check;
 mod describe;
 pub mod fork;
 mod host;
+mod hugepages;
 mod intent;
 pub(crate) mod interp;
 pub mod journal;

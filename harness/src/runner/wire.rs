@@ -23,8 +23,11 @@ pub enum Global {
     Segment(i32),
     /// A process id.
     Process(i32),
-    /// A number captured from a program's output (`{n:NAME}`).
-    Number(i64),
+    /// A number: captured by `{NAME}` in a number expectation, or by
+    /// `{n:NAME}` in a program's output.
+    Number(crate::scenario::Number),
+    /// Where an attachment starts (or started) in the processes that know it.
+    Address(usize),
 }
 
 impl Global {
@@ -35,6 +38,7 @@ impl Global {
             Global::Segment(id) => id.to_string(),
             Global::Process(pid) => pid.to_string(),
             Global::Number(n) => n.to_string(),
+            Global::Address(a) => format!("{a:#x}"),
         }
     }
 }
@@ -116,14 +120,25 @@ pub enum Value {
         /// Up to 32 bytes of what was read.
         window: Vec<u8>,
     },
+    /// A `mapping M resize` succeeded: the mapping's address and length now.
+    Remapped {
+        /// Address in the actor.
+        addr: usize,
+        /// Page-rounded length.
+        mapping_len: usize,
+        /// Whether it moved.
+        moved: bool,
+    },
     /// A byte (peek).
     Byte(u8),
     /// A status.
     Stat(SegmentStat),
     /// A number (sysctl, segments).
-    Number(u64),
+    Number(crate::scenario::Number),
     /// Whether a key exists (lookup).
     Present(bool),
+    /// What a raw `shmctl` answered.
+    Ctl(crate::sysv::CtlAnswer),
     /// A forked child's pid.
     Forked(i32),
     /// An external program's result.

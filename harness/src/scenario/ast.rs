@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::sysv::{Errno, Sysctl};
 
+use super::number::NumExp;
+
 /// A parsed, checked scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
@@ -35,6 +37,18 @@ pub struct Needs {
     pub root: bool,
     /// A private IPC namespace (sysctls).
     pub namespace: bool,
+    /// `needs hugepages [2M|1G] [N]`: at least N free huge pages of that
+    /// size (default: the kernel's default size, 1 page).
+    pub hugepages: Option<HugepagesNeed>,
+}
+
+/// `needs hugepages [SIZE] [N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HugepagesNeed {
+    /// The page size (`None`: the kernel's default).
+    pub size: Option<HugeSize>,
+    /// How many free pages.
+    pub pages: u64,
 }
 
 /// `needs program "NAME"` or `needs command "CMD ARGS"`.
@@ -211,8 +225,12 @@ pub enum Op {
         hugetlb: bool,
         /// `SHM_NORESERVE`.
         noreserve: bool,
+        /// `hugetlb 2M` / `hugetlb 1G`: the page size field (`SHM_HUGE_*`).
+        huge_size: Option<HugeSize>,
+        /// `flags 0x...`: raw bits or-ed into the `shmget` flags.
+        flags: Option<i32>,
     },
-    /// `open [S =] KEY [size N]`.
+    /// `open [S =] KEY [size N] [mode M] [excl] [flags 0x...]`.
     Open {
         /// Bound segment.
         name: Option<String>,
@@ -220,8 +238,14 @@ pub enum Op {
         key: KeyRef,
         /// Minimum size (0: any).
         size: u64,
+        /// Permission bits asked for (`shmget`'s access check).
+        mode: Option<u16>,
+        /// `IPC_EXCL` without `IPC_CREAT`.
+        excl: bool,
+        /// Raw bits or-ed into the flags (never `IPC_CREAT`).
+        flags: Option<i32>,
     },
-    /// `attach [M =] S [ro] [exec]`.
+    /// `attach [M =] S [ro] [exec] [at ADDR] [rnd] [remap]`.
     Attach {
         /// Bound attachment.
         name: Option<String>,
@@ -231,11 +255,30 @@ pub enum Op {
         read_only: bool,
         /// `SHM_EXEC`.
         exec: bool,
+        /// `at ADDR`: the address asked for (else NULL).
+        at: Option<Addr>,
+        /// `SHM_RND`.
+        rnd: bool,
+        /// `SHM_REMAP`.
+        remap: bool,
     },
     /// `detach M`.
     Detach {
         /// The attachment.
         attachment: String,
+    },
+    /// `detach at ADDR`: a raw `shmdt(ADDR)`.
+    DetachAt {
+        /// The address.
+        addr: Addr,
+    },
+    /// `mapping M CHANGE`: munmap, mprotect, mremap or remap_file_pages on
+    /// an attachment.
+    Mapping {
+        /// The attachment.
+        attachment: String,
+        /// What is done to it.
+        change: MapChange,
     },
     /// `write M OFFSET DATA`.
     Write {
@@ -335,9 +378,94 @@ pub enum Op {
         /// The key.
         key: KeyRef,
     },
+    /// `shmctl [T =] TARGET CMD [badbuf]`: one raw `shmctl` call.
+    Shmctl {
+        /// Bound to the returned shmid (`SHM_STAT`, `SHM_STAT_ANY`).
+        name: Option<String>,
+        /// The first argument.
+        target: CtlTarget,
+        /// The command.
+        cmd: crate::sysv::ShmctlCmd,
+        /// Pass a buffer the kernel cannot access.
+        badbuf: bool,
+    },
+    /// `rlimit RESOURCE SOFT [HARD]`: `setrlimit` in the acting process.
+    Rlimit {
+        /// Which limit.
+        resource: RlimitResource,
+        /// The soft limit (`None`: `inf`).
+        soft: Option<u64>,
+        /// The hard limit (`None`: unchanged; `Some(None)`: `inf`).
+        hard: Option<Option<u64>>,
+    },
+    /// `umask M`: `umask` in the acting process.
+    Umask {
+        /// The new mask.
+        mask: u16,
+    },
+    /// `meminfo NAME`: a line of `/proc/meminfo`, answered by the harness.
+    Meminfo {
+        /// The field, as before the `:` (`HugePages_Free`).
+        field: String,
+    },
+}
+
+/// The first argument of a raw `shmctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CtlTarget {
+    /// A bound segment: its shmid.
+    Segment(String),
+    /// A literal id or index (`-` is 0).
+    Number(i32),
+}
+
+/// The page size of `create ... hugetlb SIZE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HugeSize {
+    /// `2M`: `SHM_HUGE_2MB`.
+    Mb2,
+    /// `1G`: `SHM_HUGE_1GB`.
+    Gb1,
+}
+
+/// A resource of `rlimit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RlimitResource {
+    /// `memlock`: `RLIMIT_MEMLOCK` (what `SHM_LOCK` may lock without `CAP_IPC_LOCK`).
+    Memlock,
+    /// `as`: `RLIMIT_AS` (address space: `shmat` maps into it).
+    As,
+    /// `nofile`: `RLIMIT_NOFILE`.
+    Nofile,
+}
+
+impl RlimitResource {
+    /// Its word in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            RlimitResource::Memlock => "memlock",
+            RlimitResource::As => "as",
+            RlimitResource::Nofile => "nofile",
+        }
+    }
 }
 
 impl Op {
+    /// Whether the step implies `needs namespace`: sysctls, and raw
+    /// `shmctl` calls on a number (an index or raw id names the
+    /// namespace's segments; in host isolation it would reach the
+    /// machine's), except the read-only `IPC_INFO` and `SHM_INFO`.
+    pub fn implies_namespace(&self) -> bool {
+        use crate::sysv::ShmctlCmd;
+        match self {
+            Op::Sysctl { .. } => true,
+            Op::Shmctl { target: CtlTarget::Number(_), cmd, .. } => {
+                !matches!(cmd, ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo)
+            }
+            _ => false,
+        }
+    }
+
     /// The operation's keyword.
     pub fn keyword(&self) -> &'static str {
         match self {
@@ -345,7 +473,8 @@ impl Op {
             Op::Create { .. } => "create",
             Op::Open { .. } => "open",
             Op::Attach { .. } => "attach",
-            Op::Detach { .. } => "detach",
+            Op::Detach { .. } | Op::DetachAt { .. } => "detach",
+            Op::Mapping { .. } => "mapping",
             Op::Write { .. } => "write",
             Op::Read { .. } => "read",
             Op::Peek { .. } => "peek",
@@ -363,17 +492,73 @@ impl Op {
             Op::Sysctl { .. } => "sysctl",
             Op::Segments => "segments",
             Op::Lookup { .. } => "lookup",
+            Op::Shmctl { .. } => "shmctl",
+            Op::Rlimit { .. } => "rlimit",
+            Op::Umask { .. } => "umask",
+            Op::Meminfo { .. } => "meminfo",
         }
     }
+}
+
+/// An address in the acting process: an attachment's (plus or minus bytes)
+/// or a literal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Addr {
+    /// `M`, `M+N`, `M-N`: where attachment M starts (or started) in this process.
+    Of {
+        /// The attachment.
+        attachment: String,
+        /// Bytes added.
+        offset: i64,
+    },
+    /// `0x7f0000000000`.
+    Literal(u64),
+}
+
+/// A byte range of an attachment: `OFFSET LEN`.
+pub type Range = (u64, u64);
+
+/// What a `mapping` step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MapChange {
+    /// `unmap [OFF LEN]`: munmap the whole mapping or a range of it.
+    Unmap(Option<Range>),
+    /// `protect PROT [OFF LEN]`: mprotect.
+    Protect(crate::sysv::Protection, Option<Range>),
+    /// `resize N [move]`: mremap to N bytes (`MREMAP_MAYMOVE` with `move`).
+    Resize {
+        /// The new length.
+        len: u64,
+        /// `MREMAP_MAYMOVE`.
+        may_move: bool,
+    },
+    /// `pages OFF LEN PGOFF`: remap_file_pages.
+    Pages {
+        /// Byte offset in the mapping.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Page of the segment to show there.
+        pgoff: u64,
+    },
+}
+
+/// A field of what an attach or a resize answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MapField {
+    /// `at ADDR`: where the mapping is (attach only).
+    At(Addr),
+    /// `mapped N`: the mapping's length in bytes (whole pages).
+    Mapped(u64),
+    /// `moved yes|no`: whether a resize moved it.
+    Moved(bool),
 }
 
 /// A stat field expectation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum StatField {
-    /// `size N`.
-    Size(u64),
-    /// `nattch N`.
-    Nattch(u64),
+    /// A numeric field and its number expectation: `nattch >= 1`, `ctime {t0}`.
+    Num(NumField, NumExp),
     /// `mode 0600`.
     Mode(u16),
     /// `key private|NAME|0x..`.
@@ -386,14 +571,72 @@ pub enum StatField {
     Cpid(String),
     /// `lpid PROC` (or `none` for 0).
     Lpid(Option<String>),
-    /// `uid N`.
-    Uid(u32),
-    /// `gid N`.
-    Gid(u32),
-    /// `cuid N`.
-    Cuid(u32),
-    /// `cgid N`.
-    Cgid(u32),
+}
+
+/// The numeric fields of a segment's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum NumField {
+    /// `size`: `shm_segsz`.
+    Size,
+    /// `nattch`: `shm_nattch`.
+    Nattch,
+    /// `uid`: owner.
+    Uid,
+    /// `gid`: owner's group.
+    Gid,
+    /// `cuid`: creator.
+    Cuid,
+    /// `cgid`: creator's group.
+    Cgid,
+    /// `atime`: last attach, seconds since the epoch (0: never).
+    Atime,
+    /// `dtime`: last detach (0: never).
+    Dtime,
+    /// `ctime`: creation or last `IPC_SET`.
+    Ctime,
+    /// `index`: the slot, `shmid % 32768` (`SEQ_MULTIPLIER`).
+    Index,
+    /// `seq`: the slot's reuse count, `shmid / 32768`.
+    Seq,
+}
+
+impl NumField {
+    /// Every numeric stat field.
+    pub const ALL: [NumField; 11] = [
+        NumField::Size,
+        NumField::Nattch,
+        NumField::Uid,
+        NumField::Gid,
+        NumField::Cuid,
+        NumField::Cgid,
+        NumField::Atime,
+        NumField::Dtime,
+        NumField::Ctime,
+        NumField::Index,
+        NumField::Seq,
+    ];
+
+    /// Its word in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumField::Size => "size",
+            NumField::Nattch => "nattch",
+            NumField::Uid => "uid",
+            NumField::Gid => "gid",
+            NumField::Cuid => "cuid",
+            NumField::Cgid => "cgid",
+            NumField::Atime => "atime",
+            NumField::Dtime => "dtime",
+            NumField::Ctime => "ctime",
+            NumField::Index => "index",
+            NumField::Seq => "seq",
+        }
+    }
+
+    /// The field named `w`.
+    pub fn from_name(w: &str) -> Option<NumField> {
+        NumField::ALL.into_iter().find(|f| f.name() == w)
+    }
 }
 
 /// What `run` must produce.
@@ -472,10 +715,95 @@ pub enum Expect {
     Stat(Vec<StatField>),
     /// `run` produces this.
     Output(Vec<OutputCheck>),
-    /// `sysctl` or `segments` reads this number.
-    Number(u64),
+    /// `sysctl` or `segments` reads a number that satisfies this.
+    Number(NumExp),
     /// `lookup` finds the key or not.
     Present(bool),
+    /// `attach` or `mapping M resize` answers a mapping with these fields.
+    Mapped(Vec<MapField>),
+    /// A raw `shmctl` answers these fields.
+    Ctl(Vec<CtlField>),
+}
+
+/// A field of a raw `shmctl`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CtlField {
+    /// A stat field (`IPC_STAT`, `SHM_STAT`, `SHM_STAT_ANY`).
+    Stat(StatField),
+    /// `id S`: the returned shmid is segment S's (`SHM_STAT`, `SHM_STAT_ANY`).
+    Id(String),
+    /// An `IPC_INFO` / `SHM_INFO` field.
+    Info(InfoField, NumExp),
+}
+
+/// The fields of `IPC_INFO` and `SHM_INFO` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum InfoField {
+    /// `shmmax` (IPC_INFO).
+    Shmmax,
+    /// `shmmin` (IPC_INFO).
+    Shmmin,
+    /// `shmmni` (IPC_INFO).
+    Shmmni,
+    /// `shmseg` (IPC_INFO).
+    Shmseg,
+    /// `shmall` (IPC_INFO).
+    Shmall,
+    /// `used_ids` (SHM_INFO).
+    UsedIds,
+    /// `shm_tot` (SHM_INFO): pages in all segments.
+    ShmTot,
+    /// `shm_rss` (SHM_INFO): resident pages.
+    ShmRss,
+    /// `shm_swp` (SHM_INFO): swapped pages.
+    ShmSwp,
+    /// `max_index` (both): the return value, the highest index in use.
+    MaxIndex,
+}
+
+impl InfoField {
+    /// Every info field.
+    pub const ALL: [InfoField; 10] = [
+        InfoField::Shmmax,
+        InfoField::Shmmin,
+        InfoField::Shmmni,
+        InfoField::Shmseg,
+        InfoField::Shmall,
+        InfoField::UsedIds,
+        InfoField::ShmTot,
+        InfoField::ShmRss,
+        InfoField::ShmSwp,
+        InfoField::MaxIndex,
+    ];
+
+    /// Its word in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            InfoField::Shmmax => "shmmax",
+            InfoField::Shmmin => "shmmin",
+            InfoField::Shmmni => "shmmni",
+            InfoField::Shmseg => "shmseg",
+            InfoField::Shmall => "shmall",
+            InfoField::UsedIds => "used_ids",
+            InfoField::ShmTot => "shm_tot",
+            InfoField::ShmRss => "shm_rss",
+            InfoField::ShmSwp => "shm_swp",
+            InfoField::MaxIndex => "max_index",
+        }
+    }
+
+    /// The field named `w`.
+    pub fn from_name(w: &str) -> Option<InfoField> {
+        InfoField::ALL.into_iter().find(|f| f.name() == w)
+    }
+
+    /// Whether `IPC_INFO` (else `SHM_INFO`) answers it; `max_index` both.
+    pub fn of_ipc_info(self) -> bool {
+        matches!(
+            self,
+            InfoField::Shmmax | InfoField::Shmmin | InfoField::Shmmni | InfoField::Shmseg | InfoField::Shmall
+        )
+    }
 }
 
 fn serialize_errnos<S: serde::Serializer>(errnos: &[Errno], s: S) -> Result<S::Ok, S::Error> {

@@ -1,5 +1,7 @@
 //! Splits one line of a scenario into tokens with their columns.
 
+use super::number::CmpOp;
+
 /// A token of a scenario line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tok {
@@ -19,6 +21,8 @@ pub enum Tok {
     Bar,
     /// `&`
     Amp,
+    /// A comparison: `==`, `!=`, `<`, `<=`, `>` or `>=`.
+    Cmp(CmpOp),
 }
 
 impl Tok {
@@ -33,6 +37,7 @@ impl Tok {
             Tok::Comma => "`,`".into(),
             Tok::Bar => "`|`".into(),
             Tok::Amp => "`&`".into(),
+            Tok::Cmp(op) => format!("`{}`", op.symbol()),
         }
     }
 }
@@ -70,6 +75,23 @@ pub fn tokenize(line: &str) -> Result<Vec<Spanned>, (usize, String)> {
                 out.push(Spanned { tok, col });
                 i += 1;
             }
+            '<' | '>' | '!' if chars.get(i + 1) == Some(&'=') => {
+                let op = match c {
+                    '<' => CmpOp::Le,
+                    '>' => CmpOp::Ge,
+                    _ => CmpOp::Ne,
+                };
+                out.push(Spanned { tok: Tok::Cmp(op), col });
+                i += 2;
+            }
+            '<' | '>' => {
+                out.push(Spanned { tok: Tok::Cmp(if c == '<' { CmpOp::Lt } else { CmpOp::Gt }), col });
+                i += 1;
+            }
+            '=' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Spanned { tok: Tok::Cmp(CmpOp::Eq), col });
+                i += 2;
+            }
             '=' => {
                 if chars.get(i + 1) == Some(&'>') {
                     out.push(Spanned { tok: Tok::Arrow, col });
@@ -86,7 +108,9 @@ pub fn tokenize(line: &str) -> Result<Vec<Spanned>, (usize, String)> {
             }
             c if is_word_char(c) => {
                 let start = i;
-                while i < chars.len() && is_word_char(chars[i]) {
+                // `!=` ends a word: `n!=1` is `n`, `!=`, `1`.
+                while i < chars.len() && is_word_char(chars[i]) && !(chars[i] == '!' && chars.get(i + 1) == Some(&'='))
+                {
                     i += 1;
                 }
                 out.push(Spanned { tok: Tok::Word(chars[start..i].iter().collect()), col });
@@ -199,6 +223,40 @@ mod tests {
         assert_eq!(words[1], (Tok::Colon, 2));
         assert_eq!(words[7], (Tok::Arrow, 28));
         assert_eq!(words.len(), 9);
+    }
+
+    #[test]
+    fn comparisons_and_the_arrow() {
+        let toks: Vec<_> =
+            tokenize("a => n >= 1, x<2 != 3 == 4 > 5 <= 6 !x n!=7 =").unwrap().into_iter().map(|t| t.tok).collect();
+        let w = |s: &str| Tok::Word(s.into());
+        assert_eq!(
+            toks,
+            vec![
+                w("a"),
+                Tok::Arrow,
+                w("n"),
+                Tok::Cmp(CmpOp::Ge),
+                w("1"),
+                Tok::Comma,
+                w("x"),
+                Tok::Cmp(CmpOp::Lt),
+                w("2"),
+                Tok::Cmp(CmpOp::Ne),
+                w("3"),
+                Tok::Cmp(CmpOp::Eq),
+                w("4"),
+                Tok::Cmp(CmpOp::Gt),
+                w("5"),
+                Tok::Cmp(CmpOp::Le),
+                w("6"),
+                w("!x"),
+                w("n"),
+                Tok::Cmp(CmpOp::Ne),
+                w("7"),
+                Tok::Eq,
+            ]
+        );
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 mod ast;
 mod lexer;
+mod number;
 mod parser;
 mod print;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
+pub use number::{capture_name, parse_number_literal, CmpOp, NumExp, NumValue, Number};
 pub use parser::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
 };

@@ -9,7 +9,11 @@ use crate::sysv::{errno_from_name, Sysctl};
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
+mod control;
 mod intent;
+#[path = "parse_mapping.rs"]
+mod mapping;
+mod numbers;
 mod output;
 
 /// A malformed scenario: where, what is wrong, and what was expected.
@@ -80,9 +84,20 @@ const RESERVED: &[&str] = &[
     "matches",
     "line",
     "column",
+    "mapping",
+    "at",
+    "rnd",
+    "remap",
+    "shmctl",
+    "rlimit",
+    "umask",
+    "meminfo",
+    "badbuf",
+    "flags",
+    "inf",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask or meminfo";
 
 /// Parses and checks a scenario.
 ///
@@ -124,7 +139,8 @@ enum Kind {
     Segment,
     Attachment,
     Process,
-    /// A number captured from a program's output (`{n:NAME}`).
+    /// A number: captured by `{NAME}` in a number expectation, or by
+    /// `{n:NAME}` in a program's output.
     Number,
 }
 
@@ -148,6 +164,9 @@ struct ProcState {
     dead: Option<usize>,
     /// Attachments it holds (by name).
     attachments: BTreeSet<String>,
+    /// Attachments it ever held, detached ones too: their old addresses
+    /// may still be named (`at M`, `peek`, `poke`).
+    known: BTreeSet<String>,
 }
 
 struct Parser {
@@ -428,7 +447,7 @@ impl Parser {
         }
         let op_col = l.col();
         let op = self.op(l, &proc_)?;
-        let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op)? } else { default_expect(&op) };
+        let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op, &proc_)? } else { default_expect(&op) };
         self.end(l)?;
         self.check_fit(l.lineno, op_col, &op, &expect)?;
         if eventually.is_some() {
@@ -517,12 +536,13 @@ impl Parser {
                     "root" => self.sc.needs.root = true,
                     "namespace" => self.sc.needs.namespace = true,
                     "program" | "command" => self.requirement(l, &w)?,
+                    "hugepages" => self.sc.needs.hugepages = Some(self.need_hugepages(l)?),
                     _ => {
                         return Err(self.err_at(
                             l.lineno,
                             col,
                             format!("unknown need `{w}`"),
-                            Some("`root`, `namespace`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
+                            Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
                         ))
                     }
                 }
@@ -583,7 +603,7 @@ impl Parser {
                 l.lineno,
                 col,
                 format!("unknown sysctl `{w}`"),
-                Some("shmmax, shmall, shmmni or shm_rmid_forced"),
+                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
             )
         })
     }
@@ -662,43 +682,50 @@ impl Parser {
                 self.keyword(l, "size")?;
                 let size = self.number(l, "the size")?;
                 let (mut mode, mut excl, mut hugetlb, mut noreserve) = (0o600, false, false, false);
+                let (mut huge_size, mut flags) = (None, None);
                 while !l.at_end_of_op() {
                     if l.eat_word("mode") {
-                        mode = self.mode(l)?;
+                        mode = self.raw_mode(l)?;
                     } else if l.eat_word("excl") {
                         excl = true;
                     } else if l.eat_word("hugetlb") {
                         hugetlb = true;
+                        huge_size = self.huge_size(l);
                     } else if l.eat_word("noreserve") {
                         noreserve = true;
+                    } else if l.eat_word("flags") {
+                        flags = Some(self.raw_flags(l, false)?);
                     } else {
-                        return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve` or `=>`"));
+                        return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve`, `flags` or `=>`"));
                     }
                 }
-                Op::Create { name, key, size, mode, excl, hugetlb, noreserve }
+                Op::Create { name, key, size, mode, excl, hugetlb, noreserve, huge_size, flags }
             }
             "open" => {
                 let name = binding(self, l, Kind::Segment)?;
                 let key = self.key_ref(l)?;
-                let size = if l.eat_word("size") { self.number(l, "the size")? } else { 0 };
-                Op::Open { name, key, size }
+                let (mut size, mut mode, mut excl, mut flags) = (0, None, false, None);
+                while !l.at_end_of_op() {
+                    if l.eat_word("size") {
+                        size = self.number(l, "the size")?;
+                    } else if l.eat_word("mode") {
+                        mode = Some(self.mode(l)?);
+                    } else if l.eat_word("excl") {
+                        excl = true;
+                    } else if l.eat_word("flags") {
+                        flags = Some(self.raw_flags(l, true)?);
+                    } else {
+                        return Err(self.unexpected(l, "`size`, `mode`, `excl`, `flags` or `=>`"));
+                    }
+                }
+                Op::Open { name, key, size, mode, excl, flags }
             }
             "attach" => {
                 let name = binding(self, l, Kind::Attachment)?;
-                let segment = self.use_name(l, Kind::Segment)?;
-                let (mut read_only, mut exec) = (false, false);
-                while !l.at_end_of_op() {
-                    if l.eat_word("ro") {
-                        read_only = true;
-                    } else if l.eat_word("exec") {
-                        exec = true;
-                    } else {
-                        return Err(self.unexpected(l, "`ro`, `exec` or `=>`"));
-                    }
-                }
-                Op::Attach { name, segment, read_only, exec }
+                self.attach_op(l, proc_, name)?
             }
-            "detach" => Op::Detach { attachment: self.attachment(l, proc_)? },
+            "detach" => self.detach_op(l, proc_)?,
+            "mapping" => self.mapping_op(l, proc_)?,
             "write" => {
                 let attachment = self.attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
@@ -712,12 +739,12 @@ impl Parser {
                 Op::Read { attachment, offset, len }
             }
             "peek" => {
-                let attachment = self.attachment(l, proc_)?;
+                let attachment = self.known_attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
                 Op::Peek { attachment, offset }
             }
             "poke" => {
-                let attachment = self.attachment(l, proc_)?;
+                let attachment = self.known_attachment(l, proc_)?;
                 let offset = self.number(l, "the offset")?;
                 let value = self.small(l, "the byte")?;
                 Op::Poke { attachment, offset, value }
@@ -728,7 +755,7 @@ impl Parser {
                 let (mut mode, mut uid, mut gid) = (None, None, None);
                 while !l.at_end_of_op() {
                     if l.eat_word("mode") {
-                        mode = Some(self.mode(l)?);
+                        mode = Some(self.raw_mode(l)?);
                     } else if l.eat_word("uid") {
                         uid = Some(self.small(l, "uid")?);
                     } else if l.eat_word("gid") {
@@ -805,6 +832,10 @@ impl Parser {
             }
             "segments" => Op::Segments,
             "lookup" => Op::Lookup { key: self.key_ref(l)? },
+            "shmctl" => self.shmctl_op(l)?,
+            "rlimit" => self.rlimit_op(l)?,
+            "umask" => self.umask_op(l)?,
+            "meminfo" => self.meminfo_op(l)?,
             other => {
                 return Err(self.err_at(l.lineno, col, format!("unknown operation `{other}`"), Some(OPS)));
             }
@@ -851,7 +882,7 @@ impl Parser {
         ))
     }
 
-    fn expectation(&mut self, l: &mut Line, op: &Op) -> Result<Expect, ParseError> {
+    fn expectation(&mut self, l: &mut Line, op: &Op, proc_: &str) -> Result<Expect, ParseError> {
         let col = l.col();
         // Outcomes: ok, errnos, a signal, alternatives joined by `|`.
         if let Some(w) = l.peek_word() {
@@ -868,7 +899,10 @@ impl Parser {
         Ok(match op {
             Op::Read { .. } => Expect::Data(self.data(l)?),
             Op::Peek { .. } => Expect::Byte(self.small(l, "the byte")?),
-            Op::Sysctl { value: None, .. } | Op::Segments => Expect::Number(self.number(l, "a number")?),
+            Op::Sysctl { value: None, .. } | Op::Segments | Op::Meminfo { .. } => {
+                Expect::Number(self.num_exp(l, "a number")?)
+            }
+            Op::Shmctl { cmd, .. } => Expect::Ctl(self.ctl_fields(l, *cmd)?),
             Op::Lookup { .. } => {
                 let (w, wcol) = self.word(l, "`present` or `absent`")?;
                 match w.as_str() {
@@ -886,6 +920,9 @@ impl Parser {
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
             Op::Run { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
+                Expect::Mapped(self.map_fields(l, op, proc_)?)
+            }
             _ => {
                 return Err(self.err_at(
                     l.lineno,
@@ -950,51 +987,52 @@ impl Parser {
     fn stat_fields(&mut self, l: &mut Line) -> Result<Vec<StatField>, ParseError> {
         let mut fields = Vec::new();
         while l.peek().is_some() {
-            let (w, col) = self.word(l, "a stat field")?;
-            let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
-                let (v, vcol) = p.word(l, "`yes` or `no`")?;
-                match v.as_str() {
-                    "yes" => Ok(true),
-                    "no" => Ok(false),
-                    _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
-                }
-            };
-            let field = match w.as_str() {
-                "size" => StatField::Size(self.number(l, "the size")?),
-                "nattch" => StatField::Nattch(self.number(l, "nattch")?),
-                "mode" => StatField::Mode(self.mode(l)?),
-                "key" => StatField::Key(self.key_ref(l)?),
-                "private" => StatField::Key(KeyRef::Private),
-                "dest" => StatField::Dest(yes_no(self, l)?),
-                "locked" => StatField::Locked(yes_no(self, l)?),
-                "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
-                "lpid" => {
-                    if l.eat_word("none") {
-                        StatField::Lpid(None)
-                    } else {
-                        StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
-                    }
-                }
-                "uid" => StatField::Uid(self.small(l, "uid")?),
-                "gid" => StatField::Gid(self.small(l, "gid")?),
-                "cuid" => StatField::Cuid(self.small(l, "cuid")?),
-                "cgid" => StatField::Cgid(self.small(l, "cgid")?),
-                _ => {
-                    return Err(self.err_at(
-                        l.lineno,
-                        col,
-                        format!("unknown stat field `{w}`"),
-                        Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid or cgid"),
-                    ))
-                }
-            };
-            fields.push(field);
+            fields.push(self.stat_field(l)?);
             l.eat(&Tok::Comma);
         }
         if fields.is_empty() {
             return Err(self.err(l, "no stat fields", Some("fields such as `nattch 1, size 4096`")));
         }
         Ok(fields)
+    }
+
+    /// One stat field: its word, then its value.
+    fn stat_field(&mut self, l: &mut Line) -> Result<StatField, ParseError> {
+        let (w, col) = self.word(l, "a stat field")?;
+        let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
+            let (v, vcol) = p.word(l, "`yes` or `no`")?;
+            match v.as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
+            }
+        };
+        if let Some(f) = NumField::from_name(&w) {
+            return Ok(StatField::Num(f, self.num_exp(l, &format!("the {w}"))?));
+        }
+        Ok(match w.as_str() {
+            "mode" => StatField::Mode(self.mode(l)?),
+            "key" => StatField::Key(self.key_ref(l)?),
+            "private" => StatField::Key(KeyRef::Private),
+            "dest" => StatField::Dest(yes_no(self, l)?),
+            "locked" => StatField::Locked(yes_no(self, l)?),
+            "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
+            "lpid" => {
+                if l.eat_word("none") {
+                    StatField::Lpid(None)
+                } else {
+                    StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
+                }
+            }
+            _ => {
+                return Err(self.err_at(
+                    l.lineno,
+                    col,
+                    format!("unknown stat field `{w}`"),
+                    Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
+                ))
+            }
+        })
     }
 
     fn check_fit(&self, lineno: usize, col: usize, op: &Op, expect: &Expect) -> Result<(), ParseError> {
@@ -1006,7 +1044,7 @@ impl Parser {
             (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => {
                 bad(format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()))
             }
-            (Op::Segments | Op::Lookup { .. }, Expect::Errno { .. }) => {
+            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => {
                 bad(format!("`{}` reads /proc and has no errno to expect", op.keyword()))
             }
             (Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }, Expect::Errno { errnos, .. })
@@ -1038,9 +1076,13 @@ impl Parser {
                 | Expect::Output(_)
                 | Expect::Number(_)
                 | Expect::Present(_)
+                | Expect::Mapped(_)
+                | Expect::Ctl(_)
         );
         let binds = match op {
-            Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } => name.clone(),
+            Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } | Op::Shmctl { name, .. } => {
+                name.clone()
+            }
             Op::Ftok { name, .. } => name.clone(),
             Op::KeyLiteral { name, .. } => Some(name.clone()),
             _ => None,
@@ -1059,6 +1101,7 @@ impl Parser {
         // The same rule the actor follows when it performs the step.
         match crate::runner::interp::attachment_change(op) {
             crate::runner::interp::AttachmentChange::Adds(name) => {
+                state.known.insert(name.clone());
                 state.attachments.insert(name);
             }
             crate::runner::interp::AttachmentChange::Ends(name) => {
@@ -1070,8 +1113,10 @@ impl Parser {
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
                 let inherited = state.attachments.clone();
+                let known = state.known.clone();
                 let c = self.procs.get_mut(child).expect("declared");
                 c.attachments = inherited;
+                c.known = known;
                 c.started = Some(lineno);
                 let decl = self.sc.processes.iter_mut().find(|p| &p.name == child).expect("declared");
                 decl.forked_from = Some(proc_.to_string());

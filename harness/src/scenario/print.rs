@@ -15,6 +15,8 @@ use std::fmt::{self, Display, Formatter, Write as _};
 use std::time::Duration;
 
 use super::ast::*;
+#[path = "print_mapping.rs"]
+mod print_mapping;
 use super::lexer::quote;
 use super::parser::{parse_duration, signal_name};
 use crate::sysv::errno_name;
@@ -32,14 +34,13 @@ impl Display for Scenario {
             writeln!(f)?;
         }
         let root_implied = self.processes.iter().any(|p| p.uid.is_some() || p.gid.is_some());
-        let namespace_implied =
-            !self.sysctls.is_empty() || self.steps.iter().any(|s| matches!(s.op, Op::Sysctl { .. }));
+        let namespace_implied = !self.sysctls.is_empty() || self.steps.iter().any(|s| s.op.implies_namespace());
         let mut needs: Vec<String> =
             [(self.needs.root && !root_implied, "root"), (self.needs.namespace && !namespace_implied, "namespace")]
                 .into_iter()
-                .filter(|(needed, _)| *needed)
-                .map(|(_, what)| what.to_string())
+                .filter_map(|(needed, what)| needed.then_some(what.to_string()))
                 .collect();
+        needs.extend(self.needs.hugepages.map(hugepages_need));
         needs.extend(self.requires.iter().map(|r| match r {
             Requirement::Program(p) => format!("program {}", quote(p.as_bytes())),
             Requirement::Command(c) => format!("command {}", quote(c.as_bytes())),
@@ -110,7 +111,7 @@ fn op(o: &Op) -> String {
         }
         Op::KeyLiteral { name, value: 0 } => write!(out, " {name} = private"),
         Op::KeyLiteral { name, value } => write!(out, " {name} = {}", key(&KeyRef::Literal(*value))),
-        Op::Create { name, key: k, size, mode: m, excl, hugetlb, noreserve } => {
+        Op::Create { name, key: k, size, mode: m, excl, hugetlb, noreserve, huge_size, flags } => {
             bind(&mut out, name);
             let _ = write!(out, " {} size {size}", key(k));
             if *m != 0o600 {
@@ -120,26 +121,34 @@ fn op(o: &Op) -> String {
                 if *on {
                     let _ = write!(out, " {flag}");
                 }
+                if *on && flag == "hugetlb" {
+                    out.push_str(huge_size.map_or("", huge));
+                }
+            }
+            if let Some(f) = flags {
+                let _ = write!(out, " flags {:#x}", *f as u32);
             }
             Ok(())
         }
-        Op::Open { name, key: k, size } => {
+        Op::Open { name, key: k, size, mode: m, excl, flags } => {
             bind(&mut out, name);
             let _ = write!(out, " {}", key(k));
             if *size != 0 {
                 let _ = write!(out, " size {size}");
             }
+            if let Some(m) = m {
+                let _ = write!(out, " mode {}", mode(*m));
+            }
+            if *excl {
+                out.push_str(" excl");
+            }
+            if let Some(f) = flags {
+                let _ = write!(out, " flags {:#x}", *f as u32);
+            }
             Ok(())
         }
-        Op::Attach { name, segment, read_only, exec } => {
-            bind(&mut out, name);
-            let _ = write!(out, " {segment}");
-            if *read_only {
-                out.push_str(" ro");
-            }
-            if *exec {
-                out.push_str(" exec");
-            }
+        Op::Attach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
+            out.push_str(&print_mapping::operands(o).expect("an H1 form"));
             Ok(())
         }
         Op::Detach { attachment } => write!(out, " {attachment}"),
@@ -175,6 +184,28 @@ fn op(o: &Op) -> String {
             Ok(())
         }
         Op::Lookup { key: k } => write!(out, " {}", key(k)),
+        Op::Shmctl { name, target, cmd, badbuf } => {
+            bind(&mut out, name);
+            let _ = match target {
+                CtlTarget::Segment(s) => write!(out, " {s}"),
+                CtlTarget::Number(n) => write!(out, " {n}"),
+            };
+            let _ = write!(out, " {cmd}");
+            if *badbuf {
+                out.push_str(" badbuf");
+            }
+            Ok(())
+        }
+        Op::Rlimit { resource, soft, hard } => {
+            let limit = |v: &Option<u64>| v.map_or_else(|| "inf".to_string(), |n| n.to_string());
+            let _ = write!(out, " {} {}", resource.name(), limit(soft));
+            if let Some(h) = hard {
+                let _ = write!(out, " {}", limit(h));
+            }
+            Ok(())
+        }
+        Op::Umask { mask } => write!(out, " {}", mode(*mask)),
+        Op::Meminfo { field } => write!(out, " {field}"),
     };
     out
 }
@@ -227,14 +258,40 @@ fn expect(e: &Expect) -> String {
         Expect::Number(n) => n.to_string(),
         Expect::Present(true) => "present".into(),
         Expect::Present(false) => "absent".into(),
+        Expect::Mapped(fields) => print_mapping::fields(fields),
+        Expect::Ctl(fields) => fields
+            .iter()
+            .map(|f| match f {
+                CtlField::Stat(s) => stat_field(s),
+                CtlField::Id(s) => format!("id {s}"),
+                CtlField::Info(i, e) => format!("{} {e}", i.name()),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     }
+}
+
+/// ` 2M` / ` 1G` after `hugetlb`.
+fn huge(h: HugeSize) -> &'static str {
+    match h {
+        HugeSize::Mb2 => " 2M",
+        HugeSize::Gb1 => " 1G",
+    }
+}
+
+/// `hugepages [2M|1G] [N]` in `needs`.
+fn hugepages_need(n: HugepagesNeed) -> String {
+    let mut out = format!("hugepages{}", n.size.map_or("", huge));
+    if n.pages != 1 {
+        out.push_str(&format!(" {}", n.pages));
+    }
+    out
 }
 
 fn stat_field(field: &StatField) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     match field {
-        StatField::Size(n) => format!("size {n}"),
-        StatField::Nattch(n) => format!("nattch {n}"),
+        StatField::Num(f, e) => format!("{} {e}", f.name()),
         StatField::Mode(m) => format!("mode {}", mode(*m)),
         StatField::Key(k) => format!("key {}", key(k)),
         StatField::Dest(b) => format!("dest {}", yes_no(*b)),
@@ -242,10 +299,6 @@ fn stat_field(field: &StatField) -> String {
         StatField::Cpid(p) => format!("cpid {p}"),
         StatField::Lpid(Some(p)) => format!("lpid {p}"),
         StatField::Lpid(None) => "lpid none".into(),
-        StatField::Uid(n) => format!("uid {n}"),
-        StatField::Gid(n) => format!("gid {n}"),
-        StatField::Cuid(n) => format!("cuid {n}"),
-        StatField::Cgid(n) => format!("cgid {n}"),
     }
 }
 

@@ -29,11 +29,19 @@ use super::raw;
 /// child's copy only.
 #[derive(Debug)]
 pub struct Attachment {
-    addr: NonNull<u8>,
-    size: usize,
-    mapping_len: usize,
-    id: Shmid,
-    flags: AttachFlags,
+    pub(super) addr: NonNull<u8>,
+    pub(super) size: usize,
+    pub(super) mapping_len: usize,
+    pub(super) id: Shmid,
+    pub(super) flags: AttachFlags,
+    /// Bytes from `addr` known mapped with the rights of the attach: the safe
+    /// accessors stop here (see [`crate::sysv::mapping`]).
+    pub(super) limit: usize,
+    /// The longest the mapping has ever been: how far a raw touch may reach.
+    pub(super) extent: usize,
+    /// Whether anything of it may still be mapped (false after a detach in
+    /// place or an unmap of the whole: then drop does not call `shmdt`).
+    pub(super) mapped: bool,
 }
 
 // SAFETY: the mapping is process-wide, not tied to the thread that made it.
@@ -120,7 +128,16 @@ impl Attachment {
         };
         let page = page.unwrap_or_else(raw::page_size);
         let mapping_len = size.div_ceil(page) * page;
-        Ok(Attachment { addr: mapped, size, mapping_len, id, flags })
+        Ok(Attachment {
+            addr: mapped,
+            size,
+            mapping_len,
+            id,
+            flags,
+            limit: mapping_len,
+            extent: mapping_len,
+            mapped: true,
+        })
     }
 
     /// `shmdt(addr)`—Detaches now and reports the kernel's answer.
@@ -135,7 +152,13 @@ impl Attachment {
     pub fn detach(self) -> Result<()> {
         let addr = self.addr;
         let id = self.id;
+        let mapped = self.mapped;
         std::mem::forget(self);
+        if !mapped {
+            // Unmapped whole (or detached in place): nothing of it is left,
+            // and `shmdt` at the address could detach someone else's.
+            return Ok(());
+        }
         // SAFETY: the handle is consumed, so nothing can use the mapping again.
         unsafe { raw::shmdt(addr.as_ptr().cast()) }
             .map_err(|e| Error::sys(e, || format!("shmdt(addr={:?}) [shmid={id}]", addr.as_ptr())))
@@ -177,8 +200,8 @@ impl Attachment {
 
     fn check(&self, op: &'static str, offset: usize, len: usize, limit: usize) -> Result<*mut u8> {
         match offset.checked_add(len) {
-            Some(end) if end <= limit => Ok(self.addr.as_ptr().wrapping_add(offset)),
-            _ => Err(Error::OutOfBounds { op, offset, len, limit }),
+            Some(end) if end <= limit.min(self.limit) => Ok(self.addr.as_ptr().wrapping_add(offset)),
+            _ => Err(Error::OutOfBounds { op, offset, len, limit: limit.min(self.limit) }),
         }
     }
 
@@ -403,6 +426,9 @@ impl Drop for Attachment {
     fn drop(&mut self) {
         #[cfg(feature = "planted-bugs")]
         if super::planted::active("no-detach-on-drop") {
+            return;
+        }
+        if !self.mapped {
             return;
         }
         // SAFETY: the handle is going away, so nothing can use the mapping.

@@ -188,7 +188,7 @@ impl SegmentStat {
 }
 
 /// The namespace's limits as `IPC_INFO` reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShmLimits {
     /// Largest segment in bytes (`kernel.shmmax`).
     pub shmmax: u64,
@@ -225,7 +225,7 @@ pub fn limits() -> Result<ShmLimits> {
 }
 
 /// The namespace's usage as `SHM_INFO` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShmUsage {
     /// Segments that exist (`used_ids`).
     pub used_ids: i32,

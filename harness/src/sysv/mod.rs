@@ -79,10 +79,12 @@
 
 mod atomic_copy;
 mod attach;
+mod command;
 mod control;
 mod error;
 mod flags;
 mod key;
+pub mod mapping;
 mod maps;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
@@ -91,15 +93,17 @@ mod segment;
 mod system;
 
 pub use attach::{Attachment, Scalar};
+pub use command::{shmctl_command, CtlAnswer, CtlBuffer, ShmctlCmd, IPC_64};
 pub use control::{all_segments, limits, stat_index, usage, SegmentStat, ShmLimits, ShmUsage, Shmid};
 pub use error::{errno_from_name, errno_name, Error, Result};
 pub use flags::{describe_attach_flags, describe_get_flags, AttachFlags, GetFlags, HugePageSize, Mode};
 pub use key::{ftok, ftok_key, Key};
+pub use mapping::{detach_at, Protection};
 pub use maps::{parse_sysv_mapping, parse_sysv_mappings, sysv_mappings, SysvMapping};
 pub use segment::{open, shmget, shmget_raw, CreateOptions, OwnedSegment, Segment};
 pub use system::{
-    default_huge_page_size, huge_page_sizes, parse_proc_segments, proc_segments, sysctls, ProcSegment, Sysctl, Sysctls,
-    SYSVIPC_SHM,
+    available_huge_pages, default_huge_page_size, huge_page_sizes, parse_proc_segments, proc_segments, sysctls,
+    ProcSegment, Sysctl, Sysctls, SYSVIPC_SHM,
 };
 
 pub use nix::errno::Errno;

@@ -15,6 +15,11 @@ use std::sync::OnceLock;
 ///   limits can tell.
 /// - `plain-copies`: `read_at`/`write_at` are plain `memcpy`s, a data race
 ///   that ThreadSanitizer must report (`tests/race.rs`).
+/// - `model-unmap-keeps-nattch`: not a bug in the wrapper; the `ops`
+///   model forgets that an unmap of a whole attachment detaches it (the
+///   control for the mapping oracle, `fuzzing::mapping`).
+/// - `stat-index-shifted`: the raw `shmctl` asks `SHM_STAT`/`SHM_STAT_ANY`
+///   for the index after the one given (an off-by-one in an index walk).
 /// - `no-ipc-namespace`: not a bug in the wrapper; `enter_private_ipc_namespace`
 ///   fails as on a host without the right, so that host mode can be tested
 ///   inside a namespace the test made.
@@ -25,7 +30,9 @@ pub const BUGS: &[&str] = &[
     "shmid-as-index",
     "spurious-enospc",
     "plain-copies",
+    "stat-index-shifted",
     "no-ipc-namespace",
+    "model-unmap-keeps-nattch",
 ];
 
 /// Whether the planted bug `name` is active in this process.

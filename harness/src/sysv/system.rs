@@ -148,11 +148,15 @@ pub enum Sysctl {
     Shmmni,
     /// `kernel.shm_rmid_forced`.
     ShmRmidForced,
+    /// `kernel.shm_next_id`: the id the next new segment gets (-1: the
+    /// kernel's choice; reset to -1 once used).
+    ShmNextId,
 }
 
 impl Sysctl {
     /// Every shared-memory sysctl.
-    pub const ALL: [Sysctl; 4] = [Sysctl::Shmmax, Sysctl::Shmall, Sysctl::Shmmni, Sysctl::ShmRmidForced];
+    pub const ALL: [Sysctl; 5] =
+        [Sysctl::Shmmax, Sysctl::Shmall, Sysctl::Shmmni, Sysctl::ShmRmidForced, Sysctl::ShmNextId];
 
     /// The name as in `sysctl` (`shmmax`), without the `kernel.` prefix.
     pub fn name(self) -> &'static str {
@@ -161,6 +165,7 @@ impl Sysctl {
             Sysctl::Shmall => "shmall",
             Sysctl::Shmmni => "shmmni",
             Sysctl::ShmRmidForced => "shm_rmid_forced",
+            Sysctl::ShmNextId => "shm_next_id",
         }
     }
 
@@ -178,8 +183,21 @@ impl Sysctl {
     /// Reads the value in the calling thread's IPC namespace.
     ///
     /// # Errors
-    /// [`Error::Proc`] if the file cannot be read or parsed.
+    /// [`Error::Proc`] if the file cannot be read or parsed, or holds a
+    /// negative number (`shm_next_id` reads -1: use [`Sysctl::read_signed`]).
     pub fn read(self) -> Result<u64> {
+        let path = self.path();
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::Proc { path: path.clone(), message: format!("cannot read: {e}") })?;
+        text.trim().parse().map_err(|e| Error::Proc { path, message: format!("not a number ({:?}): {e}", text.trim()) })
+    }
+
+    /// Reads the value as a signed number: every one of these sysctls fits
+    /// (`shmmax`'s default, 2^64 - 2^24 - 1, and the -1 of `shm_next_id`).
+    ///
+    /// # Errors
+    /// [`Error::Proc`] if the file cannot be read or parsed.
+    pub fn read_signed(self) -> Result<i128> {
         let path = self.path();
         let text = fs::read_to_string(&path)
             .map_err(|e| Error::Proc { path: path.clone(), message: format!("cannot read: {e}") })?;
@@ -192,12 +210,17 @@ impl Sysctl {
     /// host namespace.)
     ///
     /// # Errors
-    /// [`Error::Proc`] if the write fails (`EACCES` without privilege over
-    /// the namespace, `EINVAL` for a value the kernel refuses).
+    /// [`Error::Sys`] with the kernel's errno if the write fails (`EACCES`
+    /// without privilege over the namespace, `EINVAL` for a value out of
+    /// the sysctl's range), [`Error::Proc`] for a failure without one.
     pub fn write_unchecked(self, value: u64) -> Result<()> {
         let path = self.path();
-        fs::write(&path, value.to_string())
-            .map_err(|e| Error::Proc { path, message: format!("cannot write {value}: {e}") })
+        fs::write(&path, value.to_string()).map_err(|e| match e.raw_os_error() {
+            Some(errno) => {
+                Error::Sys { call: format!("write {path} = {value}"), errno: nix::errno::Errno::from_raw(errno) }
+            }
+            None => Error::Proc { path, message: format!("cannot write {value}: {e}") },
+        })
     }
 }
 
@@ -245,6 +268,29 @@ pub fn huge_page_sizes() -> Vec<usize> {
         .unwrap_or_default();
     out.sort_unstable();
     out
+}
+
+/// The huge pages of one size that a new segment can still get: the
+/// pool's free pages less those already reserved (`free_hugepages -
+/// resv_hugepages` under `/sys/kernel/mm/hugepages/hugepages-<N>kB`).
+/// `size` `None` is the kernel's default size.
+///
+/// # Errors
+/// [`Error::Proc`] naming the file when the kernel has no huge pages of
+/// that size or a file cannot be read.
+pub fn available_huge_pages(size: Option<usize>) -> Result<u64> {
+    let size = size.or_else(default_huge_page_size).ok_or_else(|| Error::Proc {
+        path: "/proc/meminfo".into(),
+        message: "no Hugepagesize: the kernel has no huge pages".into(),
+    })?;
+    let dir = format!("/sys/kernel/mm/hugepages/hugepages-{}kB", size / 1024);
+    let read = |name: &str| -> Result<u64> {
+        let path = format!("{dir}/{name}");
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::Proc { path: path.clone(), message: format!("cannot read: {e}") })?;
+        text.trim().parse().map_err(|e| Error::Proc { path, message: format!("not a number ({:?}): {e}", text.trim()) })
+    };
+    Ok(read("free_hugepages")?.saturating_sub(read("resv_hugepages")?))
 }
 
 #[cfg(test)]
@@ -302,9 +348,21 @@ mod tests {
     }
 
     #[test]
+    fn available_huge_pages_name_what_is_missing() {
+        // No kernel has 4 KiB "huge" pages: the error names the directory.
+        let e = available_huge_pages(Some(4096)).unwrap_err().to_string();
+        assert!(e.starts_with("/sys/kernel/mm/hugepages/hugepages-4kB/free_hugepages: cannot read"), "{e}");
+        if let Some(size) = default_huge_page_size() {
+            assert_eq!(available_huge_pages(None).unwrap(), available_huge_pages(Some(size)).unwrap());
+        }
+    }
+
+    #[test]
     fn sysctl_names() {
         assert_eq!(Sysctl::from_name("kernel.shmmni"), Some(Sysctl::Shmmni));
         assert_eq!(Sysctl::from_name("shm_rmid_forced"), Some(Sysctl::ShmRmidForced));
         assert_eq!(Sysctl::from_name("msgmax"), None);
+        assert_eq!(Sysctl::from_name("kernel.shm_next_id"), Some(Sysctl::ShmNextId));
+        assert_eq!(Sysctl::ShmNextId.path(), "/proc/sys/kernel/shm_next_id");
     }
 }

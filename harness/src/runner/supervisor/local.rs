@@ -78,7 +78,7 @@ impl Supervisor<'_> {
                             .iter()
                             .filter(|r| self.opts.isolation == Isolation::Namespace || host::row_is_ours(r, &ours))
                             .count();
-                        local("count /proc/sysvipc/shm".into(), Ok(Value::Number(n as u64)))
+                        local("count /proc/sysvipc/shm".into(), Ok(Value::Number(n as crate::scenario::Number)))
                     }
                     Err(e) => Err(Abort::Harness(format!("line {}: {e}", step.line))),
                 }

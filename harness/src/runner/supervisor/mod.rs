@@ -116,6 +116,8 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
                 .to_string(),
         )
+    } else if let Some(reason) = sc.needs.hugepages.and_then(super::hugepages::missing) {
+        Some(reason)
     } else if opts.isolation == Isolation::Host {
         host::programs_in_host_mode(sc)
     } else {
@@ -361,6 +363,10 @@ impl<'a> Supervisor<'a> {
 
     pub(crate) fn resolve_key(&self, k: &crate::scenario::KeyRef) -> i32 {
         self.judge().resolve_key(k)
+    }
+
+    pub(crate) fn resolve_addr(&self, a: &crate::scenario::Addr) -> Option<usize> {
+        self.judge().resolve_addr(a)
     }
 
     fn translate_key(&self, literal: i32) -> i32 {
@@ -732,7 +738,7 @@ impl<'a> Supervisor<'a> {
         })
     }
 
-    fn judge(&self) -> Judge<'_> {
+    pub(crate) fn judge(&self) -> Judge<'_> {
         Judge { globals: &self.books.globals, keys: &self.keys }
     }
 

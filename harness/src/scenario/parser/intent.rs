@@ -7,7 +7,8 @@ use super::{found, parse_duration, split_command, substitutions, Line, ParseErro
 use std::time::Duration;
 
 /// Operations an `eventually` step may repeat: those without side effects.
-const REPEATABLE: &str = "run, lookup, segments, stat, read, peek or a sysctl read";
+const REPEATABLE: &str =
+    "run, lookup, segments, stat, read, peek, meminfo, a sysctl read, or shmctl IPC_STAT, IPC_INFO, SHM_INFO, SHM_STAT or SHM_STAT_ANY";
 
 impl Parser {
     /// `program "NAME"` or `command "CMD ARGS"` after `needs` (the word is read).
@@ -107,6 +108,15 @@ impl Parser {
                 | Op::Read { .. }
                 | Op::Peek { .. }
                 | Op::Sysctl { value: None, .. }
+                | Op::Meminfo { .. }
+                | Op::Shmctl {
+                    cmd: crate::sysv::ShmctlCmd::IpcStat
+                        | crate::sysv::ShmctlCmd::IpcInfo
+                        | crate::sysv::ShmctlCmd::ShmInfo
+                        | crate::sysv::ShmctlCmd::ShmStat
+                        | crate::sysv::ShmctlCmd::ShmStatAny,
+                    ..
+                }
         );
         if repeatable {
             Ok(())

@@ -1,0 +1,136 @@
+//! The H2 steps an actor performs: the raw `shmctl`, `rlimit`, `umask` and
+//! `meminfo`.
+
+use crate::scenario::{CtlTarget, Op, RlimitResource};
+use crate::sysv::{self, CtlBuffer, ShmctlCmd};
+
+use super::super::wire::{Failure, Global, Globals, Outcome, Value};
+use super::{failure, Actor};
+
+impl Actor<'_> {
+    /// Performs one of the steps of this module.
+    pub(super) fn control_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
+        match op {
+            Op::Shmctl { target, cmd, badbuf, .. } => self.shmctl(index, target, *cmd, *badbuf, globals),
+            Op::Rlimit { resource, soft, hard } => rlimit(*resource, *soft, *hard),
+            Op::Umask { mask } => {
+                // SAFETY: umask only swaps the process's mask.
+                let old = unsafe { libc::umask(libc::mode_t::from(*mask)) };
+                Outcome { call: format!("umask({mask:04o}) (was {old:04o})"), result: Ok(Value::Unit) }
+            }
+            Op::Meminfo { field } => {
+                let call = format!("read {field} in /proc/meminfo");
+                let result = std::fs::read_to_string("/proc/meminfo")
+                    .map_err(|e| format!("/proc/meminfo: cannot read: {e}"))
+                    .and_then(|text| meminfo_field(&text, field))
+                    .map(Value::Number)
+                    .map_err(|message| Failure::Refused { message });
+                Outcome { call, result }
+            }
+            _ => unreachable!("`{}` is not a control step", op.keyword()),
+        }
+    }
+
+    fn shmctl(&mut self, index: usize, target: &CtlTarget, cmd: ShmctlCmd, badbuf: bool, globals: &Globals) -> Outcome {
+        let id = match target {
+            CtlTarget::Number(n) => *n,
+            CtlTarget::Segment(s) => match globals.get(s) {
+                Some(Global::Segment(id)) => *id,
+                _ => -1,
+            },
+        };
+        let buf = if badbuf {
+            CtlBuffer::Inaccessible
+        } else if cmd == ShmctlCmd::IpcSet {
+            // IPC_SET of the values it has (as `set` with no change): the
+            // call's own answer, and a new ctime.
+            match sysv::Shmid::from_raw(id)
+                .stat()
+                .ok()
+                .or_else(|| sysv::all_segments().ok()?.into_iter().find(|(i, _)| i.raw() == id).map(|(_, st)| st))
+            {
+                Some(st) => CtlBuffer::Set { uid: st.uid, gid: st.gid, mode: u32::from(st.mode.bits()) },
+                None => CtlBuffer::Zeroed,
+            }
+        } else {
+            CtlBuffer::Zeroed
+        };
+        let call = format!("shmctl({id}, {cmd}{})", if badbuf { ", <inaccessible buffer>" } else { "" });
+        match sysv::shmctl_command(id, cmd, buf) {
+            Ok(_) if cmd == ShmctlCmd::IpcSet => match self.record_reset(index, sysv::Shmid::from_raw(id)) {
+                Ok(Some(identity)) => Outcome { call, result: Ok(Value::Reset(identity)) },
+                Ok(None) => Outcome { call, result: Ok(Value::Unit) },
+                Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
+            },
+            Ok(answer) => Outcome { call, result: Ok(Value::Ctl(answer)) },
+            Err(e) => Outcome { call, result: Err(failure(e)) },
+        }
+    }
+}
+
+/// `setrlimit` with `soft` (`None`: infinity) and `hard` (absent: the
+/// current hard limit, so that lowering the soft limit can be undone).
+// `rlim_t` is u32 on i686: the conversions widen or check there and are
+// the identity on 64-bit targets.
+#[allow(clippy::useless_conversion)]
+fn rlimit(resource: RlimitResource, soft: Option<u64>, hard: Option<Option<u64>>) -> Outcome {
+    use nix::sys::resource::{getrlimit, rlim_t, setrlimit, Resource, RLIM_INFINITY};
+    let which = match resource {
+        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+        RlimitResource::As => Resource::RLIMIT_AS,
+        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+    };
+    let name = format!("RLIMIT_{}", resource.name().to_uppercase());
+    let hard = match hard {
+        Some(h) => h,
+        None => match getrlimit(which) {
+            Ok((_, h)) => (h != RLIM_INFINITY).then(|| u64::from(h)),
+            Err(errno) => {
+                let call = format!("getrlimit({name})");
+                return Outcome {
+                    call,
+                    result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }),
+                };
+            }
+        },
+    };
+    let show = |v: Option<u64>| v.map_or_else(|| "RLIM_INFINITY".to_string(), |n| n.to_string());
+    let call = format!("setrlimit({name}, {}, {})", show(soft), show(hard));
+    let raw = |v: Option<u64>| v.map_or(Some(RLIM_INFINITY), |n| rlim_t::try_from(n).ok());
+    let (Some(soft), Some(hard)) = (raw(soft), raw(hard)) else {
+        let message = format!("a limit does not fit this target's rlim_t ({} bits)", rlim_t::BITS);
+        return Outcome { call, result: Err(Failure::Refused { message }) };
+    };
+    match setrlimit(which, soft, hard) {
+        Ok(()) => Outcome { call, result: Ok(Value::Unit) },
+        Err(errno) => {
+            Outcome { call, result: Err(Failure::Errno { errno: errno as i32, message: errno.desc().into() }) }
+        }
+    }
+}
+
+/// The number of `/proc/meminfo`'s line `FIELD: N [kB]`, as written.
+pub(crate) fn meminfo_field(text: &str, field: &str) -> Result<crate::scenario::Number, String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+        .ok_or_else(|| format!("/proc/meminfo has no field `{field}`"))?;
+    let value = line.trim().strip_suffix("kB").unwrap_or(line.trim()).trim();
+    value.parse().map_err(|_| format!("/proc/meminfo: `{field}` is not a number: {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_fields_read_as_written() {
+        let text = "MemTotal:       16000000 kB\nHugePages_Total:       0\nHugePages_Free:        3\nHugepagesize:       2048 kB\n";
+        assert_eq!(meminfo_field(text, "HugePages_Free"), Ok(3));
+        assert_eq!(meminfo_field(text, "Hugepagesize"), Ok(2048));
+        assert_eq!(meminfo_field(text, "MemTotal"), Ok(16_000_000));
+        // A prefix of a field is not the field.
+        assert!(meminfo_field(text, "HugePages").unwrap_err().contains("no field `HugePages`"));
+        assert!(meminfo_field("X: y\n", "X").unwrap_err().contains("not a number"));
+    }
+}
