@@ -59,6 +59,8 @@ pub(crate) struct Actor<'a> {
     /// Host mode: the tracers of programs whose trees live on, and what
     /// they reported.
     pub watch: Watch,
+    /// Programs this actor spawned and has not waited for yet.
+    pub spawned: HashMap<String, super::spawned::Spawned>,
 }
 
 /// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
@@ -165,7 +167,7 @@ impl Actor<'_> {
             }
             // Before a program runs too: the supervisor's clock for its step
             // starts from the answers before it, and ours must end first.
-            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. }) {
+            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
                 self.flush(&mut out);
             }
             let outcome = match &step.op {
@@ -295,6 +297,8 @@ impl Actor<'_> {
                 // The parent's tracers stay the parent's (their fds are
                 // closed here; a Tracer is never dropped: we end by _exit).
                 watch: Watch::default(),
+                // Its programs are not our children.
+                spawned: HashMap::new(),
             };
             me.serve()
         });
@@ -543,6 +547,9 @@ impl Actor<'_> {
                 }
             }
             Op::Run { argv } => self.run(index, argv, globals),
+            Op::Spawn { .. } | Op::Signal { .. } | Op::Wait { .. } | Op::Exec | Op::Unshare | Op::Setns { .. } => {
+                self.process_step(index, op, globals)
+            }
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -569,7 +576,8 @@ impl Actor<'_> {
         }
     }
 
-    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+    /// `${here}`: the folder of the scenario file.
+    pub(super) fn here(&self) -> PathBuf {
         let here = std::path::Path::new(&self.scenario.file).parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -577,7 +585,11 @@ impl Actor<'_> {
                 p
             }
         });
-        let here = here.and_then(|p| p.canonicalize().ok()).unwrap_or_default();
+        here.and_then(|p| p.canonicalize().ok()).unwrap_or_default()
+    }
+
+    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+        let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         if self.journal.is_none() {
             return super::program::run(&args, &self.dir);

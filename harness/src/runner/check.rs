@@ -78,11 +78,12 @@ impl Judge<'_> {
                     fail()
                 }
             }
-            (Expect::Output(checks), Ok(Value::Output { status, stdout, stderr, .. })) => {
+            (Expect::Output(checks), Ok(Value::Output { status, signal, stdout, stderr, .. })) => {
                 let mut binds = Vec::new();
                 for c in checks {
                     let good = match c {
                         OutputCheck::Status(s) => *status == Some(*s),
+                        OutputCheck::Signal(s) => *signal == Some(*s),
                         OutputCheck::StdoutContains(t) => stdout.contains(t.as_str()),
                         OutputCheck::StderrContains(t) => stderr.contains(t.as_str()),
                         OutputCheck::Stdout(template) => match match_template(template, stdout) {

@@ -37,6 +37,7 @@ impl Supervisor<'_> {
                 .iter()
                 .map(|c| match c {
                     OutputCheck::Status(s) => format!("status {s}"),
+                    OutputCheck::Signal(s) => format!("killed by {}", signal_name(*s)),
                     OutputCheck::Stdout(t) => format!("stdout {t:?}"),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
                     OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
@@ -115,7 +116,7 @@ impl Supervisor<'_> {
                 ),
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
-                Value::Forked(pid) => format!("pid {pid}"),
+                Value::Forked(pid) | Value::Started(pid) => format!("pid {pid}"),
                 Value::Output { status, signal, stdout, stderr, truncated, .. } => {
                     let how = match (status, signal) {
                         (Some(s), _) => format!("status {s}"),

@@ -20,6 +20,7 @@
 //! `shm-harness` binary instead.
 
 mod actor;
+mod actor_proc;
 mod check;
 mod describe;
 pub mod fork;
@@ -29,6 +30,7 @@ pub mod journal;
 mod procs;
 mod program;
 pub mod report;
+mod spawned;
 mod supervisor;
 mod traced;
 mod watch;

@@ -217,9 +217,11 @@ fn absorb(e: Event, sink: &mut Sink<'_>) -> Result<(), String> {
 /// # Errors
 /// Fail closed: an unverifiable report, a tracer failure, garbage, or T
 /// vanished.
-pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<bool, String> {
+pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>, exit: &mut Option<Exit>) -> Result<bool, String> {
     loop {
         match tracer.recv(Duration::ZERO) {
+            // A spawned program's end (its `wait` reads it).
+            Ok(Event::ProgramExited(x)) => *exit = Some(x),
             Ok(e) => absorb(e, sink)?,
             Err(TraceError::Timeout(_)) => return Ok(false),
             Err(TraceError::Ended) => return Ok(true),

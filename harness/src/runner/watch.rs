@@ -8,10 +8,11 @@
 //! as a [`TracedSegment`] for the supervisor's books, which receive it
 //! before the answer of the step during which it was read (or at `Finish`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Instant;
 
-use crate::trace::Tracer;
+use crate::trace::{Exit, Tracer};
 
 use super::journal;
 use super::traced::{self, Traced};
@@ -28,6 +29,9 @@ pub(crate) struct Watch {
     pending: Vec<TracedSegment>,
     /// The first thing the tracers could not vouch for.
     blind: Option<String>,
+    /// How the first process of each traced program ended, by the line of
+    /// its step (a spawned program's `wait` reads it here).
+    exits: HashMap<usize, Exit>,
 }
 
 /// Where journal records go, and what they say about their origin.
@@ -112,7 +116,11 @@ impl Watch {
         let mut tracers = std::mem::take(&mut self.tracers);
         tracers.retain_mut(|(t, line)| {
             let line = *line;
-            let r = traced::drain_ready(t, &mut |x| self.take(origin, line, x));
+            let mut exit = None;
+            let r = traced::drain_ready(t, &mut |x| self.take(origin, line, x), &mut exit);
+            if let Some(x) = exit {
+                self.exits.insert(line, x);
+            }
             match r {
                 Ok(over) => !over,
                 Err(e) => {
@@ -123,6 +131,31 @@ impl Watch {
             }
         });
         self.tracers = tracers;
+    }
+
+    /// Waits until the traced program of the step at `line` has ended (its
+    /// tracer said so), reading every tracer's reports meanwhile; `Unknown`
+    /// at `deadline`, or if its tracer is gone without saying.
+    pub fn wait_exit(&mut self, line: usize, deadline: Instant, origin: &Origin<'_>) -> super::wire::Ending {
+        use super::wire::Ending;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            self.drain(origin);
+            if let Some(x) = self.exits.remove(&line) {
+                return match x {
+                    Exit::Code(c) => Ending::Exited(c),
+                    Exit::Signal { signal, .. } => Ending::Signaled(signal),
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((t, _)) = self.tracers.iter().find(|(_, l)| *l == line) else { return Ending::Unknown };
+            if left.is_zero() {
+                return Ending::Unknown;
+            }
+            let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+            let mut fds = [PollFd::new(t.events_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
     }
 
     /// Kills every living tracer (and so every tracee) and reads what each

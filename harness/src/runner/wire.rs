@@ -123,6 +123,8 @@ pub enum Value {
     Present(bool),
     /// A forked child's pid.
     Forked(i32),
+    /// A spawned program's pid.
+    Started(i32),
     /// An external program's result.
     Output {
         /// Its pid.

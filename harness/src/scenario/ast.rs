@@ -23,6 +23,8 @@ pub struct Scenario {
     pub timeout: Option<Duration>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Index of the first step after `finally:` (those steps always run).
+    pub finally: Option<usize>,
 }
 
 /// What a scenario needs; unmet needs make it skip, not fail.
@@ -316,6 +318,35 @@ pub enum Op {
         /// The key.
         key: KeyRef,
     },
+    /// `spawn [D =] "program args..."`: starts a program in the background.
+    Spawn {
+        /// The bound program name (its pid); none for a program that is
+        /// only expected not to start, or left to the teardown.
+        name: Option<String>,
+        /// The argument vector, with `${name}` not yet substituted.
+        argv: Vec<String>,
+    },
+    /// `signal D SIG`: `kill(2)` of a process of the scenario.
+    Signal {
+        /// An actor or a spawned program.
+        target: String,
+        /// The signal number.
+        signal: i32,
+    },
+    /// `wait D`: `waitpid` of a program this process spawned.
+    Wait {
+        /// The spawned program.
+        target: String,
+    },
+    /// `exec`: the actor re-executes itself (its attachments end).
+    Exec,
+    /// `unshare ipc`: the actor moves to a new IPC namespace.
+    Unshare,
+    /// `setns Q`: the actor joins process Q's IPC namespace.
+    Setns {
+        /// The process whose namespace is joined.
+        target: String,
+    },
 }
 
 impl Op {
@@ -344,6 +375,12 @@ impl Op {
             Op::Sysctl { .. } => "sysctl",
             Op::Segments => "segments",
             Op::Lookup { .. } => "lookup",
+            Op::Spawn { .. } => "spawn",
+            Op::Signal { .. } => "signal",
+            Op::Wait { .. } => "wait",
+            Op::Exec => "exec",
+            Op::Unshare => "unshare",
+            Op::Setns { .. } => "setns",
         }
     }
 }
@@ -388,6 +425,8 @@ pub enum OutputCheck {
     StdoutContains(String),
     /// `stderr contains "text"`.
     StderrContains(String),
+    /// `signal SIG`: the program was killed by this signal.
+    Signal(i32),
 }
 
 /// What a step must produce.

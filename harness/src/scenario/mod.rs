@@ -9,6 +9,7 @@ mod print;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
+pub(crate) use parser::deadly;
 pub use parser::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, substitutions, ParseError,
 };

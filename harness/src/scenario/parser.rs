@@ -9,6 +9,10 @@ use crate::sysv::{errno_from_name, Sysctl};
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 
+#[path = "parse_proc.rs"]
+mod parse_proc;
+pub(crate) use parse_proc::{deadly, signal_word};
+
 /// A malformed scenario: where, what is wrong, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {message}{}", .expected.as_ref().map(|e| format!(" (expected {e})")).unwrap_or_default())]
@@ -70,9 +74,15 @@ const RESERVED: &[&str] = &[
     "ftok",
     "refused",
     "dir",
+    "spawn",
+    "signal",
+    "wait",
+    "unshare",
+    "setns",
+    "finally",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments or lookup";
+const OPS: &str = "key, create, open, attach, detach, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, spawn, signal, wait, exec, unshare or setns";
 
 /// Parses and checks a scenario.
 ///
@@ -90,9 +100,12 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
             sysctls: Vec::new(),
             timeout: None,
             steps: Vec::new(),
+            finally: None,
         },
         names: HashMap::new(),
         procs: HashMap::new(),
+        programs: HashMap::new(),
+        finally_line: None,
     };
     for (n, raw) in text.lines().enumerate() {
         let lineno = n + 1;
@@ -112,6 +125,7 @@ enum Kind {
     Segment,
     Attachment,
     Process,
+    Program,
 }
 
 impl Kind {
@@ -121,6 +135,7 @@ impl Kind {
             Kind::Segment => "a segment",
             Kind::Attachment => "an attachment",
             Kind::Process => "a process",
+            Kind::Program => "a spawned program",
         }
     }
 }
@@ -140,6 +155,10 @@ struct Parser {
     sc: Scenario,
     names: HashMap<String, (Kind, usize)>,
     procs: HashMap<String, ProcState>,
+    /// Programs bound by `spawn`.
+    programs: HashMap<String, parse_proc::ProgramState>,
+    /// The line of `finally:`, once seen.
+    finally_line: Option<usize>,
 }
 
 struct Line<'a> {
@@ -354,7 +373,18 @@ impl Parser {
     }
 
     fn line(&mut self, l: &mut Line, text: &str) -> Result<(), ParseError> {
+        if l.peek_word() == Some("finally") && l.toks.get(1).map(|t| &t.tok) == Some(&Tok::Colon) {
+            return self.finally_line(l);
+        }
         let concurrent = l.eat(&Tok::Amp);
+        if concurrent && self.sc.finally == Some(self.sc.steps.len()) {
+            return Err(self.err_at(
+                l.lineno,
+                1,
+                "`&` would join the first step after `finally:` to a step before it",
+                Some("a step without `&` right after `finally:`"),
+            ));
+        }
         if !concurrent {
             if let (Some(Tok::Word(w)), next) = (l.peek(), l.toks.get(1).map(|t| &t.tok)) {
                 if next != Some(&Tok::Colon) && ["process", "needs", "file", "sysctl", "timeout"].contains(&w.as_str())
@@ -368,7 +398,9 @@ impl Parser {
         }
         let (proc_, col) = self.word(l, "a process name or a declaration")?;
         if !self.procs.contains_key(&proc_) {
-            let msg = if self.names.contains_key(&proc_) {
+            let msg = if matches!(self.names.get(&proc_), Some((Kind::Program, _))) {
+                format!("`{proc_}` is a spawned program, not an actor: it takes no steps (signal or wait for it)")
+            } else if self.names.contains_key(&proc_) {
                 format!("`{proc_}` is not a process")
             } else {
                 format!("unknown process `{proc_}`: declare it first with `process {proc_}`")
@@ -415,7 +447,18 @@ impl Parser {
                     None,
                 ));
             }
-            if matches!(op, Op::Fork { .. } | Op::Exit { .. } | Op::Kill | Op::Crash) {
+            if matches!(
+                op,
+                Op::Fork { .. }
+                    | Op::Exit { .. }
+                    | Op::Kill
+                    | Op::Crash
+                    | Op::Signal { .. }
+                    | Op::Wait { .. }
+                    | Op::Exec
+                    | Op::Unshare
+                    | Op::Setns { .. }
+            ) {
                 return Err(self.err_at(l.lineno, op_col, format!("`{}` cannot run concurrently", op.keyword()), None));
             }
         }
@@ -559,6 +602,13 @@ impl Parser {
                 None => Ok(None),
             }
         };
+        if let Some(op) = self.proc_op(l, &kw, proc_) {
+            let op = op?;
+            if !l.at_end_of_op() {
+                return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
+            }
+            return Ok(op);
+        }
         let op = match kw.as_str() {
             "key" => {
                 // `key ftok "missing" 1 => ENOENT` binds nothing; every other form binds a name.
@@ -724,18 +774,7 @@ impl Parser {
                 let scol = l.col();
                 let cmd = self.text(l, "the command line")?;
                 let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-                for arg in &argv {
-                    for name in substitutions(arg) {
-                        if name != "dir" && name != "here" && !self.names.contains_key(name) {
-                            return Err(self.err_at(
-                                l.lineno,
-                                scol,
-                                format!("unknown name `${{{name}}}` in the command"),
-                                Some("a bound key, segment or process, ${dir} or ${here}"),
-                            ));
-                        }
-                    }
-                }
+                self.check_substitutions(l.lineno, scol, &argv)?;
                 Op::Run { argv }
             }
             "sysctl" => {
@@ -826,7 +865,7 @@ impl Parser {
                 }
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
-            Op::Run { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
             _ => {
                 return Err(self.err_at(
                     l.lineno,
@@ -908,12 +947,12 @@ impl Parser {
                 "private" => StatField::Key(KeyRef::Private),
                 "dest" => StatField::Dest(yes_no(self, l)?),
                 "locked" => StatField::Locked(yes_no(self, l)?),
-                "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
+                "cpid" => StatField::Cpid(self.pid_field(l)?),
                 "lpid" => {
                     if l.eat_word("none") {
                         StatField::Lpid(None)
                     } else {
-                        StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
+                        StatField::Lpid(Some(self.pid_field(l)?))
                     }
                 }
                 "uid" => StatField::Uid(self.small(l, "uid")?),
@@ -941,9 +980,21 @@ impl Parser {
     fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
         let mut checks = Vec::new();
         while l.peek().is_some() {
-            let (w, col) = self.word(l, "`status`, `stdout` or `stderr`")?;
+            let (w, col) = self.word(l, "`status`, `signal`, `stdout` or `stderr`")?;
             let check = match w.as_str() {
                 "status" => OutputCheck::Status(self.small(l, "the exit status")?),
+                "signal" => {
+                    let scol = l.col();
+                    let (w, _) = self.word(l, "a signal")?;
+                    OutputCheck::Signal(signal_word(&w).ok_or_else(|| {
+                        self.err_at(
+                            l.lineno,
+                            scol,
+                            format!("unknown signal `{w}`"),
+                            Some("TERM, KILL, ... or a number"),
+                        )
+                    })?)
+                }
                 "stdout" if l.eat_word("contains") => OutputCheck::StdoutContains(self.text(l, "the text")?),
                 "stdout" => {
                     let tcol = l.col();
@@ -1019,6 +1070,7 @@ impl Parser {
         );
         let binds = match op {
             Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } => name.clone(),
+            Op::Spawn { name, .. } => name.clone(),
             Op::Ftok { name, .. } => name.clone(),
             Op::KeyLiteral { name, .. } => Some(name.clone()),
             _ => None,
@@ -1044,6 +1096,7 @@ impl Parser {
             }
             crate::runner::interp::AttachmentChange::None => {}
         }
+        let ends = matches!(op, Op::Exit { .. } | Op::Kill | Op::Crash);
         match op {
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
@@ -1059,6 +1112,10 @@ impl Parser {
         if matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
             self.procs.get_mut(proc_).expect("known").dead = Some(lineno);
         }
+        if ends || matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
+            self.orphan_programs(proc_, lineno);
+        }
+        self.apply_proc(lineno, proc_, op, succeeds);
         Ok(())
     }
 
@@ -1068,6 +1125,11 @@ impl Parser {
         }
         if self.sc.steps.is_empty() {
             return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
+        }
+        if let (Some(at), Some(line)) = (self.sc.finally, self.finally_line) {
+            if at >= self.sc.steps.len() {
+                return Err(self.err_at(line, 1, "`finally:` with no steps after it", Some("steps after `finally:`")));
+            }
         }
         Ok(self.sc)
     }

@@ -212,7 +212,7 @@ impl<'a> Supervisor<'a> {
         }
         // Programs read `/proc/PID` for the pids they are shown: give them
         // the scenario's own (only where they run: it costs a mount).
-        if opts.pid_namespace && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. })) {
+        if opts.pid_namespace && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. })) {
             procs::mount_private_proc()?;
         }
         if !opts.pid_namespace {
@@ -339,6 +339,7 @@ impl<'a> Supervisor<'a> {
                 attachments: HashMap::new(),
                 timeout,
                 watch: super::watch::Watch::default(),
+                spawned: HashMap::new(),
             };
             actor.serve()
         })
@@ -383,7 +384,7 @@ impl<'a> Supervisor<'a> {
     /// supervisor reaps it before anything else happens), or an external
     /// program runs (which gets a step timeout of its own).
     fn ends_chain(step: &Step) -> bool {
-        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. })
+        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. } | Op::Wait { .. } | Op::Signal { .. } | Op::Exec)
             || matches!(step.expect, Expect::Signal(_) | Expect::Exited(_))
     }
 
@@ -705,6 +706,12 @@ impl<'a> Supervisor<'a> {
         for effect in self.books.answered(step, v, captured) {
             if let Effect::Forked(child, pid) = effect {
                 self.procs.get_mut(&child).expect("declared").pid = Some(Pid::from_raw(pid));
+            }
+        }
+        // An actor signalled to death: reaped now, as `kill` would have it.
+        if let Op::Signal { target, signal } = &step.op {
+            if self.procs.contains_key(target) && crate::scenario::deadly(*signal) {
+                let _ = self.ending_of(target);
             }
         }
     }
