@@ -170,7 +170,14 @@ impl Actor<'_> {
             if may_end_process(&step.op) || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
                 self.flush(&mut out);
             }
+            let unmet = if self.scenario.finally.is_some_and(|f| index >= f) { self.unmet(&step.op) } else { None };
             let outcome = match &step.op {
+                // A `finally` step after a failure may name what the failed
+                // part never made: refused, not a harness bug.
+                _ if unmet.is_some() => Outcome {
+                    call: format!("{} (finally)", step.op.keyword()),
+                    result: Err(Failure::Refused { message: unmet.unwrap_or_default() }),
+                },
                 Op::Exit { code } => exit_now(*code),
                 Op::Crash => std::process::abort(),
                 Op::Fork { child } => {

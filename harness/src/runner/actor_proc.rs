@@ -19,6 +19,24 @@ fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
 }
 
 impl Actor<'_> {
+    /// What `op` names that this process does not hold (an attachment, a
+    /// program): possible only in a `finally` step after a failure.
+    pub(super) fn unmet(&self, op: &Op) -> Option<String> {
+        let attachment = match op {
+            Op::Detach { attachment }
+            | Op::Write { attachment, .. }
+            | Op::Read { attachment, .. }
+            | Op::Peek { attachment, .. }
+            | Op::Poke { attachment, .. } => attachment,
+            Op::Wait { target } if !self.spawned.contains_key(target) => {
+                return Some(format!("program {target} was never started (an earlier step failed)"))
+            }
+            _ => return None,
+        };
+        (!self.attachments.contains_key(attachment))
+            .then(|| format!("attachment {attachment} was never made (an earlier step failed)"))
+    }
+
     /// Performs one of this module's steps.
     pub(super) fn process_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         let pid_of = |n: &str| match globals.get(n) {

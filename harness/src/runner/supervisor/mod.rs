@@ -15,6 +15,7 @@ use nix::unistd::{pipe2, Pid};
 
 use crate::scenario::{Expect, Op, Scenario, Step};
 
+mod finally;
 mod local;
 mod teardown;
 
@@ -81,6 +82,11 @@ pub(crate) struct Supervisor<'a> {
     actor_ends: Option<(OwnedFd, OwnedFd)>,
     /// Write end of the life pipe: never written; closed when we die.
     _life_w: OwnedFd,
+    /// Processes that cannot take another step after a failure (no answer
+    /// in time, or answers of a concurrent group still unread).
+    unsettled: Vec<String>,
+    /// Failures of `finally` steps after the first failure.
+    later_failures: Vec<StepFailure>,
 }
 
 /// Steps of one chain at most: a chain must answer within one step timeout.
@@ -179,6 +185,12 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
                 reason.get_or_insert(e);
             }
             leaks.splice(0..0, mapped);
+            if let Some(later) = sup.later_failures_text() {
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {later}"),
+                    None => later,
+                });
+            }
             report.reason = reason;
             report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
@@ -279,6 +291,8 @@ impl<'a> Supervisor<'a> {
             done_r,
             actor_ends: Some((done_w, life_r)),
             _life_w: life_w,
+            unsettled: Vec::new(),
+            later_failures: Vec::new(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
@@ -397,12 +411,12 @@ impl<'a> Supervisor<'a> {
     /// only once the previous one is done, with one pipe hand-off per change
     /// of process, as a hand-written test would have. The supervisor sleeps
     /// until the chain is over, then reads and judges every answer in order.
-    fn run_steps(&mut self) -> Result<(), Abort> {
+    fn run_range(&mut self, range: std::ops::Range<usize>) -> Result<(), Abort> {
         let steps = &self.sc.steps;
         let host = self.opts.isolation == Isolation::Host;
-        let mut i = 0;
-        while i < steps.len() {
-            let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
+        let mut i = range.start;
+        while i < range.end {
+            let group = 1 + steps[i + 1..range.end].iter().take_while(|s| s.concurrent).count();
             if group > 1 {
                 // A concurrent group: every step guarded, then every step
                 // sent before any answer is awaited.
@@ -430,7 +444,7 @@ impl<'a> Supervisor<'a> {
                         _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
                     }
                     j += 1;
-                    if Self::ends_chain(step) || j >= steps.len() || j - i >= MAX_CHAIN {
+                    if Self::ends_chain(step) || j >= range.end || j - i >= MAX_CHAIN {
                         break;
                     }
                     let next = &steps[j];
@@ -494,13 +508,25 @@ impl<'a> Supervisor<'a> {
                     self.wait_for_news(&involved, deadline)?;
                     continue;
                 }
-                Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process, self.timeout())),
+                Err(WireError::Timeout) => {
+                    self.unsettled.push(step.process.clone());
+                    StepResult::TimedOut(self.state_of(&step.process, self.timeout()))
+                }
                 Err(WireError::Broken(m)) => {
                     return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
                 }
             };
             deadline = Instant::now() + self.timeout();
-            self.record(step, result)?;
+            if let Err(e) = self.record(step, result) {
+                // Steps of a concurrent group not yet read: their answers
+                // may still come; those processes take no more steps.
+                for later in &self.sc.steps[k + 1..steps.end] {
+                    if later.concurrent && !self.unsettled.contains(&later.process) {
+                        self.unsettled.push(later.process.clone());
+                    }
+                }
+                return Err(e);
+            }
             k += 1;
         }
         Ok(())
