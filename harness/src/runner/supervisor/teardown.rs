@@ -117,6 +117,14 @@ impl Supervisor<'_> {
         let report_maps = segments_left || self.opts.isolation == Isolation::Host;
         let mut leaks = Vec::new();
         let mut blind = None;
+        // Programs (spawned, run's daemons) first, while they all still
+        // live: the actors kill their traced trees when told to finish.
+        if report_maps {
+            match self.program_mappings() {
+                Ok(found) => leaks.extend(found),
+                Err(e) => blind = Some(format!("the leak oracle cannot see the scenario's programs: {e}")),
+            }
+        }
         let grace = Duration::from_millis(500);
         // Parents before the children they forked.
         let order: Vec<String> = self
@@ -232,6 +240,49 @@ impl Supervisor<'_> {
             blind.get_or_insert(e);
         }
         (leaks, blind)
+    }
+
+    /// The leak oracle for processes that are not actors (spawned
+    /// programs, what `run` left behind, their children): the SysV mappings
+    /// each still holds, from `/proc/PID/maps`, before they are killed.
+    ///
+    /// # Errors
+    /// The process tree or a living process's maps cannot be read.
+    fn program_mappings(&self) -> Result<Vec<Leak>, String> {
+        use crate::scenario::Op;
+        let programs = self.sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. }));
+        if !programs {
+            // Only actors run (and without a `/proc` of the scenario's PID
+            // namespace, its pids could not be looked up anyway).
+            return Ok(Vec::new());
+        }
+        let actors: Vec<i32> = self.procs.values().filter_map(|p| p.pid.map(|p| p.as_raw())).collect();
+        let mut leaks = Vec::new();
+        for pid in procs::descendants_of(std::process::id() as i32)? {
+            if actors.contains(&pid) {
+                continue;
+            }
+            let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+                Ok(m) => m,
+                // Ended meanwhile: it holds nothing now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                Err(e) => return Err(format!("/proc/{pid}/maps: {e}")),
+            };
+            let spawned = self.books.spawned.get(&pid).cloned();
+            for (range, _, shmid) in super::super::actor::sysv_mappings(&maps) {
+                leaks.push(Leak {
+                    message: format!(
+                        "program {} still has shmid {shmid} attached at {range}; wait for it (or signal it) before the scenario ends",
+                        self.pid_name(pid)
+                    ),
+                    line: spawned.as_ref().map(|(l, _)| *l),
+                    process: spawned.as_ref().map(|(_, p)| p.clone()),
+                    shmid: shmid as i32,
+                });
+            }
+        }
+        Ok(leaks)
     }
 
     /// Teardown when the coordinator is gone: every process of the scenario
