@@ -261,7 +261,7 @@ impl Actor<'_> {
         }
     }
 
-    fn end_chain(&self) {
+    pub(super) fn end_chain(&self) {
         // SAFETY: writing one byte from a constant; the pipe is non-blocking.
         unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
     }

@@ -17,7 +17,7 @@ pub const HOST_KEY_BASE: u32 = 0x5348_0000;
 /// becomes `0x5348_0000 | slot << 8 | i`: `slot` (8 bits) is chosen per run,
 /// so concurrent runs rarely meet; a key held by a segment that is not the
 /// run's own still stops the scenario (the key guard).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct KeyMap {
     host: Option<(u8, Vec<i32>)>,
 }

@@ -29,6 +29,7 @@ pub(crate) mod interp;
 pub mod journal;
 mod procs;
 mod program;
+mod reexec;
 pub mod report;
 mod spawned;
 mod supervisor;
@@ -48,6 +49,7 @@ use nix::unistd::{pipe2, Pid};
 pub use actor::sysv_mappings;
 pub use fork::thread_count;
 pub use host::HOST_KEY_BASE;
+pub use reexec::{resume_exec_actor, EXEC_ACTOR_ENV};
 pub use report::{Isolation, ScenarioReport, Status, Summary};
 
 use crate::scenario::Scenario;
