@@ -88,11 +88,14 @@ impl Actor<'_> {
                 Err(_) => exit_now(0),
             };
             let reply = match msg {
-                ToActor::Finish { report_maps } => {
+                ToActor::Finish { report_maps, home_ns } => {
                     // Kill the traced trees first: no creation after this.
                     self.finish_watch();
                     let mut out = Vec::new();
                     self.frame_reports(&mut out);
+                    if let Some(foreign) = super::actor_proc::foreign_segments(home_ns) {
+                        let _ = frame_into(&mut out, &foreign);
+                    }
                     self.flush(&mut out);
                     if report_maps {
                         let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));

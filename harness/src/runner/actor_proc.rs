@@ -9,7 +9,28 @@ use crate::scenario::{signal_name, Op};
 use super::actor::{substitute, Actor};
 use super::spawned;
 use super::watch::Origin;
-use super::wire::{Failure, Global, Globals, Outcome, Value};
+use super::wire::{Failure, FromActor, Global, Globals, Outcome, Value};
+
+/// At `Finish`: if this actor is no longer in the scenario's IPC
+/// namespace `home`, the segments left in the one it is in.
+pub(super) fn foreign_segments(home: Option<(u64, u64)>) -> Option<FromActor> {
+    let now = super::journal::ipc_namespace();
+    if home.is_none() || now == home {
+        return None;
+    }
+    let Some(ns) = now else {
+        return Some(FromActor::Foreign { ns: (0, 0), segments: Err("cannot read /proc/thread-self/ns/ipc".into()) });
+    };
+    let segments = crate::sysv::proc_segments().map_err(|e| e.to_string()).map(|rows| {
+        rows.iter()
+            .map(|r| {
+                let dest = if r.dest { ", removed but still attached" } else { "" };
+                (r.shmid.raw(), format!("key {}, {} bytes, nattch {}{dest}", r.key, r.size, r.nattch))
+            })
+            .collect()
+    });
+    Some(FromActor::Foreign { ns, segments })
+}
 
 fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
     Outcome {

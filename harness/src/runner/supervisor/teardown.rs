@@ -114,7 +114,11 @@ impl Supervisor<'_> {
             Ok(rows) => !rows.is_empty(),
             Err(_) => true,
         };
-        let report_maps = segments_left || self.opts.isolation == Isolation::Host;
+        use crate::scenario::Op;
+        let moves = self.sc.steps.iter().any(|s| matches!(s.op, Op::Unshare | Op::Setns { .. }));
+        let report_maps = segments_left || self.opts.isolation == Isolation::Host || moves;
+        let home_ns = if moves { journal::ipc_namespace() } else { None };
+        let mut foreign_seen: Vec<((u64, u64), i32)> = Vec::new();
         let mut leaks = Vec::new();
         let mut blind = None;
         // Programs (spawned, run's daemons) first, while they all still
@@ -147,7 +151,7 @@ impl Supervisor<'_> {
                 ));
                 let _ = nix::sys::signal::kill(self.pid_of(name), nix::sys::signal::Signal::SIGCONT);
             }
-            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
+            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps, home_ns });
         }
         let mut late: Vec<(Identity, String)> = Vec::new();
         let mut traced: Vec<(Vec<TracedSegment>, String)> = Vec::new();
@@ -167,6 +171,28 @@ impl Supervisor<'_> {
                     Ok(FromActor::Traced(segments)) => traced.push((segments.clone(), name.clone())),
                     Ok(FromActor::Harness(why)) => {
                         blind.get_or_insert(why.clone());
+                    }
+                    Ok(FromActor::Foreign { segments: Err(e), .. }) => {
+                        blind.get_or_insert(format!(
+                            "the leak oracle cannot see the IPC namespace process {name} moved to: {e}"
+                        ));
+                    }
+                    Ok(FromActor::Foreign { ns, segments: Ok(rows) }) => {
+                        // Reported once per namespace, however many actors share it.
+                        for (shmid, what) in rows {
+                            if foreign_seen.contains(&(*ns, *shmid)) {
+                                continue;
+                            }
+                            foreign_seen.push((*ns, *shmid));
+                            leaks.push(Leak {
+                                message: format!(
+                                    "segment shmid {shmid} ({what}) in the IPC namespace process {name} moved to was never removed; it dies with that namespace, but rm it before the scenario ends"
+                                ),
+                                line: None,
+                                process: Some(name.clone()),
+                                shmid: *shmid,
+                            });
+                        }
                     }
                     _ => break,
                 }
