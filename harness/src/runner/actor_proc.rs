@@ -122,9 +122,7 @@ impl Actor<'_> {
             spawned::spawn(&args, &self.dir, line)
         } else {
             let deadline = Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
-            let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
-            let watch = &mut self.watch;
-            spawned::spawn_traced(&args, &self.dir, line, deadline, watch, &origin)
+            spawned::spawn_traced(&args, &self.dir, line, deadline, &mut self.watch)
         };
         match started {
             Ok(sp) => {

@@ -139,7 +139,6 @@ pub(crate) fn spawn_traced(
     line: usize,
     deadline: Instant,
     watch: &mut super::watch::Watch,
-    origin: &super::watch::Origin<'_>,
 ) -> Result<Spawned, Failure> {
     use crate::trace::{self, Event, Program, Stdio, TraceError};
     let refused = |message: String| Failure::Refused { message };
@@ -157,46 +156,29 @@ pub(crate) fn spawn_traced(
         .stdio(1, Stdio::Fd(dup(&o)?))
         .stdio(2, Stdio::Fd(dup(&e)?));
     let mut tracer = trace::spawn(program).map_err(|e| refused(format!("spawn `{}`: {e}", args[0])))?;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tracer.recv(left) {
-            Ok(Event::Started { pid }) => {
-                watch.keep(tracer, line);
-                return Ok(Spawned { pid, line, out: [o, e], traced: true });
-            }
-            Ok(Event::NotStarted { step, errno }) => {
-                let _ = tracer.kill_all();
-                return Err(Failure::Errno {
-                    errno,
-                    message: format!(
-                        "cannot start `{}`: {}: {}",
-                        args[0],
-                        step.describe(),
-                        nix::errno::Errno::from_raw(errno)
-                    ),
-                });
-            }
-            Ok(Event::Failed(m)) => {
-                let _ = tracer.kill_all();
-                watch.blind(format!("line {line}: the tracer failed: {m}"));
-                return Err(refused(format!("the tracer failed: {m}")));
-            }
-            Ok(other) => {
-                // Nothing is created before the program starts; fail closed.
-                let _ = tracer.kill_all();
-                let _ = origin;
-                return Err(refused(format!("the tracer reported {other:?} before the program started")));
-            }
-            Err(TraceError::Timeout(_)) => {
-                let _ = tracer.kill_all();
-                return Err(refused(format!("`{}` did not start within the step's timeout", args[0])));
-            }
-            Err(err) => {
-                let _ = tracer.kill_all();
-                return Err(refused(format!("spawn `{}`: {err}", args[0])));
-            }
-        }
+    // The first event is the program's start (or why it did not start).
+    let left = deadline.saturating_duration_since(Instant::now());
+    let first = tracer.recv(left);
+    if let Ok(Event::Started { pid }) = first {
+        watch.keep(tracer, line);
+        return Ok(Spawned { pid, line, out: [o, e], traced: true });
     }
+    // Anything else: nothing of the program runs on.
+    let _ = tracer.kill_all();
+    Err(match first {
+        Ok(Event::NotStarted { step, errno }) => Failure::Errno {
+            errno,
+            message: format!("cannot start `{}`: {}: {}", args[0], step.describe(), nix::errno::Errno::from_raw(errno)),
+        },
+        Ok(Event::Failed(m)) => {
+            watch.blind(format!("line {line}: the tracer failed: {m}"));
+            refused(format!("the tracer failed: {m}"))
+        }
+        // Nothing is created before the program starts; fail closed.
+        Ok(other) => refused(format!("the tracer reported {other:?} before the program started")),
+        Err(TraceError::Timeout(_)) => refused(format!("`{}` did not start within the step's timeout", args[0])),
+        Err(err) => refused(format!("spawn `{}`: {err}", args[0])),
+    })
 }
 
 /// Finds `prog` as `execvp` would: a name with a `/` as a path (relative
