@@ -274,3 +274,100 @@ impl Parser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::parse;
+
+    /// The error of `text` at `line:col`, whose message contains `needle`.
+    fn refused(text: &str, line: usize, col: usize, needle: &str) {
+        let e = parse("t.scn", text).expect_err(text);
+        assert_eq!((e.line, e.col), (line, col), "{e}");
+        assert!(e.to_string().contains(needle), "{e} lacks {needle:?}");
+    }
+
+    const P: &str = "process A, B\n";
+
+    #[test]
+    fn spawn_needs_a_command_and_known_names() {
+        refused(&format!("{P}A: spawn D =\n"), 2, 13, "missing the command line");
+        refused(&format!("{P}A: spawn D = \"x ${{nope}}\"\n"), 2, 14, "unknown name `${nope}`");
+        refused(&format!("{P}A: spawn D = \"x\" => ENOENT\n"), 2, 1, "binds `D` but is not expected to succeed");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: spawn D = \"y\"\n"), 3, 10, "duplicate name `D`");
+    }
+
+    #[test]
+    fn a_program_takes_no_steps() {
+        refused(&format!("{P}A: spawn D = \"x\"\nD: exit\n"), 3, 1, "is a spawned program, not an actor");
+    }
+
+    #[test]
+    fn signal_checks_its_target_and_signal() {
+        refused(&format!("{P}A: spawn D = \"x\"\nB: signal D FOO\n"), 3, 13, "unknown signal `FOO`");
+        refused(&format!("{P}A: spawn D = \"x\"\nB: signal D 65\n"), 3, 13, "unknown signal `65`");
+        refused(
+            &format!("{P}A: create s = private size 1\nB: signal s TERM\n"),
+            3,
+            11,
+            "not a process or a spawned program",
+        );
+        refused(&format!("{P}B: signal Z TERM\n"), 2, 11, "unknown name `Z`");
+        refused(&format!("{P}A: signal A TERM\n"), 2, 11, "signals itself");
+        refused(&format!("{P}B: signal A STOP\n"), 2, 13, "would stall the scenario");
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: wait D\nB: signal D KILL\n"),
+            4,
+            11,
+            "was reaped by `wait` at line 3",
+        );
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: exit\nB: signal D KILL\n"),
+            4,
+            11,
+            "died with its parent at line 3",
+        );
+        refused(&format!("{P}B: signal A KILL\nB: signal A KILL\n"), 3, 11, "gone since line 2");
+        refused(&format!("{P}B: signal A TERM\nA: stat s\n"), 3, 1, "gone since line 2");
+        refused(&format!("{P}A: spawn D = \"x\"\n& B: signal D TERM\n"), 3, 6, "cannot run concurrently");
+    }
+
+    #[test]
+    fn only_the_parent_waits_once() {
+        refused(&format!("{P}A: spawn D = \"x\"\nB: wait D\n"), 3, 9, "only its parent can wait");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D\nA: wait D\n"), 4, 9, "was reaped by `wait` at line 3");
+        refused(&format!("{P}A: wait B\n"), 2, 9, "`B` is a process");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D => signal NOPE\n"), 3, 21, "unknown signal `NOPE`");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D => size 1\n"), 3, 14, "unknown output check `size`");
+    }
+
+    #[test]
+    fn exec_unshare_setns_misuse() {
+        refused(&format!("{P}A: spawn D = \"x\"\nA: exec\n"), 3, 8, "execs while its program D runs");
+        refused(&format!("{P}A: exec now\n"), 2, 9, "unexpected input");
+        refused(&format!("{P}A: unshare\n"), 2, 11, "missing `ipc`");
+        refused(&format!("{P}A: unshare net\n"), 2, 12, "missing `ipc`");
+        refused(&format!("{P}A: setns A\n"), 2, 10, "already in its own namespace");
+        refused(&format!("{P}B: exit\nA: setns B\n"), 3, 10, "gone since line 2");
+        refused(
+            &format!("{P}A: create s = private size 1\nA: attach m = s\nA: exec\nA: read m 0 1\n"),
+            5,
+            9,
+            "not attached",
+        );
+    }
+
+    #[test]
+    fn finally_stands_alone_once_and_before_steps() {
+        refused(
+            &format!("{P}finally:\nA: exit\nfinally:\nB: exit\n"),
+            4,
+            1,
+            "a second `finally:` (the first is at line 2)",
+        );
+        refused(&format!("{P}finally: A: exit\n"), 2, 10, "stands on its own line");
+        refused(&format!("{P}A: exit\nfinally:\n"), 3, 1, "`finally:` with no steps after it");
+        refused(&format!("{P}A: exit 0\nfinally:\n& B: exit\n"), 4, 1, "`&` would join");
+        let sc = parse("t.scn", &format!("{P}A: exit\nfinally:\nB: exit\n")).expect("parses");
+        assert_eq!(sc.finally, Some(1));
+    }
+}
