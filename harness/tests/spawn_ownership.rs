@@ -228,3 +228,32 @@ fn sigkill_of_the_coordinator_mid_spawn_leaves_nothing() -> Res {
     }
     Ok(())
 }
+
+/// After a failure, the `finally` steps still run for the living
+/// processes (the segment is removed, the program stopped: no leak is
+/// reported), a failing `finally` step is reported after the first
+/// failure and never instead of it, and a step of a process that ended is
+/// not run. The control without `finally:` leaks the segment.
+#[test]
+fn finally_runs_after_a_failure_without_masking_it() -> Res {
+    if !private_ipc() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // C dies at line 4 where it should not (it kills itself through a
+    // program): the first failure, after which C takes no step.
+    let body = "process A, B, C\nA: create s = private size 4096\nA: spawn D = \"sleep 30\"\nC: run \"kill -9 ${C}\"\n";
+    let cleanup = "A: signal D KILL\nA: wait D => signal KILL\nB: stat s => nattch 9\nC: segments => 1\nB: rm s\n";
+    std::fs::write(dir.path().join("f.scn"), format!("{body}finally:\n{cleanup}")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("c.scn"), body).map_err(|e| e.to_string())?;
+    let out = harness(&["run", "-v", "f.scn"], dir.path());
+    let s = text(&out.stdout);
+    ensure(out.status.code() == Some(1), || format!("finally: {s}"))?;
+    ensure(s.contains("FAIL f.scn:4: C: run"), || format!("the first failure must be reported: {s}"))?;
+    ensure(s.contains("finally steps failed too: line 8: B: stat s => nattch 9"), || format!("later failure: {s}"))?;
+    ensure(!s.contains("leak"), || format!("finally should have removed the segment: {s}"))?;
+    ensure(s.contains("(finally step not run)") && s.contains("process C has ended"), || s.clone())?;
+    let out = harness(&["run", "c.scn"], dir.path());
+    let s = text(&out.stdout);
+    ensure(out.status.code() == Some(1) && s.contains("was never removed"), || format!("control: {s}"))
+}
