@@ -119,6 +119,12 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
                 .to_string(),
         )
+    } else if opts.isolation == Isolation::Host && !opts.root {
+        // `unshare ipc` / `setns` need CAP_SYS_ADMIN, which a namespace run
+        // has in its user namespace and an unprivileged host run lacks.
+        sc.steps.iter().find(|s| matches!(s.op, Op::Unshare | Op::Setns { .. })).map(|s| {
+            format!("line {} moves a process to another IPC namespace, which host isolation allows only to root; run as root or in namespace isolation", s.line)
+        }).or_else(|| host::programs_in_host_mode(sc))
     } else if opts.isolation == Isolation::Host {
         host::programs_in_host_mode(sc)
     } else {
