@@ -176,13 +176,17 @@ fn sigkill_of_the_coordinator_mid_spawn_leaves_nothing() -> Res {
     if !private_ipc() {
         return Ok(());
     }
-    for (n, iso) in isolations().into_iter().enumerate() {
+    // The segment is made while the spawning process idles (B runs the
+    // long program) or while it runs a program itself (A does): its actor
+    // reads the tracer's report either way before the kill.
+    let cases = isolations().into_iter().flat_map(|iso| ["A", "B"].map(move |who| (iso, who)));
+    for (n, (iso, who)) in cases.enumerate() {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (prog, other) = (tag(100 + 10 * n as u32), tag(101 + 10 * n as u32));
         let scn = format!(
             "timeout 60s\nprocess A, B\n\
-             A: spawn D = \"sh -c 'ipcmk -M 4096 >/dev/null; exec sleep {prog}'\"\n\
-             B: run \"sleep {other}\"\n"
+             A: spawn D = \"sh -c 'sleep 0.05; ipcmk -M 4096 >/dev/null; exec sleep {prog}'\"\n\
+             {who}: run \"sleep {other}\"\n"
         );
         std::fs::write(dir.path().join("k.scn"), scn).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin())
@@ -204,7 +208,7 @@ fn sigkill_of_the_coordinator_mid_spawn_leaves_nothing() -> Res {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{iso}: the scenario never got going"));
+                return Err(format!("{iso}/{who}: the scenario never got going"));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -212,8 +216,8 @@ fn sigkill_of_the_coordinator_mid_spawn_leaves_nothing() -> Res {
         std::thread::sleep(Duration::from_millis(100));
         child.kill().map_err(|e| e.to_string())?;
         let _ = child.wait();
-        gone(&prog).map_err(|e| format!("{iso}: {e}"))?;
-        gone(&other).map_err(|e| format!("{iso}: {e}"))?;
+        gone(&prog).map_err(|e| format!("{iso}/{who}: {e}"))?;
+        gone(&other).map_err(|e| format!("{iso}/{who}: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let rows = std::fs::read_to_string("/proc/sysvipc/shm").map_err(|e| e.to_string())?;
@@ -221,7 +225,7 @@ fn sigkill_of_the_coordinator_mid_spawn_leaves_nothing() -> Res {
                 break;
             }
             ensure(Instant::now() < deadline, || {
-                format!("{iso}: segments left after the coordinator's death:\n{rows}")
+                format!("{iso}/{who}: segments left after the coordinator's death:\n{rows}")
             })?;
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -608,9 +608,8 @@ impl Actor<'_> {
         let line = self.scenario.steps[index].line;
         let deadline = std::time::Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
-        let watch = &mut self.watch;
-        let mut take = |t| watch.take(&origin, line, t);
-        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut take);
+        let mut reports = super::watch::RunReports { watch: &mut self.watch, origin, line };
+        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut reports);
         match ran {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {

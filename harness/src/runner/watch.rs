@@ -173,3 +173,30 @@ impl Watch {
         (std::mem::take(&mut self.pending), self.blind.take())
     }
 }
+
+/// A traced `run` step's reports (see [`traced::Reports`]): journaled by
+/// the watch as of the step's line; the watch's own tracers drained while
+/// the program runs.
+pub(crate) struct RunReports<'a> {
+    /// The actor's watch.
+    pub watch: &'a mut Watch,
+    /// Where journal records go.
+    pub origin: Origin<'a>,
+    /// The `run` step's line.
+    pub line: usize,
+}
+
+impl traced::Reports for RunReports<'_> {
+    fn take(&mut self, t: Traced) -> Result<(), String> {
+        self.watch.take(&self.origin, self.line, t)
+    }
+
+    fn others(&self) -> Vec<RawFd> {
+        use std::os::fd::AsRawFd;
+        self.watch.fds().iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    fn drain_others(&mut self) {
+        self.watch.drain(&self.origin);
+    }
+}
