@@ -116,7 +116,10 @@ impl Actor<'_> {
     fn spawn(&mut self, index: usize, name: &Option<String>, argv: &[String], globals: &Globals) -> Outcome {
         let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
-        let call = format!("spawn {}", args.join(" "));
+        let call = match name {
+            Some(n) => format!("spawn {} [{n}]", args.join(" ")),
+            None => format!("spawn {}", args.join(" ")),
+        };
         let line = self.scenario.steps[index].line;
         let started = if self.journal.is_none() {
             spawned::spawn(&args, &self.dir, line)

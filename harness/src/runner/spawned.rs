@@ -208,3 +208,43 @@ fn find_program(prog: &str, dir: &Path) -> Result<(), nix::errno::Errno> {
     }
     Err(seen)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::interp::{effects, Effect};
+    use crate::runner::wire::Global;
+
+    #[test]
+    fn a_spawn_binds_its_program_and_books_its_pid() {
+        let sc = crate::scenario::parse("t.scn", "process A\nA: spawn D = \"true\"\nA: spawn \"x\" => ENOENT\n")
+            .expect("parses");
+        assert_eq!(
+            effects(&sc.steps[0].op, &Value::Started(9)),
+            vec![Effect::Bind("D".into(), Global::Process(9)), Effect::Spawned(9)]
+        );
+        assert_eq!(effects(&sc.steps[1].op, &Value::Started(9)), vec![Effect::Spawned(9)]);
+        assert!(effects(&sc.steps[0].op, &Value::Unit).is_empty());
+    }
+
+    #[test]
+    fn output_is_read_back_whole_and_capped() {
+        let f = memfd("t").expect("memfd");
+        nix::unistd::write(&f, b"hello").expect("write");
+        assert_eq!(read_all(&f), ("hello".to_string(), 0));
+        let big = vec![b'x'; OUTPUT_CAP + 10];
+        nix::unistd::write(&f, &big).expect("write");
+        let (text, cut) = read_all(&f);
+        assert_eq!((text.len(), cut), (OUTPUT_CAP, 15));
+    }
+
+    #[test]
+    fn programs_are_found_as_execvp_would() {
+        let dir = Path::new("/");
+        assert_eq!(find_program("sh", dir), Ok(()));
+        assert_eq!(find_program("/bin/sh", dir), Ok(()));
+        assert_eq!(find_program("./no-such-program-here", dir), Err(nix::errno::Errno::ENOENT));
+        // A directory is not a program.
+        assert_eq!(find_program("/tmp", dir), Err(nix::errno::Errno::EACCES));
+    }
+}

@@ -148,12 +148,12 @@ impl Watch {
                 };
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some((t, _)) = self.tracers.iter().find(|(_, l)| *l == line) else { return Ending::Unknown };
-            if left.is_zero() {
+            if left.is_zero() || !self.tracers.iter().any(|(_, l)| *l == line) {
                 return Ending::Unknown;
             }
+            // Every tracer: what the others report is journaled meanwhile.
             let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
-            let mut fds = [PollFd::new(t.events_fd(), PollFlags::POLLIN)];
+            let mut fds: Vec<PollFd> = self.fds().into_iter().map(|f| PollFd::new(f, PollFlags::POLLIN)).collect();
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
