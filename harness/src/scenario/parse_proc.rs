@@ -3,7 +3,7 @@
 //! that keep a scenario's processes sound (only a parent waits for its
 //! program, a reaped pid is never signalled, ...).
 
-use crate::scenario::Op;
+use crate::scenario::{Expect, Op};
 
 use super::{found, parse_signal, split_command, substitutions, Kind, Line, ParseError, Parser};
 
@@ -241,7 +241,28 @@ impl Parser {
     }
 
     /// Updates the books of programs and processes after a process step.
-    pub(super) fn apply_proc(&mut self, lineno: usize, proc_: &str, op: &Op, succeeds: bool) {
+    ///
+    /// # Errors
+    /// A deadly signal to an actor expected to answer `ok | ERRNO`: whether
+    /// the actor still lives after it would not be known.
+    pub(super) fn apply_proc(
+        &mut self,
+        lineno: usize,
+        proc_: &str,
+        op: &Op,
+        expect: &Expect,
+        succeeds: bool,
+    ) -> Result<(), ParseError> {
+        if let (Op::Signal { target, signal }, Expect::Errno { ok_too: true, .. }) = (op, expect) {
+            if self.procs.contains_key(target) && deadly(*signal) {
+                return Err(self.err_at(
+                    lineno,
+                    1,
+                    format!("whether process {target} survives this signal would not be known"),
+                    Some("`=> ok` or errnos without `| ok` for a signal that ends an actor"),
+                ));
+            }
+        }
         match op {
             Op::Spawn { name: Some(name), .. } => {
                 self.programs.insert(name.clone(), ProgramState { parent: proc_.to_string(), gone: None });
@@ -257,13 +278,14 @@ impl Parser {
                     self.orphan_programs(target, lineno);
                 }
             }
-            Op::Exec => {
+            Op::Exec if succeeds => {
                 if let Some(st) = self.procs.get_mut(proc_) {
                     st.attachments.clear();
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Programs of `parent` die with it (their death signal) and are reaped
@@ -329,6 +351,7 @@ mod tests {
         refused(&format!("{P}B: signal A KILL\nB: signal A KILL\n"), 3, 11, "gone since line 2");
         refused(&format!("{P}B: signal A TERM\nA: stat s\n"), 3, 1, "gone since line 2");
         refused(&format!("{P}A: spawn D = \"x\"\n& B: signal D TERM\n"), 3, 6, "cannot run concurrently");
+        refused(&format!("{P}B: signal A TERM => ok | EPERM\n"), 2, 1, "whether process A survives");
     }
 
     #[test]

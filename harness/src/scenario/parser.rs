@@ -1115,8 +1115,7 @@ impl Parser {
         if ends || matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
             self.orphan_programs(proc_, lineno);
         }
-        self.apply_proc(lineno, proc_, op, succeeds);
-        Ok(())
+        self.apply_proc(lineno, proc_, op, expect, succeeds)
     }
 
     fn finish(self) -> Result<Scenario, ParseError> {
