@@ -126,7 +126,7 @@ fn a_double_forking_spawned_daemon_is_killed_and_reaped_at_teardown() -> Res {
 
 fn attacher(ready: &str) -> String {
     format!(
-        "perl -MPOSIX -e '$n = {{x86_64 => 30, aarch64 => 196}}->{{(uname())[4]}} or die; syscall($n, $ARGV[0] + 0, 0, 0) == -1 and die; open(F, q(>), q({ready})) or die; print F 1; close F; sleep 1000' ${{s}}"
+        "perl -MPOSIX -e '$n = {{x86_64 => 30, aarch64 => 196}}->{{(uname())[4]}}; $r = $n ? syscall($n, $ARGV[0] + 0, 0, 0) : -1; open(F, q(>), q({ready})) or die; print F ($r == -1 ? qq(no shmat: $!) : 1); close F; sleep 1000' ${{s}}"
     )
 }
 

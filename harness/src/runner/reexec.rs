@@ -212,7 +212,8 @@ fn read_state(file: &OwnedFd) -> Result<ExecState, String> {
     let mut buf = vec![0u8; size];
     let mut at = 0;
     while at < size {
-        match nix::sys::uio::pread(file, &mut buf[at..], at as i64) {
+        let offset = libc::off_t::try_from(at).map_err(|_| format!("its state is too large ({size} bytes)"))?;
+        match nix::sys::uio::pread(file, &mut buf[at..], offset) {
             Ok(0) => break,
             Ok(n) => at += n,
             Err(e) => return Err(format!("pread: {e}")),

@@ -121,7 +121,9 @@ fn read_all(f: &OwnedFd) -> (String, u64) {
     let mut buf = vec![0u8; keep];
     let mut at = 0;
     while at < keep {
-        match nix::sys::uio::pread(f, &mut buf[at..], at as i64) {
+        // The cap fits any target's off_t.
+        let Ok(offset) = libc::off_t::try_from(at) else { break };
+        match nix::sys::uio::pread(f, &mut buf[at..], offset) {
             Ok(0) | Err(_) => break,
             Ok(n) => at += n,
         }
