@@ -34,6 +34,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // An actor that re-executed itself (a scenario's `exec` step) serves on.
+    shm_harness::runner::resume_exec_actor();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -383,3 +383,32 @@ fn output_checks_hold_and_their_twins_fail() {
         assert!(all(&out).contains("; fails at: "), "{}", all(&out));
     }
 }
+
+/// `finally:` cleans up after an `xfail` step that failed: XFAIL. The same
+/// file without `finally:` leaks (FAIL), and a `finally` step that fails
+/// after the xfail turns the verdict into FAIL: only the marked defect may
+/// fail in an XFAIL scenario.
+#[test]
+fn finally_cleans_up_after_an_xfail_step_and_its_own_failure_is_a_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "process A\nA: key k = 0x4d4f0003\nA: create s = k size 100\nxfail \"known\"\nA: segments => 0\n";
+    write(dir.path(), "clean.scn", &format!("{head}finally:\nA: rm s\nA: segments => 0\n"));
+    write(dir.path(), "leaky.scn", &format!("{head}A: rm s\n"));
+    write(dir.path(), "broken.scn", &format!("{head}finally:\nA: rm s\nA: segments => 1\n"));
+
+    let out = harness(&["run", "clean.scn"], dir.path());
+    let said = all(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("XFAIL clean.scn [") && said.contains("1 xfailed"), "{said}");
+    assert!(!said.contains("leak:"), "{said}");
+
+    let out = harness(&["run", "leaky.scn"], dir.path());
+    let said = all(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL leaky.scn") && said.contains("leak:"), "{said}");
+
+    let out = harness(&["run", "broken.scn"], dir.path());
+    let said = all(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL broken.scn") && said.contains("finally steps failed too"), "{said}");
+}

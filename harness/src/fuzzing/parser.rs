@@ -250,6 +250,23 @@ mod tests {
     }
 
     #[test]
+    fn process_forms() {
+        let sc = round_trips(
+            "process A, B, C\n\
+             A: create s = private size 4096\n\
+             A: spawn D = \"sh -c 'exit 3' ${s}\"\n\
+             A: spawn \"nope\" => ENOENT\n\
+             B: signal D STOP\nB: signal D SIGCONT\nB: signal D 15 => ok | ESRCH\n\
+             A: stat s => cpid A, lpid D\n\
+             A: wait D => signal TERM, status 0, stdout \"{t}\", stderr contains \"x\"\n\
+             A: exec\nA: unshare ipc\nC: setns A\nB: signal C 34\n\
+             finally:\nA: rm s\n& B: segments => 0\n",
+        );
+        assert_eq!(sc.finally, Some(12));
+        round_trips("process A\nA: spawn D = \"true\"\nfinally:\nA: wait D\n");
+    }
+
+    #[test]
     fn data_forms() {
         round_trips(
             "process A\n\
@@ -444,6 +461,14 @@ mod tests {
             " hugetlb 2M",
             " flags 0x",
             "needs hugepages 1G 2",
+            "spawn D = \"true\"",
+            "signal",
+            "wait",
+            "finally:\n",
+            "exec",
+            "unshare ipc",
+            "setns",
+            "TERM",
         ];
         let seeds: Vec<String> =
             files(SCENARIOS, Some("scn")).iter().map(|p| std::fs::read_to_string(p).expect("readable")).collect();

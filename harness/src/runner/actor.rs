@@ -61,6 +61,8 @@ pub(crate) struct Actor<'a> {
     /// Host mode: the tracers of programs whose trees live on, and what
     /// they reported.
     pub watch: Watch,
+    /// Programs this actor spawned and has not waited for yet.
+    pub spawned: HashMap<String, super::spawned::Spawned>,
 }
 
 /// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
@@ -88,11 +90,14 @@ impl Actor<'_> {
                 Err(_) => exit_now(0),
             };
             let reply = match msg {
-                ToActor::Finish { report_maps } => {
+                ToActor::Finish { report_maps, home_ns } => {
                     // Kill the traced trees first: no creation after this.
                     self.finish_watch();
                     let mut out = Vec::new();
                     self.frame_reports(&mut out);
+                    if let Some(foreign) = super::actor_proc::foreign_segments(home_ns) {
+                        let _ = frame_into(&mut out, &foreign);
+                    }
                     self.flush(&mut out);
                     if report_maps {
                         let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
@@ -167,10 +172,17 @@ impl Actor<'_> {
             }
             // Before a program runs too: the supervisor's clock for its step
             // starts from the answers before it, and ours must end first.
-            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. }) {
+            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
                 self.flush(&mut out);
             }
+            let unmet = if self.scenario.finally.is_some_and(|f| index >= f) { self.unmet(&step.op) } else { None };
             let outcome = match &step.op {
+                // A `finally` step after a failure may name what the failed
+                // part never made: refused, not a harness bug.
+                _ if unmet.is_some() => Outcome {
+                    call: format!("{} (finally)", step.op.keyword()),
+                    result: Err(Failure::Refused { message: unmet.unwrap_or_default() }),
+                },
                 Op::Exit { code } => exit_now(*code),
                 Op::Crash => std::process::abort(),
                 Op::Fork { child } => {
@@ -254,7 +266,7 @@ impl Actor<'_> {
         }
     }
 
-    fn end_chain(&self) {
+    pub(super) fn end_chain(&self) {
         // SAFETY: writing one byte from a constant; the pipe is non-blocking.
         unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
     }
@@ -297,6 +309,8 @@ impl Actor<'_> {
                 // The parent's tracers stay the parent's (their fds are
                 // closed here; a Tracer is never dropped: we end by _exit).
                 watch: Watch::default(),
+                // Its programs are not our children.
+                spawned: HashMap::new(),
             };
             me.serve()
         });
@@ -530,6 +544,9 @@ impl Actor<'_> {
             Op::Shmctl { .. } | Op::Rlimit { .. } | Op::Umask { .. } | Op::Meminfo { .. } => {
                 self.control_step(index, op, globals)
             }
+            Op::Spawn { .. } | Op::Signal { .. } | Op::Wait { .. } | Op::Exec | Op::Unshare | Op::Setns { .. } => {
+                self.process_step(index, op, globals)
+            }
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -557,7 +574,8 @@ impl Actor<'_> {
         }
     }
 
-    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+    /// `${here}`: the folder of the scenario file.
+    pub(super) fn here(&self) -> PathBuf {
         let here = std::path::Path::new(&self.scenario.file).parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -565,7 +583,11 @@ impl Actor<'_> {
                 p
             }
         });
-        let here = here.and_then(|p| p.canonicalize().ok()).unwrap_or_default();
+        here.and_then(|p| p.canonicalize().ok()).unwrap_or_default()
+    }
+
+    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+        let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         if self.journal.is_none() {
             return super::program::run(&args, &self.dir);
@@ -574,9 +596,8 @@ impl Actor<'_> {
         let line = self.scenario.steps[index].line;
         let deadline = std::time::Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
-        let watch = &mut self.watch;
-        let mut take = |t| watch.take(&origin, line, t);
-        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut take);
+        let mut reports = super::watch::RunReports { watch: &mut self.watch, origin, line };
+        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut reports);
         match ran {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {

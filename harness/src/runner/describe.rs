@@ -62,6 +62,7 @@ impl Supervisor<'_> {
                 .iter()
                 .map(|c| match c {
                     OutputCheck::Status(s) => format!("status {s}"),
+                    OutputCheck::Signal(s) => format!("killed by {}", signal_name(*s)),
                     OutputCheck::Stdout(t) => format!("stdout {t:?}"),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
                     OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
@@ -90,10 +91,10 @@ impl Supervisor<'_> {
         let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
             return String::new();
         };
-        let Ok(Value::Output { status, stdout, stderr, .. }) = &o.result else {
+        let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
             return String::new();
         };
-        match super::output::first_failure(checks, *status, stdout, stderr, globals) {
+        match super::output::first_failure(checks, *status, *signal, stdout, stderr, globals) {
             Some((i, shown)) => {
                 let one = self.describe_expect(&Expect::Output(vec![checks[i].clone()]));
                 if shown == one {
@@ -169,7 +170,7 @@ impl Supervisor<'_> {
                 ),
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
-                Value::Forked(pid) => format!("pid {pid}"),
+                Value::Forked(pid) | Value::Started(pid) => format!("pid {pid}"),
                 Value::Output { status, signal, stdout, stderr, truncated, .. } => {
                     let how = match (status, signal) {
                         (Some(s), _) => format!("status {s}"),

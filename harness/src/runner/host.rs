@@ -17,7 +17,7 @@ pub const HOST_KEY_BASE: u32 = 0x5348_0000;
 /// becomes `0x5348_0000 | slot << 8 | i`: `slot` (8 bits) is chosen per run,
 /// so concurrent runs rarely meet; a key held by a segment that is not the
 /// run's own still stops the scenario (the key guard).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct KeyMap {
     host: Option<(u8, Vec<i32>)>,
 }
@@ -88,7 +88,7 @@ pub const NO_TRACE_ENV: &str = "SHM_HARNESS_NO_TRACE";
 /// tracing is unavailable (from [`crate::trace::available`]) or that
 /// [`NO_TRACE_ENV`] turned it off.
 pub(crate) fn programs_in_host_mode(sc: &Scenario) -> Option<String> {
-    let line = sc.steps.iter().find(|s| matches!(s.op, Op::Run { .. }))?.line;
+    let line = sc.steps.iter().find(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. }))?.line;
     let blind = "host isolation sees the segments a program's processes create only by tracing them";
     if tracing_disabled() {
         return Some(format!(
@@ -115,7 +115,7 @@ pub(crate) fn tracing_disabled() -> bool {
 /// `EXITKILL`, the death signals and the supervisor's descendant-tree kill
 /// own every process without one.
 pub(crate) fn traces_programs(sc: &Scenario) -> bool {
-    !tracing_disabled() && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. }))
+    !tracing_disabled() && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. }))
 }
 
 /// The identity the kernel shows for `shmid` now: `IPC_STAT`, or, when

@@ -91,6 +91,12 @@ pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
             out.push(Effect::Forked(child.clone(), *pid));
         }
         (Op::Run { .. }, Value::Output { pid, .. }) => out.push(Effect::Spawned(*pid)),
+        (Op::Spawn { name, .. }, Value::Started(pid)) => {
+            if let Some(n) = name {
+                out.push(Effect::Bind(n.clone(), Global::Process(*pid)));
+            }
+            out.push(Effect::Spawned(*pid));
+        }
         _ => {}
     }
     out

@@ -21,6 +21,7 @@
 
 mod actor;
 mod actor_mapping;
+mod actor_proc;
 mod check;
 mod describe;
 pub mod fork;
@@ -32,7 +33,9 @@ pub mod journal;
 mod output;
 mod procs;
 mod program;
+mod reexec;
 pub mod report;
+mod spawned;
 mod supervisor;
 mod traced;
 mod watch;
@@ -50,6 +53,7 @@ use nix::unistd::{pipe2, Pid};
 pub use actor::sysv_mappings;
 pub use fork::thread_count;
 pub use host::HOST_KEY_BASE;
+pub use reexec::{resume_exec_actor, EXEC_ACTOR_ENV};
 pub use report::{Isolation, ScenarioReport, Status, Summary};
 
 use crate::scenario::Scenario;

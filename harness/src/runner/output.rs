@@ -11,6 +11,7 @@ use super::wire::{Global, Globals};
 pub(crate) fn judge_output(
     checks: &[OutputCheck],
     status: Option<i32>,
+    signal: Option<i32>,
     stdout: &str,
     stderr: &str,
     globals: &Globals,
@@ -29,6 +30,7 @@ pub(crate) fn judge_output(
         };
         let caps = match c {
             OutputCheck::Status(s) => (status == Some(*s)).then(Vec::new),
+            OutputCheck::Signal(s) => (signal == Some(*s)).then(Vec::new),
             OutputCheck::StdoutContains(t) => stdout.contains(&substitute(t, &lookup, false)).then(Vec::new),
             OutputCheck::StderrContains(t) => stderr.contains(&substitute(t, &lookup, false)).then(Vec::new),
             OutputCheck::Stdout(t) => match_template(&substitute(t, &lookup, false), stdout),
@@ -52,18 +54,20 @@ pub(crate) fn judge_output(
 pub(crate) fn first_failure(
     checks: &[OutputCheck],
     status: Option<i32>,
+    signal: Option<i32>,
     stdout: &str,
     stderr: &str,
     globals: &Globals,
 ) -> Option<(usize, String)> {
     let mut known = globals.clone();
     for (i, c) in checks.iter().enumerate() {
-        match judge_output(std::slice::from_ref(c), status, stdout, stderr, &known) {
+        match judge_output(std::slice::from_ref(c), status, signal, stdout, stderr, &known) {
             Some(binds) => known.extend(binds),
             None => {
                 let lookup = |name: &str| known.get(name).copied().map(Global::substitute);
                 let shown = match c {
                     OutputCheck::Status(n) => format!("status {n}"),
+                    OutputCheck::Signal(n) => format!("signal {}", crate::scenario::signal_name(*n)),
                     OutputCheck::Stdout(t) => format!("stdout {:?}", substitute(t, &lookup, false)),
                     OutputCheck::Stderr(t) => format!("stderr {:?}", substitute(t, &lookup, false)),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {:?}", substitute(t, &lookup, false)),
@@ -206,9 +210,10 @@ mod tests {
     fn substitutes_bound_names_in_every_form() {
         let g = globals();
         let out = "key        shmid\n0x00001234 7\n";
-        assert!(judge_output(&[OutputCheck::StdoutContains("${k} ${s}".into())], None, out, "", &g).is_some());
+        assert!(judge_output(&[OutputCheck::StdoutContains("${k} ${s}".into())], None, None, out, "", &g).is_some());
         assert!(judge_output(
             &[OutputCheck::Line { stream: Stream::Stdout, line: -1, column: Some(2), template: "${s}".into() }],
+            None,
             None,
             out,
             "",
@@ -221,6 +226,7 @@ mod tests {
         assert!(judge_output(
             &[OutputCheck::Line { stream: Stream::Stdout, line: 2, column: Some(2), template: "${s}".into() }],
             None,
+            None,
             out,
             "",
             &other
@@ -229,6 +235,7 @@ mod tests {
         assert!(
             judge_output(
                 &[OutputCheck::Line { stream: Stream::Stdout, line: 3, column: None, template: "".into() }],
+                None,
                 None,
                 out,
                 "",
@@ -241,13 +248,14 @@ mod tests {
         let binds = judge_output(
             &[OutputCheck::Matches(Stream::Stdout, "^${k} (?P<n.id>[0-9]+)$".into())],
             None,
+            None,
             "0x00001234 7",
             "",
             &g,
         )
         .unwrap();
         assert_eq!(binds, vec![("id".into(), Global::Number(7))]);
-        assert!(judge_output(&[OutputCheck::Matches(Stream::Stderr, "x".into())], None, "x", "", &g).is_none());
+        assert!(judge_output(&[OutputCheck::Matches(Stream::Stderr, "x".into())], None, None, "x", "", &g).is_none());
     }
 
     #[test]
@@ -256,7 +264,7 @@ mod tests {
             OutputCheck::Line { stream: Stream::Stdout, line: 1, column: None, template: "id {t}".into() },
             OutputCheck::StdoutContains("again ${t}".into()),
         ];
-        assert!(judge_output(&checks, None, "id 9\nagain 9\n", "", &Globals::new()).is_some());
-        assert!(judge_output(&checks, None, "id 9\nagain 8\n", "", &Globals::new()).is_none());
+        assert!(judge_output(&checks, None, None, "id 9\nagain 9\n", "", &Globals::new()).is_some());
+        assert!(judge_output(&checks, None, None, "id 9\nagain 8\n", "", &Globals::new()).is_none());
     }
 }

@@ -36,6 +36,21 @@ pub(crate) enum Traced {
 /// (the actor journals it). An `Err` fails the step closed.
 pub(crate) type Sink<'a> = dyn FnMut(Traced) -> Result<(), String> + 'a;
 
+/// The caller's side of a traced run: where its reports go, and the
+/// caller's other living tracers (a spawned program's, a daemon's), whose
+/// reports are read and journaled while this program runs, not only after.
+pub(crate) trait Reports {
+    /// Journals and queues one report of this run (see [`Sink`]).
+    ///
+    /// # Errors
+    /// Fail closed: the report cannot be recorded.
+    fn take(&mut self, t: Traced) -> Result<(), String>;
+    /// The event fds of the caller's other tracers, to poll.
+    fn others(&self) -> Vec<RawFd>;
+    /// Reads (and journals) what the other tracers reported, without waiting.
+    fn drain_others(&mut self);
+}
+
 /// How long output is still read after the program ended (a daemon it
 /// started may hold its stdout open).
 const AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -56,7 +71,7 @@ pub(crate) fn run(
     dir: &Path,
     deadline: Instant,
     life: RawFd,
-    sink: &mut Sink<'_>,
+    reports: &mut dyn Reports,
 ) -> Result<(Outcome, Option<Tracer>), String> {
     let call = format!("run {}", args.join(" "));
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("run: pipe2: {e}"));
@@ -81,7 +96,7 @@ pub(crate) fn run(
         }
         let now = Instant::now();
         if now >= deadline {
-            let left = kill_and_read(&mut tracer, sink);
+            let left = kill_and_read(&mut tracer, &mut |t| reports.take(t));
             return Err(format!(
                 "`{}` did not end within the step's timeout; its process tree was killed{}",
                 args[0],
@@ -96,6 +111,11 @@ pub(crate) fn run(
         // SAFETY: the caller keeps the life pipe's read end open for the call.
         let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
         fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
+        let others = reports.others();
+        for &o in &others {
+            // SAFETY: the caller's tracers keep their event fds open for the call.
+            fds.push(PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(o) }, PollFlags::POLLIN));
+        }
         let watch_events = !tracer.is_over();
         if watch_events {
             fds.push(PollFd::new(tracer.events_fd(), PollFlags::POLLIN));
@@ -104,30 +124,34 @@ pub(crate) fn run(
         match poll(&mut fds, ms) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
-                let _ = kill_and_read(&mut tracer, sink);
+                let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
                 return Err(format!("run `{}`: poll: {e}", args[0]));
             }
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
         if ready[which.len()] {
-            let left = kill_and_read(&mut tracer, sink);
+            let left = kill_and_read(&mut tracer, &mut |t| reports.take(t));
             return Err(format!(
                 "`{}`: the scenario's supervisor died; its process tree was killed{}",
                 args[0],
                 left.err().map_or_else(String::new, |e| format!(" ({e})"))
             ));
         }
+        let base = which.len() + 1;
+        if ready[base..base + others.len()].iter().any(|r| *r) {
+            reports.drain_others();
+        }
         if watch_events && ready[ready.len() - 1] {
-            if let Err(e) = state.absorb_ready(&mut tracer, sink) {
-                let _ = kill_and_read(&mut tracer, sink);
+            if let Err(e) = state.absorb_ready(&mut tracer, &mut |t| reports.take(t)) {
+                let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
                 return Err(format!("run `{}`: {e}; its process tree was killed", args[0]));
             }
         }
         super::program::read_ready(&which, &ready, &mut open, &mut out, &mut buf);
     }
     if let Some((step, errno)) = state.not_started {
-        let _ = kill_and_read(&mut tracer, sink);
+        let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
         let e = Errno::from_raw(errno);
         return Ok((
             Outcome {
@@ -217,9 +241,11 @@ fn absorb(e: Event, sink: &mut Sink<'_>) -> Result<(), String> {
 /// # Errors
 /// Fail closed: an unverifiable report, a tracer failure, garbage, or T
 /// vanished.
-pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<bool, String> {
+pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>, exit: &mut Option<Exit>) -> Result<bool, String> {
     loop {
         match tracer.recv(Duration::ZERO) {
+            // A spawned program's end (its `wait` reads it).
+            Ok(Event::ProgramExited(x)) => *exit = Some(x),
             Ok(e) => absorb(e, sink)?,
             Err(TraceError::Timeout(_)) => return Ok(false),
             Err(TraceError::Ended) => return Ok(true),

@@ -8,10 +8,11 @@
 //! as a [`TracedSegment`] for the supervisor's books, which receive it
 //! before the answer of the step during which it was read (or at `Finish`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Instant;
 
-use crate::trace::Tracer;
+use crate::trace::{Exit, Tracer};
 
 use super::journal;
 use super::traced::{self, Traced};
@@ -28,6 +29,9 @@ pub(crate) struct Watch {
     pending: Vec<TracedSegment>,
     /// The first thing the tracers could not vouch for.
     blind: Option<String>,
+    /// How the first process of each traced program ended, by the line of
+    /// its step (a spawned program's `wait` reads it here).
+    exits: HashMap<usize, Exit>,
 }
 
 /// Where journal records go, and what they say about their origin.
@@ -112,7 +116,11 @@ impl Watch {
         let mut tracers = std::mem::take(&mut self.tracers);
         tracers.retain_mut(|(t, line)| {
             let line = *line;
-            let r = traced::drain_ready(t, &mut |x| self.take(origin, line, x));
+            let mut exit = None;
+            let r = traced::drain_ready(t, &mut |x| self.take(origin, line, x), &mut exit);
+            if let Some(x) = exit {
+                self.exits.insert(line, x);
+            }
             match r {
                 Ok(over) => !over,
                 Err(e) => {
@@ -123,6 +131,31 @@ impl Watch {
             }
         });
         self.tracers = tracers;
+    }
+
+    /// Waits until the traced program of the step at `line` has ended (its
+    /// tracer said so), reading every tracer's reports meanwhile; `Unknown`
+    /// at `deadline`, or if its tracer is gone without saying.
+    pub fn wait_exit(&mut self, line: usize, deadline: Instant, origin: &Origin<'_>) -> super::wire::Ending {
+        use super::wire::Ending;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            self.drain(origin);
+            if let Some(x) = self.exits.remove(&line) {
+                return match x {
+                    Exit::Code(c) => Ending::Exited(c),
+                    Exit::Signal { signal, .. } => Ending::Signaled(signal),
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.tracers.iter().any(|(_, l)| *l == line) {
+                return Ending::Unknown;
+            }
+            // Every tracer: what the others report is journaled meanwhile.
+            let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+            let mut fds: Vec<PollFd> = self.fds().into_iter().map(|f| PollFd::new(f, PollFlags::POLLIN)).collect();
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
     }
 
     /// Kills every living tracer (and so every tracee) and reads what each
@@ -138,5 +171,32 @@ impl Watch {
     /// The reports to send now, and the failure to report (if any).
     pub fn take_reports(&mut self) -> (Vec<TracedSegment>, Option<String>) {
         (std::mem::take(&mut self.pending), self.blind.take())
+    }
+}
+
+/// A traced `run` step's reports (see [`traced::Reports`]): journaled by
+/// the watch as of the step's line; the watch's own tracers drained while
+/// the program runs.
+pub(crate) struct RunReports<'a> {
+    /// The actor's watch.
+    pub watch: &'a mut Watch,
+    /// Where journal records go.
+    pub origin: Origin<'a>,
+    /// The `run` step's line.
+    pub line: usize,
+}
+
+impl traced::Reports for RunReports<'_> {
+    fn take(&mut self, t: Traced) -> Result<(), String> {
+        self.watch.take(&self.origin, self.line, t)
+    }
+
+    fn others(&self) -> Vec<RawFd> {
+        use std::os::fd::AsRawFd;
+        self.watch.fds().iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    fn drain_others(&mut self) {
+        self.watch.drain(&self.origin);
     }
 }

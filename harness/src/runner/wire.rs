@@ -80,6 +80,11 @@ pub enum ToActor {
     Finish {
         /// Read `/proc/self/maps` and answer with `Maps` before exiting.
         report_maps: bool,
+        /// The scenario's IPC namespace (device, inode): an actor that
+        /// moved to another (`unshare ipc`, `setns`) first reports the
+        /// segments left there, with `Foreign`.
+        #[serde(default)]
+        home_ns: Option<(u64, u64)>,
     },
 }
 
@@ -141,6 +146,8 @@ pub enum Value {
     Ctl(crate::sysv::CtlAnswer),
     /// A forked child's pid.
     Forked(i32),
+    /// A spawned program's pid.
+    Started(i32),
     /// An external program's result.
     Output {
         /// Its pid.
@@ -227,6 +234,15 @@ pub enum FromActor {
     /// creation could not be verified, the tracer failed, a program ran
     /// past its step's timeout): the scenario fails with this reason.
     Harness(String),
+    /// At `Finish`, from an actor in another IPC namespace than the
+    /// scenario's: that namespace and the segments left in it (shmid and a
+    /// description), which die with it.
+    Foreign {
+        /// The namespace (device, inode of `/proc/PID/ns/ipc`).
+        ns: (u64, u64),
+        /// What is left there, or why it cannot be read.
+        segments: Result<Vec<(i32, String)>, String>,
+    },
 }
 
 /// A segment a traced program touched, with the line of its `run` step.

@@ -28,6 +28,8 @@ pub struct Scenario {
     pub requires: Vec<Requirement>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Index of the first step after `finally:` (those steps always run).
+    pub finally: Option<usize>,
 }
 
 /// What a scenario needs; unmet needs make it skip, not fail.
@@ -378,6 +380,35 @@ pub enum Op {
         /// The key.
         key: KeyRef,
     },
+    /// `spawn [D =] "program args..."`: starts a program in the background.
+    Spawn {
+        /// The bound program name (its pid); none for a program that is
+        /// only expected not to start, or left to the teardown.
+        name: Option<String>,
+        /// The argument vector, with `${name}` not yet substituted.
+        argv: Vec<String>,
+    },
+    /// `signal D SIG`: `kill(2)` of a process of the scenario.
+    Signal {
+        /// An actor or a spawned program.
+        target: String,
+        /// The signal number.
+        signal: i32,
+    },
+    /// `wait D`: `waitpid` of a program this process spawned.
+    Wait {
+        /// The spawned program.
+        target: String,
+    },
+    /// `exec`: the actor re-executes itself (its attachments end).
+    Exec,
+    /// `unshare ipc`: the actor moves to a new IPC namespace.
+    Unshare,
+    /// `setns Q`: the actor joins process Q's IPC namespace.
+    Setns {
+        /// The process whose namespace is joined.
+        target: String,
+    },
     /// `shmctl [T =] TARGET CMD [badbuf]`: one raw `shmctl` call.
     Shmctl {
         /// Bound to the returned shmid (`SHM_STAT`, `SHM_STAT_ANY`).
@@ -496,6 +527,12 @@ impl Op {
             Op::Rlimit { .. } => "rlimit",
             Op::Umask { .. } => "umask",
             Op::Meminfo { .. } => "meminfo",
+            Op::Spawn { .. } => "spawn",
+            Op::Signal { .. } => "signal",
+            Op::Wait { .. } => "wait",
+            Op::Exec => "exec",
+            Op::Unshare => "unshare",
+            Op::Setns { .. } => "setns",
         }
     }
 }
@@ -650,6 +687,8 @@ pub enum OutputCheck {
     StdoutContains(String),
     /// `stderr contains "text"`.
     StderrContains(String),
+    /// `signal SIG`: the program was killed by this signal.
+    Signal(i32),
     /// `stderr "template"`: the whole standard error, as `Stdout`.
     Stderr(String),
     /// `stdout|stderr matches "REGEX"`: the regex finds a match; its named

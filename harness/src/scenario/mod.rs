@@ -11,6 +11,7 @@ mod print;
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
 pub use number::{capture_name, parse_number_literal, CmpOp, NumExp, NumValue, Number};
+pub(crate) use parser::deadly;
 pub use parser::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
 };

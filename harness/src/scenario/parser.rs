@@ -15,6 +15,9 @@ mod intent;
 mod mapping;
 mod numbers;
 mod output;
+#[path = "parse_proc.rs"]
+mod parse_proc;
+pub(crate) use parse_proc::{deadly, signal_word};
 
 /// A malformed scenario: where, what is wrong, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,9 +98,15 @@ const RESERVED: &[&str] = &[
     "badbuf",
     "flags",
     "inf",
+    "spawn",
+    "signal",
+    "wait",
+    "unshare",
+    "setns",
+    "finally",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask or meminfo";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask, meminfo, spawn, signal, wait, exec, unshare or setns";
 
 /// Parses and checks a scenario.
 ///
@@ -116,10 +125,13 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
             timeout: None,
             requires: Vec::new(),
             steps: Vec::new(),
+            finally: None,
         },
         names: HashMap::new(),
         procs: HashMap::new(),
         pending_xfail: None,
+        programs: HashMap::new(),
+        finally_line: None,
     };
     for (n, raw) in text.lines().enumerate() {
         let lineno = n + 1;
@@ -142,6 +154,7 @@ enum Kind {
     /// A number: captured by `{NAME}` in a number expectation, or by
     /// `{n:NAME}` in a program's output.
     Number,
+    Program,
 }
 
 impl Kind {
@@ -152,6 +165,7 @@ impl Kind {
             Kind::Attachment => "an attachment",
             Kind::Process => "a process",
             Kind::Number => "a number",
+            Kind::Program => "a spawned program",
         }
     }
 }
@@ -176,6 +190,10 @@ struct Parser {
     procs: HashMap<String, ProcState>,
     /// `xfail "REASON"` read, waiting for its step (and its line).
     pending_xfail: Option<(String, usize)>,
+    /// Programs bound by `spawn`.
+    programs: HashMap<String, parse_proc::ProgramState>,
+    /// The line of `finally:`, once seen.
+    finally_line: Option<usize>,
 }
 
 struct Line<'a> {
@@ -390,7 +408,18 @@ impl Parser {
     }
 
     fn line(&mut self, l: &mut Line, text: &str) -> Result<(), ParseError> {
+        if l.peek_word() == Some("finally") && l.toks.get(1).map(|t| &t.tok) == Some(&Tok::Colon) {
+            return self.finally_line(l);
+        }
         let concurrent = l.eat(&Tok::Amp);
+        if concurrent && self.sc.finally == Some(self.sc.steps.len()) {
+            return Err(self.err_at(
+                l.lineno,
+                1,
+                "`&` would join the first step after `finally:` to a step before it",
+                Some("a step without `&` right after `finally:`"),
+            ));
+        }
         if !concurrent {
             if let (Some(Tok::Word(w)), next) = (l.peek(), l.toks.get(1).map(|t| &t.tok)) {
                 if next != Some(&Tok::Colon) && ["process", "needs", "file", "sysctl", "timeout"].contains(&w.as_str())
@@ -417,7 +446,9 @@ impl Parser {
         let eventually = self.eventually_prefix(l, concurrent)?;
         let (proc_, col) = self.word(l, "a process name or a declaration")?;
         if !self.procs.contains_key(&proc_) {
-            let msg = if self.names.contains_key(&proc_) {
+            let msg = if matches!(self.names.get(&proc_), Some((Kind::Program, _))) {
+                format!("`{proc_}` is a spawned program, not an actor: it takes no steps (signal or wait for it)")
+            } else if self.names.contains_key(&proc_) {
                 format!("`{proc_}` is not a process")
             } else {
                 format!("unknown process `{proc_}`: declare it first with `process {proc_}`")
@@ -467,7 +498,18 @@ impl Parser {
                     None,
                 ));
             }
-            if matches!(op, Op::Fork { .. } | Op::Exit { .. } | Op::Kill | Op::Crash) {
+            if matches!(
+                op,
+                Op::Fork { .. }
+                    | Op::Exit { .. }
+                    | Op::Kill
+                    | Op::Crash
+                    | Op::Signal { .. }
+                    | Op::Wait { .. }
+                    | Op::Exec
+                    | Op::Unshare
+                    | Op::Setns { .. }
+            ) {
                 return Err(self.err_at(l.lineno, op_col, format!("`{}` cannot run concurrently", op.keyword()), None));
             }
             if let Some(first) = self.sc.steps[start..].iter().find(|s| s.eventually.is_some()) {
@@ -631,6 +673,13 @@ impl Parser {
                 None => Ok(None),
             }
         };
+        if let Some(op) = self.proc_op(l, &kw, proc_) {
+            let op = op?;
+            if !l.at_end_of_op() {
+                return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
+            }
+            return Ok(op);
+        }
         let op = match kw.as_str() {
             "key" => {
                 // `key ftok "missing" 1 => ENOENT` binds nothing; every other form binds a name.
@@ -810,18 +859,7 @@ impl Parser {
                 let scol = l.col();
                 let cmd = self.text(l, "the command line")?;
                 let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-                for arg in &argv {
-                    for name in substitutions(arg) {
-                        if name != "dir" && name != "here" && !self.names.contains_key(name) {
-                            return Err(self.err_at(
-                                l.lineno,
-                                scol,
-                                format!("unknown name `${{{name}}}` in the command"),
-                                Some("a bound key, segment or process, ${dir} or ${here}"),
-                            ));
-                        }
-                    }
-                }
+                self.check_substitutions(l.lineno, scol, &argv)?;
                 Op::Run { argv }
             }
             "sysctl" => {
@@ -919,7 +957,7 @@ impl Parser {
                 }
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
-            Op::Run { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
             Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
                 Expect::Mapped(self.map_fields(l, op, proc_)?)
             }
@@ -1016,12 +1054,12 @@ impl Parser {
             "private" => StatField::Key(KeyRef::Private),
             "dest" => StatField::Dest(yes_no(self, l)?),
             "locked" => StatField::Locked(yes_no(self, l)?),
-            "cpid" => StatField::Cpid(self.use_name(l, Kind::Process)?),
+            "cpid" => StatField::Cpid(self.pid_field(l)?),
             "lpid" => {
                 if l.eat_word("none") {
                     StatField::Lpid(None)
                 } else {
-                    StatField::Lpid(Some(self.use_name(l, Kind::Process)?))
+                    StatField::Lpid(Some(self.pid_field(l)?))
                 }
             }
             _ => {
@@ -1083,6 +1121,7 @@ impl Parser {
             Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } | Op::Shmctl { name, .. } => {
                 name.clone()
             }
+            Op::Spawn { name, .. } => name.clone(),
             Op::Ftok { name, .. } => name.clone(),
             Op::KeyLiteral { name, .. } => Some(name.clone()),
             _ => None,
@@ -1109,6 +1148,7 @@ impl Parser {
             }
             crate::runner::interp::AttachmentChange::None => {}
         }
+        let ends = matches!(op, Op::Exit { .. } | Op::Kill | Op::Crash);
         match op {
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
@@ -1126,7 +1166,10 @@ impl Parser {
         if matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
             self.procs.get_mut(proc_).expect("known").dead = Some(lineno);
         }
-        Ok(())
+        if ends || matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
+            self.orphan_programs(proc_, lineno);
+        }
+        self.apply_proc(lineno, proc_, op, expect, succeeds)
     }
 
     fn finish(self) -> Result<Scenario, ParseError> {
@@ -1138,6 +1181,11 @@ impl Parser {
         }
         if let Some((_, at)) = &self.pending_xfail {
             return Err(self.err_at(*at, 1, "`xfail` marks the step after it, and there is none", Some("a step")));
+        }
+        if let (Some(at), Some(line)) = (self.sc.finally, self.finally_line) {
+            if at >= self.sc.steps.len() {
+                return Err(self.err_at(line, 1, "`finally:` with no steps after it", Some("steps after `finally:`")));
+            }
         }
         Ok(self.sc)
     }

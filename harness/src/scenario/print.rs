@@ -64,7 +64,10 @@ impl Display for Scenario {
         if !self.steps.is_empty() {
             writeln!(f)?;
         }
-        for s in &self.steps {
+        for (i, s) in self.steps.iter().enumerate() {
+            if self.finally == Some(i) {
+                writeln!(f, "finally:")?;
+            }
             writeln!(f, "{}", step(s))?;
         }
         Ok(())
@@ -206,11 +209,28 @@ fn op(o: &Op) -> String {
         }
         Op::Umask { mask } => write!(out, " {}", mode(*mask)),
         Op::Meminfo { field } => write!(out, " {field}"),
+        Op::Spawn { name, argv } => {
+            bind(&mut out, name);
+            write!(out, " {}", quote(command(argv).as_bytes()))
+        }
+        Op::Signal { target, signal } => write!(out, " {target} {}", signal_word(*signal)),
+        Op::Wait { target } | Op::Setns { target } => write!(out, " {target}"),
+        Op::Exec => Ok(()),
+        Op::Unshare => write!(out, " ipc"),
     };
     out
 }
 
 /// Permission bits as four octal digits (`0600`).
+/// `TERM` for SIGTERM; a number for a signal without a name.
+fn signal_word(sig: i32) -> String {
+    let name = signal_name(sig);
+    match name.strip_prefix("SIG") {
+        Some(short) => short.to_string(),
+        None => sig.to_string(),
+    }
+}
+
 fn mode(m: u16) -> String {
     format!("{m:04o}")
 }
@@ -305,6 +325,7 @@ fn stat_field(field: &StatField) -> String {
 fn output_check(check: &OutputCheck) -> String {
     match check {
         OutputCheck::Status(n) => format!("status {n}"),
+        OutputCheck::Signal(sig) => format!("signal {}", signal_word(*sig)),
         OutputCheck::Stdout(t) => format!("stdout {}", quote(t.as_bytes())),
         OutputCheck::StdoutContains(t) => format!("stdout contains {}", quote(t.as_bytes())),
         OutputCheck::StderrContains(t) => format!("stderr contains {}", quote(t.as_bytes())),
@@ -384,6 +405,7 @@ pub fn same_scenario(a: &Scenario, b: &Scenario) -> bool {
         && sysctls(a) == sysctls(b)
         && a.timeout == b.timeout
         && a.requires == b.requires
+        && a.finally == b.finally
         && a.steps.len() == b.steps.len()
         && a.steps.iter().zip(&b.steps).all(|(x, y)| {
             x.process == y.process

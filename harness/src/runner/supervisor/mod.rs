@@ -15,6 +15,7 @@ use nix::unistd::{pipe2, Pid};
 
 use crate::scenario::{Expect, Op, Scenario, Step};
 
+mod finally;
 mod local;
 mod teardown;
 mod waiting;
@@ -84,6 +85,11 @@ pub(crate) struct Supervisor<'a> {
     _life_w: OwnedFd,
     /// Steps marked `xfail` that answered as written: (line, reason).
     xpassed: Vec<(usize, String)>,
+    /// Processes that cannot take another step after a failure (no answer
+    /// in time, or answers of a concurrent group still unread).
+    unsettled: Vec<String>,
+    /// Failures of `finally` steps after the first failure.
+    later_failures: Vec<StepFailure>,
 }
 
 /// Steps of one chain at most: a chain must answer within one step timeout.
@@ -118,6 +124,12 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         )
     } else if let Some(reason) = sc.needs.hugepages.and_then(super::hugepages::missing) {
         Some(reason)
+    } else if opts.isolation == Isolation::Host && !opts.root {
+        // `unshare ipc` / `setns` need CAP_SYS_ADMIN, which a namespace run
+        // has in its user namespace and an unprivileged host run lacks.
+        sc.steps.iter().find(|s| matches!(s.op, Op::Unshare | Op::Setns { .. })).map(|s| {
+            format!("line {} moves a process to another IPC namespace, which host isolation allows only to root; run as root or in namespace isolation", s.line)
+        }).or_else(|| host::programs_in_host_mode(sc))
     } else if opts.isolation == Isolation::Host {
         host::programs_in_host_mode(sc)
     } else {
@@ -192,6 +204,12 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
                 reason.get_or_insert(e);
             }
             leaks.splice(0..0, mapped);
+            if let Some(later) = sup.later_failures_text() {
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {later}"),
+                    None => later,
+                });
+            }
             report.reason = reason;
             report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
@@ -225,7 +243,7 @@ impl<'a> Supervisor<'a> {
         }
         // Programs read `/proc/PID` for the pids they are shown: give them
         // the scenario's own (only where they run: it costs a mount).
-        if opts.pid_namespace && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. })) {
+        if opts.pid_namespace && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. })) {
             procs::mount_private_proc()?;
         }
         if !opts.pid_namespace {
@@ -293,6 +311,8 @@ impl<'a> Supervisor<'a> {
             actor_ends: Some((done_w, life_r)),
             _life_w: life_w,
             xpassed: Vec::new(),
+            unsettled: Vec::new(),
+            later_failures: Vec::new(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
@@ -353,6 +373,7 @@ impl<'a> Supervisor<'a> {
                 attachments: HashMap::new(),
                 timeout,
                 watch: super::watch::Watch::default(),
+                spawned: HashMap::new(),
             };
             actor.serve()
         })
@@ -401,7 +422,7 @@ impl<'a> Supervisor<'a> {
     /// supervisor reaps it before anything else happens), or an external
     /// program runs (which gets a step timeout of its own).
     fn ends_chain(step: &Step) -> bool {
-        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. })
+        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. } | Op::Wait { .. } | Op::Signal { .. } | Op::Exec)
             || matches!(step.expect, Expect::Signal(_) | Expect::Exited(_))
     }
 
@@ -414,12 +435,12 @@ impl<'a> Supervisor<'a> {
     /// only once the previous one is done, with one pipe hand-off per change
     /// of process, as a hand-written test would have. The supervisor sleeps
     /// until the chain is over, then reads and judges every answer in order.
-    fn run_steps(&mut self) -> Result<(), Abort> {
+    fn run_range(&mut self, range: std::ops::Range<usize>) -> Result<(), Abort> {
         let steps = &self.sc.steps;
         let host = self.opts.isolation == Isolation::Host;
-        let mut i = 0;
-        while i < steps.len() {
-            let group = 1 + steps[i + 1..].iter().take_while(|s| s.concurrent).count();
+        let mut i = range.start;
+        while i < range.end {
+            let group = 1 + steps[i + 1..range.end].iter().take_while(|s| s.concurrent).count();
             if let Some(limit) = steps[i].eventually {
                 self.eventually(i, limit)?;
                 i += 1;
@@ -450,7 +471,7 @@ impl<'a> Supervisor<'a> {
                         _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
                     }
                     j += 1;
-                    if Self::ends_chain(step) || j >= steps.len() || j - i >= MAX_CHAIN {
+                    if Self::ends_chain(step) || j >= range.end || j - i >= MAX_CHAIN {
                         break;
                     }
                     let next = &steps[j];
@@ -489,9 +510,18 @@ impl<'a> Supervisor<'a> {
                 involved.push(step.process.clone());
             }
         }
-        for k in steps {
+        for k in steps.clone() {
             let result = self.await_answer(k, &involved)?;
-            self.record(&self.sc.steps[k], result)?;
+            if let Err(e) = self.record(&self.sc.steps[k], result) {
+                // Steps of a concurrent group not yet read: their answers
+                // may still come; those processes take no more steps.
+                for later in &self.sc.steps[k + 1..steps.end] {
+                    if later.concurrent && !self.unsettled.contains(&later.process) {
+                        self.unsettled.push(later.process.clone());
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -523,7 +553,10 @@ impl<'a> Supervisor<'a> {
                     self.wait_for_news(involved, deadline)?;
                     continue;
                 }
-                Err(WireError::Timeout) => StepResult::TimedOut(self.state_of(&step.process, self.timeout())),
+                Err(WireError::Timeout) => {
+                    self.unsettled.push(step.process.clone());
+                    StepResult::TimedOut(self.state_of(&step.process, self.timeout()))
+                }
                 Err(WireError::Broken(m)) => {
                     return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
                 }
@@ -752,6 +785,12 @@ impl<'a> Supervisor<'a> {
         for effect in self.books.answered(step, v, captured) {
             if let Effect::Forked(child, pid) = effect {
                 self.procs.get_mut(&child).expect("declared").pid = Some(Pid::from_raw(pid));
+            }
+        }
+        // An actor signalled to death: reaped now, as `kill` would have it.
+        if let Op::Signal { target, signal } = &step.op {
+            if self.procs.contains_key(target) && crate::scenario::deadly(*signal) {
+                let _ = self.ending_of(target);
             }
         }
     }

@@ -114,9 +114,21 @@ impl Supervisor<'_> {
             Ok(rows) => !rows.is_empty(),
             Err(_) => true,
         };
-        let report_maps = segments_left || self.opts.isolation == Isolation::Host;
+        use crate::scenario::Op;
+        let moves = self.sc.steps.iter().any(|s| matches!(s.op, Op::Unshare | Op::Setns { .. }));
+        let report_maps = segments_left || self.opts.isolation == Isolation::Host || moves;
+        let home_ns = if moves { journal::ipc_namespace() } else { None };
+        let mut foreign_seen: Vec<((u64, u64), i32)> = Vec::new();
         let mut leaks = Vec::new();
         let mut blind = None;
+        // Programs (spawned, run's daemons) first, while they all still
+        // live: the actors kill their traced trees when told to finish.
+        if report_maps {
+            match self.program_mappings() {
+                Ok(found) => leaks.extend(found),
+                Err(e) => blind = Some(format!("the leak oracle cannot see the scenario's programs: {e}")),
+            }
+        }
         let grace = Duration::from_millis(500);
         // Parents before the children they forked.
         let order: Vec<String> = self
@@ -139,7 +151,7 @@ impl Supervisor<'_> {
                 ));
                 let _ = nix::sys::signal::kill(self.pid_of(name), nix::sys::signal::Signal::SIGCONT);
             }
-            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps });
+            let _ = send(self.procs[name].cmd_w.as_fd(), &ToActor::Finish { report_maps, home_ns });
         }
         let mut late: Vec<(Identity, String)> = Vec::new();
         let mut traced: Vec<(Vec<TracedSegment>, String)> = Vec::new();
@@ -159,6 +171,28 @@ impl Supervisor<'_> {
                     Ok(FromActor::Traced(segments)) => traced.push((segments.clone(), name.clone())),
                     Ok(FromActor::Harness(why)) => {
                         blind.get_or_insert(why.clone());
+                    }
+                    Ok(FromActor::Foreign { segments: Err(e), .. }) => {
+                        blind.get_or_insert(format!(
+                            "the leak oracle cannot see the IPC namespace process {name} moved to: {e}"
+                        ));
+                    }
+                    Ok(FromActor::Foreign { ns, segments: Ok(rows) }) => {
+                        // Reported once per namespace, however many actors share it.
+                        for (shmid, what) in rows {
+                            if foreign_seen.contains(&(*ns, *shmid)) {
+                                continue;
+                            }
+                            foreign_seen.push((*ns, *shmid));
+                            leaks.push(Leak {
+                                message: format!(
+                                    "segment shmid {shmid} ({what}) in the IPC namespace process {name} moved to was never removed; it dies with that namespace, but rm it before the scenario ends"
+                                ),
+                                line: None,
+                                process: Some(name.clone()),
+                                shmid: *shmid,
+                            });
+                        }
                     }
                     _ => break,
                 }
@@ -232,6 +266,49 @@ impl Supervisor<'_> {
             blind.get_or_insert(e);
         }
         (leaks, blind)
+    }
+
+    /// The leak oracle for processes that are not actors (spawned
+    /// programs, what `run` left behind, their children): the SysV mappings
+    /// each still holds, from `/proc/PID/maps`, before they are killed.
+    ///
+    /// # Errors
+    /// The process tree or a living process's maps cannot be read.
+    fn program_mappings(&self) -> Result<Vec<Leak>, String> {
+        use crate::scenario::Op;
+        let programs = self.sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. }));
+        if !programs {
+            // Only actors run (and without a `/proc` of the scenario's PID
+            // namespace, its pids could not be looked up anyway).
+            return Ok(Vec::new());
+        }
+        let actors: Vec<i32> = self.procs.values().filter_map(|p| p.pid.map(|p| p.as_raw())).collect();
+        let mut leaks = Vec::new();
+        for pid in procs::descendants_of(std::process::id() as i32)? {
+            if actors.contains(&pid) {
+                continue;
+            }
+            let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+                Ok(m) => m,
+                // Ended meanwhile: it holds nothing now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                Err(e) => return Err(format!("/proc/{pid}/maps: {e}")),
+            };
+            let spawned = self.books.spawned.get(&pid).cloned();
+            for (range, _, shmid) in super::super::actor::sysv_mappings(&maps) {
+                leaks.push(Leak {
+                    message: format!(
+                        "program {} still has shmid {shmid} attached at {range}; wait for it (or signal it) before the scenario ends",
+                        self.pid_name(pid)
+                    ),
+                    line: spawned.as_ref().map(|(l, _)| *l),
+                    process: spawned.as_ref().map(|(_, p)| p.clone()),
+                    shmid: shmid as i32,
+                });
+            }
+        }
+        Ok(leaks)
     }
 
     /// Teardown when the coordinator is gone: every process of the scenario

@@ -7,16 +7,31 @@ use super::super::ast::{OutputCheck, Stream};
 use super::super::lexer::Tok;
 use super::{Kind, Line, ParseError, Parser};
 
-const CHECKS: &str = "`status N`, `stdout \"template\"`, `stdout contains \"text\"`, `stdout matches \"regex\"`, `stdout line N [column M] \"template\"` (or the same with stderr)";
+const CHECKS: &str = "`status N`, `signal SIG`, `stdout \"template\"`, `stdout contains \"text\"`, `stdout matches \"regex\"`, `stdout line N [column M] \"template\"` (or the same with stderr)";
 
 impl Parser {
     pub(super) fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
         let mut checks = Vec::new();
         while l.peek().is_some() {
-            let (w, col) = self.word(l, "`status`, `stdout` or `stderr`")?;
+            let (w, col) = self.word(l, "`status`, `signal`, `stdout` or `stderr`")?;
             let stream = match w.as_str() {
                 "status" => {
                     checks.push(OutputCheck::Status(self.small(l, "the exit status")?));
+                    l.eat(&Tok::Comma);
+                    continue;
+                }
+                "signal" => {
+                    let scol = l.col();
+                    let (sig, _) = self.word(l, "a signal")?;
+                    let n = super::signal_word(&sig).ok_or_else(|| {
+                        self.err_at(
+                            l.lineno,
+                            scol,
+                            format!("unknown signal `{sig}`"),
+                            Some("TERM, KILL, ... or a number"),
+                        )
+                    })?;
+                    checks.push(OutputCheck::Signal(n));
                     l.eat(&Tok::Comma);
                     continue;
                 }

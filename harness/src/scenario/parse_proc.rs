@@ -1,0 +1,396 @@
+//! Parsing of the process forms (issue 10, H3): `spawn`, `signal`, `wait`,
+//! `exec`, `unshare ipc`, `setns`, and the `finally:` line, with the checks
+//! that keep a scenario's processes sound (only a parent waits for its
+//! program, a reaped pid is never signalled, ...).
+
+use crate::scenario::{Expect, Op};
+
+use super::{found, parse_signal, split_command, substitutions, Kind, Line, ParseError, Parser};
+
+/// What the parser knows of a spawned program.
+#[derive(Debug, Clone)]
+pub(super) struct ProgramState {
+    /// The actor that spawned it (its parent).
+    pub parent: String,
+    /// Where it was reaped (`wait`), or where its parent went away.
+    pub gone: Option<(usize, &'static str)>,
+}
+
+/// Signals whose default action neither ends nor stops a process.
+const HARMLESS: &[i32] = &[libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH];
+/// Signals that stop a process.
+const STOPPING: &[i32] = &[libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Whether `sig`'s default action ends a process.
+pub(crate) fn deadly(sig: i32) -> bool {
+    !HARMLESS.contains(&sig) && !STOPPING.contains(&sig)
+}
+
+/// `TERM`, `SIGTERM` or a number (1 to 64).
+pub(crate) fn signal_word(w: &str) -> Option<i32> {
+    if let Ok(n) = w.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    if w.starts_with("SIG") {
+        parse_signal(w)
+    } else {
+        parse_signal(&format!("SIG{w}"))
+    }
+}
+
+impl Parser {
+    /// `finally:` on its own line: every later step always runs.
+    pub(super) fn finally_line(&mut self, l: &mut Line) -> Result<(), ParseError> {
+        l.pos += 2;
+        if let Some(first) = self.finally_line {
+            return Err(self.err_at(
+                l.lineno,
+                1,
+                format!("a second `finally:` (the first is at line {first})"),
+                Some("one `finally:` line; every step after it always runs"),
+            ));
+        }
+        if l.peek().is_some() {
+            return Err(self.err(
+                l,
+                format!("`finally:` stands on its own line: {}", found(l)),
+                Some("the end of the line; the steps follow on their own lines"),
+            ));
+        }
+        self.finally_line = Some(l.lineno);
+        self.sc.finally = Some(self.sc.steps.len());
+        Ok(())
+    }
+
+    /// A name of a process of the scenario: an actor or a spawned program.
+    fn pid_name(&self, l: &mut Line, what: &str) -> Result<(String, Kind), ParseError> {
+        let col = l.col();
+        let (name, _) = self.word(l, what)?;
+        match self.names.get(&name) {
+            Some((k @ (Kind::Process | Kind::Program), _)) => Ok((name, *k)),
+            Some((k, at)) => Err(self.err_at(
+                l.lineno,
+                col,
+                format!("`{name}` is {} (line {at}), not a process or a spawned program", k.noun()),
+                None,
+            )),
+            None => Err(self.err_at(
+                l.lineno,
+                col,
+                format!("unknown name `{name}`: not bound before this line"),
+                Some("a process or a program bound by `spawn`"),
+            )),
+        }
+    }
+
+    /// A stat field's process: an actor or a spawned program (`cpid D`).
+    pub(super) fn pid_field(&self, l: &mut Line) -> Result<String, ParseError> {
+        self.pid_name(l, "a process name").map(|(n, _)| n)
+    }
+
+    /// The operations of this module; `None` if `kw` is not one of them.
+    pub(super) fn proc_op(&mut self, l: &mut Line, kw: &str, proc_: &str) -> Option<Result<Op, ParseError>> {
+        Some(match kw {
+            "spawn" => self.spawn(l),
+            "signal" => self.signal(l, proc_),
+            "wait" => self.wait(l, proc_),
+            "exec" => self.exec(l, proc_),
+            "unshare" => self.keyword(l, "ipc").map(|()| Op::Unshare),
+            "setns" => self.setns(l, proc_),
+            _ => return None,
+        })
+    }
+
+    fn spawn(&mut self, l: &mut Line) -> Result<Op, ParseError> {
+        let name = match self.optional_binding(l) {
+            Some((name, col)) => {
+                self.bind(l.lineno, col, &name, Kind::Program)?;
+                Some(name)
+            }
+            None => None,
+        };
+        let scol = l.col();
+        let cmd = self.text(l, "the command line")?;
+        let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+        self.check_substitutions(l.lineno, scol, &argv)?;
+        Ok(Op::Spawn { name, argv })
+    }
+
+    /// Every `${name}` of a command is bound (or `dir`, `here`).
+    pub(super) fn check_substitutions(&self, lineno: usize, col: usize, argv: &[String]) -> Result<(), ParseError> {
+        for arg in argv {
+            for name in substitutions(arg) {
+                if name != "dir" && name != "here" && !self.names.contains_key(name) {
+                    return Err(self.err_at(
+                        lineno,
+                        col,
+                        format!("unknown name `${{{name}}}` in the command"),
+                        Some("a bound key, segment, process or program, ${dir} or ${here}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn signal(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
+        let tcol = l.col();
+        let (target, kind) = self.pid_name(l, "a process or program to signal")?;
+        let scol = l.col();
+        let (w, _) = self.word(l, "a signal")?;
+        let signal = signal_word(&w).ok_or_else(|| {
+            self.err_at(
+                l.lineno,
+                scol,
+                format!("unknown signal `{w}`"),
+                Some("TERM, KILL, STOP, CONT, USR1, USR2, HUP, INT, QUIT, ... or a number 1 to 64"),
+            )
+        })?;
+        match kind {
+            Kind::Program => {
+                if let Some((at, how)) = self.programs[&target].gone {
+                    return Err(self.err_at(
+                        l.lineno,
+                        tcol,
+                        format!("program {target} {how} at line {at}; its pid may be another process's now"),
+                        Some("a program not yet waited for, whose parent lives"),
+                    ));
+                }
+            }
+            _ => {
+                if target == proc_ {
+                    return Err(self.err_at(
+                        l.lineno,
+                        tcol,
+                        format!("process {proc_} signals itself; use `kill` or `crash` to end it"),
+                        None,
+                    ));
+                }
+                if let Some(dead) = self.procs[&target].dead {
+                    return Err(self.err_at(
+                        l.lineno,
+                        tcol,
+                        format!("process {target} is gone since line {dead}"),
+                        None,
+                    ));
+                }
+                if self.procs[&target].started.is_none()
+                    && self.sc.processes.iter().any(|p| p.name == target && p.forked_from.is_none())
+                {
+                    // Initial actors run from the start: fine.
+                } else if self.procs[&target].started.is_none() {
+                    return Err(self.err_at(
+                        l.lineno,
+                        tcol,
+                        format!("process {target} has not been forked yet"),
+                        Some("a process that runs"),
+                    ));
+                }
+                if STOPPING.contains(&signal) {
+                    return Err(self.err_at(
+                        l.lineno,
+                        scol,
+                        format!("stopping actor {target} would stall the scenario; stop spawned programs instead"),
+                        None,
+                    ));
+                }
+            }
+        }
+        Ok(Op::Signal { target, signal })
+    }
+
+    fn wait(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
+        let col = l.col();
+        let target = self.use_name(l, Kind::Program)?;
+        let st = &self.programs[&target];
+        if st.parent != proc_ {
+            return Err(self.err_at(
+                l.lineno,
+                col,
+                format!("program {target} is a child of {}; only its parent can wait for it", st.parent),
+                Some(&format!("`{}: wait {target}`", st.parent)),
+            ));
+        }
+        if let Some((at, how)) = st.gone {
+            return Err(self.err_at(l.lineno, col, format!("program {target} {how} at line {at}"), None));
+        }
+        Ok(Op::Wait { target })
+    }
+
+    fn exec(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
+        if let Some(p) = self.programs.iter().find(|(_, s)| s.parent == proc_ && s.gone.is_none()).map(|(n, _)| n) {
+            return Err(self.err(
+                l,
+                format!("process {proc_} execs while its program {p} runs; wait for it first"),
+                Some(&format!("`{proc_}: wait {p}` before `exec`")),
+            ));
+        }
+        Ok(Op::Exec)
+    }
+
+    fn setns(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
+        let col = l.col();
+        let target = self.use_name(l, Kind::Process)?;
+        if target == proc_ {
+            return Err(self.err_at(l.lineno, col, format!("process {proc_} is already in its own namespace"), None));
+        }
+        if let Some(dead) = self.procs[&target].dead {
+            return Err(self.err_at(l.lineno, col, format!("process {target} is gone since line {dead}"), None));
+        }
+        Ok(Op::Setns { target })
+    }
+
+    /// Updates the books of programs and processes after a process step.
+    ///
+    /// # Errors
+    /// A deadly signal to an actor expected to answer `ok | ERRNO`: whether
+    /// the actor still lives after it would not be known.
+    pub(super) fn apply_proc(
+        &mut self,
+        lineno: usize,
+        proc_: &str,
+        op: &Op,
+        expect: &Expect,
+        succeeds: bool,
+    ) -> Result<(), ParseError> {
+        if let (Op::Signal { target, signal }, Expect::Errno { ok_too: true, .. }) = (op, expect) {
+            if self.procs.contains_key(target) && deadly(*signal) {
+                return Err(self.err_at(
+                    lineno,
+                    1,
+                    format!("whether process {target} survives this signal would not be known"),
+                    Some("`=> ok` or errnos without `| ok` for a signal that ends an actor"),
+                ));
+            }
+        }
+        match op {
+            Op::Spawn { name: Some(name), .. } => {
+                self.programs.insert(name.clone(), ProgramState { parent: proc_.to_string(), gone: None });
+            }
+            Op::Wait { target } => {
+                if let Some(p) = self.programs.get_mut(target) {
+                    p.gone = Some((lineno, "was reaped by `wait`"));
+                }
+            }
+            Op::Signal { target, signal } if succeeds && deadly(*signal) => {
+                if let Some(st) = self.procs.get_mut(target) {
+                    st.dead = Some(lineno);
+                    self.orphan_programs(target, lineno);
+                }
+            }
+            Op::Exec if succeeds => {
+                if let Some(st) = self.procs.get_mut(proc_) {
+                    st.attachments.clear();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Programs of `parent` die with it (their death signal) and are reaped
+    /// by the supervisor: their pids may be recycled.
+    pub(super) fn orphan_programs(&mut self, parent: &str, lineno: usize) {
+        for p in self.programs.values_mut().filter(|p| p.parent == parent && p.gone.is_none()) {
+            p.gone = Some((lineno, "died with its parent"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::parse;
+
+    /// The error of `text` at `line:col`, whose message contains `needle`.
+    fn refused(text: &str, line: usize, col: usize, needle: &str) {
+        let e = parse("t.scn", text).expect_err(text);
+        assert_eq!((e.line, e.col), (line, col), "{e}");
+        assert!(e.to_string().contains(needle), "{e} lacks {needle:?}");
+    }
+
+    const P: &str = "process A, B\n";
+
+    #[test]
+    fn spawn_needs_a_command_and_known_names() {
+        refused(&format!("{P}A: spawn D =\n"), 2, 13, "missing the command line");
+        refused(&format!("{P}A: spawn D = \"x ${{nope}}\"\n"), 2, 14, "unknown name `${nope}`");
+        refused(&format!("{P}A: spawn D = \"x\" => ENOENT\n"), 2, 1, "binds `D` but is not expected to succeed");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: spawn D = \"y\"\n"), 3, 10, "duplicate name `D`");
+    }
+
+    #[test]
+    fn a_program_takes_no_steps() {
+        refused(&format!("{P}A: spawn D = \"x\"\nD: exit\n"), 3, 1, "is a spawned program, not an actor");
+    }
+
+    #[test]
+    fn signal_checks_its_target_and_signal() {
+        refused(&format!("{P}A: spawn D = \"x\"\nB: signal D FOO\n"), 3, 13, "unknown signal `FOO`");
+        refused(&format!("{P}A: spawn D = \"x\"\nB: signal D 65\n"), 3, 13, "unknown signal `65`");
+        refused(
+            &format!("{P}A: create s = private size 1\nB: signal s TERM\n"),
+            3,
+            11,
+            "not a process or a spawned program",
+        );
+        refused(&format!("{P}B: signal Z TERM\n"), 2, 11, "unknown name `Z`");
+        refused(&format!("{P}A: signal A TERM\n"), 2, 11, "signals itself");
+        refused(&format!("{P}B: signal A STOP\n"), 2, 13, "would stall the scenario");
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: wait D\nB: signal D KILL\n"),
+            4,
+            11,
+            "was reaped by `wait` at line 3",
+        );
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: exit\nB: signal D KILL\n"),
+            4,
+            11,
+            "died with its parent at line 3",
+        );
+        refused(&format!("{P}B: signal A KILL\nB: signal A KILL\n"), 3, 11, "gone since line 2");
+        refused(&format!("{P}B: signal A TERM\nA: stat s\n"), 3, 1, "gone since line 2");
+        refused(&format!("{P}A: spawn D = \"x\"\n& B: signal D TERM\n"), 3, 6, "cannot run concurrently");
+        refused(&format!("{P}B: signal A TERM => ok | EPERM\n"), 2, 1, "whether process A survives");
+    }
+
+    #[test]
+    fn only_the_parent_waits_once() {
+        refused(&format!("{P}A: spawn D = \"x\"\nB: wait D\n"), 3, 9, "only its parent can wait");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D\nA: wait D\n"), 4, 9, "was reaped by `wait` at line 3");
+        refused(&format!("{P}A: wait B\n"), 2, 9, "`B` is a process");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D => signal NOPE\n"), 3, 21, "unknown signal `NOPE`");
+        refused(&format!("{P}A: spawn D = \"x\"\nA: wait D => size 1\n"), 3, 14, "unknown output check `size`");
+    }
+
+    #[test]
+    fn exec_unshare_setns_misuse() {
+        refused(&format!("{P}A: spawn D = \"x\"\nA: exec\n"), 3, 8, "execs while its program D runs");
+        refused(&format!("{P}A: exec now\n"), 2, 9, "unexpected input");
+        refused(&format!("{P}A: unshare\n"), 2, 11, "missing `ipc`");
+        refused(&format!("{P}A: unshare net\n"), 2, 12, "missing `ipc`");
+        refused(&format!("{P}A: setns A\n"), 2, 10, "already in its own namespace");
+        refused(&format!("{P}B: exit\nA: setns B\n"), 3, 10, "gone since line 2");
+        refused(
+            &format!("{P}A: create s = private size 1\nA: attach m = s\nA: exec\nA: read m 0 1\n"),
+            5,
+            9,
+            "not attached",
+        );
+    }
+
+    #[test]
+    fn finally_stands_alone_once_and_before_steps() {
+        refused(
+            &format!("{P}finally:\nA: exit\nfinally:\nB: exit\n"),
+            4,
+            1,
+            "a second `finally:` (the first is at line 2)",
+        );
+        refused(&format!("{P}finally: A: exit\n"), 2, 10, "stands on its own line");
+        refused(&format!("{P}A: exit\nfinally:\n"), 3, 1, "`finally:` with no steps after it");
+        refused(&format!("{P}A: exit 0\nfinally:\n& B: exit\n"), 4, 1, "`&` would join");
+        let sc = parse("t.scn", &format!("{P}A: exit\nfinally:\nB: exit\n")).expect("parses");
+        assert_eq!(sc.finally, Some(1));
+    }
+}
