@@ -476,7 +476,9 @@ impl<'a> Supervisor<'a> {
                     }
                     let next = &steps[j];
                     // In host mode a create or open needs the guard first: it starts a chain.
+                    // An `eventually` step is repeated alone (see `eventually`).
                     if next.concurrent
+                        || next.eventually.is_some()
                         || Self::is_local(next)
                         || (!self.handoff && next.process != step.process)
                         || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
