@@ -28,12 +28,16 @@ pub(crate) fn unmet(sc: &Scenario, timeout: Duration) -> Option<String> {
     None
 }
 
-/// The folder of the scenario file (`${here}`).
+/// The folder of the scenario file (`${here}`), absolute as the actors'
+/// `${here}` is: a relative one would be taken twice over by a command that
+/// runs from that folder (`run shm-harness run dir/x.scn` with `needs command
+/// "${here}/tool"` looked for `dir/dir/tool`).
 fn here(file: &str) -> PathBuf {
-    match Path::new(file).parent() {
+    let dir = match Path::new(file).parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    }
+    };
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn with_here(text: &str, here: &Path) -> String {
