@@ -4,7 +4,7 @@
 # step at the line the twin changed (file NAME.twin.scn.line).
 set -u
 cd "$(dirname "$0")/.."
-H=target/debug/shm-harness
+H=target/debug/shm-harness; STRICT=--strict
 python3 catalogue/make-twins.py || exit 2
 printf '%-48s %-6s %-6s %-10s %-10s\n' behaviour ns host twin-ns twin-host
 for base in $(find catalogue -name '*.scn' ! -name '*.twin.scn' | sort); do

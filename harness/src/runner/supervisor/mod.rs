@@ -478,6 +478,7 @@ impl<'a> Supervisor<'a> {
                     // In host mode a create or open needs the guard first: it starts a chain.
                     if next.concurrent
                         || Self::is_local(next)
+                        || next.eventually.is_some()
                         || (!self.handoff && next.process != step.process)
                         || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
                     {
