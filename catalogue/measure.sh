@@ -18,7 +18,8 @@ for base in $(find catalogue -name '*.scn' ! -name '*.twin.scn' | sort); do
   }
   t() { # mode
     st=$(r "$1" "$twin")
-    if [ "$st" = FAIL ] && grep -q "^FAIL $twin:$line:" "/tmp/cat-$(basename "$twin").$1.out"; then echo "FAIL@$line"; else echo "BAD:$st"; fi
+    if [ "$st" = FAIL ] && grep -q "^FAIL $twin:$line:" "/tmp/cat-$(basename "$twin").$1.out"; then echo "FAIL@$line";
+    elif [ "$st" = XPASS ] && grep -q "XPASS: line $line passed" "/tmp/cat-$(basename "$twin").$1.out"; then echo "XPASS@$line"; else echo "BAD:$st"; fi
   }
   printf '%-48s %-6s %-6s %-10s %-10s\n' "${base#catalogue/}" "$(r ns "$base")" "$(r host "$base")" "$(t ns)" "$(t host)"
 done
