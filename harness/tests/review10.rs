@@ -1,0 +1,52 @@
+//! Regressions found by issue 10's independent review: each runs a small
+//! scenario through the CLI and pins what the harness must say, with a
+//! control that shows the check can fail.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(dir: &Path, name: &str, text: &str, extra: &[&str]) -> (Option<i32>, String) {
+    std::fs::write(dir.join(name), text).unwrap();
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        .arg("run")
+        .args(extra)
+        .arg(name)
+        .current_dir(dir)
+        .output()
+        .expect("run shm-harness");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// A mapping step whose range reaches past the scenario's attachments, or a
+/// `SHM_REMAP` onto the actor's own memory, is refused before the call:
+/// before the fix `unmap 0 1M` unmapped the actor's own memory (it died of
+/// SIGSEGV after the step) and `remap` at the page after an attachment
+/// silently replaced the actor's anonymous memory.
+#[test]
+fn mapping_steps_never_reach_the_actors_own_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "process A\nA: create s = private size 4096\nA: attach m = s\n";
+    for (name, step) in [
+        ("unmap.scn", "A: mapping m unmap 0 1M\n"),
+        ("protect.scn", "A: mapping m protect none 0 64M\n"),
+        ("pages.scn", "A: mapping m pages 4096 4096 0\n"),
+    ] {
+        let (code, said) = run(dir.path(), name, &format!("{head}{step}A: detach m\nA: rm s\n"), &[]);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("{name}:4: ")) && said.contains("refused: the range"), "{said}");
+        assert!(said.contains("the acting process's own memory"), "{said}");
+        assert!(!said.contains("killed by"), "the actor must survive: {said}");
+    }
+    let remap = "process A\nA: create s = private size 4096\nA: create t = private size 4096\nA: attach m = s\n\
+                 A: attach n = t at m+4096 remap\nA: detach n\nA: detach m\nA: rm s\nA: rm t\n";
+    let (code, said) = run(dir.path(), "remap.scn", remap, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("remap.scn:5: ") && said.contains("refused: the range"), "{said}");
+    // The control: the same steps within the attachment (three pages; a
+    // remap over the attachment itself) are the kernel's to answer.
+    let ok = "process A\nA: create s = private size 12K\nA: create t = private size 4096\nA: attach m = s\n\
+              A: mapping m protect r 4096 4096\nA: mapping m unmap 8192 4096\nA: attach n = t at m remap\n\
+              A: stat s => nattch 1\nA: detach n\nA: detach at m\nA: stat s => nattch 0\nA: rm s\nA: rm t\n";
+    let (code, said) = run(dir.path(), "ok.scn", ok, &[]);
+    assert_eq!(code, Some(0), "{said}");
+}
