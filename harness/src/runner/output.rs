@@ -117,12 +117,20 @@ fn pick_line(text: &str, n: i64, col: Option<u32>) -> Option<&str> {
 }
 
 /// A captured word as the global of its kind (`key`, `n`, `pid` or none: a shmid).
+/// Shmids and pids are written as plain digits (`-5` or `+5` is neither:
+/// Rust's `parse` alone would take both); numbers may carry a `-`.
 fn typed(prefix: Option<&str>, word: &str) -> Option<Global> {
+    let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
     match prefix {
-        None => word.parse().ok().map(Global::Segment),
+        None => Some(word).filter(|w| digits(w)).and_then(|w| w.parse().ok()).map(Global::Segment),
         Some("key") => crate::scenario::parse_key(word).map(Global::Key),
-        Some("n") => word.parse().ok().map(Global::Number),
-        Some("pid") => word.parse().ok().filter(|p: &i32| *p > 0).map(Global::Process),
+        Some("n") => Some(word)
+            .filter(|w| digits(w.strip_prefix('-').unwrap_or(w)))
+            .and_then(|w| w.parse().ok())
+            .map(Global::Number),
+        Some("pid") => {
+            Some(word).filter(|w| digits(w)).and_then(|w| w.parse().ok()).filter(|p: &i32| *p > 0).map(Global::Process)
+        }
         Some(_) => None,
     }
 }
@@ -204,6 +212,16 @@ mod tests {
         let caps = match_template("{n:a} bytes, pid {pid:p}", "-12 bytes, pid 345").unwrap();
         assert_eq!(caps, vec![("a".into(), Global::Number(-12)), ("p".into(), Global::Process(345))]);
         assert!(match_template("pid {pid:p}", "pid -3").is_none(), "a pid is positive");
+        // A shmid or pid is plain digits: `-5` and `+5` are not (both were
+        // taken as a segment / pid before); a number may be negative only.
+        assert!(match_template("id {s}", "id -5").is_none());
+        assert!(match_template("id {s}", "id +5").is_none());
+        assert!(match_template("pid {pid:p}", "pid +5").is_none());
+        assert!(match_regex("id (?P<s>-?[0-9]+)", "id -5").is_none());
+        assert!(match_template("{n:a}", "+5").is_none());
+        // The controls: plain digits are taken.
+        assert_eq!(match_template("id {s}", "id 5").unwrap(), vec![("s".to_string(), Global::Segment(5))]);
+        assert_eq!(match_regex("id (?P<s>-?[0-9]+)", "id 5").unwrap(), vec![("s".to_string(), Global::Segment(5))]);
     }
 
     #[test]
