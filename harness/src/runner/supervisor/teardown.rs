@@ -32,10 +32,13 @@ impl Supervisor<'_> {
             if self.opts.isolation == Isolation::Host && !host::row_is_ours(&r, &ours) {
                 continue;
             }
+            // The latest creation of this id is the one alive: an id is
+            // reused once its segment is gone (`shm_next_id`, or wrapping).
             let made_here = self
                 .books
                 .created
                 .iter()
+                .rev()
                 .find(|(i, _, _)| i.shmid == id)
                 .map(|(_, l, p)| (*l, p.clone()))
                 .or_else(|| self.books.spawned.get(&r.cpid).cloned());
