@@ -337,8 +337,8 @@ mod tests {
     fn h2_forms() {
         let sc = round_trips(
             "process A, U uid 7\nneeds hugepages 2M 4\n\
-             A: shmctl - IPC_INFO => shmmax > 0, shmmin 1, shmmni {mni}, shmseg mni, shmall >= 1, max_index != -1\n\
-             A: shmctl 0 SHM_INFO => used_ids 0, shm_tot 0, shm_rss <= 0, shm_swp 0, max_index 0\n\
+             A: shmctl - IPC_INFO => shmmax > 0, shmmin 1, shmmni {mni}, shmseg >= 1, shmall >= 1, max_index != -1\n\
+             A: shmctl 0 SHM_INFO => used_ids 0, used_ids < mni, shm_tot 0, shm_rss <= 0, shm_swp 0, max_index 0\n\
              A: create s = private size 4096 mode 01640 hugetlb 2M noreserve flags 0x100000\n\
              A: create private size 1 hugetlb 1G => EINVAL | ENOMEM\nA: create private size 1 hugetlb => ENOMEM | ok\n\
              A: shmctl t = 0 SHM_STAT_ANY => id s, size 4096, mode 0640, index 0, seq {q}\n\
