@@ -50,3 +50,18 @@ fn mapping_steps_never_reach_the_actors_own_memory() {
     let (code, said) = run(dir.path(), "ok.scn", ok, &[]);
     assert_eq!(code, Some(0), "{said}");
 }
+
+/// A failing `index`/`seq` expectation shows the id's index and seq in the
+/// actual answer (before, every stat field but those two was listed).
+#[test]
+fn a_stat_answer_shows_index_and_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = "process A\nA: create s = private size 4096\nA: stat s => seq 1\n";
+    let (code, said) = run(dir.path(), "seq.scn", sc, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    let actual = said.lines().find(|l| l.trim_start().starts_with("actual:")).unwrap_or_default();
+    assert!(actual.ends_with(", index 0, seq 0"), "{said}");
+    // The control: the expectation that holds passes.
+    let (code, said) = run(dir.path(), "ok.scn", &format!("{}A: rm s\n", sc.replace("seq 1", "seq 0")), &[]);
+    assert_eq!(code, Some(0), "{said}");
+}
