@@ -65,3 +65,26 @@ fn a_stat_answer_shows_index_and_seq() {
     let (code, said) = run(dir.path(), "ok.scn", &format!("{}A: rm s\n", sc.replace("seq 1", "seq 0")), &[]);
     assert_eq!(code, Some(0), "{said}");
 }
+
+fn check(dir: &Path, name: &str, text: &str) -> String {
+    std::fs::write(dir.join(name), text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shm-harness")).arg("check").arg(name).current_dir(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `check` names the misuse itself: an unknown huge page size (it said
+/// "unexpected input ... expected `mode`, `excl`, ..."), and a dangling
+/// `xfail` in a file without steps (it said "no steps").
+#[test]
+fn check_names_bad_huge_sizes_and_dangling_xfails() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = check(dir.path(), "h.scn", "process A\nA: create s = private size 4096 hugetlb 3M\n");
+    assert!(said.contains("h.scn:2:41: unknown huge page size `3M`"), "{said}");
+    let said = check(dir.path(), "x.scn", "process A\nxfail \"x\"\n");
+    assert!(said.contains("x.scn:2:1: `xfail` marks the step after it, and there is none"), "{said}");
+    // The controls: the sizes the language knows, and a file without steps.
+    let said = check(dir.path(), "ok.scn", "process A\nA: create s = private size 2M hugetlb 2M\nA: rm s\n");
+    assert!(said.starts_with("ok"), "{said}");
+    let said = check(dir.path(), "n.scn", "process A\n");
+    assert!(said.contains("n.scn:1:1: no steps"), "{said}");
+}

@@ -740,6 +740,15 @@ impl Parser {
                     } else if l.eat_word("hugetlb") {
                         hugetlb = true;
                         huge_size = self.huge_size(l);
+                        if let (None, Some(Tok::Word(w))) = (huge_size, l.peek()) {
+                            if w.starts_with(|c: char| c.is_ascii_digit()) {
+                                return Err(self.err(
+                                    l,
+                                    format!("unknown huge page size `{w}`"),
+                                    Some("`hugetlb 2M`, `hugetlb 1G`, or `hugetlb` alone for the default size (other encodings: `flags`)"),
+                                ));
+                            }
+                        }
                     } else if l.eat_word("noreserve") {
                         noreserve = true;
                     } else if l.eat_word("flags") {
@@ -1176,11 +1185,12 @@ impl Parser {
         if self.sc.processes.is_empty() {
             return Err(self.err_at(1, 1, "no processes", Some("a `process A, B` declaration")));
         }
-        if self.sc.steps.is_empty() {
-            return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
-        }
+        // A dangling `xfail` is named even in a file with no steps at all.
         if let Some((_, at)) = &self.pending_xfail {
             return Err(self.err_at(*at, 1, "`xfail` marks the step after it, and there is none", Some("a step")));
+        }
+        if self.sc.steps.is_empty() {
+            return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
         }
         if let (Some(at), Some(line)) = (self.sc.finally, self.finally_line) {
             if at >= self.sc.steps.len() {
