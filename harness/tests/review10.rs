@@ -88,3 +88,27 @@ fn check_names_bad_huge_sizes_and_dangling_xfails() {
     let said = check(dir.path(), "n.scn", "process A\n");
     assert!(said.contains("n.scn:1:1: no steps"), "{said}");
 }
+
+/// A process some program left behind (a daemon, not `spawn`ed) that still
+/// holds an attachment is a leak whose message does not advise `wait` or
+/// `signal` (which `check` refuses for it); a spawned one's still does.
+#[test]
+fn a_daemons_leak_says_how_to_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // perl's syscall: shmat(2) is 30 on x86_64, 196 on aarch64.
+    let perl = r#"perl -MPOSIX -e '$n = {x86_64 => 30, aarch64 => 196}->{(uname())[4]}; syscall($n, $ARGV[0] + 0, 0, 0); open(F, q(>), q(ready)); close F; sleep 1000' \"$1\""#;
+    let files =
+        format!("file daemon.sh \"({perl} </dev/null >/dev/null 2>&1 &)\\n\"\nfile spawned.sh \"exec {perl}\\n\"\n");
+    let tail = "eventually 5s: A: run \"test -e ready\" => status 0\nA: rm s\n";
+    let sc = format!("{files}process A\nA: create s = private size 4096\nA: run \"sh daemon.sh ${{s}}\"\n{tail}");
+    let (code, said) = run(dir.path(), "d.scn", &sc, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("(left by a program of the scenario, not spawned by it) still has shmid"), "{said}");
+    assert!(!said.contains("wait for it"), "{said}");
+    // The control: a spawned attacher is told to be waited for.
+    let sc =
+        format!("{files}process A\nA: create s = private size 4096\nA: spawn D = \"sh spawned.sh ${{s}}\"\n{tail}");
+    let (code, said) = run(dir.path(), "e.scn", &sc, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("leak: program D still has shmid") && said.contains("wait for it"), "{said}");
+}
