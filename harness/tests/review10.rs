@@ -112,3 +112,20 @@ fn a_daemons_leak_says_how_to_stop_it() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("leak: program D still has shmid") && said.contains("wait for it"), "{said}");
 }
+
+/// A sysctl write may be negative (`check` refused `-1`); the kernel's
+/// answer is judged: 6.18 refuses `shm_next_id = -1` (its minimum is 0).
+#[test]
+fn a_negative_sysctl_write_is_made_and_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = "process A\nA: sysctl shm_next_id = -1 => EINVAL\nA: sysctl shm_next_id => -1\n";
+    let (code, said) = run(dir.path(), "n.scn", sc, &[]);
+    if said.contains("SKIP") {
+        return; // no private IPC namespace here
+    }
+    assert_eq!(code, Some(0), "{said}");
+    // The control: the same write expected to succeed fails at its line.
+    let (code, said) = run(dir.path(), "c.scn", &sc.replace(" => EINVAL", ""), &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("c.scn:2: A: sysctl shm_next_id = -1") && said.contains("EINVAL"), "{said}");
+}

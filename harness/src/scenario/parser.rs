@@ -313,6 +313,21 @@ impl Parser {
         })
     }
 
+    /// A number that may be negative (`-1`): a sysctl's value to write,
+    /// which the kernel may refuse (`shm_next_id = -2 => EINVAL`).
+    fn signed_number(&self, l: &mut Line, what: &str) -> Result<super::Number, ParseError> {
+        let col = l.col();
+        let (w, _) = self.word(l, what)?;
+        super::number::parse_number_literal(&w).ok_or_else(|| {
+            self.err_at(
+                l.lineno,
+                col,
+                format!("bad number `{w}` for {what}"),
+                Some("a number such as 4096, -1, 0x1000, 64K or 2M"),
+            )
+        })
+    }
+
     fn small<T: TryFrom<u64>>(&self, l: &mut Line, what: &str) -> Result<T, ParseError> {
         let col = l.col();
         let n = self.number(l, what)?;
@@ -873,7 +888,7 @@ impl Parser {
             }
             "sysctl" => {
                 let name = self.sysctl_name(l)?;
-                let value = if l.eat(&Tok::Eq) { Some(self.number(l, "the sysctl's value")?) } else { None };
+                let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
                 self.sc.needs.namespace = true;
                 Op::Sysctl { name, value }
             }
