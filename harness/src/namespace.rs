@@ -173,7 +173,7 @@ pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
 /// # Errors
 /// [`sysv::Error::Proc`] if the calling thread is not in a private IPC
 /// namespace (or that cannot be told), or if the write fails.
-pub fn write_sysctl(sysctl: Sysctl, value: u64) -> sysv::Result<()> {
+pub fn write_sysctl(sysctl: Sysctl, value: impl std::fmt::Display) -> sysv::Result<()> {
     if !in_private_ipc_namespace() {
         return Err(sysv::Error::Proc {
             path: sysctl.path(),

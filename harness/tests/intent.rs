@@ -255,6 +255,35 @@ fn eventually_fails_with_the_last_answer_and_the_tries() {
     assert!(all(&out).contains("absent (try 1, after"), "{}", all(&out));
 }
 
+/// An actor-answered `eventually` step right after another step of the same
+/// process must still be repeated: the chain of consecutive steps sent to
+/// one actor stops before it (before the fix, it rode along in the chain,
+/// was tried once, and failed without the tries).
+#[test]
+fn eventually_after_a_step_of_the_same_process_is_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = "process A, C\nA: create s = private size 4096\nA: attach m = s\nA: fork C\nC: detach m\neventually 300ms: A: stat s => nattch 2\nA: detach m\nA: rm s\n";
+    write(dir.path(), "ev.scn", sc);
+    let out = harness(&["run", "ev.scn"], dir.path());
+    let said = all(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let actual = said.lines().find(|l| l.trim_start().starts_with("actual:")).unwrap();
+    let tries: u32 = actual
+        .split("(try ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tries: {said}"))
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(tries >= 3, "{actual}");
+    // The control: the same chain whose condition holds passes.
+    write(dir.path(), "ok.scn", &sc.replace("nattch 2", "nattch 1"));
+    let out = harness(&["run", "ok.scn"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+}
+
 #[test]
 fn unmet_needs_skip_with_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();

@@ -337,8 +337,8 @@ mod tests {
     fn h2_forms() {
         let sc = round_trips(
             "process A, U uid 7\nneeds hugepages 2M 4\n\
-             A: shmctl - IPC_INFO => shmmax > 0, shmmin 1, shmmni {mni}, shmseg mni, shmall >= 1, max_index != -1\n\
-             A: shmctl 0 SHM_INFO => used_ids 0, shm_tot 0, shm_rss <= 0, shm_swp 0, max_index 0\n\
+             A: shmctl - IPC_INFO => shmmax > 0, shmmin 1, shmmni {mni}, shmseg >= 1, shmall >= 1, max_index != -1\n\
+             A: shmctl 0 SHM_INFO => used_ids 0, used_ids < mni, shm_tot 0, shm_rss <= 0, shm_swp 0, max_index 0\n\
              A: create s = private size 4096 mode 01640 hugetlb 2M noreserve flags 0x100000\n\
              A: create private size 1 hugetlb 1G => EINVAL | ENOMEM\nA: create private size 1 hugetlb => ENOMEM | ok\n\
              A: shmctl t = 0 SHM_STAT_ANY => id s, size 4096, mode 0640, index 0, seq {q}\n\
@@ -347,7 +347,7 @@ mod tests {
              A: open u = 0x5eed size 1 mode 0400 excl flags 0x1000\nA: open 0x5eed excl => ENOENT\n\
              A: rlimit memlock 64K\nA: rlimit as inf inf\nA: rlimit nofile 10 inf\nU: rlimit nofile 1 2 => EPERM\n\
              A: umask 0777\nA: umask 0\nA: meminfo HugePages_Free => >= 0\nA: meminfo Hugepagesize => {hps}\n\
-             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: set s mode 07777\nA: rm t\n",
+             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: rm t\n",
         );
         assert!(sc.needs.namespace && sc.needs.hugepages.is_some());
         round_trips("process A\nneeds hugepages\nA: segments => 0\n");

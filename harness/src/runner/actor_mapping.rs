@@ -26,6 +26,42 @@ fn fail(call: String, e: sysv::Error) -> Outcome {
     Outcome { call, result }
 }
 
+/// The page size the range checks round to (x86-64 and aarch64 with 4K
+/// pages; a larger page only makes the checked range larger).
+const PAGE: usize = 4096;
+
+/// Reads `/proc/self/maps` and refuses when `[start, start + len)` (rounded
+/// out to pages) overlaps a mapping that is not a SysV shared memory
+/// attachment (`/SYSV...`): mapping steps and `SHM_REMAP` may change the
+/// scenario's attachments, never the actor's own memory.
+///
+/// # Errors
+/// The message names the first such mapping and the range, or says that
+/// the maps could not be read (fail closed).
+fn own_memory_in(start: usize, len: usize) -> Result<(), String> {
+    let lo = start & !(PAGE - 1);
+    let hi = start.checked_add(len).and_then(|e| e.checked_add(PAGE - 1)).map_or(usize::MAX, |e| e & !(PAGE - 1));
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| format!("cannot read /proc/self/maps to check the range {lo:#x}-{hi:#x}: {e}"))?;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some((a, b)) = fields.next().and_then(|r| r.split_once('-')) else { continue };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        if a >= hi || b <= lo {
+            continue;
+        }
+        let path = fields.nth(4).unwrap_or("");
+        if !path.starts_with("/SYSV") {
+            let what = if path.is_empty() { "anonymous memory" } else { path };
+            return Err(format!(
+                "the range {lo:#x}-{hi:#x} reaches {a:x}-{b:x} ({what}), the acting process's own memory, not a SysV \
+                 attachment; keep OFFSET and LENGTH (or the remap address) within the scenario's attachments"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn usize_of(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -60,6 +96,17 @@ impl Actor<'_> {
                     },
                 };
                 let call = format!("shmat({id}, {addr:#x}, {})", sysv::describe_attach_flags(flags.bits()));
+                if *remap && at.is_some() {
+                    // SHM_REMAP replaces whatever is mapped there: only the
+                    // scenario's attachments may be. A segment that cannot be
+                    // stated cannot be attached either: the kernel answers.
+                    if let Ok(st) = id.stat() {
+                        let base = if *rnd { addr & !(PAGE - 1) } else { addr };
+                        if let Err(message) = own_memory_in(base, st.size) {
+                            return Some(Outcome { call, result: Err(Failure::Refused { message }) });
+                        }
+                    }
+                }
                 let got = if at.is_none() {
                     Attachment::attach(id, flags)
                 } else {
@@ -127,6 +174,21 @@ impl Actor<'_> {
                 let start = att.as_ptr();
                 let whole = att.mapping_len();
                 let range = |r: &Option<(u64, u64)>| r.map_or((0, whole), |(o, l)| (usize_of(o), usize_of(l)));
+                // A range that reaches past the scenario's attachments would
+                // change the actor's own memory (code, heap, stack, wire
+                // buffers): refused before the call, so the actor can neither
+                // crash nor answer wrongly because of it.
+                let reach = match change {
+                    MapChange::Unmap(r) | MapChange::Protect(_, r) => Some(range(r)),
+                    MapChange::Pages { offset, len, .. } => Some((usize_of(*offset), usize_of(*len))),
+                    MapChange::Resize { .. } => None,
+                };
+                if let Some((off, len)) = reach {
+                    if let Err(message) = own_memory_in((start as usize).saturating_add(off), len) {
+                        let call = format!("mapping {attachment} (not called)");
+                        return Some(Outcome { call, result: Err(Failure::Refused { message }) });
+                    }
+                }
                 // Each call below: a disposable actor; the step tests what
                 // the kernel does to the mapping, and every handle's bounds
                 // are rechecked after it.

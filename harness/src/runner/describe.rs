@@ -122,7 +122,16 @@ impl Supervisor<'_> {
     /// The call and the answer, for the transcript.
     pub(crate) fn describe(&self, r: &StepResult) -> (String, String) {
         match r {
-            StepResult::Answered(o) => (o.call.clone(), self.describe_result(&o.result)),
+            StepResult::Answered(o) => {
+                let mut answer = self.describe_result(&o.result);
+                // `stat S` answers the status alone; the id it asked about is
+                // in the call: show the id's `index` and `seq` too, which a
+                // stat expectation may compare.
+                if let (Ok(Value::Stat(_)), Some(id)) = (&o.result, ipc_stat_id(&o.call)) {
+                    answer.push_str(&format!(", {}", index_seq(id)));
+                }
+                (o.call.clone(), answer)
+            }
             StepResult::Ended(Ending::Exited(c)) => ("(process ended)".into(), format!("exited with status {c}")),
             StepResult::Ended(Ending::Signaled(s)) => {
                 ("(process ended)".into(), format!("died of {}", signal_name(*s)))
@@ -158,6 +167,9 @@ impl Supervisor<'_> {
                 }
                 Value::Byte(b) => format!("{b:#04x}"),
                 Value::Stat(st) => self.describe_stat(st),
+                Value::Ctl(CtlAnswer::Stat(ret, st)) if *ret > 0 => {
+                    format!("returned {ret}; {}, {}", self.describe_stat(st), index_seq(*ret))
+                }
                 Value::Ctl(CtlAnswer::Stat(ret, st)) => format!("returned {ret}; {}", self.describe_stat(st)),
                 Value::Ctl(CtlAnswer::Returned(ret)) => format!("returned {ret}"),
                 Value::Ctl(CtlAnswer::Limits(l)) => format!(
@@ -217,6 +229,17 @@ impl Supervisor<'_> {
                     st.ctime
                 )
     }
+}
+
+/// The shmid of an `IPC_STAT` call as the actor writes it: `shmctl(ID, IPC_STAT)`.
+fn ipc_stat_id(call: &str) -> Option<i32> {
+    call.strip_prefix("shmctl(")?.strip_suffix(", IPC_STAT)")?.parse().ok()
+}
+
+/// `index I, seq Q` of a shmid, as the stat fields `index` and `seq` read it.
+fn index_seq(id: i32) -> String {
+    let m = super::check::SEQ_MULTIPLIER;
+    format!("index {}, seq {}", id.rem_euclid(m), id.div_euclid(m))
 }
 
 pub(crate) fn yes(b: bool) -> &'static str {

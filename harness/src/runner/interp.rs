@@ -138,13 +138,17 @@ impl Books {
                     self.globals.insert(n.clone(), *g);
                 }
                 Effect::Created(id) => {
-                    if !self.created.iter().any(|(i, _, _)| i == id) {
+                    // The same identity from another line is a new segment
+                    // that took a removed one's id (same process, same
+                    // second): kept, so that its leak names its own line.
+                    if !self.created.iter().any(|(i, l, _)| i == id && *l == step.line) {
                         self.created.push((*id, step.line, step.process.clone()));
                     }
                 }
                 Effect::Reset(id) => {
                     // Only a segment of the scenario's changes identity in its books.
-                    if let Some((_, line, p)) = self.created.iter().find(|(i, _, _)| i.shmid == id.shmid).cloned() {
+                    if let Some((_, line, p)) = self.created.iter().rev().find(|(i, _, _)| i.shmid == id.shmid).cloned()
+                    {
                         self.created.push((*id, line, p));
                     }
                 }
@@ -221,6 +225,23 @@ impl Books {
 mod tests {
     use super::*;
     use crate::scenario::parse;
+
+    /// `shm_next_id` gives a removed segment's id to a new one, made by the
+    /// same process in the same second: the same identity. Its leak must
+    /// name its own line, not the removed one's (it named line 2 before).
+    #[test]
+    fn a_reused_id_is_attributed_to_its_latest_creation() {
+        let sc =
+            parse("t.scn", "process A\nA: create s = private size 8\nA: rm s\nA: create t = private size 8\n").unwrap();
+        let mut books = Books::default();
+        let id = Identity { shmid: 5, cpid: 2, ctime: 100 };
+        books.answered(&sc.steps[0], &Value::Created(id), vec![]);
+        books.answered(&sc.steps[2], &Value::Created(id), vec![]);
+        assert_eq!(books.created.iter().rev().find(|(i, _, _)| i.shmid == 5).map(|c| c.1), Some(4));
+        // The control: one step's creation reported twice is kept once.
+        books.answered(&sc.steps[2], &Value::Created(id), vec![]);
+        assert_eq!(books.created.len(), 2);
+    }
 
     fn op(src: &str) -> Op {
         let sc = parse("t.scn", src).expect("parses");

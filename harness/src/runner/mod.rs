@@ -240,7 +240,17 @@ pub fn run(
             next += 1;
         }
         let free = jobs.saturating_sub(running.iter().filter(|r| r.gate.is_none()).count());
+        // Huge page pools are the machine's: two scenarios that need one
+        // never run at once (one would see the other's pages in `meminfo`).
+        let huge = |r: &Running| scenarios[r.index].needs.hugepages.is_some();
+        let mut huge_running = running.iter().any(|r| r.gate.is_none() && huge(r));
         for r in running.iter_mut().filter(|r| r.gate.is_some()).take(free) {
+            if huge(r) {
+                if huge_running {
+                    continue;
+                }
+                huge_running = true;
+            }
             r.release();
         }
         // Wait for any supervisor to report (or its deadline).

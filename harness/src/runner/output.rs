@@ -72,7 +72,11 @@ pub(crate) fn first_failure(
                     OutputCheck::Stderr(t) => format!("stderr {:?}", substitute(t, &lookup, false)),
                     OutputCheck::StdoutContains(t) => format!("stdout contains {:?}", substitute(t, &lookup, false)),
                     OutputCheck::StderrContains(t) => format!("stderr contains {:?}", substitute(t, &lookup, false)),
-                    OutputCheck::Matches(s, re) => format!("{} matches {:?}", s.name(), substitute(re, &lookup, true)),
+                    OutputCheck::Matches(s, re) => {
+                        let re = substitute(re, &lookup, true);
+                        let why = regex_failure(&re, if *s == Stream::Stdout { stdout } else { stderr });
+                        format!("{} matches {re:?} ({why})", s.name())
+                    }
                     OutputCheck::Line { stream, line, column, template } => {
                         let col = column.map(|c| format!(" column {c}")).unwrap_or_default();
                         let got = pick_line(if *stream == Stream::Stdout { stdout } else { stderr }, *line, *column)
@@ -117,14 +121,47 @@ fn pick_line(text: &str, n: i64, col: Option<u32>) -> Option<&str> {
 }
 
 /// A captured word as the global of its kind (`key`, `n`, `pid` or none: a shmid).
+/// Shmids and pids are written as plain digits (`-5` or `+5` is neither:
+/// Rust's `parse` alone would take both); numbers may carry a `-`.
 fn typed(prefix: Option<&str>, word: &str) -> Option<Global> {
+    let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
     match prefix {
-        None => word.parse().ok().map(Global::Segment),
+        None => Some(word).filter(|w| digits(w)).and_then(|w| w.parse().ok()).map(Global::Segment),
         Some("key") => crate::scenario::parse_key(word).map(Global::Key),
-        Some("n") => word.parse().ok().map(Global::Number),
-        Some("pid") => word.parse().ok().filter(|p: &i32| *p > 0).map(Global::Process),
+        Some("n") => Some(word)
+            .filter(|w| digits(w.strip_prefix('-').unwrap_or(w)))
+            .and_then(|w| w.parse().ok())
+            .map(Global::Number),
+        Some("pid") => {
+            Some(word).filter(|w| digits(w)).and_then(|w| w.parse().ok()).filter(|p: &i32| *p > 0).map(Global::Process)
+        }
         Some(_) => None,
     }
+}
+
+/// Why `re` did not hold for `text`: no match, or which named group took
+/// no part or caught a text that is not of its kind.
+fn regex_failure(re: &str, text: &str) -> String {
+    let Ok(compiled) = regex::Regex::new(re) else { return "not a valid regular expression".into() };
+    let Some(caps) = compiled.captures(text) else { return "no match".into() };
+    for name in compiled.capture_names().flatten() {
+        let prefix = name.split_once('.').map(|(p, _)| p);
+        let kind = match prefix {
+            None => "a shmid",
+            Some("key") => "a key",
+            Some("n") => "a decimal number",
+            Some("pid") => "a pid",
+            Some(_) => "a known kind",
+        };
+        match caps.name(name) {
+            None => return format!("group `{name}` took no part in the match"),
+            Some(m) if typed(prefix, m.as_str().trim()).is_none() => {
+                return format!("group `{name}` caught {:?}, which is not {kind}", m.as_str())
+            }
+            Some(_) => {}
+        }
+    }
+    "no match".into()
 }
 
 /// Matches `re` anywhere in `text`; its named groups bind (`s`, `key.k`, `n.c`, `pid.p`).
@@ -204,6 +241,20 @@ mod tests {
         let caps = match_template("{n:a} bytes, pid {pid:p}", "-12 bytes, pid 345").unwrap();
         assert_eq!(caps, vec![("a".into(), Global::Number(-12)), ("p".into(), Global::Process(345))]);
         assert!(match_template("pid {pid:p}", "pid -3").is_none(), "a pid is positive");
+        // A shmid or pid is plain digits: `-5` and `+5` are not (both were
+        // taken as a segment / pid before); a number may be negative only.
+        assert!(match_template("id {s}", "id -5").is_none());
+        assert!(match_template("id {s}", "id +5").is_none());
+        assert!(match_template("pid {pid:p}", "pid +5").is_none());
+        assert!(match_regex("id (?P<s>-?[0-9]+)", "id -5").is_none());
+        assert!(match_template("{n:a}", "+5").is_none());
+        // A failed regex says why: the wrong kind, a group not taken, no match.
+        assert_eq!(regex_failure("(?P<pid.p>-1)", "-1"), "group `pid.p` caught \"-1\", which is not a pid");
+        assert_eq!(regex_failure("a|(?P<s>b)", "a"), "group `s` took no part in the match");
+        assert_eq!(regex_failure("z", "a"), "no match");
+        // The controls: plain digits are taken.
+        assert_eq!(match_template("id {s}", "id 5").unwrap(), vec![("s".to_string(), Global::Segment(5))]);
+        assert_eq!(match_regex("id (?P<s>-?[0-9]+)", "id 5").unwrap(), vec![("s".to_string(), Global::Segment(5))]);
     }
 
     #[test]

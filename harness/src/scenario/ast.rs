@@ -371,7 +371,7 @@ pub enum Op {
         /// Which.
         name: SysctlName,
         /// Write this value (else: read).
-        value: Option<u64>,
+        value: Option<super::Number>,
     },
     /// `segments`: how many segments the namespace has (host mode: of this scenario's).
     Segments,

@@ -158,6 +158,13 @@ impl Parser {
                 }
             }
             _ => {
+                self.acting_process(
+                    l.lineno,
+                    tcol,
+                    &target,
+                    "signalled",
+                    "a declared process or a program bound by `spawn`",
+                )?;
                 if target == proc_ {
                     return Err(self.err_at(
                         l.lineno,
@@ -234,10 +241,34 @@ impl Parser {
         if target == proc_ {
             return Err(self.err_at(l.lineno, col, format!("process {proc_} is already in its own namespace"), None));
         }
+        self.acting_process(l.lineno, col, &target, "joined", "a declared process")?;
         if let Some(dead) = self.procs[&target].dead {
             return Err(self.err_at(l.lineno, col, format!("process {target} is gone since line {dead}"), None));
         }
         Ok(Op::Setns { target })
+    }
+
+    /// A process name that names a scenario process (declared), not a pid
+    /// captured from a program's output (`{pid:NAME}`), which may be any
+    /// process of the machine: only `cpid`/`lpid` and `${NAME}` take those.
+    fn acting_process(
+        &self,
+        lineno: usize,
+        col: usize,
+        name: &str,
+        how: &str,
+        expected: &str,
+    ) -> Result<(), ParseError> {
+        if self.procs.contains_key(name) {
+            return Ok(());
+        }
+        let at = self.names.get(name).map_or(0, |(_, at)| *at);
+        Err(self.err_at(
+            lineno,
+            col,
+            format!("`{name}` is a pid captured from a program's output (line {at}), not a process of the scenario; it cannot be {how}"),
+            Some(expected),
+        ))
     }
 
     /// Updates the books of programs and processes after a process step.
@@ -316,6 +347,18 @@ mod tests {
         refused(&format!("{P}A: spawn D = \"x ${{nope}}\"\n"), 2, 14, "unknown name `${nope}`");
         refused(&format!("{P}A: spawn D = \"x\" => ENOENT\n"), 2, 1, "binds `D` but is not expected to succeed");
         refused(&format!("{P}A: spawn D = \"x\"\nA: spawn D = \"y\"\n"), 3, 10, "duplicate name `D`");
+    }
+
+    /// A pid captured from a program's output names no scenario process:
+    /// signalling or joining it is a check error (it was a parser panic).
+    #[test]
+    fn a_captured_pid_is_neither_signalled_nor_joined() {
+        let cap = "A: run \"echo 1\" => stdout \"{pid:g}\"\n";
+        refused(&format!("{P}{cap}A: signal g KILL\n"), 3, 11, "is a pid captured from a program's output (line 2)");
+        refused(&format!("{P}{cap}A: setns g\n"), 3, 10, "it cannot be joined");
+        // The control: a declared process is signalled and joined.
+        let sc = parse("t.scn", &format!("{P}{cap}A: setns B\nA: signal B KILL\n"));
+        assert!(sc.is_ok(), "{sc:?}");
     }
 
     #[test]

@@ -313,6 +313,21 @@ impl Parser {
         })
     }
 
+    /// A number that may be negative (`-1`): a sysctl's value to write,
+    /// which the kernel may refuse (`shm_next_id = -2 => EINVAL`).
+    fn signed_number(&self, l: &mut Line, what: &str) -> Result<super::Number, ParseError> {
+        let col = l.col();
+        let (w, _) = self.word(l, what)?;
+        super::number::parse_number_literal(&w).ok_or_else(|| {
+            self.err_at(
+                l.lineno,
+                col,
+                format!("bad number `{w}` for {what}"),
+                Some("a number such as 4096, -1, 0x1000, 64K or 2M"),
+            )
+        })
+    }
+
     fn small<T: TryFrom<u64>>(&self, l: &mut Line, what: &str) -> Result<T, ParseError> {
         let col = l.col();
         let n = self.number(l, what)?;
@@ -740,6 +755,15 @@ impl Parser {
                     } else if l.eat_word("hugetlb") {
                         hugetlb = true;
                         huge_size = self.huge_size(l);
+                        if let (None, Some(Tok::Word(w))) = (huge_size, l.peek()) {
+                            if w.starts_with(|c: char| c.is_ascii_digit()) {
+                                return Err(self.err(
+                                    l,
+                                    format!("unknown huge page size `{w}`"),
+                                    Some("`hugetlb 2M`, `hugetlb 1G`, or `hugetlb` alone for the default size (other encodings: `flags`)"),
+                                ));
+                            }
+                        }
                     } else if l.eat_word("noreserve") {
                         noreserve = true;
                     } else if l.eat_word("flags") {
@@ -864,7 +888,7 @@ impl Parser {
             }
             "sysctl" => {
                 let name = self.sysctl_name(l)?;
-                let value = if l.eat(&Tok::Eq) { Some(self.number(l, "the sysctl's value")?) } else { None };
+                let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
                 self.sc.needs.namespace = true;
                 Op::Sysctl { name, value }
             }
@@ -1176,11 +1200,12 @@ impl Parser {
         if self.sc.processes.is_empty() {
             return Err(self.err_at(1, 1, "no processes", Some("a `process A, B` declaration")));
         }
-        if self.sc.steps.is_empty() {
-            return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
-        }
+        // A dangling `xfail` is named even in a file with no steps at all.
         if let Some((_, at)) = &self.pending_xfail {
             return Err(self.err_at(*at, 1, "`xfail` marks the step after it, and there is none", Some("a step")));
+        }
+        if self.sc.steps.is_empty() {
+            return Err(self.err_at(1, 1, "no steps", Some("steps such as `A: create s = private size 4096`")));
         }
         if let (Some(at), Some(line)) = (self.sc.finally, self.finally_line) {
             if at >= self.sc.steps.len() {

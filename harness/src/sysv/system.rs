@@ -213,7 +213,7 @@ impl Sysctl {
     /// [`Error::Sys`] with the kernel's errno if the write fails (`EACCES`
     /// without privilege over the namespace, `EINVAL` for a value out of
     /// the sysctl's range), [`Error::Proc`] for a failure without one.
-    pub fn write_unchecked(self, value: u64) -> Result<()> {
+    pub fn write_unchecked(self, value: impl std::fmt::Display) -> Result<()> {
         let path = self.path();
         fs::write(&path, value.to_string()).map_err(|e| match e.raw_os_error() {
             Some(errno) => {

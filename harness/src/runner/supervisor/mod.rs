@@ -480,6 +480,7 @@ impl<'a> Supervisor<'a> {
                     if next.concurrent
                         || next.eventually.is_some()
                         || Self::is_local(next)
+                        || next.eventually.is_some()
                         || (!self.handoff && next.process != step.process)
                         || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
                     {

@@ -32,10 +32,13 @@ impl Supervisor<'_> {
             if self.opts.isolation == Isolation::Host && !host::row_is_ours(&r, &ours) {
                 continue;
             }
+            // The latest creation of this id is the one alive: an id is
+            // reused once its segment is gone (`shm_next_id`, or wrapping).
             let made_here = self
                 .books
                 .created
                 .iter()
+                .rev()
                 .find(|(i, _, _)| i.shmid == id)
                 .map(|(_, l, p)| (*l, p.clone()))
                 .or_else(|| self.books.spawned.get(&r.cpid).cloned());
@@ -297,11 +300,20 @@ impl Supervisor<'_> {
             };
             let spawned = self.books.spawned.get(&pid).cloned();
             for (range, _, shmid) in super::super::actor::sysv_mappings(&maps) {
-                leaks.push(Leak {
-                    message: format!(
+                // Only a `spawn`ed program can be waited for or signalled; a
+                // process some program left behind (a daemon) cannot.
+                let message = match &spawned {
+                    Some(_) => format!(
                         "program {} still has shmid {shmid} attached at {range}; wait for it (or signal it) before the scenario ends",
                         self.pid_name(pid)
                     ),
+                    None => format!(
+                        "process {} (left by a program of the scenario, not spawned by it) still has shmid {shmid} attached at {range}; stop it before the scenario ends (`run \"kill ${{PID}}\"` with its pid captured as `{{pid:PID}}`)",
+                        self.pid_name(pid)
+                    ),
+                };
+                leaks.push(Leak {
+                    message,
                     line: spawned.as_ref().map(|(l, _)| *l),
                     process: spawned.as_ref().map(|(_, p)| p.clone()),
                     shmid: shmid as i32,

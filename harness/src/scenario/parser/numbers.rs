@@ -48,6 +48,14 @@ impl Parser {
             });
         }
         match self.names.get(&w) {
+            // A capture binds only once its step has answered as expected:
+            // the step that captures it cannot compare with it.
+            Some((Kind::Number, at)) if *at == l.lineno => Err(self.err_at(
+                l.lineno,
+                col,
+                format!("`{w}` is captured by this step; it is bound only once the step has answered"),
+                Some("a number name captured on an earlier line (compare with it on the next step)"),
+            )),
             Some((Kind::Number, _)) => Ok(NumExp::Cmp(op, NumValue::Name(w))),
             Some((k, at)) => Err(self.err_at(
                 l.lineno,
@@ -112,6 +120,11 @@ mod tests {
         // A capture that rebinds a name.
         let e = err(&format!("{base}A: stat s => ctime {{s}}\n"));
         assert!(e.contains("duplicate name `s`"), "{e}");
+        // A capture compared in the step that captures it (accepted before,
+        // then failed at run time as "unbound"); the control is the next line.
+        let e = err(&format!("{base}A: stat s => atime {{a1}}, dtime >= a1\n"));
+        assert!(e.starts_with("t.scn:3:35: `a1` is captured by this step"), "{e}");
+        assert!(parse("t.scn", &format!("{base}A: stat s => atime {{a1}}\nA: stat s => dtime >= a1\n")).is_ok());
         // Two comparison operators.
         let e = err(&format!("{base}A: segments => < > 1\n"));
         assert!(e.starts_with("t.scn:3:18: missing a number"), "{e}");
