@@ -89,6 +89,25 @@ fn check_names_bad_huge_sizes_and_dangling_xfails() {
     assert!(said.contains("n.scn:1:1: no steps"), "{said}");
 }
 
+/// Every misfit of an operation and its expectation says what would fit,
+/// as the documented format `FILE:LINE:COL: MESSAGE (expected WHAT)` has it.
+#[test]
+fn misfit_expectations_say_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "process A\nA: create s = private size 4096\nA: attach m = s\n";
+    for (step, want) in [
+        ("A: meminfo HugePages_Free => EINVAL\n", "(expected a number expectation)"),
+        ("A: lookup 0x10 => ENOENT\n", "(expected `present` or `absent`)"),
+        ("A: read m 0 2 => \"abc\"\n", "(expected data of exactly 2 bytes, or a read of 3 bytes)"),
+        ("A: peek m 0 => EFAULT\n", "(expected `refused` (out of bounds or read-only) or a signal such as `SIGSEGV`)"),
+        ("A: rm s => refused\n", "(expected `ok`, an errno or a signal)"),
+        ("A: kill => ok\n", "(expected a signal (`=> SIGKILL`) or no expectation)"),
+    ] {
+        let said = check(dir.path(), "f.scn", &format!("{head}{step}"));
+        assert!(said.contains("f.scn:4:4: ") && said.contains(want), "{step}: {said}");
+    }
+}
+
 /// A process some program left behind (a daemon, not `spawn`ed) that still
 /// holds an attachment is a leak whose message does not advise `wait` or
 /// `signal` (which `check` refuses for it); a spawned one's still does.
@@ -128,4 +147,34 @@ fn a_negative_sysctl_write_is_made_and_judged() {
     let (code, said) = run(dir.path(), "c.scn", &sc.replace(" => EINVAL", ""), &[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("c.scn:2: A: sysctl shm_next_id = -1") && said.contains("EINVAL"), "{said}");
+}
+
+/// A segment made by a `run` step's program is named with that line when it
+/// leaks, also when the step failed or was an `eventually` try that was
+/// not judged (before: "created by pid 3", no line; this test failed).
+#[test]
+fn a_failed_or_repeated_run_names_its_line_in_a_leak() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, said) = run(
+        dir.path(),
+        "f.scn",
+        "process A\nA: run \"ipcmk -M 4096\" => stdout contains \"nope\"\n",
+        &["--isolation", "namespace"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("f.scn:2: leak: segment shmid") && said.contains("created by A at line 2"), "{said}");
+    let (code, said) = run(
+        dir.path(),
+        "e.scn",
+        "process A\neventually 200ms: A: run \"ipcmk -M 4096\" => stdout contains \"nope\"\n",
+        &["--isolation", "namespace"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    let leaks = said.lines().filter(|l| l.contains("leak: segment")).count();
+    let named = said.lines().filter(|l| l.contains("e.scn:2: leak: segment") && l.contains("at line 2")).count();
+    assert!(leaks >= 2 && named == leaks, "every try's segment names line 2: {said}");
 }

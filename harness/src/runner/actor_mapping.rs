@@ -260,8 +260,9 @@ impl Actor<'_> {
         if att.is_intact() {
             att.peek(offset)
         } else {
+            raw_touch_allowed(att, offset)?;
             // SAFETY: a disposable actor; SIGSEGV/SIGBUS is what such a
-            // step may expect.
+            // step may expect, and the page holds none of its own memory.
             unsafe { att.peek_raw(offset) }
         }
     }
@@ -274,15 +275,77 @@ impl Actor<'_> {
             if att.is_intact() {
                 att.poke(offset, value)
             } else {
+                raw_touch_allowed(att, offset)?;
                 att.poke_raw(offset, value)
             }
         }
     }
 }
 
+/// A raw touch of a changed or stale attachment (`peek`/`poke` after a
+/// detach, unmap, protect or resize) may only reach a page that is
+/// unmapped or still a SysV mapping: if the process's own memory (its
+/// allocator, a stack) came to live at the old address since, the touch is
+/// refused instead of reading or overwriting the harness's memory.
+fn raw_touch_allowed(att: &Attachment, offset: usize) -> sysv::Result<()> {
+    if offset >= att.extent() {
+        // The wrapper refuses it with its own message.
+        return Ok(());
+    }
+    own_memory_in((att.as_ptr() as usize).wrapping_add(offset), 1)
+        .map_err(|message| sysv::Error::Proc { path: "/proc/self/maps".into(), message })
+}
+
 fn unresolved(a: &Addr) -> Outcome {
     Outcome {
         call: format!("address {a}"),
         result: Err(Failure::Refused { message: format!("address `{a}` has no value in this process") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysv::{shmget, AttachFlags, GetFlags, Key, Mode};
+    use rusty_fork::rusty_fork_test;
+
+    rusty_fork_test! {
+        #![rusty_fork(timeout_ms = 60_000)]
+
+        /// A stale attachment's old address taken over by the process's own
+        /// memory: the raw touch is refused (it would read or overwrite the
+        /// harness's memory); unmapped again, the touch is allowed (and would
+        /// fault, as a scenario expects).
+        #[test]
+        fn a_raw_touch_never_reaches_the_processs_own_memory() {
+            if let Err(e) = crate::namespace::enter_private_ipc_namespace() {
+                eprintln!("skipped: needs a private IPC namespace: {e}");
+                return;
+            }
+            let page = sysv::raw::page_size();
+            let id = shmget(Key::PRIVATE, page, GetFlags::CREAT, None, Mode::from_bits_truncate(0o600)).expect("shmget");
+            let mut a = Attachment::attach(id, AttachFlags::empty()).expect("shmat");
+            id.remove().expect("rm");
+            a.detach_in_place().expect("shmdt");
+            assert!(raw_touch_allowed(&a, 0).is_ok(), "unmapped: the touch may fault");
+            // SAFETY: MAP_FIXED_NOREPLACE at a range nothing maps now (the
+            // detach above freed it); anonymous, private memory of this test.
+            let own = unsafe {
+                libc::mmap(
+                    a.as_ptr().cast(),
+                    page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            assert_eq!(own, a.as_ptr().cast(), "mmap at the old address");
+            let refused = raw_touch_allowed(&a, 0).expect_err("own memory must be refused");
+            assert!(refused.to_string().contains("own memory"), "{refused}");
+            // SAFETY: the mapping made above, not used after this.
+            assert_eq!(unsafe { libc::munmap(own, page) }, 0);
+            assert!(raw_touch_allowed(&a, 0).is_ok());
+        }
     }
 }

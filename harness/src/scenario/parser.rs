@@ -1098,30 +1098,36 @@ impl Parser {
     }
 
     fn check_fit(&self, lineno: usize, col: usize, op: &Op, expect: &Expect) -> Result<(), ParseError> {
-        let bad = |msg: String| Err(self.err_at(lineno, col, msg, None));
+        let bad = |msg: String, expected: &str| Err(self.err_at(lineno, col, msg, Some(expected)));
         match (op, expect) {
-            (Op::Read { len, .. }, Expect::Data(d)) if d.len() as u64 != *len => {
-                bad(format!("read of {len} bytes expects {} bytes of data", d.len()))
-            }
-            (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => {
-                bad(format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()))
-            }
-            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => {
-                bad(format!("`{}` reads /proc and has no errno to expect", op.keyword()))
-            }
+            (Op::Read { len, .. }, Expect::Data(d)) if d.len() as u64 != *len => bad(
+                format!("read of {len} bytes expects {} bytes of data", d.len()),
+                &format!("data of exactly {len} bytes, or a read of {} bytes", d.len()),
+            ),
+            (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => bad(
+                format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()),
+                "a signal (`=> SIGKILL`) or no expectation",
+            ),
+            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => bad(
+                format!("`{}` reads /proc and has no errno to expect", op.keyword()),
+                if matches!(op, Op::Lookup { .. }) { "`present` or `absent`" } else { "a number expectation" },
+            ),
             (Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }, Expect::Errno { errnos, .. })
                 if !errnos.is_empty() =>
             {
-                bad(format!(
-                    "`{}` makes no system call; expect `refused` (out of bounds or read-only) or a signal",
-                    op.keyword()
-                ))
+                bad(
+                    format!("`{}` makes no system call and has no errno to expect", op.keyword()),
+                    "`refused` (out of bounds or read-only) or a signal such as `SIGSEGV`",
+                )
             }
             (op, Expect::Errno { errnos, .. })
                 if errnos.is_empty()
                     && !matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }) =>
             {
-                bad(format!("only memory accesses (write, read, peek, poke) can be `refused`, not `{}`", op.keyword()))
+                bad(
+                    format!("only memory accesses (write, read, peek, poke) can be `refused`, not `{}`", op.keyword()),
+                    "`ok`, an errno or a signal",
+                )
             }
             _ => Ok(()),
         }

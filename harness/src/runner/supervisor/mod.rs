@@ -647,6 +647,7 @@ impl<'a> Supervisor<'a> {
 
     /// [`Self::record`], for the last of `tries` (count, time spent) of an `eventually` step.
     fn record_tries(&mut self, step: &Step, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
+        self.note_program(step, &result);
         let verdict = self.check(step, &result);
         let (call, mut answer) = self.describe(&result);
         if let Some((n, spent)) = tries {
@@ -680,6 +681,17 @@ impl<'a> Supervisor<'a> {
                     Some(reason) => Abort::Xfail(Box::new((f, reason.clone()))),
                     None => Abort::Step(f),
                 })
+            }
+        }
+    }
+
+    /// A `run` step's program ran, whatever its answer is judged to be (a
+    /// failure, an `eventually` try that is not judged): what its processes
+    /// leave (a segment, a daemon) is named with this line.
+    fn note_program(&mut self, step: &Step, result: &StepResult) {
+        if let (Op::Run { .. }, StepResult::Answered(o)) = (&step.op, result) {
+            if let Ok(super::wire::Value::Output { pid, .. }) = &o.result {
+                self.books.spawned.insert(*pid, (step.line, step.process.clone()));
             }
         }
     }

@@ -28,6 +28,7 @@ impl Supervisor<'_> {
                 self.send_chain(vec![Run { process: step.process.clone(), from: i, to: i + 1 }], step)?;
                 self.await_answer(i, std::slice::from_ref(&step.process))?
             };
+            self.note_program(step, &result);
             let settled = !matches!(result, StepResult::Answered(_)) || self.check(step, &result).is_ok();
             if settled || started.elapsed() + pause > limit {
                 return self.record_tries(step, result, Some((tries, started.elapsed())));
