@@ -14,20 +14,7 @@ pub(crate) fn run(args: &[String], dir: &Path) -> Outcome {
     let call = format!("run {}", args.join(" "));
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let actor = Pid::this();
-    // SAFETY: runs in the child between fork and exec, and only makes
-    // async-signal-safe system calls (prctl, getppid).
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            // Die with the actor (and so with the scenario).
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != actor.as_raw() {
-                libc::_exit(70);
-            }
-            Ok(())
-        });
-    }
+    die_with_actor(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -150,4 +137,23 @@ pub(super) fn poll_open(open: &[Option<std::os::fd::OwnedFd>; 2]) -> (Vec<nix::p
         }
     }
     (fds, which)
+}
+
+/// Makes the program `cmd` will start die with the calling actor (and so
+/// with the scenario): `PR_SET_PDEATHSIG` between fork and exec, then a
+/// check that the actor did not die before it was armed.
+pub(crate) fn die_with_actor(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let actor = Pid::this();
+    // SAFETY: runs in the child between fork and exec, and only makes
+    // async-signal-safe system calls (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != actor.as_raw() {
+                libc::_exit(70);
+            }
+            Ok(())
+        });
+    }
 }

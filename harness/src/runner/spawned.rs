@@ -49,7 +49,6 @@ pub(crate) fn memfd(name: &str) -> Result<OwnedFd, String> {
 /// Starts `args` (substituted) in `dir`, as a child of this actor that dies
 /// with it. `Err` is the step's failure (ENOENT: no such program).
 pub(crate) fn spawn(args: &[String], dir: &Path, line: usize) -> Result<Spawned, Failure> {
-    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let out = [memfd("spawn-stdout"), memfd("spawn-stderr")];
     let [Ok(o), Ok(e)] = out else {
@@ -59,19 +58,7 @@ pub(crate) fn spawn(args: &[String], dir: &Path, line: usize) -> Result<Spawned,
     let dup = |f: &OwnedFd| f.try_clone().map_err(|e| Failure::Refused { message: format!("dup: {e}") });
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).current_dir(dir).stdin(Stdio::null()).stdout(dup(&o)?).stderr(dup(&e)?);
-    let actor = Pid::this();
-    // SAFETY: runs in the child between fork and exec, and only makes
-    // async-signal-safe system calls (prctl, getppid, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            // Die with the actor (and so with the scenario).
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != actor.as_raw() {
-                libc::_exit(70);
-            }
-            Ok(())
-        });
-    }
+    super::program::die_with_actor(&mut cmd);
     match cmd.spawn() {
         // The std handle is dropped (that neither kills nor waits): `wait`
         // reaps the pid itself.
