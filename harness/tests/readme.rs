@@ -96,3 +96,132 @@ fn the_fuzz_readme_commands_are_the_scripts() {
         }
     }
 }
+
+/// The fenced blocks of a Markdown text whose info string is `lang`, with
+/// the line of their first line (1-based).
+fn blocks(text: &str, lang: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        match &mut open {
+            None if line.starts_with("```") => {
+                if line[3..].trim() == lang {
+                    open = Some((n + 2, String::new()));
+                } else {
+                    open = Some((0, String::new()));
+                }
+            }
+            None => {}
+            Some(_) if line.starts_with("```") => {
+                let (at, body) = open.take().unwrap();
+                if at != 0 {
+                    out.push((at, body));
+                }
+            }
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    assert!(open.is_none(), "a fenced block is never closed");
+    out
+}
+
+/// Every ```scn block of `text` that `shm_harness::scenario::parse` (what
+/// `shm-harness check` runs) refuses, with its error.
+fn bad_scenario_blocks(doc: &str, text: &str) -> Vec<String> {
+    blocks(text, "scn")
+        .into_iter()
+        .filter_map(|(line, body)| {
+            shm_harness::scenario::parse("example", &body)
+                .err()
+                .map(|e| format!("{doc}, the example at line {line}: {e}"))
+        })
+        .collect()
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation but `-` and `_`
+/// dropped, spaces as `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every `](#anchor)` of `text` that names no heading of it.
+fn dangling_anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut anchors = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            anchors.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    text.split("](#")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|a| !anchors.iter().any(|h| h == a))
+        .map(|a| format!("#{a}"))
+        .collect()
+}
+
+/// Every scenario example of the READMEs (a ```scn block: a whole file)
+/// passes `check`, and every link to a section of the same file finds it.
+#[test]
+fn the_readme_examples_parse_and_their_links_resolve() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for doc in ["README.md", "scenarios/README.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        assert!(blocks(&text, "scn").len() >= 2, "{doc}: no ```scn examples found");
+        let bad = bad_scenario_blocks(doc, &text);
+        assert!(bad.is_empty(), "{doc}: examples that do not parse:\n{}", bad.join("\n"));
+        let dangling = dangling_anchors(&text);
+        assert!(dangling.is_empty(), "{doc}: links to no heading: {dangling:?}");
+    }
+}
+
+/// The control: a wrong example and a link to a missing section are found.
+#[test]
+fn a_wrong_example_and_a_dangling_link_are_found() {
+    let doc = "# T\n\n## A heading: `x`\n\n[ok](#a-heading-x) [gone](#nowhere)\n\n```scn\nprocess A\nA: segments => 0\n```\n\n```scn\nprocess A\nB: segments => 0\n```\n\n```text\nnot a scenario\n```\n";
+    let bad = bad_scenario_blocks("doc", doc);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].starts_with("doc, the example at line 13: example:2:1: unknown process `B`"), "{bad:?}");
+    assert_eq!(dangling_anchors(doc), ["#nowhere"]);
+}
+
+/// The keyword list of scenarios/README.md ("Names") is the parser's
+/// `RESERVED` list, word for word.
+#[test]
+fn the_readme_keywords_are_the_parsers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let source = std::fs::read_to_string(root.join("harness/src/scenario/parser.rs")).unwrap();
+    let start = source.find("const RESERVED: &[&str] = &[").expect("parser.rs has no RESERVED list");
+    let list = &source[start..start + source[start..].find("];").unwrap()];
+    let mut parser: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+    let text = std::fs::read_to_string(root.join("scenarios/README.md")).unwrap();
+    let names = &text[text.find("## Names").expect("no Names section")..];
+    let (_, block) = blocks(names, "text").into_iter().next().expect("no keyword block under Names");
+    let mut readme: Vec<&str> = block.split_whitespace().collect();
+    assert!(parser.len() > 50 && readme.len() > 50, "{parser:?} {readme:?}");
+    parser.sort_unstable();
+    readme.sort_unstable();
+    let missing: Vec<_> = parser.iter().filter(|w| !readme.contains(w)).collect();
+    let extra: Vec<_> = readme.iter().filter(|w| !parser.contains(w)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "scenarios/README.md Names: missing {missing:?}, not keywords {extra:?}"
+    );
+    // Each listed word is refused as a name.
+    for w in readme {
+        let err = shm_harness::scenario::parse("t", &format!("process {w}\n")).expect_err(w);
+        assert!(err.to_string().contains("not a valid name"), "`{w}`: {err}");
+    }
+}
