@@ -102,10 +102,15 @@ fn misfit_expectations_say_what_was_expected() {
         ("A: peek m 0 => EFAULT\n", "(expected `refused` (out of bounds or read-only) or a signal such as `SIGSEGV`)"),
         ("A: rm s => refused\n", "(expected `ok`, an errno or a signal)"),
         ("A: kill => ok\n", "(expected a signal (`=> SIGKILL`) or no expectation)"),
+        ("A: lookup 0x10\n", "(expected `=> present` or `=> absent`)"),
+        ("A: segments => ok\n", "(expected `=>` and a number expectation)"),
     ] {
         let said = check(dir.path(), "f.scn", &format!("{head}{step}"));
         assert!(said.contains("f.scn:4:4: ") && said.contains(want), "{step}: {said}");
     }
+    // `here` is reserved like `dir`: `${here}` means the scenario's folder.
+    let said = check(dir.path(), "f.scn", &format!("{head}A: key here = 0x10\n"));
+    assert!(said.contains("f.scn:4:8: `here` is not a valid name"), "{said}");
 }
 
 /// A process some program left behind (a daemon, not `spawn`ed) that still

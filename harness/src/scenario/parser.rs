@@ -80,6 +80,7 @@ const RESERVED: &[&str] = &[
     "ftok",
     "refused",
     "dir",
+    "here",
     "eventually",
     "xfail",
     "program",
@@ -472,7 +473,7 @@ impl Parser {
                 l.lineno,
                 col,
                 msg,
-                Some("a declared process or a declaration (process, needs, file, sysctl, timeout)"),
+                Some("a declared process, a declaration (process, needs, file, sysctl, timeout), `xfail \"REASON\"`, `eventually D:`, `finally:` or `& PROCESS:`"),
             ));
         }
         if !l.eat(&Tok::Colon) {
@@ -1107,6 +1108,14 @@ impl Parser {
             (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => bad(
                 format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()),
                 "a signal (`=> SIGKILL`) or no expectation",
+            ),
+            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Ok) => bad(
+                format!("`{}` reads a value and must say what it expects", op.keyword()),
+                if matches!(op, Op::Lookup { .. }) {
+                    "`=> present` or `=> absent`"
+                } else {
+                    "`=>` and a number expectation"
+                },
             ),
             (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => bad(
                 format!("`{}` reads /proc and has no errno to expect", op.keyword()),
