@@ -135,7 +135,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
     } else {
         None
     };
-    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout)));
+    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout), opts.pid_namespace));
     if let Some(reason) = skip {
         report.status = Status::Skip;
         report.reason = Some(reason);
