@@ -83,6 +83,59 @@ rusty_fork_test! {
         assert_eq!(shmids(), Vec::<i32>::new());
     }
 
+    /// `SHM_STAT_ANY` keeps only an id's index bits: after `rm s`, `shmctl
+    /// t = s SHM_STAT_ANY` binds t to whatever segment holds s's old index,
+    /// here one the machine made in the meantime (with `kernel.shm_next_id`,
+    /// as CRIU or an admin may); in host isolation `rm t` removed it (PASS).
+    /// Now the binding is guarded like a capture (and ends the actor's
+    /// chain, so no later step runs before the guard). The control: bound
+    /// to its own segment, the same steps pass.
+    #[test]
+    fn a_stale_name_cannot_bind_a_foreign_segment_by_index() {
+        private_namespace_or_skip!();
+        if let Err(why) = shm_harness::trace::available() {
+            eprintln!("skipped: the scenario waits with `run`, and tracing is unavailable: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().to_path_buf();
+        std::fs::write(
+            dir.path().join("stale.scn"),
+            "process A\nA: create s = private size 4096\nA: stat s => index 5\nA: rm s\nA: run \"touch ${here}/removed\" => status 0\n\
+             A: run \"sh -c 'while ! test -e ${here}/planted; do sleep 0.01; done'\" => status 0\n\
+             A: shmctl t = s SHM_STAT_ANY => size 8192\nA: rm t\n",
+        )
+        .unwrap();
+        std::fs::write("/proc/sys/kernel/shm_next_id", "5").expect("kernel.shm_next_id in the private namespace");
+        let planter = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !here.join("removed").exists() {
+                assert!(Instant::now() < deadline, "the scenario never removed s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::fs::write("/proc/sys/kernel/shm_next_id", (5 + 32768).to_string()).unwrap();
+            let seg = CreateOptions::new(8192).mode(Mode::ALL_RW).create_exclusive(Key::from_raw(0x7ace_2003)).unwrap();
+            std::fs::write(here.join("planted"), "").unwrap();
+            seg.release().id().raw()
+        });
+        let out = run(dir.path(), "host", "stale.scn");
+        let other = planter.join().unwrap();
+        assert_eq!(other % 32768, 5, "the foreign segment is not at s's index");
+        let said = text(&out);
+        assert!(said.contains(&format!("`t` captured shmid {other}, which is not a segment this scenario's processes created")), "{said}");
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert_eq!(shmids(), vec![other], "the foreign segment was removed: {said}");
+        // The control: bound to its own segment, `rm t` is the scenario's to make.
+        std::fs::write(
+            dir.path().join("own.scn"),
+            "process A\nA: create s = private size 4096\nA: shmctl t = s SHM_STAT_ANY => id s\nA: rm t\nA: segments => 0\n",
+        )
+        .unwrap();
+        let out = run(dir.path(), "host", "own.scn");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(shmids(), vec![other]);
+    }
+
     /// What a `needs command` leaves running (`cmd &`, even `setsid cmd &`)
     /// is killed before the scenario starts, in both isolations, with and
     /// without a traced program (host mode then has no PID namespace); it
