@@ -136,6 +136,66 @@ rusty_fork_test! {
         assert_eq!(shmids(), vec![other]);
     }
 
+    /// In host isolation a spawned program is the tracer's child, reaped
+    /// the moment it ends, not at `wait`: `signal D` after D ended sent
+    /// kill(2) to a pid that may be another process's by then. Here the
+    /// test makes the pid come back at once (in a PID namespace of its own,
+    /// with `unshare -p` and `ns_last_pid`) for a process that is not the
+    /// scenario's: it was killed and the step passed. Now the pid must still name a process of
+    /// the scenario's tree, checked through a pidfd; the control is the
+    /// same scenario signalling D while it runs.
+    #[test]
+    fn a_signal_never_reaches_a_recycled_pid() {
+        skip_if_not_root!();
+        private_namespace_or_skip!();
+        if let Err(why) = shm_harness::trace::available() {
+            eprintln!("skipped: host isolation traces spawned programs, and tracing is unavailable: {why}");
+            return;
+        }
+        if !have("unshare") {
+            eprintln!("skipped: unshare (util-linux) is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let steps = "process A, B\nA: spawn D = \"true\"\nA: run \"sh -c 'echo ${D} > ${here}/dpid'\" => status 0\n\
+                     A: run \"sh -c 'while ! test -e ${here}/planted; do sleep 0.01; done'\" => status 0\n\
+                     B: signal D KILL\nA: wait D => status 0\n";
+        std::fs::write(dir.path().join("recycle.scn"), steps).unwrap();
+        std::fs::write(dir.path().join("live.scn"), "process A, B\nA: spawn D = \"sleep 30\"\nB: signal D KILL\nA: wait D => signal KILL\n").unwrap();
+        // In a PID namespace of its own (`ns_last_pid` is then ours to
+        // set): run the scenario; once D has ended, give its pid to a
+        // `sleep` that is not the scenario's; say whether it survived.
+        let script = r#"
+set -u
+"$0" run --isolation host recycle.scn > recycle.out 2>&1 & c=$!
+while ! test -s dpid; do sleep 0.005; done; d=$(cat dpid)
+while test -e /proc/$d; do sleep 0.005; done
+f=none
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  echo $((d-1)) > /proc/sys/kernel/ns_last_pid; sleep 86 & f=$!
+  [ "$f" = "$d" ] && break; kill $f; f=none
+done
+touch planted
+wait $c; echo "rc=$?"
+if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "foreign-alive"; kill $f; else echo "foreign-killed"; fi
+"$0" run --isolation host live.scn > live.out 2>&1; echo "live-rc=$?"
+"#;
+        let out = Command::new("unshare")
+            .args(["-p", "-f", "--mount-proc", "bash", "-c", script, env!("CARGO_BIN_EXE_shm-harness")])
+            .current_dir(dir.path())
+            .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+            .env_remove("SHM_HARNESS_NO_TRACE")
+            .output()
+            .unwrap();
+        let said = text(&out) + &std::fs::read_to_string(dir.path().join("recycle.out")).unwrap_or_default();
+        assert!(!said.contains("not-recycled"), "the test could not give D's pid to another process: {said}");
+        assert!(said.contains("foreign-alive"), "`signal D` killed another process that had D's pid: {said}");
+        assert!(said.contains("rc=1") && said.contains("of `D` is not a descendant of the scenario's supervisor"), "{said}");
+        // The control: while D runs, the signal reaches it.
+        let live = std::fs::read_to_string(dir.path().join("live.out")).unwrap_or_default();
+        assert!(said.contains("live-rc=0"), "{said}{live}");
+    }
+
     /// What a `needs command` leaves running (`cmd &`, even `setsid cmd &`)
     /// is killed before the scenario starts, in both isolations, with and
     /// without a traced program (host mode then has no PID namespace); it
