@@ -196,6 +196,75 @@ if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "
         assert!(said.contains("live-rc=0"), "{said}{live}");
     }
 
+    /// A segment name keeps its shmid after `rm`, and the kernel can hand
+    /// the same shmid to another segment (`kernel.shm_next_id`, as CRIU or
+    /// an admin may; or seq wrap-around). In host isolation a second `rm s`
+    /// then removed the machine's segment (and `attach` + `poke` wrote into
+    /// it, `set` re-recorded it as the scenario's). Now a step that changes,
+    /// attaches or removes a segment by name first checks the shmid's
+    /// identity. The control: with nothing planted, `rm s => EINVAL` passes.
+    #[test]
+    fn a_stale_name_cannot_reach_a_segment_that_reused_its_shmid() {
+        private_namespace_or_skip!();
+        if let Err(why) = shm_harness::trace::available() {
+            eprintln!("skipped: the scenario waits with `run`, and tracing is unavailable: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for op in ["rm s => EINVAL", "attach m = s", "set s mode 0666", "lock s"] {
+            std::fs::write(
+                dir.path().join("stale.scn"),
+                format!(
+                    "process A\nA: create s = private size 4096\nA: rm s\nA: run \"sh -c 'echo ${{s}} > ${{here}}/removed'\" => status 0\n\
+                     A: run \"sh -c 'while ! test -e ${{here}}/planted; do sleep 0.01; done'\" => status 0\nA: {op}\n"
+                ),
+            )
+            .unwrap();
+            for plant in [true, false] {
+                let _ = std::fs::remove_file(dir.path().join("removed"));
+                let _ = std::fs::remove_file(dir.path().join("planted"));
+                let here = dir.path().to_path_buf();
+                let planter = std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    let s_id = loop {
+                        let text = std::fs::read_to_string(here.join("removed")).unwrap_or_default();
+                        if let Ok(id) = text.trim().parse::<i32>() {
+                            break id;
+                        }
+                        assert!(Instant::now() < deadline, "the scenario never removed s");
+                        std::thread::sleep(Duration::from_millis(5));
+                    };
+                    let other = plant.then(|| {
+                        std::fs::write("/proc/sys/kernel/shm_next_id", s_id.to_string()).unwrap();
+                        let seg = CreateOptions::new(8192).mode(Mode::ALL_RW).create_exclusive(Key::from_raw(0x7ace_2004)).unwrap();
+                        let id = seg.release().id().raw();
+                        assert_eq!(id, s_id, "the foreign segment did not get s's shmid");
+                        id
+                    });
+                    std::fs::write(here.join("planted"), "").unwrap();
+                    other
+                });
+                let out = run(dir.path(), "host", "stale.scn");
+                let other = planter.join().unwrap();
+                let said = text(&out);
+                match other {
+                    Some(other) => {
+                        assert!(said.contains(&format!("`s` (shmid {other}) is now another segment")), "{op}: {said}");
+                        assert_eq!(out.status.code(), Some(1), "{op}: {said}");
+                        assert_eq!(shmids(), vec![other], "{op}: the foreign segment was removed: {said}");
+                        let seg = sysv::Shmid::from_raw(other);
+                        let stat = seg.stat().unwrap();
+                        assert_eq!((stat.atime, stat.mode, stat.locked), (0, Mode::ALL_RW, false), "{op}: the foreign segment was touched: {said}");
+                        seg.remove().unwrap();
+                    }
+                    // The control: nothing planted, the stale name answers as the kernel says.
+                    None if op.starts_with("rm") => assert_eq!(out.status.code(), Some(0), "{said}"),
+                    None => assert!(!said.contains("is now another segment"), "{said}"),
+                }
+            }
+        }
+    }
+
     /// What a `needs command` leaves running (`cmd &`, even `setsid cmd &`)
     /// is killed before the scenario starts, in both isolations, with and
     /// without a traced program (host mode then has no PID namespace); it

@@ -469,6 +469,10 @@ impl<'a> Supervisor<'a> {
                 let mut j = i;
                 loop {
                     let step = &steps[j];
+                    if j > i {
+                        // Each chained step is guarded before the chain is sent.
+                        self.guard(step)?;
+                    }
                     match runs.last_mut() {
                         Some(r) if r.process == step.process => r.to = j + 1,
                         _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
