@@ -141,9 +141,11 @@ rusty_fork_test! {
     /// kill(2) to a pid that may be another process's by then. Here the
     /// test makes the pid come back at once (in a PID namespace of its own,
     /// with `unshare -p` and `ns_last_pid`) for a process that is not the
-    /// scenario's: it was killed and the step passed. Now the pid must still name a process of
-    /// the scenario's tree, checked through a pidfd; the control is the
-    /// same scenario signalling D while it runs.
+    /// scenario's: it was killed and the step passed; so was it by `run
+    /// "kill -9 ${D}"`. Now `signal` needs the pid to still name a process
+    /// of the scenario's tree (checked through a pidfd), and a command is
+    /// not handed `${D}` of an ended program; the control is a scenario
+    /// signalling D while it runs.
     #[test]
     fn a_signal_never_reaches_a_recycled_pid() {
         skip_if_not_root!();
@@ -157,16 +159,13 @@ rusty_fork_test! {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let steps = "process A, B\nA: spawn D = \"true\"\nA: run \"sh -c 'echo ${D} > ${here}/dpid'\" => status 0\n\
-                     A: run \"sh -c 'while ! test -e ${here}/planted; do sleep 0.01; done'\" => status 0\n\
-                     B: signal D KILL\nA: wait D => status 0\n";
-        std::fs::write(dir.path().join("recycle.scn"), steps).unwrap();
         std::fs::write(dir.path().join("live.scn"), "process A, B\nA: spawn D = \"sleep 30\"\nB: signal D KILL\nA: wait D => signal KILL\n").unwrap();
         // In a PID namespace of its own (`ns_last_pid` is then ours to
         // set): run the scenario; once D has ended, give its pid to a
         // `sleep` that is not the scenario's; say whether it survived.
         let script = r#"
 set -u
+rm -f dpid planted
 "$0" run --isolation host recycle.scn > recycle.out 2>&1 & c=$!
 while ! test -s dpid; do sleep 0.005; done; d=$(cat dpid)
 while test -e /proc/$d; do sleep 0.005; done
@@ -180,20 +179,31 @@ wait $c; echo "rc=$?"
 if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "foreign-alive"; kill $f; else echo "foreign-killed"; fi
 "$0" run --isolation host live.scn > live.out 2>&1; echo "live-rc=$?"
 "#;
-        let out = Command::new("unshare")
-            .args(["-p", "-f", "--mount-proc", "bash", "-c", script, env!("CARGO_BIN_EXE_shm-harness")])
-            .current_dir(dir.path())
-            .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
-            .env_remove("SHM_HARNESS_NO_TRACE")
-            .output()
-            .unwrap();
-        let said = text(&out) + &std::fs::read_to_string(dir.path().join("recycle.out")).unwrap_or_default();
-        assert!(!said.contains("not-recycled"), "the test could not give D's pid to another process: {said}");
-        assert!(said.contains("foreign-alive"), "`signal D` killed another process that had D's pid: {said}");
-        assert!(said.contains("rc=1") && said.contains("of `D` is not a descendant of the scenario's supervisor"), "{said}");
-        // The control: while D runs, the signal reaches it.
-        let live = std::fs::read_to_string(dir.path().join("live.out")).unwrap_or_default();
-        assert!(said.contains("live-rc=0"), "{said}{live}");
+        // `signal D`, and the same pid handed to a program as `${D}`.
+        for (step, refusal) in [
+            ("B: signal D KILL", "of `D` is not a descendant of the scenario's supervisor"),
+            ("B: run \"kill -9 ${D}\" => status 0", "`${D}`: pid"),
+        ] {
+            let steps = format!(
+                "process A, B\nA: spawn D = \"sleep 0.3\"\nA: run \"sh -c 'echo ${{D}} > ${{here}}/dpid'\" => status 0\n\
+                 A: run \"sh -c 'while ! test -e ${{here}}/planted; do sleep 0.01; done'\" => status 0\n{step}\nA: wait D => status 0\n"
+            );
+            std::fs::write(dir.path().join("recycle.scn"), steps).unwrap();
+            let out = Command::new("unshare")
+                .args(["-p", "-f", "--mount-proc", "bash", "-c", script, env!("CARGO_BIN_EXE_shm-harness")])
+                .current_dir(dir.path())
+                .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
+                .env_remove("SHM_HARNESS_NO_TRACE")
+                .output()
+                .unwrap();
+            let said = text(&out) + &std::fs::read_to_string(dir.path().join("recycle.out")).unwrap_or_default();
+            assert!(!said.contains("not-recycled"), "{step}: the test could not give D's pid to another process: {said}");
+            assert!(said.contains("foreign-alive"), "{step}: killed another process that had D's pid: {said}");
+            assert!(said.contains("rc=1") && said.contains(refusal), "{step}: {said}");
+            // The control: while D runs, the signal reaches it.
+            let live = std::fs::read_to_string(dir.path().join("live.out")).unwrap_or_default();
+            assert!(said.contains("live-rc=0"), "{said}{live}");
+        }
     }
 
     /// A segment name keeps its shmid after `rm`, and the kernel can hand

@@ -214,7 +214,40 @@ impl Actor<'_> {
         }
     }
 
+    /// Host mode with programs: a command must not be handed `${D}` of a
+    /// scenario process or program that has ended (a traced program is
+    /// reaped by its tracer at once, so its pid may be another's already):
+    /// the refusal, naming it. (The program may still race with an ending
+    /// after this; the scenario's own pids are all it is handed.)
+    pub(super) fn stale_pid(&self, argv: &[String], globals: &Globals) -> Option<Failure> {
+        if self.journal.is_none() || !super::host::traces_programs(self.scenario) {
+            return None;
+        }
+        let ours = |n: &str| {
+            self.scenario.processes.iter().any(|p| p.name == n)
+                || self.scenario.steps.iter().any(|s| matches!(&s.op, Op::Spawn { name: Some(d), .. } if d == n))
+        };
+        let sup = supervisor_pid();
+        for name in argv.iter().flat_map(|a| crate::scenario::substitutions(a)) {
+            let Some(Global::Process(pid)) = globals.get(name) else { continue };
+            if !ours(name) {
+                continue;
+            }
+            if !sup.is_some_and(|sup| descends_from(*pid, sup)) {
+                return Some(Failure::Refused {
+                    message: format!(
+                        "`${{{name}}}`: pid {pid} is no longer a process of the scenario (it ended, and its pid may be another process's now); not run"
+                    ),
+                });
+            }
+        }
+        None
+    }
+
     fn spawn(&mut self, index: usize, name: &Option<String>, argv: &[String], globals: &Globals) -> Outcome {
+        if let Some(f) = self.stale_pid(argv, globals) {
+            return Outcome { call: format!("spawn {}", argv.join(" ")), result: Err(f) };
+        }
         let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         let call = match name {
