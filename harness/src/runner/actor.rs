@@ -587,6 +587,9 @@ impl Actor<'_> {
     }
 
     fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+        if let Some(f) = self.stale_pid(argv, globals) {
+            return Outcome { call: format!("run {}", argv.join(" ")), result: Err(f) };
+        }
         let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         if self.journal.is_none() {

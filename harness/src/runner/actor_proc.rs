@@ -32,6 +32,90 @@ pub(super) fn foreign_segments(home: Option<(u64, u64)>) -> Option<FromActor> {
     Some(FromActor::Foreign { ns, segments })
 }
 
+enum SignalRefused {
+    Errno(nix::errno::Errno),
+    /// The pid's process is not in the scenario's tree: why.
+    NotOurs(String),
+}
+
+/// The parent pid and `comm` of `pid`, from `/proc/PID/stat`.
+fn parent_and_comm(pid: i32) -> Option<(i32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat[open + 1..close].to_string();
+    let ppid = stat[close + 1..].split_whitespace().nth(1)?.parse().ok()?;
+    Some((ppid, comm))
+}
+
+/// The supervisor of this actor: its nearest ancestor named `shm-sup`
+/// (our own ancestors are the scenario's, so the name cannot be forged).
+fn supervisor_pid() -> Option<i32> {
+    let mut pid = std::process::id() as i32;
+    for _ in 0..64 {
+        let (ppid, comm) = parent_and_comm(pid)?;
+        if comm == "shm-sup" {
+            return Some(pid);
+        }
+        if ppid <= 1 {
+            return None;
+        }
+        pid = ppid;
+    }
+    None
+}
+
+/// Whether `pid` descends from `sup` (orphans are re-parented to it: it is
+/// a subreaper), reading `/proc/PID/stat` up the chain.
+fn descends_from(pid: i32, sup: i32) -> bool {
+    let mut p = pid;
+    for _ in 0..256 {
+        match parent_and_comm(p) {
+            Some((ppid, _)) if ppid == sup => return true,
+            Some((ppid, _)) if ppid > 1 => p = ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Signals `pid` only if it is a process of the scenario's tree, without a
+/// window for pid reuse: a pidfd pins the process first, the tree is
+/// checked through `/proc`, and the signal goes through the pidfd (its
+/// success shows the process lived throughout, so the pid named it when
+/// the tree was checked).
+fn signal_in_tree(pid: i32, signal: i32) -> Result<(), SignalRefused> {
+    use nix::errno::Errno;
+    let sup = supervisor_pid().ok_or_else(|| {
+        SignalRefused::NotOurs("cannot be checked (no `shm-sup` among the actor's ancestors in /proc)".into())
+    })?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(SignalRefused::Errno(Errno::last()));
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    // A process of the tree whose parent just died is re-parented to the
+    // supervisor in a moment: look again before saying no.
+    let ours = (0..5).any(|i| {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        descends_from(pid, sup)
+    });
+    if !ours {
+        return Err(SignalRefused::NotOurs(format!("is not a descendant of the scenario's supervisor (pid {sup})")));
+    }
+    // SAFETY: pidfd_send_signal with a pidfd we own, a signal number, no
+    // siginfo and no flags.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(SignalRefused::Errno(Errno::last()))
+    }
+}
+
 fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
     Outcome {
         call: call.clone(),
@@ -74,9 +158,26 @@ impl Actor<'_> {
                     };
                 };
                 let call = format!("kill({pid}, {}) [{target}]", signal_name(*signal));
+                if self.journal.is_some() && super::host::traces_programs(self.scenario) {
+                    // Host mode with programs: no PID namespace, and a
+                    // traced program is reaped by its tracer the moment it
+                    // ends, not at `wait`: its pid may be another's.
+                    return match signal_in_tree(pid, *signal) {
+                        Ok(()) => Outcome { call, result: Ok(Value::Unit) },
+                        Err(SignalRefused::Errno(e)) => errno_outcome(call, e),
+                        Err(SignalRefused::NotOurs(why)) => Outcome {
+                            call,
+                            result: Err(Failure::Refused {
+                                message: format!("pid {pid} of `{target}` {why}: it ended, and its pid may be another process's now; not signalled"),
+                            }),
+                        },
+                    };
+                }
                 // SAFETY: kill(2) with a pid of the scenario (bound by a
-                // spawn or a fork, never reaped before: the parser checks)
-                // and a signal number.
+                // spawn or a fork, never reaped before: the parser checks;
+                // here a program is its actor's child, reaped only by
+                // `wait`, or all are in the scenario's PID namespace) and
+                // a signal number.
                 if unsafe { libc::kill(pid, *signal) } == 0 {
                     Outcome { call, result: Ok(Value::Unit) }
                 } else {
@@ -113,7 +214,40 @@ impl Actor<'_> {
         }
     }
 
+    /// Host mode with programs: a command must not be handed `${D}` of a
+    /// scenario process or program that has ended (a traced program is
+    /// reaped by its tracer at once, so its pid may be another's already):
+    /// the refusal, naming it. (The program may still race with an ending
+    /// after this; the scenario's own pids are all it is handed.)
+    pub(super) fn stale_pid(&self, argv: &[String], globals: &Globals) -> Option<Failure> {
+        if self.journal.is_none() || !super::host::traces_programs(self.scenario) {
+            return None;
+        }
+        let ours = |n: &str| {
+            self.scenario.processes.iter().any(|p| p.name == n)
+                || self.scenario.steps.iter().any(|s| matches!(&s.op, Op::Spawn { name: Some(d), .. } if d == n))
+        };
+        let sup = supervisor_pid();
+        for name in argv.iter().flat_map(|a| crate::scenario::substitutions(a)) {
+            let Some(Global::Process(pid)) = globals.get(name) else { continue };
+            if !ours(name) {
+                continue;
+            }
+            if !sup.is_some_and(|sup| descends_from(*pid, sup)) {
+                return Some(Failure::Refused {
+                    message: format!(
+                        "`${{{name}}}`: pid {pid} is no longer a process of the scenario (it ended, and its pid may be another process's now); not run"
+                    ),
+                });
+            }
+        }
+        None
+    }
+
     fn spawn(&mut self, index: usize, name: &Option<String>, argv: &[String], globals: &Globals) -> Outcome {
+        if let Some(f) = self.stale_pid(argv, globals) {
+            return Outcome { call: format!("spawn {}", argv.join(" ")), result: Err(f) };
+        }
         let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         let call = match name {

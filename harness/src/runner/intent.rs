@@ -13,13 +13,32 @@ use crate::scenario::{split_command, Requirement, Scenario};
 use super::report::{ScenarioReport, Status};
 
 /// The first unmet `needs program` / `needs command` of `sc`, as a skip
-/// reason; commands get `timeout` each.
-pub(crate) fn unmet(sc: &Scenario, timeout: Duration) -> Option<String> {
+/// reason; commands get `timeout` each. Called in the supervisor before the
+/// scenario starts (`pid_namespace`: it is PID 1 of the scenario's PID
+/// namespace): whatever a command leaves running, even in a session of its
+/// own (`setsid daemon &`), is killed and reaped before the next need.
+pub(crate) fn unmet(sc: &Scenario, timeout: Duration, pid_namespace: bool) -> Option<String> {
     let here = here(&sc.file);
+    if sc.requires.iter().any(|r| matches!(r, Requirement::Command(_))) && !pid_namespace {
+        // Orphans of the command come to us, to be found and killed.
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Some(format!(
+                "needs command: prctl(PR_SET_CHILD_SUBREAPER): {}; without it what a command leaves could not be killed, so none is run",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     for r in &sc.requires {
         let missing = match r {
             Requirement::Program(p) => find_program(p, &here).err(),
-            Requirement::Command(c) => run_command(c, &here, timeout).err(),
+            Requirement::Command(c) => {
+                let said = run_command(c, &here, timeout).err();
+                if let Err(e) = super::procs::kill_everything(pid_namespace) {
+                    return Some(format!("needs command `{c}` left processes that cannot be killed: {e}"));
+                }
+                said
+            }
         };
         if missing.is_some() {
             return missing;
@@ -69,11 +88,21 @@ pub(crate) fn find_program(name: &str, here: &Path) -> Result<PathBuf, String> {
 
 /// Runs `command` (split as `run` splits it, from the scenario file's folder,
 /// standard input `/dev/null`, output discarded but for the first line of
-/// its standard error) in a process group of its own; it must exit 0 within
-/// `timeout`, else its whole group is killed.
+/// its standard error) in a process group and a private, empty IPC
+/// namespace of its own; it must exit 0 within `timeout`, else its whole
+/// group is killed. Its group is killed when it ends too (a `cmd &` it left).
+///
+/// The command runs before the scenario's supervisor has entered the
+/// scenario's namespace, i.e. in the caller's IPC namespace (the host's):
+/// without a namespace of its own, `needs command "ipcrm --all=shm"` removed
+/// every segment of the machine, in either isolation.
+///
+/// Called only in a supervisor (a single-threaded process), so the child
+/// may allocate between fork and exec.
 ///
 /// # Errors
-/// The skip reason: the command, and how it failed.
+/// The skip reason: the command, and how it failed (or that it could not be
+/// given a namespace of its own: then it is not run).
 pub(crate) fn run_command(command: &str, here: &Path, timeout: Duration) -> Result<(), String> {
     let argv: Vec<String> = split_command(command)
         .map_err(|e| format!("needs command `{command}`: {e}"))?
@@ -82,29 +111,38 @@ pub(crate) fn run_command(command: &str, here: &Path, timeout: Duration) -> Resu
         .collect();
     let err_file = tempfile::tempfile().map_err(|e| format!("needs command `{command}`: a temporary file: {e}"))?;
     let err_out = err_file.try_clone().map_err(|e| format!("needs command `{command}`: {e}"))?;
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .current_dir(here)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(err_out))
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("needs command `{command}`, which cannot start: {e}"))?;
+        .process_group(0);
+    // SAFETY: runs in the forked child before exec; the parent is a
+    // supervisor, a single-threaded process (see above), so no lock can be
+    // held by a thread that did not come along and allocating is sound.
+    unsafe {
+        cmd.pre_exec(|| crate::namespace::enter_private_ipc_namespace().map_err(std::io::Error::other));
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        format!("needs command `{command}`, which cannot start in an IPC namespace of its own (so it is not run): {e}")
+    })?;
+    let pid = child.id() as i32;
     let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) | Err(_) => {
-                // The group is the command's own (process_group(0)).
-                let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
-                let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(format!("needs command `{command}`, which did not finish within {timeout:?} (killed)"));
-            }
+    let ended = loop {
+        match exited_unreaped(pid) {
+            Ok(true) => break true,
+            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(false) | Err(_) => break false,
         }
     };
+    // The group is the command's own (process_group(0)); while its leader is
+    // not reaped (a zombie at worst), its pgid cannot name anybody else's.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), nix::sys::signal::Signal::SIGKILL);
+    let status = child.wait().map_err(|e| format!("needs command `{command}`: waitpid: {e}"))?;
+    if !ended {
+        return Err(format!("needs command `{command}`, which did not finish within {timeout:?} (killed)"));
+    }
     if status.success() {
         return Ok(());
     }
@@ -116,6 +154,22 @@ pub(crate) fn run_command(command: &str, here: &Path, timeout: Duration) -> Resu
         text.lines().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default()
     };
     Err(format!("needs command `{command}`, which failed ({status}){first_line}"))
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`—Whether child `pid`
+/// has ended, leaving it unreaped (its pid and process group stay taken).
+fn exited_unreaped(pid: i32) -> std::io::Result<bool> {
+    // SAFETY: an all-zero siginfo_t is a valid value (plain integers).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t for the call.
+    let r = unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+    };
+    if r == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled `info` (si_pid is 0 when nothing changed).
+    Ok(unsafe { info.si_pid() } != 0)
 }
 
 /// The verdict of a scenario that ran: `Fail` when a step (not marked

@@ -128,6 +128,23 @@ impl Parser {
                         Some("a bound key, segment, process or program, ${dir} or ${here}"),
                     ));
                 }
+                // A pid that is no longer the scenario's may be recycled to
+                // any process of the machine: a command must not be handed
+                // it (`run "kill -9 ${D}"` after `wait D`), as `signal`
+                // is refused it.
+                let gone = match (self.programs.get(name), self.procs.get(name)) {
+                    (Some(p), _) => p.gone.map(|(at, how)| format!("program {name} {how} at line {at}")),
+                    (None, Some(p)) => p.dead.map(|at| format!("process {name} is gone since line {at}")),
+                    (None, None) => None,
+                };
+                if let Some(gone) = gone {
+                    return Err(self.err_at(
+                        lineno,
+                        col,
+                        format!("`${{{name}}}` in the command: {gone}; its pid may be another process's now"),
+                        Some("a process or program that still lives (use its pid before `wait`)"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -395,6 +412,35 @@ mod tests {
         refused(&format!("{P}B: signal A TERM\nA: stat s\n"), 3, 1, "gone since line 2");
         refused(&format!("{P}A: spawn D = \"x\"\n& B: signal D TERM\n"), 3, 6, "cannot run concurrently");
         refused(&format!("{P}B: signal A TERM => ok | EPERM\n"), 2, 1, "whether process A survives");
+    }
+
+    /// A command is not handed the pid of a program after `wait` (or after
+    /// its parent died), nor of a process killed by `signal`: it may be any
+    /// process of the machine's by then (host isolation has no PID
+    /// namespace when it traces programs). Before, `run "kill -9 ${D}"`
+    /// after `wait D` passed `check`.
+    #[test]
+    fn a_command_is_not_handed_a_stale_pid() {
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: wait D\nB: run \"kill -9 ${{D}}\"\n"),
+            4,
+            8,
+            "`${D}` in the command: program D was reaped by `wait` at line 3",
+        );
+        refused(
+            &format!("{P}A: spawn D = \"x\"\nA: exit\nB: spawn E = \"kill ${{D}}\"\n"),
+            4,
+            14,
+            "program D died with its parent at line 3",
+        );
+        refused(&format!("{P}B: signal A KILL\nB: run \"kill ${{A}}\"\n"), 3, 8, "process A is gone since line 2");
+        // The control: the same commands while the pid is still theirs.
+        for ok in [
+            format!("{P}A: spawn D = \"x\"\nB: run \"kill -9 ${{D}}\"\nA: wait D\n"),
+            format!("{P}B: run \"kill -0 ${{A}}\"\nB: signal A KILL\n"),
+        ] {
+            parse("t.scn", &ok).expect(&ok);
+        }
     }
 
     #[test]

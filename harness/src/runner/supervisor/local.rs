@@ -33,13 +33,61 @@ impl Supervisor<'_> {
     }
 
     /// In host mode, refuses a create or open of a key held by a segment
-    /// this scenario did not create.
+    /// this scenario did not create, and a step that would change, attach
+    /// or remove a segment by a name whose shmid is now another segment's.
     pub(super) fn guard(&self, step: &Step) -> Result<(), Abort> {
         if let Op::Create { key, .. } | Op::Open { key, .. } = &step.op {
             let k = self.resolve_key(key);
             self.host_guard(k).map_err(|m| Abort::Harness(format!("line {}: {m}", step.line)))?;
         }
-        Ok(())
+        self.guard_segment(step)
+    }
+
+    /// Host mode: a segment name keeps its shmid after `rm`, and a shmid
+    /// can come back as another segment (`kernel.shm_next_id`, CRIU, seq
+    /// wrap-around): `rm s` twice removed it, `attach`/`poke` wrote into it,
+    /// `set` re-recorded it as the scenario's. Before such a step, the
+    /// shmid must be gone (the kernel then answers EINVAL/EIDRM) or still
+    /// show an identity the scenario recorded. Not checked once a process
+    /// of the scenario has moved to another IPC namespace (`unshare ipc`,
+    /// `setns`): its shmids are not the supervisor's to look up.
+    fn guard_segment(&self, step: &Step) -> Result<(), Abort> {
+        use crate::sysv::ShmctlCmd as C;
+        if self.opts.isolation != Isolation::Host {
+            return Ok(());
+        }
+        let segment = match &step.op {
+            Op::Remove { segment }
+            | Op::Attach { segment, .. }
+            | Op::Set { segment, .. }
+            | Op::Lock { segment }
+            | Op::Unlock { segment } => segment,
+            Op::Shmctl { target: crate::scenario::CtlTarget::Segment(segment), cmd, .. }
+                if !matches!(cmd, C::IpcStat | C::ShmStat | C::ShmStatAny | C::IpcInfo | C::ShmInfo) =>
+            {
+                segment
+            }
+            _ => return Ok(()),
+        };
+        let Some(Global::Segment(id)) = self.books.globals.get(segment) else { return Ok(()) };
+        if self
+            .sc
+            .steps
+            .iter()
+            .take_while(|s| s.line < step.line)
+            .any(|s| matches!(s.op, Op::Unshare | Op::Setns { .. }))
+        {
+            return Ok(());
+        }
+        match host::current_identity(*id) {
+            Ok(None) => Ok(()),
+            Ok(Some(now)) if self.identities().contains(&now) => Ok(()),
+            Ok(Some(now)) => Err(Abort::Harness(format!(
+                "line {}: `{segment}` (shmid {id}) is now another segment (cpid {}, ctime {}), not one this scenario created; host isolation never touches it",
+                step.line, now.cpid, now.ctime
+            ))),
+            Err(e) => Err(Abort::Harness(format!("line {}: whose segment shmid {id} (`{segment}`) is cannot be told: {e}", step.line))),
+        }
     }
 
     /// In host mode, a shmid captured from a program's output must be a

@@ -135,7 +135,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
     } else {
         None
     };
-    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout)));
+    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout), opts.pid_namespace));
     if let Some(reason) = skip {
         report.status = Status::Skip;
         report.reason = Some(reason);
@@ -420,9 +420,12 @@ impl<'a> Supervisor<'a> {
 
     /// Whether a chain must end after this step: its process ends (the
     /// supervisor reaps it before anything else happens), or an external
-    /// program runs (which gets a step timeout of its own).
+    /// program runs (which gets a step timeout of its own), or a `shmctl`
+    /// binds a name (host mode guards what it bound before a later step of
+    /// the chain could use it: `shmctl t = s SHM_STAT_ANY` then `rm t`).
     fn ends_chain(step: &Step) -> bool {
         matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. } | Op::Wait { .. } | Op::Signal { .. } | Op::Exec)
+            || matches!(step.op, Op::Shmctl { name: Some(_), .. })
             || matches!(step.expect, Expect::Signal(_) | Expect::Exited(_))
     }
 
@@ -466,6 +469,10 @@ impl<'a> Supervisor<'a> {
                 let mut j = i;
                 loop {
                     let step = &steps[j];
+                    if j > i {
+                        // Each chained step is guarded before the chain is sent.
+                        self.guard(step)?;
+                    }
                     match runs.last_mut() {
                         Some(r) if r.process == step.process => r.to = j + 1,
                         _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
@@ -662,7 +669,18 @@ impl<'a> Supervisor<'a> {
         });
         match verdict {
             Ok(binds) => {
-                self.guard_captures(step, &binds)?;
+                // `shmctl t = s SHM_STAT_ANY` binds t to whatever holds s's
+                // index now (the kernel keeps only an id's index bits there):
+                // after `rm s`, a segment of the machine's: guarded as a capture.
+                let mut guarded = binds.clone();
+                if let (
+                    Op::Shmctl { name: Some(n), .. },
+                    StepResult::Answered(super::wire::Outcome { result: Ok(super::wire::Value::Ctl(a)), .. }),
+                ) = (&step.op, &result)
+                {
+                    guarded.push((n.clone(), Global::Segment(a.returned())));
+                }
+                self.guard_captures(step, &guarded)?;
                 self.apply(step, &result, binds);
                 if let Some(reason) = &step.xfail {
                     self.xpassed.push((step.line, reason.clone()));
