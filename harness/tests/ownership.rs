@@ -15,6 +15,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -23,6 +25,8 @@ use nix::unistd::Pid;
 use shm_harness::runner::fork::{fork_guarded, Child, PANIC_STATUS};
 use shm_harness::runner::wire::{recv, FromActor};
 use shm_harness::sysv::{self, CreateOptions, Mode};
+
+use common::{processes_with_arg, scan_proc};
 
 type Res = Result<(), String>;
 type TestFn = fn() -> Res;
@@ -655,19 +659,6 @@ fn in_group(group: Pid, pids: Vec<i32>) -> Vec<i32> {
             rest.split_whitespace().nth(2).and_then(|g| g.parse::<i32>().ok()) == Some(group.as_raw())
         })
         .collect()
-}
-
-/// Pids with `arg` in their command line.
-fn processes_with_arg(arg: &str) -> Vec<i32> {
-    scan_proc(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
-    })
-}
-
-fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter(|&p| pred(p)).collect())
-        .unwrap_or_default()
 }
 
 /// Host mode with `/proc/sysvipc/shm` unreadable at the leak snapshot (an

@@ -12,6 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::processes_with_arg;
+
 type Res = Result<(), String>;
 
 fn bin() -> &'static str {
@@ -58,19 +61,6 @@ fn harness(args: &[&str], dir: &Path) -> Output {
 /// A `sleep` argument no other process has: `1000.<pid><n>`.
 fn tag(n: u32) -> String {
     format!("1000.{}{n}", std::process::id())
-}
-
-/// Pids with `arg` in their command line (zombies have none: see `zombies`).
-fn processes_with_arg(arg: &str) -> Vec<i32> {
-    scan_proc(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
-    })
-}
-
-fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter(|&p| pred(p)).collect())
-        .unwrap_or_default()
 }
 
 /// Waits (up to 10 s) until no process has `arg` in its command line.

@@ -118,7 +118,12 @@ impl Judge<'_> {
             (Expect::Ctl(fields), Ok(Value::Ctl(answer))) => self.ctl_fields(&step.op, fields, answer),
 
             (Expect::Output(checks), Ok(Value::Output { status, signal, stdout, stderr, .. })) => {
-                super::output::judge_output(checks, *status, *signal, stdout, stderr, self.globals).ok_or(())
+                super::output::judge_output(
+                    checks,
+                    super::output::Ended { status: *status, signal: *signal, stdout, stderr },
+                    self.globals,
+                )
+                .ok_or(())
             }
             _ => fail(),
         }

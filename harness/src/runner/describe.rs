@@ -94,7 +94,11 @@ impl Supervisor<'_> {
         let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
             return String::new();
         };
-        match super::output::first_failure(checks, *status, *signal, stdout, stderr, globals) {
+        match super::output::first_failure(
+            checks,
+            super::output::Ended { status: *status, signal: *signal, stdout, stderr },
+            globals,
+        ) {
             Some((i, shown)) => {
                 let one = self.describe_expect(&Expect::Output(vec![checks[i].clone()]));
                 if shown == one {

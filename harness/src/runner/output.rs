@@ -7,17 +7,33 @@ use crate::scenario::{substitutions, OutputCheck, Stream};
 
 use super::wire::{Global, Globals};
 
+/// How a program ended and what it wrote (a `run` or `wait` answer).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ended<'a> {
+    /// Its exit status, if it exited.
+    pub status: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Its standard output (capped).
+    pub stdout: &'a str,
+    /// Its standard error (capped).
+    pub stderr: &'a str,
+}
+
+impl<'a> Ended<'a> {
+    /// The output `s` names.
+    fn stream(&self, s: Stream) -> &'a str {
+        match s {
+            Stream::Stdout => self.stdout,
+            Stream::Stderr => self.stderr,
+        }
+    }
+}
+
 /// The names `checks` bind if every one of them holds for this output, else `None`.
-pub(crate) fn judge_output(
-    checks: &[OutputCheck],
-    status: Option<i32>,
-    signal: Option<i32>,
-    stdout: &str,
-    stderr: &str,
-    globals: &Globals,
-) -> Option<Vec<(String, Global)>> {
+pub(crate) fn judge_output(checks: &[OutputCheck], out: Ended<'_>, globals: &Globals) -> Option<Vec<(String, Global)>> {
+    let Ended { status, signal, stdout, stderr } = out;
     let mut binds: Vec<(String, Global)> = Vec::new();
-    let pick = |s: Stream| if s == Stream::Stdout { stdout } else { stderr };
     for c in checks {
         let lookup = |name: &str| -> Option<String> {
             binds
@@ -35,9 +51,9 @@ pub(crate) fn judge_output(
             OutputCheck::StderrContains(t) => stderr.contains(&substitute(t, &lookup, false)).then(Vec::new),
             OutputCheck::Stdout(t) => match_template(&substitute(t, &lookup, false), stdout),
             OutputCheck::Stderr(t) => match_template(&substitute(t, &lookup, false), stderr),
-            OutputCheck::Matches(stream, re) => match_regex(&substitute(re, &lookup, true), pick(*stream)),
+            OutputCheck::Matches(stream, re) => match_regex(&substitute(re, &lookup, true), out.stream(*stream)),
             OutputCheck::Line { stream, line, column, template } => {
-                pick_line(pick(*stream), *line, *column).and_then(|text| {
+                pick_line(out.stream(*stream), *line, *column).and_then(|text| {
                     // A line or a column is matched whole, without its newline.
                     match_template(&substitute(template, &lookup, false), text.trim_end_matches('\n'))
                 })
@@ -51,17 +67,10 @@ pub(crate) fn judge_output(
 /// The first of `checks` that does not hold for this output (after the
 /// captures of those before it), with the check as it was applied
 /// (`${NAME}` substituted), if any.
-pub(crate) fn first_failure(
-    checks: &[OutputCheck],
-    status: Option<i32>,
-    signal: Option<i32>,
-    stdout: &str,
-    stderr: &str,
-    globals: &Globals,
-) -> Option<(usize, String)> {
+pub(crate) fn first_failure(checks: &[OutputCheck], out: Ended<'_>, globals: &Globals) -> Option<(usize, String)> {
     let mut known = globals.clone();
     for (i, c) in checks.iter().enumerate() {
-        match judge_output(std::slice::from_ref(c), status, signal, stdout, stderr, &known) {
+        match judge_output(std::slice::from_ref(c), out, &known) {
             Some(binds) => known.extend(binds),
             None => {
                 let lookup = |name: &str| known.get(name).copied().map(Global::substitute);
@@ -74,12 +83,12 @@ pub(crate) fn first_failure(
                     OutputCheck::StderrContains(t) => format!("stderr contains {:?}", substitute(t, &lookup, false)),
                     OutputCheck::Matches(s, re) => {
                         let re = substitute(re, &lookup, true);
-                        let why = regex_failure(&re, if *s == Stream::Stdout { stdout } else { stderr });
+                        let why = regex_failure(&re, out.stream(*s));
                         format!("{} matches {re:?} ({why})", s.name())
                     }
                     OutputCheck::Line { stream, line, column, template } => {
                         let col = column.map(|c| format!(" column {c}")).unwrap_or_default();
-                        let got = pick_line(if *stream == Stream::Stdout { stdout } else { stderr }, *line, *column)
+                        let got = pick_line(out.stream(*stream), *line, *column)
                             .map_or_else(|| "nothing there".to_string(), |t| format!("{t:?}"));
                         format!(
                             "{} line {line}{col} {:?} (found {got})",
@@ -261,13 +270,15 @@ mod tests {
     fn substitutes_bound_names_in_every_form() {
         let g = globals();
         let out = "key        shmid\n0x00001234 7\n";
-        assert!(judge_output(&[OutputCheck::StdoutContains("${k} ${s}".into())], None, None, out, "", &g).is_some());
+        assert!(judge_output(
+            &[OutputCheck::StdoutContains("${k} ${s}".into())],
+            Ended { stdout: out, stderr: "", ..Ended::default() },
+            &g
+        )
+        .is_some());
         assert!(judge_output(
             &[OutputCheck::Line { stream: Stream::Stdout, line: -1, column: Some(2), template: "${s}".into() }],
-            None,
-            None,
-            out,
-            "",
+            Ended { stdout: out, stderr: "", ..Ended::default() },
             &g
         )
         .is_some());
@@ -276,20 +287,14 @@ mod tests {
         other.insert("s".into(), Global::Segment(8));
         assert!(judge_output(
             &[OutputCheck::Line { stream: Stream::Stdout, line: 2, column: Some(2), template: "${s}".into() }],
-            None,
-            None,
-            out,
-            "",
+            Ended { stdout: out, stderr: "", ..Ended::default() },
             &other
         )
         .is_none());
         assert!(
             judge_output(
                 &[OutputCheck::Line { stream: Stream::Stdout, line: 3, column: None, template: "".into() }],
-                None,
-                None,
-                out,
-                "",
+                Ended { stdout: out, stderr: "", ..Ended::default() },
                 &g
             )
             .is_none(),
@@ -298,15 +303,17 @@ mod tests {
         // A regex gets the value escaped, and binds typed groups.
         let binds = judge_output(
             &[OutputCheck::Matches(Stream::Stdout, "^${k} (?P<n.id>[0-9]+)$".into())],
-            None,
-            None,
-            "0x00001234 7",
-            "",
+            Ended { stdout: "0x00001234 7", stderr: "", ..Ended::default() },
             &g,
         )
         .unwrap();
         assert_eq!(binds, vec![("id".into(), Global::Number(7))]);
-        assert!(judge_output(&[OutputCheck::Matches(Stream::Stderr, "x".into())], None, None, "x", "", &g).is_none());
+        assert!(judge_output(
+            &[OutputCheck::Matches(Stream::Stderr, "x".into())],
+            Ended { stdout: "x", stderr: "", ..Ended::default() },
+            &g
+        )
+        .is_none());
     }
 
     #[test]
@@ -315,7 +322,17 @@ mod tests {
             OutputCheck::Line { stream: Stream::Stdout, line: 1, column: None, template: "id {t}".into() },
             OutputCheck::StdoutContains("again ${t}".into()),
         ];
-        assert!(judge_output(&checks, None, None, "id 9\nagain 9\n", "", &Globals::new()).is_some());
-        assert!(judge_output(&checks, None, None, "id 9\nagain 8\n", "", &Globals::new()).is_none());
+        assert!(judge_output(
+            &checks,
+            Ended { stdout: "id 9\nagain 9\n", stderr: "", ..Ended::default() },
+            &Globals::new()
+        )
+        .is_some());
+        assert!(judge_output(
+            &checks,
+            Ended { stdout: "id 9\nagain 8\n", stderr: "", ..Ended::default() },
+            &Globals::new()
+        )
+        .is_none());
     }
 }

@@ -49,3 +49,20 @@ pub fn fork_child(body: impl FnOnce() -> i32) -> Pid {
 pub fn wait(pid: Pid) -> WaitStatus {
     waitpid(pid, None).expect("waitpid")
 }
+
+/// Pids with `arg` in their command line (zombies have none).
+pub fn processes_with_arg(arg: &str) -> Vec<i32> {
+    scan_proc(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
+    })
+}
+
+/// Pids under `/proc` for which `pred` holds. An unreadable `/proc` panics:
+/// a test that looks for stray processes must not pass blind.
+pub fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc must be readable to look for processes")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| pred(p))
+        .collect()
+}
