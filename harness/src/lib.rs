@@ -7,8 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod fuzzing;
+pub mod interp;
 pub mod listing;
 pub mod namespace;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod sysv;

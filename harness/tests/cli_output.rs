@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use shm_harness::runner::report::{render_junit, Entry, Leak, RunInfo, StepFailure};
+use shm_harness::report::{render_junit, Entry, Leak, RunInfo, StepFailure};
 use shm_harness::runner::{Isolation, ScenarioReport, Status};
 
 const PASS: &str = "process A\nA: create s = private size 100\nA: rm s\n";

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use shm_harness::runner::report::{render_json, render_junit_with, RunInfo};
+use shm_harness::report::{render_json, render_junit_with, RunInfo};
 use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status, Summary};
 use shm_harness::scenario::{self, Scenario};
 

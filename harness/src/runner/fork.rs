@@ -105,7 +105,7 @@ pub struct Child<'a> {
     /// User id to take (supplementary groups dropped).
     pub uid: Option<u32>,
     /// Where a panic's message goes (besides stderr), as a framed
-    /// [`super::wire::FromActor::Panic`]-style string chosen by the caller.
+    /// [`crate::runner::wire::FromActor::Panic`]-style string chosen by the caller.
     pub panic_fd: Option<RawFd>,
 }
 
@@ -251,7 +251,7 @@ fn write_panic(fd: RawFd, msg: &str) {
     // SAFETY: the fd was kept open for this purpose and is not closed while
     // this borrow lives (the process ends right after).
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let _ = super::wire::send(fd, &super::wire::FromActor::Panic(msg.to_string()));
+    let _ = crate::runner::wire::send(fd, &crate::runner::wire::FromActor::Panic(msg.to_string()));
 }
 
 /// Ends the process at once: no destructors, no atexit handlers, no stdio

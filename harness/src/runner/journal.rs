@@ -262,7 +262,7 @@ fn settle(
         }
         let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
         let key = crate::sysv::Key::from_raw(rec.key);
-        match super::host::current_identity(rec.shmid) {
+        match crate::runner::host::current_identity(rec.shmid) {
             Ok(None) => {}
             Err(e) => {
                 // Cannot tell: keep the journal for a sweep that can see.

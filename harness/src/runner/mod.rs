@@ -20,25 +20,10 @@
 //! `shm-harness` binary instead.
 
 mod actor;
-mod actor_mapping;
-mod actor_proc;
-mod check;
-mod describe;
 pub mod fork;
 mod host;
-mod hugepages;
-mod intent;
-pub(crate) mod interp;
 pub mod journal;
-mod output;
-mod procs;
-mod program;
-mod reexec;
-pub mod report;
-mod spawned;
 mod supervisor;
-mod traced;
-mod watch;
 pub mod wire;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -50,11 +35,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
+pub use crate::report::{Isolation, ScenarioReport, Status, Summary};
+pub use actor::reexec::{resume_exec_actor, EXEC_ACTOR_ENV};
 pub use actor::sysv_mappings;
 pub use fork::thread_count;
 pub use host::HOST_KEY_BASE;
-pub use reexec::{resume_exec_actor, EXEC_ACTOR_ENV};
-pub use report::{Isolation, ScenarioReport, Status, Summary};
 
 use crate::scenario::Scenario;
 use fork::{clone_guarded, Child, Namespaces};

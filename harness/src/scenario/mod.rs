@@ -5,14 +5,14 @@
 mod ast;
 mod lexer;
 mod number;
-mod parser;
+mod parse;
 mod print;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
 pub use number::{capture_name, parse_number_literal, CmpOp, NumExp, NumValue, Number};
-pub(crate) use parser::deadly;
-pub use parser::{
+pub(crate) use parse::deadly;
+pub use parse::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
 };
 pub use print::same_scenario;

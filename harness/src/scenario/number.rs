@@ -143,9 +143,9 @@ pub fn parse_number_literal(w: &str) -> Option<Number> {
         if digits.starts_with('-') {
             return None;
         }
-        return super::parser::parse_number(digits).map(|n| -Number::from(n));
+        return super::parse::parse_number(digits).map(|n| -Number::from(n));
     }
-    super::parser::parse_number(w).map(Number::from)
+    super::parse::parse_number(w).map(Number::from)
 }
 
 /// The name inside a capture word `{name}`.

@@ -4,8 +4,8 @@
 use crate::scenario::{CtlTarget, Op, RlimitResource};
 use crate::sysv::{self, CtlBuffer, ShmctlCmd};
 
-use super::super::wire::{Failure, Global, Globals, Outcome, Value};
-use super::{failure, Actor};
+use crate::interp::{Failure, Global, Globals, Outcome, Value};
+use crate::runner::actor::{failure, Actor};
 
 impl Actor<'_> {
     /// Performs one of the steps of this module.

@@ -6,8 +6,8 @@
 
 use crate::scenario::Step;
 
-use super::super::report::{Entry, StepFailure};
-use super::{Abort, Supervisor};
+use crate::report::{Entry, StepFailure};
+use crate::runner::supervisor::{Abort, Supervisor};
 
 impl Supervisor<'_> {
     /// Runs the scenario's steps: those before `finally:` in lockstep until

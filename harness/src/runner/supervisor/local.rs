@@ -6,11 +6,11 @@ use nix::sys::signal::{kill, Signal};
 use crate::scenario::{Op, Step};
 use crate::sysv::{self, Key};
 
-use super::super::check::StepResult;
-use super::super::host;
-use super::super::report::Isolation;
-use super::super::wire::{Failure, Global, Outcome, Value};
-use super::{Abort, Supervisor};
+use crate::interp::judge::StepResult;
+use crate::interp::{Failure, Global, Outcome, Value};
+use crate::report::Isolation;
+use crate::runner::host;
+use crate::runner::supervisor::{Abort, Supervisor};
 
 impl Supervisor<'_> {
     /// In host mode: refuse a key that a segment not of this scenario holds

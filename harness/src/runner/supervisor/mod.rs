@@ -15,19 +15,23 @@ use nix::unistd::{pipe2, Pid};
 
 use crate::scenario::{Expect, Op, Scenario, Step};
 
+mod describe;
 mod finally;
+mod hugepages;
 mod local;
+pub(crate) mod needs;
+pub(crate) mod procs;
 mod teardown;
 mod waiting;
 
-use super::actor::{actor_comm, descendants, Actor, ActorFds};
-use super::check::{Judge, StepResult};
-use super::fork::{fork_guarded, Child};
-use super::host::{self, KeyMap};
-use super::interp::{Books, Effect};
-use super::procs;
-use super::report::{Entry, Isolation, ScenarioReport, Status, StepFailure};
-use super::wire::{recv, send, Ending, FromActor, Global, Identity, Run, ToActor, WireError};
+use crate::interp::effects::{Books, Effect};
+use crate::interp::judge::{Judge, StepResult};
+use crate::interp::{Ending, Global, Identity};
+use crate::report::{Entry, Isolation, ScenarioReport, Status, StepFailure};
+use crate::runner::actor::{actor_comm, descendants, Actor, ActorFds};
+use crate::runner::fork::{fork_guarded, Child};
+use crate::runner::host::{self, KeyMap};
+use crate::runner::wire::{recv, send, FromActor, Run, ToActor, WireError};
 
 /// How a supervisor runs its scenario.
 #[derive(Debug, Clone)]
@@ -122,7 +126,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             "needs a private IPC namespace (`needs namespace`, or it sets sysctls), and this run uses host isolation"
                 .to_string(),
         )
-    } else if let Some(reason) = sc.needs.hugepages.and_then(super::hugepages::missing) {
+    } else if let Some(reason) = sc.needs.hugepages.and_then(crate::runner::supervisor::hugepages::missing) {
         Some(reason)
     } else if opts.isolation == Isolation::Host && !opts.root {
         // `unshare ipc` / `setns` need CAP_SYS_ADMIN, which a namespace run
@@ -135,7 +139,9 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
     } else {
         None
     };
-    let skip = skip.or_else(|| super::intent::unmet(sc, sc.timeout.unwrap_or(opts.timeout), opts.pid_namespace));
+    let skip = skip.or_else(|| {
+        crate::runner::supervisor::needs::unmet(sc, sc.timeout.unwrap_or(opts.timeout), opts.pid_namespace)
+    });
     if let Some(reason) = skip {
         report.status = Status::Skip;
         report.reason = Some(reason);
@@ -213,7 +219,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             report.reason = reason;
             report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
-            report.status = super::intent::verdict(&mut report, xfail, &sup.xpassed);
+            report.status = crate::runner::supervisor::needs::verdict(&mut report, xfail, &sup.xpassed);
         }
     }
     report.duration_us = started.elapsed().as_micros() as u64;
@@ -277,7 +283,7 @@ impl<'a> Supervisor<'a> {
         // Per process: 4 pipe ends here, plus a few of our own. A small
         // scenario is not checked (a fork refused later names the limit too).
         if sc.processes.len() > MAX_HANDOFF_PROCESSES {
-            super::fork::check_limits(sc.processes.len(), 4 * sc.processes.len() + 16)?;
+            crate::runner::fork::check_limits(sc.processes.len(), 4 * sc.processes.len() + 16)?;
         }
         let mut procs = BTreeMap::new();
         for p in &sc.processes {
@@ -372,7 +378,7 @@ impl<'a> Supervisor<'a> {
                 journal,
                 attachments: HashMap::new(),
                 timeout,
-                watch: super::watch::Watch::default(),
+                watch: crate::runner::actor::watch::Watch::default(),
                 spawned: HashMap::new(),
             };
             actor.serve()
@@ -675,7 +681,7 @@ impl<'a> Supervisor<'a> {
                 let mut guarded = binds.clone();
                 if let (
                     Op::Shmctl { name: Some(n), .. },
-                    StepResult::Answered(super::wire::Outcome { result: Ok(super::wire::Value::Ctl(a)), .. }),
+                    StepResult::Answered(crate::interp::Outcome { result: Ok(crate::interp::Value::Ctl(a)), .. }),
                 ) = (&step.op, &result)
                 {
                     guarded.push((n.clone(), Global::Segment(a.returned())));
@@ -708,7 +714,7 @@ impl<'a> Supervisor<'a> {
     /// leave (a segment, a daemon) is named with this line.
     fn note_program(&mut self, step: &Step, result: &StepResult) {
         if let (Op::Run { .. }, StepResult::Answered(o)) = (&step.op, result) {
-            if let Ok(super::wire::Value::Output { pid, .. }) = &o.result {
+            if let Ok(crate::interp::Value::Output { pid, .. }) = &o.result {
                 self.books.spawned.insert(*pid, (step.line, step.process.clone()));
             }
         }
@@ -770,13 +776,13 @@ impl<'a> Supervisor<'a> {
     }
 
     /// `name`'s state letter in `/proc/PID/stat` (`R`, `S`, `T`, ...).
-    pub(super) fn proc_state(&self, name: &str) -> Option<String> {
+    pub(crate) fn proc_state(&self, name: &str) -> Option<String> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.proc_pid(name)?)).ok()?;
         stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).map(str::to_string)
     }
 
     /// Why `name` has not answered within `waited`: its state and where it sleeps.
-    pub(super) fn state_of(&self, name: &str, waited: Duration) -> String {
+    pub(crate) fn state_of(&self, name: &str, waited: Duration) -> String {
         let pid = self.pid_of(name);
         let host_pid = self.proc_pid(name);
         let state = self.proc_state(name);

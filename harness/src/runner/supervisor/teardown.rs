@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::sysv;
 
-use super::super::actor::descendants;
-use super::super::host;
-use super::super::journal;
-use super::super::procs;
-use super::super::report::{Isolation, Leak};
-use super::super::wire::{recv, send, Ending, FromActor, Identity, ToActor, TracedSegment, Value};
-use super::Supervisor;
+use crate::interp::{Ending, Identity, TracedSegment, Value};
+use crate::report::{Isolation, Leak};
+use crate::runner::actor::descendants;
+use crate::runner::host;
+use crate::runner::journal;
+use crate::runner::supervisor::procs;
+use crate::runner::supervisor::Supervisor;
+use crate::runner::wire::{recv, send, FromActor, ToActor};
 use crate::scenario::signal_name;
 
 impl Supervisor<'_> {
@@ -299,7 +300,7 @@ impl Supervisor<'_> {
                 Err(e) => return Err(format!("/proc/{pid}/maps: {e}")),
             };
             let spawned = self.books.spawned.get(&pid).cloned();
-            for (range, _, shmid) in super::super::actor::sysv_mappings(&maps) {
+            for (range, _, shmid) in crate::runner::actor::sysv_mappings(&maps) {
                 // Only a `spawn`ed program can be waited for or signalled; a
                 // process some program left behind (a daemon) cannot.
                 let message = match &spawned {

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::super::check::StepResult;
-use super::super::wire::Run;
-use super::{Abort, Supervisor};
+use crate::interp::judge::StepResult;
+use crate::runner::supervisor::{Abort, Supervisor};
+use crate::runner::wire::Run;
 
 impl Supervisor<'_> {
     /// Runs `eventually D:` step `i` until it answers as expected or D has

@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use crate::trace::{Exit, Tracer};
 
-use super::journal;
-use super::traced::{self, Traced};
-use super::wire::{Identity, TracedSegment};
+use crate::interp::{Identity, TracedSegment};
+use crate::runner::actor::traced::{self, Traced};
+use crate::runner::journal;
 
 /// What an actor knows of its traced programs.
 #[derive(Debug, Default)]
@@ -136,8 +136,8 @@ impl Watch {
     /// Waits until the traced program of the step at `line` has ended (its
     /// tracer said so), reading every tracer's reports meanwhile; `Unknown`
     /// at `deadline`, or if its tracer is gone without saying.
-    pub fn wait_exit(&mut self, line: usize, deadline: Instant, origin: &Origin<'_>) -> super::wire::Ending {
-        use super::wire::Ending;
+    pub fn wait_exit(&mut self, line: usize, deadline: Instant, origin: &Origin<'_>) -> crate::interp::Ending {
+        use crate::interp::Ending;
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
             self.drain(origin);

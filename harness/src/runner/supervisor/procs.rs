@@ -10,7 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::wire::Ending;
+use crate::interp::Ending;
 
 /// Reaps one child that has ended, if any: its pid and how it ended.
 pub(crate) fn reap_one() -> Option<(i32, Ending)> {

@@ -11,13 +11,11 @@ use super::lexer::{tokenize, Spanned, Tok};
 
 mod control;
 mod intent;
-#[path = "parse_mapping.rs"]
 mod mapping;
 mod numbers;
 mod output;
-#[path = "parse_proc.rs"]
-mod parse_proc;
-pub(crate) use parse_proc::{deadly, signal_word};
+mod process;
+pub(crate) use process::{deadly, signal_word};
 
 /// A malformed scenario: where, what is wrong, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,7 +190,7 @@ struct Parser {
     /// `xfail "REASON"` read, waiting for its step (and its line).
     pending_xfail: Option<(String, usize)>,
     /// Programs bound by `spawn`.
-    programs: HashMap<String, parse_proc::ProgramState>,
+    programs: HashMap<String, process::ProgramState>,
     /// The line of `finally:`, once seen.
     finally_line: Option<usize>,
 }
@@ -1177,15 +1175,15 @@ impl Parser {
         }
         let state = self.procs.get_mut(proc_).expect("known");
         // The same rule the actor follows when it performs the step.
-        match crate::runner::interp::attachment_change(op) {
-            crate::runner::interp::AttachmentChange::Adds(name) => {
+        match crate::interp::effects::attachment_change(op) {
+            crate::interp::effects::AttachmentChange::Adds(name) => {
                 state.known.insert(name.clone());
                 state.attachments.insert(name);
             }
-            crate::runner::interp::AttachmentChange::Ends(name) => {
+            crate::interp::effects::AttachmentChange::Ends(name) => {
                 state.attachments.remove(&name);
             }
-            crate::runner::interp::AttachmentChange::None => {}
+            crate::interp::effects::AttachmentChange::None => {}
         }
         let ends = matches!(op, Op::Exit { .. } | Op::Kill | Op::Crash);
         match op {

@@ -8,7 +8,7 @@ use crate::scenario::{
 };
 use crate::sysv::{self, CtlAnswer};
 
-use super::wire::{Ending, Failure, Global, Globals, Outcome, Value};
+use crate::interp::{Ending, Failure, Global, Globals, Outcome, Value};
 
 /// What became of a step.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub(crate) struct Judge<'a> {
     /// Names bound so far.
     pub globals: &'a Globals,
     /// Literal keys as this run uses them (host mode moves them).
-    pub keys: &'a super::host::KeyMap,
+    pub keys: &'a crate::interp::keys::KeyMap,
 }
 
 impl Judge<'_> {
@@ -54,7 +54,7 @@ impl Judge<'_> {
     }
 
     /// Host mode moves literal keys to the run's range (see
-    /// [`super::host::KeyMap`]), so scenarios written with fixed keys do not
+    /// [`crate::interp::keys::KeyMap`]), so scenarios written with fixed keys do not
     /// collide with the machine's own.
     pub fn translate_key(&self, literal: i32) -> i32 {
         self.keys.translate(literal)
@@ -118,9 +118,9 @@ impl Judge<'_> {
             (Expect::Ctl(fields), Ok(Value::Ctl(answer))) => self.ctl_fields(&step.op, fields, answer),
 
             (Expect::Output(checks), Ok(Value::Output { status, signal, stdout, stderr, .. })) => {
-                super::output::judge_output(
+                crate::interp::output::judge_output(
                     checks,
-                    super::output::Ended { status: *status, signal: *signal, stdout, stderr },
+                    crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
                     self.globals,
                 )
                 .ok_or(())
@@ -272,7 +272,7 @@ mod tests {
         ds.shm_nattch = 2;
         let st = sysv::SegmentStat::from_raw(&ds);
         let answered = |st| StepResult::Answered(Outcome { call: "shmctl".into(), result: Ok(Value::Stat(st)) });
-        let keys = super::super::host::KeyMap::default();
+        let keys = crate::interp::keys::KeyMap::default();
         let mut globals = Globals::new();
         globals.insert("s".into(), Global::Segment(3 * SEQ_MULTIPLIER + 7));
         let base = "process A\nA: create s = private size 1\n";

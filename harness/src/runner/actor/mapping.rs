@@ -14,9 +14,9 @@
 use crate::scenario::{Addr, MapChange, Op};
 use crate::sysv::{self, AttachFlags, Attachment, Shmid};
 
-use super::actor::Actor;
-use super::check::Judge;
-use super::wire::{Failure, Global, Globals, Outcome, Value};
+use crate::interp::judge::Judge;
+use crate::interp::{Failure, Global, Globals, Outcome, Value};
+use crate::runner::actor::Actor;
 
 fn fail(call: String, e: sysv::Error) -> Outcome {
     let result = match e.errno() {
@@ -68,7 +68,7 @@ fn usize_of(n: u64) -> usize {
 
 impl Actor<'_> {
     /// Performs an H1 step; `None` for any other operation.
-    pub(super) fn execute_mapping(&mut self, index: usize, op: &Op, globals: &Globals) -> Option<Outcome> {
+    pub(crate) fn execute_mapping(&mut self, index: usize, op: &Op, globals: &Globals) -> Option<Outcome> {
         let judge = Judge { globals, keys: &self.keys };
         let addr_of = |a: &Addr| judge.resolve_addr(a);
         let out = match op {
@@ -256,7 +256,7 @@ impl Actor<'_> {
 
     /// `peek`: through the wrapper's bounds on an intact attachment, else a
     /// raw touch within the extent (detached, unmapped, protected, resized).
-    pub(super) fn peek(&self, att: &Attachment, offset: usize) -> sysv::Result<u8> {
+    pub(crate) fn peek(&self, att: &Attachment, offset: usize) -> sysv::Result<u8> {
         if att.is_intact() {
             att.peek(offset)
         } else {
@@ -268,7 +268,7 @@ impl Actor<'_> {
     }
 
     /// `poke`: as [`Actor::peek`], ignoring read-only protection.
-    pub(super) fn poke(&self, att: &Attachment, offset: usize, value: u8) -> sysv::Result<()> {
+    pub(crate) fn poke(&self, att: &Attachment, offset: usize, value: u8) -> sysv::Result<()> {
         // SAFETY: a disposable actor; dying of SIGSEGV on a read-only,
         // protected or unmapped page is what this step tests.
         unsafe {

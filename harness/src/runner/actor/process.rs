@@ -6,15 +6,16 @@ use std::time::Instant;
 
 use crate::scenario::{signal_name, Op};
 
-use super::actor::{substitute, Actor};
-use super::spawned;
-use super::watch::Origin;
-use super::wire::{Failure, FromActor, Global, Globals, Outcome, Value};
+use crate::interp::{Failure, Global, Globals, Outcome, Value};
+use crate::runner::actor::spawned;
+use crate::runner::actor::watch::Origin;
+use crate::runner::actor::{substitute, Actor};
+use crate::runner::wire::FromActor;
 
 /// At `Finish`: if this actor is no longer in the scenario's IPC
 /// namespace `home`, the segments left in the one it is in.
-pub(super) fn foreign_segments(home: Option<(u64, u64)>) -> Option<FromActor> {
-    let now = super::journal::ipc_namespace();
+pub(crate) fn foreign_segments(home: Option<(u64, u64)>) -> Option<FromActor> {
+    let now = crate::runner::journal::ipc_namespace();
     if home.is_none() || now == home {
         return None;
     }
@@ -126,7 +127,7 @@ fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
 impl Actor<'_> {
     /// What `op` names that this process does not hold (an attachment, a
     /// program): possible only in a `finally` step after a failure.
-    pub(super) fn unmet(&self, op: &Op) -> Option<String> {
+    pub(crate) fn unmet(&self, op: &Op) -> Option<String> {
         let attachment = match op {
             Op::Detach { attachment }
             | Op::Write { attachment, .. }
@@ -143,7 +144,7 @@ impl Actor<'_> {
     }
 
     /// Performs one of this module's steps.
-    pub(super) fn process_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
+    pub(crate) fn process_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         let pid_of = |n: &str| match globals.get(n) {
             Some(Global::Process(p)) => Some(*p),
             _ => None,
@@ -158,7 +159,7 @@ impl Actor<'_> {
                     };
                 };
                 let call = format!("kill({pid}, {}) [{target}]", signal_name(*signal));
-                if self.journal.is_some() && super::host::traces_programs(self.scenario) {
+                if self.journal.is_some() && crate::runner::host::traces_programs(self.scenario) {
                     // Host mode with programs: no PID namespace, and a
                     // traced program is reaped by its tracer the moment it
                     // ends, not at `wait`: its pid may be another's.
@@ -219,8 +220,8 @@ impl Actor<'_> {
     /// reaped by its tracer at once, so its pid may be another's already):
     /// the refusal, naming it. (The program may still race with an ending
     /// after this; the scenario's own pids are all it is handed.)
-    pub(super) fn stale_pid(&self, argv: &[String], globals: &Globals) -> Option<Failure> {
-        if self.journal.is_none() || !super::host::traces_programs(self.scenario) {
+    pub(crate) fn stale_pid(&self, argv: &[String], globals: &Globals) -> Option<Failure> {
+        if self.journal.is_none() || !crate::runner::host::traces_programs(self.scenario) {
             return None;
         }
         let ours = |n: &str| {

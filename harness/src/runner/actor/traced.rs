@@ -1,5 +1,5 @@
 //! A `run` step's program under the tracer (host mode): the same stdio,
-//! cap and answer as [`super::program::run`], plus every segment the
+//! cap and answer as [`crate::runner::actor::program::run`], plus every segment the
 //! program's process tree creates, reported as it happens.
 //!
 //! The tracer T is the actor's child (it dies with the actor, and every
@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::trace::{self, Event, Exit, Program, Stdio, TraceError, Tracer};
 
-use super::wire::{Failure, Identity, Outcome, Value};
+use crate::interp::{Failure, Identity, Outcome, Value};
 
 /// What a traced process did to a segment, as the actor books it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub(crate) fn run(
         if state.exited_at.is_some() {
             wait = wait.min(Duration::from_millis(20));
         }
-        let (mut fds, which) = super::program::poll_open(&open);
+        let (mut fds, which) = crate::runner::actor::program::poll_open(&open);
         // SAFETY: the caller keeps the life pipe's read end open for the call.
         let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
         fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
@@ -148,7 +148,7 @@ pub(crate) fn run(
                 return Err(format!("run `{}`: {e}; its process tree was killed", args[0]));
             }
         }
-        super::program::read_ready(&which, &ready, &mut open, &mut out, &mut buf);
+        crate::runner::actor::program::read_ready(&which, &ready, &mut open, &mut out, &mut buf);
     }
     if let Some((step, errno)) = state.not_started {
         let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));

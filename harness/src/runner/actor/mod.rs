@@ -15,16 +15,22 @@ use nix::unistd::Pid;
 use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
 use crate::sysv::{self, Attachment, GetFlags, Key, Shmid};
 
-use super::check::{Judge, StepResult};
-use super::fork::{exit_now, fork_guarded, Child};
-use super::host::KeyMap;
-use super::journal;
-use super::watch::{Origin, Watch};
+use crate::interp::judge::{Judge, StepResult};
+use crate::runner::actor::watch::{Origin, Watch};
+use crate::runner::fork::{exit_now, fork_guarded, Child};
+use crate::runner::host::KeyMap;
+use crate::runner::journal;
 mod control;
+mod mapping;
+mod process;
+mod program;
+pub(crate) mod reexec;
+mod spawned;
+mod traced;
+pub(crate) mod watch;
 
-use super::wire::{
-    flush, frame_into, recv, send, Ending, Failure, FromActor, Global, Globals, Identity, Outcome, Run, ToActor, Value,
-};
+use crate::interp::{Ending, Failure, Global, Globals, Identity, Outcome, Value};
+use crate::runner::wire::{flush, frame_into, recv, send, FromActor, Run, ToActor};
 
 /// The pipe ends one process needs: where its commands come from and where
 /// its answers go.
@@ -62,7 +68,7 @@ pub(crate) struct Actor<'a> {
     /// they reported.
     pub watch: Watch,
     /// Programs this actor spawned and has not waited for yet.
-    pub spawned: HashMap<String, super::spawned::Spawned>,
+    pub spawned: HashMap<String, crate::runner::actor::spawned::Spawned>,
 }
 
 /// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
@@ -79,7 +85,7 @@ fn fd(raw: RawFd) -> BorrowedFd<'static> {
 impl Actor<'_> {
     /// Serves commands until told to finish or the supervisor goes away.
     pub(crate) fn serve(mut self) -> ! {
-        super::fork::mark_runner_process();
+        crate::runner::fork::mark_runner_process();
         loop {
             let my = self.fds[&self.name];
             if !self.wait_for_command(my.cmd) {
@@ -95,7 +101,7 @@ impl Actor<'_> {
                     self.finish_watch();
                     let mut out = Vec::new();
                     self.frame_reports(&mut out);
-                    if let Some(foreign) = super::actor_proc::foreign_segments(home_ns) {
+                    if let Some(foreign) = crate::runner::actor::process::foreign_segments(home_ns) {
                         let _ = frame_into(&mut out, &foreign);
                     }
                     self.flush(&mut out);
@@ -104,7 +110,7 @@ impl Actor<'_> {
                     }
                     // Done with the scenario: say so to whoever looks (ps,
                     // the chaos campaign's choice of victims).
-                    super::fork::set_name(&format!("shm-end-{}", self.name));
+                    crate::runner::fork::set_name(&format!("shm-end-{}", self.name));
                     exit_now(0)
                 }
                 ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),
@@ -198,7 +204,7 @@ impl Actor<'_> {
                 op => self.execute(index, op, &step.expect, &globals),
             };
             if let Ok(v) = &outcome.result {
-                super::interp::bind(&super::interp::effects(&step.op, v), &mut globals);
+                crate::interp::effects::bind(&crate::interp::effects::effects(&step.op, v), &mut globals);
             }
             let result = StepResult::Answered(outcome);
             match (Judge { globals: &globals, keys: &self.keys }).verdict(step, &result) {
@@ -266,7 +272,7 @@ impl Actor<'_> {
         }
     }
 
-    pub(super) fn end_chain(&self) {
+    pub(crate) fn end_chain(&self) {
         // SAFETY: writing one byte from a constant; the pipe is non-blocking.
         unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
     }
@@ -324,7 +330,7 @@ impl Actor<'_> {
                 }
                 Ok(pid.as_raw())
             }
-            Err(super::fork::ForkError::Sys { errno, .. }) => Err(errno),
+            Err(crate::runner::fork::ForkError::Sys { errno, .. }) => Err(errno),
             Err(e) => panic!("{e}"),
         }
     }
@@ -575,7 +581,7 @@ impl Actor<'_> {
     }
 
     /// `${here}`: the folder of the scenario file.
-    pub(super) fn here(&self) -> PathBuf {
+    pub(crate) fn here(&self) -> PathBuf {
         let here = std::path::Path::new(&self.scenario.file).parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -593,14 +599,14 @@ impl Actor<'_> {
         let here = self.here();
         let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
         if self.journal.is_none() {
-            return super::program::run(&args, &self.dir);
+            return crate::runner::actor::program::run(&args, &self.dir);
         }
         // Host mode: under the tracer (the supervisor checked it works).
         let line = self.scenario.steps[index].line;
         let deadline = std::time::Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
-        let mut reports = super::watch::RunReports { watch: &mut self.watch, origin, line };
-        let ran = super::traced::run(&args, &self.dir, deadline, self.life, &mut reports);
+        let mut reports = crate::runner::actor::watch::RunReports { watch: &mut self.watch, origin, line };
+        let ran = crate::runner::actor::traced::run(&args, &self.dir, deadline, self.life, &mut reports);
         match ran {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {
@@ -617,7 +623,7 @@ impl Actor<'_> {
 
     /// The attachment a memory step names. The parser admits only
     /// attachments this process holds, by the rule the actor follows
-    /// ([`super::interp::attachment_change`]); a missing one is a harness
+    /// ([`crate::interp::effects::attachment_change`]); a missing one is a harness
     /// bug, which the fork helper reports as such.
     fn attachment(&self, name: &str) -> &Attachment {
         match self.attachments.get(name) {
@@ -634,7 +640,7 @@ impl Actor<'_> {
     /// fails, the segment (ours: it was created a moment ago) is removed
     /// and the step refused.
     fn record_creation(&self, index: usize, id: Shmid, key: Key) -> Result<Identity, String> {
-        let identity = match super::host::current_identity(id.raw()) {
+        let identity = match crate::runner::host::current_identity(id.raw()) {
             Ok(Some(i)) => i,
             Ok(None) | Err(_) => {
                 let _ = id.remove();
@@ -650,7 +656,7 @@ impl Actor<'_> {
 
     /// After a `set`: the segment's new identity, journaled (host mode).
     fn record_reset(&self, index: usize, id: Shmid) -> Result<Option<Identity>, String> {
-        let Some(identity) = super::host::current_identity(id.raw())? else { return Ok(None) };
+        let Some(identity) = crate::runner::host::current_identity(id.raw())? else { return Ok(None) };
         let key = id.stat().map_or(0, |st| st.key.raw());
         self.journal_append(index, identity, Key::from_raw(key))?;
         Ok(Some(identity))

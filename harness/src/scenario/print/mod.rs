@@ -15,10 +15,9 @@ use std::fmt::{self, Display, Formatter, Write as _};
 use std::time::Duration;
 
 use super::ast::*;
-#[path = "print_mapping.rs"]
-mod print_mapping;
+mod mapping;
 use super::lexer::quote;
-use super::parser::{parse_duration, signal_name};
+use super::parse::{parse_duration, signal_name};
 use crate::sysv::errno_name;
 
 impl Display for Scenario {
@@ -151,7 +150,7 @@ fn op(o: &Op) -> String {
             Ok(())
         }
         Op::Attach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
-            out.push_str(&print_mapping::operands(o).expect("an H1 form"));
+            out.push_str(&mapping::operands(o).expect("an H1 form"));
             Ok(())
         }
         Op::Detach { attachment } => write!(out, " {attachment}"),
@@ -278,7 +277,7 @@ fn expect(e: &Expect) -> String {
         Expect::Number(n) => n.to_string(),
         Expect::Present(true) => "present".into(),
         Expect::Present(false) => "absent".into(),
-        Expect::Mapped(fields) => print_mapping::fields(fields),
+        Expect::Mapped(fields) => mapping::fields(fields),
         Expect::Ctl(fields) => fields
             .iter()
             .map(|f| match f {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::scenario::{split_command, Requirement, Scenario};
 
-use super::report::{ScenarioReport, Status};
+use crate::report::{ScenarioReport, Status};
 
 /// The first unmet `needs program` / `needs command` of `sc`, as a skip
 /// reason; commands get `timeout` each. Called in the supervisor before the
@@ -34,7 +34,7 @@ pub(crate) fn unmet(sc: &Scenario, timeout: Duration, pid_namespace: bool) -> Op
             Requirement::Program(p) => find_program(p, &here).err(),
             Requirement::Command(c) => {
                 let said = run_command(c, &here, timeout).err();
-                if let Err(e) = super::procs::kill_everything(pid_namespace) {
+                if let Err(e) = crate::runner::supervisor::procs::kill_everything(pid_namespace) {
                     return Some(format!("needs command `{c}` left processes that cannot be killed: {e}"));
                 }
                 said

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-use super::wire::{Failure, Outcome, Value, OUTPUT_CAP};
+use crate::interp::{Failure, Outcome, Value, OUTPUT_CAP};
 
 /// Runs `args` (already substituted) in `dir` and answers the step.
 pub(crate) fn run(args: &[String], dir: &Path) -> Outcome {
@@ -75,7 +75,7 @@ fn drain(
         if ended_at.is_some_and(|t| t.elapsed() > std::time::Duration::from_millis(100)) {
             break;
         }
-        let (mut fds, which) = super::program::poll_open(&open);
+        let (mut fds, which) = crate::runner::actor::program::poll_open(&open);
         if let Some(p) = &pidfd {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
         }
@@ -98,7 +98,7 @@ fn drain(
 /// ready (`which[k]` is the stream polled at `ready[k]`), keeping at most
 /// [`OUTPUT_CAP`] bytes of each and counting the rest; a stream that ends
 /// or fails is closed.
-pub(super) fn read_ready(
+pub(crate) fn read_ready(
     which: &[usize],
     ready: &[bool],
     open: &mut [Option<std::os::fd::OwnedFd>; 2],
@@ -126,7 +126,7 @@ pub(super) fn read_ready(
 
 /// The poll set of a program's output pipes still open, and for each entry
 /// the stream it stands for (0 stdout, 1 stderr), for [`read_ready`].
-pub(super) fn poll_open(open: &[Option<std::os::fd::OwnedFd>; 2]) -> (Vec<nix::poll::PollFd<'_>>, Vec<usize>) {
+pub(crate) fn poll_open(open: &[Option<std::os::fd::OwnedFd>; 2]) -> (Vec<nix::poll::PollFd<'_>>, Vec<usize>) {
     use std::os::fd::AsFd;
     let mut fds = Vec::new();
     let mut which = Vec::new();

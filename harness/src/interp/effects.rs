@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::scenario::{Op, Step};
 
-use super::wire::{Global, Globals, Identity, TracedSegment, Value};
+use crate::interp::{Global, Globals, Identity, TracedSegment, Value};
 
 /// What a step did, as the books record it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! group; whatever it forks and leaves behind is re-parented to the
 //! supervisor (PID 1 of the scenario's PID namespace, or a subreaper) and
 //! killed at teardown with everything else. In host mode the program runs
-//! under the tracer ([`crate::trace`]), kept in the actor's [`super::watch::Watch`]
+//! under the tracer ([`crate::trace`]), kept in the actor's [`crate::runner::actor::watch::Watch`]
 //! while its tree lives, so every segment it creates is journaled and the
 //! scenario's; its exit is read from the tracer's events.
 
@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use nix::unistd::Pid;
 
-use super::procs;
-use super::wire::{Ending, Failure, Outcome, Value, OUTPUT_CAP};
+use crate::interp::{Ending, Failure, Outcome, Value, OUTPUT_CAP};
+use crate::runner::supervisor::procs;
 
 /// A program started by `spawn`, until its `wait`.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ pub(crate) fn spawn(args: &[String], dir: &Path, line: usize) -> Result<Spawned,
     let dup = |f: &OwnedFd| f.try_clone().map_err(|e| Failure::Refused { message: format!("dup: {e}") });
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).current_dir(dir).stdin(Stdio::null()).stdout(dup(&o)?).stderr(dup(&e)?);
-    super::program::die_with_actor(&mut cmd);
+    crate::runner::actor::program::die_with_actor(&mut cmd);
     match cmd.spawn() {
         // The std handle is dropped (that neither kills nor waits): `wait`
         // reaps the pid itself.
@@ -127,7 +127,7 @@ pub(crate) fn spawn_traced(
     dir: &Path,
     line: usize,
     deadline: Instant,
-    watch: &mut super::watch::Watch,
+    watch: &mut crate::runner::actor::watch::Watch,
 ) -> Result<Spawned, Failure> {
     use crate::trace::{self, Event, Program, Stdio, TraceError};
     let refused = |message: String| Failure::Refused { message };
@@ -201,8 +201,8 @@ fn find_program(prog: &str, dir: &Path) -> Result<(), nix::errno::Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::interp::{effects, Effect};
-    use crate::runner::wire::Global;
+    use crate::interp::effects::{effects, Effect};
+    use crate::interp::Global;
 
     #[test]
     fn a_spawn_binds_its_program_and_books_its_pid() {

@@ -4,9 +4,9 @@
 use crate::scenario::{signal_name, CtlField, Expect, OutputCheck, StatField};
 use crate::sysv::{errno_name, CtlAnswer, Errno as SysErrno, Key};
 
-use super::check::StepResult;
-use super::supervisor::Supervisor;
-use super::wire::{Ending, Failure, Value};
+use crate::interp::judge::StepResult;
+use crate::interp::{Ending, Failure, Value};
+use crate::runner::supervisor::Supervisor;
 
 impl Supervisor<'_> {
     /// A number name's value, as bound so far.
@@ -86,7 +86,7 @@ impl Supervisor<'_> {
         &self,
         step: &crate::scenario::Step,
         result: &StepResult,
-        globals: &super::wire::Globals,
+        globals: &crate::interp::Globals,
     ) -> String {
         let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
             return String::new();
@@ -94,9 +94,9 @@ impl Supervisor<'_> {
         let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
             return String::new();
         };
-        match super::output::first_failure(
+        match crate::interp::output::first_failure(
             checks,
-            super::output::Ended { status: *status, signal: *signal, stdout, stderr },
+            crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
             globals,
         ) {
             Some((i, shown)) => {
@@ -195,7 +195,7 @@ impl Supervisor<'_> {
                     };
                     let cut = |what: &str, n: u64| {
                         if n > 0 {
-                            format!(" ({what} capped at {} bytes; {n} more bytes dropped)", super::wire::OUTPUT_CAP)
+                            format!(" ({what} capped at {} bytes; {n} more bytes dropped)", crate::interp::OUTPUT_CAP)
                         } else {
                             String::new()
                         }
@@ -242,7 +242,7 @@ fn ipc_stat_id(call: &str) -> Option<i32> {
 
 /// `index I, seq Q` of a shmid, as the stat fields `index` and `seq` read it.
 fn index_seq(id: i32) -> String {
-    let m = super::check::SEQ_MULTIPLIER;
+    let m = crate::interp::judge::SEQ_MULTIPLIER;
     format!("index {}, seq {}", id.rem_euclid(m), id.div_euclid(m))
 }
 

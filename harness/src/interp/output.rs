@@ -5,7 +5,7 @@
 
 use crate::scenario::{substitutions, OutputCheck, Stream};
 
-use super::wire::{Global, Globals};
+use crate::interp::{Global, Globals};
 
 /// How a program ended and what it wrote (a `run` or `wait` answer).
 #[derive(Debug, Clone, Copy, Default)]

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::Scenario;
 
-use super::actor::{actor_comm, Actor, ActorFds};
-use super::host::KeyMap;
-use super::wire::{send, Failure, FromActor, Outcome, Value};
+use crate::interp::{Failure, Outcome, Value};
+use crate::runner::actor::{actor_comm, Actor, ActorFds};
+use crate::runner::host::KeyMap;
+use crate::runner::wire::{send, FromActor};
 
 /// The environment variable that names the memory file holding a
 /// re-executed actor's state (a decimal fd).
@@ -76,7 +77,7 @@ impl ExecState {
 impl Actor<'_> {
     /// `exec` step: re-executes this actor. Returns only if it could not
     /// (the step's failure); the new image answers the step itself.
-    pub(super) fn exec_self(&mut self, index: usize) -> Outcome {
+    pub(crate) fn exec_self(&mut self, index: usize) -> Outcome {
         let call = "execve(\"/proc/self/exe\")".to_string();
         let refused = |message: String| Outcome { call: call.clone(), result: Err(Failure::Refused { message }) };
         if !self.watch.is_empty() {
@@ -104,7 +105,7 @@ impl Actor<'_> {
             Ok(j) => j,
             Err(e) => return refused(format!("cannot serialize the actor's state: {e}")),
         };
-        let file = match super::spawned::memfd("shm-actor-state") {
+        let file = match crate::runner::actor::spawned::memfd("shm-actor-state") {
             Ok(f) => f,
             Err(e) => return refused(e),
         };
@@ -158,8 +159,8 @@ pub fn resume_exec_actor() {
     for fd in state.all_fds() {
         set_cloexec(fd, true);
     }
-    super::fork::mark_runner_process();
-    super::fork::set_name(&actor_comm(&state.name));
+    crate::runner::fork::mark_runner_process();
+    crate::runner::fork::set_name(&actor_comm(&state.name));
     let own_ans = state.fds.iter().find(|(n, _, _)| *n == state.name).map(|(_, _, a)| *a);
     let fail = |msg: String| -> ! {
         if let Some(ans) = own_ans {
@@ -192,7 +193,7 @@ pub fn resume_exec_actor() {
         journal: state.journal,
         attachments: HashMap::new(),
         timeout: Duration::from_millis(state.timeout_ms),
-        watch: super::watch::Watch::default(),
+        watch: crate::runner::actor::watch::Watch::default(),
         spawned: HashMap::new(),
     };
     let answer = Outcome { call: "execve(\"/proc/self/exe\")".into(), result: Ok(Value::Unit) };
@@ -201,7 +202,7 @@ pub fn resume_exec_actor() {
         fail(format!(
             "process {} panicked after exec: {}; this is a harness bug",
             state.name,
-            super::fork::panic_message(&*panic)
+            crate::runner::fork::panic_message(&*panic)
         ));
     }
     std::process::exit(0)
@@ -228,7 +229,7 @@ impl Actor<'_> {
         let ans = self.fds[&self.name].ans;
         // SAFETY: the answer pipe's write end stays open in this process.
         if send(unsafe { std::os::fd::BorrowedFd::borrow_raw(ans) }, &FromActor::Done(answer)).is_err() {
-            super::fork::exit_now(0);
+            crate::runner::fork::exit_now(0);
         }
         self.end_chain();
         self.serve()
