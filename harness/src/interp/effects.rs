@@ -6,11 +6,8 @@
 //!   attachment made or ended, a process forked or spawned). The actor
 //!   applies the bindings to its copy of the names; the supervisor applies
 //!   all of them to its books.
-//! - [`attachment_change`]: what a step does to the acting process's
-//!   attachments, known before it runs. The parser's checks use it to decide
-//!   which attachments a later step may name, and the actor uses it when it
-//!   performs the step, so the two cannot disagree (a `detach` ends the
-//!   attachment whatever its answer: `shmdt` consumes the handle).
+//! - What a step does to the acting process's attachments, known before it
+//!   runs, is a rule of the language: [`crate::scenario::Op::attachment_change`].
 //!
 //! No fork, no system call: unit-tested below.
 
@@ -35,30 +32,6 @@ pub(crate) enum Effect {
     Forked(String, i32),
     /// An external program ran with this pid.
     Spawned(i32),
-}
-
-/// What a step does to the acting process's attachments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttachmentChange {
-    /// Nothing.
-    None,
-    /// If it succeeds, the process holds a new attachment of this name.
-    Adds(String),
-    /// Whatever its answer, the process no longer holds this attachment.
-    Ends(String),
-}
-
-/// What `op` does to the acting process's attachments (see the module doc).
-pub fn attachment_change(op: &Op) -> AttachmentChange {
-    match op {
-        Op::Attach { name: Some(n), .. } => AttachmentChange::Adds(n.clone()),
-        Op::Detach { attachment } => AttachmentChange::Ends(attachment.clone()),
-        // An unmap of the whole detaches (nattch drops); of a range, not.
-        Op::Mapping { attachment, change: crate::scenario::MapChange::Unmap(None) } => {
-            AttachmentChange::Ends(attachment.clone())
-        }
-        _ => AttachmentChange::None,
-    }
 }
 
 /// The effects of a step that succeeded with value `v`.
@@ -263,7 +236,7 @@ mod tests {
     fn a_detach_ends_the_attachment_whatever_it_is_expected_to_answer() {
         for expect in ["", " => EINVAL", " => ok | EINVAL"] {
             let src = format!("process A\nA: create s = private size 8\nA: attach m = s\nA: detach m{expect}\n");
-            assert_eq!(attachment_change(&op(&src)), AttachmentChange::Ends("m".into()), "{expect}");
+            assert_eq!(op(&src).attachment_change(), crate::scenario::AttachmentChange::Ends("m".into()), "{expect}");
         }
         // And the parser, using the same rule, refuses a later use.
         let src =

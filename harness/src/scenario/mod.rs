@@ -7,6 +7,7 @@ mod lexer;
 mod number;
 mod parse;
 mod print;
+mod rules;
 
 pub use ast::*;
 pub use lexer::{quote, tokenize, Spanned, Tok};
@@ -16,6 +17,7 @@ pub use parse::{
     parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
 };
 pub use print::same_scenario;
+pub use rules::AttachmentChange;
 
 /// Reads and parses a scenario file. A file that is not UTF-8 is reported
 /// at its first bad byte: line, column and byte offset.

@@ -178,7 +178,7 @@ impl Actor<'_> {
             }
             // Before a program runs too: the supervisor's clock for its step
             // starts from the answers before it, and ours must end first.
-            if may_end_process(&step.op) || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
+            if step.op.may_end_process() || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
                 self.flush(&mut out);
             }
             let unmet = if self.scenario.finally.is_some_and(|f| index >= f) { self.unmet(&step.op) } else { None };
@@ -623,7 +623,7 @@ impl Actor<'_> {
 
     /// The attachment a memory step names. The parser admits only
     /// attachments this process holds, by the rule the actor follows
-    /// ([`crate::interp::effects::attachment_change`]); a missing one is a harness
+    /// ([`Op::attachment_change`]); a missing one is a harness
     /// bug, which the fork helper reports as such.
     fn attachment(&self, name: &str) -> &Attachment {
         match self.attachments.get(name) {
@@ -678,23 +678,6 @@ impl Actor<'_> {
         };
         journal::append(fd, &rec)
     }
-}
-
-/// Steps that may end the process: memory accesses (a fault), and the
-/// steps whose purpose is to end it.
-fn may_end_process(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Write { .. }
-            | Op::Read { .. }
-            | Op::Peek { .. }
-            | Op::Poke { .. }
-            | Op::Exit { .. }
-            | Op::Crash
-            // An unmap or remap may reach this process's own memory.
-            | Op::Mapping { .. }
-            | Op::Attach { remap: true, .. }
-    )
 }
 
 /// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder

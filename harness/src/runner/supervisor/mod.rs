@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{pipe2, Pid};
 
-use crate::scenario::{Expect, Op, Scenario, Step};
+use crate::scenario::{Op, Scenario, Step};
 
 mod describe;
 mod finally;
@@ -419,22 +419,6 @@ impl<'a> Supervisor<'a> {
         self.books.identities()
     }
 
-    /// Steps the supervisor answers itself.
-    fn is_local(step: &Step) -> bool {
-        matches!(step.op, Op::KeyLiteral { .. } | Op::Kill | Op::Segments | Op::Lookup { .. })
-    }
-
-    /// Whether a chain must end after this step: its process ends (the
-    /// supervisor reaps it before anything else happens), or an external
-    /// program runs (which gets a step timeout of its own), or a `shmctl`
-    /// binds a name (host mode guards what it bound before a later step of
-    /// the chain could use it: `shmctl t = s SHM_STAT_ANY` then `rm t`).
-    fn ends_chain(step: &Step) -> bool {
-        matches!(step.op, Op::Exit { .. } | Op::Crash | Op::Run { .. } | Op::Wait { .. } | Op::Signal { .. } | Op::Exec)
-            || matches!(step.op, Op::Shmctl { name: Some(_), .. })
-            || matches!(step.expect, Expect::Signal(_) | Expect::Exited(_))
-    }
-
     /// Runs the steps in lockstep.
     ///
     /// Actors hand work to each other directly: the supervisor sends a chain
@@ -465,7 +449,7 @@ impl<'a> Supervisor<'a> {
                 }
                 self.collect(i..i + group)?;
                 i += group;
-            } else if Self::is_local(&steps[i]) {
+            } else if steps[i].op.is_local() {
                 let result = self.local_step(&steps[i])?;
                 self.record(&steps[i], result)?;
                 i += 1;
@@ -484,7 +468,7 @@ impl<'a> Supervisor<'a> {
                         _ => runs.push(Run { process: step.process.clone(), from: j, to: j + 1 }),
                     }
                     j += 1;
-                    if Self::ends_chain(step) || j >= range.end || j - i >= MAX_CHAIN {
+                    if step.ends_chain() || j >= range.end || j - i >= MAX_CHAIN {
                         break;
                     }
                     let next = &steps[j];
@@ -492,7 +476,7 @@ impl<'a> Supervisor<'a> {
                     // An `eventually` step is repeated alone (see `eventually`).
                     if next.concurrent
                         || next.eventually.is_some()
-                        || Self::is_local(next)
+                        || next.op.is_local()
                         || next.eventually.is_some()
                         || (!self.handoff && next.process != step.process)
                         || (host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))

@@ -21,7 +21,7 @@ impl Supervisor<'_> {
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let result = if Self::is_local(step) {
+            let result = if step.op.is_local() {
                 self.local_step(step)?
             } else {
                 self.guard(step)?;

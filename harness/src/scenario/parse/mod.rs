@@ -8,6 +8,7 @@ use crate::sysv::{errno_from_name, Sysctl};
 
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
+use super::rules::AttachmentChange;
 
 mod control;
 mod intent;
@@ -1142,27 +1143,8 @@ impl Parser {
 
     /// Updates process and attachment state after a step.
     fn apply(&mut self, lineno: usize, proc_: &str, op: &Op, expect: &Expect) -> Result<(), ParseError> {
-        let succeeds = matches!(
-            expect,
-            Expect::Ok
-                | Expect::Data(_)
-                | Expect::Byte(_)
-                | Expect::Stat(_)
-                | Expect::Output(_)
-                | Expect::Number(_)
-                | Expect::Present(_)
-                | Expect::Mapped(_)
-                | Expect::Ctl(_)
-        );
-        let binds = match op {
-            Op::Create { name, .. } | Op::Open { name, .. } | Op::Attach { name, .. } | Op::Shmctl { name, .. } => {
-                name.clone()
-            }
-            Op::Spawn { name, .. } => name.clone(),
-            Op::Ftok { name, .. } => name.clone(),
-            Op::KeyLiteral { name, .. } => Some(name.clone()),
-            _ => None,
-        };
+        let succeeds = expect.succeeds();
+        let binds = op.binds();
         if let Some(name) = &binds {
             if !succeeds {
                 return Err(self.err_at(
@@ -1175,17 +1157,16 @@ impl Parser {
         }
         let state = self.procs.get_mut(proc_).expect("known");
         // The same rule the actor follows when it performs the step.
-        match crate::interp::effects::attachment_change(op) {
-            crate::interp::effects::AttachmentChange::Adds(name) => {
+        match op.attachment_change() {
+            AttachmentChange::Adds(name) => {
                 state.known.insert(name.clone());
                 state.attachments.insert(name);
             }
-            crate::interp::effects::AttachmentChange::Ends(name) => {
+            AttachmentChange::Ends(name) => {
                 state.attachments.remove(&name);
             }
-            crate::interp::effects::AttachmentChange::None => {}
+            AttachmentChange::None => {}
         }
-        let ends = matches!(op, Op::Exit { .. } | Op::Kill | Op::Crash);
         match op {
             Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
             Op::Fork { child } if succeeds => {
@@ -1200,10 +1181,10 @@ impl Parser {
             }
             _ => {}
         }
-        if matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
+        if expect.ends_process() {
             self.procs.get_mut(proc_).expect("known").dead = Some(lineno);
         }
-        if ends || matches!(expect, Expect::Signal(_) | Expect::Exited(_)) {
+        if op.ends_process() || expect.ends_process() {
             self.orphan_programs(proc_, lineno);
         }
         self.apply_proc(lineno, proc_, op, expect, succeeds)
