@@ -4,6 +4,8 @@
 //! were before), as bandwidth and as the ratio. Prints numbers; asserts
 //! nothing about time. The target: atomics cost at most 10% (ratio >= 0.90).
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

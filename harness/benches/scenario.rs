@@ -7,6 +7,8 @@
 //! This is a measurement, not a test: it prints numbers and never asserts
 //! on time.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -70,7 +72,7 @@ fn baseline_seed(keyfile: &CString) {
     unshare(CloneFlags::CLONE_NEWIPC).expect("unshare");
     let (a_r, a_w) = pipe().unwrap(); // to A
     let (b_r, b_w) = pipe().unwrap(); // to B
-                                      // SAFETY (all blocks below): raw SysV calls on memory the kernel maps for us.
+                                      // SAFETY: raw SysV calls on memory the kernel maps for this child.
     let a = child(|| unsafe {
         let key = libc::ftok(keyfile.as_ptr(), 0x14);
         let id = libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
@@ -81,6 +83,7 @@ fn baseline_seed(keyfile: &CString) {
         std::ptr::copy_nonoverlapping(b"hello".as_ptr(), p.cast::<u8>(), 5);
         send_byte(&b_w); // 3: written; A exits
     });
+    // SAFETY: raw SysV calls on memory the kernel maps for this child.
     let b = child(|| unsafe {
         wait_byte(&b_r);
         let key = libc::ftok(keyfile.as_ptr(), 0x14);

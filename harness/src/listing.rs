@@ -5,6 +5,8 @@
 //! `rw-r-----`, status as `dest,locked`), with sizes in bytes (as `lsipc -b`)
 //! and times in ISO 8601 (as `lsipc --time-format=iso`).
 
+#![allow(unsafe_code)] // opts in: raw file descriptors
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 

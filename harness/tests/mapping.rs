@@ -2,6 +2,8 @@
 //! the real kernel, and the bounds the wrapper keeps after them. Every test
 //! runs in its own process (rusty-fork) and private IPC namespace.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 mod common;
 
 use rusty_fork::rusty_fork_test;

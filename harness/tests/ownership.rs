@@ -8,6 +8,8 @@
 //! root (another uid, a PID namespace of their own) say so and pass vacuously
 //! without it, printing why.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;

@@ -18,6 +18,8 @@
 //! Every run is a child process of its own, since a planted bug is chosen by
 //! environment variable and lives for the process.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;

@@ -2,6 +2,8 @@
 //! in its own process (rusty-fork, single-threaded: libtest runs the one
 //! test on the main thread) and its own private IPC namespace.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 mod common;
 
 use std::collections::BTreeSet;

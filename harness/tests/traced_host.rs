@@ -4,6 +4,8 @@
 //! its own private IPC namespace, where it runs the `shm-harness` binary in
 //! host mode; a test skips (printing why) when tracing is unavailable.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 mod common;
 
 use std::path::Path;

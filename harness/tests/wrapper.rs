@@ -2,6 +2,8 @@
 //! in its own process (rusty-fork) and its own private IPC namespace, so it
 //! sees only its own segments and leaves nothing behind on the host.
 
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
+
 mod common;
 
 use std::collections::BTreeMap;

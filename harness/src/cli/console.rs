@@ -2,6 +2,8 @@
 //! terminal (anstream: `--color`, `NO_COLOR`, `CLICOLOR_FORCE`), and what a
 //! closed pipe means (exit quietly, as `ls | head` does).
 
+#![allow(unsafe_code)] // opts in: SIGPIPE back to its default disposition
+
 use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};

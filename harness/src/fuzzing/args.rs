@@ -7,6 +7,8 @@
 //! Memory of the segments is never touched: a hugetlb segment made with
 //! `SHM_NORESERVE` on a machine without huge pages would fault.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use std::ffi::c_void;
 use std::sync::OnceLock;
 

@@ -16,6 +16,8 @@
 //! `<target>.fuzz-keys` beside the executable holding the same (how the
 //! ClusterFuzzLite build says it).
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use std::sync::OnceLock;
 
 use crate::sysv::{Sysctl, Sysctls};

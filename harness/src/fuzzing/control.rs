@@ -8,6 +8,8 @@
 //! `shmctl_stat`) and `ipc/util.c` (`ipc_get_maxidx`, `ipcid_to_idx`), for
 //! a caller with `CAP_IPC_OWNER`, so `SHM_STAT`'s read check never refuses.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use crate::sysv::{self, CtlAnswer, CtlBuffer, Errno, ShmctlCmd};
 
 use super::model::Model;

@@ -1,6 +1,8 @@
 //! The ftok target: random paths and project ids; the wrapper's `ftok`
 //! equals glibc's bit for bit, and both fail together.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

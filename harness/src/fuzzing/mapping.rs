@@ -22,6 +22,8 @@
 //! `/proc/sysvipc/shm` (nattch, via [`World::assert_agree`]), the number of
 //! SysV VMAs per segment in `/proc/self/maps` with the model's.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use std::collections::{BTreeSet, HashMap};
 
 use arbitrary::Arbitrary;

@@ -4,6 +4,8 @@
 //! written through one attachment must read back through every other
 //! attachment of the same segment.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use arbitrary::Arbitrary;
 
 use crate::sysv::{self, AttachFlags, Attachment, CreateOptions, Errno, Key, Mode};
@@ -466,6 +468,7 @@ pub fn run_bare(input: &OpsInput) {
                 forks += 1;
                 // SAFETY: as in `fork_exit`: the child only calls _exit.
                 match unsafe { nix::unistd::fork() } {
+                    // SAFETY: _exit in the forked child touches nothing shared.
                     Ok(nix::unistd::ForkResult::Child) => unsafe { libc::_exit(0) },
                     Ok(nix::unistd::ForkResult::Parent { child }) => {
                         let _ = nix::sys::wait::waitpid(child, None);

@@ -3,6 +3,8 @@
 //! every input: the kernel's view agrees with the model, and nothing is left
 //! behind, neither a segment nor a mapping.
 
+#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -265,12 +265,24 @@ mod tests {
 
     #[test]
     fn number_expectations_capture_compare_and_can_fail() {
-        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
-        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-        ds.shm_ctime = 1000;
-        ds.shm_atime = 1001;
-        ds.shm_nattch = 2;
-        let st = sysv::SegmentStat::from_raw(&ds);
+        let st = sysv::SegmentStat {
+            key: sysv::Key::PRIVATE,
+            uid: 0,
+            gid: 0,
+            cuid: 0,
+            cgid: 0,
+            mode: sysv::Mode::from_bits_truncate(0o600),
+            dest: false,
+            locked: false,
+            seq: 0,
+            size: 1,
+            atime: 1001,
+            dtime: 0,
+            ctime: 1000,
+            cpid: 1,
+            lpid: 1,
+            nattch: 2,
+        };
         let answered = |st| StepResult::Answered(Outcome { call: "shmctl".into(), result: Ok(Value::Stat(st)) });
         let keys = crate::interp::keys::KeyMap::default();
         let mut globals = Globals::new();

@@ -16,6 +16,8 @@
 //!   the parent's copied stack; its message goes to the caller's panic sink
 //!   (a pipe the parent reads) and to stderr, and the child `_exit`s.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -171,8 +173,10 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
         // (s390x takes the stack first and the flags second; everywhere
         // else the flags come first. The other arguments are all zero.)
         #[cfg(target_arch = "s390x")]
+        // SAFETY: a raw clone without a new stack is a fork (see above).
         let r = unsafe { libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize) };
         #[cfg(not(target_arch = "s390x"))]
+        // SAFETY: a raw clone without a new stack is a fork (see above).
         let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
         if r < 0 {
             return Err(sys_error("clone", nix::errno::Errno::last()));
@@ -383,8 +387,8 @@ pub fn check_limits(processes: usize, fds: usize) -> Result<(), String> {
         ));
     }
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes the struct on this stack.
     let root = nix::unistd::Uid::effective().is_root();
+    // SAFETY: getrlimit writes the struct on this stack.
     if !root && unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut rl) } == 0 && rl.rlim_cur != libc::RLIM_INFINITY {
         let mine = count_own_processes();
         if (processes + mine) as u64 > u64::from(rl.rlim_cur) {

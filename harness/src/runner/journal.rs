@@ -13,6 +13,8 @@
 //!
 //! In namespace mode there is no journal: segments die with the namespace.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};

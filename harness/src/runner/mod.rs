@@ -19,6 +19,8 @@
 //! A multi-threaded program such as `cargo test` runs scenarios through the
 //! `shm-harness` binary instead.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 mod actor;
 pub mod fork;
 mod host;

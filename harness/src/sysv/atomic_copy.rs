@@ -27,6 +27,8 @@
 //! The routines are plain functions over pointers so that Miri can run them
 //! on ordinary memory (`scripts/sanitizers.sh`).
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The unit of every access: the machine word.

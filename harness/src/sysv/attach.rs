@@ -7,6 +7,8 @@
 //! relaxed word-sized atomic operations (module `atomic_copy`); see the
 //! memory model in [`crate::sysv`].
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};

@@ -4,6 +4,8 @@
 //! asking the kernel exactly what a test wants to ask (an index for
 //! `SHM_STAT`, an invalid command, a buffer it cannot write).
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::ffi::c_void;
 use std::fmt;
 

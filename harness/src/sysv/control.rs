@@ -1,5 +1,7 @@
 //! `shmctl`: status, attributes, removal, locking and the namespace's limits.
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::fmt;
 
 use libc::c_int;

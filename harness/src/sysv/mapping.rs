@@ -29,6 +29,8 @@
 //! three leaves `nattch 2`, an `mprotect` of the middle leaves `nattch 3`;
 //! an unmap of the whole drops it and sets `shm_lpid` like `shmdt`.
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::ffi::c_void;
 use std::ptr::NonNull;
 

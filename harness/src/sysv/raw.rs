@@ -7,6 +7,8 @@
 //! system call through glibc), so it may be used in a child after `fork` of a
 //! multi-threaded parent.
 
+#![allow(unsafe_code)] // opts in: the raw SysV calls and the memory other processes share
+
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 

@@ -85,6 +85,8 @@
 //! - The same identity may be reported twice (a `shmget` with `IPC_CREAT`
 //!   of the tracee's own existing segment); callers keep a set.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 mod event;
 mod filter;
 mod probe;

@@ -1,5 +1,7 @@
 //! Whether tracing works here: a real ptrace + seccomp round trip.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use nix::errno::Errno;
 
 use super::filter::{self, classify, Call, Traps};

@@ -2,6 +2,8 @@
 //! returning an errno. Nothing here allocates, so the functions the tracee
 //! calls between `fork` and `execve` are async-signal-safe.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 

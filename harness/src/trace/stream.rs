@@ -1,5 +1,7 @@
 //! The caller's side of a running tracer: reading its events, ending it.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 

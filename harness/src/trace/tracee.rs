@@ -6,6 +6,8 @@
 //! tracer on a close-on-exec pipe as `(step, errno)` and ends the process
 //! with status 127.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use std::ffi::CString;
 use std::os::fd::RawFd;
 

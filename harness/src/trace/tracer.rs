@@ -18,6 +18,8 @@
 //! [`Event::AllExited`] and exits. If writing an event fails (the caller is
 //! gone), T exits and `PTRACE_O_EXITKILL` kills every tracee.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 

@@ -1,4 +1,6 @@
 //! Shared by the integration tests: isolation and skips.
+
+#![allow(unsafe_code)] // opts in: raw calls against the kernel under test
 #![allow(dead_code)]
 
 use nix::sys::wait::{waitpid, WaitStatus};

@@ -1,6 +1,8 @@
 //! The H2 steps an actor performs: the raw `shmctl`, `rlimit`, `umask` and
 //! `meminfo`.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use crate::scenario::{CtlTarget, Op, RlimitResource};
 use crate::sysv::{self, CtlBuffer, ShmctlCmd};
 

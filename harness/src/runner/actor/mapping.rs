@@ -11,6 +11,8 @@
 //! `shmdt` of a raw address) never leaves another name's safe accessors
 //! pointing at memory that is gone.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use crate::scenario::{Addr, MapChange, Op};
 use crate::sysv::{self, AttachFlags, Attachment, Shmid};
 

@@ -5,6 +5,8 @@
 //! Actors are forked from a single-threaded supervisor, so they may allocate
 //! and take locks freely: no other thread's lock state was copied.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};

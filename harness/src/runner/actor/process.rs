@@ -1,6 +1,8 @@
 //! An actor's process steps: `spawn`, `signal`, `wait`, `exec`, `unshare
 //! ipc`, `setns`.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 

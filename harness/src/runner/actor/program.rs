@@ -2,6 +2,8 @@
 //! with a death signal (set between fork and exec), its stdout and stderr
 //! read while it runs and capped, then waited for.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 

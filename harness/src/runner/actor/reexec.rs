@@ -17,6 +17,8 @@
 //! user whose `main` does not call [`resume_exec_actor`] sees the step time
 //! out.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;

@@ -12,6 +12,8 @@
 //! while its tree lives, so every segment it creates is journaled and the
 //! scenario's; its exit is read from the tracer's events.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;

@@ -11,6 +11,8 @@
 //! `shmget`, a tracer failure, garbage, a tracer that vanished while its
 //! program ran) is an `Err`: the step is a harness error, never a pass.
 
+#![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
+
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! sends them the steps in lockstep, checks every answer, runs the leak
 //! oracle and tears everything down.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -575,6 +577,7 @@ impl<'a> Supervisor<'a> {
             // SAFETY: the gate's read end and the coordinator's life pipe stay
             // open in this process for its whole life.
             let gate_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(gate) };
+            // SAFETY: as above, the coordinator's life pipe stays open.
             let coord = self.opts.coordinator.map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
             let mut fds = vec![PollFd::new(gate_fd, PollFlags::POLLIN)];
             if let Some(c) = coord {

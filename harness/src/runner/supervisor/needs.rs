@@ -3,6 +3,8 @@
 //! run, with `xfail` steps (XFAIL when the marked step failed as written,
 //! XPASS when it passed).
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,6 +1,8 @@
 //! The process side of a supervisor: waiting for children, reaping them as
 //! they end, and killing whatever of the scenario is left at teardown.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! `eventually D:` steps: the supervisor repeats one step until it answers
 //! as expected or D has passed, and judges only the last answer.
 
+#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
