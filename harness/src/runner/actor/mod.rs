@@ -4,8 +4,28 @@
 //!
 //! Actors are forked from a single-threaded supervisor, so they may allocate
 //! and take locks freely: no other thread's lock state was copied.
+//!
+//! A step is performed by its family, one module each, with the names the
+//! parser and the printer use:
+//!
+//! | module      | steps                                                         |
+//! |-------------|---------------------------------------------------------------|
+//! | `segment`   | `key ... ftok`, `create`, `open`, `stat`, `set`, `rm`, `lock`, `unlock` |
+//! | `memory`    | `write`, `read`, `peek`, `poke`                               |
+//! | `mapping`   | `attach`, `detach`, `detach at`, `mapping`                    |
+//! | `control`   | `shmctl`, `sysctl`, `rlimit`, `umask`, `meminfo`              |
+//! | `process`   | `fork`, `run`, `spawn`, `signal`, `wait`, `exec`, `unshare`, `setns` |
+//!
+//! Programs: `program` (a `run`), `spawned` (`spawn`/`wait`), `traced` and
+//! `watch` (programs under the tracer, host mode), `reexec` (`exec`).
+//! `exit` and `crash` end the actor where its chain meets them; `kill`,
+//! `segments`, `lookup` and literal keys are the supervisor's.
+//!
+//! After each step, what it did to the process's attachments is applied in
+//! one place by the language's rule ([`Op::attachment_change`]), the rule
+//! the parser admits scenarios by.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: the raw file descriptors of the actor's pipes
 
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -332,6 +352,24 @@ impl Actor<'_> {
                 unreachable!("`{}` is not executed by `execute`", op.keyword())
             }
         }
+    }
+
+    /// What `op` names that this process does not hold (an attachment, a
+    /// program): possible only in a `finally` step after a failure.
+    pub(crate) fn unmet(&self, op: &Op) -> Option<String> {
+        let attachment = match op {
+            Op::Detach { attachment }
+            | Op::Write { attachment, .. }
+            | Op::Read { attachment, .. }
+            | Op::Peek { attachment, .. }
+            | Op::Poke { attachment, .. } => attachment,
+            Op::Wait { target } if !self.spawned.contains_key(target) => {
+                return Some(format!("program {target} was never started (an earlier step failed)"))
+            }
+            _ => return None,
+        };
+        (!self.attachments.contains_key(attachment))
+            .then(|| format!("attachment {attachment} was never made (an earlier step failed)"))
     }
 
     /// What step `op` did to this process's attachments, by the language's

@@ -2,7 +2,7 @@
 //! `wait`, `exec`, `unshare ipc` and `setns` (`exit` and `crash` end the
 //! actor where its chain meets them).
 
-#![allow(unsafe_code)] // opts in: fork, kill, pidfds and setns
+#![allow(unsafe_code)] // opts in: kill, pidfds and setns
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -130,24 +130,6 @@ fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
 }
 
 impl Actor<'_> {
-    /// What `op` names that this process does not hold (an attachment, a
-    /// program): possible only in a `finally` step after a failure.
-    pub(crate) fn unmet(&self, op: &Op) -> Option<String> {
-        let attachment = match op {
-            Op::Detach { attachment }
-            | Op::Write { attachment, .. }
-            | Op::Read { attachment, .. }
-            | Op::Peek { attachment, .. }
-            | Op::Poke { attachment, .. } => attachment,
-            Op::Wait { target } if !self.spawned.contains_key(target) => {
-                return Some(format!("program {target} was never started (an earlier step failed)"))
-            }
-            _ => return None,
-        };
-        (!self.attachments.contains_key(attachment))
-            .then(|| format!("attachment {attachment} was never made (an earlier step failed)"))
-    }
-
     /// Performs one of this module's steps.
     pub(crate) fn process_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         let pid_of = |n: &str| match globals.get(n) {
