@@ -3,6 +3,8 @@
 //! substituted from the names bound so far (and by earlier checks of the
 //! same step), and captures binding new names. Pure: unit-tested below.
 
+use std::path::Path;
+
 use crate::scenario::{substitutions, OutputCheck, Stream};
 
 use crate::interp::{Global, Globals};
@@ -104,7 +106,10 @@ pub(crate) fn first_failure(checks: &[OutputCheck], out: Ended<'_>, globals: &Gl
     None
 }
 
-/// `text` with every `${NAME}` replaced by the value `lookup` gives (regex-escaped when `escape`).
+/// `text` with every `${NAME}` replaced by the value `lookup` gives
+/// (regex-escaped when `escape`); a name `lookup` does not know stays as
+/// written. The one substitution rule: output checks and program arguments
+/// ([`argument`]) both use it.
 pub(crate) fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>, escape: bool) -> String {
     let mut out = text.to_string();
     for name in substitutions(text) {
@@ -114,6 +119,18 @@ pub(crate) fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>, es
         }
     }
     out
+}
+
+/// A program's argument (`run`, `spawn`) with `${dir}` (the scenario's
+/// directory), `${here}` (the folder of the scenario file) and `${NAME}` (a
+/// name bound so far) replaced by their values ([`substitute`]).
+pub(crate) fn argument(arg: &str, globals: &Globals, dir: &Path, here: &Path) -> String {
+    let lookup = |name: &str| match name {
+        "dir" => Some(dir.display().to_string()),
+        "here" => Some(here.display().to_string()),
+        _ => globals.get(name).copied().map(Global::substitute),
+    };
+    substitute(arg, &lookup, false)
 }
 
 /// Line `n` (1-based; negative from the end) of `text`, or its column `col`
@@ -314,6 +331,17 @@ mod tests {
             &g
         )
         .is_none());
+    }
+
+    #[test]
+    fn arguments_get_dir_here_and_bound_names() {
+        let (dir, here) = (Path::new("/tmp/run"), Path::new("/src/scenarios"));
+        let arg = "${dir}/x ${here}/y ${s} ${k} ${unbound}";
+        assert_eq!(argument(arg, &globals(), dir, here), "/tmp/run/x /src/scenarios/y 7 0x00001234 ${unbound}");
+        // `dir` and `here` are the folders even where a global has the name.
+        let mut g = globals();
+        g.insert("dir".into(), Global::Segment(3));
+        assert_eq!(argument("${dir}", &g, dir, here), "/tmp/run");
     }
 
     #[test]

@@ -39,7 +39,6 @@ use nix::unistd::{pipe2, Pid};
 
 pub use crate::report::{Isolation, ScenarioReport, Status, Summary};
 pub use actor::reexec::{resume_exec_actor, EXEC_ACTOR_ENV};
-pub use actor::sysv_mappings;
 pub use fork::thread_count;
 pub use host::HOST_KEY_BASE;
 

@@ -32,6 +32,14 @@ pub struct SysvMapping {
     pub shmid: Shmid,
 }
 
+impl SysvMapping {
+    /// The address range as `/proc/PID/maps` writes it, at least eight hex
+    /// digits each side: `7f000000-7f001000`.
+    pub fn range(&self) -> String {
+        format!("{:08x}-{:08x}", self.start, self.end)
+    }
+}
+
 /// Parses one line of `/proc/PID/maps`; `None` unless it is a SysV mapping.
 pub fn parse_sysv_mapping(line: &str) -> Option<SysvMapping> {
     let mut f = line.split_ascii_whitespace();
@@ -109,6 +117,11 @@ mod tests {
                     shmid: Shmid::from_raw(0),
                 },
             ]
+        );
+        assert_eq!(got[0].range(), "7f000000-7f002000");
+        assert_eq!(
+            parse_sysv_mapping("1000-2000 rw-s 00000000 00:01 3 /SYSV00000001").unwrap().range(),
+            "00001000-00002000"
         );
         // The sign bit of a key survives.
         let neg = parse_sysv_mapping("1000-2000 rw-s 00000000 00:01 3 /SYSVfffffffe (deleted)").unwrap();

@@ -1,19 +1,33 @@
-//! The H2 steps an actor performs: the raw `shmctl`, `rlimit`, `umask` and
-//! `meminfo`.
+//! The control steps an actor performs: the raw `shmctl`, `sysctl`,
+//! `rlimit`, `umask` and `meminfo`.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: umask(2)
 
 use crate::scenario::{CtlTarget, Op, RlimitResource};
 use crate::sysv::{self, CtlBuffer, ShmctlCmd};
 
-use crate::interp::{Failure, Global, Globals, Outcome, Value};
-use crate::runner::actor::{failure, Actor};
+use crate::interp::{Failure, Globals, Outcome, Value};
+use crate::runner::actor::{answer, fail, shmid_of, Actor};
 
 impl Actor<'_> {
     /// Performs one of the steps of this module.
     pub(super) fn control_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         match op {
             Op::Shmctl { target, cmd, badbuf, .. } => self.shmctl(index, target, *cmd, *badbuf, globals),
+            Op::Sysctl { name, value } => {
+                let call = match value {
+                    Some(v) => format!("write {} = {v}", name.path()),
+                    None => format!("read {}", name.path()),
+                };
+                // A write the kernel refuses has its errno (`=> EINVAL`).
+                answer(
+                    call,
+                    match value {
+                        Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
+                        None => name.read_signed().map(Value::Number),
+                    },
+                )
+            }
             Op::Rlimit { resource, soft, hard } => rlimit(*resource, *soft, *hard),
             Op::Umask { mask } => {
                 // SAFETY: umask only swaps the process's mask.
@@ -36,10 +50,7 @@ impl Actor<'_> {
     fn shmctl(&mut self, index: usize, target: &CtlTarget, cmd: ShmctlCmd, badbuf: bool, globals: &Globals) -> Outcome {
         let id = match target {
             CtlTarget::Number(n) => *n,
-            CtlTarget::Segment(s) => match globals.get(s) {
-                Some(Global::Segment(id)) => *id,
-                _ => -1,
-            },
+            CtlTarget::Segment(s) => shmid_of(globals, s).raw(),
         };
         let buf = if badbuf {
             CtlBuffer::Inaccessible
@@ -59,13 +70,9 @@ impl Actor<'_> {
         };
         let call = format!("shmctl({id}, {cmd}{})", if badbuf { ", <inaccessible buffer>" } else { "" });
         match sysv::shmctl_command(id, cmd, buf) {
-            Ok(_) if cmd == ShmctlCmd::IpcSet => match self.record_reset(index, sysv::Shmid::from_raw(id)) {
-                Ok(Some(identity)) => Outcome { call, result: Ok(Value::Reset(identity)) },
-                Ok(None) => Outcome { call, result: Ok(Value::Unit) },
-                Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
-            },
+            Ok(_) if cmd == ShmctlCmd::IpcSet => self.reset_answer(call, index, sysv::Shmid::from_raw(id)),
             Ok(answer) => Outcome { call, result: Ok(Value::Ctl(answer)) },
-            Err(e) => Outcome { call, result: Err(failure(e)) },
+            Err(e) => fail(call, e),
         }
     }
 }

@@ -1,36 +1,27 @@
-//! The actor's side of the attachment and mapping steps (issue 10, H1):
-//! `attach ... at ADDR [rnd] [remap]`, `detach M`, `detach at ADDR`,
-//! `mapping M CHANGE`, and raw touches of changed or detached attachments.
+//! The mapping steps an actor performs: `attach ... [at ADDR [rnd]
+//! [remap]]`, `detach M`, `detach at ADDR` and `mapping M CHANGE`; and the
+//! check that keeps them, and the raw touches of changed or detached
+//! attachments (`peek`/`poke`, in the memory module), off the actor's own
+//! memory.
 //!
 //! A detached attachment stays in the actor's table (the wrapper handle
 //! knows it is gone and refuses safe access) so that its old address can be
-//! named and touched. After every step here that changes mappings, every
+//! named and touched: the actor files and ends attachments by the
+//! language's rule ([`Op::attachment_change`]), after each step. After every step here that changes mappings, every
 //! handle's safe bounds are re-derived from `/proc/self/maps`
 //! ([`Attachment::recheck_bounds`]): a change through one name (a
 //! `SHM_REMAP` over another attachment, an unmap reaching past its own,
 //! `shmdt` of a raw address) never leaves another name's safe accessors
 //! pointing at memory that is gone.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: shmat at an address, shmdt, munmap, mprotect, mremap
 
 use crate::scenario::{Addr, MapChange, Op};
-use crate::sysv::{self, AttachFlags, Attachment, Shmid};
+use crate::sysv::{self, AttachFlags, Attachment};
 
 use crate::interp::judge::Judge;
-use crate::interp::{Failure, Global, Globals, Outcome, Value};
-use crate::runner::actor::Actor;
-
-fn fail(call: String, e: sysv::Error) -> Outcome {
-    let result = match e.errno() {
-        Some(errno) => Err(Failure::Errno { errno: errno as i32, message: e.to_string() }),
-        None => Err(Failure::Refused { message: e.to_string() }),
-    };
-    Outcome { call, result }
-}
-
-/// The page size the range checks round to (x86-64 and aarch64 with 4K
-/// pages; a larger page only makes the checked range larger).
-const PAGE: usize = 4096;
+use crate::interp::{Failure, Globals, Outcome, Value};
+use crate::runner::actor::{answer, fail, shmid_of, Actor, Performed};
 
 /// Reads `/proc/self/maps` and refuses when `[start, start + len)` (rounded
 /// out to pages) overlaps a mapping that is not a SysV shared memory
@@ -41,8 +32,9 @@ const PAGE: usize = 4096;
 /// The message names the first such mapping and the range, or says that
 /// the maps could not be read (fail closed).
 fn own_memory_in(start: usize, len: usize) -> Result<(), String> {
-    let lo = start & !(PAGE - 1);
-    let hi = start.checked_add(len).and_then(|e| e.checked_add(PAGE - 1)).map_or(usize::MAX, |e| e & !(PAGE - 1));
+    let page = sysv::raw::page_size();
+    let lo = start & !(page - 1);
+    let hi = start.checked_add(len).and_then(|e| e.checked_add(page - 1)).map_or(usize::MAX, |e| e & !(page - 1));
     let maps = std::fs::read_to_string("/proc/self/maps")
         .map_err(|e| format!("cannot read /proc/self/maps to check the range {lo:#x}-{hi:#x}: {e}"))?;
     for line in maps.lines() {
@@ -69,181 +61,105 @@ fn usize_of(n: u64) -> usize {
 }
 
 impl Actor<'_> {
-    /// Performs an H1 step; `None` for any other operation.
-    pub(crate) fn execute_mapping(&mut self, index: usize, op: &Op, globals: &Globals) -> Option<Outcome> {
+    /// Performs one of the steps of this module. A successful `attach`
+    /// hands its new handle back in [`Performed::made`]: the actor files it
+    /// under the name the language's rule gives ([`Op::attachment_change`]).
+    pub(super) fn mapping_step(&mut self, op: &Op, globals: &Globals) -> Performed {
         let judge = Judge { globals, keys: &self.keys };
-        let addr_of = |a: &Addr| judge.resolve_addr(a);
         let out = match op {
-            Op::Attach { name, segment, read_only, exec, at, rnd, remap } => {
-                let mut flags = AttachFlags::empty();
-                for (on, f) in [
+            Op::Attach { segment, read_only, exec, at, rnd, remap, .. } => {
+                let addr = match at {
+                    None => None,
+                    Some(a) => match judge.resolve_addr(a) {
+                        Some(v) => Some(v),
+                        None => return unresolved(a).into(),
+                    },
+                };
+                let flags = [
                     (*read_only, AttachFlags::RDONLY),
                     (*exec, AttachFlags::EXEC),
                     (*rnd, AttachFlags::RND),
                     (*remap, AttachFlags::REMAP),
-                ] {
-                    if on {
-                        flags |= f;
-                    }
-                }
-                let id = match globals.get(segment) {
-                    Some(Global::Segment(id)) => Shmid::from_raw(*id),
-                    _ => Shmid::from_raw(-1),
-                };
-                let addr = match at {
-                    None => 0,
-                    Some(a) => match addr_of(a) {
-                        Some(v) => v,
-                        None => return Some(unresolved(a)),
-                    },
-                };
-                let call = format!("shmat({id}, {addr:#x}, {})", sysv::describe_attach_flags(flags.bits()));
-                if *remap && at.is_some() {
-                    // SHM_REMAP replaces whatever is mapped there: only the
-                    // scenario's attachments may be. A segment that cannot be
-                    // stated cannot be attached either: the kernel answers.
-                    if let Ok(st) = id.stat() {
-                        let base = if *rnd { addr & !(PAGE - 1) } else { addr };
-                        if let Err(message) = own_memory_in(base, st.size) {
-                            return Some(Outcome { call, result: Err(Failure::Refused { message }) });
-                        }
-                    }
-                }
-                let got = if at.is_none() {
-                    Attachment::attach(id, flags)
-                } else {
-                    // SAFETY: an actor is a disposable process; replacing its
-                    // own mappings (SHM_REMAP) is what the step tests, and
-                    // every handle's bounds are rechecked right after.
-                    unsafe { Attachment::attach_at(id, addr as *const std::ffi::c_void, flags) }
-                };
-                let outcome = match got {
-                    Ok(att) => {
-                        let v = Value::Attached {
-                            addr: att.as_ptr() as usize,
-                            size: att.size(),
-                            mapping_len: att.mapping_len(),
-                        };
-                        let label = name.clone().unwrap_or_else(|| format!("#{index}"));
-                        if at.is_some() {
-                            // Only a fixed address can replace a mapping.
-                            self.recheck_all();
-                        }
-                        self.attachments.insert(label, att);
-                        Outcome { call, result: Ok(v) }
-                    }
-                    Err(e) => fail(call, e),
-                };
-                return Some(outcome);
+                ]
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .fold(AttachFlags::empty(), |all, (_, f)| all | f);
+                return self.attach(shmid_of(globals, segment), addr, flags);
             }
-            Op::Detach { attachment } => {
-                let Some(att) = self.attachments.get_mut(attachment) else {
-                    return Some(Outcome {
-                        call: format!("shmdt({attachment})"),
-                        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
-                    });
-                };
-                let call = format!("shmdt({:p}) [{attachment}]", att.as_ptr());
-                // The kernel's answer at the address, whatever the handle
-                // knows (a SHM_REMAP over it, a raw detach): the step tests
-                // the kernel. The handle is gone either way.
-                // SAFETY: a disposable actor; the handle is marked gone and
-                // every bound rechecked below.
-                let r = unsafe { sysv::detach_at(att.as_ptr().cast()) };
-                att.forget_all();
-                match r {
-                    Ok(()) => Outcome { call, result: Ok(Value::Unit) },
-                    Err(e) => fail(call, e),
-                }
-            }
+            Op::Detach { attachment } => match self.detach(attachment) {
+                Some(outcome) => outcome,
+                None => return missing(&format!("shmdt({attachment})"), attachment).into(),
+            },
             Op::DetachAt { addr } => {
-                let Some(a) = addr_of(addr) else { return Some(unresolved(addr)) };
+                let Some(a) = judge.resolve_addr(addr) else { return unresolved(addr).into() };
                 let call = format!("shmdt({a:#x}) [{addr}]");
                 // SAFETY: a disposable actor; every handle's bounds are
                 // rechecked below, so none points at what this detached.
-                match unsafe { sysv::detach_at(a as *const std::ffi::c_void) } {
-                    Ok(()) => Outcome { call, result: Ok(Value::Unit) },
-                    Err(e) => fail(call, e),
-                }
+                answer(call, unsafe { sysv::detach_at(a as *const std::ffi::c_void) }.map(|()| Value::Unit))
             }
             Op::Mapping { attachment, change } => {
                 let Some(att) = self.attachments.get_mut(attachment) else {
-                    return Some(Outcome {
-                        call: format!("mapping {attachment}"),
-                        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
-                    });
+                    return missing(&format!("mapping {attachment}"), attachment).into();
                 };
-                let start = att.as_ptr();
-                let whole = att.mapping_len();
-                let range = |r: &Option<(u64, u64)>| r.map_or((0, whole), |(o, l)| (usize_of(o), usize_of(l)));
-                // A range that reaches past the scenario's attachments would
-                // change the actor's own memory (code, heap, stack, wire
-                // buffers): refused before the call, so the actor can neither
-                // crash nor answer wrongly because of it.
-                let reach = match change {
-                    MapChange::Unmap(r) | MapChange::Protect(_, r) => Some(range(r)),
-                    MapChange::Pages { offset, len, .. } => Some((usize_of(*offset), usize_of(*len))),
-                    MapChange::Resize { .. } => None,
-                };
-                if let Some((off, len)) = reach {
-                    if let Err(message) = own_memory_in((start as usize).saturating_add(off), len) {
-                        let call = format!("mapping {attachment} (not called)");
-                        return Some(Outcome { call, result: Err(Failure::Refused { message }) });
-                    }
+                if let Some(refused) = reaches_own_memory(att, attachment, change) {
+                    return refused.into();
                 }
-                // Each call below: a disposable actor; the step tests what
-                // the kernel does to the mapping, and every handle's bounds
-                // are rechecked after it.
-                let (call, result) = match change {
-                    MapChange::Unmap(r) => {
-                        let (off, len) = range(r);
-                        let call = format!("munmap({:p}, {len:#x}) [{attachment}+{off}]", start.wrapping_add(off));
-                        // SAFETY: see above; nothing touches the range but raw touches.
-                        (call, unsafe { att.unmap(off, len) }.map(|()| Value::Unit))
-                    }
-                    MapChange::Protect(p, r) => {
-                        let (off, len) = range(r);
-                        let call = format!(
-                            "mprotect({:p}, {len:#x}, {}) [{attachment}+{off}]",
-                            start.wrapping_add(off),
-                            p.describe()
-                        );
-                        // SAFETY: see above; a fault on access is what later steps may expect.
-                        (call, unsafe { att.protect(off, len, *p) }.map(|()| Value::Unit))
-                    }
-                    MapChange::Resize { len, may_move } => {
-                        let len = usize_of(*len);
-                        let call = format!(
-                            "mremap({start:p}, {whole:#x}, {len:#x}, {}) [{attachment}]",
-                            if *may_move { "MREMAP_MAYMOVE" } else { "0" }
-                        );
-                        // SAFETY: see above; the handle follows the new address and length.
-                        let r = unsafe { att.resize(len, *may_move) }.map(|moved| Value::Remapped {
-                            addr: att.as_ptr() as usize,
-                            mapping_len: att.mapping_len(),
-                            moved,
-                        });
-                        (call, r)
-                    }
-                    MapChange::Pages { offset, len, pgoff } => {
-                        let (off, len, pgoff) = (usize_of(*offset), usize_of(*len), usize_of(*pgoff));
-                        let call = format!(
-                            "remap_file_pages({:p}, {len:#x}, 0, {pgoff}, 0) [{attachment}+{off}]",
-                            start.wrapping_add(off)
-                        );
-                        // SAFETY: see above; the pages stay mapped with the same rights.
-                        (call, unsafe { att.remap_pages(off, len, pgoff) }.map(|()| Value::Unit))
-                    }
-                };
-                match result {
-                    Ok(v) => Outcome { call, result: Ok(v) },
-                    Err(e) => fail(call, e),
-                }
+                change_in_place(att, attachment, change)
             }
-            _ => return None,
+            _ => unreachable!("`{}` is not a mapping step", op.keyword()),
         };
         self.recheck_all();
-        Some(out)
+        out.into()
+    }
+
+    /// `attach`: `shmat` at `addr` (`None`: where the kernel chooses). A
+    /// fixed address with `SHM_REMAP` is refused before the call if the
+    /// segment would cover the process's own memory there.
+    fn attach(&mut self, id: sysv::Shmid, addr: Option<usize>, flags: AttachFlags) -> Performed {
+        let call = format!("shmat({id}, {:#x}, {})", addr.unwrap_or(0), sysv::describe_attach_flags(flags.bits()));
+        if let (Some(addr), true) = (addr, flags.contains(AttachFlags::REMAP)) {
+            // SHM_REMAP replaces whatever is mapped there: only the
+            // scenario's attachments may be. A segment that cannot be
+            // stated cannot be attached either: the kernel answers.
+            if let Ok(st) = id.stat() {
+                let page = sysv::raw::page_size();
+                let base = if flags.contains(AttachFlags::RND) { addr & !(page - 1) } else { addr };
+                if let Err(message) = own_memory_in(base, st.size) {
+                    return Outcome { call, result: Err(Failure::Refused { message }) }.into();
+                }
+            }
+        }
+        let got = match addr {
+            None => Attachment::attach(id, flags),
+            // SAFETY: an actor is a disposable process; replacing its
+            // own mappings (SHM_REMAP) is what the step tests, and
+            // every handle's bounds are rechecked right after.
+            Some(addr) => unsafe { Attachment::attach_at(id, addr as *const std::ffi::c_void, flags) },
+        };
+        match got {
+            Ok(att) => {
+                let v =
+                    Value::Attached { addr: att.as_ptr() as usize, size: att.size(), mapping_len: att.mapping_len() };
+                if addr.is_some() {
+                    // Only a fixed address can replace a mapping.
+                    self.recheck_all();
+                }
+                Performed { outcome: Outcome { call, result: Ok(v) }, made: Some(att) }
+            }
+            Err(e) => fail(call, e).into(),
+        }
+    }
+
+    /// `detach M`: `shmdt` at the attachment's address, whatever its handle
+    /// knows (a SHM_REMAP over it, a raw detach): the step tests the
+    /// kernel. `None` if this process has no such attachment.
+    fn detach(&mut self, attachment: &str) -> Option<Outcome> {
+        let att = self.attachments.get(attachment)?;
+        let call = format!("shmdt({:p}) [{attachment}]", att.as_ptr());
+        // SAFETY: a disposable actor; the handle ends with the step (the
+        // language's rule: a detach ends the attachment whatever its
+        // answer) and every bound is rechecked after it.
+        Some(answer(call, unsafe { sysv::detach_at(att.as_ptr().cast()) }.map(|()| Value::Unit)))
     }
 
     /// Re-derives every handle's safe bounds from `/proc/self/maps`. If the
@@ -255,32 +171,80 @@ impl Actor<'_> {
             Err(_) => self.attachments.values_mut().for_each(Attachment::forget_all),
         }
     }
+}
 
-    /// `peek`: through the wrapper's bounds on an intact attachment, else a
-    /// raw touch within the extent (detached, unmapped, protected, resized).
-    pub(crate) fn peek(&self, att: &Attachment, offset: usize) -> sysv::Result<u8> {
-        if att.is_intact() {
-            att.peek(offset)
-        } else {
-            raw_touch_allowed(att, offset)?;
-            // SAFETY: a disposable actor; SIGSEGV/SIGBUS is what such a
-            // step may expect, and the page holds none of its own memory.
-            unsafe { att.peek_raw(offset) }
-        }
-    }
+/// `(offset, length)` of a change's optional range: the whole mapping
+/// (`whole` bytes) when the step gives none.
+fn range(r: &Option<(u64, u64)>, whole: usize) -> (usize, usize) {
+    r.map_or((0, whole), |(o, l)| (usize_of(o), usize_of(l)))
+}
 
-    /// `poke`: as [`Actor::peek`], ignoring read-only protection.
-    pub(crate) fn poke(&self, att: &Attachment, offset: usize, value: u8) -> sysv::Result<()> {
-        // SAFETY: a disposable actor; dying of SIGSEGV on a read-only,
-        // protected or unmapped page is what this step tests.
-        unsafe {
-            if att.is_intact() {
-                att.poke(offset, value)
-            } else {
-                raw_touch_allowed(att, offset)?;
-                att.poke_raw(offset, value)
-            }
+/// `mapping M CHANGE` whose range would reach past the scenario's
+/// attachments into the actor's own memory (code, heap, stack, wire
+/// buffers): the refusal, answered before any call so that the actor can
+/// neither crash nor answer wrongly because of it.
+fn reaches_own_memory(att: &Attachment, name: &str, change: &MapChange) -> Option<Outcome> {
+    let reach = match change {
+        MapChange::Unmap(r) | MapChange::Protect(_, r) => range(r, att.mapping_len()),
+        MapChange::Pages { offset, len, .. } => (usize_of(*offset), usize_of(*len)),
+        MapChange::Resize { .. } => return None,
+    };
+    let (off, len) = reach;
+    let message = own_memory_in((att.as_ptr() as usize).saturating_add(off), len).err()?;
+    Some(Outcome { call: format!("mapping {name} (not called)"), result: Err(Failure::Refused { message }) })
+}
+
+/// Performs a mapping change on attachment `name`'s handle `att` (already
+/// checked not to reach the process's own memory).
+///
+/// Each call below: a disposable actor; the step tests what the kernel does
+/// to the mapping, and every handle's bounds are rechecked after it.
+fn change_in_place(att: &mut Attachment, name: &str, change: &MapChange) -> Outcome {
+    let start = att.as_ptr();
+    let whole = att.mapping_len();
+    let (call, result) = match change {
+        MapChange::Unmap(r) => {
+            let (off, len) = range(r, whole);
+            let call = format!("munmap({:p}, {len:#x}) [{name}+{off}]", start.wrapping_add(off));
+            // SAFETY: see above; nothing touches the range but raw touches.
+            (call, unsafe { att.unmap(off, len) }.map(|()| Value::Unit))
         }
+        MapChange::Protect(p, r) => {
+            let (off, len) = range(r, whole);
+            let at = start.wrapping_add(off);
+            let call = format!("mprotect({at:p}, {len:#x}, {}) [{name}+{off}]", p.describe());
+            // SAFETY: see above; a fault on access is what later steps may expect.
+            (call, unsafe { att.protect(off, len, *p) }.map(|()| Value::Unit))
+        }
+        MapChange::Resize { len, may_move } => {
+            let len = usize_of(*len);
+            let flag = if *may_move { "MREMAP_MAYMOVE" } else { "0" };
+            let call = format!("mremap({start:p}, {whole:#x}, {len:#x}, {flag}) [{name}]");
+            // SAFETY: see above; the handle follows the new address and length.
+            let r = unsafe { att.resize(len, *may_move) }.map(|moved| Value::Remapped {
+                addr: att.as_ptr() as usize,
+                mapping_len: att.mapping_len(),
+                moved,
+            });
+            (call, r)
+        }
+        MapChange::Pages { offset, len, pgoff } => {
+            let (off, len, pgoff) = (usize_of(*offset), usize_of(*len), usize_of(*pgoff));
+            let at = start.wrapping_add(off);
+            let call = format!("remap_file_pages({at:p}, {len:#x}, 0, {pgoff}, 0) [{name}+{off}]");
+            // SAFETY: see above; the pages stay mapped with the same rights.
+            (call, unsafe { att.remap_pages(off, len, pgoff) }.map(|()| Value::Unit))
+        }
+    };
+    answer(call, result)
+}
+
+/// The refusal of a step that names an attachment this process does not
+/// hold (possible only in a `finally` step after a failure).
+fn missing(call: &str, attachment: &str) -> Outcome {
+    Outcome {
+        call: call.to_string(),
+        result: Err(Failure::Refused { message: format!("no attachment `{attachment}` here") }),
     }
 }
 
@@ -289,7 +253,7 @@ impl Actor<'_> {
 /// unmapped or still a SysV mapping: if the process's own memory (its
 /// allocator, a stack) came to live at the old address since, the touch is
 /// refused instead of reading or overwriting the harness's memory.
-fn raw_touch_allowed(att: &Attachment, offset: usize) -> sysv::Result<()> {
+pub(super) fn raw_touch_allowed(att: &Attachment, offset: usize) -> sysv::Result<()> {
     if offset >= att.extent() {
         // The wrapper refuses it with its own message.
         return Ok(());
@@ -298,6 +262,7 @@ fn raw_touch_allowed(att: &Attachment, offset: usize) -> sysv::Result<()> {
         .map_err(|message| sysv::Error::Proc { path: "/proc/self/maps".into(), message })
 }
 
+/// The refusal of a step whose address has no value in this process.
 fn unresolved(a: &Addr) -> Outcome {
     Outcome {
         call: format!("address {a}"),

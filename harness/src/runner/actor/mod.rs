@@ -4,8 +4,28 @@
 //!
 //! Actors are forked from a single-threaded supervisor, so they may allocate
 //! and take locks freely: no other thread's lock state was copied.
+//!
+//! A step is performed by its family, one module each, with the names the
+//! parser and the printer use:
+//!
+//! | module      | steps                                                         |
+//! |-------------|---------------------------------------------------------------|
+//! | `segment`   | `key ... ftok`, `create`, `open`, `stat`, `set`, `rm`, `lock`, `unlock` |
+//! | `memory`    | `write`, `read`, `peek`, `poke`                               |
+//! | `mapping`   | `attach`, `detach`, `detach at`, `mapping`                    |
+//! | `control`   | `shmctl`, `sysctl`, `rlimit`, `umask`, `meminfo`              |
+//! | `process`   | `fork`, `run`, `spawn`, `signal`, `wait`, `exec`, `unshare`, `setns` |
+//!
+//! Programs: `program` (a `run`), `spawned` (`spawn`/`wait`), `traced` and
+//! `watch` (programs under the tracer, host mode), `reexec` (`exec`).
+//! `exit` and `crash` end the actor where its chain meets them; `kill`,
+//! `segments`, `lookup` and literal keys are the supervisor's.
+//!
+//! After each step, what it did to the process's attachments is applied in
+//! one place by the language's rule ([`Op::attachment_change`]), the rule
+//! the parser admits scenarios by.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: the raw file descriptors of the actor's pipes
 
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -14,25 +34,26 @@ use std::path::{Path, PathBuf};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::scenario::{Data, Expect, KeyRef, Op, Scenario};
-use crate::sysv::{self, Attachment, GetFlags, Key, Shmid};
+use crate::scenario::{AttachmentChange, Expect, Op, Scenario, Step};
+use crate::sysv::{self, Attachment, Shmid};
 
 use crate::interp::judge::{Judge, StepResult};
+use crate::interp::{Ending, Failure, Global, Globals, Outcome, Value};
 use crate::runner::actor::watch::{Origin, Watch};
-use crate::runner::fork::{exit_now, fork_guarded, Child};
+use crate::runner::fork::exit_now;
 use crate::runner::host::KeyMap;
-use crate::runner::journal;
+use crate::runner::wire::{flush, frame_into, recv, send, FromActor, Run, ToActor};
+
 mod control;
 mod mapping;
+mod memory;
 mod process;
 mod program;
 pub(crate) mod reexec;
+mod segment;
 mod spawned;
 mod traced;
 pub(crate) mod watch;
-
-use crate::interp::{Ending, Failure, Global, Globals, Identity, Outcome, Value};
-use crate::runner::wire::{flush, frame_into, recv, send, FromActor, Run, ToActor};
 
 /// The pipe ends one process needs: where its commands come from and where
 /// its answers go.
@@ -183,28 +204,7 @@ impl Actor<'_> {
             if step.op.may_end_process() || matches!(step.op, Op::Run { .. } | Op::Wait { .. } | Op::Exec) {
                 self.flush(&mut out);
             }
-            let unmet = if self.scenario.finally.is_some_and(|f| index >= f) { self.unmet(&step.op) } else { None };
-            let outcome = match &step.op {
-                // A `finally` step after a failure may name what the failed
-                // part never made: refused, not a harness bug.
-                _ if unmet.is_some() => Outcome {
-                    call: format!("{} (finally)", step.op.keyword()),
-                    result: Err(Failure::Refused { message: unmet.unwrap_or_default() }),
-                },
-                Op::Exit { code } => exit_now(*code),
-                Op::Crash => std::process::abort(),
-                Op::Fork { child } => {
-                    let call = format!("fork() [{child}]");
-                    match self.fork_child(child) {
-                        Ok(pid) => Outcome { call, result: Ok(Value::Forked(pid)) },
-                        Err(errno) => Outcome {
-                            call,
-                            result: Err(Failure::Errno { errno: errno as i32, message: format!("fork: {errno}") }),
-                        },
-                    }
-                }
-                op => self.execute(index, op, &step.expect, &globals),
-            };
+            let outcome = self.perform(index, step, &globals);
             if let Ok(v) = &outcome.result {
                 crate::interp::effects::bind(&crate::interp::effects::effects(&step.op, v), &mut globals);
             }
@@ -279,69 +279,12 @@ impl Actor<'_> {
         unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
     }
 
-    /// `fork` step: the child becomes actor `child` and serves from here on;
-    /// the parent closes the child's pipe ends and reports its pid.
-    fn fork_child(&mut self, child: &str) -> Result<i32, nix::errno::Errno> {
-        let keep_names = descendants(self.scenario, child);
-        let mut keep: Vec<RawFd> = vec![self.done, self.life];
-        keep.extend(self.journal);
-        keep.extend(self.peers.values().copied());
-        for name in &keep_names {
-            if let Some(f) = self.fds.get(name) {
-                keep.extend([f.cmd, f.ans]);
-            }
-        }
-        let Some(own) = self.fds.get(child).copied() else {
-            return Err(nix::errno::Errno::EBADF);
-        };
-        let comm = actor_comm(child);
-        // The forked actor has no death signal: it must outlive its parent
-        // (`A: fork D`, `A: exit`, then D goes on). The scenario's PID
-        // namespace (or host mode's tree kill) ends it with the scenario.
-        let spec = Child { name: &comm, keep: &keep, panic_fd: Some(own.ans), ..Child::default() };
-        let forked = fork_guarded(&spec, || {
-            let mut fds = std::mem::take(&mut self.fds);
-            fds.retain(|name, _| keep_names.contains(name));
-            let me = Actor {
-                scenario: self.scenario,
-                name: child.to_string(),
-                dir: std::mem::take(&mut self.dir),
-                fds,
-                peers: std::mem::take(&mut self.peers),
-                done: self.done,
-                life: self.life,
-                keys: std::mem::take(&mut self.keys),
-                journal: self.journal,
-                attachments: std::mem::take(&mut self.attachments),
-                timeout: self.timeout,
-                // The parent's tracers stay the parent's (their fds are
-                // closed here; a Tracer is never dropped: we end by _exit).
-                watch: Watch::default(),
-                // Its programs are not our children.
-                spawned: HashMap::new(),
-            };
-            me.serve()
-        });
-        match forked {
-            Ok(pid) => {
-                for name in &keep_names {
-                    if let Some(f) = self.fds.remove(name) {
-                        let _ = nix::unistd::close(f.cmd);
-                        let _ = nix::unistd::close(f.ans);
-                    }
-                }
-                Ok(pid.as_raw())
-            }
-            Err(crate::runner::fork::ForkError::Sys { errno, .. }) => Err(errno),
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     fn maps(&self) -> Result<Vec<(String, i64, Option<String>)>, String> {
         let text = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
-        Ok(sysv_mappings(&text)
+        Ok(sysv::parse_sysv_mappings(&text)
             .into_iter()
-            .map(|(range, start, shmid)| {
+            .map(|m| {
+                let start = m.start;
                 // A piece of a split attachment starts inside its extent.
                 let name = self
                     .attachments
@@ -351,234 +294,107 @@ impl Actor<'_> {
                         a.is_mapped() && start >= base && start < base.saturating_add(a.extent())
                     })
                     .map(|(n, _)| n.clone());
-                (range, shmid, name)
+                (m.range(), i64::from(m.shmid.raw()), name)
             })
             .collect())
     }
 
-    fn execute(&mut self, index: usize, op: &Op, expect: &Expect, globals: &Globals) -> Outcome {
-        // Literal keys get the same host-mode translation as in the supervisor.
-        let judge = Judge { globals, keys: &self.keys };
-        let key_of = |k: &KeyRef| -> Key { Key::from_raw(judge.resolve_key(k)) };
-        let shmid_of = |n: &str| -> Shmid {
-            match globals.get(n) {
-                Some(Global::Segment(id)) => Shmid::from_raw(*id),
-                _ => Shmid::from_raw(-1),
+    /// Performs step `index` (`step`) and applies what it does to this
+    /// process's attachments. A `finally` step after a failure may name
+    /// what the failed part never made: refused, not a harness bug.
+    fn perform(&mut self, index: usize, step: &Step, globals: &Globals) -> Outcome {
+        let unmet = if self.scenario.finally.is_some_and(|f| index >= f) { self.unmet(&step.op) } else { None };
+        let Performed { outcome, made } = match (&step.op, unmet) {
+            (op, Some(message)) => {
+                Outcome { call: format!("{} (finally)", op.keyword()), result: Err(Failure::Refused { message }) }
+                    .into()
             }
+            (Op::Exit { code }, None) => exit_now(*code),
+            (Op::Crash, None) => std::process::abort(),
+            (op, None) => self.execute(index, op, &step.expect, globals),
         };
-        let ok = |call: String, v: Value| Outcome { call, result: Ok(v) };
-        let fail = |call: String, e: sysv::Error| Outcome { call, result: Err(failure(e)) };
+        self.apply_attachment_change(index, &step.op, &outcome, made);
+        outcome
+    }
+
+    /// Performs a step by its family, each in its own module: segment,
+    /// memory, mapping, control and process steps.
+    fn execute(&mut self, index: usize, op: &Op, expect: &Expect, globals: &Globals) -> Performed {
         match op {
-            Op::Ftok { path, proj, .. } => {
-                let call = format!("ftok({path:?}, {proj:#04x})");
-                match sysv::ftok(self.dir.join(path), *proj) {
-                    Ok(k) => ok(call, Value::Key(k.raw())),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Create { key, size, mode, excl, hugetlb, noreserve, huge_size, flags: raw_flags, .. } => {
-                let mut flags = GetFlags::CREAT;
-                flags.set(GetFlags::EXCL, *excl);
-                flags.set(GetFlags::HUGETLB, *hugetlb);
-                flags.set(GetFlags::NORESERVE, *noreserve);
-                let huge = huge_size.map_or(0, |h| match h {
-                    crate::scenario::HugeSize::Mb2 => sysv::HugePageSize::Mb2.flag_bits(),
-                    crate::scenario::HugeSize::Gb1 => sysv::HugePageSize::Gb1.flag_bits(),
-                });
-                // The mode's bits above 0777 go in raw, as a C caller's would.
-                let shown = flags.bits() | huge | i32::from(*mode) | raw_flags.unwrap_or(0);
-                let key = key_of(key);
-                let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
-                match sysv::shmget_raw(key, size, shown) {
-                    Ok(id) => match self.record_creation(index, id, key) {
-                        Ok(identity) => ok(call, Value::Created(identity)),
-                        Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
-                    },
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Open { key, size, mode, excl, flags, .. } => {
-                let key = key_of(key);
-                let size = usize::try_from(*size).unwrap_or(usize::MAX);
-                let raw =
-                    i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
-                let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
-                match sysv::shmget_raw(key, size, raw) {
-                    Ok(id) => ok(call, Value::Shmid(id.raw())),
-                    Err(e) => fail(call, e),
-                }
+            Op::Ftok { .. }
+            | Op::Create { .. }
+            | Op::Open { .. }
+            | Op::Stat { .. }
+            | Op::Set { .. }
+            | Op::Remove { .. }
+            | Op::Lock { .. }
+            | Op::Unlock { .. } => self.segment_step(index, op, globals).into(),
+            Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. } => {
+                self.memory_step(op, expect).into()
             }
             Op::Attach { .. } | Op::Detach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
-                self.execute_mapping(index, op, globals).expect("an H1 step")
+                self.mapping_step(op, globals)
             }
-            Op::Write { attachment, offset, data } => {
-                let att = self.attachment(attachment);
-                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
-                let call = format!("write {attachment}[{offset}..+{}]", data.len());
-                let result = match data {
-                    Data::Zero(len) => att.fill(offset, *len, 0),
-                    Data::Pattern(p, len) if p.len() == 1 => att.fill(offset, *len, p[0]),
-                    Data::Text(b) | Data::Hex(b) => att.write_at(offset, b),
-                    Data::Pattern(_, len) => write_chunked(att, offset, data, *len),
-                };
-                match result {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
+            Op::Shmctl { .. } | Op::Sysctl { .. } | Op::Rlimit { .. } | Op::Umask { .. } | Op::Meminfo { .. } => {
+                self.control_step(index, op, globals).into()
+            }
+            Op::Fork { .. }
+            | Op::Run { .. }
+            | Op::Spawn { .. }
+            | Op::Signal { .. }
+            | Op::Wait { .. }
+            | Op::Exec
+            | Op::Unshare
+            | Op::Setns { .. } => self.process_step(index, op, globals).into(),
+            // Answered by the supervisor (`is_local`), or by `perform`
+            // itself: never sent here.
+            Op::KeyLiteral { .. } | Op::Kill | Op::Segments | Op::Lookup { .. } | Op::Exit { .. } | Op::Crash => {
+                unreachable!("`{}` is not executed by `execute`", op.keyword())
+            }
+        }
+    }
+
+    /// What `op` names that this process does not hold (an attachment, a
+    /// program): possible only in a `finally` step after a failure.
+    pub(crate) fn unmet(&self, op: &Op) -> Option<String> {
+        let attachment = match op {
+            Op::Detach { attachment }
+            | Op::Write { attachment, .. }
+            | Op::Read { attachment, .. }
+            | Op::Peek { attachment, .. }
+            | Op::Poke { attachment, .. } => attachment,
+            Op::Wait { target } if !self.spawned.contains_key(target) => {
+                return Some(format!("program {target} was never started (an earlier step failed)"))
+            }
+            _ => return None,
+        };
+        (!self.attachments.contains_key(attachment))
+            .then(|| format!("attachment {attachment} was never made (an earlier step failed)"))
+    }
+
+    /// What step `op` did to this process's attachments, by the language's
+    /// rule ([`Op::attachment_change`], which the parser follows too): an
+    /// attachment it adds is filed under its name if the step succeeded; one
+    /// it ends is marked gone whatever the answer (its handle stays, stale,
+    /// so that its old address can still be named and touched). An unnamed
+    /// attach's handle is held under `#INDEX`, a label no step can name:
+    /// dropping it would detach it.
+    fn apply_attachment_change(&mut self, index: usize, op: &Op, outcome: &Outcome, made: Option<Attachment>) {
+        let unfiled = match (op.attachment_change(), made) {
+            (AttachmentChange::Adds(name), Some(att)) if outcome.result.is_ok() => {
+                self.attachments.insert(name, att);
+                None
+            }
+            (AttachmentChange::Ends(name), made) => {
+                if let Some(att) = self.attachments.get_mut(&name) {
+                    att.forget_all();
                 }
+                made
             }
-            Op::Read { attachment, offset, len } => {
-                let att = self.attachment(attachment);
-                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
-                let len = usize::try_from(*len).unwrap_or(usize::MAX);
-                let call = format!("read {attachment}[{offset}..+{len}]");
-                // Bounds first, so a huge bogus length allocates nothing.
-                let limit = att.size().min(att.limit());
-                if offset.checked_add(len).is_none_or(|end| end > limit) {
-                    return fail(call, sysv::Error::OutOfBounds { op: "read_at", offset, len, limit });
-                }
-                // Read and compare a chunk at a time: megabytes are never
-                // held twice, and the expected bytes are never built whole.
-                let expected = match expect {
-                    Expect::Data(d) if d.len() == len => Some(d),
-                    _ => None,
-                };
-                let mut got = vec![0u8; len.min(CHUNK)];
-                let mut want = vec![0u8; if expected.is_some() { len.min(CHUNK) } else { 0 }];
-                let (mut mismatch, mut window_at, mut window) = (None, 0, Vec::new());
-                let mut at = 0;
-                while at < len {
-                    let n = (len - at).min(CHUNK);
-                    if let Err(e) = att.read_at(offset + at, &mut got[..n]) {
-                        return fail(call, e);
-                    }
-                    if at == 0 {
-                        window = got[..n.min(32)].to_vec();
-                    }
-                    if let Some(d) = expected {
-                        d.chunk_into(at, &mut want[..n]);
-                        let differs = got[..n] != want[..n];
-                        if let Some(i) =
-                            differs.then(|| got[..n].iter().zip(&want[..n]).position(|(a, b)| a != b)).flatten()
-                        {
-                            let m = at + i;
-                            mismatch = Some(m);
-                            // A little context before the difference, within this chunk.
-                            window_at = m.saturating_sub(8).max(at);
-                            window = got[window_at - at..(window_at - at + 32).min(n)].to_vec();
-                            break;
-                        }
-                    }
-                    at += n;
-                }
-                if matches!(expect, Expect::Data(d) if d.len() != len) {
-                    mismatch = Some(0);
-                }
-                ok(call, Value::Read { len, mismatch, window_at, window })
-            }
-            Op::Peek { attachment, offset } => {
-                let att = self.attachment(attachment);
-                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
-                let call = format!("peek {attachment}[{offset}]");
-                match self.peek(att, offset) {
-                    Ok(b) => ok(call, Value::Byte(b)),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Poke { attachment, offset, value } => {
-                let att = self.attachment(attachment);
-                let offset = usize::try_from(*offset).unwrap_or(usize::MAX);
-                let call = format!("poke {attachment}[{offset}] = {value:#04x}");
-                match self.poke(att, offset, *value) {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Stat { segment } => {
-                let id = shmid_of(segment);
-                let call = format!("shmctl({id}, IPC_STAT)");
-                match id.stat() {
-                    Ok(st) => ok(call, Value::Stat(st)),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Set { segment, mode, uid, gid } => {
-                let id = shmid_of(segment);
-                // IPC_SET takes uid, gid and mode together: start from the
-                // current values, read without the read-permission check
-                // (SHM_STAT_ANY) when IPC_STAT is refused, so that the
-                // answer is IPC_SET's own (EPERM for a non-owner).
-                let current = match id.stat() {
-                    Ok(st) => st,
-                    Err(e) => match sysv::all_segments().ok().and_then(|all| all.into_iter().find(|(i, _)| *i == id)) {
-                        Some((_, st)) => st,
-                        None => return fail(format!("shmctl({id}, IPC_STAT) before IPC_SET"), e),
-                    },
-                };
-                // A mode's bits above 0777 go in raw (the kernel keeps the low nine).
-                let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
-                let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
-                let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
-                let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
-                let buf = sysv::CtlBuffer::Set { uid, gid, mode };
-                match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf).map(drop) {
-                    // IPC_SET changed the ctime: the segment's new identity.
-                    Ok(()) => match self.record_reset(index, id) {
-                        Ok(Some(identity)) => ok(call, Value::Reset(identity)),
-                        Ok(None) => ok(call, Value::Unit),
-                        Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
-                    },
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Remove { segment } => {
-                let id = shmid_of(segment);
-                let call = format!("shmctl({id}, IPC_RMID)");
-                match id.remove() {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Lock { segment } | Op::Unlock { segment } => {
-                let id = shmid_of(segment);
-                let lock = matches!(op, Op::Lock { .. });
-                let call = format!("shmctl({id}, {})", if lock { "SHM_LOCK" } else { "SHM_UNLOCK" });
-                match if lock { id.lock() } else { id.unlock() } {
-                    Ok(()) => ok(call, Value::Unit),
-                    Err(e) => fail(call, e),
-                }
-            }
-            Op::Run { argv } => self.run(index, argv, globals),
-            Op::Shmctl { .. } | Op::Rlimit { .. } | Op::Umask { .. } | Op::Meminfo { .. } => {
-                self.control_step(index, op, globals)
-            }
-            Op::Spawn { .. } | Op::Signal { .. } | Op::Wait { .. } | Op::Exec | Op::Unshare | Op::Setns { .. } => {
-                self.process_step(index, op, globals)
-            }
-            Op::Sysctl { name, value } => {
-                let call = match value {
-                    Some(v) => format!("write {} = {v}", name.path()),
-                    None => format!("read {}", name.path()),
-                };
-                let result = match value {
-                    Some(v) => crate::namespace::write_sysctl(*name, *v).map(|()| Value::Unit),
-                    None => name.read_signed().map(Value::Number),
-                };
-                match result {
-                    Ok(v) => ok(call, v),
-                    // A write the kernel refuses has its errno (`=> EINVAL`).
-                    Err(e) => fail(call, e),
-                }
-            }
-            // Answered by the supervisor (`is_local`), or by `chain` itself:
-            // never sent here.
-            Op::KeyLiteral { .. }
-            | Op::Kill
-            | Op::Segments
-            | Op::Lookup { .. }
-            | Op::Exit { .. }
-            | Op::Crash
-            | Op::Fork { .. } => unreachable!("`{}` is not executed by `execute`", op.keyword()),
+            (_, made) => made,
+        };
+        if let Some(att) = unfiled {
+            self.attachments.insert(format!("#{index}"), att);
         }
     }
 
@@ -594,35 +410,6 @@ impl Actor<'_> {
         here.and_then(|p| p.canonicalize().ok()).unwrap_or_default()
     }
 
-    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
-        if let Some(f) = self.stale_pid(argv, globals) {
-            return Outcome { call: format!("run {}", argv.join(" ")), result: Err(f) };
-        }
-        let here = self.here();
-        let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
-        if self.journal.is_none() {
-            return crate::runner::actor::program::run(&args, &self.dir);
-        }
-        // Host mode: under the tracer (the supervisor checked it works).
-        let line = self.scenario.steps[index].line;
-        let deadline = std::time::Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
-        let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
-        let mut reports = crate::runner::actor::watch::RunReports { watch: &mut self.watch, origin, line };
-        let ran = crate::runner::actor::traced::run(&args, &self.dir, deadline, self.life, &mut reports);
-        match ran {
-            Ok((outcome, tracer)) => {
-                if let Some(t) = tracer {
-                    self.watch.keep(t, line);
-                }
-                outcome
-            }
-            Err(why) => {
-                self.watch.blind(format!("line {line}: {why}"));
-                Outcome { call: format!("run {}", args.join(" ")), result: Err(Failure::Refused { message: why }) }
-            }
-        }
-    }
-
     /// The attachment a memory step names. The parser admits only
     /// attachments this process holds, by the rule the actor follows
     /// ([`Op::attachment_change`]); a missing one is a harness
@@ -635,99 +422,49 @@ impl Actor<'_> {
             }
         }
     }
+}
 
-    /// After a create: the new segment's identity (`IPC_STAT`, or the
-    /// `/proc/sysvipc/shm` row when the mode forbids reading), appended to
-    /// the journal in host mode, all before the step is answered. If either
-    /// fails, the segment (ours: it was created a moment ago) is removed
-    /// and the step refused.
-    fn record_creation(&self, index: usize, id: Shmid, key: Key) -> Result<Identity, String> {
-        let identity = match crate::runner::host::current_identity(id.raw()) {
-            Ok(Some(i)) => i,
-            Ok(None) | Err(_) => {
-                let _ = id.remove();
-                return Err(format!("shmid {id}: cannot read its identity (IPC_STAT, /proc/sysvipc/shm); removed"));
-            }
-        };
-        if let Err(e) = self.journal_append(index, identity, key) {
-            let _ = id.remove();
-            return Err(format!("shmid {id}: {e}; removed"));
-        }
-        Ok(identity)
-    }
+/// What performing a step gave: its answer, and the attachment handle it
+/// made (a successful `attach`), for [`Actor::apply_attachment_change`]
+/// to file.
+pub(super) struct Performed {
+    /// The step's answer.
+    pub outcome: Outcome,
+    /// The handle a successful `attach` made.
+    pub made: Option<Attachment>,
+}
 
-    /// After a `set`: the segment's new identity, journaled (host mode).
-    fn record_reset(&self, index: usize, id: Shmid) -> Result<Option<Identity>, String> {
-        let Some(identity) = crate::runner::host::current_identity(id.raw())? else { return Ok(None) };
-        let key = id.stat().map_or(0, |st| st.key.raw());
-        self.journal_append(index, identity, Key::from_raw(key))?;
-        Ok(Some(identity))
-    }
-
-    fn journal_append(&self, index: usize, identity: Identity, key: Key) -> Result<(), String> {
-        let Some(fd) = self.journal else { return Ok(()) };
-        let step = &self.scenario.steps[index];
-        let rec = journal::Record {
-            scenario: self.scenario.file.clone(),
-            line: step.line,
-            process: self.name.clone(),
-            shmid: identity.shmid,
-            // The creator is this process: its pid as the host sees it.
-            cpid: journal::host_pid(),
-            ctime: identity.ctime,
-            key: key.raw(),
-            ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
-        };
-        journal::append(fd, &rec)
+impl From<Outcome> for Performed {
+    fn from(outcome: Outcome) -> Self {
+        Performed { outcome, made: None }
     }
 }
 
-/// `${name}`, `${dir}` (the scenario's directory) and `${here}` (the folder
-/// of the scenario file) replaced by their values.
-pub(crate) fn substitute(arg: &str, globals: &Globals, dir: &Path, here: &Path) -> String {
-    let mut out = arg.to_string();
-    for name in crate::scenario::substitutions(arg) {
-        let value = if name == "dir" {
-            dir.display().to_string()
-        } else if name == "here" {
-            here.display().to_string()
-        } else {
-            globals.get(name).map_or_else(|| format!("${{{name}}}"), |g| g.substitute())
-        };
-        out = out.replace(&format!("${{{name}}}"), &value);
-    }
-    out
-}
-
-fn failure(e: sysv::Error) -> Failure {
-    match e.errno() {
-        Some(errno) => Failure::Errno { errno: errno as i32, message: e.to_string() },
-        None => Failure::Refused { message: e.to_string() },
+/// The segment a step names: its shmid if the name is bound to one, else
+/// -1 (which the kernel refuses, as it would a stale id).
+pub(super) fn shmid_of(globals: &Globals, name: &str) -> Shmid {
+    match globals.get(name) {
+        Some(Global::Segment(id)) => Shmid::from_raw(*id),
+        _ => Shmid::from_raw(-1),
     }
 }
 
-/// Bytes per chunk when writing or reading large data.
-const CHUNK: usize = 64 << 10;
+/// The answer of call `call` the wrapper refused: the errno if the kernel
+/// gave one, else refused with the wrapper's message.
+pub(super) fn fail(call: String, e: sysv::Error) -> Outcome {
+    let result = match e.errno() {
+        Some(errno) => Err(Failure::Errno { errno: errno as i32, message: e.to_string() }),
+        None => Err(Failure::Refused { message: e.to_string() }),
+    };
+    Outcome { call, result }
+}
 
-/// Writes `data`'s `len` bytes at `offset` a chunk at a time.
-fn write_chunked(att: &Attachment, offset: usize, data: &Data, len: usize) -> sysv::Result<()> {
-    // Refuse before touching anything, as `write_at` would for the whole.
-    if att.is_read_only() {
-        return Err(sysv::Error::ReadOnly { op: "write_at" });
+/// The answer of call `call` from what the wrapper returned.
+pub(super) fn answer(call: String, result: sysv::Result<Value>) -> Outcome {
+    match result {
+        Ok(v) => Outcome { call, result: Ok(v) },
+        Err(e) => fail(call, e),
     }
-    let limit = att.size().min(att.limit());
-    if offset.checked_add(len).is_none_or(|end| end > limit) {
-        return Err(sysv::Error::OutOfBounds { op: "write_at", offset, len, limit });
-    }
-    let mut buf = vec![0u8; len.min(CHUNK)];
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(CHUNK);
-        data.chunk_into(at, &mut buf[..n]);
-        att.write_at(offset + at, &buf[..n])?;
-        at += n;
-    }
-    Ok(())
 }
 
 fn reap(pid: i32) -> Ending {
@@ -760,16 +497,4 @@ pub(crate) fn descendants(scenario: &Scenario, process: &str) -> Vec<String> {
         i += 1;
     }
     out
-}
-
-/// SysV mappings in a `/proc/PID/maps` text: `(range, start address, shmid)`.
-///
-/// The kernel names them `/SYSV%08x (deleted)` after the key, and puts the
-/// shmid in the inode column.
-pub fn sysv_mappings(maps: &str) -> Vec<(String, usize, i64)> {
-    // One parser for the SysV lines (exact `/SYSV%08x` names), in the wrapper.
-    sysv::parse_sysv_mappings(maps)
-        .into_iter()
-        .map(|m| (format!("{:08x}-{:08x}", m.start, m.end), m.start, i64::from(m.shmid.raw())))
-        .collect()
 }

@@ -1,17 +1,20 @@
-//! An actor's process steps: `spawn`, `signal`, `wait`, `exec`, `unshare
-//! ipc`, `setns`.
+//! The process steps an actor performs: `fork`, `run`, `spawn`, `signal`,
+//! `wait`, `exec`, `unshare ipc` and `setns` (`exit` and `crash` end the
+//! actor where its chain meets them).
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: kill, pidfds and setns
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use crate::scenario::{signal_name, Op};
 
+use crate::interp::output::argument;
 use crate::interp::{Failure, Global, Globals, Outcome, Value};
-use crate::runner::actor::spawned;
-use crate::runner::actor::watch::Origin;
-use crate::runner::actor::{substitute, Actor};
+use crate::runner::actor::watch::{Origin, RunReports, Watch};
+use crate::runner::actor::{actor_comm, descendants, program, spawned, traced, Actor};
+use crate::runner::fork::{fork_guarded, Child, ForkError};
 use crate::runner::wire::FromActor;
 
 /// At `Finish`: if this actor is no longer in the scenario's IPC
@@ -127,24 +130,6 @@ fn errno_outcome(call: String, errno: nix::errno::Errno) -> Outcome {
 }
 
 impl Actor<'_> {
-    /// What `op` names that this process does not hold (an attachment, a
-    /// program): possible only in a `finally` step after a failure.
-    pub(crate) fn unmet(&self, op: &Op) -> Option<String> {
-        let attachment = match op {
-            Op::Detach { attachment }
-            | Op::Write { attachment, .. }
-            | Op::Read { attachment, .. }
-            | Op::Peek { attachment, .. }
-            | Op::Poke { attachment, .. } => attachment,
-            Op::Wait { target } if !self.spawned.contains_key(target) => {
-                return Some(format!("program {target} was never started (an earlier step failed)"))
-            }
-            _ => return None,
-        };
-        (!self.attachments.contains_key(attachment))
-            .then(|| format!("attachment {attachment} was never made (an earlier step failed)"))
-    }
-
     /// Performs one of this module's steps.
     pub(crate) fn process_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         let pid_of = |n: &str| match globals.get(n) {
@@ -152,6 +137,8 @@ impl Actor<'_> {
             _ => None,
         };
         match op {
+            Op::Fork { child } => self.fork_child(child),
+            Op::Run { argv } => self.run(index, argv, globals),
             Op::Spawn { name, argv } => self.spawn(index, name, argv, globals),
             Op::Signal { target, signal } => {
                 let Some(pid) = pid_of(target).filter(|p| *p > 0) else {
@@ -247,12 +234,114 @@ impl Actor<'_> {
         None
     }
 
+    /// `fork` step: the child becomes actor `child` and serves from here on;
+    /// the parent closes the child's pipe ends and reports its pid.
+    pub(super) fn fork_child(&mut self, child: &str) -> Outcome {
+        let call = format!("fork() [{child}]");
+        match self.fork_actor(child) {
+            Ok(pid) => Outcome { call, result: Ok(Value::Forked(pid)) },
+            Err(errno) => {
+                Outcome { call, result: Err(Failure::Errno { errno: errno as i32, message: format!("fork: {errno}") }) }
+            }
+        }
+    }
+
+    fn fork_actor(&mut self, child: &str) -> Result<i32, nix::errno::Errno> {
+        let keep_names = descendants(self.scenario, child);
+        let mut keep: Vec<RawFd> = vec![self.done, self.life];
+        keep.extend(self.journal);
+        keep.extend(self.peers.values().copied());
+        for name in &keep_names {
+            if let Some(f) = self.fds.get(name) {
+                keep.extend([f.cmd, f.ans]);
+            }
+        }
+        let Some(own) = self.fds.get(child).copied() else {
+            return Err(nix::errno::Errno::EBADF);
+        };
+        let comm = actor_comm(child);
+        // The forked actor has no death signal: it must outlive its parent
+        // (`A: fork D`, `A: exit`, then D goes on). The scenario's PID
+        // namespace (or host mode's tree kill) ends it with the scenario.
+        let spec = Child { name: &comm, keep: &keep, panic_fd: Some(own.ans), ..Child::default() };
+        let forked = fork_guarded(&spec, || {
+            let mut fds = std::mem::take(&mut self.fds);
+            fds.retain(|name, _| keep_names.contains(name));
+            let me = Actor {
+                scenario: self.scenario,
+                name: child.to_string(),
+                dir: std::mem::take(&mut self.dir),
+                fds,
+                peers: std::mem::take(&mut self.peers),
+                done: self.done,
+                life: self.life,
+                keys: std::mem::take(&mut self.keys),
+                journal: self.journal,
+                attachments: std::mem::take(&mut self.attachments),
+                timeout: self.timeout,
+                // The parent's tracers stay the parent's (their fds are
+                // closed here; a Tracer is never dropped: we end by _exit).
+                watch: Watch::default(),
+                // Its programs are not our children.
+                spawned: HashMap::new(),
+            };
+            me.serve()
+        });
+        match forked {
+            Ok(pid) => {
+                for name in &keep_names {
+                    if let Some(f) = self.fds.remove(name) {
+                        let _ = nix::unistd::close(f.cmd);
+                        let _ = nix::unistd::close(f.ans);
+                    }
+                }
+                Ok(pid.as_raw())
+            }
+            Err(ForkError::Sys { errno, .. }) => Err(errno),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The program arguments `argv` with `${...}` substituted
+    /// ([`argument`]).
+    fn arguments(&self, argv: &[String], globals: &Globals) -> Vec<String> {
+        let here = self.here();
+        argv.iter().map(|a| argument(a, globals, &self.dir, &here)).collect()
+    }
+
+    /// `run`: the program, to its end (under the tracer in host mode).
+    fn run(&mut self, index: usize, argv: &[String], globals: &Globals) -> Outcome {
+        if let Some(f) = self.stale_pid(argv, globals) {
+            return Outcome { call: format!("run {}", argv.join(" ")), result: Err(f) };
+        }
+        let args = self.arguments(argv, globals);
+        if self.journal.is_none() {
+            return program::run(&args, &self.dir);
+        }
+        // Host mode: under the tracer (the supervisor checked it works).
+        let line = self.scenario.steps[index].line;
+        let deadline = Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
+        let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
+        let mut reports = RunReports { watch: &mut self.watch, origin, line };
+        match traced::run(&args, &self.dir, deadline, self.life, &mut reports) {
+            Ok((outcome, tracer)) => {
+                if let Some(t) = tracer {
+                    self.watch.keep(t, line);
+                }
+                outcome
+            }
+            Err(why) => {
+                self.watch.blind(format!("line {line}: {why}"));
+                Outcome { call: format!("run {}", args.join(" ")), result: Err(Failure::Refused { message: why }) }
+            }
+        }
+    }
+
     fn spawn(&mut self, index: usize, name: &Option<String>, argv: &[String], globals: &Globals) -> Outcome {
         if let Some(f) = self.stale_pid(argv, globals) {
             return Outcome { call: format!("spawn {}", argv.join(" ")), result: Err(f) };
         }
-        let here = self.here();
-        let args: Vec<String> = argv.iter().map(|a| substitute(a, globals, &self.dir, &here)).collect();
+        let args = self.arguments(argv, globals);
         let call = match name {
             Some(n) => format!("spawn {} [{n}]", args.join(" ")),
             None => format!("spawn {}", args.join(" ")),

@@ -85,107 +85,138 @@ pub(crate) fn run(
         .stdio(2, Stdio::Fd(err_w));
     // `spawn` consumes the program: our copies of the write ends are closed
     // once it returns, so end of file means the tree closed them.
-    let mut tracer = trace::spawn(program).map_err(|e| format!("run `{}`: {e}", args[0]))?;
-    let mut open: [Option<OwnedFd>; 2] = [Some(out_r), Some(err_r)];
-    let mut out: [(Vec<u8>, u64); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
-    let mut state = State::default();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        if let Some(at) = state.exited_at {
-            if open.iter().all(Option::is_none) || at.elapsed() > AFTER_EXIT {
-                break;
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let left = kill_and_read(&mut tracer, &mut |t| reports.take(t));
-            return Err(format!(
-                "`{}` did not end within the step's timeout; its process tree was killed{}",
-                args[0],
-                left.err().map_or_else(String::new, |e| format!(" ({e})"))
-            ));
-        }
-        let mut wait = deadline - now;
-        if state.exited_at.is_some() {
-            wait = wait.min(Duration::from_millis(20));
-        }
-        let (mut fds, which) = crate::runner::actor::program::poll_open(&open);
-        // SAFETY: the caller keeps the life pipe's read end open for the call.
-        let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
-        fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
-        let others = reports.others();
-        for &o in &others {
-            // SAFETY: the caller's tracers keep their event fds open for the call.
-            fds.push(PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(o) }, PollFlags::POLLIN));
-        }
-        let watch_events = !tracer.is_over();
-        if watch_events {
-            fds.push(PollFd::new(tracer.events_fd(), PollFlags::POLLIN));
-        }
-        let ms = PollTimeout::try_from(wait.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, ms) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => {
-                let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
-                return Err(format!("run `{}`: poll: {e}", args[0]));
-            }
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
-        drop(fds);
-        if ready[which.len()] {
-            let left = kill_and_read(&mut tracer, &mut |t| reports.take(t));
-            return Err(format!(
-                "`{}`: the scenario's supervisor died; its process tree was killed{}",
-                args[0],
-                left.err().map_or_else(String::new, |e| format!(" ({e})"))
-            ));
-        }
-        let base = which.len() + 1;
-        if ready[base..base + others.len()].iter().any(|r| *r) {
-            reports.drain_others();
-        }
-        if watch_events && ready[ready.len() - 1] {
-            if let Err(e) = state.absorb_ready(&mut tracer, &mut |t| reports.take(t)) {
-                let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
-                return Err(format!("run `{}`: {e}; its process tree was killed", args[0]));
-            }
-        }
-        crate::runner::actor::program::read_ready(&which, &ready, &mut open, &mut out, &mut buf);
-    }
-    if let Some((step, errno)) = state.not_started {
-        let _ = kill_and_read(&mut tracer, &mut |t| reports.take(t));
-        let e = Errno::from_raw(errno);
-        return Ok((
-            Outcome {
-                call,
-                result: Err(Failure::Errno {
-                    errno,
-                    message: format!("cannot start `{}`: {}: {e}", args[0], step.describe()),
-                }),
-            },
-            None,
-        ));
-    }
-    let (status, signal) = match state.exited_at.and(state.exit) {
-        Some(Exit::Code(c)) => (Some(c), None),
-        Some(Exit::Signal { signal, .. }) => (None, Some(signal)),
-        None => (None, None),
+    let tracer = trace::spawn(program).map_err(|e| format!("run `{}`: {e}", args[0]))?;
+    let mut running = Running {
+        tracer,
+        open: [Some(out_r), Some(err_r)],
+        out: [(Vec::new(), 0), (Vec::new(), 0)],
+        state: State::default(),
     };
-    let [(o, cut_o), (e, cut_e)] = out;
-    let outcome = Outcome {
-        call,
-        result: Ok(Value::Output {
-            pid: state.pid.unwrap_or(0),
-            status,
-            signal,
-            stdout: String::from_utf8_lossy(&o).into_owned(),
-            stderr: String::from_utf8_lossy(&e).into_owned(),
-            truncated: (cut_o, cut_e),
-        }),
-    };
-    // Descendants live on: keep the tracer (and so them) until teardown.
-    let keep = (!tracer.is_over()).then_some(tracer);
-    Ok((outcome, keep))
+    running.follow(&args[0], deadline, life, reports)?;
+    running.ended(call, &args[0], reports)
+}
+
+/// A traced program while it runs: its tracer, the output pipes still
+/// open, what they gave (and how many bytes were cut), what its events said.
+struct Running {
+    tracer: Tracer,
+    open: [Option<OwnedFd>; 2],
+    out: [(Vec<u8>, u64); 2],
+    state: State,
+}
+
+impl Running {
+    /// Reads the program's output, its tracer's events and the caller's
+    /// other tracers' until the program ended and its output is read.
+    ///
+    /// # Errors
+    /// The deadline passed, the supervisor died (`life` hung up), or the
+    /// tracer reported what it cannot vouch for: the tree was killed.
+    fn follow(&mut self, name: &str, deadline: Instant, life: RawFd, reports: &mut dyn Reports) -> Result<(), String> {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if let Some(at) = self.state.exited_at {
+                if self.open.iter().all(Option::is_none) || at.elapsed() > AFTER_EXIT {
+                    return Ok(());
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let left = self.kill(reports);
+                return Err(format!(
+                    "`{name}` did not end within the step's timeout; its process tree was killed{}",
+                    left.err().map_or_else(String::new, |e| format!(" ({e})"))
+                ));
+            }
+            let mut wait = deadline - now;
+            if self.state.exited_at.is_some() {
+                wait = wait.min(Duration::from_millis(20));
+            }
+            let (mut fds, which) = crate::runner::actor::program::poll_open(&self.open);
+            // SAFETY: the caller keeps the life pipe's read end open for the call.
+            let life_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(life) };
+            fds.push(PollFd::new(life_fd, PollFlags::POLLIN));
+            let others = reports.others();
+            for &o in &others {
+                // SAFETY: the caller's tracers keep their event fds open for the call.
+                fds.push(PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(o) }, PollFlags::POLLIN));
+            }
+            let watch_events = !self.tracer.is_over();
+            if watch_events {
+                fds.push(PollFd::new(self.tracer.events_fd(), PollFlags::POLLIN));
+            }
+            let ms = PollTimeout::try_from(wait.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
+            let polled = poll(&mut fds, ms);
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            match polled {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    let _ = self.kill(reports);
+                    return Err(format!("run `{name}`: poll: {e}"));
+                }
+            }
+            if ready[which.len()] {
+                let left = self.kill(reports);
+                return Err(format!(
+                    "`{name}`: the scenario's supervisor died; its process tree was killed{}",
+                    left.err().map_or_else(String::new, |e| format!(" ({e})"))
+                ));
+            }
+            let base = which.len() + 1;
+            if ready[base..base + others.len()].iter().any(|r| *r) {
+                reports.drain_others();
+            }
+            if watch_events && ready[ready.len() - 1] {
+                if let Err(e) = self.state.absorb_ready(&mut self.tracer, &mut |t| reports.take(t)) {
+                    let _ = self.kill(reports);
+                    return Err(format!("run `{name}`: {e}; its process tree was killed"));
+                }
+            }
+            crate::runner::actor::program::read_ready(&which, &ready, &mut self.open, &mut self.out, &mut buf);
+        }
+    }
+
+    /// The step's answer once the program ended (or never started), and the
+    /// tracer if descendants live on.
+    fn ended(
+        mut self,
+        call: String,
+        name: &str,
+        reports: &mut dyn Reports,
+    ) -> Result<(Outcome, Option<Tracer>), String> {
+        if let Some((step, errno)) = self.state.not_started {
+            let _ = self.kill(reports);
+            let e = Errno::from_raw(errno);
+            let message = format!("cannot start `{name}`: {}: {e}", step.describe());
+            return Ok((Outcome { call, result: Err(Failure::Errno { errno, message }) }, None));
+        }
+        let (status, signal) = match self.state.exited_at.and(self.state.exit) {
+            Some(Exit::Code(c)) => (Some(c), None),
+            Some(Exit::Signal { signal, .. }) => (None, Some(signal)),
+            None => (None, None),
+        };
+        let [(o, cut_o), (e, cut_e)] = self.out;
+        let outcome = Outcome {
+            call,
+            result: Ok(Value::Output {
+                pid: self.state.pid.unwrap_or(0),
+                status,
+                signal,
+                stdout: String::from_utf8_lossy(&o).into_owned(),
+                stderr: String::from_utf8_lossy(&e).into_owned(),
+                truncated: (cut_o, cut_e),
+            }),
+        };
+        // Descendants live on: keep the tracer (and so them) until teardown.
+        let keep = (!self.tracer.is_over()).then_some(self.tracer);
+        Ok((outcome, keep))
+    }
+
+    /// Kills the tree and reads what the tracer reported before it died.
+    fn kill(&mut self, reports: &mut dyn Reports) -> Result<(), String> {
+        kill_and_read(&mut self.tracer, &mut |t| reports.take(t))
+    }
 }
 
 /// What the events of a run said so far.

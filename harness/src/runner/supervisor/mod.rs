@@ -834,14 +834,3 @@ fn scenario_dir() -> Result<tempfile::TempDir, String> {
     };
     builder().tempdir_in(fast).or_else(|_| builder().tempdir()).map_err(|e| format!("temporary directory: {e}"))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sysv_maps_lines_are_found() {
-        // Addresses that fit 32 bits, so the test builds for i686 too.
-        let maps = "7f000000-7f001000 rw-s 00000000 00:01 5  /SYSV00001234 (deleted)\n7f002000-7f003000 r--p 00000000 08:01 77 /usr/lib/x.so\n";
-        let found = super::super::actor::sysv_mappings(maps);
-        assert_eq!(found, vec![("7f000000-7f001000".to_string(), 0x7f00_0000, 5)]);
-    }
-}

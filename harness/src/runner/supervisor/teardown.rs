@@ -300,7 +300,7 @@ impl Supervisor<'_> {
                 Err(e) => return Err(format!("/proc/{pid}/maps: {e}")),
             };
             let spawned = self.books.spawned.get(&pid).cloned();
-            for (range, _, shmid) in crate::runner::actor::sysv_mappings(&maps) {
+            for (range, shmid) in crate::sysv::parse_sysv_mappings(&maps).iter().map(|m| (m.range(), m.shmid)) {
                 // Only a `spawn`ed program can be waited for or signalled; a
                 // process some program left behind (a daemon) cannot.
                 let message = match &spawned {
@@ -317,7 +317,7 @@ impl Supervisor<'_> {
                     message,
                     line: spawned.as_ref().map(|(l, _)| *l),
                     process: spawned.as_ref().map(|(_, p)| p.clone()),
-                    shmid: shmid as i32,
+                    shmid: shmid.raw(),
                 });
             }
         }
