@@ -25,6 +25,110 @@ use serde::{Deserialize, Serialize};
 
 use crate::sysv::Shmid;
 
+/// Why the journal (or its state directory) could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The state directory could not be made.
+    #[error("state directory {}: {source}; set SHM_HARNESS_STATE_DIR", path.display())]
+    DirCreate {
+        /// The directory.
+        path: PathBuf,
+        /// What `mkdir` said.
+        source: std::io::Error,
+    },
+    /// The state directory could not be read (`lstat`, `readdir`).
+    #[error("state directory {}: {source}", path.display())]
+    DirRead {
+        /// The directory.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The state directory is not safe to use: another user could plant or
+    /// remove journals there.
+    #[error("state directory {} is {problem}, not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR", path.display())]
+    DirRefused {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DirProblem,
+        /// This process's effective uid.
+        uid: u32,
+    },
+    /// None of the usual places is usable: why not, for each.
+    #[error("no usable state directory: {}", join(.0))]
+    NoStateDir(Vec<JournalError>),
+    /// A journal could not be opened, renamed or read.
+    #[error("journal {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// A new journal could not be locked.
+    #[error("flock {}: {errno}", path.display())]
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// What `flock` said.
+        errno: nix::errno::Errno,
+    },
+    /// Appending a record failed (`write`).
+    #[error("journal write: {errno}")]
+    Write {
+        /// What `write` said.
+        errno: nix::errno::Errno,
+    },
+    /// Appending a record wrote only part of it (the disk is full?).
+    #[error("journal write: {wrote} of {len} bytes written; is the state directory's file system full?")]
+    ShortWrite {
+        /// Bytes written.
+        wrote: usize,
+        /// The record's length.
+        len: usize,
+    },
+    /// A record could not be encoded (serde's message).
+    #[error("cannot encode a journal record: {0}")]
+    Encode(String),
+}
+
+/// What makes a state directory unsafe to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirProblem {
+    /// A symbolic link (it could point anywhere).
+    Symlink,
+    /// Not a directory at all.
+    NotADirectory,
+    /// Owned by another user.
+    Owner(u32),
+    /// Writable by group or others.
+    Mode(u32),
+}
+
+impl std::fmt::Display for DirProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirProblem::Symlink => write!(f, "a symbolic link"),
+            DirProblem::NotADirectory => write!(f, "not a directory"),
+            DirProblem::Owner(uid) => write!(f, "owned by uid {uid}"),
+            DirProblem::Mode(mode) => write!(f, "writable by others (mode {mode:04o})"),
+        }
+    }
+}
+
+fn join(errors: &[JournalError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// For callers that still carry errors as text (the actor's and the
+/// supervisor's `Result<_, String>`): the message.
+impl From<JournalError> for String {
+    fn from(e: JournalError) -> String {
+        e.to_string()
+    }
+}
+
 /// One segment a run created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -49,8 +153,10 @@ pub struct Record {
 /// The state directory, made (0700) if missing and checked to be ours.
 ///
 /// # Errors
-/// A message naming the directory and what is wrong with it.
-pub fn state_dir() -> Result<PathBuf, String> {
+/// [`JournalError::DirCreate`], [`JournalError::DirRead`] or
+/// [`JournalError::DirRefused`] for `$SHM_HARNESS_STATE_DIR`, else
+/// [`JournalError::NoStateDir`] with why each usual place was passed over.
+pub fn state_dir() -> Result<PathBuf, JournalError> {
     let uid = nix::unistd::Uid::effective();
     // An explicit choice must work as given.
     if let Some(d) = std::env::var_os("SHM_HARNESS_STATE_DIR") {
@@ -73,24 +179,33 @@ pub fn state_dir() -> Result<PathBuf, String> {
             Err(e) => why.push(e),
         }
     }
-    Err(format!("no usable state directory: {}", why.join("; ")))
+    Err(JournalError::NoStateDir(why))
 }
 
 /// `dir`, made (0700) if missing, if it is a directory owned by `uid` and
 /// writable only by it.
-fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, String> {
-    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(format!("state directory {}: {e}; set SHM_HARNESS_STATE_DIR", dir.display())),
+fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, JournalError> {
+    let path = dir.to_path_buf();
+    if let Err(source) = std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+        return Err(JournalError::DirCreate { path, source });
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!(
-            "state directory {} is not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR",
-            dir.display()
-        ));
-    }
-    Ok(dir.to_path_buf())
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(source) => return Err(JournalError::DirRead { path, source }),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let problem = if meta.file_type().is_symlink() {
+        DirProblem::Symlink
+    } else if !meta.is_dir() {
+        DirProblem::NotADirectory
+    } else if meta.uid() != uid.as_raw() {
+        DirProblem::Owner(meta.uid())
+    } else if mode & 0o022 != 0 {
+        DirProblem::Mode(mode)
+    } else {
+        return Ok(path);
+    };
+    Err(JournalError::DirRefused { path, problem, uid: uid.as_raw() })
 }
 
 /// This run's journal: held (locked) until the run ends.
@@ -106,8 +221,9 @@ impl Journal {
     /// unlocked.
     ///
     /// # Errors
-    /// A message naming the file and the failed call.
-    pub fn create(dir: &Path) -> Result<Journal, String> {
+    /// [`JournalError::File`] (open, rename) or [`JournalError::Lock`],
+    /// naming the file.
+    pub fn create(dir: &Path) -> Result<Journal, JournalError> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = format!("run-{}-{nanos}", std::process::id());
         let tmp = dir.join(format!("{name}.new"));
@@ -119,9 +235,11 @@ impl Journal {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)
-            .map_err(|e| format!("journal {}: {e}", tmp.display()))?;
-        flock_exclusive(&file).map_err(|e| format!("flock {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+            .map_err(|source| JournalError::File { path: tmp.clone(), source })?;
+        flock_exclusive(&file).map_err(|errno| JournalError::Lock { path: tmp.clone(), errno })?;
+        if let Err(source) = std::fs::rename(&tmp, &path) {
+            return Err(JournalError::File { path, source });
+        }
         Ok(Journal { file, path })
     }
 
@@ -159,16 +277,23 @@ pub fn host_pid() -> i32 {
 /// Appends `rec` to the journal open at `fd` with one `write`.
 ///
 /// # Errors
-/// The `write` failed or was short.
-pub fn append(fd: RawFd, rec: &Record) -> Result<(), String> {
-    let mut line = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
-    line.push(b'\n');
+/// [`JournalError::Write`] or [`JournalError::ShortWrite`].
+pub fn append(fd: RawFd, rec: &Record) -> Result<(), JournalError> {
+    let line = record_line(rec)?;
     // SAFETY: writes from a live buffer to an fd the caller keeps open.
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-    if n != line.len() as isize {
-        return Err(format!("journal write: {}", std::io::Error::last_os_error()));
+    match usize::try_from(n) {
+        Err(_) => Err(JournalError::Write { errno: nix::errno::Errno::last() }),
+        Ok(wrote) if wrote != line.len() => Err(JournalError::ShortWrite { wrote, len: line.len() }),
+        Ok(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// `rec` as one JSON line.
+fn record_line(rec: &Record) -> Result<Vec<u8>, JournalError> {
+    let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Encode(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// What a sweep found.
@@ -191,13 +316,13 @@ pub struct Swept {
 /// IPC namespaces are left (and the journal with them) for a sweep there.
 ///
 /// # Errors
-/// The state directory cannot be read.
-pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<Swept, String> {
+/// [`JournalError::DirRead`]: the state directory cannot be read.
+pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
     let mut out = Swept::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(format!("state directory {}: {e}", dir.display())),
+        Err(source) => return Err(JournalError::DirRead { path: dir.to_path_buf(), source }),
     };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
@@ -230,9 +355,10 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
 /// anything else is reported and left alone.
 ///
 /// # Errors
-/// The journal cannot be read.
-pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+/// [`JournalError::File`]: the journal cannot be read.
+pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| JournalError::File { path: path.to_path_buf(), source })?;
     let mut out = Swept::default();
     settle(&text, "this run", |r| r.scenario == scenario, false, &mut say, &mut out);
     Ok(out)
@@ -319,10 +445,9 @@ fn flock_exclusive(file: &File) -> Result<(), nix::errno::Errno> {
 /// Appends to a journal file by path (for tests and tools).
 ///
 /// # Errors
-/// The file cannot be opened or written.
-pub fn append_to(path: &Path, rec: &Record) -> Result<(), String> {
-    let mut f = OpenOptions::new().append(true).open(path).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    f.write_all(&line).map_err(|e| e.to_string())
+/// [`JournalError::File`]: the file cannot be opened or written.
+pub fn append_to(path: &Path, rec: &Record) -> Result<(), JournalError> {
+    let file_error = |source| JournalError::File { path: path.to_path_buf(), source };
+    let mut f = OpenOptions::new().append(true).open(path).map_err(file_error)?;
+    f.write_all(&record_line(rec)?).map_err(file_error)
 }
