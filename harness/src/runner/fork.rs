@@ -88,8 +88,8 @@ pub enum ForkError {
     },
 }
 
-/// For callers that still carry errors as text (the supervisor's
-/// `Result<_, String>`): the message.
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
 impl From<ForkError> for String {
     fn from(e: ForkError) -> String {
         e.to_string()

@@ -75,8 +75,8 @@ pub(crate) struct IdentityUnknown {
     proc_rows: sysv::Error,
 }
 
-/// For callers that still carry errors as text (the actor's
-/// `Result<_, String>`): the message.
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
 impl From<IdentityUnknown> for String {
     fn from(e: IdentityUnknown) -> String {
         e.to_string()

@@ -13,7 +13,7 @@
 //!
 //! In namespace mode there is no journal: segments die with the namespace.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: write(2) and flock(2) on raw file descriptors
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -121,8 +121,8 @@ fn join(errors: &[JournalError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// For callers that still carry errors as text (the actor's and the
-/// supervisor's `Result<_, String>`): the message.
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
 impl From<JournalError> for String {
     fn from(e: JournalError) -> String {
         e.to_string()
@@ -450,4 +450,65 @@ pub fn append_to(path: &Path, rec: &Record) -> Result<(), JournalError> {
     let file_error = |source| JournalError::File { path: path.to_path_buf(), source };
     let mut f = OpenOptions::new().append(true).open(path).map_err(file_error)?;
     f.write_all(&record_line(rec)?).map_err(file_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(dir: &Path) -> Option<DirProblem> {
+        match usable_dir(dir, nix::unistd::Uid::effective()) {
+            Err(JournalError::DirRefused { problem, .. }) => Some(problem),
+            Err(e) => panic!("{e}"),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_state_directory_is_refused_saying_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("ok");
+        assert_eq!(refused(&ok), None, "made 0700 and ours");
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(refused(&open), Some(DirProblem::Mode(0o777)));
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&ok, &link).unwrap();
+        assert_eq!(refused(&link), Some(DirProblem::Symlink));
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        match usable_dir(&file, nix::unistd::Uid::effective()) {
+            Err(e @ JournalError::DirCreate { .. }) => {
+                assert!(e.to_string().contains("set SHM_HARNESS_STATE_DIR"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = JournalError::DirRefused { path: link, problem: DirProblem::Symlink, uid: 1000 };
+        assert!(e.to_string().contains("link is a symbolic link, not a directory owned by uid 1000"), "{e}");
+    }
+
+    #[test]
+    fn a_record_is_appended_as_one_line_and_a_missing_journal_names_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.journal");
+        let rec = Record {
+            scenario: "s.scn".into(),
+            line: 3,
+            process: "A".into(),
+            shmid: 7,
+            cpid: 8,
+            ctime: 9,
+            key: 10,
+            ns: (1, 2),
+        };
+        match append_to(&path, &rec) {
+            Err(e @ JournalError::File { .. }) => assert!(e.to_string().contains("x.journal"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "").unwrap();
+        append_to(&path, &rec).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().map(|l| serde_json::from_str::<Record>(l).unwrap()).collect::<Vec<_>>(), vec![rec]);
+    }
 }

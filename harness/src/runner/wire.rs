@@ -251,3 +251,55 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
+    }
+
+    fn recv_raw(bytes: &[u8]) -> Result<Run, WireError> {
+        let (r, w) = pipe();
+        nix::unistd::write(w.as_fd(), bytes).expect("write");
+        drop(w);
+        recv::<Run>(r.as_fd(), Some(Duration::from_secs(5)))
+    }
+
+    #[test]
+    fn a_message_goes_through() {
+        let (r, w) = pipe();
+        let run = Run { process: "A".into(), from: 1, to: 3 };
+        send(w.as_fd(), &run).unwrap();
+        assert_eq!(recv::<Run>(r.as_fd(), Some(Duration::from_secs(5))), Ok(run));
+    }
+
+    #[test]
+    fn each_broken_frame_says_what_broke() {
+        assert_eq!(recv_raw(&[]), Err(WireError::Closed));
+        assert_eq!(recv_raw(&[9, 0]), Err(WireError::Closed));
+        let mut cut = 10u32.to_le_bytes().to_vec();
+        cut.extend_from_slice(b"{\"pro");
+        assert_eq!(recv_raw(&cut), Err(WireError::ShortRead { got: 5, len: 10 }));
+        let len = MAX_FRAME + 1;
+        assert_eq!(recv_raw(&(len as u32).to_le_bytes()), Err(WireError::TooLong { len }));
+        let mut bad = 2u32.to_le_bytes().to_vec();
+        bad.extend_from_slice(b"{]");
+        match recv_raw(&bad) {
+            Err(e @ WireError::BadJson(_)) => assert!(e.to_string().starts_with("bad message: "), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_silent_pipe_times_out_and_a_closed_reader_is_closed() {
+        let (r, w) = pipe();
+        assert_eq!(recv::<Run>(r.as_fd(), Some(Duration::from_millis(10))), Err(WireError::Timeout));
+        drop(r);
+        // The test harness ignores SIGPIPE, so the write fails with EPIPE.
+        assert_eq!(send(w.as_fd(), &Run { process: "A".into(), from: 0, to: 1 }), Err(WireError::Closed));
+    }
+}
