@@ -30,7 +30,8 @@ pub const ORPHAN_STATUS: i32 = 70;
 /// Exit status of a child that could not take its credentials.
 pub const CREDENTIALS_STATUS: i32 = 71;
 
-/// Why a fork was refused or failed.
+/// Why a fork was refused or failed, or a scenario does not fit the
+/// machine's process and file limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForkError {
     /// This process has more than one thread.
@@ -38,7 +39,43 @@ pub enum ForkError {
     MultiThreaded(usize),
     /// The thread count could not be read.
     #[error("refusing to fork: cannot read the thread count from /proc/self/status ({0}); mount /proc")]
-    UnknownThreads(String),
+    UnknownThreads(ThreadCountError),
+    /// The supervisor would need more file descriptors than `RLIMIT_NOFILE`.
+    #[error("{processes} processes need about {need} file descriptors in the supervisor, and RLIMIT_NOFILE is {limit} (hard limit); raise it (ulimit -Hn) or use fewer processes")]
+    FdLimit {
+        /// The scenario's processes.
+        processes: usize,
+        /// Descriptors needed.
+        need: usize,
+        /// The limit in force (raised to the hard one).
+        limit: u64,
+    },
+    /// The processes would exceed this user's `RLIMIT_NPROC`.
+    #[error(
+        "{processes} processes, with the {running} this user already runs, exceed RLIMIT_NPROC {limit} (ulimit -u)"
+    )]
+    ProcessLimit {
+        /// The scenario's processes.
+        processes: usize,
+        /// Processes this user runs already.
+        running: usize,
+        /// The soft limit.
+        limit: u64,
+    },
+    /// `/proc/sys/kernel/pid_max` could not be read.
+    #[error("/proc/sys/kernel/pid_max: {0}; mount /proc")]
+    PidMaxUnreadable(nix::errno::Errno),
+    /// `/proc/sys/kernel/pid_max` holds no number (its text).
+    #[error("/proc/sys/kernel/pid_max: not a number: {0:?}")]
+    PidMaxGarbled(String),
+    /// The processes would exceed `kernel.pid_max`.
+    #[error("{processes} processes exceed kernel.pid_max {pid_max}")]
+    PidMax {
+        /// The scenario's processes.
+        processes: usize,
+        /// The system's pid limit.
+        pid_max: usize,
+    },
     /// The system call failed.
     #[error("{call}: {errno}{hint}")]
     Sys {
@@ -51,16 +88,40 @@ pub enum ForkError {
     },
 }
 
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
+impl From<ForkError> for String {
+    fn from(e: ForkError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why the thread count of this process is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThreadCountError {
+    /// `/proc/self/status` cannot be read.
+    #[error("/proc/self/status: {0}")]
+    Read(nix::errno::Errno),
+    /// It has no `Threads:` line with a number.
+    #[error("/proc/self/status has no Threads: line")]
+    NoThreadsLine,
+}
+
 /// The number of threads of this process, from `/proc/self/status`.
 ///
 /// # Errors
-/// A message when the file cannot be read or has no `Threads:` line.
-pub fn thread_count() -> Result<usize, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+/// [`ThreadCountError`] when the file cannot be read or has no `Threads:` line.
+pub fn thread_count() -> Result<usize, ThreadCountError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| ThreadCountError::Read(io_errno(&e)))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok()))
-        .ok_or_else(|| "/proc/self/status has no Threads: line".to_string())
+        .ok_or(ThreadCountError::NoThreadsLine)
+}
+
+/// The errno of an I/O error (`EIO` for one that carries none).
+fn io_errno(e: &std::io::Error) -> nix::errno::Errno {
+    e.raw_os_error().map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw)
 }
 
 /// Set by the runner's own children (supervisors, actors): a process forked
@@ -375,36 +436,30 @@ pub fn raise_fd_limit() -> u64 {
 /// machine's limits; the error names the limit.
 ///
 /// # Errors
-/// A message naming `RLIMIT_NOFILE`, `RLIMIT_NPROC` or `kernel.pid_max`.
+/// [`ForkError::FdLimit`], [`ForkError::ProcessLimit`],
+/// [`ForkError::PidMax`], [`ForkError::PidMaxUnreadable`] or
+/// [`ForkError::PidMaxGarbled`].
 // `rlim_t` is 32 bits on i686: the widening is the identity on 64-bit targets.
 #[allow(clippy::useless_conversion)]
-pub fn check_limits(processes: usize, fds: usize) -> Result<(), String> {
+pub fn check_limits(processes: usize, fds: usize) -> Result<(), ForkError> {
     let nofile = raise_fd_limit();
     if fds as u64 + 64 > nofile {
-        return Err(format!(
-            "{processes} processes need about {} file descriptors in the supervisor, and RLIMIT_NOFILE is {nofile} (hard limit); raise it (ulimit -Hn) or use fewer processes",
-            fds + 64
-        ));
+        return Err(ForkError::FdLimit { processes, need: fds + 64, limit: nofile });
     }
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     let root = nix::unistd::Uid::effective().is_root();
     // SAFETY: getrlimit writes the struct on this stack.
     if !root && unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut rl) } == 0 && rl.rlim_cur != libc::RLIM_INFINITY {
-        let mine = count_own_processes();
-        if (processes + mine) as u64 > u64::from(rl.rlim_cur) {
-            return Err(format!(
-                "{processes} processes, with the {mine} this user already runs, exceed RLIMIT_NPROC {} (ulimit -u)",
-                rl.rlim_cur
-            ));
+        let running = count_own_processes();
+        if (processes + running) as u64 > u64::from(rl.rlim_cur) {
+            return Err(ForkError::ProcessLimit { processes, running, limit: u64::from(rl.rlim_cur) });
         }
     }
-    let pid_max: usize = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .map_err(|e| format!("/proc/sys/kernel/pid_max: {e}"))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("/proc/sys/kernel/pid_max: {e}"))?;
+    let text =
+        std::fs::read_to_string("/proc/sys/kernel/pid_max").map_err(|e| ForkError::PidMaxUnreadable(io_errno(&e)))?;
+    let pid_max: usize = text.trim().parse().map_err(|_| ForkError::PidMaxGarbled(text.trim().to_string()))?;
     if processes + 16 > pid_max {
-        return Err(format!("{processes} processes exceed kernel.pid_max {pid_max}"));
+        return Err(ForkError::PidMax { processes, pid_max });
     }
     Ok(())
 }

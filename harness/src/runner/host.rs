@@ -62,16 +62,38 @@ pub(crate) fn traces_programs(sc: &Scenario) -> bool {
     !tracing_disabled() && sc.steps.iter().any(|s| matches!(s.op, Op::Run { .. } | Op::Spawn { .. }))
 }
 
+/// Whether a segment is still there cannot be told: `IPC_STAT` was refused
+/// and `/proc/sysvipc/shm` cannot be read either.
+#[derive(Debug, thiserror::Error)]
+#[error("shmid {shmid}: {stat}, and {proc_rows}: cannot tell whether it is still there")]
+pub(crate) struct IdentityUnknown {
+    /// The segment asked about.
+    shmid: i32,
+    /// Why `IPC_STAT` failed.
+    stat: sysv::Error,
+    /// Why `/proc/sysvipc/shm` could not be read.
+    proc_rows: sysv::Error,
+}
+
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
+impl From<IdentityUnknown> for String {
+    fn from(e: IdentityUnknown) -> String {
+        e.to_string()
+    }
+}
+
 /// The identity the kernel shows for `shmid` now: `IPC_STAT`, or, when
 /// the segment's mode forbids reading it, its `/proc/sysvipc/shm` row (no
 /// permission check there). `Ok(None)`: no such segment (`IPC_STAT` says
 /// `EINVAL`/`EIDRM`, or the row is absent).
 ///
 /// # Errors
-/// Fail closed: `IPC_STAT` refused and `/proc/sysvipc/shm` cannot be read,
-/// so whether the segment is still there is unknown (before, that read as
-/// "gone": a sweep then forgot the segment and deleted its journal).
-pub(crate) fn current_identity(shmid: i32) -> Result<Option<Identity>, String> {
+/// Fail closed, [`IdentityUnknown`]: `IPC_STAT` refused and
+/// `/proc/sysvipc/shm` cannot be read, so whether the segment is still
+/// there is unknown (before, that read as "gone": a sweep then forgot the
+/// segment and deleted its journal).
+pub(crate) fn current_identity(shmid: i32) -> Result<Option<Identity>, IdentityUnknown> {
     let stat_err = match Shmid::from_raw(shmid).stat() {
         Ok(st) => return Ok(Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime })),
         Err(e) => e,
@@ -79,8 +101,7 @@ pub(crate) fn current_identity(shmid: i32) -> Result<Option<Identity>, String> {
     if matches!(stat_err.errno(), Some(nix::errno::Errno::EINVAL | nix::errno::Errno::EIDRM)) {
         return Ok(None);
     }
-    let rows = sysv::proc_segments()
-        .map_err(|e| format!("shmid {shmid}: {stat_err}, and {e}: cannot tell whether it is still there"))?;
+    let rows = sysv::proc_segments().map_err(|proc_rows| IdentityUnknown { shmid, stat: stat_err, proc_rows })?;
     Ok(rows.iter().find(|r| r.shmid.raw() == shmid).map(|r| Identity { shmid, cpid: r.cpid, ctime: r.ctime }))
 }
 
@@ -101,7 +122,7 @@ pub(crate) enum Removal {
 /// checked right before `IPC_RMID`.
 pub(crate) fn remove_if_ours(id: Identity) -> Removal {
     match current_identity(id.shmid) {
-        Err(e) => Removal::Failed(e),
+        Err(e) => Removal::Failed(e.to_string()),
         Ok(None) => Removal::Gone,
         Ok(Some(now)) if now != id => Removal::NotOurs(now),
         Ok(Some(_)) => match Shmid::from_raw(id.shmid).remove() {
@@ -145,7 +166,7 @@ mod tests {
             }
             (false, Err(e)) => {
                 let why = programs_in_host_mode(&sc).unwrap();
-                assert!(why.contains("line 3 runs a program") && why.contains(&e), "{why}");
+                assert!(why.contains("line 3 runs a program") && why.contains(&e.to_string()), "{why}");
             }
         }
         let sc = crate::scenario::parse("q.scn", "process A\nA: segments => 0\n").unwrap();

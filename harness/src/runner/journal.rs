@@ -13,7 +13,7 @@
 //!
 //! In namespace mode there is no journal: segments die with the namespace.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: write(2) and flock(2) on raw file descriptors
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,6 +24,110 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::sysv::Shmid;
+
+/// Why the journal (or its state directory) could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The state directory could not be made.
+    #[error("state directory {}: {source}; set SHM_HARNESS_STATE_DIR", path.display())]
+    DirCreate {
+        /// The directory.
+        path: PathBuf,
+        /// What `mkdir` said.
+        source: std::io::Error,
+    },
+    /// The state directory could not be read (`lstat`, `readdir`).
+    #[error("state directory {}: {source}", path.display())]
+    DirRead {
+        /// The directory.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The state directory is not safe to use: another user could plant or
+    /// remove journals there.
+    #[error("state directory {} is {problem}, not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR", path.display())]
+    DirRefused {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DirProblem,
+        /// This process's effective uid.
+        uid: u32,
+    },
+    /// None of the usual places is usable: why not, for each.
+    #[error("no usable state directory: {}", join(.0))]
+    NoStateDir(Vec<JournalError>),
+    /// A journal could not be opened, renamed or read.
+    #[error("journal {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// A new journal could not be locked.
+    #[error("flock {}: {errno}", path.display())]
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// What `flock` said.
+        errno: nix::errno::Errno,
+    },
+    /// Appending a record failed (`write`).
+    #[error("journal write: {errno}")]
+    Write {
+        /// What `write` said.
+        errno: nix::errno::Errno,
+    },
+    /// Appending a record wrote only part of it (the disk is full?).
+    #[error("journal write: {wrote} of {len} bytes written; is the state directory's file system full?")]
+    ShortWrite {
+        /// Bytes written.
+        wrote: usize,
+        /// The record's length.
+        len: usize,
+    },
+    /// A record could not be encoded (serde's message).
+    #[error("cannot encode a journal record: {0}")]
+    Encode(String),
+}
+
+/// What makes a state directory unsafe to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirProblem {
+    /// A symbolic link (it could point anywhere).
+    Symlink,
+    /// Not a directory at all.
+    NotADirectory,
+    /// Owned by another user.
+    Owner(u32),
+    /// Writable by group or others.
+    Mode(u32),
+}
+
+impl std::fmt::Display for DirProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirProblem::Symlink => write!(f, "a symbolic link"),
+            DirProblem::NotADirectory => write!(f, "not a directory"),
+            DirProblem::Owner(uid) => write!(f, "owned by uid {uid}"),
+            DirProblem::Mode(mode) => write!(f, "writable by others (mode {mode:04o})"),
+        }
+    }
+}
+
+fn join(errors: &[JournalError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// The message, for callers whose errors are still text (`?` in the
+/// actor's and the supervisor's string-error functions, and in tests).
+impl From<JournalError> for String {
+    fn from(e: JournalError) -> String {
+        e.to_string()
+    }
+}
 
 /// One segment a run created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +153,10 @@ pub struct Record {
 /// The state directory, made (0700) if missing and checked to be ours.
 ///
 /// # Errors
-/// A message naming the directory and what is wrong with it.
-pub fn state_dir() -> Result<PathBuf, String> {
+/// [`JournalError::DirCreate`], [`JournalError::DirRead`] or
+/// [`JournalError::DirRefused`] for `$SHM_HARNESS_STATE_DIR`, else
+/// [`JournalError::NoStateDir`] with why each usual place was passed over.
+pub fn state_dir() -> Result<PathBuf, JournalError> {
     let uid = nix::unistd::Uid::effective();
     // An explicit choice must work as given.
     if let Some(d) = std::env::var_os("SHM_HARNESS_STATE_DIR") {
@@ -73,24 +179,33 @@ pub fn state_dir() -> Result<PathBuf, String> {
             Err(e) => why.push(e),
         }
     }
-    Err(format!("no usable state directory: {}", why.join("; ")))
+    Err(JournalError::NoStateDir(why))
 }
 
 /// `dir`, made (0700) if missing, if it is a directory owned by `uid` and
 /// writable only by it.
-fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, String> {
-    match std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(format!("state directory {}: {e}; set SHM_HARNESS_STATE_DIR", dir.display())),
+fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, JournalError> {
+    let path = dir.to_path_buf();
+    if let Err(source) = std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+        return Err(JournalError::DirCreate { path, source });
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!(
-            "state directory {} is not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR",
-            dir.display()
-        ));
-    }
-    Ok(dir.to_path_buf())
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(source) => return Err(JournalError::DirRead { path, source }),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let problem = if meta.file_type().is_symlink() {
+        DirProblem::Symlink
+    } else if !meta.is_dir() {
+        DirProblem::NotADirectory
+    } else if meta.uid() != uid.as_raw() {
+        DirProblem::Owner(meta.uid())
+    } else if mode & 0o022 != 0 {
+        DirProblem::Mode(mode)
+    } else {
+        return Ok(path);
+    };
+    Err(JournalError::DirRefused { path, problem, uid: uid.as_raw() })
 }
 
 /// This run's journal: held (locked) until the run ends.
@@ -106,8 +221,9 @@ impl Journal {
     /// unlocked.
     ///
     /// # Errors
-    /// A message naming the file and the failed call.
-    pub fn create(dir: &Path) -> Result<Journal, String> {
+    /// [`JournalError::File`] (open, rename) or [`JournalError::Lock`],
+    /// naming the file.
+    pub fn create(dir: &Path) -> Result<Journal, JournalError> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = format!("run-{}-{nanos}", std::process::id());
         let tmp = dir.join(format!("{name}.new"));
@@ -119,9 +235,11 @@ impl Journal {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)
-            .map_err(|e| format!("journal {}: {e}", tmp.display()))?;
-        flock_exclusive(&file).map_err(|e| format!("flock {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+            .map_err(|source| JournalError::File { path: tmp.clone(), source })?;
+        flock_exclusive(&file).map_err(|errno| JournalError::Lock { path: tmp.clone(), errno })?;
+        if let Err(source) = std::fs::rename(&tmp, &path) {
+            return Err(JournalError::File { path, source });
+        }
         Ok(Journal { file, path })
     }
 
@@ -159,16 +277,23 @@ pub fn host_pid() -> i32 {
 /// Appends `rec` to the journal open at `fd` with one `write`.
 ///
 /// # Errors
-/// The `write` failed or was short.
-pub fn append(fd: RawFd, rec: &Record) -> Result<(), String> {
-    let mut line = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
-    line.push(b'\n');
+/// [`JournalError::Write`] or [`JournalError::ShortWrite`].
+pub fn append(fd: RawFd, rec: &Record) -> Result<(), JournalError> {
+    let line = record_line(rec)?;
     // SAFETY: writes from a live buffer to an fd the caller keeps open.
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-    if n != line.len() as isize {
-        return Err(format!("journal write: {}", std::io::Error::last_os_error()));
+    match usize::try_from(n) {
+        Err(_) => Err(JournalError::Write { errno: nix::errno::Errno::last() }),
+        Ok(wrote) if wrote != line.len() => Err(JournalError::ShortWrite { wrote, len: line.len() }),
+        Ok(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// `rec` as one JSON line.
+fn record_line(rec: &Record) -> Result<Vec<u8>, JournalError> {
+    let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Encode(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// What a sweep found.
@@ -191,13 +316,13 @@ pub struct Swept {
 /// IPC namespaces are left (and the journal with them) for a sweep there.
 ///
 /// # Errors
-/// The state directory cannot be read.
-pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<Swept, String> {
+/// [`JournalError::DirRead`]: the state directory cannot be read.
+pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
     let mut out = Swept::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(format!("state directory {}: {e}", dir.display())),
+        Err(source) => return Err(JournalError::DirRead { path: dir.to_path_buf(), source }),
     };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
@@ -230,9 +355,10 @@ pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<S
 /// anything else is reported and left alone.
 ///
 /// # Errors
-/// The journal cannot be read.
-pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+/// [`JournalError::File`]: the journal cannot be read.
+pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| JournalError::File { path: path.to_path_buf(), source })?;
     let mut out = Swept::default();
     settle(&text, "this run", |r| r.scenario == scenario, false, &mut say, &mut out);
     Ok(out)
@@ -319,10 +445,70 @@ fn flock_exclusive(file: &File) -> Result<(), nix::errno::Errno> {
 /// Appends to a journal file by path (for tests and tools).
 ///
 /// # Errors
-/// The file cannot be opened or written.
-pub fn append_to(path: &Path, rec: &Record) -> Result<(), String> {
-    let mut f = OpenOptions::new().append(true).open(path).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    f.write_all(&line).map_err(|e| e.to_string())
+/// [`JournalError::File`]: the file cannot be opened or written.
+pub fn append_to(path: &Path, rec: &Record) -> Result<(), JournalError> {
+    let file_error = |source| JournalError::File { path: path.to_path_buf(), source };
+    let mut f = OpenOptions::new().append(true).open(path).map_err(file_error)?;
+    f.write_all(&record_line(rec)?).map_err(file_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(dir: &Path) -> Option<DirProblem> {
+        match usable_dir(dir, nix::unistd::Uid::effective()) {
+            Err(JournalError::DirRefused { problem, .. }) => Some(problem),
+            Err(e) => panic!("{e}"),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_state_directory_is_refused_saying_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("ok");
+        assert_eq!(refused(&ok), None, "made 0700 and ours");
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(refused(&open), Some(DirProblem::Mode(0o777)));
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&ok, &link).unwrap();
+        assert_eq!(refused(&link), Some(DirProblem::Symlink));
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        match usable_dir(&file, nix::unistd::Uid::effective()) {
+            Err(e @ JournalError::DirCreate { .. }) => {
+                assert!(e.to_string().contains("set SHM_HARNESS_STATE_DIR"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = JournalError::DirRefused { path: link, problem: DirProblem::Symlink, uid: 1000 };
+        assert!(e.to_string().contains("link is a symbolic link, not a directory owned by uid 1000"), "{e}");
+    }
+
+    #[test]
+    fn a_record_is_appended_as_one_line_and_a_missing_journal_names_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.journal");
+        let rec = Record {
+            scenario: "s.scn".into(),
+            line: 3,
+            process: "A".into(),
+            shmid: 7,
+            cpid: 8,
+            ctime: 9,
+            key: 10,
+            ns: (1, 2),
+        };
+        match append_to(&path, &rec) {
+            Err(e @ JournalError::File { .. }) => assert!(e.to_string().contains("x.journal"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "").unwrap();
+        append_to(&path, &rec).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().map(|l| serde_json::from_str::<Record>(l).unwrap()).collect::<Vec<_>>(), vec![rec]);
+    }
 }

@@ -90,8 +90,19 @@ pub enum RunError {
     #[error("--isolation namespace: {0}")]
     NoNamespace(String),
     /// A system call of the coordinator failed.
-    #[error("{0}")]
-    Sys(String),
+    #[error("{call}: {errno}")]
+    Sys {
+        /// The call (`pipe2`, `poll`).
+        call: &'static str,
+        /// The kernel's answer.
+        errno: nix::errno::Errno,
+    },
+    /// A supervisor could not be forked (or the thread count is unknown).
+    #[error(transparent)]
+    Fork(#[from] fork::ForkError),
+    /// Host isolation: the journal or its state directory is unusable.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// The namespaces a scenario's supervisor is cloned into.
@@ -186,7 +197,7 @@ pub fn run(
     match fork::ensure_single_threaded() {
         Ok(()) => {}
         Err(fork::ForkError::MultiThreaded(n)) => return Err(RunError::MultiThreaded(n)),
-        Err(e) => return Err(RunError::Sys(e.to_string())),
+        Err(e) => return Err(RunError::Fork(e)),
     }
     fork::prepare_heap();
     let root = nix::unistd::Uid::effective().is_root();
@@ -195,13 +206,13 @@ pub fn run(
         let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
     }
     let journal = if isolation == Isolation::Host {
-        let dir = state.map_err(RunError::Sys)?;
-        Some(journal::Journal::create(&dir).map_err(RunError::Sys)?)
+        let dir = state?;
+        Some(journal::Journal::create(&dir)?)
     } else {
         None
     };
     // The supervisors' view of this process: its hang-up is our death.
-    let (life_r, life_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
+    let (life_r, life_w) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| RunError::Sys { call: "pipe2", errno })?;
     let sopts = ScenarioOptions {
         isolation,
         timeout: opts.timeout,
@@ -248,7 +259,7 @@ pub fn run(
                 running.iter().map(|r| PollFd::new(r.report.as_fd(), PollFlags::POLLIN)).collect();
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(RunError::Sys(format!("poll: {e}"))),
+                Err(errno) => return Err(RunError::Sys { call: "poll", errno }),
             }
             fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect()
         };
@@ -293,8 +304,8 @@ fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> Scenari
 }
 
 fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Result<Running, RunError> {
-    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
-    let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::Sys(format!("pipe2: {e}")))?;
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| RunError::Sys { call: "pipe2", errno })?;
+    let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| RunError::Sys { call: "pipe2", errno })?;
     let mut keep = vec![w.as_raw_fd(), gate_r.as_raw_fd()];
     keep.extend(sopts.coordinator);
     keep.extend(sopts.journal);
@@ -321,7 +332,7 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
         fork::set_name("shm-sup-end");
         i32::from(failed)
     })
-    .map_err(|e| RunError::Sys(e.to_string()))?;
+    .map_err(RunError::Fork)?;
     drop(w);
     drop(gate_r);
     let budget = sopts.timeout.saturating_mul(sc.steps.len() as u32 + 5)
@@ -381,12 +392,12 @@ fn finish_supervisor(
             let how = match status {
                 // Killed from outside (an operator, the OOM killer): its scenario died with it.
                 Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    format!("was killed by {sig} without a report ({e:?}); its processes died with it")
+                    format!("was killed by {sig} without a report ({e}); its processes died with it")
                 }
                 Ok(WaitStatus::Exited(_, c)) => {
-                    format!("exited with status {c} without a report ({e:?}); this is a harness bug")
+                    format!("exited with status {c} without a report ({e}); this is a harness bug")
                 }
-                _ => format!("ended without a report ({e:?}); this is a harness bug"),
+                _ => format!("ended without a report ({e}); this is a harness bug"),
             };
             failed(format!("the scenario's supervisor {how}"))
         }

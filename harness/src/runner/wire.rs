@@ -92,22 +92,53 @@ pub enum FromActor {
 }
 
 /// A framing or transport failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// The other end closed the pipe (the process died or exited).
+    /// The other end closed the pipe before a message began (the process
+    /// died or exited).
+    #[error("the other end closed the pipe (its process ended)")]
     Closed,
     /// Nothing arrived in time.
+    #[error("no message arrived in time")]
     Timeout,
-    /// Garbage or an I/O error.
-    Broken(String),
+    /// The pipe ended in the middle of a message: the sender died while
+    /// writing it.
+    #[error("message cut short: the pipe ended after {got} of its {len} bytes (the sender died while writing it)")]
+    ShortRead {
+        /// Bytes of the body that arrived.
+        got: usize,
+        /// The length its prefix announced.
+        len: usize,
+    },
+    /// A length prefix over [`MAX_FRAME`]: the stream is garbage (or out
+    /// of step).
+    #[error("a frame of {len} bytes is over the limit of {MAX_FRAME}")]
+    TooLong {
+        /// The length the prefix announced.
+        len: usize,
+    },
+    /// The body is not the JSON of the expected message.
+    #[error("bad message: {0}")]
+    BadJson(String),
+    /// A message could not be encoded (serde's message).
+    #[error("cannot encode a message: {0}")]
+    Encode(String),
+    /// A system call on the pipe failed.
+    #[error("{call}: {errno}")]
+    Io {
+        /// `read`, `write` or `poll`.
+        call: &'static str,
+        /// The kernel's answer.
+        errno: Errno,
+    },
 }
 
 /// Sends one message. Blocks until all of it is written.
 ///
 /// # Errors
-/// `Closed` if the reader is gone, `Broken` on other errors.
+/// `Closed` if the reader is gone, `Encode` or `Io` on other errors.
 pub fn send<T: Serialize>(fd: BorrowedFd<'_>, msg: &T) -> Result<(), WireError> {
-    let body = serde_json::to_vec(msg).map_err(|e| WireError::Broken(e.to_string()))?;
+    let body = serde_json::to_vec(msg).map_err(|e| WireError::Encode(e.to_string()))?;
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
@@ -120,7 +151,7 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), WireError> {
             Ok(n) => buf = &buf[n..],
             Err(Errno::EINTR) => {}
             Err(Errno::EPIPE) => return Err(WireError::Closed),
-            Err(e) => return Err(WireError::Broken(format!("write: {e}"))),
+            Err(errno) => return Err(WireError::Io { call: "write", errno }),
         }
     }
     Ok(())
@@ -129,7 +160,8 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), WireError> {
 /// Receives one message, waiting at most `timeout` (`None`: forever).
 ///
 /// # Errors
-/// `Closed` on end of file before a message, `Timeout`, `Broken`.
+/// `Closed` on end of file before a message, `Timeout`, `ShortRead`,
+/// `TooLong`, `BadJson`, `Io`.
 pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<T, WireError> {
     if let Some(t) = timeout {
         wait_readable(fd, t)?;
@@ -137,27 +169,27 @@ pub fn recv<T: DeserializeOwned>(fd: BorrowedFd<'_>, timeout: Option<Duration>) 
     // Once a message has begun, the rest follows at once: allow plenty.
     let deadline = Some(Instant::now() + Duration::from_secs(10));
     let mut len = [0u8; 4];
-    read_exact(fd, &mut len, deadline)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::Broken(format!("a frame of {len} bytes is over the limit of {MAX_FRAME}")));
-    }
-    let mut body = vec![0u8; len];
-    read_exact(fd, &mut body, deadline).map_err(|e| match e {
-        WireError::Closed => WireError::Broken("message cut short".into()),
+    read_exact(fd, &mut len, deadline).map_err(|e| match e {
+        WireError::ShortRead { .. } => WireError::Closed,
         e => e,
     })?;
-    serde_json::from_slice(&body).map_err(|e| WireError::Broken(format!("bad message: {e}")))
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLong { len });
+    }
+    let mut body = vec![0u8; len];
+    read_exact(fd, &mut body, deadline)?;
+    serde_json::from_slice(&body).map_err(|e| WireError::BadJson(e.to_string()))
 }
 
 /// Appends one framed message to `buf`, to be written later with others.
 ///
 /// # Errors
-/// `Broken` if the message cannot be encoded.
+/// `Encode` if the message cannot be encoded.
 pub fn frame_into<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), WireError> {
     let at = buf.len();
     buf.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut *buf, msg).map_err(|e| WireError::Broken(e.to_string()))?;
+    serde_json::to_writer(&mut *buf, msg).map_err(|e| WireError::Encode(e.to_string()))?;
     let len = (buf.len() - at - 4) as u32;
     buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
@@ -176,7 +208,7 @@ pub fn flush(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Result<(), WireError> {
 /// Waits until `fd` is readable (or at end of file), at most `timeout`.
 ///
 /// # Errors
-/// `Timeout`, or `Broken` if `poll` fails.
+/// `Timeout`, or `Io` if `poll` fails.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), WireError> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -188,11 +220,13 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), WireEr
             Ok(0) => {}
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => {}
-            Err(e) => return Err(WireError::Broken(format!("poll: {e}"))),
+            Err(errno) => return Err(WireError::Io { call: "poll", errno }),
         }
     }
 }
 
+/// Fills `buf`, polling until `deadline`; at end of file before it is
+/// full, `ShortRead` with how much arrived.
 fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), WireError> {
     let mut got = 0;
     while got < buf.len() {
@@ -205,15 +239,67 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> 
                 Ok(0) => continue,
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(WireError::Broken(format!("poll: {e}"))),
+                Err(errno) => return Err(WireError::Io { call: "poll", errno }),
             }
         }
         match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
-            Ok(0) => return Err(WireError::Closed),
+            Ok(0) => return Err(WireError::ShortRead { got, len: buf.len() }),
             Ok(n) => got += n,
             Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(e) => return Err(WireError::Broken(format!("read: {e}"))),
+            Err(errno) => return Err(WireError::Io { call: "read", errno }),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
+    }
+
+    fn recv_raw(bytes: &[u8]) -> Result<Run, WireError> {
+        let (r, w) = pipe();
+        nix::unistd::write(w.as_fd(), bytes).expect("write");
+        drop(w);
+        recv::<Run>(r.as_fd(), Some(Duration::from_secs(5)))
+    }
+
+    #[test]
+    fn a_message_goes_through() {
+        let (r, w) = pipe();
+        let run = Run { process: "A".into(), from: 1, to: 3 };
+        send(w.as_fd(), &run).unwrap();
+        assert_eq!(recv::<Run>(r.as_fd(), Some(Duration::from_secs(5))), Ok(run));
+    }
+
+    #[test]
+    fn each_broken_frame_says_what_broke() {
+        assert_eq!(recv_raw(&[]), Err(WireError::Closed));
+        assert_eq!(recv_raw(&[9, 0]), Err(WireError::Closed));
+        let mut cut = 10u32.to_le_bytes().to_vec();
+        cut.extend_from_slice(b"{\"pro");
+        assert_eq!(recv_raw(&cut), Err(WireError::ShortRead { got: 5, len: 10 }));
+        let len = MAX_FRAME + 1;
+        assert_eq!(recv_raw(&(len as u32).to_le_bytes()), Err(WireError::TooLong { len }));
+        let mut bad = 2u32.to_le_bytes().to_vec();
+        bad.extend_from_slice(b"{]");
+        match recv_raw(&bad) {
+            Err(e @ WireError::BadJson(_)) => assert!(e.to_string().starts_with("bad message: "), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_silent_pipe_times_out_and_a_closed_reader_is_closed() {
+        let (r, w) = pipe();
+        assert_eq!(recv::<Run>(r.as_fd(), Some(Duration::from_millis(10))), Err(WireError::Timeout));
+        drop(r);
+        // The test harness ignores SIGPIPE, so the write fails with EPIPE.
+        assert_eq!(send(w.as_fd(), &Run { process: "A".into(), from: 0, to: 1 }), Err(WireError::Closed));
+    }
 }

@@ -105,8 +105,11 @@ use nix::errno::Errno;
 
 pub use event::{DecodeError, Decoder, Event, Exit, MAX_FRAME};
 pub use filter::Traps;
-pub use probe::available;
+pub use probe::{available, Unavailable};
 pub use tracee::Step;
+
+use crate::sysv;
+use tracer::TracerFailure;
 
 /// Why tracing could not start, or what went wrong while reading events.
 #[derive(Debug, thiserror::Error)]
@@ -269,23 +272,17 @@ fn sys<T>(call: &'static str, r: Result<T, Errno>) -> Result<T, TraceError> {
 }
 
 /// `shmdt`—Detaches every SysV segment mapped in this process (found in
-/// `/proc/self/maps`, where the kernel names them `/SYSV%08x`).
+/// `/proc/self/maps` by [`sysv::sysv_mappings`]).
 ///
 /// # Errors
-/// `/proc/self/maps` cannot be read, or a `shmdt` fails.
-fn detach_inherited() -> Result<(), String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("tracer: /proc/self/maps: {e}"))?;
-    for line in maps.lines().filter(|l| l.contains("/SYSV")) {
-        let start = line
-            .split('-')
-            .next()
-            .and_then(|a| usize::from_str_radix(a, 16).ok())
-            .ok_or_else(|| format!("tracer: a /proc/self/maps line without an address: {line}"))?;
-        // SAFETY: `start` is the start of a SysV attachment of this process
-        // (the kernel's own maps line); nothing in T uses that memory.
-        if unsafe { libc::shmdt(start as *const libc::c_void) } == -1 {
-            return Err(format!("tracer: shmdt({start:#x}) of an inherited attachment: {}", Errno::last()));
-        }
+/// [`TracerFailure::Maps`]: `/proc/self/maps` cannot be read;
+/// [`TracerFailure::Shmdt`]: a `shmdt` fails.
+fn detach_inherited() -> Result<(), TracerFailure> {
+    for m in sysv::sysv_mappings(None).map_err(TracerFailure::Maps)? {
+        // SAFETY: `m.start` is the start of a SysV attachment of this
+        // process (the kernel's own maps line); nothing in T uses that memory.
+        unsafe { sysv::raw::shmdt(m.start as *const libc::c_void) }
+            .map_err(|errno| TracerFailure::Shmdt { addr: m.start, errno })?;
     }
     Ok(())
 }
@@ -358,7 +355,7 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
             // would hold the caller's SysV attachments (`nattch` one higher,
             // `lpid` theirs) for as long as T lives.
             if let Err(why) = detach_inherited() {
-                let frame = Event::Failed(why).encode();
+                let frame = Event::Failed(why.to_string()).encode();
                 // SAFETY: writes a local buffer to our end of the event pipe, then ends T.
                 unsafe {
                     libc::write(events_write.as_raw_fd(), frame.as_ptr().cast(), frame.len());

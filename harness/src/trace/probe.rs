@@ -6,6 +6,72 @@ use nix::errno::Errno;
 
 use super::filter::{self, classify, Call, Traps};
 use super::raw::{self, SyscallInfo};
+use crate::sysv;
+
+/// Why tracing does not work here: what failed in the probe's round trip,
+/// and what it likely means.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// The seccomp filter has no system call table for this architecture.
+    #[error("no seccomp filter for this architecture ({arch})")]
+    UnsupportedArch {
+        /// `std::env::consts::ARCH`.
+        arch: &'static str,
+    },
+    /// `/proc/self/status` cannot be read.
+    #[error("cannot read /proc/self/status: {0} (is /proc mounted?)")]
+    Status(Errno),
+    /// `/proc/self/status` has no `CapEff:` line.
+    #[error("no CapEff line in /proc/self/status")]
+    NoCapEff,
+    /// The probe child could not be forked.
+    #[error("fork: {0}")]
+    Fork(Errno),
+    /// Waiting for the probe child failed.
+    #[error("waitpid(probe child): {0}")]
+    Wait(Errno),
+    /// The probe child ended before it stopped itself for seizing.
+    #[error("probe child ended before stopping (status {0:#x}): prctl(PR_SET_NO_NEW_PRIVS) failed?")]
+    EndedBeforeStop(i32),
+    /// `PTRACE_SEIZE` of the probe child was refused.
+    #[error("ptrace(PTRACE_SEIZE) of a child refused: {0} (Yama kernel.yama.ptrace_scope >= 2, or a container seccomp policy blocking ptrace)")]
+    SeizeRefused(Errno),
+    /// The probe's `shmget` ran without a seccomp stop.
+    #[error("the seccomp filter did not stop the probe's shmget")]
+    FilterDidNotStop,
+    /// The probe's `shmget` stopped at seccomp, but its exit was not seen.
+    #[error("the probe's shmget exit was not seen")]
+    ExitNotSeen,
+    /// Installing the filter failed in the probe child.
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER) failed: {0} (seccomp filters unsupported or forbidden)")]
+    FilterRefused(Errno),
+    /// The probe child exited with an unexpected status.
+    #[error("probe child exited with {0}")]
+    Exited(i32),
+    /// The probe child was killed.
+    #[error("probe child killed by signal {0}")]
+    Killed(i32),
+    /// A stop of the probe child other than the expected one (`stop`: the
+    /// kind of stop; `got`: what `PTRACE_GET_SYSCALL_INFO` showed).
+    #[error("unexpected {stop} in the probe: {got}")]
+    UnexpectedStop {
+        /// `seccomp stop` or `syscall-exit`.
+        stop: &'static str,
+        /// What the kernel reported there.
+        got: String,
+    },
+    /// `PTRACE_GET_SYSCALL_INFO` failed (`at`: empty at the seccomp stop).
+    #[error("ptrace(PTRACE_GET_SYSCALL_INFO){at}: {errno} (Linux 5.3 or later is needed)")]
+    NoSyscallInfo {
+        /// Where: `""` or `" at syscall exit"`.
+        at: &'static str,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// Resuming the probe child failed.
+    #[error("ptrace(resume) of the probe: {0}")]
+    Resume(Errno),
+}
 
 /// Checks that this process can trace a child through the seccomp filter,
 /// by doing it: a forked child stops itself, is seized, installs the filter
@@ -17,26 +83,26 @@ use super::raw::{self, SyscallInfo};
 /// system calls.
 ///
 /// # Errors
-/// A sentence saying what failed and what it likely means (an unknown
+/// [`Unavailable`]: what failed and what it likely means (an unknown
 /// architecture, ptrace refused by Yama `ptrace_scope` or a container's
 /// seccomp policy, seccomp filters unsupported, a kernel before 5.3).
-pub fn available() -> Result<(), String> {
+pub fn available() -> Result<(), Unavailable> {
     let Some(_) = filter::native_arch() else {
-        return Err(format!("no seccomp filter for this architecture ({})", std::env::consts::ARCH));
+        return Err(Unavailable::UnsupportedArch { arch: std::env::consts::ARCH });
     };
     let prog = filter::program(Traps::ShmCalls);
     let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e} (is /proc mounted?)"))?;
+        .map_err(|e| Unavailable::Status(e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)))?;
     let cap_eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or("no CapEff line in /proc/self/status")?;
+        .ok_or(Unavailable::NoCapEff)?;
     let no_new_privs = cap_eff & (1 << super::raw::CAP_SYS_ADMIN) == 0;
     // SAFETY: the child makes only async-signal-safe raw system calls on
     // data prepared before the fork, then _exits; it never returns.
     let child = match unsafe { libc::fork() } {
-        -1 => return Err(format!("fork: {}", Errno::last())),
+        -1 => return Err(Unavailable::Fork(Errno::last())),
         0 => probe_child(&prog, no_new_privs),
         pid => pid,
     };
@@ -60,13 +126,13 @@ fn probe_child(prog: &[filter::Insn], no_new_privs: bool) -> ! {
         // SAFETY: ends the child with the errno as status.
         unsafe { libc::_exit(100 + (e as i32).min(100)) }
     }
-    // SAFETY: shmget(IPC_PRIVATE, 0, 0): size 0 is always EINVAL.
-    unsafe { libc::shmget(libc::IPC_PRIVATE, 0, 0) };
+    // Size 0 is always EINVAL: it creates nothing.
+    let _ = sysv::raw::shmget(sysv::raw::IPC_PRIVATE, 0, 0);
     // SAFETY: ends the child.
     unsafe { libc::_exit(0) }
 }
 
-fn wait(pid: libc::pid_t, flags: libc::c_int) -> Result<libc::c_int, String> {
+fn wait(pid: libc::pid_t, flags: libc::c_int) -> Result<libc::c_int, Unavailable> {
     let mut status = 0;
     loop {
         // SAFETY: writes the status to a local.
@@ -74,21 +140,17 @@ fn wait(pid: libc::pid_t, flags: libc::c_int) -> Result<libc::c_int, String> {
             return Ok(status);
         }
         if Errno::last() != Errno::EINTR {
-            return Err(format!("waitpid(probe child): {}", Errno::last()));
+            return Err(Unavailable::Wait(Errno::last()));
         }
     }
 }
 
-fn trace_probe(child: libc::pid_t) -> Result<(), String> {
+fn trace_probe(child: libc::pid_t) -> Result<(), Unavailable> {
     let status = wait(child, libc::WUNTRACED)?;
     if !libc::WIFSTOPPED(status) {
-        return Err(format!(
-            "probe child ended before stopping (status {status:#x}): prctl(PR_SET_NO_NEW_PRIVS) failed?"
-        ));
+        return Err(Unavailable::EndedBeforeStop(status));
     }
-    raw::seize(child).map_err(|e| {
-        format!("ptrace(PTRACE_SEIZE) of a child refused: {e} (Yama kernel.yama.ptrace_scope >= 2, or a container seccomp policy blocking ptrace)")
-    })?;
+    raw::seize(child).map_err(Unavailable::SeizeRefused)?;
     // SAFETY: signals our own unreaped child.
     unsafe { libc::kill(child, libc::SIGCONT) };
     let mut saw_seccomp = false;
@@ -97,17 +159,14 @@ fn trace_probe(child: libc::pid_t) -> Result<(), String> {
         if libc::WIFEXITED(status) {
             let code = libc::WEXITSTATUS(status);
             return match code {
-                0 if saw_seccomp => Err("the probe's shmget exit was not seen".into()),
-                0 => Err("the seccomp filter did not stop the probe's shmget".into()),
-                101.. => Err(format!(
-                    "seccomp(SECCOMP_SET_MODE_FILTER) failed: {} (seccomp filters unsupported or forbidden)",
-                    Errno::from_raw(code - 100)
-                )),
-                _ => Err(format!("probe child exited with {code}")),
+                0 if saw_seccomp => Err(Unavailable::ExitNotSeen),
+                0 => Err(Unavailable::FilterDidNotStop),
+                101.. => Err(Unavailable::FilterRefused(Errno::from_raw(code - 100))),
+                _ => Err(Unavailable::Exited(code)),
             };
         }
         if libc::WIFSIGNALED(status) {
-            return Err(format!("probe child killed by signal {}", libc::WTERMSIG(status)));
+            return Err(Unavailable::Killed(libc::WTERMSIG(status)));
         }
         let event = status >> 16;
         let sig = libc::WSTOPSIG(status);
@@ -121,22 +180,22 @@ fn trace_probe(child: libc::pid_t) -> Result<(), String> {
                     saw_seccomp = true;
                     req = libc::PTRACE_SYSCALL;
                 }
-                Ok(other) => return Err(format!("unexpected seccomp stop in the probe: {other:?}")),
-                Err(e) => return Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO): {e} (Linux 5.3 or later is needed)")),
+                Ok(other) => {
+                    return Err(Unavailable::UnexpectedStop { stop: "seccomp stop", got: format!("{other:?}") })
+                }
+                Err(errno) => return Err(Unavailable::NoSyscallInfo { at: "", errno }),
             }
         } else if event == 0 && sig == libc::SIGTRAP | 0x80 {
             return match raw::syscall_info(child) {
                 Ok(SyscallInfo::Return(Err(libc::EINVAL))) if saw_seccomp => Ok(()),
-                Ok(other) => Err(format!("unexpected syscall-exit in the probe: {other:?}")),
-                Err(e) => {
-                    Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO) at syscall exit: {e} (Linux 5.3 or later is needed)"))
-                }
+                Ok(other) => Err(Unavailable::UnexpectedStop { stop: "syscall-exit", got: format!("{other:?}") }),
+                Err(errno) => Err(Unavailable::NoSyscallInfo { at: " at syscall exit", errno }),
             };
         } else if event == libc::PTRACE_EVENT_STOP {
             // The group-stop after seizing, or its end after SIGCONT.
         } else if event == 0 {
             deliver = if sig == libc::SIGCONT { 0 } else { sig };
         }
-        raw::resume(req, child, deliver).map_err(|e| format!("ptrace(resume) of the probe: {e}"))?;
+        raw::resume(req, child, deliver).map_err(Unavailable::Resume)?;
     }
 }

@@ -33,6 +33,81 @@ use super::tracee::{self, Prepared, Step};
 use crate::namespace::ipc_namespace_id;
 use crate::sysv::{self, Shmid};
 
+/// Why the tracer gave up: sent to the caller as the text of an
+/// [`Event::Failed`], after which T exits and every tracee dies with it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TracerFailure {
+    /// The program could not be forked.
+    #[error("fork of the program: {0}")]
+    ForkProgram(Errno),
+    /// The caller's fds could not be closed in T.
+    #[error("closing the caller's fds in the tracer: {0}")]
+    CloseFds(Errno),
+    /// Waiting for the program's self-stop failed.
+    #[error("waitpid(program): {0}")]
+    WaitProgram(Errno),
+    /// Waiting for the next stop of any tracee failed.
+    #[error("waitpid(-1, __WALL): {0}")]
+    WaitAny(Errno),
+    /// `PTRACE_SEIZE` of the program was refused.
+    #[error("ptrace(PTRACE_SEIZE, {pid}): {errno}")]
+    Seize {
+        /// The program.
+        pid: pid_t,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// The seized program could not be woken with `SIGCONT`.
+    #[error("kill({pid}, SIGCONT): {errno}")]
+    Continue {
+        /// The program.
+        pid: pid_t,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// Resuming a tracee failed (other than `ESRCH`).
+    #[error("ptrace(request {request:#x}, {tid}, signal {signal}): {errno}")]
+    Resume {
+        /// `PTRACE_CONT`, `PTRACE_SYSCALL` or `PTRACE_LISTEN`.
+        request: libc::c_uint,
+        /// The tracee.
+        tid: pid_t,
+        /// The signal delivered.
+        signal: c_int,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// `PTRACE_GET_SYSCALL_INFO` failed (other than `ESRCH`).
+    #[error("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at {at}: {errno}")]
+    SyscallInfo {
+        /// The tracee.
+        tid: pid_t,
+        /// `a seccomp stop` or `a syscall exit`.
+        at: &'static str,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+    /// A trapped call's exit stop showed something else.
+    #[error("tracee {tid}: expected a syscall-exit stop, got {got}")]
+    NotAtExit {
+        /// The tracee.
+        tid: pid_t,
+        /// What `PTRACE_GET_SYSCALL_INFO` showed.
+        got: String,
+    },
+    /// T's own `/proc/self/maps` could not be read.
+    #[error("tracer: {0}")]
+    Maps(sysv::Error),
+    /// An attachment T inherited from the caller could not be detached.
+    #[error("tracer: shmdt({addr:#x}) of an inherited attachment: {errno}")]
+    Shmdt {
+        /// Its address.
+        addr: usize,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+}
+
 /// What a tracee stopped in a trapped call is waiting for.
 #[derive(Debug, Clone, Copy)]
 enum Pending {
@@ -67,7 +142,7 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
     // so the child may do anything; it never returns (tracee::exec ends in
     // execvp or _exit).
     let program = match unsafe { libc::fork() } {
-        -1 => fail_before_start(events, format!("fork of the program: {}", Errno::last())),
+        -1 => fail_before_start(events, &TracerFailure::ForkProgram(Errno::last())),
         0 => tracee::exec(p),
         pid => pid,
     };
@@ -76,7 +151,7 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
     // closes our copy of the setup-error pipe's write end too, so reading it
     // ends at the tracee's exit.
     if let Err(e) = raw::close_fds_except(&[events, error_read]) {
-        fail_before_start(events, format!("closing the caller's fds in the tracer: {e}"));
+        fail_before_start(events, &TracerFailure::CloseFds(e));
     }
     // SAFETY: the program has its own stdio by now (forked above); T's own
     // 0, 1, 2 become /dev/null so the caller's terminal or pipes are not
@@ -101,17 +176,17 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
         my_ipc_ns: ipc_namespace_id(None),
     };
     if let Err(e) = t.attach() {
-        t.fail(e)
+        t.fail(&e)
     }
     loop {
         if let Err(e) = t.step() {
-            t.fail(e)
+            t.fail(&e)
         }
     }
 }
 
-fn fail_before_start(events: RawFd, message: String) -> ! {
-    let _ = write_all(events, &Event::Failed(message).encode());
+fn fail_before_start(events: RawFd, why: &TracerFailure) -> ! {
+    let _ = write_all(events, &Event::Failed(why.to_string()).encode());
     // SAFETY: ends T without unwinding into the caller's code.
     unsafe { libc::_exit(1) }
 }
@@ -155,26 +230,26 @@ impl Tracer {
     }
 
     /// Reports a tracer failure and exits, which kills every tracee.
-    fn fail(&self, message: String) -> ! {
-        let _ = write_all(self.events, &Event::Failed(message).encode());
+    fn fail(&self, why: &TracerFailure) -> ! {
+        let _ = write_all(self.events, &Event::Failed(why.to_string()).encode());
         // SAFETY: ends T; PTRACE_O_EXITKILL then SIGKILLs every tracee, and
         // the program, if not seized yet, dies by its PR_SET_PDEATHSIG.
         unsafe { libc::_exit(1) }
     }
 
     /// Waits for the program's self-stop, seizes it and lets it go on.
-    fn attach(&mut self) -> Result<(), String> {
-        let (_, status) = wait(self.program, libc::WUNTRACED).map_err(|e| format!("waitpid(program): {e}"))?;
+    fn attach(&mut self) -> Result<(), TracerFailure> {
+        let (_, status) = wait(self.program, libc::WUNTRACED).map_err(TracerFailure::WaitProgram)?;
         if !libc::WIFSTOPPED(status) {
             // It failed a setup step before stopping: report like any exit.
             self.tracees.insert(self.program, None);
             self.exited(self.program, status);
             return Ok(());
         }
-        raw::seize(self.program).map_err(|e| format!("ptrace(PTRACE_SEIZE, {}): {e}", self.program))?;
+        raw::seize(self.program).map_err(|errno| TracerFailure::Seize { pid: self.program, errno })?;
         // SAFETY: signals our own child, which cannot have been reaped.
         if unsafe { libc::kill(self.program, libc::SIGCONT) } == -1 {
-            return Err(format!("kill({}, SIGCONT): {}", self.program, Errno::last()));
+            return Err(TracerFailure::Continue { pid: self.program, errno: Errno::last() });
         }
         self.tracees.insert(self.program, None);
         self.emit(&Event::Started { pid: self.program });
@@ -182,7 +257,7 @@ impl Tracer {
     }
 
     /// Handles one stop or exit.
-    fn step(&mut self) -> Result<(), String> {
+    fn step(&mut self) -> Result<(), TracerFailure> {
         let (tid, status) = match wait(-1, libc::__WALL) {
             Ok(r) => r,
             Err(Errno::ECHILD) => {
@@ -190,7 +265,7 @@ impl Tracer {
                 // SAFETY: ends T normally; nothing is left to trace.
                 unsafe { libc::_exit(0) }
             }
-            Err(e) => return Err(format!("waitpid(-1, __WALL): {e}")),
+            Err(e) => return Err(TracerFailure::WaitAny(e)),
         };
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
             self.exited(tid, status);
@@ -242,10 +317,10 @@ impl Tracer {
     }
 
     /// Resumes; a tracee killed meanwhile (ESRCH) reports its death next.
-    fn resume(&self, req: libc::c_uint, tid: pid_t, sig: c_int) -> Result<(), String> {
-        match raw::resume(req, tid, sig) {
+    fn resume(&self, request: libc::c_uint, tid: pid_t, signal: c_int) -> Result<(), TracerFailure> {
+        match raw::resume(request, tid, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
-            Err(e) => Err(format!("ptrace(request {req:#x}, {tid}, signal {sig}): {e}")),
+            Err(errno) => Err(TracerFailure::Resume { request, tid, signal, errno }),
         }
     }
 
@@ -275,13 +350,13 @@ impl Tracer {
         self.emit(&Event::ProgramExited(exit));
     }
 
-    fn seccomp_stop(&mut self, tid: pid_t) -> Result<(), String> {
+    fn seccomp_stop(&mut self, tid: pid_t) -> Result<(), TracerFailure> {
         let info = raw::syscall_info(tid);
         let call = match info {
             Ok(SyscallInfo::Call { arch, nr, args }) => classify(arch, nr, &args),
             Ok(_) => None,
             Err(Errno::ESRCH) => return Ok(()),
-            Err(e) => return Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at a seccomp stop: {e}")),
+            Err(errno) => return Err(TracerFailure::SyscallInfo { tid, at: "a seccomp stop", errno }),
         };
         let pending = match call {
             Some(Call::Shmget { key, flags, .. }) => Some(Pending::Shmget { key, flags, entry_secs: now_secs() }),
@@ -299,12 +374,12 @@ impl Tracer {
 
     /// At the syscall-exit stop of a trapped call: reads the result and
     /// writes the event while the tracee is still stopped.
-    fn returned(&mut self, tid: pid_t, pending: Pending) -> Result<(), String> {
+    fn returned(&mut self, tid: pid_t, pending: Pending) -> Result<(), TracerFailure> {
         let ret = match raw::syscall_info(tid) {
             Ok(SyscallInfo::Return(r)) => r,
-            Ok(other) => return Err(format!("tracee {tid}: expected a syscall-exit stop, got {other:?}")),
+            Ok(other) => return Err(TracerFailure::NotAtExit { tid, got: format!("{other:?}") }),
             Err(Errno::ESRCH) => return Ok(()),
-            Err(e) => return Err(format!("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at a syscall exit: {e}")),
+            Err(errno) => return Err(TracerFailure::SyscallInfo { tid, at: "a syscall exit", errno }),
         };
         let Ok(value) = ret else { return Ok(()) };
         let id = value as i32;

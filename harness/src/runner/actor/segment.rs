@@ -158,6 +158,6 @@ impl Actor<'_> {
             key: key.raw(),
             ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
         };
-        journal::append(fd, &rec)
+        journal::append(fd, &rec).map_err(|e| e.to_string())
     }
 }

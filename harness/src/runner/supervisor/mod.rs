@@ -559,7 +559,7 @@ impl<'a> Supervisor<'a> {
                     self.unsettled.push(step.process.clone());
                     StepResult::TimedOut(self.state_of(&step.process, self.timeout()))
                 }
-                Err(WireError::Broken(m)) => {
+                Err(m) => {
                     return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
                 }
             });
