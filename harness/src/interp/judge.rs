@@ -301,8 +301,12 @@ mod tests {
         }
         // The controls: each comparison fails when it does not hold.
         for bad in ["atime <= t", "ctime != t", "ctime > t", "nattch < 2", "index 8", "seq 2", "atime 1000"] {
-            assert!(judge.judge_step(&later(bad), &answered(st)).is_err(), "{bad}");
+            let m = judge.judge_step(&later(bad), &answered(st)).expect_err(bad);
+            // The mismatch words the expectation, the number names with their values.
+            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_check: None });
         }
+        let m = judge.judge_step(&later("ctime != t"), &answered(st)).unwrap_err();
+        assert_eq!(m.to_string(), "ctime != t (1000)");
         // An unbound number name (the step that captures it failed) never matches.
         let unbound = Judge { globals: &Globals::new(), keys: &keys };
         assert!(unbound.judge_step(&later("ctime t"), &answered(st)).is_err());
