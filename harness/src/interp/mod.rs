@@ -5,13 +5,12 @@
 //! - [`value`]: the vocabulary the others share: what an answer holds
 //!   ([`Value`], [`Outcome`], [`Failure`]), how a process ended ([`Ending`]),
 //!   what names are bound to ([`Global`]) and what steps made ([`Identity`]).
-//! - [`effects`]: what a step's answer binds and creates, kept in the books.
-//! - [`judge`]: whether a step's result is what it expects ([`judge::Judge`]).
-//! - [`mismatch`]: what was expected, in words, when it was not
-//!   ([`mismatch::Mismatch`]).
-//! - [`output`]: whether a program's output passes a `run` step's checks.
-//! - [`keys`]: which key a literal key of the scenario stands for in this run.
-//! - [`verdict`]: a scenario's status once run (PASS, FAIL, XFAIL, XPASS).
+//! - `effects`: what a step's answer binds and creates, kept in the books.
+//! - `judge`: whether a step's result is what it expects (`Judge`).
+//! - `mismatch`: what was expected, in words, when it was not (`Mismatch`).
+//! - `output`: whether a program's output passes a `run` step's checks.
+//! - `keys`: which key a literal key of the scenario stands for in this run.
+//! - `verdict`: a scenario's status once run (PASS, FAIL, XFAIL, XPASS).
 
 pub(crate) mod effects;
 pub(crate) mod judge;
