@@ -1,13 +1,14 @@
 //! Judging a step's result against its expectation: a pure function of the
 //! step, the result and the names bound so far, shared by the supervisor
 //! (which reports) and the actors (which stop a chain at the first
-//! surprise).
+//! surprise). A failed judgement is a [`Mismatch`] (see `mismatch.rs`).
 
 use crate::scenario::{
     Addr, CtlField, CtlTarget, Expect, InfoField, KeyRef, MapField, NumExp, NumField, Number, Op, StatField, Step,
 };
 use crate::sysv::{self, CtlAnswer};
 
+use crate::interp::mismatch::Mismatch;
 use crate::interp::{Ending, Failure, Global, Globals, Outcome, Value};
 
 /// What became of a step.
@@ -68,32 +69,41 @@ impl Judge<'_> {
         }
     }
 
-    /// Whether a result is what the step expects. On success returns the
-    /// names captured from a `run`'s output.
-    pub fn verdict(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, ()> {
-        let fail = || Err(());
+    /// Judges one step: whether its result is what it expects. On success
+    /// returns the names the result binds (captures of numbers and of a
+    /// `run`'s output); else what was expected and which check failed.
+    ///
+    /// # Errors
+    /// The [`Mismatch`]: the expectation in the transcript's words, and for
+    /// a `run`'s output the first check that does not hold.
+    pub fn judge_step(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, Mismatch> {
+        self.holds(step, result).ok_or_else(|| self.mismatch(step, result))
+    }
+
+    /// The names a result binds if it is what the step expects, else `None`.
+    fn holds(&self, step: &Step, result: &StepResult) -> Option<Vec<(String, Global)>> {
         let StepResult::Answered(o) = result else {
             return match (&step.expect, result) {
-                (Expect::Signal(s), StepResult::Ended(Ending::Signaled(got))) if s == got => Ok(vec![]),
-                (Expect::Exited(c), StepResult::Ended(Ending::Exited(got))) if c == got => Ok(vec![]),
-                _ => fail(),
+                (Expect::Signal(s), StepResult::Ended(Ending::Signaled(got))) if s == got => Some(vec![]),
+                (Expect::Exited(c), StepResult::Ended(Ending::Exited(got))) if c == got => Some(vec![]),
+                _ => None,
             };
         };
         match (&step.expect, &o.result) {
-            (Expect::Ok, Ok(_)) => Ok(vec![]),
-            (Expect::Errno { errnos, .. }, Err(Failure::Refused { .. })) if errnos.is_empty() => Ok(vec![]),
-            (Expect::Errno { ok_too: true, .. }, Ok(_)) => Ok(vec![]),
+            (Expect::Ok, Ok(_)) => Some(vec![]),
+            (Expect::Errno { errnos, .. }, Err(Failure::Refused { .. })) if errnos.is_empty() => Some(vec![]),
+            (Expect::Errno { ok_too: true, .. }, Ok(_)) => Some(vec![]),
             (Expect::Errno { errnos, .. }, Err(Failure::Errno { errno, .. }))
                 if errnos.iter().any(|e| *e as i32 == *errno) =>
             {
-                Ok(vec![])
+                Some(vec![])
             }
-            (Expect::Data(d), Ok(Value::Read { len, mismatch: None, .. })) if *len == d.len() => Ok(vec![]),
-            (Expect::Byte(b), Ok(Value::Byte(got))) if b == got => Ok(vec![]),
+            (Expect::Data(d), Ok(Value::Read { len, mismatch: None, .. })) if *len == d.len() => Some(vec![]),
+            (Expect::Byte(b), Ok(Value::Byte(got))) if b == got => Some(vec![]),
             (Expect::Number(e), Ok(Value::Number(got))) if e.holds(*got, |n| self.number(n)) => {
-                Ok(e.captures().map(|n| (n.to_string(), Global::Number(*got))).into_iter().collect())
+                Some(e.captures().map(|n| (n.to_string(), Global::Number(*got))).into_iter().collect())
             }
-            (Expect::Present(p), Ok(Value::Present(got))) if p == got => Ok(vec![]),
+            (Expect::Present(p), Ok(Value::Present(got))) if p == got => Some(vec![]),
             (Expect::Mapped(fields), Ok(v @ (Value::Attached { .. } | Value::Remapped { .. }))) => {
                 let (addr, len, moved) = match v {
                     Value::Attached { addr, mapping_len, .. } => (*addr, *mapping_len, None),
@@ -105,11 +115,7 @@ impl Judge<'_> {
                     MapField::Mapped(n) => len as u64 == *n,
                     MapField::Moved(m) => moved == Some(*m),
                 });
-                if good {
-                    Ok(vec![])
-                } else {
-                    fail()
-                }
+                good.then(Vec::new)
             }
             (Expect::Stat(fields), Ok(Value::Stat(st))) => {
                 let shmid = self.shmid_of(&step.op);
@@ -123,9 +129,8 @@ impl Judge<'_> {
                     crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
                     self.globals,
                 )
-                .ok_or(())
             }
-            _ => fail(),
+            _ => None,
         }
     }
 
@@ -144,7 +149,7 @@ impl Judge<'_> {
 
     /// Whether a raw `shmctl`'s answer has every field; if so, the numbers
     /// its fields capture.
-    fn ctl_fields(&self, op: &Op, fields: &[CtlField], answer: &CtlAnswer) -> Result<Vec<(String, Global)>, ()> {
+    fn ctl_fields(&self, op: &Op, fields: &[CtlField], answer: &CtlAnswer) -> Option<Vec<(String, Global)>> {
         let mut binds = Vec::new();
         let mut stat = Vec::new();
         for f in fields {
@@ -152,17 +157,17 @@ impl Judge<'_> {
                 (CtlField::Stat(s), CtlAnswer::Stat(..)) => stat.push(s.clone()),
                 (CtlField::Id(s), a) => {
                     if self.globals.get(s) != Some(&Global::Segment(a.returned())) {
-                        return Err(());
+                        return None;
                     }
                 }
                 (CtlField::Info(field, e), a) => {
-                    let got = info_number(*field, a).ok_or(())?;
+                    let got = info_number(*field, a)?;
                     if !e.holds(got, |n| self.number(n)) {
-                        return Err(());
+                        return None;
                     }
                     binds.extend(e.captures().map(|n| (n.to_string(), Global::Number(got))));
                 }
-                _ => return Err(()),
+                _ => return None,
             }
         }
         if let CtlAnswer::Stat(ret, st) = answer {
@@ -171,28 +176,25 @@ impl Judge<'_> {
                 if matches!(op, Op::Shmctl { cmd: sysv::ShmctlCmd::IpcStat, .. }) { self.shmid_of(op) } else { *ret };
             binds.extend(self.stat_fields(&stat, st, shmid)?);
         }
-        Ok(binds)
+        Some(binds)
     }
 
     /// Whether every field holds; if so, the numbers the fields capture.
-    pub fn stat_fields(
-        &self,
-        fields: &[StatField],
-        st: &sysv::SegmentStat,
-        shmid: i32,
-    ) -> Result<Vec<(String, Global)>, ()> {
+    fn stat_fields(&self, fields: &[StatField], st: &sysv::SegmentStat, shmid: i32) -> Option<Vec<(String, Global)>> {
         if !fields.iter().all(|f| self.stat_field_matches(f, st, shmid)) {
-            return Err(());
+            return None;
         }
-        Ok(fields
-            .iter()
-            .filter_map(|f| match f {
-                StatField::Num(field, NumExp::Capture(n)) => {
-                    Some((n.clone(), Global::Number(stat_number(*field, st, shmid))))
-                }
-                _ => None,
-            })
-            .collect())
+        Some(
+            fields
+                .iter()
+                .filter_map(|f| match f {
+                    StatField::Num(field, NumExp::Capture(n)) => {
+                        Some((n.clone(), Global::Number(stat_number(*field, st, shmid))))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
     }
 
     fn stat_field_matches(&self, f: &StatField, st: &sysv::SegmentStat, shmid: i32) -> bool {
@@ -289,20 +291,24 @@ mod tests {
         globals.insert("s".into(), Global::Segment(3 * SEQ_MULTIPLIER + 7));
         let base = "process A\nA: create s = private size 1\n";
         let capture = stat_step(&format!("{base}A: stat s => ctime {{t}}, nattch >= 2, index 7, seq 3\n"));
-        let got = Judge { globals: &globals, keys: &keys }.verdict(&capture, &answered(st)).expect("holds");
+        let got = Judge { globals: &globals, keys: &keys }.judge_step(&capture, &answered(st)).expect("holds");
         assert_eq!(got, vec![("t".to_string(), Global::Number(1000))]);
         globals.extend(got);
         let judge = Judge { globals: &globals, keys: &keys };
         let later = |exp: &str| stat_step(&format!("{base}A: stat s => ctime {{t}}\nA: stat s => {exp}\n"));
         for good in ["atime > t", "ctime t", "ctime <= t", "nattch != 1", "atime >= 1001"] {
-            assert!(judge.verdict(&later(good), &answered(st)).is_ok(), "{good}");
+            assert!(judge.judge_step(&later(good), &answered(st)).is_ok(), "{good}");
         }
         // The controls: each comparison fails when it does not hold.
         for bad in ["atime <= t", "ctime != t", "ctime > t", "nattch < 2", "index 8", "seq 2", "atime 1000"] {
-            assert!(judge.verdict(&later(bad), &answered(st)).is_err(), "{bad}");
+            let m = judge.judge_step(&later(bad), &answered(st)).expect_err(bad);
+            // The mismatch words the expectation, the number names with their values.
+            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_check: None });
         }
+        let m = judge.judge_step(&later("ctime != t"), &answered(st)).unwrap_err();
+        assert_eq!(m.to_string(), "ctime != t (1000)");
         // An unbound number name (the step that captures it failed) never matches.
         let unbound = Judge { globals: &Globals::new(), keys: &keys };
-        assert!(unbound.verdict(&later("ctime t"), &answered(st)).is_err());
+        assert!(unbound.judge_step(&later("ctime t"), &answered(st)).is_err());
     }
 }

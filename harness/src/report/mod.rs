@@ -142,6 +142,36 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// Settles the status of a scenario that ran, by the rule in
+    /// [`crate::interp::verdict::scenario_status`], from its reason, leaks
+    /// and failure: `xfail` is the reason of a marked step that failed as
+    /// written, `xpassed` the marked steps that passed (line, reason). Sets
+    /// the reason of an XFAIL or XPASS.
+    pub(crate) fn settle(&mut self, xfail: Option<&str>, xpassed: &[(usize, String)]) {
+        use crate::interp::verdict::{scenario_status, Ran, ScenarioStatus};
+        let ran = Ran {
+            harness_failed: self.reason.is_some(),
+            leaked: !self.leaks.is_empty(),
+            step_failed: self.failure.is_some(),
+            xfail,
+            xpassed,
+        };
+        self.status = match scenario_status(ran) {
+            ScenarioStatus::Pass => Status::Pass,
+            ScenarioStatus::Fail => Status::Fail,
+            ScenarioStatus::Xfail { reason } => {
+                self.reason = Some(reason);
+                Status::Xfail
+            }
+            ScenarioStatus::Xpass { reason } => {
+                self.reason = Some(reason);
+                Status::Xpass
+            }
+        };
+    }
+}
+
+impl ScenarioReport {
     /// The one-line progress report: `PASS file [isolation] 1.2 ms`, with the
     /// reason of a skip.
     pub fn progress_line(&self) -> String {

@@ -209,9 +209,9 @@ impl Actor<'_> {
                 crate::interp::effects::bind(&crate::interp::effects::effects(&step.op, v), &mut globals);
             }
             let result = StepResult::Answered(outcome);
-            match (Judge { globals: &globals, keys: &self.keys }).verdict(step, &result) {
+            match (Judge { globals: &globals, keys: &self.keys }).judge_step(step, &result) {
                 Ok(captured) => globals.extend(captured),
-                Err(()) => stopped = true,
+                Err(_) => stopped = true,
             }
             let StepResult::Answered(outcome) = result else { unreachable!() };
             if self.frame_reports(&mut out) {

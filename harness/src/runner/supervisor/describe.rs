@@ -1,128 +1,16 @@
-//! The words of a scenario's transcript and failures: what a step expected
-//! and what its process answered, as people read them.
+//! The words of a scenario's transcript: what a step's process answered, as
+//! people read them (processes named as the supervisor knows them). What a
+//! step expected is worded by the judge (`interp::mismatch`).
 
-use crate::scenario::{signal_name, CtlField, Expect, OutputCheck, StatField};
+use crate::scenario::signal_name;
 use crate::sysv::{errno_name, CtlAnswer, Errno as SysErrno, Key};
 
 use crate::interp::judge::StepResult;
+use crate::interp::mismatch::{show_bytes, yes};
 use crate::interp::{Ending, Failure, Value};
 use crate::runner::supervisor::Supervisor;
 
 impl Supervisor<'_> {
-    /// A number name's value, as bound so far.
-    pub(crate) fn number(&self, name: &str) -> Option<crate::scenario::Number> {
-        self.judge().number(name)
-    }
-
-    pub(crate) fn describe_expect(&self, e: &Expect) -> String {
-        match e {
-            Expect::Ok => "ok".into(),
-            Expect::Errno { errnos, ok_too } if errnos.is_empty() && !ok_too => {
-                "refused (out of bounds or read-only)".into()
-            }
-            Expect::Errno { errnos, ok_too } => {
-                let mut alts: Vec<String> =
-                    errnos.iter().map(|e| format!("-1 {} ({})", errno_name(*e), e.desc())).collect();
-                if *ok_too {
-                    alts.push("ok".into());
-                }
-                alts.join(" or ")
-            }
-            Expect::Signal(s) => format!("dies of {}", signal_name(*s)),
-            Expect::Exited(c) => format!("exits with status {c}"),
-            Expect::Data(d) => {
-                let bytes = d.bytes();
-                format!("{} ({} bytes)", show_bytes(&bytes[..bytes.len().min(32)], bytes.len() > 32), bytes.len())
-            }
-            Expect::Byte(b) => format!("{b:#04x}"),
-            Expect::Number(e) => e.describe(|n| self.number(n)),
-            Expect::Present(p) => if *p { "present" } else { "absent" }.into(),
-            Expect::Mapped(fields) => fields
-                .iter()
-                .map(|f| match f {
-                    crate::scenario::MapField::At(a) => match self.resolve_addr(a) {
-                        Some(v) => format!("at {a} ({v:#x})"),
-                        None => format!("at {a}"),
-                    },
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            Expect::Stat(fields) => fields.iter().map(|f| self.describe_field(f)).collect::<Vec<_>>().join(", "),
-            Expect::Ctl(fields) => fields
-                .iter()
-                .map(|f| match f {
-                    CtlField::Stat(s) => self.describe_field(s),
-                    CtlField::Id(s) => format!("id {s}"),
-                    CtlField::Info(i, e) => format!("{} {}", i.name(), e.describe(|n| self.number(n))),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            Expect::Output(checks) => checks
-                .iter()
-                .map(|c| match c {
-                    OutputCheck::Status(s) => format!("status {s}"),
-                    OutputCheck::Signal(s) => format!("killed by {}", signal_name(*s)),
-                    OutputCheck::Stdout(t) => format!("stdout {t:?}"),
-                    OutputCheck::StdoutContains(t) => format!("stdout contains {t:?}"),
-                    OutputCheck::StderrContains(t) => format!("stderr contains {t:?}"),
-                    OutputCheck::Stderr(t) => format!("stderr {t:?}"),
-                    OutputCheck::Matches(s, re) => format!("{} matches {re:?}", s.name()),
-                    OutputCheck::Line { stream, line, column: None, template } => {
-                        format!("{} line {line} {template:?}", stream.name())
-                    }
-                    OutputCheck::Line { stream, line, column: Some(c), template } => {
-                        format!("{} line {line} column {c} {template:?}", stream.name())
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
-
-    /// For a `run` whose output checks failed: `; fails at: CHECK` naming
-    /// the first check that does not hold (`${NAME}` substituted), else nothing.
-    pub(crate) fn failing_output_check(
-        &self,
-        step: &crate::scenario::Step,
-        result: &StepResult,
-        globals: &crate::interp::Globals,
-    ) -> String {
-        let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
-            return String::new();
-        };
-        let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
-            return String::new();
-        };
-        match crate::interp::output::first_failure(
-            checks,
-            crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
-            globals,
-        ) {
-            Some((i, shown)) => {
-                let one = self.describe_expect(&Expect::Output(vec![checks[i].clone()]));
-                if shown == one {
-                    format!("; fails at: {one}")
-                } else {
-                    format!("; fails at: {one}, that is {shown}")
-                }
-            }
-            None => String::new(),
-        }
-    }
-
-    pub(crate) fn describe_field(&self, f: &StatField) -> String {
-        match f {
-            StatField::Num(f, e) => format!("{} {}", f.name(), e.describe(|n| self.number(n))),
-            StatField::Mode(m) => format!("mode {m:04o}"),
-            StatField::Key(k) => format!("key {}", Key::from_raw(self.resolve_key(k))),
-            StatField::Dest(b) => format!("dest {}", yes(*b)),
-            StatField::Locked(b) => format!("locked {}", yes(*b)),
-            StatField::Cpid(p) => format!("cpid {p}"),
-            StatField::Lpid(p) => format!("lpid {}", p.as_deref().unwrap_or("none")),
-        }
-    }
-
     /// The call and the answer, for the transcript.
     pub(crate) fn describe(&self, r: &StepResult) -> (String, String) {
         match r {
@@ -244,27 +132,6 @@ fn ipc_stat_id(call: &str) -> Option<i32> {
 fn index_seq(id: i32) -> String {
     let m = crate::interp::judge::SEQ_MULTIPLIER;
     format!("index {}, seq {}", id.rem_euclid(m), id.div_euclid(m))
-}
-
-pub(crate) fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-pub(crate) fn show_bytes(bytes: &[u8], more: bool) -> String {
-    let printable = bytes.iter().all(|b| (0x20..0x7f).contains(b) || matches!(b, b'\n' | b'\t'));
-    let mut s = if printable {
-        format!("{:?}", String::from_utf8_lossy(bytes))
-    } else {
-        format!("hex \"{}\"", bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
-    };
-    if more {
-        s.push_str("...");
-    }
-    s
 }
 
 /// A program's output for the transcript: quoted, at most 200 characters.

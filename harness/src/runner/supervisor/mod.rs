@@ -221,7 +221,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
             report.reason = reason;
             report.transcript = std::mem::take(&mut sup.transcript);
             report.leaks = leaks;
-            report.status = crate::runner::supervisor::needs::verdict(&mut report, xfail, &sup.xpassed);
+            report.settle(xfail.as_deref(), &sup.xpassed);
         }
     }
     report.duration_us = started.elapsed().as_micros() as u64;
@@ -392,10 +392,6 @@ impl<'a> Supervisor<'a> {
 
     pub(crate) fn resolve_key(&self, k: &crate::scenario::KeyRef) -> i32 {
         self.judge().resolve_key(k)
-    }
-
-    pub(crate) fn resolve_addr(&self, a: &crate::scenario::Addr) -> Option<usize> {
-        self.judge().resolve_addr(a)
     }
 
     fn translate_key(&self, literal: i32) -> i32 {
@@ -790,11 +786,7 @@ impl<'a> Supervisor<'a> {
     /// Checks a result against the step's expectation (see [`Judge`]); on
     /// failure says what was expected.
     fn check(&self, step: &Step, result: &StepResult) -> Result<Vec<(String, Global)>, String> {
-        self.judge().verdict(step, result).map_err(|()| {
-            let mut expected = self.describe_expect(&step.expect);
-            expected.push_str(&self.failing_output_check(step, result, &self.books.globals));
-            expected
-        })
+        self.judge().judge_step(step, result).map_err(|m| m.to_string())
     }
 
     pub(crate) fn judge(&self) -> Judge<'_> {

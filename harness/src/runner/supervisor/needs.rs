@@ -1,7 +1,7 @@
-//! A scenario's intent: whether its `needs program` / `needs command` are
-//! met here (else it skips, saying what is missing), and its verdict once
-//! run, with `xfail` steps (XFAIL when the marked step failed as written,
-//! XPASS when it passed).
+//! A scenario's needs: whether its `needs program` / `needs command` are
+//! met here (else it skips, saying what is missing). They look for files and
+//! run commands, so they live in the runner; a scenario's status once run is
+//! a pure rule (`interp::verdict`).
 
 #![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
 
@@ -11,8 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::scenario::{split_command, Requirement, Scenario};
-
-use crate::report::{ScenarioReport, Status};
 
 /// The first unmet `needs program` / `needs command` of `sc`, as a skip
 /// reason; commands get `timeout` each. Called in the supervisor before the
@@ -172,31 +170,4 @@ fn exited_unreaped(pid: i32) -> std::io::Result<bool> {
     }
     // SAFETY: waitid filled `info` (si_pid is 0 when nothing changed).
     Ok(unsafe { info.si_pid() } != 0)
-}
-
-/// The verdict of a scenario that ran: `Fail` when a step (not marked
-/// `xfail`) failed, something leaked or the harness failed; else `Xfail`
-/// when a marked step failed as written (`xfail` holds its reason); else
-/// `Xpass` when a marked step passed (`xpassed`: line and reason); else
-/// `Pass`. Sets the report's reason for XFAIL and XPASS.
-pub(crate) fn verdict(report: &mut ScenarioReport, xfail: Option<String>, xpassed: &[(usize, String)]) -> Status {
-    let spoilt = report.reason.is_some() || !report.leaks.is_empty();
-    match xfail {
-        // Leaks and harness errors are never XFAIL.
-        _ if spoilt => Status::Fail,
-        Some(why) => {
-            report.reason = Some(format!("xfail: {why}"));
-            Status::Xfail
-        }
-        None if report.failure.is_some() => Status::Fail,
-        None if !xpassed.is_empty() => {
-            let said: Vec<String> = xpassed
-                .iter()
-                .map(|(line, why)| format!("line {line} passed, but is marked xfail \"{why}\""))
-                .collect();
-            report.reason = Some(format!("XPASS: {}", said.join("; ")));
-            Status::Xpass
-        }
-        None => Status::Pass,
-    }
 }

@@ -1,16 +1,48 @@
-//! Parsing the H2 forms: the raw `shmctl` and its answer fields, `rlimit`,
-//! `umask`, `meminfo`, `needs hugepages`, and the raw `flags` / modes of
+//! Parsing the control forms: the raw `shmctl` and its answer fields,
+//! `sysctl`, `rlimit`, `umask`, `meminfo`, `needs hugepages`, and the raw `flags` / modes of
 //! `create` and `open`.
 
 use super::{found, Kind, Line, ParseError, Parser};
 use crate::scenario::ast::{CtlField, CtlTarget, HugeSize, HugepagesNeed, InfoField, Op, RlimitResource};
 use crate::scenario::lexer::Tok;
-use crate::sysv::{raw, ShmctlCmd};
+use crate::sysv::{raw, ShmctlCmd, Sysctl};
 
 const COMMANDS: &str =
     "IPC_STAT, IPC_SET, IPC_RMID, IPC_INFO, SHM_INFO, SHM_STAT, SHM_STAT_ANY, SHM_LOCK, SHM_UNLOCK or a number";
 
 impl Parser {
+    /// A control step, after its keyword `kw`: `shmctl`, `sysctl`, `rlimit`,
+    /// `umask`, `meminfo`.
+    pub(super) fn control_op(&mut self, l: &mut Line, kw: &str) -> Result<Op, ParseError> {
+        match kw {
+            "shmctl" => self.shmctl_op(l),
+            "sysctl" => {
+                let name = self.sysctl_name(l)?;
+                let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
+                self.sc.needs.namespace = true;
+                Ok(Op::Sysctl { name, value })
+            }
+            "rlimit" => self.rlimit_op(l),
+            "umask" => self.umask_op(l),
+            "meminfo" => self.meminfo_op(l),
+            _ => unreachable!("Parser::op sends only control keywords here"),
+        }
+    }
+
+    /// A sysctl's name: `shmmax`, `shmall`, `shmmni`, `shm_rmid_forced` or `shm_next_id`.
+    pub(super) fn sysctl_name(&self, l: &mut Line) -> Result<Sysctl, ParseError> {
+        let col = l.col();
+        let (w, _) = self.word(l, "a sysctl name")?;
+        Sysctl::from_name(&w).ok_or_else(|| {
+            self.err_at(
+                l.lineno,
+                col,
+                format!("unknown sysctl `{w}`"),
+                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
+            )
+        })
+    }
+
     /// `shmctl [T =] TARGET CMD [badbuf]` (after the keyword).
     pub(super) fn shmctl_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
         let binding = self.optional_binding(l);

@@ -1,5 +1,6 @@
 //! Parsing intent and waiting: `needs program "X"` / `needs command "X"`,
-//! `xfail "REASON"` before a step, and the `eventually D:` prefix.
+//! `xfail "REASON"` before a step, the `eventually D:` prefix, and the
+//! `finally:` line (every step after it always runs).
 
 use super::super::ast::{Op, Requirement};
 use super::super::lexer::Tok;
@@ -11,6 +12,29 @@ const REPEATABLE: &str =
     "run, lookup, segments, stat, read, peek, meminfo, a sysctl read, or shmctl IPC_STAT, IPC_INFO, SHM_INFO, SHM_STAT or SHM_STAT_ANY";
 
 impl Parser {
+    /// `finally:` on its own line: every later step always runs.
+    pub(super) fn finally_line(&mut self, l: &mut Line) -> Result<(), ParseError> {
+        l.pos += 2;
+        if let Some(first) = self.finally_line {
+            return Err(self.err_at(
+                l.lineno,
+                1,
+                format!("a second `finally:` (the first is at line {first})"),
+                Some("one `finally:` line; every step after it always runs"),
+            ));
+        }
+        if l.peek().is_some() {
+            return Err(self.err(
+                l,
+                format!("`finally:` stands on its own line: {}", found(l)),
+                Some("the end of the line; the steps follow on their own lines"),
+            ));
+        }
+        self.finally_line = Some(l.lineno);
+        self.sc.finally = Some(self.sc.steps.len());
+        Ok(())
+    }
+
     /// `program "NAME"` or `command "CMD ARGS"` after `needs` (the word is read).
     pub(super) fn requirement(&mut self, l: &mut Line, what: &str) -> Result<(), ParseError> {
         let col = l.col();

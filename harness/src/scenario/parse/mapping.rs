@@ -258,10 +258,20 @@ mod tests {
              A: mapping m resize 1M move\nA: mapping m pages 0 4096 1 => EINVAL\n\
              A: peek n 0 => SIGSEGV\n"
         );
-        crate::fuzzing::parser::check_text(&text).unwrap_or_else(|v| panic!("{v}"));
+        round_trips(&text);
         for p in ["none", "r", "rw", "rx", "rwx"] {
-            crate::fuzzing::parser::check_text(&format!("{HEAD}A: mapping m protect {p}\n")).unwrap();
+            round_trips(&format!("{HEAD}A: mapping m protect {p}\n"));
         }
+    }
+
+    /// Parses, prints and parses back: the same scenario, and printing again
+    /// gives the same text.
+    fn round_trips(text: &str) {
+        let first = parse("t.scn", text).unwrap_or_else(|e| panic!("{e}"));
+        let printed = first.to_string();
+        let second = parse("t.scn", &printed).unwrap_or_else(|e| panic!("{e}\n--- printed:\n{printed}"));
+        assert!(crate::scenario::same_scenario(&first, &second), "{printed}");
+        assert_eq!(second.to_string(), printed);
     }
 
     #[test]

@@ -1,21 +1,36 @@
 //! The scenario parser: text to a checked [`Scenario`], or the first error
 //! with its `file:line:col`.
+//!
+//! This module holds the parser's state and the words every form uses
+//! (names, numbers, keys, strings); a line is read in `step` (declarations
+//! in `declare`, `xfail`/`eventually`/`finally` in `intent`), and each
+//! operation in the module of its family, the same families the actor and
+//! the printer use: `segment`, `memory`, `mapping`, `control`, `process`.
+//! Expectations are read with their operation's family, or in `numbers`
+//! (number comparisons) and `output` (a program's output checks).
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
-use crate::sysv::{errno_from_name, Sysctl};
+use crate::sysv::errno_from_name;
 
 use super::ast::*;
 use super::lexer::{tokenize, Spanned, Tok};
 use super::rules::AttachmentChange;
 
+mod command;
 mod control;
+mod declare;
 mod intent;
+mod literals;
 mod mapping;
+mod memory;
 mod numbers;
 mod output;
 mod process;
+mod segment;
+mod step;
+pub use command::{split_command, substitutions};
+pub use literals::{parse_duration, parse_key, parse_number, parse_signal, signal_name};
 pub(crate) use process::{deadly, signal_word};
 
 /// A malformed scenario: where, what is wrong, and what was expected.
@@ -422,249 +437,6 @@ impl Parser {
         Ok(name)
     }
 
-    fn line(&mut self, l: &mut Line, text: &str) -> Result<(), ParseError> {
-        if l.peek_word() == Some("finally") && l.toks.get(1).map(|t| &t.tok) == Some(&Tok::Colon) {
-            return self.finally_line(l);
-        }
-        let concurrent = l.eat(&Tok::Amp);
-        if concurrent && self.sc.finally == Some(self.sc.steps.len()) {
-            return Err(self.err_at(
-                l.lineno,
-                1,
-                "`&` would join the first step after `finally:` to a step before it",
-                Some("a step without `&` right after `finally:`"),
-            ));
-        }
-        if !concurrent {
-            if let (Some(Tok::Word(w)), next) = (l.peek(), l.toks.get(1).map(|t| &t.tok)) {
-                if next != Some(&Tok::Colon) && ["process", "needs", "file", "sysctl", "timeout"].contains(&w.as_str())
-                {
-                    if let Some((_, at)) = &self.pending_xfail {
-                        return Err(self.err_at(
-                            l.lineno,
-                            1,
-                            format!("the `xfail` on line {at} must come right before a step, not a declaration"),
-                            Some("a step after `xfail \"REASON\"`"),
-                        ));
-                    }
-                    let w = w.clone();
-                    l.pos += 1;
-                    self.declaration(l, &w)?;
-                    return self.end(l);
-                }
-                if w == "xfail" && next != Some(&Tok::Colon) {
-                    self.xfail_line(l)?;
-                    return self.end(l);
-                }
-            }
-        }
-        let eventually = self.eventually_prefix(l, concurrent)?;
-        let (proc_, col) = self.word(l, "a process name or a declaration")?;
-        if !self.procs.contains_key(&proc_) {
-            let msg = if matches!(self.names.get(&proc_), Some((Kind::Program, _))) {
-                format!("`{proc_}` is a spawned program, not an actor: it takes no steps (signal or wait for it)")
-            } else if self.names.contains_key(&proc_) {
-                format!("`{proc_}` is not a process")
-            } else {
-                format!("unknown process `{proc_}`: declare it first with `process {proc_}`")
-            };
-            return Err(self.err_at(
-                l.lineno,
-                col,
-                msg,
-                Some("a declared process, a declaration (process, needs, file, sysctl, timeout), `xfail \"REASON\"`, `eventually D:`, `finally:` or `& PROCESS:`"),
-            ));
-        }
-        if !l.eat(&Tok::Colon) {
-            return Err(self.err(
-                l,
-                format!("missing `:` after the process name: {}", found(l)),
-                Some("`PROCESS: OPERATION`"),
-            ));
-        }
-        if concurrent && self.sc.steps.is_empty() {
-            return Err(self.err_at(l.lineno, 1, "`&` joins a step to the one before it, and there is none", None));
-        }
-        {
-            let st = &self.procs[&proc_];
-            if let Some(dead) = st.dead {
-                return Err(self.err_at(l.lineno, col, format!("process {proc_} is gone since line {dead}"), None));
-            }
-        }
-        let op_col = l.col();
-        let op = self.op(l, &proc_)?;
-        let expect = if l.eat(&Tok::Arrow) { self.expectation(l, &op, &proc_)? } else { default_expect(&op) };
-        self.end(l)?;
-        self.check_fit(l.lineno, op_col, &op, &expect)?;
-        if eventually.is_some() {
-            self.check_repeatable(l.lineno, op_col, &op)?;
-        }
-        if concurrent {
-            // The group: the last step without `&`, and the `&` steps after it.
-            let start = self.sc.steps.iter().rposition(|s| !s.concurrent).unwrap_or(0);
-            if let Some(same) = self.sc.steps[start..].iter().find(|s| s.process == proc_) {
-                return Err(self.err_at(
-                    l.lineno,
-                    col,
-                    format!(
-                        "`&` runs steps of different processes together; {proc_} already has a step in this group (line {})",
-                        same.line
-                    ),
-                    None,
-                ));
-            }
-            if matches!(
-                op,
-                Op::Fork { .. }
-                    | Op::Exit { .. }
-                    | Op::Kill
-                    | Op::Crash
-                    | Op::Signal { .. }
-                    | Op::Wait { .. }
-                    | Op::Exec
-                    | Op::Unshare
-                    | Op::Setns { .. }
-            ) {
-                return Err(self.err_at(l.lineno, op_col, format!("`{}` cannot run concurrently", op.keyword()), None));
-            }
-            if let Some(first) = self.sc.steps[start..].iter().find(|s| s.eventually.is_some()) {
-                return Err(self.err_at(
-                    l.lineno,
-                    1,
-                    format!("`&` cannot join the `eventually` step of line {}: it is repeated alone", first.line),
-                    None,
-                ));
-            }
-        }
-        let xfail = self.pending_xfail.take().map(|(reason, _)| reason);
-        self.apply(l.lineno, &proc_, &op, &expect)?;
-        self.procs.get_mut(&proc_).expect("known").started.get_or_insert(l.lineno);
-        self.sc.steps.push(Step {
-            line: l.lineno,
-            text: text.to_string(),
-            process: proc_,
-            op,
-            expect,
-            concurrent,
-            eventually,
-            xfail,
-        });
-        Ok(())
-    }
-
-    fn end(&self, l: &Line) -> Result<(), ParseError> {
-        match l.peek() {
-            None => Ok(()),
-            Some(_) => Err(self.err(
-                l,
-                format!("unexpected input at the end of the line: {}", found(l)),
-                Some("the end of the line or a `# comment`"),
-            )),
-        }
-    }
-
-    fn declaration(&mut self, l: &mut Line, kw: &str) -> Result<(), ParseError> {
-        match kw {
-            "process" => loop {
-                let (name, col) = self.word(l, "a process name")?;
-                self.bind(l.lineno, col, &name, Kind::Process)?;
-                let mut decl =
-                    ProcessDecl { name: name.clone(), uid: None, gid: None, forked_from: None, line: l.lineno };
-                loop {
-                    if l.eat_word("uid") {
-                        decl.uid = Some(self.small(l, "uid")?);
-                        self.sc.needs.root = true;
-                    } else if l.eat_word("gid") {
-                        decl.gid = Some(self.small(l, "gid")?);
-                        self.sc.needs.root = true;
-                    } else {
-                        break;
-                    }
-                }
-                self.procs.insert(name, ProcState::default());
-                self.sc.processes.push(decl);
-                if !l.eat(&Tok::Comma) {
-                    return Ok(());
-                }
-            },
-            "needs" => loop {
-                let (w, col) = self.word(l, "a need")?;
-                match w.as_str() {
-                    "root" => self.sc.needs.root = true,
-                    "namespace" => self.sc.needs.namespace = true,
-                    "program" | "command" => self.requirement(l, &w)?,
-                    "hugepages" => self.sc.needs.hugepages = Some(self.need_hugepages(l)?),
-                    _ => {
-                        return Err(self.err_at(
-                            l.lineno,
-                            col,
-                            format!("unknown need `{w}`"),
-                            Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
-                        ))
-                    }
-                }
-                if !l.eat(&Tok::Comma) && l.peek().is_none() {
-                    return Ok(());
-                }
-            },
-            "file" => {
-                let col = l.col();
-                let name = match l.peek() {
-                    Some(Tok::Str(_)) => self.text(l, "a file name")?,
-                    _ => self.word(l, "a file name")?.0,
-                };
-                if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c == "..") {
-                    return Err(self.err_at(
-                        l.lineno,
-                        col,
-                        format!("file `{name}` must stay inside the scenario directory"),
-                        Some("a relative path without `..`"),
-                    ));
-                }
-                let content = if matches!(l.peek(), Some(Tok::Str(_))) {
-                    self.text(l, "the file's content")?
-                } else {
-                    String::new()
-                };
-                self.sc.files.push(FileDecl { name, content });
-                Ok(())
-            }
-            "sysctl" => {
-                let name = self.sysctl_name(l)?;
-                if !l.eat(&Tok::Eq) {
-                    return Err(self.err(l, format!("missing `=`: {}", found(l)), Some("`sysctl NAME = VALUE`")));
-                }
-                let value = self.number(l, "the sysctl's value")?;
-                self.sc.needs.namespace = true;
-                self.sc.sysctls.push((name, value, l.lineno));
-                Ok(())
-            }
-            "timeout" => {
-                let col = l.col();
-                let (w, _) = self.word(l, "a duration")?;
-                let d = parse_duration(&w).ok_or_else(|| {
-                    self.err_at(l.lineno, col, format!("bad duration `{w}`"), Some("a duration such as 500ms or 5s"))
-                })?;
-                self.sc.timeout = Some(d);
-                Ok(())
-            }
-            _ => unreachable!("checked by the caller"),
-        }
-    }
-
-    fn sysctl_name(&self, l: &mut Line) -> Result<Sysctl, ParseError> {
-        let col = l.col();
-        let (w, _) = self.word(l, "a sysctl name")?;
-        Sysctl::from_name(&w).ok_or_else(|| {
-            self.err_at(
-                l.lineno,
-                col,
-                format!("unknown sysctl `{w}`"),
-                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
-            )
-        })
-    }
-
     fn optional_binding(&mut self, l: &mut Line) -> Option<(String, usize)> {
         // `NAME =` ahead?
         if let (Some(Tok::Word(w)), Some(Tok::Eq)) = (l.peek(), l.toks.get(l.pos + 1).map(|t| &t.tok)) {
@@ -676,228 +448,37 @@ impl Parser {
         }
     }
 
+    /// `NAME =` binding a new name of `kind` to what the step makes, if it is there.
+    fn binding(&mut self, l: &mut Line, kind: Kind) -> Result<Option<String>, ParseError> {
+        match self.optional_binding(l) {
+            Some((name, col)) => {
+                self.bind(l.lineno, col, &name, kind)?;
+                Ok(Some(name))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// An operation of process `proc_`, by family (each family's forms are
+    /// in the module of its name); nothing but `=> ...` may follow it.
     fn op(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
         let col = l.col();
         let (kw, _) = self.word(l, "an operation")?;
-        let binding = |p: &mut Parser, l: &mut Line, kind: Kind| -> Result<Option<String>, ParseError> {
-            match p.optional_binding(l) {
-                Some((name, col)) => {
-                    p.bind(l.lineno, col, &name, kind)?;
-                    Ok(Some(name))
-                }
-                None => Ok(None),
-            }
-        };
-        if let Some(op) = self.proc_op(l, &kw, proc_) {
-            let op = op?;
-            if !l.at_end_of_op() {
-                return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
-            }
-            return Ok(op);
-        }
         let op = match kw.as_str() {
-            "key" => {
-                // `key ftok "missing" 1 => ENOENT` binds nothing; every other form binds a name.
-                let name = if l.peek_word() == Some("ftok") {
-                    None
-                } else {
-                    let name = self.new_name(l, Kind::Key)?;
-                    if !l.eat(&Tok::Eq) {
-                        return Err(self.err(
-                            l,
-                            format!("missing `=`: {}", found(l)),
-                            Some("`key NAME = ftok \"path\" PROJ`, `key NAME = 0x1234` or `key NAME = private`"),
-                        ));
-                    }
-                    Some(name)
-                };
-                if l.eat_word("ftok") {
-                    let path = self.text(l, "ftok's path")?;
-                    let pcol = l.col();
-                    let proj = self.number(l, "ftok's project id")?;
-                    let proj = u8::try_from(proj).map_err(|_| {
-                        self.err_at(
-                            l.lineno,
-                            pcol,
-                            format!("project id {proj} does not fit in 8 bits (ftok uses only the low 8)"),
-                            Some("0 to 255"),
-                        )
-                    })?;
-                    Op::Ftok { name, path, proj }
-                } else {
-                    let name = name.expect("only ftok binds nothing");
-                    match self.key_ref(l)? {
-                        KeyRef::Private => Op::KeyLiteral { name, value: 0 },
-                        KeyRef::Literal(value) => Op::KeyLiteral { name, value },
-                        KeyRef::Name(_) => {
-                            return Err(self.err_at(
-                                l.lineno,
-                                col,
-                                "a key is bound to ftok, a number or private, not to another key",
-                                None,
-                            ))
-                        }
-                    }
-                }
+            "key" | "create" | "open" | "stat" | "set" | "rm" | "lock" | "unlock" | "segments" | "lookup" => {
+                self.segment_op(l, &kw, col)?
             }
-            "create" => {
-                let name = binding(self, l, Kind::Segment)?;
-                let key = self.key_ref(l)?;
-                self.keyword(l, "size")?;
-                let size = self.number(l, "the size")?;
-                let (mut mode, mut excl, mut hugetlb, mut noreserve) = (0o600, false, false, false);
-                let (mut huge_size, mut flags) = (None, None);
-                while !l.at_end_of_op() {
-                    if l.eat_word("mode") {
-                        mode = self.raw_mode(l)?;
-                    } else if l.eat_word("excl") {
-                        excl = true;
-                    } else if l.eat_word("hugetlb") {
-                        hugetlb = true;
-                        huge_size = self.huge_size(l);
-                        if let (None, Some(Tok::Word(w))) = (huge_size, l.peek()) {
-                            if w.starts_with(|c: char| c.is_ascii_digit()) {
-                                return Err(self.err(
-                                    l,
-                                    format!("unknown huge page size `{w}`"),
-                                    Some("`hugetlb 2M`, `hugetlb 1G`, or `hugetlb` alone for the default size (other encodings: `flags`)"),
-                                ));
-                            }
-                        }
-                    } else if l.eat_word("noreserve") {
-                        noreserve = true;
-                    } else if l.eat_word("flags") {
-                        flags = Some(self.raw_flags(l, false)?);
-                    } else {
-                        return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve`, `flags` or `=>`"));
-                    }
-                }
-                Op::Create { name, key, size, mode, excl, hugetlb, noreserve, huge_size, flags }
-            }
-            "open" => {
-                let name = binding(self, l, Kind::Segment)?;
-                let key = self.key_ref(l)?;
-                let (mut size, mut mode, mut excl, mut flags) = (0, None, false, None);
-                while !l.at_end_of_op() {
-                    if l.eat_word("size") {
-                        size = self.number(l, "the size")?;
-                    } else if l.eat_word("mode") {
-                        mode = Some(self.mode(l)?);
-                    } else if l.eat_word("excl") {
-                        excl = true;
-                    } else if l.eat_word("flags") {
-                        flags = Some(self.raw_flags(l, true)?);
-                    } else {
-                        return Err(self.unexpected(l, "`size`, `mode`, `excl`, `flags` or `=>`"));
-                    }
-                }
-                Op::Open { name, key, size, mode, excl, flags }
-            }
+            "write" | "read" | "peek" | "poke" => self.memory_op(l, &kw, proc_)?,
             "attach" => {
-                let name = binding(self, l, Kind::Attachment)?;
+                let name = self.binding(l, Kind::Attachment)?;
                 self.attach_op(l, proc_, name)?
             }
             "detach" => self.detach_op(l, proc_)?,
             "mapping" => self.mapping_op(l, proc_)?,
-            "write" => {
-                let attachment = self.attachment(l, proc_)?;
-                let offset = self.number(l, "the offset")?;
-                let data = self.data(l)?;
-                Op::Write { attachment, offset, data }
+            "shmctl" | "sysctl" | "rlimit" | "umask" | "meminfo" => self.control_op(l, &kw)?,
+            "fork" | "exit" | "kill" | "crash" | "run" | "spawn" | "signal" | "wait" | "exec" | "unshare" | "setns" => {
+                self.process_op(l, &kw, proc_)?
             }
-            "read" => {
-                let attachment = self.attachment(l, proc_)?;
-                let offset = self.number(l, "the offset")?;
-                let len = self.number(l, "the length")?;
-                Op::Read { attachment, offset, len }
-            }
-            "peek" => {
-                let attachment = self.known_attachment(l, proc_)?;
-                let offset = self.number(l, "the offset")?;
-                Op::Peek { attachment, offset }
-            }
-            "poke" => {
-                let attachment = self.known_attachment(l, proc_)?;
-                let offset = self.number(l, "the offset")?;
-                let value = self.small(l, "the byte")?;
-                Op::Poke { attachment, offset, value }
-            }
-            "stat" => Op::Stat { segment: self.use_name(l, Kind::Segment)? },
-            "set" => {
-                let segment = self.use_name(l, Kind::Segment)?;
-                let (mut mode, mut uid, mut gid) = (None, None, None);
-                while !l.at_end_of_op() {
-                    if l.eat_word("mode") {
-                        mode = Some(self.raw_mode(l)?);
-                    } else if l.eat_word("uid") {
-                        uid = Some(self.small(l, "uid")?);
-                    } else if l.eat_word("gid") {
-                        gid = Some(self.small(l, "gid")?);
-                    } else {
-                        return Err(self.unexpected(l, "`mode`, `uid`, `gid` or `=>`"));
-                    }
-                }
-                if mode.is_none() && uid.is_none() && gid.is_none() {
-                    return Err(self.err(
-                        l,
-                        "set changes nothing",
-                        Some("at least one of `mode 0644`, `uid N`, `gid N`"),
-                    ));
-                }
-                Op::Set { segment, mode, uid, gid }
-            }
-            "rm" => Op::Remove { segment: self.use_name(l, Kind::Segment)? },
-            "lock" => Op::Lock { segment: self.use_name(l, Kind::Segment)? },
-            "unlock" => Op::Unlock { segment: self.use_name(l, Kind::Segment)? },
-            "fork" => {
-                let ccol = l.col();
-                let child = self.use_name(l, Kind::Process)?;
-                let Some(decl) = self.sc.processes.iter().find(|p| p.name == child) else {
-                    return Err(self.err_at(
-                        l.lineno,
-                        ccol,
-                        format!("`{child}` is a pid captured from a program's output, not a declared process"),
-                        Some("a process declared with `process`"),
-                    ));
-                };
-                if child == proc_ || self.procs[&child].started.is_some() || decl.forked_from.is_some() {
-                    let at = self.procs[&child].started.unwrap_or(decl.line);
-                    return Err(self.err_at(l.lineno, ccol, format!("process {child} already runs (since line {at}); fork needs a declared process that has not acted yet"), None));
-                }
-                if decl.uid.is_some() || decl.gid.is_some() {
-                    return Err(self.err_at(
-                        l.lineno,
-                        ccol,
-                        format!(
-                            "process {child} is declared with uid/gid; a forked child has its parent's credentials"
-                        ),
-                        None,
-                    ));
-                }
-                Op::Fork { child }
-            }
-            "exit" => Op::Exit { code: if l.at_end_of_op() { 0 } else { self.small(l, "the exit status")? } },
-            "kill" => Op::Kill,
-            "crash" => Op::Crash,
-            "run" => {
-                let scol = l.col();
-                let cmd = self.text(l, "the command line")?;
-                let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-                self.check_substitutions(l.lineno, scol, &argv)?;
-                Op::Run { argv }
-            }
-            "sysctl" => {
-                let name = self.sysctl_name(l)?;
-                let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
-                self.sc.needs.namespace = true;
-                Op::Sysctl { name, value }
-            }
-            "segments" => Op::Segments,
-            "lookup" => Op::Lookup { key: self.key_ref(l)? },
-            "shmctl" => self.shmctl_op(l)?,
-            "rlimit" => self.rlimit_op(l)?,
-            "umask" => self.umask_op(l)?,
-            "meminfo" => self.meminfo_op(l)?,
             other => {
                 return Err(self.err_at(l.lineno, col, format!("unknown operation `{other}`"), Some(OPS)));
             }
@@ -906,288 +487,6 @@ impl Parser {
             return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
         }
         Ok(op)
-    }
-
-    fn data(&self, l: &mut Line) -> Result<Data, ParseError> {
-        if matches!(l.peek(), Some(Tok::Str(_))) {
-            return Ok(Data::Text(self.string(l, "text")?));
-        }
-        if l.eat_word("hex") {
-            let col = l.col();
-            let s = self.text(l, "hex bytes")?;
-            return parse_hex(&s).map(Data::Hex).ok_or_else(|| {
-                self.err_at(
-                    l.lineno,
-                    col,
-                    format!("bad hex bytes {s:?}"),
-                    Some("pairs of hex digits, spaces allowed: \"de ad be ef\""),
-                )
-            });
-        }
-        if l.eat_word("pattern") {
-            let col = l.col();
-            let p = self.string(l, "the pattern")?;
-            if p.is_empty() {
-                return Err(self.err_at(l.lineno, col, "empty pattern", Some("at least one byte")));
-            }
-            let len = self.number(l, "the pattern's length")?;
-            return Ok(Data::Pattern(p, to_usize(len)));
-        }
-        if l.eat_word("zero") {
-            let len = self.number(l, "the length")?;
-            return Ok(Data::Zero(to_usize(len)));
-        }
-        Err(self.err(
-            l,
-            format!("missing data: {}", found(l)),
-            Some("\"text\", hex \"01 02\", pattern \"ab\" LEN or zero LEN"),
-        ))
-    }
-
-    fn expectation(&mut self, l: &mut Line, op: &Op, proc_: &str) -> Result<Expect, ParseError> {
-        let col = l.col();
-        // Outcomes: ok, errnos, a signal, alternatives joined by `|`.
-        if let Some(w) = l.peek_word() {
-            if w == "ok"
-                || w == "refused"
-                || (w.starts_with('E')
-                    && w.len() > 1
-                    && w[1..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
-                || w.starts_with("SIG")
-            {
-                return self.outcomes(l);
-            }
-        }
-        Ok(match op {
-            Op::Read { .. } => Expect::Data(self.data(l)?),
-            Op::Peek { .. } => Expect::Byte(self.small(l, "the byte")?),
-            Op::Sysctl { value: None, .. } | Op::Segments | Op::Meminfo { .. } => {
-                Expect::Number(self.num_exp(l, "a number")?)
-            }
-            Op::Shmctl { cmd, .. } => Expect::Ctl(self.ctl_fields(l, *cmd)?),
-            Op::Lookup { .. } => {
-                let (w, wcol) = self.word(l, "`present` or `absent`")?;
-                match w.as_str() {
-                    "present" => Expect::Present(true),
-                    "absent" => Expect::Present(false),
-                    _ => {
-                        return Err(self.err_at(
-                            l.lineno,
-                            wcol,
-                            format!("bad lookup result `{w}`"),
-                            Some("`present` or `absent`"),
-                        ))
-                    }
-                }
-            }
-            Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
-            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
-            Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
-                Expect::Mapped(self.map_fields(l, op, proc_)?)
-            }
-            _ => {
-                return Err(self.err_at(
-                    l.lineno,
-                    col,
-                    format!("`{}` has no value to expect: {}", op.keyword(), found(l)),
-                    Some("`ok`, an errno such as EACCES, or a signal such as SIGSEGV"),
-                ))
-            }
-        })
-    }
-
-    fn outcomes(&mut self, l: &mut Line) -> Result<Expect, ParseError> {
-        let (mut errnos, mut ok, mut signal, mut refused) = (Vec::new(), false, None, false);
-        loop {
-            let (w, col) = self.word(l, "an outcome")?;
-            if w == "ok" {
-                ok = true;
-            } else if w == "refused" {
-                refused = true;
-            } else if w.starts_with("SIG") {
-                signal = Some(parse_signal(&w).ok_or_else(|| {
-                    self.err_at(
-                        l.lineno,
-                        col,
-                        format!("unknown signal `{w}`"),
-                        Some("a signal name such as SIGSEGV or SIGKILL"),
-                    )
-                })?);
-            } else {
-                errnos.push(errno_from_name(&w).ok_or_else(|| {
-                    self.err_at(
-                        l.lineno,
-                        col,
-                        format!("unknown errno `{w}`"),
-                        Some("an errno name such as EEXIST, ENOENT, EINVAL, EACCES"),
-                    )
-                })?);
-            }
-            if !l.eat(&Tok::Bar) {
-                break;
-            }
-        }
-        let kinds = usize::from(!errnos.is_empty() || ok) + usize::from(signal.is_some()) + usize::from(refused);
-        if kinds > 1 {
-            return Err(self.err(
-                l,
-                "a step either returns (ok or errnos), is refused, or dies of a signal; alternatives mix them",
-                None,
-            ));
-        }
-        Ok(if let Some(sig) = signal {
-            Expect::Signal(sig)
-        } else if refused {
-            Expect::Errno { errnos: vec![], ok_too: false }
-        } else if errnos.is_empty() {
-            Expect::Ok
-        } else {
-            Expect::Errno { errnos, ok_too: ok }
-        })
-    }
-
-    fn stat_fields(&mut self, l: &mut Line) -> Result<Vec<StatField>, ParseError> {
-        let mut fields = Vec::new();
-        while l.peek().is_some() {
-            fields.push(self.stat_field(l)?);
-            l.eat(&Tok::Comma);
-        }
-        if fields.is_empty() {
-            return Err(self.err(l, "no stat fields", Some("fields such as `nattch 1, size 4096`")));
-        }
-        Ok(fields)
-    }
-
-    /// One stat field: its word, then its value.
-    fn stat_field(&mut self, l: &mut Line) -> Result<StatField, ParseError> {
-        let (w, col) = self.word(l, "a stat field")?;
-        let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
-            let (v, vcol) = p.word(l, "`yes` or `no`")?;
-            match v.as_str() {
-                "yes" => Ok(true),
-                "no" => Ok(false),
-                _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
-            }
-        };
-        if let Some(f) = NumField::from_name(&w) {
-            return Ok(StatField::Num(f, self.num_exp(l, &format!("the {w}"))?));
-        }
-        Ok(match w.as_str() {
-            "mode" => StatField::Mode(self.mode(l)?),
-            "key" => StatField::Key(self.key_ref(l)?),
-            "private" => StatField::Key(KeyRef::Private),
-            "dest" => StatField::Dest(yes_no(self, l)?),
-            "locked" => StatField::Locked(yes_no(self, l)?),
-            "cpid" => StatField::Cpid(self.pid_field(l)?),
-            "lpid" => {
-                if l.eat_word("none") {
-                    StatField::Lpid(None)
-                } else {
-                    StatField::Lpid(Some(self.pid_field(l)?))
-                }
-            }
-            _ => {
-                return Err(self.err_at(
-                    l.lineno,
-                    col,
-                    format!("unknown stat field `{w}`"),
-                    Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
-                ))
-            }
-        })
-    }
-
-    fn check_fit(&self, lineno: usize, col: usize, op: &Op, expect: &Expect) -> Result<(), ParseError> {
-        let bad = |msg: String, expected: &str| Err(self.err_at(lineno, col, msg, Some(expected)));
-        match (op, expect) {
-            (Op::Read { len, .. }, Expect::Data(d)) if d.len() as u64 != *len => bad(
-                format!("read of {len} bytes expects {} bytes of data", d.len()),
-                &format!("data of exactly {len} bytes, or a read of {} bytes", d.len()),
-            ),
-            (Op::Exit { .. } | Op::Kill | Op::Crash, Expect::Errno { .. } | Expect::Ok) => bad(
-                format!("`{}` ends the process; it cannot return ok or an errno", op.keyword()),
-                "a signal (`=> SIGKILL`) or no expectation",
-            ),
-            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Ok) => bad(
-                format!("`{}` reads a value and must say what it expects", op.keyword()),
-                if matches!(op, Op::Lookup { .. }) {
-                    "`=> present` or `=> absent`"
-                } else {
-                    "`=>` and a number expectation"
-                },
-            ),
-            (Op::Segments | Op::Lookup { .. } | Op::Meminfo { .. }, Expect::Errno { .. }) => bad(
-                format!("`{}` reads /proc and has no errno to expect", op.keyword()),
-                if matches!(op, Op::Lookup { .. }) { "`present` or `absent`" } else { "a number expectation" },
-            ),
-            (Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }, Expect::Errno { errnos, .. })
-                if !errnos.is_empty() =>
-            {
-                bad(
-                    format!("`{}` makes no system call and has no errno to expect", op.keyword()),
-                    "`refused` (out of bounds or read-only) or a signal such as `SIGSEGV`",
-                )
-            }
-            (op, Expect::Errno { errnos, .. })
-                if errnos.is_empty()
-                    && !matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }) =>
-            {
-                bad(
-                    format!("only memory accesses (write, read, peek, poke) can be `refused`, not `{}`", op.keyword()),
-                    "`ok`, an errno or a signal",
-                )
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Updates process and attachment state after a step.
-    fn apply(&mut self, lineno: usize, proc_: &str, op: &Op, expect: &Expect) -> Result<(), ParseError> {
-        let succeeds = expect.succeeds();
-        let binds = op.binds();
-        if let Some(name) = &binds {
-            if !succeeds {
-                return Err(self.err_at(
-                    lineno,
-                    1,
-                    format!("the step binds `{name}` but is not expected to succeed"),
-                    Some("no `NAME =` on a step expected to fail"),
-                ));
-            }
-        }
-        let state = self.procs.get_mut(proc_).expect("known");
-        // The same rule the actor follows when it performs the step.
-        match op.attachment_change() {
-            AttachmentChange::Adds(name) => {
-                state.known.insert(name.clone());
-                state.attachments.insert(name);
-            }
-            AttachmentChange::Ends(name) => {
-                state.attachments.remove(&name);
-            }
-            AttachmentChange::None => {}
-        }
-        match op {
-            Op::Exit { .. } | Op::Kill | Op::Crash => state.dead = Some(lineno),
-            Op::Fork { child } if succeeds => {
-                let inherited = state.attachments.clone();
-                let known = state.known.clone();
-                let c = self.procs.get_mut(child).expect("declared");
-                c.attachments = inherited;
-                c.known = known;
-                c.started = Some(lineno);
-                let decl = self.sc.processes.iter_mut().find(|p| &p.name == child).expect("declared");
-                decl.forked_from = Some(proc_.to_string());
-            }
-            _ => {}
-        }
-        if expect.ends_process() {
-            self.procs.get_mut(proc_).expect("known").dead = Some(lineno);
-        }
-        if op.ends_process() || expect.ends_process() {
-            self.orphan_programs(proc_, lineno);
-        }
-        self.apply_proc(lineno, proc_, op, expect, succeeds)
     }
 
     fn finish(self) -> Result<Scenario, ParseError> {
@@ -1210,130 +509,9 @@ impl Parser {
     }
 }
 
-fn default_expect(op: &Op) -> Expect {
-    match op {
-        Op::Exit { code } => Expect::Exited(*code),
-        Op::Kill => Expect::Signal(libc::SIGKILL),
-        Op::Crash => Expect::Signal(libc::SIGABRT),
-        _ => Expect::Ok,
-    }
-}
-
 fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !RESERVED.contains(&name)
-}
-
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
-/// Parses `4096`, `0x1000`, `64K`, `2M`, `1G`.
-pub fn parse_number(w: &str) -> Option<u64> {
-    let (digits, mult) = match w.as_bytes().last()? {
-        b'K' | b'k' if !w.starts_with("0x") => (&w[..w.len() - 1], 1u64 << 10),
-        b'M' if !w.starts_with("0x") => (&w[..w.len() - 1], 1 << 20),
-        b'G' if !w.starts_with("0x") => (&w[..w.len() - 1], 1 << 30),
-        _ => (w, 1),
-    };
-    let n = if let Some(hex) = digits.strip_prefix("0x") {
-        u64::from_str_radix(hex, 16).ok()?
-    } else {
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()?
-    };
-    n.checked_mul(mult)
-}
-
-/// Parses a key: `0x14010203` (up to 32 bits), or a decimal `key_t`, possibly negative.
-pub fn parse_key(w: &str) -> Option<i32> {
-    if let Some(hex) = w.strip_prefix("0x") {
-        return u32::from_str_radix(hex, 16).ok().map(|v| v as i32);
-    }
-    w.parse::<i32>().ok()
-}
-
-/// Parses `500ms` or `5s` (fractions allowed: `0.5s`).
-pub fn parse_duration(w: &str) -> Option<Duration> {
-    if let Some(ms) = w.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
-    }
-    w.strip_suffix('s')?
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
-        .map(Duration::from_secs_f64)
-}
-
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if digits.len() % 2 != 0 {
-        return None;
-    }
-    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok()).collect()
-}
-
-/// The signal number of `SIGSEGV` and friends.
-pub fn parse_signal(name: &str) -> Option<i32> {
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
-}
-
-/// The name of signal `sig`.
-pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
-}
-
-/// Splits a command line on spaces, honouring single quotes (as `run` does).
-///
-/// # Errors
-/// An unterminated quote or an empty command.
-pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
-    let mut argv = Vec::new();
-    let mut cur = String::new();
-    let mut in_arg = false;
-    let mut quoted = false;
-    for c in cmd.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                in_arg = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_arg {
-                    argv.push(std::mem::take(&mut cur));
-                    in_arg = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_arg = true;
-            }
-        }
-    }
-    if quoted {
-        return Err("unterminated `'` in the command".into());
-    }
-    if in_arg {
-        argv.push(cur);
-    }
-    if argv.is_empty() {
-        return Err("empty command".into());
-    }
-    Ok(argv)
-}
-
-/// The `${name}` references in a command argument.
-pub fn substitutions(arg: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = arg;
-    while let Some(start) = rest.find("${") {
-        let Some(end) = rest[start..].find('}') else { break };
-        out.push(&rest[start + 2..start + end]);
-        rest = &rest[start + end + 1..];
-    }
-    out
 }

@@ -10,91 +10,90 @@ use super::{Kind, Line, ParseError, Parser};
 const CHECKS: &str = "`status N`, `signal SIG`, `stdout \"template\"`, `stdout contains \"text\"`, `stdout matches \"regex\"`, `stdout line N [column M] \"template\"` (or the same with stderr)";
 
 impl Parser {
+    /// The checks of a `run` or `wait` step's output, comma-separated.
     pub(super) fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
         let mut checks = Vec::new();
         while l.peek().is_some() {
-            let (w, col) = self.word(l, "`status`, `signal`, `stdout` or `stderr`")?;
-            let stream = match w.as_str() {
-                "status" => {
-                    checks.push(OutputCheck::Status(self.small(l, "the exit status")?));
-                    l.eat(&Tok::Comma);
-                    continue;
-                }
-                "signal" => {
-                    let scol = l.col();
-                    let (sig, _) = self.word(l, "a signal")?;
-                    let n = super::signal_word(&sig).ok_or_else(|| {
-                        self.err_at(
-                            l.lineno,
-                            scol,
-                            format!("unknown signal `{sig}`"),
-                            Some("TERM, KILL, ... or a number"),
-                        )
-                    })?;
-                    checks.push(OutputCheck::Signal(n));
-                    l.eat(&Tok::Comma);
-                    continue;
-                }
-                "stdout" => Stream::Stdout,
-                "stderr" => Stream::Stderr,
-                _ => {
-                    return Err(self.err_at(l.lineno, col, format!("unknown output check `{w}`"), Some(CHECKS)));
-                }
-            };
-            let check = if l.eat_word("contains") {
-                let text = self.expected_text(l, "the text")?;
-                match stream {
-                    Stream::Stdout => OutputCheck::StdoutContains(text),
-                    Stream::Stderr => OutputCheck::StderrContains(text),
-                }
-            } else if l.eat_word("matches") {
-                let rcol = l.col();
-                let regex = self.expected_text(l, "the regular expression")?;
-                for (name, kind) in regex_captures(&regex)
-                    .map_err(|m| self.err_at(l.lineno, rcol, m, Some("a regular expression of the `regex` crate")))?
-                {
-                    self.bind(l.lineno, rcol, &name, kind)?;
-                }
-                OutputCheck::Matches(stream, regex)
-            } else if l.eat_word("line") {
-                let ncol = l.col();
-                let (n, _) = self.word(l, "a line number")?;
-                let line = n.parse::<i64>().ok().filter(|n| *n != 0).ok_or_else(|| {
-                    self.err_at(
-                        l.lineno,
-                        ncol,
-                        format!("bad line number `{n}`"),
-                        Some("a line number from 1, or from -1 (the last line) backwards"),
-                    )
-                })?;
-                let column = if l.eat_word("column") {
-                    let ccol = l.col();
-                    let c: u32 = self.small(l, "the column")?;
-                    if c == 0 {
-                        return Err(self.err_at(l.lineno, ccol, "columns count from 1", Some("a column from 1")));
-                    }
-                    Some(c)
-                } else {
-                    None
-                };
-                let template = self.template(l)?;
-                OutputCheck::Line { stream, line, column, template }
-            } else if matches!(l.peek(), Some(Tok::Str(_))) {
-                let template = self.template(l)?;
-                match stream {
-                    Stream::Stdout => OutputCheck::Stdout(template),
-                    Stream::Stderr => OutputCheck::Stderr(template),
-                }
-            } else {
-                return Err(self.unexpected(l, "\"template\", `contains`, `matches` or `line`"));
-            };
-            checks.push(check);
+            checks.push(self.output_check(l)?);
             l.eat(&Tok::Comma);
         }
         if checks.is_empty() {
             return Err(self.err(l, "no output checks", Some("`status 0` and/or stdout/stderr checks")));
         }
         Ok(checks)
+    }
+
+    /// One check: `status N`, `signal SIG`, or a check of `stdout` or `stderr`.
+    fn output_check(&mut self, l: &mut Line) -> Result<OutputCheck, ParseError> {
+        let (w, col) = self.word(l, "`status`, `signal`, `stdout` or `stderr`")?;
+        let stream = match w.as_str() {
+            "status" => return Ok(OutputCheck::Status(self.small(l, "the exit status")?)),
+            "signal" => {
+                let scol = l.col();
+                let (sig, _) = self.word(l, "a signal")?;
+                let n = super::signal_word(&sig).ok_or_else(|| {
+                    self.err_at(l.lineno, scol, format!("unknown signal `{sig}`"), Some("TERM, KILL, ... or a number"))
+                })?;
+                return Ok(OutputCheck::Signal(n));
+            }
+            "stdout" => Stream::Stdout,
+            "stderr" => Stream::Stderr,
+            _ => {
+                return Err(self.err_at(l.lineno, col, format!("unknown output check `{w}`"), Some(CHECKS)));
+            }
+        };
+        if l.eat_word("contains") {
+            let text = self.expected_text(l, "the text")?;
+            Ok(match stream {
+                Stream::Stdout => OutputCheck::StdoutContains(text),
+                Stream::Stderr => OutputCheck::StderrContains(text),
+            })
+        } else if l.eat_word("matches") {
+            let rcol = l.col();
+            let regex = self.expected_text(l, "the regular expression")?;
+            for (name, kind) in regex_captures(&regex)
+                .map_err(|m| self.err_at(l.lineno, rcol, m, Some("a regular expression of the `regex` crate")))?
+            {
+                self.bind(l.lineno, rcol, &name, kind)?;
+            }
+            Ok(OutputCheck::Matches(stream, regex))
+        } else if l.eat_word("line") {
+            self.line_check(l, stream)
+        } else if matches!(l.peek(), Some(Tok::Str(_))) {
+            let template = self.template(l)?;
+            Ok(match stream {
+                Stream::Stdout => OutputCheck::Stdout(template),
+                Stream::Stderr => OutputCheck::Stderr(template),
+            })
+        } else {
+            Err(self.unexpected(l, "\"template\", `contains`, `matches` or `line`"))
+        }
+    }
+
+    /// `line N [column M] "template"` of `stream` (after `line`).
+    fn line_check(&mut self, l: &mut Line, stream: Stream) -> Result<OutputCheck, ParseError> {
+        let ncol = l.col();
+        let (n, _) = self.word(l, "a line number")?;
+        let line = n.parse::<i64>().ok().filter(|n| *n != 0).ok_or_else(|| {
+            self.err_at(
+                l.lineno,
+                ncol,
+                format!("bad line number `{n}`"),
+                Some("a line number from 1, or from -1 (the last line) backwards"),
+            )
+        })?;
+        let column = if l.eat_word("column") {
+            let ccol = l.col();
+            let c: u32 = self.small(l, "the column")?;
+            if c == 0 {
+                return Err(self.err_at(l.lineno, ccol, "columns count from 1", Some("a column from 1")));
+            }
+            Some(c)
+        } else {
+            None
+        };
+        let template = self.template(l)?;
+        Ok(OutputCheck::Line { stream, line, column, template })
     }
 
     /// A template: `${NAME}` must name something bound before; `{...}` captures bind.

@@ -1,11 +1,11 @@
-//! Parsing of the process forms (issue 10, H3): `spawn`, `signal`, `wait`,
-//! `exec`, `unshare ipc`, `setns`, and the `finally:` line, with the checks
+//! Parsing the process forms: `fork`, `exit`, `kill`, `crash`, `run`,
+//! `spawn`, `signal`, `wait`, `exec`, `unshare ipc` and `setns`, with the checks
 //! that keep a scenario's processes sound (only a parent waits for its
 //! program, a reaped pid is never signalled, ...).
 
 use crate::scenario::{Expect, Op};
 
-use super::{found, parse_signal, split_command, substitutions, Kind, Line, ParseError, Parser};
+use super::{parse_signal, split_command, Kind, Line, ParseError, Parser};
 
 /// What the parser knows of a spawned program.
 #[derive(Debug, Clone)]
@@ -39,29 +39,6 @@ pub(crate) fn signal_word(w: &str) -> Option<i32> {
 }
 
 impl Parser {
-    /// `finally:` on its own line: every later step always runs.
-    pub(super) fn finally_line(&mut self, l: &mut Line) -> Result<(), ParseError> {
-        l.pos += 2;
-        if let Some(first) = self.finally_line {
-            return Err(self.err_at(
-                l.lineno,
-                1,
-                format!("a second `finally:` (the first is at line {first})"),
-                Some("one `finally:` line; every step after it always runs"),
-            ));
-        }
-        if l.peek().is_some() {
-            return Err(self.err(
-                l,
-                format!("`finally:` stands on its own line: {}", found(l)),
-                Some("the end of the line; the steps follow on their own lines"),
-            ));
-        }
-        self.finally_line = Some(l.lineno);
-        self.sc.finally = Some(self.sc.steps.len());
-        Ok(())
-    }
-
     /// A name of a process of the scenario: an actor or a spawned program.
     fn pid_name(&self, l: &mut Line, what: &str) -> Result<(String, Kind), ParseError> {
         let col = l.col();
@@ -89,65 +66,65 @@ impl Parser {
     }
 
     /// The operations of this module; `None` if `kw` is not one of them.
-    pub(super) fn proc_op(&mut self, l: &mut Line, kw: &str, proc_: &str) -> Option<Result<Op, ParseError>> {
-        Some(match kw {
+    /// A process step, after its keyword `kw`.
+    pub(super) fn process_op(&mut self, l: &mut Line, kw: &str, proc_: &str) -> Result<Op, ParseError> {
+        match kw {
+            "fork" => self.fork(l, proc_),
+            "exit" => Ok(Op::Exit { code: if l.at_end_of_op() { 0 } else { self.small(l, "the exit status")? } }),
+            "kill" => Ok(Op::Kill),
+            "crash" => Ok(Op::Crash),
+            "run" => {
+                let scol = l.col();
+                let cmd = self.text(l, "the command line")?;
+                let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+                self.check_substitutions(l.lineno, scol, &argv)?;
+                Ok(Op::Run { argv })
+            }
             "spawn" => self.spawn(l),
             "signal" => self.signal(l, proc_),
             "wait" => self.wait(l, proc_),
             "exec" => self.exec(l, proc_),
             "unshare" => self.keyword(l, "ipc").map(|()| Op::Unshare),
             "setns" => self.setns(l, proc_),
-            _ => return None,
-        })
+            _ => unreachable!("Parser::op sends only process keywords here"),
+        }
+    }
+
+    /// `fork CHILD`: a declared process that has not acted yet, without
+    /// credentials of its own.
+    fn fork(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {
+        let ccol = l.col();
+        let child = self.use_name(l, Kind::Process)?;
+        let Some(decl) = self.sc.processes.iter().find(|p| p.name == child) else {
+            return Err(self.err_at(
+                l.lineno,
+                ccol,
+                format!("`{child}` is a pid captured from a program's output, not a declared process"),
+                Some("a process declared with `process`"),
+            ));
+        };
+        if child == proc_ || self.procs[&child].started.is_some() || decl.forked_from.is_some() {
+            let at = self.procs[&child].started.unwrap_or(decl.line);
+            return Err(self.err_at(l.lineno, ccol, format!("process {child} already runs (since line {at}); fork needs a declared process that has not acted yet"), None));
+        }
+        if decl.uid.is_some() || decl.gid.is_some() {
+            return Err(self.err_at(
+                l.lineno,
+                ccol,
+                format!("process {child} is declared with uid/gid; a forked child has its parent's credentials"),
+                None,
+            ));
+        }
+        Ok(Op::Fork { child })
     }
 
     fn spawn(&mut self, l: &mut Line) -> Result<Op, ParseError> {
-        let name = match self.optional_binding(l) {
-            Some((name, col)) => {
-                self.bind(l.lineno, col, &name, Kind::Program)?;
-                Some(name)
-            }
-            None => None,
-        };
+        let name = self.binding(l, Kind::Program)?;
         let scol = l.col();
         let cmd = self.text(l, "the command line")?;
         let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
         self.check_substitutions(l.lineno, scol, &argv)?;
         Ok(Op::Spawn { name, argv })
-    }
-
-    /// Every `${name}` of a command is bound (or `dir`, `here`).
-    pub(super) fn check_substitutions(&self, lineno: usize, col: usize, argv: &[String]) -> Result<(), ParseError> {
-        for arg in argv {
-            for name in substitutions(arg) {
-                if name != "dir" && name != "here" && !self.names.contains_key(name) {
-                    return Err(self.err_at(
-                        lineno,
-                        col,
-                        format!("unknown name `${{{name}}}` in the command"),
-                        Some("a bound key, segment, process or program, ${dir} or ${here}"),
-                    ));
-                }
-                // A pid that is no longer the scenario's may be recycled to
-                // any process of the machine: a command must not be handed
-                // it (`run "kill -9 ${D}"` after `wait D`), as `signal`
-                // is refused it.
-                let gone = match (self.programs.get(name), self.procs.get(name)) {
-                    (Some(p), _) => p.gone.map(|(at, how)| format!("program {name} {how} at line {at}")),
-                    (None, Some(p)) => p.dead.map(|at| format!("process {name} is gone since line {at}")),
-                    (None, None) => None,
-                };
-                if let Some(gone) = gone {
-                    return Err(self.err_at(
-                        lineno,
-                        col,
-                        format!("`${{{name}}}` in the command: {gone}; its pid may be another process's now"),
-                        Some("a process or program that still lives (use its pid before `wait`)"),
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn signal(&mut self, l: &mut Line, proc_: &str) -> Result<Op, ParseError> {

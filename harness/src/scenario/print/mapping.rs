@@ -1,4 +1,4 @@
-//! Canonical text of the attachment and mapping forms (issue 10, H1), as
+//! Canonical text of the attachment and mapping forms, as
 //! the parser reads them back: addresses `M`, `M+N`, `M-N`, `0x...`;
 //! `unmap [OFF LEN]`, `protect PROT [OFF LEN]`, `resize N [move]`,
 //! `pages OFF LEN PGOFF`; fields `at ADDR`, `mapped N`, `moved yes|no`.
@@ -49,7 +49,8 @@ impl Display for MapField {
     }
 }
 
-/// The operands of `attach`, `detach at` and `mapping` after the keyword.
+/// The operands of `attach`, `detach` and `mapping` after the keyword
+/// (`None`: another family's).
 pub(super) fn operands(o: &Op) -> Option<String> {
     Some(match o {
         Op::Attach { name, segment, read_only, exec, at, rnd, remap } => {
@@ -73,6 +74,7 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             }
             out
         }
+        Op::Detach { attachment } => format!(" {attachment}"),
         Op::DetachAt { addr } => format!(" at {addr}"),
         Op::Mapping { attachment, change } => format!(" {attachment} {change}"),
         _ => return None,

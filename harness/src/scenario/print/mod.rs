@@ -10,15 +10,25 @@
 //! own line. Numbers are decimal, modes four octal digits, literal keys
 //! `0x%08x`, and defaults (mode 0600, `open` size 0, `exit` 0, the death
 //! expected of `exit`, `kill` and `crash`) are left out.
+//!
+//! An operation's operands are printed by its family, as the parser reads
+//! them: `segment`, `memory`, `mapping`, `control`, `process`.
 
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::time::Duration;
 
 use super::ast::*;
-mod mapping;
 use super::lexer::quote;
 use super::parse::{parse_duration, signal_name};
 use crate::sysv::errno_name;
+
+mod control;
+mod mapping;
+mod memory;
+mod process;
+mod segment;
+use memory::data;
+use process::signal_word;
 
 impl Display for Scenario {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -99,137 +109,23 @@ fn step(s: &Step) -> String {
     out
 }
 
+/// An operation: its keyword, then its operands as its family prints them.
 fn op(o: &Op) -> String {
-    let mut out = String::from(o.keyword());
-    let bind = |out: &mut String, name: &Option<String>| {
-        if let Some(name) = name {
-            let _ = write!(out, " {name} =");
-        }
-    };
-    let _ = match o {
-        Op::Ftok { name, path, proj } => {
-            bind(&mut out, name);
-            write!(out, " ftok {} {proj}", quote(path.as_bytes()))
-        }
-        Op::KeyLiteral { name, value: 0 } => write!(out, " {name} = private"),
-        Op::KeyLiteral { name, value } => write!(out, " {name} = {}", key(&KeyRef::Literal(*value))),
-        Op::Create { name, key: k, size, mode: m, excl, hugetlb, noreserve, huge_size, flags } => {
-            bind(&mut out, name);
-            let _ = write!(out, " {} size {size}", key(k));
-            if *m != 0o600 {
-                let _ = write!(out, " mode {}", mode(*m));
-            }
-            for (on, flag) in [(excl, "excl"), (hugetlb, "hugetlb"), (noreserve, "noreserve")] {
-                if *on {
-                    let _ = write!(out, " {flag}");
-                }
-                if *on && flag == "hugetlb" {
-                    out.push_str(huge_size.map_or("", huge));
-                }
-            }
-            if let Some(f) = flags {
-                let _ = write!(out, " flags {:#x}", *f as u32);
-            }
-            Ok(())
-        }
-        Op::Open { name, key: k, size, mode: m, excl, flags } => {
-            bind(&mut out, name);
-            let _ = write!(out, " {}", key(k));
-            if *size != 0 {
-                let _ = write!(out, " size {size}");
-            }
-            if let Some(m) = m {
-                let _ = write!(out, " mode {}", mode(*m));
-            }
-            if *excl {
-                out.push_str(" excl");
-            }
-            if let Some(f) = flags {
-                let _ = write!(out, " flags {:#x}", *f as u32);
-            }
-            Ok(())
-        }
-        Op::Attach { .. } | Op::DetachAt { .. } | Op::Mapping { .. } => {
-            out.push_str(&mapping::operands(o).expect("an H1 form"));
-            Ok(())
-        }
-        Op::Detach { attachment } => write!(out, " {attachment}"),
-        Op::Write { attachment, offset, data: d } => write!(out, " {attachment} {offset} {}", data(d)),
-        Op::Read { attachment, offset, len } => write!(out, " {attachment} {offset} {len}"),
-        Op::Peek { attachment, offset } => write!(out, " {attachment} {offset}"),
-        Op::Poke { attachment, offset, value } => write!(out, " {attachment} {offset} {value}"),
-        Op::Stat { segment } | Op::Remove { segment } | Op::Lock { segment } | Op::Unlock { segment } => {
-            write!(out, " {segment}")
-        }
-        Op::Set { segment, mode: m, uid, gid } => {
-            let _ = write!(out, " {segment}");
-            if let Some(m) = m {
-                let _ = write!(out, " mode {}", mode(*m));
-            }
-            if let Some(uid) = uid {
-                let _ = write!(out, " uid {uid}");
-            }
-            if let Some(gid) = gid {
-                let _ = write!(out, " gid {gid}");
-            }
-            Ok(())
-        }
-        Op::Fork { child } => write!(out, " {child}"),
-        Op::Exit { code: 0 } | Op::Kill | Op::Crash | Op::Segments => Ok(()),
-        Op::Exit { code } => write!(out, " {code}"),
-        Op::Run { argv } => write!(out, " {}", quote(command(argv).as_bytes())),
-        Op::Sysctl { name, value } => {
-            let _ = write!(out, " {}", name.name());
-            if let Some(v) = value {
-                let _ = write!(out, " = {v}");
-            }
-            Ok(())
-        }
-        Op::Lookup { key: k } => write!(out, " {}", key(k)),
-        Op::Shmctl { name, target, cmd, badbuf } => {
-            bind(&mut out, name);
-            let _ = match target {
-                CtlTarget::Segment(s) => write!(out, " {s}"),
-                CtlTarget::Number(n) => write!(out, " {n}"),
-            };
-            let _ = write!(out, " {cmd}");
-            if *badbuf {
-                out.push_str(" badbuf");
-            }
-            Ok(())
-        }
-        Op::Rlimit { resource, soft, hard } => {
-            let limit = |v: &Option<u64>| v.map_or_else(|| "inf".to_string(), |n| n.to_string());
-            let _ = write!(out, " {} {}", resource.name(), limit(soft));
-            if let Some(h) = hard {
-                let _ = write!(out, " {}", limit(h));
-            }
-            Ok(())
-        }
-        Op::Umask { mask } => write!(out, " {}", mode(*mask)),
-        Op::Meminfo { field } => write!(out, " {field}"),
-        Op::Spawn { name, argv } => {
-            bind(&mut out, name);
-            write!(out, " {}", quote(command(argv).as_bytes()))
-        }
-        Op::Signal { target, signal } => write!(out, " {target} {}", signal_word(*signal)),
-        Op::Wait { target } | Op::Setns { target } => write!(out, " {target}"),
-        Op::Exec => Ok(()),
-        Op::Unshare => write!(out, " ipc"),
-    };
-    out
+    let operands = segment::operands(o)
+        .or_else(|| memory::operands(o))
+        .or_else(|| mapping::operands(o))
+        .or_else(|| control::operands(o))
+        .or_else(|| process::operands(o))
+        .expect("every operation belongs to a family");
+    format!("{}{operands}", o.keyword())
+}
+
+/// ` NAME =` of a step that binds a name (nothing if it binds none).
+fn binding(name: &Option<String>) -> String {
+    name.as_ref().map(|n| format!(" {n} =")).unwrap_or_default()
 }
 
 /// Permission bits as four octal digits (`0600`).
-/// `TERM` for SIGTERM; a number for a signal without a name.
-fn signal_word(sig: i32) -> String {
-    let name = signal_name(sig);
-    match name.strip_prefix("SIG") {
-        Some(short) => short.to_string(),
-        None => sig.to_string(),
-    }
-}
-
 fn mode(m: u16) -> String {
     format!("{m:04o}")
 }
@@ -240,18 +136,6 @@ fn key(k: &KeyRef) -> String {
         KeyRef::Private => "private".into(),
         // The bit pattern: `parse_key` reads `0x` keys as u32 and casts back.
         KeyRef::Literal(v) => format!("0x{:08x}", *v as u32),
-    }
-}
-
-fn data(d: &Data) -> String {
-    match d {
-        Data::Text(b) => quote(b),
-        Data::Hex(b) => {
-            let pairs: Vec<String> = b.iter().map(|b| format!("{b:02x}")).collect();
-            format!("hex \"{}\"", pairs.join(" "))
-        }
-        Data::Pattern(p, len) => format!("pattern {} {len}", quote(p)),
-        Data::Zero(len) => format!("zero {len}"),
     }
 }
 
@@ -335,19 +219,6 @@ fn output_check(check: &OutputCheck) -> String {
             format!("{} line {line}{column} {}", stream.name(), quote(template.as_bytes()))
         }
     }
-}
-
-/// A `run` argv as the command line the parser splits back into it.
-///
-/// The parser splits on whitespace outside single quotes and drops every
-/// `'`, so no argument it makes contains a `'`: quoting an argument that is
-/// empty or holds whitespace in `'...'` is always exact.
-fn command(argv: &[String]) -> String {
-    let words: Vec<String> = argv
-        .iter()
-        .map(|a| if a.is_empty() || a.chars().any(char::is_whitespace) { format!("'{a}'") } else { a.clone() })
-        .collect();
-    words.join(" ")
 }
 
 /// A `file` name: a bare word when the lexer reads it as one word, else a string.
@@ -435,7 +306,7 @@ mod tests {
         let sc = parse("t", "process A\nA: run \"sh -c 'echo  a  b' '' x\\ty\"\n").unwrap();
         let Op::Run { argv } = &sc.steps[0].op else { panic!() };
         assert_eq!(argv, &["sh", "-c", "echo  a  b", "", "x", "y"]);
-        assert_eq!(command(argv), "sh -c 'echo  a  b' '' x y");
+        assert_eq!(process::command(argv), "sh -c 'echo  a  b' '' x y");
     }
 
     #[test]

@@ -1,0 +1,195 @@
+//! Parsing the segment forms: `key NAME = ftok|NUMBER|private`, `create`,
+//! `open`, `stat`, `set`, `rm`, `lock`, `unlock`, `lookup` and `segments`;
+//! and the `=> FIELD VALUE, ...` expectation of a `stat`.
+
+use super::*;
+
+impl Parser {
+    /// A segment step, after its keyword `kw` (at column `col`).
+    pub(super) fn segment_op(&mut self, l: &mut Line, kw: &str, col: usize) -> Result<Op, ParseError> {
+        Ok(match kw {
+            "key" => self.key_op(l, col)?,
+            "create" => self.create_op(l)?,
+            "open" => self.open_op(l)?,
+            "stat" => Op::Stat { segment: self.use_name(l, Kind::Segment)? },
+            "set" => self.set_op(l)?,
+            "rm" => Op::Remove { segment: self.use_name(l, Kind::Segment)? },
+            "lock" => Op::Lock { segment: self.use_name(l, Kind::Segment)? },
+            "unlock" => Op::Unlock { segment: self.use_name(l, Kind::Segment)? },
+            "segments" => Op::Segments,
+            "lookup" => Op::Lookup { key: self.key_ref(l)? },
+            _ => unreachable!("Parser::op sends only segment keywords here"),
+        })
+    }
+
+    /// `key NAME = ftok "PATH" PROJ`, `key NAME = NUMBER|private`, or
+    /// `key ftok "PATH" PROJ` (which binds nothing); `col` is the keyword's.
+    fn key_op(&mut self, l: &mut Line, col: usize) -> Result<Op, ParseError> {
+        // `key ftok "missing" 1 => ENOENT` binds nothing; every other form binds a name.
+        let name = if l.peek_word() == Some("ftok") {
+            None
+        } else {
+            let name = self.new_name(l, Kind::Key)?;
+            if !l.eat(&Tok::Eq) {
+                return Err(self.err(
+                    l,
+                    format!("missing `=`: {}", found(l)),
+                    Some("`key NAME = ftok \"path\" PROJ`, `key NAME = 0x1234` or `key NAME = private`"),
+                ));
+            }
+            Some(name)
+        };
+        if l.eat_word("ftok") {
+            let path = self.text(l, "ftok's path")?;
+            let pcol = l.col();
+            let proj = self.number(l, "ftok's project id")?;
+            let proj = u8::try_from(proj).map_err(|_| {
+                self.err_at(
+                    l.lineno,
+                    pcol,
+                    format!("project id {proj} does not fit in 8 bits (ftok uses only the low 8)"),
+                    Some("0 to 255"),
+                )
+            })?;
+            return Ok(Op::Ftok { name, path, proj });
+        }
+        let name = name.expect("only ftok binds nothing");
+        match self.key_ref(l)? {
+            KeyRef::Private => Ok(Op::KeyLiteral { name, value: 0 }),
+            KeyRef::Literal(value) => Ok(Op::KeyLiteral { name, value }),
+            KeyRef::Name(_) => {
+                Err(self.err_at(l.lineno, col, "a key is bound to ftok, a number or private, not to another key", None))
+            }
+        }
+    }
+
+    /// `create [S =] KEY size N [mode M] [excl] [hugetlb [2M|1G]] [noreserve] [flags F]`.
+    fn create_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
+        let name = self.binding(l, Kind::Segment)?;
+        let key = self.key_ref(l)?;
+        self.keyword(l, "size")?;
+        let size = self.number(l, "the size")?;
+        let (mut mode, mut excl, mut hugetlb, mut noreserve) = (0o600, false, false, false);
+        let (mut huge_size, mut flags) = (None, None);
+        while !l.at_end_of_op() {
+            if l.eat_word("mode") {
+                mode = self.raw_mode(l)?;
+            } else if l.eat_word("excl") {
+                excl = true;
+            } else if l.eat_word("hugetlb") {
+                hugetlb = true;
+                huge_size = self.huge_size(l);
+                if let (None, Some(Tok::Word(w))) = (huge_size, l.peek()) {
+                    if w.starts_with(|c: char| c.is_ascii_digit()) {
+                        return Err(self.err(
+                            l,
+                            format!("unknown huge page size `{w}`"),
+                            Some("`hugetlb 2M`, `hugetlb 1G`, or `hugetlb` alone for the default size (other encodings: `flags`)"),
+                        ));
+                    }
+                }
+            } else if l.eat_word("noreserve") {
+                noreserve = true;
+            } else if l.eat_word("flags") {
+                flags = Some(self.raw_flags(l, false)?);
+            } else {
+                return Err(self.unexpected(l, "`mode`, `excl`, `hugetlb`, `noreserve`, `flags` or `=>`"));
+            }
+        }
+        Ok(Op::Create { name, key, size, mode, excl, hugetlb, noreserve, huge_size, flags })
+    }
+
+    /// `open [S =] KEY [size N] [mode M] [excl] [flags F]`.
+    fn open_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
+        let name = self.binding(l, Kind::Segment)?;
+        let key = self.key_ref(l)?;
+        let (mut size, mut mode, mut excl, mut flags) = (0, None, false, None);
+        while !l.at_end_of_op() {
+            if l.eat_word("size") {
+                size = self.number(l, "the size")?;
+            } else if l.eat_word("mode") {
+                mode = Some(self.mode(l)?);
+            } else if l.eat_word("excl") {
+                excl = true;
+            } else if l.eat_word("flags") {
+                flags = Some(self.raw_flags(l, true)?);
+            } else {
+                return Err(self.unexpected(l, "`size`, `mode`, `excl`, `flags` or `=>`"));
+            }
+        }
+        Ok(Op::Open { name, key, size, mode, excl, flags })
+    }
+
+    /// `set S [mode M] [uid N] [gid N]`, at least one of them.
+    fn set_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
+        let segment = self.use_name(l, Kind::Segment)?;
+        let (mut mode, mut uid, mut gid) = (None, None, None);
+        while !l.at_end_of_op() {
+            if l.eat_word("mode") {
+                mode = Some(self.raw_mode(l)?);
+            } else if l.eat_word("uid") {
+                uid = Some(self.small(l, "uid")?);
+            } else if l.eat_word("gid") {
+                gid = Some(self.small(l, "gid")?);
+            } else {
+                return Err(self.unexpected(l, "`mode`, `uid`, `gid` or `=>`"));
+            }
+        }
+        if mode.is_none() && uid.is_none() && gid.is_none() {
+            return Err(self.err(l, "set changes nothing", Some("at least one of `mode 0644`, `uid N`, `gid N`")));
+        }
+        Ok(Op::Set { segment, mode, uid, gid })
+    }
+
+    /// The fields of a `stat` expectation, comma-separated.
+    pub(super) fn stat_fields(&mut self, l: &mut Line) -> Result<Vec<StatField>, ParseError> {
+        let mut fields = Vec::new();
+        while l.peek().is_some() {
+            fields.push(self.stat_field(l)?);
+            l.eat(&Tok::Comma);
+        }
+        if fields.is_empty() {
+            return Err(self.err(l, "no stat fields", Some("fields such as `nattch 1, size 4096`")));
+        }
+        Ok(fields)
+    }
+
+    /// One stat field: its word, then its value.
+    pub(super) fn stat_field(&mut self, l: &mut Line) -> Result<StatField, ParseError> {
+        let (w, col) = self.word(l, "a stat field")?;
+        let yes_no = |p: &Parser, l: &mut Line| -> Result<bool, ParseError> {
+            let (v, vcol) = p.word(l, "`yes` or `no`")?;
+            match v.as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(p.err_at(l.lineno, vcol, format!("bad flag value `{v}`"), Some("`yes` or `no`"))),
+            }
+        };
+        if let Some(f) = NumField::from_name(&w) {
+            return Ok(StatField::Num(f, self.num_exp(l, &format!("the {w}"))?));
+        }
+        Ok(match w.as_str() {
+            "mode" => StatField::Mode(self.mode(l)?),
+            "key" => StatField::Key(self.key_ref(l)?),
+            "private" => StatField::Key(KeyRef::Private),
+            "dest" => StatField::Dest(yes_no(self, l)?),
+            "locked" => StatField::Locked(yes_no(self, l)?),
+            "cpid" => StatField::Cpid(self.pid_field(l)?),
+            "lpid" => {
+                if l.eat_word("none") {
+                    StatField::Lpid(None)
+                } else {
+                    StatField::Lpid(Some(self.pid_field(l)?))
+                }
+            }
+            _ => {
+                return Err(self.err_at(
+                    l.lineno,
+                    col,
+                    format!("unknown stat field `{w}`"),
+                    Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
+                ))
+            }
+        })
+    }
+}
