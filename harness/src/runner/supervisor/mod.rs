@@ -24,6 +24,7 @@ mod describe;
 pub(crate) mod event;
 mod finally;
 mod hugepages;
+mod leaks;
 mod lives;
 mod local;
 pub(crate) mod needs;

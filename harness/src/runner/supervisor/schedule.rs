@@ -25,11 +25,13 @@
 //!   answer), and failures after the first are kept apart. A failure of the
 //!   harness (not of a step) ends the run at once.
 //!
-//! Known limit kept as it was (issue 19): a concurrent group is sent as one
-//! single-step chain per step, one after the other, and nothing shows
-//! whether its steps overlapped; a fix that delivers every step of a group
-//! before any starts belongs in `start_unit` (the group's commands) and in
-//! how the driver performs them.
+//! Known limit kept as it was (issue 19): `chain_end` ends a chain before
+//! a step marked `&`, not before the step that heads a group (the one
+//! before the first `&`), so after a step that does not end its chain
+//! (a create, an ftok, ...) the head joins that chain and is answered
+//! before the rest of its group is sent, and the rest then runs as a
+//! chain. The fix belongs in `chain_end` (see the test
+//! `the_head_of_a_group_joins_the_chain_before_it`).
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -407,3 +409,6 @@ impl<'a> Schedule<'a> {
 fn single(step: &Step, i: usize) -> Run {
     Run { process: step.process.clone(), from: i, to: i + 1 }
 }
+
+#[cfg(test)]
+mod tests;
