@@ -231,6 +231,23 @@ impl Books {
         }
     }
 
+    /// What to call `pid` in a report: `none` for 0, the name of a process
+    /// of the scenario, the `run` step that started it, or the bare pid.
+    pub fn pid_name(&self, pid: i32) -> String {
+        if pid == 0 {
+            return "none".into();
+        }
+        for (name, g) in &self.globals {
+            if *g == Global::Process(pid) {
+                return name.clone();
+            }
+        }
+        if let Some((line, _)) = self.spawned.get(&pid) {
+            return format!("pid {pid} (run at line {line})");
+        }
+        format!("pid {pid}")
+    }
+
     /// The identities of every segment the scenario created.
     pub fn identities(&self) -> Vec<Identity> {
         self.created.iter().map(|(i, _, _)| *i).collect()
@@ -346,6 +363,12 @@ mod tests {
         assert!(!books.spawned.contains_key(&12));
         books.answered(&sc.steps[1], &Value::Started(12), vec![]);
         assert_eq!(books.spawned.get(&12), Some(&(3, "A".to_string())));
+        // And a report names them so.
+        assert_eq!(books.pid_name(10), "A");
+        assert_eq!(books.pid_name(12), "p");
+        assert_eq!(books.pid_name(11), "pid 11 (run at line 2)");
+        assert_eq!(books.pid_name(13), "pid 13");
+        assert_eq!(books.pid_name(0), "none");
     }
 
     #[test]

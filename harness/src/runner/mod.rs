@@ -66,8 +66,6 @@
 //! A multi-threaded program such as `cargo test` runs scenarios through the
 //! `shm-harness` binary instead.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
-
 mod actor;
 pub mod fork;
 mod host;
@@ -369,13 +367,11 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
     let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
-    let report_fd = w.as_raw_fd();
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);
-        // SAFETY: the report pipe's write end is kept open in this process.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(report_fd) };
-        let failed = send(fd, &report).is_err();
+        // The report pipe's write end, kept open in this process (`keep`).
+        let failed = send(w.as_fd(), &report).is_err();
         // Reported: what is left is the exit (in namespace mode the kernel
         // taking the PID namespace down); `ps` shows it as such.
         fork::set_name("shm-sup-end");

@@ -9,8 +9,6 @@
 //! ([`Supervisor::run_steps`]) performs its [`event::Command`]s (guards,
 //! pipes, polls, judging) and feeds back what came of them.
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
-
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -338,19 +336,9 @@ impl<'a> Supervisor<'a> {
         self.judge().translate_key(literal)
     }
 
+    /// What to call `pid` in a report (see [`Books::pid_name`]).
     pub(crate) fn pid_name(&self, pid: i32) -> String {
-        if pid == 0 {
-            return "none".into();
-        }
-        for (name, g) in &self.books.globals {
-            if *g == Global::Process(pid) {
-                return name.clone();
-            }
-        }
-        if let Some((line, _)) = self.books.spawned.get(&pid) {
-            return format!("pid {pid} (run at line {line})");
-        }
-        format!("pid {pid}")
+        self.books.pid_name(pid)
     }
 
     fn identities(&self) -> Vec<Identity> {
