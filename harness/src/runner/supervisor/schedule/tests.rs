@@ -195,6 +195,23 @@ fn a_failure_in_a_group_goes_to_finally_where_processes_owing_answers_take_no_st
 }
 
 #[test]
+fn a_failed_step_stops_its_chain_and_goes_to_finally() {
+    let f = Feed::new("process A, B\nA: create s = private size 8\nB: stat s\nA: stat s\nfinally:\nA: rm s\n");
+    let mut s = f.schedule(true, false);
+    let t = f.t0;
+    assert_eq!(
+        feed(&mut s, Event::Begin, t),
+        ["guard 0", "guard 1", "guard 2", "send A:0-1 B:1-2 A:2-3", "await 0 [A B]"]
+    );
+    // B's step failed: A's last step of the chain is not awaited; the
+    // chain's processes owe nothing (the chain stops at the failure).
+    feed(&mut s, ok(0), t);
+    assert_eq!(feed(&mut s, failed(1, 3), t), ["survey 3-4"]);
+    assert_eq!(feed(&mut s, Event::Surveyed(vec![Life::Alive]), t), ["guard 3", "send A:3-4", "await 3 [A]"]);
+    assert_eq!(feed(&mut s, ok(3), t), ["finish step 3 later 0"]);
+}
+
+#[test]
 fn a_harness_failure_stops_at_once_without_finally() {
     let f = Feed::new(GROUP);
     let mut s = f.schedule(true, false);
