@@ -5,7 +5,8 @@
 //! ...), it returns the [`Command`]s that follow (guard and send a chain,
 //! await an answer, answer a local step, judge a result, pause, finish).
 //! It performs nothing itself: no pipe, no fork, no clock read (the driver
-//! says what time it is), so the tests below feed it events by hand.
+//! says what time it is), so its tests (`schedule/tests.rs`) feed it
+//! events by hand.
 //!
 //! The rules it follows:
 //! - Steps run in lockstep, in units: a *chain* (consecutive steps handed
