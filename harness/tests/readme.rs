@@ -202,7 +202,7 @@ fn a_wrong_example_and_a_dangling_link_are_found() {
 #[test]
 fn the_readme_keywords_are_the_parsers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let source = std::fs::read_to_string(root.join("harness/src/scenario/parser.rs")).unwrap();
+    let source = std::fs::read_to_string(root.join("harness/src/scenario/parse/mod.rs")).unwrap();
     let start = source.find("const RESERVED: &[&str] = &[").expect("parser.rs has no RESERVED list");
     let list = &source[start..start + source[start..].find("];").unwrap()];
     let mut parser: Vec<&str> = list.split('"').skip(1).step_by(2).collect();

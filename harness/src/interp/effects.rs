@@ -84,6 +84,28 @@ pub(crate) fn bind(effects: &[Effect], globals: &mut Globals) {
     }
 }
 
+/// The names a step that succeeded with `v` bound that host isolation
+/// must check are segments of the scenario's own before any later step
+/// uses them: first those `captured` from a program's output (a program
+/// could print any id), then the segment a `shmctl` reports (`shmctl t = s
+/// SHM_STAT_ANY` binds t to whatever holds s's index now, the kernel
+/// keeping only an id's index bits there: after `rm s`, possibly a segment
+/// of the machine's). `v` is `None` when the step answered no value.
+pub(crate) fn bindings_to_vouch_for(
+    op: &Op,
+    v: Option<&Value>,
+    captured: &[(String, Global)],
+) -> Vec<(String, Global)> {
+    let mut out = captured.to_vec();
+    if let (Op::Shmctl { .. }, Some(v)) = (op, v) {
+        out.extend(effects(op, v).into_iter().filter_map(|e| match e {
+            Effect::Bind(n, g) => Some((n, g)),
+            _ => None,
+        }));
+    }
+    out
+}
+
 /// The supervisor's books: what the scenario's steps bound and made, kept
 /// from the answers it judged (no system call, no process).
 #[derive(Debug, Default)]
@@ -100,6 +122,27 @@ pub(crate) struct Books {
 }
 
 impl Books {
+    /// Process `name` was started (forked by the supervisor) as `pid`: the
+    /// name stands for it.
+    pub fn started(&mut self, name: &str, pid: i32) {
+        self.globals.insert(name.to_string(), Global::Process(pid));
+    }
+
+    /// `step` answered with `v`, whatever its answer is judged to be (a
+    /// failure, an `eventually` try that is not judged): if it is a `run`,
+    /// its program's pid is recorded, so that what its processes leave (a
+    /// segment, a daemon) is named with the step's line.
+    pub fn ran(&mut self, step: &Step, v: &Value) {
+        if !matches!(step.op, Op::Run { .. }) {
+            return;
+        }
+        for effect in effects(&step.op, v) {
+            if let Effect::Spawned(pid) = effect {
+                self.spawned.insert(pid, (step.line, step.process.clone()));
+            }
+        }
+    }
+
     /// Records what `step`, answered with `v` and judged as expected (with
     /// the names `captured` from a program's output), did; returns its
     /// effects for the process driver.
@@ -186,6 +229,23 @@ impl Books {
                 TracedSegment::Changed { old_ctime: None, .. } => {}
             }
         }
+    }
+
+    /// What to call `pid` in a report: `none` for 0, the name of a process
+    /// of the scenario, the `run` step that started it, or the bare pid.
+    pub fn pid_name(&self, pid: i32) -> String {
+        if pid == 0 {
+            return "none".into();
+        }
+        for (name, g) in &self.globals {
+            if *g == Global::Process(pid) {
+                return name.clone();
+            }
+        }
+        if let Some((line, _)) = self.spawned.get(&pid) {
+            return format!("pid {pid} (run at line {line})");
+        }
+        format!("pid {pid}")
     }
 
     /// The identities of every segment the scenario created.
@@ -276,6 +336,56 @@ mod tests {
         assert_eq!(books.attach_lines.get(&("B".to_string(), "m".to_string())), Some(&3));
         books.late_creation(Identity { shmid: 5, cpid: 2, ctime: 102 }, "A".into());
         assert_eq!(books.created.last().map(|c| c.1), Some(0));
+    }
+
+    fn output(pid: i32) -> Value {
+        Value::Output {
+            pid,
+            status: Some(1),
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: (0, 0),
+        }
+    }
+
+    #[test]
+    fn a_started_process_is_bound_and_a_run_recorded_whatever_its_verdict() {
+        let sc = parse("r.scn", "process A, B\nA: run \"false\" => status 0\nA: spawn p = \"sleep 1\"\n").unwrap();
+        let mut books = Books::default();
+        books.started("A", 10);
+        assert_eq!(books.globals.get("A"), Some(&Global::Process(10)));
+        // A `run` whose answer fails its check still names what it leaves.
+        books.ran(&sc.steps[0], &output(11));
+        assert_eq!(books.spawned.get(&11), Some(&(2, "A".to_string())));
+        // A `spawn` is recorded only once judged (by `answered`), not here.
+        books.ran(&sc.steps[1], &Value::Started(12));
+        assert!(!books.spawned.contains_key(&12));
+        books.answered(&sc.steps[1], &Value::Started(12), vec![]);
+        assert_eq!(books.spawned.get(&12), Some(&(3, "A".to_string())));
+        // And a report names them so.
+        assert_eq!(books.pid_name(10), "A");
+        assert_eq!(books.pid_name(12), "p");
+        assert_eq!(books.pid_name(11), "pid 11 (run at line 2)");
+        assert_eq!(books.pid_name(13), "pid 13");
+        assert_eq!(books.pid_name(0), "none");
+    }
+
+    #[test]
+    fn captures_and_a_shmctl_binding_are_vouched_for_in_that_order() {
+        let captured = vec![("c".to_string(), Global::Segment(3))];
+        let o = op("process A\nA: create s = private size 8\nA: shmctl t = 0 SHM_STAT_ANY\n");
+        let ctl = Value::Ctl(crate::sysv::CtlAnswer::Returned(9));
+        assert_eq!(
+            bindings_to_vouch_for(&o, Some(&ctl), &captured),
+            vec![("c".to_string(), Global::Segment(3)), ("t".to_string(), Global::Segment(9))]
+        );
+        // No value (the process ended, as expected): the captures only.
+        assert_eq!(bindings_to_vouch_for(&o, None, &captured), captured);
+        // Another step's bindings are the scenario's own by construction.
+        let o = op("process A\nA: create s = private size 8\n");
+        let id = Identity { shmid: 7, cpid: 3, ctime: 99 };
+        assert!(bindings_to_vouch_for(&o, Some(&Value::Created(id)), &[]).is_empty());
     }
 
     #[test]

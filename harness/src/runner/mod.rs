@@ -1,4 +1,51 @@
-//! The scenario runner.
+//! The scenario runner: the process driver between a checked scenario and
+//! its report.
+//!
+//! # Architecture
+//!
+//! Data flows one way, top to bottom:
+//!
+//! ```text
+//!  scenario text (.scn)
+//!       │  scenario::parse (every per-step rule in scenario/rules.rs)
+//!       ▼
+//!  checked AST (scenario::ast)
+//!       │  runner::run (this file): one supervisor process per scenario
+//!       ▼
+//!  supervisor: schedule.rs decides what runs next ◀────────────┐
+//!       │  commands over pipes (wire): chains of steps        │ events: answered, ended,
+//!       ▼                                                     │ timed out, traced
+//!  actors ── system calls ──▶ kernel ──▶ answers ─────────────┘
+//!       │  interp::judge: each answer against its expectation
+//!       ▼  interp::effects: what it bound and made, in the books
+//!  verdict + leak oracle (supervisor/teardown.rs, leaks.rs)
+//!       │
+//!       ▼
+//!  report (report::): summary, text, JSON, JUnit
+//! ```
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `runner` (this file) | the coordinator: one supervisor per scenario, at most `jobs` at once, reports in input order |
+//! | [`fork`] | the one guarded `fork`/`clone` every runner process comes from |
+//! | [`wire`] | the messages between supervisor and actors, and their framing |
+//! | [`journal`] | host mode's durable record of what each run created, and the sweep |
+//! | `host` | host isolation's policy: key translation, what host mode cannot judge, identity checks |
+//! | `supervisor/mod.rs` | the supervisor process: skip, start, the driver of the schedule, judging, the verdict |
+//! | `supervisor/event.rs` | the typed events the driver sees and the commands the scheduler gives |
+//! | `supervisor/schedule.rs` | the pure scheduler: chains, `&` groups, local and `eventually` steps, `finally` (one `handle_event`) |
+//! | `supervisor/start.rs`, `lives.rs`, `waiting.rs` | forking the actors; how processes are and ended; where the supervisor sleeps |
+//! | `supervisor/local.rs`, `finally.rs` | steps the supervisor answers, host-mode guards; `finally` steps not run |
+//! | `supervisor/teardown.rs`, `leaks.rs` | ending every process, the leak oracle, removal by identity |
+//! | `supervisor/describe.rs`, `needs.rs`, `procs.rs`, `hugepages.rs` | transcript text; `needs` lines; reaping and killing; huge page pools |
+//! | `actor/*` | the actor process: performs steps by family (segment, memory, mapping, control, process), runs and traces programs |
+//! | [`crate::scenario`] | text ⇄ AST: lexer, parser, printer, and every per-step rule (`rules.rs`) |
+//! | [`crate::interp`] | pure rules, no system call: values, effects and the books, judging answers and output |
+//! | [`crate::report`] | summary, text, JSON and JUnit reports |
+//! | [`crate::sysv`] | the only home of `libc::shm*` |
+//! | [`crate::trace`] | ptrace + seccomp tracer for programs in host isolation |
+//!
+//! # Processes
 //!
 //! Process tree of a run:
 //!
@@ -18,8 +65,6 @@
 //! without the risk of a lock held by a thread that did not survive the fork.
 //! A multi-threaded program such as `cargo test` runs scenarios through the
 //! `shm-harness` binary instead.
-
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
 
 mod actor;
 pub mod fork;
@@ -201,16 +246,7 @@ pub fn run(
     }
     fork::prepare_heap();
     let root = nix::unistd::Uid::effective().is_root();
-    let state = journal::state_dir();
-    if let Ok(dir) = &state {
-        let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
-    }
-    let journal = if isolation == Isolation::Host {
-        let dir = state?;
-        Some(journal::Journal::create(&dir)?)
-    } else {
-        None
-    };
+    let journal = open_journal(isolation)?;
     // The supervisors' view of this process: its hang-up is our death.
     let (life_r, life_w) = pipe2(OFlag::O_CLOEXEC).map_err(|errno| RunError::Sys { call: "pipe2", errno })?;
     let sopts = ScenarioOptions {
@@ -236,33 +272,8 @@ pub fn run(
             running.push(spawn_supervisor(&scenarios[next], next, &sopts)?);
             next += 1;
         }
-        let free = jobs.saturating_sub(running.iter().filter(|r| r.gate.is_none()).count());
-        // Huge page pools are the machine's: two scenarios that need one
-        // never run at once (one would see the other's pages in `meminfo`).
-        let huge = |r: &Running| scenarios[r.index].needs.hugepages.is_some();
-        let mut huge_running = running.iter().any(|r| r.gate.is_none() && huge(r));
-        for r in running.iter_mut().filter(|r| r.gate.is_some()).take(free) {
-            if huge(r) {
-                if huge_running {
-                    continue;
-                }
-                huge_running = true;
-            }
-            r.release();
-        }
-        // Wait for any supervisor to report (or its deadline).
-        let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
-        let wait = soonest.saturating_duration_since(Instant::now());
-        let ms = u16::try_from(wait.as_millis().min(10_000)).unwrap_or(10_000);
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd> =
-                running.iter().map(|r| PollFd::new(r.report.as_fd(), PollFlags::POLLIN)).collect();
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(errno) => return Err(RunError::Sys { call: "poll", errno }),
-            }
-            fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect()
-        };
+        release(&mut running, jobs, scenarios);
+        let ready = poll_reports(&running)?;
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
@@ -286,6 +297,52 @@ pub fn run(
         j.finish();
     }
     Ok(reports.into_iter().map(|r| r.expect("every scenario reported")).collect())
+}
+
+/// Sweeps what dead host-mode runs left (said on stderr), and in host
+/// isolation opens this run's journal.
+fn open_journal(isolation: Isolation) -> Result<Option<journal::Journal>, RunError> {
+    let state = journal::state_dir();
+    if let Ok(dir) = &state {
+        let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
+    }
+    if isolation != Isolation::Host {
+        return Ok(None);
+    }
+    let dir = state?;
+    Ok(Some(journal::Journal::create(&dir)?))
+}
+
+/// Releases prepared supervisors while fewer than `jobs` run their steps.
+/// Huge page pools are the machine's: two scenarios that need one never
+/// run at once (one would see the other's pages in `meminfo`).
+fn release(running: &mut [Running], jobs: usize, scenarios: &[Scenario]) {
+    let free = jobs.saturating_sub(running.iter().filter(|r| r.gate.is_none()).count());
+    let huge = |r: &Running| scenarios[r.index].needs.hugepages.is_some();
+    let mut huge_running = running.iter().any(|r| r.gate.is_none() && huge(r));
+    for r in running.iter_mut().filter(|r| r.gate.is_some()).take(free) {
+        if huge(r) {
+            if huge_running {
+                continue;
+            }
+            huge_running = true;
+        }
+        r.release();
+    }
+}
+
+/// Waits for any supervisor to report (or the soonest deadline, 10 s at
+/// most); which ones did.
+fn poll_reports(running: &[Running]) -> Result<Vec<bool>, RunError> {
+    let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
+    let wait = soonest.saturating_duration_since(Instant::now());
+    let ms = u16::try_from(wait.as_millis().min(10_000)).unwrap_or(10_000);
+    let mut fds: Vec<PollFd> = running.iter().map(|r| PollFd::new(r.report.as_fd(), PollFlags::POLLIN)).collect();
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(errno) => return Err(RunError::Sys { call: "poll", errno }),
+    }
+    Ok(fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect())
 }
 
 fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> ScenarioReport {
@@ -320,13 +377,11 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
     let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
-    let report_fd = w.as_raw_fd();
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);
-        // SAFETY: the report pipe's write end is kept open in this process.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(report_fd) };
-        let failed = send(fd, &report).is_err();
+        // The report pipe's write end, kept open in this process (`keep`).
+        let failed = send(w.as_fd(), &report).is_err();
         // Reported: what is left is the exit (in namespace mode the kernel
         // taking the PID namespace down); `ps` shows it as such.
         fork::set_name("shm-sup-end");

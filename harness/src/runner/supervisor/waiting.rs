@@ -1,57 +1,154 @@
-//! `eventually D:` steps: the supervisor repeats one step until it answers
-//! as expected or D has passed, and judges only the last answer.
+//! Where the supervisor sleeps: until its turn comes, until an answer (or
+//! a process's end, or the coordinator's death) is news, and between the
+//! tries of an `eventually` step. Each wait ends in an event for the
+//! scheduler (see [`super::event`]).
 
-#![allow(unsafe_code)] // opts in: fork, exec and raw file descriptors
+#![allow(unsafe_code)] // opts in: raw file descriptors of the coordinator's pipes
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::interp::judge::StepResult;
+use crate::runner::supervisor::event::Event;
 use crate::runner::supervisor::{Abort, Supervisor};
-use crate::runner::wire::Run;
+use crate::runner::wire::{recv, FromActor, WireError};
 
 impl Supervisor<'_> {
-    /// Runs `eventually D:` step `i` until it answers as expected or D has
-    /// passed (10 ms between tries, doubling up to 100 ms); only the last
-    /// answer is judged, shown with the number of tries. A process that
-    /// ended or did not answer within the step timeout is not tried again.
-    pub(super) fn eventually(&mut self, i: usize, limit: Duration) -> Result<(), Abort> {
-        let step = &self.sc.steps[i];
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(10);
-        let mut tries = 0u32;
+    /// A prepared supervisor waits here, actors forked, until the
+    /// coordinator releases it (closes the gate's write end).
+    ///
+    /// # Errors
+    /// The coordinator is gone (its life pipe hung up).
+    pub(super) fn wait_for_turn(&mut self) -> Result<(), Abort> {
+        let Some(gate) = self.opts.gate else { return Ok(()) };
         loop {
-            tries += 1;
-            let result = if step.op.is_local() {
-                self.local_step(step)?
-            } else {
-                self.guard(step)?;
-                self.send_chain(vec![Run { process: step.process.clone(), from: i, to: i + 1 }], step)?;
-                self.await_answer(i, std::slice::from_ref(&step.process))?
-            };
-            self.note_program(step, &result);
-            let settled = !matches!(result, StepResult::Answered(_)) || self.check(step, &result).is_ok();
-            if settled || started.elapsed() + pause > limit {
-                return self.record_tries(step, result, Some((tries, started.elapsed())));
+            // SAFETY: the gate's read end and the coordinator's life pipe stay
+            // open in this process for its whole life.
+            let gate_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(gate) };
+            // SAFETY: as above, the coordinator's life pipe stays open.
+            let coord = self.opts.coordinator.map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+            let mut fds = vec![PollFd::new(gate_fd, PollFlags::POLLIN)];
+            if let Some(c) = coord {
+                fds.push(PollFd::new(c, PollFlags::POLLIN));
             }
-            // Still bounded by the coordinator: its death ends the wait.
-            let coordinator_gone = self.opts.coordinator.is_some_and(|fd| {
-                // SAFETY: the coordinator's life pipe stays open in this process for its whole life.
-                let c = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let mut fds = [PollFd::new(c, PollFlags::POLLIN)];
-                let ms = u16::try_from(pause.as_millis()).unwrap_or(100);
-                let _ = poll(&mut fds, PollTimeout::from(ms));
-                fds[0].revents().is_some_and(|r| !r.is_empty())
-            });
-            if self.opts.coordinator.is_none() {
-                std::thread::sleep(pause);
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Abort::Harness(format!("poll (waiting for its turn): {e}"))),
             }
-            if coordinator_gone {
+            // The coordinator's death also closes the gate: look at it first.
+            if coord.is_some() && fds[1].revents().is_some_and(|r| !r.is_empty()) {
                 return Err(Abort::Orphaned);
             }
-            self.reap_ended();
-            pause = (pause * 2).min(Duration::from_millis(100));
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                return Ok(());
+            }
         }
+    }
+
+    /// Waits (until `deadline`, or one step timeout from now) for the
+    /// answer to step `k`, sleeping on the answer pipes of `involved`: the
+    /// answer, the end of its process, the timeout, or segments a traced
+    /// program reported meanwhile (then the wait goes on after the books
+    /// took them, with the same deadline).
+    ///
+    /// # Errors
+    /// An actor panicked, cannot vouch for what happened, answered out of
+    /// turn, or its pipe broke; the coordinator is gone.
+    pub(super) fn await_answer(
+        &mut self,
+        k: usize,
+        involved: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Event, Abort> {
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + self.timeout());
+        let step = &self.sc.steps[k];
+        loop {
+            let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(Duration::ZERO));
+            return Ok(match answer {
+                Ok(FromActor::Done(outcome)) => Event::Answered { step: k, outcome },
+                Ok(FromActor::Panic(message)) => return Err(Abort::Harness(format!("line {}: {message}", step.line))),
+                // Journaled by the actor already; the books take them next.
+                Ok(FromActor::Traced(segments)) => Event::Traced { step: k, segments, deadline },
+                Ok(FromActor::Harness(why)) => return Err(Abort::Harness(why)),
+                Ok(other) => {
+                    return Err(Abort::Harness(format!(
+                        "line {}: {} answered out of turn: {other:?}",
+                        step.line, step.process
+                    )))
+                }
+                Err(WireError::Closed) => Event::Ended { step: k, ending: self.ending_of(&step.process) },
+                Err(WireError::Timeout) if Instant::now() < deadline => {
+                    self.wait_for_news(involved, deadline)?;
+                    continue;
+                }
+                Err(WireError::Timeout) => {
+                    Event::TimedOut { step: k, state: self.state_of(&step.process, self.timeout()) }
+                }
+                Err(m) => {
+                    return Err(Abort::Harness(format!("line {}: reading {}'s answer: {m}", step.line, step.process)))
+                }
+            });
+        }
+    }
+
+    /// Sleeps until a chain ends (an actor's token), an answer arrives, a
+    /// process of it dies (its answer pipe hangs up), or the deadline; reaps
+    /// whatever child ended meanwhile (orphans included: no zombie stays).
+    ///
+    /// # Errors
+    /// The coordinator is gone (its life pipe hung up).
+    fn wait_for_news(&mut self, involved: &[String], deadline: Instant) -> Result<(), Abort> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Wake at least every 20 ms to reap orphans as they die.
+        let ms = u16::try_from(left.as_millis().min(20)).unwrap_or(20);
+        let mut fds = vec![PollFd::new(self.done_r.as_fd(), PollFlags::POLLIN)];
+        // SAFETY: the coordinator's life pipe stays open in this process for its whole life.
+        let coord = self.opts.coordinator.map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        if let Some(c) = coord {
+            fds.push(PollFd::new(c, PollFlags::POLLIN));
+        }
+        for name in involved {
+            let p = &self.procs[name];
+            if p.ending.is_none() {
+                // An answer, or a hang-up (the process died).
+                fds.push(PollFd::new(p.ans_r.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+        let coordinator_gone = coord.is_some() && fds[1].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        // Drain the end-of-chain tokens; answers are read by `await_answer`.
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+        self.reap_ended();
+        if coordinator_gone {
+            return Err(Abort::Orphaned);
+        }
+        Ok(())
+    }
+
+    /// The pause between two tries of an `eventually` step, still bounded
+    /// by the coordinator: its death ends the wait.
+    ///
+    /// # Errors
+    /// The coordinator is gone.
+    pub(super) fn pause(&mut self, pause: Duration) -> Result<(), Abort> {
+        let coordinator_gone = self.opts.coordinator.is_some_and(|fd| {
+            // SAFETY: the coordinator's life pipe stays open in this process for its whole life.
+            let c = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let mut fds = [PollFd::new(c, PollFlags::POLLIN)];
+            let ms = u16::try_from(pause.as_millis()).unwrap_or(100);
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+            fds[0].revents().is_some_and(|r| !r.is_empty())
+        });
+        if self.opts.coordinator.is_none() {
+            std::thread::sleep(pause);
+        }
+        if coordinator_gone {
+            return Err(Abort::Orphaned);
+        }
+        self.reap_ended();
+        Ok(())
     }
 }
