@@ -11,17 +11,7 @@ use rusty_fork::rusty_fork_test;
 #[macro_use]
 mod common;
 
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(args).current_dir(dir).output().expect("run shm-harness")
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::{harness, text, write};
 
 #[test]
 fn malformed_scenarios_get_file_line_col_and_status_2() {

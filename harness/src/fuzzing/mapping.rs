@@ -28,6 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use arbitrary::Arbitrary;
 
+use crate::sysv::planted;
 use crate::sysv::{self, AttachFlags, Attachment, Errno, Protection};
 
 use super::world::{Att, World};
@@ -340,16 +341,7 @@ fn unmap(w: &mut World, att: u8, first: u8, pages: u8) {
     let base = w.atts[i].att.as_ptr() as usize;
     // Splits open pieces, the unmap closes them: net after - before, and
     // the caller is the last to touch the segment if anything was mapped.
-    #[cfg(feature = "planted-bugs")]
-    let planted = after == 0 && crate::sysv::planted::active("model-unmap-keeps-nattch");
-    #[cfg(not(feature = "planted-bugs"))]
-    let planted = false;
-    if planted {
-        // The planted model bug: a whole unmap is not a detach.
-        apply(w, id, before, before, touched);
-    } else {
-        apply(w, id, before, after, touched);
-    }
+    apply(w, id, before, planted::unmap_nattch(before, after), touched);
     if after == 0 {
         let mut a = w.atts.remove(i);
         a.att.forget_all();

@@ -4,27 +4,10 @@
 //! `eventually`'s failure text; `needs` skips; recursive `run DIR`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(args).current_dir(dir).output().expect("run shm-harness")
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn all(o: &Output) -> String {
-    text(&o.stdout) + &text(&o.stderr)
-}
+mod common;
+use common::{all, harness, text, write};
 
 /// One case per misuse class: the input and the error it must give.
 #[test]
