@@ -126,7 +126,7 @@ fn segment_ids() -> Vec<i32> {
 }
 
 fn harness_in(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+    Command::new(common::bin())
         .args(args)
         .current_dir(dir)
         .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
@@ -181,7 +181,7 @@ rusty_fork_test! {
             assert!(s.contains("FAIL fake.scn") && s.contains("`s` captured shmid 2147483000, which is not a segment this scenario's processes created"), "{s}");
             assert!(!s.contains("shmctl(2147483000, IPC_RMID)"), "{s}");
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        let out = Command::new(common::bin())
             .args(["run", "--isolation", "host", "fake.scn"])
             .current_dir(dir.path())
             .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
@@ -210,7 +210,7 @@ rusty_fork_test! {
             "slow.scn",
             "timeout 60s\nprocess A, B\nA: create big = private size 64M\nA: attach w = big\nA: write w 0 pattern \"ab\" 64M\nA: detach w\nA: rm big\nA: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: detach m\nA: rm s\nA: rm p\n",
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        let mut child = Command::new(common::bin())
             .args(["run", "--isolation", "host", "slow.scn"])
             .current_dir(dir.path())
             .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))

@@ -348,7 +348,7 @@ fn an_unreadable_folder_is_an_error_naming_it() {
         std::fs::set_permissions(dir.path().join("t/x"), std::os::unix::fs::PermissionsExt::from_mode(0o300)).unwrap();
         let out = Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_shm-harness"))
+            .arg(common::bin())
             .args(["check", "t"])
             .current_dir(dir.path())
             .output();

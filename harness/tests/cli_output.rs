@@ -416,7 +416,7 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
     };
     let host = |dir: &Path, args: &[&str]| -> Output {
         let mut all: Vec<&str> = prefix.clone();
-        all.push(env!("CARGO_BIN_EXE_shm-harness"));
+        all.push(common::bin());
         all.extend_from_slice(args);
         let mut c = Command::new(all[0]);
         c.args(&all[1..]).current_dir(dir).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
@@ -486,7 +486,7 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
-    let bin = env!("CARGO_BIN_EXE_shm-harness");
+    let bin = common::bin();
     let root = nix::unistd::Uid::effective().is_root();
     let lock = if root { "A: lock k1\n" } else { "" };
     // As root, a segment handed to a uid and gid without names: lsipc shows

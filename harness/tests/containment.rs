@@ -183,7 +183,7 @@ if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "
             );
             std::fs::write(dir.path().join("recycle.scn"), steps).unwrap();
             let out = Command::new("unshare")
-                .args(["-p", "-f", "--mount-proc", "bash", "-c", script, env!("CARGO_BIN_EXE_shm-harness")])
+                .args(["-p", "-f", "--mount-proc", "bash", "-c", script, common::bin()])
                 .current_dir(dir.path())
                 .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
                 .env_remove("SHM_HARNESS_NO_TRACE")
