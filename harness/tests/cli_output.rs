@@ -473,6 +473,32 @@ fn private_ipc_prefix() -> Result<Vec<&'static str>, String> {
     }
 }
 
+/// A number that is neither a user's nor a group's uid/gid here.
+fn nameless_id() -> u32 {
+    (40_000..60_000u32)
+        .find(|&id| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
+                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
+        })
+        .unwrap()
+}
+
+/// The rows of an `ls --json`/`lsipc -J` document at `path`, each field as
+/// text (lsipc's JSON quotes numbers in some versions).
+fn rows_as_text(path: &Path) -> Vec<Vec<(String, String)>> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let field = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    v["sharedmemory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_object().unwrap().iter().map(|(k, v)| (k.clone(), field(v))).collect())
+        .collect()
+}
+
 /// `ls --json -o COLUMNS` and `lsipc -m -J -b --time-format=iso -o COLUMNS`
 /// run side by side by a scenario (in namespace isolation) while it holds a
 /// keyed segment, an attached and removed one (`dest`), and as root a locked
@@ -491,12 +517,7 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let lock = if root { "A: lock k1\n" } else { "" };
     // As root, a segment handed to a uid and gid without names: lsipc shows
     // the numbers under OWNER but leaves USER and GROUP empty (null).
-    let nameless = (40_000..60_000u32)
-        .find(|&id| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
-                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
-        })
-        .unwrap();
+    let nameless = nameless_id();
     let chowned = if root {
         format!("A: create k2 = 0x5152 size 200 mode 0604 excl\nA: set k2 uid {nameless} gid {nameless}\n")
     } else {
@@ -517,30 +538,7 @@ A: detach m\nA: rm k1\n{rm_chowned}"
         return;
     }
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
-    // Compared as text: lsipc's JSON quotes numbers in some versions.
-    let norm = |name: &str| -> Vec<Vec<(String, String)>> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap();
-        v["sharedmemory"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            match v {
-                                serde_json::Value::String(s) => s.clone(),
-                                v => v.to_string(),
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
-    };
+    let norm = |name: &str| rows_as_text(&dir.path().join(name));
     let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
     assert_eq!(theirs.len(), if root { 3 } else { 2 }, "{theirs:?}");
     assert_eq!(ours, theirs);
