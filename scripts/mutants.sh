@@ -17,7 +17,8 @@
 # tests/planted_bugs.rs); the rest of the crate reaches it through calls
 # without operators of their own.
 #
-# --ci-shard: shard K of MUTANTS_SHARDS (default 12; K random unless
+# --ci-shard: shard K of MUTANTS_SHARDS (default 48, about 11 mutants, each a rebuild of the
+# workspace's tests and a run of them: under 5 minutes on two idle cores; K random unless
 # MUTANTS_SHARD is set, and printed so that a failure can be replayed), in
 # place (the tree's own target/, warm after `cargo test --workspace`; the
 # sources are restored after each mutant). Mutants that time out are run
@@ -84,7 +85,7 @@ judge_status() {
   esac
 }
 
-shards=${MUTANTS_SHARDS:-12}
+shards=${MUTANTS_SHARDS:-48}
 shard=${MUTANTS_SHARD:-$((RANDOM % shards))}
 timeout=${MUTANTS_TIMEOUT:-240}
 out=target/mutants-ci
