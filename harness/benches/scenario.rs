@@ -143,6 +143,45 @@ fn per_run(total: Duration, n: usize) -> f64 {
     total.as_secs_f64() * 1e3 / n as f64
 }
 
+/// The time of `runs` calls of `f` after a warm-up, in a child: the
+/// baseline moves its process into fresh namespaces, so the harness's own
+/// runs start from the original namespace.
+fn baseline(f: &dyn Fn(), runs: usize) -> Duration {
+    let (r, w) = pipe().unwrap();
+    let pid = child(|| {
+        for _ in 0..runs.min(20) {
+            f(); // warm-up
+        }
+        let t = Instant::now();
+        for _ in 0..runs {
+            f();
+        }
+        let ns = t.elapsed().as_nanos() as u64;
+        // SAFETY: writing 8 bytes from a local.
+        unsafe { libc::write(w.as_raw_fd(), ns.to_le_bytes().as_ptr().cast(), 8) };
+    });
+    let mut buf = [0u8; 8];
+    // SAFETY: reading 8 bytes into a local.
+    unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    waitpid(pid, None).unwrap();
+    Duration::from_nanos(u64::from_le_bytes(buf))
+}
+
+/// The time of `runs` runs of the scenario `text` by the harness (one job,
+/// namespace isolation), after a warm-up; every run must pass.
+fn harness(text: &str, runs: usize) -> Duration {
+    let sc = scenario::parse("bench.scn", text).unwrap();
+    let many: Vec<_> = std::iter::repeat_n(sc, runs).collect();
+    let opts = RunOptions { jobs: 1, ..RunOptions::default() };
+    let warm = runner::run(&many[..runs.min(20)], &opts, Isolation::Namespace, |_| {}).unwrap();
+    assert!(warm.iter().all(|r| r.status == Status::Pass), "{}", warm[0].failure_text());
+    let t = Instant::now();
+    let reports = runner::run(&many, &opts, Isolation::Namespace, |_| {}).unwrap();
+    let took = t.elapsed();
+    assert!(reports.iter().all(|r| r.status == Status::Pass), "{}", reports[0].failure_text());
+    took
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("scenario: bench");
@@ -157,41 +196,6 @@ fn main() {
     let keyfile = dir.path().join("keyfile");
     std::fs::write(&keyfile, b"").unwrap();
     let ckey = CString::new(keyfile.to_str().unwrap()).unwrap();
-
-    // The baseline moves this process into fresh namespaces: measure it in a
-    // child so the harness's own runs start from the original namespace.
-    let baseline = |f: &dyn Fn(), runs: usize| -> Duration {
-        let (r, w) = pipe().unwrap();
-        let pid = child(|| {
-            for _ in 0..runs.min(20) {
-                f(); // warm-up
-            }
-            let t = Instant::now();
-            for _ in 0..runs {
-                f();
-            }
-            let ns = t.elapsed().as_nanos() as u64;
-            // SAFETY: writing 8 bytes from a local.
-            unsafe { libc::write(w.as_raw_fd(), ns.to_le_bytes().as_ptr().cast(), 8) };
-        });
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into a local.
-        unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        waitpid(pid, None).unwrap();
-        Duration::from_nanos(u64::from_le_bytes(buf))
-    };
-    let harness = |text: &str, runs: usize| -> Duration {
-        let sc = scenario::parse("bench.scn", text).unwrap();
-        let many: Vec<_> = std::iter::repeat_n(sc, runs).collect();
-        let opts = RunOptions { jobs: 1, ..RunOptions::default() };
-        let warm = runner::run(&many[..runs.min(20)], &opts, Isolation::Namespace, |_| {}).unwrap();
-        assert!(warm.iter().all(|r| r.status == Status::Pass), "{}", warm[0].failure_text());
-        let t = Instant::now();
-        let reports = runner::run(&many, &opts, Isolation::Namespace, |_| {}).unwrap();
-        let took = t.elapsed();
-        assert!(reports.iter().all(|r| r.status == Status::Pass), "{}", reports[0].failure_text());
-        took
-    };
 
     // The machine is shared: alternate the two in rounds and keep each one's
     // best round, so a burst of someone else's load lands on neither alone.

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
 
+use crate::sysv::planted::{self, Bug};
 use crate::sysv::{self, Sysctl};
 
 /// Why a private IPC namespace could not be entered.
@@ -114,8 +115,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// - [Linux `ipc_namespaces(7)`](https://man7.org/linux/man-pages/man7/ipc_namespaces.7.html)
 #[doc(alias = "unshare")]
 pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
-    #[cfg(feature = "planted-bugs")]
-    if crate::sysv::planted::active("no-ipc-namespace") {
+    if planted::active(Bug::NoIpcNamespace) {
         return Err(NamespaceError {
             call: "unshare(CLONE_NEWIPC)".into(),
             errno: Errno::EPERM,

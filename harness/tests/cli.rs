@@ -11,17 +11,7 @@ use rusty_fork::rusty_fork_test;
 #[macro_use]
 mod common;
 
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(args).current_dir(dir).output().expect("run shm-harness")
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::{harness, text, write};
 
 #[test]
 fn malformed_scenarios_get_file_line_col_and_status_2() {
@@ -136,7 +126,7 @@ fn segment_ids() -> Vec<i32> {
 }
 
 fn harness_in(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+    Command::new(common::bin())
         .args(args)
         .current_dir(dir)
         .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
@@ -191,7 +181,7 @@ rusty_fork_test! {
             assert!(s.contains("FAIL fake.scn") && s.contains("`s` captured shmid 2147483000, which is not a segment this scenario's processes created"), "{s}");
             assert!(!s.contains("shmctl(2147483000, IPC_RMID)"), "{s}");
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        let out = Command::new(common::bin())
             .args(["run", "--isolation", "host", "fake.scn"])
             .current_dir(dir.path())
             .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
@@ -220,7 +210,7 @@ rusty_fork_test! {
             "slow.scn",
             "timeout 60s\nprocess A, B\nA: create big = private size 64M\nA: attach w = big\nA: write w 0 pattern \"ab\" 64M\nA: detach w\nA: rm big\nA: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: detach m\nA: rm s\nA: rm p\n",
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
+        let mut child = Command::new(common::bin())
             .args(["run", "--isolation", "host", "slow.scn"])
             .current_dir(dir.path())
             .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))

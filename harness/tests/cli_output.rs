@@ -11,28 +11,13 @@ use std::time::{Duration, SystemTime};
 use shm_harness::report::{render_junit, Entry, Leak, RunInfo, StepFailure};
 use shm_harness::runner::{Isolation, ScenarioReport, Status};
 
+mod common;
+use common::{all, command, harness, text};
+
 const PASS: &str = "process A\nA: create s = private size 100\nA: rm s\n";
 const WRONG: &str = "process A, B\nA: create s = private size 100\nA: attach w = s\nA: write w 0 \"hello\"\n\
 B: attach m = s\nB: read m 0 5 => \"hellp\"\nB: detach m\nA: detach w\nA: rm s\n";
 const NEEDS_ROOT_AND_NS: &str = "needs root, namespace\nprocess A\nA: segments => 0\n";
-
-fn harness() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shm-harness"));
-    c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").env_remove("CLICOLOR");
-    c
-}
-
-fn run_in(dir: &Path, args: &[&str]) -> Output {
-    harness().args(args).current_dir(dir).output().expect("run shm-harness")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn all(o: &Output) -> String {
-    text(&o.stdout) + &text(&o.stderr)
-}
 
 /// A folder with the given scenario files.
 fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -49,16 +34,16 @@ fn suite(files: &[(&str, &str)]) -> tempfile::TempDir {
 fn no_files_and_unreadable_files_are_errors_that_name_them() {
     let dir = suite(&[("p.scn", PASS), ("empty/README.md", "not a scenario")]);
     for verb in ["check", "run"] {
-        let out = run_in(dir.path(), &[verb, "empty"]);
+        let out = harness(&[verb, "empty"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
         assert!(text(&out.stderr).contains("no scenario file (.scn) in empty"), "{verb}: {}", all(&out));
         // A file the kernel refuses to read: named, without a position.
-        let out = run_in(dir.path(), &[verb, "/proc/self/clear_refs"]);
+        let out = harness(&[verb, "/proc/self/clear_refs"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{verb}: {}", all(&out));
         assert!(all(&out).contains("/proc/self/clear_refs: cannot read the file: "), "{verb}: {}", all(&out));
         assert!(!all(&out).contains(":0:0"), "{verb}: {}", all(&out));
     }
-    let out = run_in(dir.path(), &["run", "--filter", "zzz", "."]);
+    let out = harness(&["run", "--filter", "zzz", "."], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(
         text(&out.stderr).contains("no scenario file (.scn) in . has `zzz` in its path (--filter)"),
@@ -71,21 +56,21 @@ fn no_files_and_unreadable_files_are_errors_that_name_them() {
 fn check_and_list_count_in_words() {
     let one = "process A\nA: segments => 0\n";
     let dir = suite(&[("one.scn", one), ("p.scn", PASS)]);
-    let out = run_in(dir.path(), &["check", "one.scn", "p.scn"]);
+    let out = harness(&["check", "one.scn", "p.scn"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     assert_eq!(text(&out.stdout), "ok    one.scn (1 process, 1 step)\nok    p.scn (1 process, 2 steps)\n");
-    let out = run_in(dir.path(), &["run", "--list", "-v", "one.scn"]);
+    let out = harness(&["run", "--list", "-v", "one.scn"], dir.path());
     assert_eq!(text(&out.stdout), "one.scn (1 process, 1 step)\n", "{}", all(&out));
 }
 
 #[test]
 fn jobs_zero_and_timeout_zero_are_usage_errors() {
     let dir = suite(&[("p.scn", PASS)]);
-    let out = run_in(dir.path(), &["run", "--jobs", "0", "p.scn"]);
+    let out = harness(&["run", "--jobs", "0", "p.scn"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(text(&out.stderr).contains("--jobs must be at least 1"), "{}", all(&out));
     for t in ["0", "0ms", "0s"] {
-        let out = run_in(dir.path(), &["run", "--timeout", t, "p.scn"]);
+        let out = harness(&["run", "--timeout", t, "p.scn"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(text(&out.stderr).contains("the timeout must be above 0"), "{t}: {}", all(&out));
     }
@@ -96,25 +81,25 @@ fn jobs_zero_and_timeout_zero_are_usage_errors() {
     ] {
         let args: Vec<&str> =
             if t.starts_with("--") { vec!["run", t, "p.scn"] } else { vec!["run", "--timeout", t, "p.scn"] };
-        let out = run_in(dir.path(), &args);
+        let out = harness(&args, dir.path());
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(text(&out.stderr).contains(says), "{t}: {}", all(&out));
     }
-    let out = run_in(dir.path(), &["run", "--jobs", "lots", "p.scn"]);
+    let out = harness(&["run", "--jobs", "lots", "p.scn"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(text(&out.stderr).contains("expected a whole number from 1 to 256"), "{}", all(&out));
     // The control: a good value runs.
-    let out = run_in(dir.path(), &["run", "--jobs", "1", "--timeout", "5s", "p.scn"]);
+    let out = harness(&["run", "--jobs", "1", "--timeout", "5s", "p.scn"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
 }
 
 #[test]
 fn huge_jobs_are_capped_and_said_so() {
     let dir = suite(&[("p.scn", PASS)]);
-    let out = run_in(dir.path(), &["run", "--jobs", "100000", "p.scn"]);
+    let out = harness(&["run", "--jobs", "100000", "p.scn"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     assert!(text(&out.stdout).contains("note: --jobs 100000 capped to 256"), "{}", all(&out));
-    let out = run_in(dir.path(), &["run", "--jobs", "256", "p.scn"]);
+    let out = harness(&["run", "--jobs", "256", "p.scn"], dir.path());
     assert!(!all(&out).contains("capped"), "{}", all(&out));
 }
 
@@ -123,7 +108,7 @@ fn non_utf8_input_is_reported_at_its_byte_offset() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.scn"), b"process A\nA: \xc3\xa9\xff segments => 0\n").unwrap();
     for verb in ["check", "run"] {
-        let out = run_in(dir.path(), &[verb, "bad.scn"]);
+        let out = harness(&[verb, "bad.scn"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(all(&out).contains("bad.scn:2:5: not UTF-8: byte 0xff at byte offset 15"), "{verb}: {}", all(&out));
     }
@@ -133,7 +118,7 @@ fn non_utf8_input_is_reported_at_its_byte_offset() {
 fn the_report_file_is_opened_before_anything_runs() {
     let dir = suite(&[("p.scn", PASS)]);
     for (output, why) in [("missing/dir/r.xml", "No such file or directory"), (".", "Is a directory")] {
-        let out = run_in(dir.path(), &["run", "--format", "junit", "--output", output, "p.scn"]);
+        let out = harness(&["run", "--format", "junit", "--output", output, "p.scn"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         let s = all(&out);
         assert!(s.contains(&format!("cannot create the report file {output}")) && s.contains(why), "{s}");
@@ -144,7 +129,7 @@ fn the_report_file_is_opened_before_anything_runs() {
         let ro = dir.path().join("ro.xml");
         std::fs::write(&ro, "old").unwrap();
         std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
-        let out = run_in(dir.path(), &["run", "--output", "ro.xml", "p.scn"]);
+        let out = harness(&["run", "--output", "ro.xml", "p.scn"], dir.path());
         assert_eq!(out.status.code(), Some(2), "{}", all(&out));
         assert!(all(&out).contains("Permission denied") && !all(&out).contains("PASS"), "{}", all(&out));
     }
@@ -155,7 +140,7 @@ fn every_format_writes_to_the_output_file() {
     let dir = suite(&[("p.scn", PASS), ("w.scn", WRONG)]);
     std::fs::write(dir.path().join("stale"), "a stale report from before").unwrap();
     for (format, marker) in [("text", "Summary 2 scenarios"), ("json", "\"version\": 1"), ("junit", "<testsuites")] {
-        let out = run_in(dir.path(), &["run", "--format", format, "--output", "stale", "."]);
+        let out = harness(&["run", "--format", format, "--output", "stale", "."], dir.path());
         assert_eq!(out.status.code(), Some(1), "{format}: {}", all(&out));
         let written = std::fs::read_to_string(dir.path().join("stale")).unwrap();
         assert!(written.contains(marker) && !written.contains("stale report"), "{format}: {written}");
@@ -170,8 +155,7 @@ fn every_format_writes_to_the_output_file() {
 
 /// Spawns `args` with stdout a pipe whose reader is gone after `keep` lines.
 fn closed_pipe(dir: &Path, args: &[&str], keep: usize) -> std::process::ExitStatus {
-    let mut child =
-        harness().args(args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command(args, dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     for _ in 0..keep {
@@ -216,9 +200,7 @@ fn a_closed_progress_pipe_does_not_cost_the_document_on_stdout() {
     let files: Vec<(&str, &str)> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
     let dir = suite(&files);
     let doc = std::fs::File::create(dir.path().join("doc.json")).unwrap();
-    let mut child = harness()
-        .args(["run", "--jobs", "1", "--format", "json", "."])
-        .current_dir(dir.path())
+    let mut child = command(&["run", "--jobs", "1", "--format", "json", "."], dir.path())
         .stdout(doc)
         .stderr(Stdio::piped())
         .spawn()
@@ -239,29 +221,23 @@ fn a_closed_progress_pipe_does_not_cost_the_document_on_stdout() {
 fn colour_follows_the_flag_and_no_color() {
     let dir = suite(&[("p.scn", PASS)]);
     let green_pass = "\u{1b}[1m\u{1b}[32mPASS";
-    let out = run_in(dir.path(), &["run", "--color", "always", "p.scn"]);
+    let out = harness(&["run", "--color", "always", "p.scn"], dir.path());
     assert!(text(&out.stdout).contains(green_pass), "{:?}", text(&out.stdout));
-    let out = run_in(dir.path(), &["run", "--color", "never", "p.scn"]);
+    let out = harness(&["run", "--color", "never", "p.scn"], dir.path());
     assert!(!text(&out.stdout).contains('\u{1b}'), "{:?}", text(&out.stdout));
     // auto: not a terminal here, so no colour, unless forced; NO_COLOR beats the force.
-    let out = run_in(dir.path(), &["run", "p.scn"]);
+    let out = harness(&["run", "p.scn"], dir.path());
     assert!(!text(&out.stdout).contains('\u{1b}'), "{:?}", text(&out.stdout));
-    let out = harness().args(["run", "p.scn"]).current_dir(dir.path()).env("CLICOLOR_FORCE", "1").output().unwrap();
+    let out = command(&["run", "p.scn"], dir.path()).env("CLICOLOR_FORCE", "1").output().unwrap();
     assert!(text(&out.stdout).contains(green_pass), "{:?}", text(&out.stdout));
-    let out = harness()
-        .args(["run", "p.scn"])
-        .current_dir(dir.path())
-        .env("CLICOLOR_FORCE", "1")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = command(&["run", "p.scn"], dir.path()).env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1").output().unwrap();
     assert!(!text(&out.stdout).contains('\u{1b}'), "{:?}", text(&out.stdout));
 }
 
 #[test]
 fn json_has_version_duration_and_isolation() {
     let dir = suite(&[("a.scn", PASS), ("b.scn", WRONG)]);
-    let out = run_in(dir.path(), &["run", "--format", "json", "."]);
+    let out = harness(&["run", "--format", "json", "."], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(doc["version"], 1);
@@ -278,13 +254,13 @@ fn json_has_version_duration_and_isolation() {
 #[test]
 fn junit_names_are_unique_by_folder() {
     let dir = suite(&[("a/x.scn", PASS), ("b/x.scn", PASS)]);
-    let out = run_in(dir.path(), &["run", "--format", "junit", "a", "b"]);
+    let out = harness(&["run", "--format", "junit", "a", "b"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     let xml = text(&out.stdout);
     assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
     assert!(xml.contains("<testcase name=\"x\" classname=\"b\""), "{xml}");
     // Named as ./a and ./b, the same files get the same names.
-    let out = run_in(dir.path(), &["run", "--format", "junit", "./a", "./b"]);
+    let out = harness(&["run", "--format", "junit", "./a", "./b"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     let xml = text(&out.stdout);
     assert!(xml.contains("<testcase name=\"x\" classname=\"a\""), "{xml}");
@@ -440,7 +416,7 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
     };
     let host = |dir: &Path, args: &[&str]| -> Output {
         let mut all: Vec<&str> = prefix.clone();
-        all.push(env!("CARGO_BIN_EXE_shm-harness"));
+        all.push(common::bin());
         all.extend_from_slice(args);
         let mut c = Command::new(all[0]);
         c.args(&all[1..]).current_dir(dir).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
@@ -463,15 +439,15 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
     assert!(!s.contains("PASS") && !s.contains("SKIP") && !s.contains("Starting"), "{s}");
     assert!(s.contains("FAIL ./b.scn") && s.contains("Summary 3 scenarios"), "{s}");
 
-    let out = run_in(dir.path(), &["run", "-v", "a.scn"]);
+    let out = harness(&["run", "-v", "a.scn"], dir.path());
     assert!(text(&out.stdout).contains("transcript ("), "a passing transcript with -v: {}", all(&out));
-    let out = run_in(dir.path(), &["run", "a.scn"]);
+    let out = harness(&["run", "a.scn"], dir.path());
     assert!(!text(&out.stdout).contains("transcript ("), "{}", all(&out));
 
-    let out = run_in(dir.path(), &["run", "--list", "."]);
+    let out = harness(&["run", "--list", "."], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     assert_eq!(text(&out.stdout), "./a.scn\n./b.scn\n./c.scn\n");
-    let out = run_in(dir.path(), &["run", "--list", "-v", "--filter", "c.scn", "."]);
+    let out = harness(&["run", "--list", "-v", "--filter", "c.scn", "."], dir.path());
     assert_eq!(text(&out.stdout), "./c.scn (1 process, 1 step, needs root, namespace)\n");
 
     // The same run's JUnit report (a pass, a failure, a skip) is valid.
@@ -497,6 +473,32 @@ fn private_ipc_prefix() -> Result<Vec<&'static str>, String> {
     }
 }
 
+/// A number that is neither a user's nor a group's uid/gid here.
+fn nameless_id() -> u32 {
+    (40_000..60_000u32)
+        .find(|&id| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
+                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
+        })
+        .unwrap()
+}
+
+/// The rows of an `ls --json`/`lsipc -J` document at `path`, each field as
+/// text (lsipc's JSON quotes numbers in some versions).
+fn rows_as_text(path: &Path) -> Vec<Vec<(String, String)>> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let field = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    v["sharedmemory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_object().unwrap().iter().map(|(k, v)| (k.clone(), field(v))).collect())
+        .collect()
+}
+
 /// `ls --json -o COLUMNS` and `lsipc -m -J -b --time-format=iso -o COLUMNS`
 /// run side by side by a scenario (in namespace isolation) while it holds a
 /// keyed segment, an attached and removed one (`dest`), and as root a locked
@@ -510,17 +512,12 @@ fn ls_json_agrees_with_lsipc_row_for_row() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let cols = "KEY,ID,PERMS,OWNER,SIZE,NATTCH,STATUS,CTIME,ATTACH,DETACH,CPID,LPID,COMMAND,UID,USER,GID,GROUP,CUID,CUSER,CGID,CGROUP";
-    let bin = env!("CARGO_BIN_EXE_shm-harness");
+    let bin = common::bin();
     let root = nix::unistd::Uid::effective().is_root();
     let lock = if root { "A: lock k1\n" } else { "" };
     // As root, a segment handed to a uid and gid without names: lsipc shows
     // the numbers under OWNER but leaves USER and GROUP empty (null).
-    let nameless = (40_000..60_000u32)
-        .find(|&id| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).ok().flatten().is_none()
-                && nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).ok().flatten().is_none()
-        })
-        .unwrap();
+    let nameless = nameless_id();
     let chowned = if root {
         format!("A: create k2 = 0x5152 size 200 mode 0604 excl\nA: set k2 uid {nameless} gid {nameless}\n")
     } else {
@@ -535,36 +532,13 @@ A: run \"sh -c '{bin} ls --json -o {cols} > {d}/ours.json && {bin} ls --json > {
 A: detach m\nA: rm k1\n{rm_chowned}"
     );
     std::fs::write(dir.path().join("ls.scn"), scn).unwrap();
-    let out = run_in(dir.path(), &["run", "--isolation", "namespace", "ls.scn"]);
+    let out = harness(&["run", "--isolation", "namespace", "ls.scn"], dir.path());
     if out.status.code() == Some(2) && all(&out).contains("namespace") {
         eprintln!("skipped: no private IPC namespace here: {}", all(&out));
         return;
     }
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
-    // Compared as text: lsipc's JSON quotes numbers in some versions.
-    let norm = |name: &str| -> Vec<Vec<(String, String)>> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap();
-        v["sharedmemory"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            match v {
-                                serde_json::Value::String(s) => s.clone(),
-                                v => v.to_string(),
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
-    };
+    let norm = |name: &str| rows_as_text(&dir.path().join(name));
     let (ours, theirs) = (norm("ours.json"), norm("theirs.json"));
     assert_eq!(theirs.len(), if root { 3 } else { 2 }, "{theirs:?}");
     assert_eq!(ours, theirs);

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -28,35 +28,9 @@ use shm_harness::runner::fork::{fork_guarded, Child, PANIC_STATUS};
 use shm_harness::runner::wire::{recv, FromActor};
 use shm_harness::sysv::{self, CreateOptions, Mode};
 
-use common::{processes_with_arg, scan_proc};
+use common::{bin, ensure, harness_with_state, processes_with_arg, scan_proc, text, Res};
 
-type Res = Result<(), String>;
 type TestFn = fn() -> Res;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shm-harness")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
-        .output()
-        .expect("run")
-}
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Res {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
 
 /// Runs `body` in a forked child inside a private IPC namespace of its own;
 /// its error (or panic) fails the test.
@@ -165,7 +139,7 @@ fn panic_in_a_forked_child_is_a_harness_error() -> Res {
         "process A\nA: create s = private size 8\nA: attach m = s\nA: detach m => ok | EINVAL\nA: read m 0 1\nA: rm s\n",
     )
     .map_err(|e| e.to_string())?;
-    let out = harness(&["run", "--jobs", "1", "d.scn"], dir.path());
+    let out = harness_with_state(&["run", "--jobs", "1", "d.scn"], dir.path());
     let all = text(&out.stdout) + &text(&out.stderr);
     ensure(
         out.status.code() == Some(2) && all.contains("is not attached in process A") && !all.contains("panicked"),
@@ -328,11 +302,11 @@ fn sigkill_then_sweep_removes_exactly_what_the_run_left() -> Res {
     );
     let left = run_then_kill_everything(dir.path(), &scenario, &before, 2)?;
     ensure(left.len() == 2, || format!("the killed run should have left 2 segments, found {left:?}"))?;
-    let out = harness(&["sweep", "--dry-run"], dir.path());
+    let out = harness_with_state(&["sweep", "--dry-run"], dir.path());
     ensure(out.status.code() == Some(0) && segments().len() == before.len() + 2, || {
         format!("dry run: {}", text(&out.stderr))
     })?;
-    let out = harness(&["sweep"], dir.path());
+    let out = harness_with_state(&["sweep"], dir.path());
     let err = text(&out.stderr);
     ensure(out.status.code() == Some(0), || format!("sweep exit {:?}: {err}", out.status))?;
     for (id, _, _) in &left {
@@ -344,7 +318,7 @@ fn sigkill_then_sweep_removes_exactly_what_the_run_left() -> Res {
         "a canary was harmed".into()
     })?;
     // Nothing left for a second sweep.
-    let out = harness(&["sweep"], dir.path());
+    let out = harness_with_state(&["sweep"], dir.path());
     ensure(!text(&out.stderr).contains("removed shmid"), || text(&out.stderr))
 }
 
@@ -383,7 +357,7 @@ fn a_rerun_after_sigkill_sweeps_the_dead_run() -> Res {
     let left = run_then_kill_everything(dir.path(), &scenario, &before, 1)?;
     ensure(left.len() == 1, || format!("{left:?}"))?;
     std::fs::write(dir.path().join("ok.scn"), "process A\nA: segments => 0\n").map_err(|e| e.to_string())?;
-    let out = harness(&["run", "--isolation", "host", "ok.scn"], dir.path());
+    let out = harness_with_state(&["run", "--isolation", "host", "ok.scn"], dir.path());
     let err = text(&out.stderr);
     ensure(out.status.code() == Some(0), || format!("{}{err}", text(&out.stdout)))?;
     ensure(err.contains(&format!("removed shmid {} ", left[0].0)) && err.contains("slow.scn:9 (A)"), || err.clone())?;
@@ -420,12 +394,12 @@ fn sweep_needs_a_dead_run_and_the_same_identity() -> Res {
     journal::append_to(live.path(), &rec(mine, cpid, ctime))?;
     // `other` recorded with a ctime it does not have: not ours.
     journal::append_to(live.path(), &rec(other, ocpid, octime - 1))?;
-    let out = harness(&["sweep"], dir.path());
+    let out = harness_with_state(&["sweep"], dir.path());
     ensure(out.status.code() == Some(0) && !text(&out.stderr).contains("removed shmid"), || text(&out.stderr))?;
     ensure(segments().iter().any(|s| s.0 == mine), || "a live run's segment was removed".into())?;
     // The run dies (its lock goes with the last fd): now the sweep acts.
     drop(live);
-    let out = harness(&["sweep"], dir.path());
+    let out = harness_with_state(&["sweep"], dir.path());
     let err = text(&out.stderr);
     ensure(out.status.code() == Some(0), || err.clone())?;
     ensure(err.contains(&format!("removed shmid {mine} ")) && err.contains("j.scn:3 (A)"), || err.clone())?;
@@ -442,14 +416,14 @@ fn a_program_segment_at_a_step_timeout_is_reported() -> Res {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("mk.sh"), "ipcmk -M 100 >/dev/null\nexec sleep 30\n").map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("t.scn"), "process A\nA: run \"sh ${here}/mk.sh\"\n").map_err(|e| e.to_string())?;
-    let out = harness(&["run", "--isolation", "namespace", "--timeout", "1s", "t.scn"], dir.path());
+    let out = harness_with_state(&["run", "--isolation", "namespace", "--timeout", "1s", "t.scn"], dir.path());
     let s = text(&out.stdout);
     ensure(out.status.code() == Some(1), || s.clone())?;
     ensure(s.contains("no answer within 1s"), || s.clone())?;
     ensure(s.contains("leak: segment shmid") && s.contains("(key 0x"), || format!("no leak reported: {s}"))?;
     ensure(segments().is_empty(), || format!("{:?}", segments()))?;
     if shm_harness::trace::available().is_ok() {
-        let out = harness(&["run", "--isolation", "host", "--timeout", "1s", "t.scn"], dir.path());
+        let out = harness_with_state(&["run", "--isolation", "host", "--timeout", "1s", "t.scn"], dir.path());
         let s = text(&out.stdout);
         ensure(out.status.code() == Some(1), || s.clone())?;
         ensure(s.contains("did not end within the step's timeout; its process tree was killed"), || s.clone())?;
@@ -483,7 +457,7 @@ fn a_process_killed_or_stopped_after_its_last_step_fails_the_scenario() -> Res {
         ("control.scn", "true", ""),
     ] {
         std::fs::write(dir.path().join(file), story(fault)).map_err(|e| e.to_string())?;
-        let out = harness(&["run", "--isolation", "namespace", file], dir.path());
+        let out = harness_with_state(&["run", "--isolation", "namespace", file], dir.path());
         let s = text(&out.stdout);
         if says.is_empty() {
             ensure(out.status.code() == Some(0), || format!("{file}: {s}"))?;
@@ -506,7 +480,8 @@ fn a_prepared_supervisor_waits_for_its_turn() -> Res {
         std::fs::write(dir.path().join(f), story).map_err(|e| e.to_string())?;
     }
     for jobs in ["1", "2"] {
-        let out = harness(&["run", "--isolation", "host", "--jobs", jobs, "a.scn", "b.scn", "c.scn"], dir.path());
+        let out =
+            harness_with_state(&["run", "--isolation", "host", "--jobs", jobs, "a.scn", "b.scn", "c.scn"], dir.path());
         let s = text(&out.stdout);
         if s.contains("SKIP") {
             eprintln!("skipped: programs are not traced here: {s}");
@@ -524,7 +499,7 @@ fn megabytes_of_program_output_are_drained_and_capped() -> Res {
     std::fs::write(dir.path().join("o.scn"), "process A\nA: run \"seq 1 400000\" => status 0, stdout \"nope\"\n")
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let out = harness(&["run", "--timeout", "20s", "o.scn"], dir.path());
+    let out = harness_with_state(&["run", "--timeout", "20s", "o.scn"], dir.path());
     eprintln!("400000 lines of output: {:?}", started.elapsed());
     let s = text(&out.stdout);
     ensure(out.status.code() == Some(1) && !s.contains("no answer within"), || s.clone())?;
@@ -534,7 +509,7 @@ fn megabytes_of_program_output_are_drained_and_capped() -> Res {
         "process A\nA: run \"seq 1 30000\" => status 0, stdout contains \"29999\"\n",
     )
     .map_err(|e| e.to_string())?;
-    let out = harness(&["run", "--timeout", "20s", "p.scn"], dir.path());
+    let out = harness_with_state(&["run", "--timeout", "20s", "p.scn"], dir.path());
     ensure(out.status.code() == Some(0), || text(&out.stdout))
 }
 
@@ -575,7 +550,7 @@ fn a_300_deep_fork_chain_runs() -> Res {
         let file = format!("chain{depth}.scn");
         std::fs::write(dir.path().join(&file), s).map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let out = harness(&["run", "--timeout", "30s", &file], dir.path());
+        let out = harness_with_state(&["run", "--timeout", "30s", &file], dir.path());
         eprintln!("fork chain {depth} deep: {:?}", started.elapsed());
         ensure(out.status.code() == Some(0), || format!("{}{}", text(&out.stdout), text(&out.stderr)))?;
     }
@@ -593,7 +568,7 @@ fn ten_thousand_processes_run_or_fail_up_front() -> Res {
     }
     std::fs::write(dir.path().join("many.scn"), s).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let out = harness(&["run", "many.scn"], dir.path());
+    let out = harness_with_state(&["run", "many.scn"], dir.path());
     eprintln!("10,000 processes: {:?}", started.elapsed());
     let s = text(&out.stdout) + &text(&out.stderr);
     match out.status.code() {
@@ -623,7 +598,7 @@ fn a_killed_daemon_does_not_stay_a_zombie() -> Res {
         format!("process A\nA: run \"sh {d}/start.sh\"\nA: run \"sh {d}/check.sh\" => status 0\n"),
     )
     .map_err(|e| e.to_string())?;
-    let out = harness(&["run", "z.scn"], dir.path());
+    let out = harness_with_state(&["run", "z.scn"], dir.path());
     ensure(out.status.code() == Some(0), || text(&out.stdout))
 }
 
@@ -640,7 +615,7 @@ fn after_a_failed_scenario_no_process_of_it_lives() -> Res {
         format!("process A, B\nA: run \"sh {d}/start.sh\"\nB: create s = private size 8\nA: segments => 5\n"),
     )
     .map_err(|e| e.to_string())?;
-    let out = harness(&["run", "f.scn"], dir.path());
+    let out = harness_with_state(&["run", "f.scn"], dir.path());
     ensure(out.status.code() == Some(1), || text(&out.stdout))?;
     std::thread::sleep(Duration::from_millis(100));
     let alive = processes_with_arg(&tag);
@@ -683,7 +658,7 @@ fn host_mode_blind_oracle_still_removes_what_it_made() -> Res {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("l.scn"), "process A\nA: create s = private size 4096 mode 0600\n")
         .map_err(|e| e.to_string())?;
-    let out = harness(&["run", "--isolation", "host", "l.scn"], dir.path());
+    let out = harness_with_state(&["run", "--isolation", "host", "l.scn"], dir.path());
     let s = text(&out.stdout);
     ensure(out.status.code() == Some(1) && s.contains("cannot see"), || s.clone())?;
     ensure(s.contains("leak: segment shmid") && s.contains("created by A at line 2"), || {

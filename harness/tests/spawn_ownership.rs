@@ -8,30 +8,11 @@
 //! so host-mode runs never touch the machine's namespace. Without the
 //! privilege to do so a test passes vacuously, printing why.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::processes_with_arg;
-
-type Res = Result<(), String>;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shm-harness")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Res {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
+use common::{bin, ensure, harness_with_state, processes_with_arg, text, Res};
 
 /// This thread in a private IPC namespace; false (after saying why) if it
 /// cannot be.
@@ -47,15 +28,6 @@ fn private_ipc() -> bool {
             false
         }
     }
-}
-
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
-        .output()
-        .expect("run")
 }
 
 /// A `sleep` argument no other process has: `1000.<pid><n>`.
@@ -100,7 +72,7 @@ fn a_double_forking_spawned_daemon_is_killed_and_reaped_at_teardown() -> Res {
              B: run \"sh -c 'pgrep -f -x \\\"sleep {daemon}\\\" >/dev/null && pgrep -f -x \\\"sleep {child}\\\" >/dev/null'\" => status 0\n"
         );
         std::fs::write(dir.path().join("d.scn"), scn).map_err(|e| e.to_string())?;
-        let out = harness(&["run", "--isolation", iso, "d.scn"], dir.path());
+        let out = harness_with_state(&["run", "--isolation", iso, "d.scn"], dir.path());
         let s = text(&out.stdout);
         if s.contains("SKIP") {
             eprintln!("{iso}: skipped: {s}");
@@ -138,7 +110,7 @@ fn a_spawned_programs_leaked_attachment_and_segment_are_reported() -> Res {
                 attacher("ready")
             );
             std::fs::write(dir.path().join("l.scn"), scn).map_err(|e| e.to_string())?;
-            let out = harness(&["run", "--isolation", iso, "l.scn"], dir.path());
+            let out = harness_with_state(&["run", "--isolation", iso, "l.scn"], dir.path());
             let s = text(&out.stdout);
             if leak {
                 ensure(
@@ -240,14 +212,14 @@ fn finally_runs_after_a_failure_without_masking_it() -> Res {
     let cleanup = "A: signal D KILL\nA: wait D => signal KILL\nB: stat s => nattch 9\nC: segments => 1\nB: rm s\n";
     std::fs::write(dir.path().join("f.scn"), format!("{body}finally:\n{cleanup}")).map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("c.scn"), body).map_err(|e| e.to_string())?;
-    let out = harness(&["run", "-v", "f.scn"], dir.path());
+    let out = harness_with_state(&["run", "-v", "f.scn"], dir.path());
     let s = text(&out.stdout);
     ensure(out.status.code() == Some(1), || format!("finally: {s}"))?;
     ensure(s.contains("FAIL f.scn:4: C: run"), || format!("the first failure must be reported: {s}"))?;
     ensure(s.contains("finally steps failed too: line 8: B: stat s => nattch 9"), || format!("later failure: {s}"))?;
     ensure(!s.contains("leak"), || format!("finally should have removed the segment: {s}"))?;
     ensure(s.contains("(finally step not run)") && s.contains("process C has ended"), || s.clone())?;
-    let out = harness(&["run", "c.scn"], dir.path());
+    let out = harness_with_state(&["run", "c.scn"], dir.path());
     let s = text(&out.stdout);
     ensure(out.status.code() == Some(1) && s.contains("was never removed"), || format!("control: {s}"))
 }

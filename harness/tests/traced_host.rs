@@ -7,31 +7,14 @@
 #![allow(unsafe_code)] // opts in: raw calls against the kernel under test
 
 mod common;
+use common::{bin, harness_traced, text};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusty_fork::rusty_fork_test;
 use shm_harness::sysv::{self, CreateOptions, Key, Mode};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shm-harness")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `shm-harness ARGS` in `dir`, its state directory `dir/state`.
-fn harness(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(args).current_dir(dir).env("SHM_HARNESS_STATE_DIR", dir.join("state")).env_remove("SHM_HARNESS_NO_TRACE");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run shm-harness")
-}
 
 /// The segments of the current IPC namespace: (shmid, cpid, ctime).
 fn segments() -> Vec<(i32, i32, i64)> {
@@ -70,7 +53,7 @@ rusty_fork_test! {
         let other = foreign(0x7ace_1001);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("leak.scn"), "process A\nA: segments => 0\nA: run \"sh -c 'ipcmk -M 4096'\" => status 0\n").unwrap();
-        let out = harness(&["run", "--isolation", "host", "leak.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "leak.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
         let id = ipcmk_id(&s);
@@ -91,7 +74,7 @@ rusty_fork_test! {
             "process A\nA: run \"sh -c 'ipcmk -M 4096'\" => status 0, stdout \"Shared memory id: {s}\\n\"\nA: segments => 1\nA: stat s => size 4096\nA: rm s\nA: segments => 0\n",
         )
         .unwrap();
-        let out = harness(&["run", "--isolation", "host", "ok.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "ok.scn"], dir.path(), &[]);
         assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
         assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other]);
     }
@@ -107,7 +90,7 @@ rusty_fork_test! {
             "process A\nA: run \"sh -c '(sleep 0.2; ipcmk -M 100) &'\" => status 0\nA: run \"sleep 0.6\"\nA: segments => 1\n",
         )
         .unwrap();
-        let out = harness(&["run", "--isolation", "host", "d.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "d.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
         assert!(s.contains("leak: segment shmid") && s.contains("100 bytes") && s.contains("created by A at line 2"), "{s}");
@@ -126,7 +109,7 @@ rusty_fork_test! {
             "process A\nA: create s = private size 8\nA: attach m = s\nA: run \"sh -c 'sleep 0.5 &'\" => status 0\nA: stat s => nattch 1\nA: detach m\nA: stat s => nattch 0\nA: rm s\n",
         )
         .unwrap();
-        let out = harness(&["run", "--isolation", "host", "n.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "n.scn"], dir.path(), &[]);
         assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
         assert!(segments().is_empty(), "{:?}", segments());
     }
@@ -145,7 +128,7 @@ rusty_fork_test! {
             "timeout 20s\nprocess A, B\nB: create s = private size 0\n& A: run \"sh -c 'ipcmk -M 100; exec sleep 30'\"\n",
         )
         .unwrap();
-        let out = harness(&["run", "--isolation", "host", "a.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "a.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
         assert!(s.contains("leak: segment shmid") && s.contains("100 bytes") && s.contains("at line 4"), "{s}");
@@ -167,7 +150,7 @@ rusty_fork_test! {
         )
         .unwrap();
         std::fs::write(dir.path().join("f.scn"), "process A\nA: run \"python3 ${here}/open.py\" => status 0\nA: segments => 0\nA: run \"python3 ${here}/open.py\" => status 0, stdout \"{s}\\n\"\nA: rm s\n").unwrap();
-        let out = harness(&["run", "--isolation", "host", "f.scn"], dir.path(), &[]);
+        let out = harness_traced(&["run", "--isolation", "host", "f.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
         assert!(s.contains(&format!("`s` captured shmid {other}, which is not a segment this scenario's processes created")), "{s}");
@@ -220,7 +203,7 @@ rusty_fork_test! {
         // The run's lock goes with its last process (the tracees die with the tracer).
         let deadline = Instant::now() + Duration::from_secs(10);
         let out = loop {
-            let out = harness(&["sweep"], dir.path(), &[]);
+            let out = harness_traced(&["sweep"], dir.path(), &[]);
             if text(&out.stderr).contains("removed shmid") || Instant::now() > deadline {
                 break out;
             }
@@ -240,7 +223,7 @@ rusty_fork_test! {
         private_namespace_or_skip!();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("leak.scn"), "process A\nA: run \"sh -c 'ipcmk -M 4096'\"\n").unwrap();
-        let out = harness(&["run", "--isolation", "host", "leak.scn"], dir.path(), &[("SHM_HARNESS_NO_TRACE", "1")]);
+        let out = harness_traced(&["run", "--isolation", "host", "leak.scn"], dir.path(), &[("SHM_HARNESS_NO_TRACE", "1")]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{s}");
         assert!(s.contains("SKIP") && s.contains("line 2 runs a program") && s.contains("SHM_HARNESS_NO_TRACE turns tracing off"), "{s}");

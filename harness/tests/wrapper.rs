@@ -583,7 +583,7 @@ rusty_fork_test! {
                 .map(|l| l.split_whitespace().map(String::from).collect())
                 .collect()
         };
-        let ours = table(Command::new(env!("CARGO_BIN_EXE_shm-harness")).arg("ls").output().unwrap());
+        let ours = table(Command::new(common::bin()).arg("ls").output().unwrap());
         let theirs = match Command::new("ipcs").arg("-m").output() {
             Ok(out) => table(out),
             Err(e) => {
@@ -599,7 +599,7 @@ rusty_fork_test! {
             assert_eq!(o.len(), t.len() + 2);
         }
         let json: serde_json::Value = serde_json::from_slice(
-            &Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(["ls", "--json"]).output().unwrap().stdout,
+            &Command::new(common::bin()).args(["ls", "--json"]).output().unwrap().stdout,
         )
         .unwrap();
         // lsipc -m -J's shape (tests/cli_output.rs compares it with lsipc).

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -166,58 +166,40 @@ impl Story {
     }
 }
 
+/// Why `run` stopped before any verdict (exit status 2): what to print
+/// after `shm-harness run: `.
+struct Stop(String);
+
 /// Runs `shm-harness run`.
 pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
+    match run(args, color) {
+        Ok(code) => code,
+        Err(Stop(msg)) => {
+            let _ = writeln!(std::io::stderr(), "shm-harness run: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The run in order: the report file, the scenarios, the isolation, the
+/// scenarios run, the failures and summary, the report.
+fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     let RunArgs { paths, jobs, filter, format, output, isolation, timeout, list, quiet, verbose, strict } = args;
-    let err = |msg: &str| {
-        let _ = writeln!(std::io::stderr(), "shm-harness run: {msg}");
-        ExitCode::from(2)
-    };
     // The report file first: a path that cannot be written stops everything
     // before any scenario runs, and a stale report never survives this run.
     let mut out_file = match &output {
-        Some(path) if !list => match File::create(path) {
-            Ok(f) => Some((path.clone(), f)),
-            Err(e) => return err(&format!("cannot create the report file {}: {e}", path.display())),
-        },
+        Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let files = match files::scenario_files_named(&paths) {
-        Ok(f) => f,
-        Err(e) => return err(&e),
-    };
-    // `--filter` looks at the path relative to the folder given.
-    let files: Vec<PathBuf> = files
-        .into_iter()
-        .filter(|(_, name)| filter.as_deref().is_none_or(|pat| name.contains(pat)))
-        .map(|(path, _)| path)
-        .collect();
-    // Parse everything first: a file that does not parse runs nothing at all.
-    let mut scenarios = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
-        match files::load(f) {
-            Ok(sc) => scenarios.push(sc),
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        for e in &errors {
-            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
-        }
-        return err(&format!("{} file(s) do not parse; nothing was run", errors.len()));
-    }
-    if scenarios.is_empty() {
-        return err(&files::none_found(&paths, filter.as_deref()));
-    }
-    let stdout_carries_document = format != Format::Text && out_file.is_none();
+    let scenarios = load_scenarios(&paths, filter.as_deref())?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
         for sc in &scenarios {
             console.line(&list_line(sc, verbose));
         }
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
+    let stdout_carries_document = format != Format::Text && out_file.is_none();
     let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
     // With a report file, or with the document on stdout and the progress
     // on stderr, a reader of the progress that goes away must not cost the
@@ -230,20 +212,13 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         verbose,
         strict,
     };
-    let mut jobs = jobs.unwrap_or_else(|| RunOptions::default().jobs);
-    if jobs > MAX_JOBS {
-        story.always(&format!("note: --jobs {jobs} capped to {MAX_JOBS} (each job is a process tree of its own)"));
-        jobs = MAX_JOBS;
-    }
+    let jobs = capped_jobs(jobs.unwrap_or_else(|| RunOptions::default().jobs), &mut story);
     let choice = match isolation {
         IsolationArg::Auto => IsolationChoice::Auto,
         IsolationArg::Namespace => IsolationChoice::Namespace,
         IsolationArg::Host => IsolationChoice::Host,
     };
-    let (mode, why) = match runner::resolve_isolation(choice) {
-        Ok(m) => m,
-        Err(e) => return err(&e.to_string()),
-    };
+    let (mode, why) = runner::resolve_isolation(choice).map_err(|e| Stop(e.to_string()))?;
     let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()) };
     if let Some(why) = &why {
         story.always(&format!("note: host isolation: no private IPC namespace here ({why})"));
@@ -257,10 +232,7 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
     let opts = RunOptions { jobs, isolation: choice, timeout };
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let reports = match runner::run(&scenarios, &opts, mode, |r| story.progress(r)) {
-        Ok(r) => r,
-        Err(e) => return err(&e.to_string()),
-    };
+    let reports = runner::run(&scenarios, &opts, mode, |r| story.progress(r)).map_err(|e| Stop(e.to_string()))?;
     let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
     for r in reports.iter().filter(|r| r.status.fails(strict)) {
         story.always("");
@@ -273,19 +245,69 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
         Format::Junit => Some(render_junit_with(&reports, &run, strict)),
     };
     if let Some(doc) = doc {
-        match &mut out_file {
-            Some((path, f)) => {
-                if let Err(e) = f.write_all(doc.as_bytes()).and_then(|()| f.sync_all()) {
-                    return err(&format!("cannot write the report to {}: {e}", path.display()));
-                }
-            }
-            None => Console::raw_stdout().write(&doc),
+        write_report(out_file.as_mut(), &doc)?;
+    }
+    Ok(if reports.iter().any(|r| r.status.fails(strict)) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Creates (or empties) the report file at `path`.
+fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
+    match File::create(path) {
+        Ok(f) => Ok((path.to_path_buf(), f)),
+        Err(e) => Err(Stop(format!("cannot create the report file {}: {e}", path.display()))),
+    }
+}
+
+/// Every scenario under `paths` whose path relative to the folder given
+/// contains `filter`, parsed. A file that does not parse runs nothing at
+/// all: each is printed as an error, then the run stops.
+fn load_scenarios(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Stop> {
+    let files = files::scenario_files_named(paths).map_err(Stop)?;
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|(_, name)| filter.is_none_or(|pat| name.contains(pat)))
+        .map(|(path, _)| path)
+        .collect();
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match files::load(f) {
+            Ok(sc) => scenarios.push(sc),
+            Err(e) => errors.push(e),
         }
     }
-    if reports.iter().any(|r| r.status.fails(strict)) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    if !errors.is_empty() {
+        for e in &errors {
+            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
+        }
+        return Err(Stop(format!("{} file(s) do not parse; nothing was run", errors.len())));
+    }
+    if scenarios.is_empty() {
+        return Err(Stop(files::none_found(paths, filter)));
+    }
+    Ok(scenarios)
+}
+
+/// `jobs`, capped to [`MAX_JOBS`] with a note in the story.
+fn capped_jobs(jobs: usize, story: &mut Story) -> usize {
+    if jobs > MAX_JOBS {
+        story.always(&format!("note: --jobs {jobs} capped to {MAX_JOBS} (each job is a process tree of its own)"));
+        return MAX_JOBS;
+    }
+    jobs
+}
+
+/// Writes the report `doc` to the report file, or to stdout without one.
+fn write_report(out_file: Option<&mut (PathBuf, File)>, doc: &str) -> Result<(), Stop> {
+    match out_file {
+        Some((path, f)) => f
+            .write_all(doc.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Stop(format!("cannot write the report to {}: {e}", path.display()))),
+        None => {
+            Console::raw_stdout().write(doc);
+            Ok(())
+        }
     }
 }
 

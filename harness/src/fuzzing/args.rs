@@ -16,7 +16,7 @@ use arbitrary::Arbitrary;
 
 use crate::sysv::{self, AttachFlags, Attachment, Errno, Key};
 
-use super::world::{Att, Handle, World};
+use super::world::{pick, Att, Handle, World};
 
 /// Most calls in one input.
 pub const MAX_CALLS: usize = 16;
@@ -191,103 +191,109 @@ pub fn run(input: &ArgsInput) {
     for (i, call) in input.calls.iter().take(MAX_CALLS).enumerate() {
         w.step = i;
         match *call {
-            ArgsCall::Get { key, size, flags } => {
-                let key = match key {
-                    KeyArg::Pool(n) => w.key(n),
-                    KeyArg::Private => 0,
-                    KeyArg::SignBit(n) if w.conf.private => (0x8000_0000u32 | u32::from(n)) as i32,
-                    KeyArg::SignBit(n) => w.key(n),
-                };
-                let size = size_of(&w, size);
-                let flags = flags as i32;
-                let prediction = w.model.predict_get(key, size, flags);
-                let got = sysv::shmget_raw(Key::from_raw(key), size, flags).map(|id| Handle { id, owned: None });
-                w.judge_get("shmget", key, size, flags, prediction, got);
-            }
-            ArgsCall::Attach { seg, flags, addr } => {
-                if w.segs.is_empty() {
-                    continue;
-                }
-                let id = w.segs[usize::from(seg) % w.segs.len()].id;
-                let flags = AttachFlags::from_bits_retain(flags as i32);
-                let in_region = w.atts.iter().any(|a| (a.att.as_ptr() as usize).wrapping_sub(base) < REGION);
-                let remap = flags.contains(AttachFlags::REMAP);
-                // SHM_REMAP may only ever replace the bare reservation.
-                if remap && in_region {
-                    continue;
-                }
-                let address = match addr {
-                    AddrArg::Null => 0,
-                    AddrArg::Base => base,
-                    AddrArg::BasePlus(off) => base + usize::from(off),
-                };
-                // ... and only with a mapping that fits inside the reservation.
-                let fits = w
-                    .model
-                    .mapping_len(id.raw())
-                    .and_then(|len| (address - address % w.model.page).checked_add(len))
-                    .is_some_and(|end| end <= base + REGION);
-                if remap && address != 0 && !fits {
-                    continue;
-                }
-                let expected = predict_attach(&w, id.raw(), flags, address);
-                // SAFETY: a non-null address is inside our reservation, and
-                // REMAP only when nothing is attached there: nothing in use
-                // can be replaced.
-                let got = unsafe { Attachment::attach_at(id, address as *const c_void, flags) };
-                match (got, expected) {
-                    (Ok(att), Ok(at)) => {
-                        if at != 0 && att.as_ptr() as usize != at {
-                            w.disagree("the attach address", att.as_ptr(), at as *const u8);
-                        }
-                        w.model.attach(id.raw(), w.pid);
-                        w.atts.push(Att { att, id: id.raw() });
-                    }
-                    (Err(e), Err(errnos)) => w.check_errno("shmat", &e, &errnos),
-                    // A mapping larger than some address spaces may be refused.
-                    (Err(e), Ok(_)) if w.model.mapping_len(id.raw()).is_none_or(|len| len > MAY_NOT_MAP) => {
-                        w.check_errno("shmat of a segment too large to map", &e, &[Errno::EINVAL, Errno::ENOMEM])
-                    }
-                    (got, expected) => w.disagree(
-                        &format!("shmat(shmid {id}, {address:#x}, {})", sysv::describe_attach_flags(flags.bits())),
-                        got.map(|a| a.as_ptr()),
-                        expected,
-                    ),
-                }
-            }
-            ArgsCall::Detach { att } => {
-                if w.atts.is_empty() {
-                    continue;
-                }
-                let a = w.atts.remove(usize::from(att) % w.atts.len());
-                let in_region = (a.att.as_ptr() as usize).wrapping_sub(base) < REGION;
-                if let Err(e) = a.att.detach() {
-                    w.disagree("shmdt of a live attachment", e.to_string(), "ok");
-                }
-                w.model.detach(a.id, w.pid);
-                if in_region {
-                    re_reserve();
-                }
-            }
-            ArgsCall::Remove { seg } => {
-                if w.segs.is_empty() {
-                    continue;
-                }
-                let id = w.segs[usize::from(seg) % w.segs.len()].id;
-                match (id.remove(), w.model.remove(id.raw())) {
-                    (Ok(()), Ok(())) => {}
-                    (Err(e), Err(_)) => {
-                        w.check_errno("IPC_RMID of a segment that is gone", &e, &[Errno::EINVAL, Errno::EIDRM])
-                    }
-                    (got, model) => w.disagree("IPC_RMID", got, model),
-                }
-            }
+            ArgsCall::Get { key, size, flags } => get(&mut w, key, size, flags),
+            ArgsCall::Attach { seg, flags, addr } => attach(&mut w, base, seg, flags, addr),
+            ArgsCall::Detach { att } => detach(&mut w, base, att),
+            ArgsCall::Remove { seg } => remove(&mut w, seg),
         }
     }
     let had_region = w.atts.iter().any(|a| (a.att.as_ptr() as usize).wrapping_sub(base) < REGION);
     w.finish();
     if had_region {
         re_reserve();
+    }
+}
+
+/// `shmget` with raw arguments, judged by the model.
+fn get(w: &mut World, key: KeyArg, size: SizeArg, flags: u32) {
+    let key = match key {
+        KeyArg::Pool(n) => w.key(n),
+        KeyArg::Private => 0,
+        KeyArg::SignBit(n) if w.conf.private => (0x8000_0000u32 | u32::from(n)) as i32,
+        KeyArg::SignBit(n) => w.key(n),
+    };
+    let size = size_of(w, size);
+    let flags = flags as i32;
+    let prediction = w.model.predict_get(key, size, flags);
+    let got = sysv::shmget_raw(Key::from_raw(key), size, flags).map(|id| Handle { id, owned: None });
+    w.judge_get("shmget", key, size, flags, prediction, got);
+}
+
+/// `shmat` with raw flags at an address in or out of the reservation at
+/// `base`, judged by [`predict_attach`].
+fn attach(w: &mut World, base: usize, seg: u8, flags: u32, addr: AddrArg) {
+    let Some(i) = pick(&w.segs, seg) else { return };
+    let id = w.segs[i].id;
+    let flags = AttachFlags::from_bits_retain(flags as i32);
+    let in_region = w.atts.iter().any(|a| (a.att.as_ptr() as usize).wrapping_sub(base) < REGION);
+    let remap = flags.contains(AttachFlags::REMAP);
+    // SHM_REMAP may only ever replace the bare reservation.
+    if remap && in_region {
+        return;
+    }
+    let address = match addr {
+        AddrArg::Null => 0,
+        AddrArg::Base => base,
+        AddrArg::BasePlus(off) => base + usize::from(off),
+    };
+    // ... and only with a mapping that fits inside the reservation.
+    let fits = w
+        .model
+        .mapping_len(id.raw())
+        .and_then(|len| (address - address % w.model.page).checked_add(len))
+        .is_some_and(|end| end <= base + REGION);
+    if remap && address != 0 && !fits {
+        return;
+    }
+    let expected = predict_attach(w, id.raw(), flags, address);
+    // SAFETY: a non-null address is inside our reservation, and
+    // REMAP only when nothing is attached there: nothing in use
+    // can be replaced.
+    let got = unsafe { Attachment::attach_at(id, address as *const c_void, flags) };
+    match (got, expected) {
+        (Ok(att), Ok(at)) => {
+            if at != 0 && att.as_ptr() as usize != at {
+                w.disagree("the attach address", att.as_ptr(), at as *const u8);
+            }
+            w.model.attach(id.raw(), w.pid);
+            w.atts.push(Att { att, id: id.raw() });
+        }
+        (Err(e), Err(errnos)) => w.check_errno("shmat", &e, &errnos),
+        // A mapping larger than some address spaces may be refused.
+        (Err(e), Ok(_)) if w.model.mapping_len(id.raw()).is_none_or(|len| len > MAY_NOT_MAP) => {
+            w.check_errno("shmat of a segment too large to map", &e, &[Errno::EINVAL, Errno::ENOMEM])
+        }
+        (got, expected) => w.disagree(
+            &format!("shmat(shmid {id}, {address:#x}, {})", sysv::describe_attach_flags(flags.bits())),
+            got.map(|a| a.as_ptr()),
+            expected,
+        ),
+    }
+}
+
+/// `shmdt` of a live attachment; the reservation at `base` is made again
+/// where it was inside it.
+fn detach(w: &mut World, base: usize, att: u8) {
+    let Some(i) = pick(&w.atts, att) else { return };
+    let a = w.atts.remove(i);
+    let in_region = (a.att.as_ptr() as usize).wrapping_sub(base) < REGION;
+    if let Err(e) = a.att.detach() {
+        w.disagree("shmdt of a live attachment", e.to_string(), "ok");
+    }
+    w.model.detach(a.id, w.pid);
+    if in_region {
+        re_reserve();
+    }
+}
+
+/// `IPC_RMID`, judged by the model.
+fn remove(w: &mut World, seg: u8) {
+    let Some(i) = pick(&w.segs, seg) else { return };
+    let id = w.segs[i].id;
+    match (id.remove(), w.model.remove(id.raw())) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Err(_)) => w.check_errno("IPC_RMID of a segment that is gone", &e, &[Errno::EINVAL, Errno::EIDRM]),
+        (got, model) => w.disagree("IPC_RMID", got, model),
     }
 }
 

@@ -8,8 +8,6 @@
 //! `shmctl_stat`) and `ipc/util.c` (`ipc_get_maxidx`, `ipcid_to_idx`), for
 //! a caller with `CAP_IPC_OWNER`, so `SHM_STAT`'s read check never refuses.
 
-#![allow(unsafe_code)] // opts in: fork and raw mappings of the fuzz world
-
 use crate::sysv::{self, CtlAnswer, CtlBuffer, Errno, ShmctlCmd};
 
 use super::model::Model;
@@ -140,7 +138,7 @@ pub fn check(w: &super::world::World) {
 mod tests {
     use super::*;
     use crate::fuzzing::model::{Accounting, Model};
-    use crate::sysv::{raw, SegmentStat, ShmLimits, ShmUsage};
+    use crate::sysv::{raw, Key, Mode, SegmentStat, ShmLimits, ShmUsage};
 
     fn model() -> Model {
         let mut m = Model {
@@ -159,12 +157,26 @@ mod tests {
         m
     }
 
+    /// A status with only a size and permission bits (the rest zero).
     fn stat(size: usize, mode: u32) -> SegmentStat {
-        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
-        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-        ds.shm_segsz = size;
-        ds.shm_perm.mode = mode as _;
-        SegmentStat::from_raw(&ds)
+        SegmentStat {
+            key: Key::PRIVATE,
+            uid: 0,
+            gid: 0,
+            cuid: 0,
+            cgid: 0,
+            mode: Mode::from_bits_truncate(mode),
+            dest: false,
+            locked: false,
+            seq: 0,
+            size,
+            atime: 0,
+            dtime: 0,
+            ctime: 0,
+            cpid: 0,
+            lpid: 0,
+            nattch: 0,
+        }
     }
 
     #[test]

@@ -26,65 +26,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use arbitrary::Arbitrary;
-
+use crate::sysv::planted;
 use crate::sysv::{self, AttachFlags, Attachment, Errno, Protection};
 
-use super::world::{Att, World};
-
-/// One mapping operation; attachments and segments picked by index.
-#[derive(Debug, Clone, Arbitrary)]
-pub enum MapOp {
-    /// `shmat(seg, address of attachment att [+1], [SHM_RND] [SHM_REMAP])`.
-    AttachAt {
-        /// Segment pick.
-        seg: u8,
-        /// Attachment pick: whose address.
-        att: u8,
-        /// Add one byte (unaligned).
-        misalign: bool,
-        /// `SHM_RND`.
-        rnd: bool,
-        /// `SHM_REMAP`.
-        remap: bool,
-    },
-    /// `shmdt(address of attachment att + page pages)`.
-    DetachAt {
-        /// Attachment pick.
-        att: u8,
-        /// Pages past its start (0 to 3).
-        page: u8,
-    },
-    /// `munmap` of pages of an attachment (all of them: a detach).
-    Unmap {
-        /// Attachment pick.
-        att: u8,
-        /// First page.
-        first: u8,
-        /// How many pages.
-        pages: u8,
-    },
-    /// `mprotect` of pages of an attachment.
-    Protect {
-        /// Attachment pick.
-        att: u8,
-        /// First page.
-        first: u8,
-        /// How many pages.
-        pages: u8,
-        /// 0: none, 1: read, 2: read-write.
-        prot: u8,
-    },
-    /// `mremap` of a whole (unsplit) attachment.
-    Resize {
-        /// Attachment pick.
-        att: u8,
-        /// New length in pages, 1 to the segment's pages.
-        pages: u8,
-        /// `MREMAP_MAYMOVE`.
-        may_move: bool,
-    },
-}
+use super::ops::MapOp;
+use super::world::{pick, Att, World};
 
 /// An attachment as the kernel has split it (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +117,6 @@ impl Pieces {
     fn single(&self) -> bool {
         self.vmas() == 1 && self.prot.iter().all(Option::is_some)
     }
-}
-
-fn pick<T>(v: &[T], n: u8) -> Option<usize> {
-    (!v.is_empty()).then(|| usize::from(n) % v.len())
 }
 
 /// The pieces of attachment `i` (a fresh one if no change touched it yet).
@@ -340,16 +282,7 @@ fn unmap(w: &mut World, att: u8, first: u8, pages: u8) {
     let base = w.atts[i].att.as_ptr() as usize;
     // Splits open pieces, the unmap closes them: net after - before, and
     // the caller is the last to touch the segment if anything was mapped.
-    #[cfg(feature = "planted-bugs")]
-    let planted = after == 0 && crate::sysv::planted::active("model-unmap-keeps-nattch");
-    #[cfg(not(feature = "planted-bugs"))]
-    let planted = false;
-    if planted {
-        // The planted model bug: a whole unmap is not a detach.
-        apply(w, id, before, before, touched);
-    } else {
-        apply(w, id, before, after, touched);
-    }
+    apply(w, id, before, planted::unmap_nattch(before, after), touched);
     if after == 0 {
         let mut a = w.atts.remove(i);
         a.att.forget_all();

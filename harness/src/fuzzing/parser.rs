@@ -396,84 +396,86 @@ mod tests {
         check(&vec![b'x'; MAX_INPUT + 1]);
     }
 
+    /// Pieces of the scenario language spliced into the seeds.
+    const PIECES: &[&str] = &[
+        " ",
+        "\n",
+        "\"",
+        "\\",
+        "#",
+        "=>",
+        "=",
+        ":",
+        ",",
+        "|",
+        "&",
+        "'",
+        "{",
+        "}",
+        "${",
+        "0",
+        "-1",
+        "0x",
+        "K",
+        "\u{85}",
+        "é",
+        "\t",
+        "\r",
+        "private",
+        "ok",
+        "refused",
+        "SIGKILL",
+        "EEXIST",
+        "hex",
+        "pattern",
+        "zero",
+        "process Z",
+        "fork",
+        "exit",
+        "kill",
+        "crash",
+        "none",
+        "size",
+        "mode",
+        "4096",
+        "\\x",
+        "<",
+        ">=",
+        "==",
+        "!=",
+        "!",
+        " {t} ",
+        "ctime",
+        "atime > ",
+        "index",
+        "seq",
+        "shmctl - IPC_INFO",
+        "SHM_STAT_ANY",
+        " badbuf",
+        "rlimit as inf",
+        "umask 077",
+        "meminfo X",
+        " hugetlb 2M",
+        " flags 0x",
+        "needs hugepages 1G 2",
+        "spawn D = \"true\"",
+        "signal",
+        "wait",
+        "finally:\n",
+        "exec",
+        "unshare ipc",
+        "setns",
+        "TERM",
+    ];
+
     /// A small deterministic mutation fuzzer over the scenario files, so that
     /// plain `cargo test` exercises the oracle beyond the hand-written cases.
     #[test]
     fn mutated_scenarios() {
-        const PIECES: &[&str] = &[
-            " ",
-            "\n",
-            "\"",
-            "\\",
-            "#",
-            "=>",
-            "=",
-            ":",
-            ",",
-            "|",
-            "&",
-            "'",
-            "{",
-            "}",
-            "${",
-            "0",
-            "-1",
-            "0x",
-            "K",
-            "\u{85}",
-            "é",
-            "\t",
-            "\r",
-            "private",
-            "ok",
-            "refused",
-            "SIGKILL",
-            "EEXIST",
-            "hex",
-            "pattern",
-            "zero",
-            "process Z",
-            "fork",
-            "exit",
-            "kill",
-            "crash",
-            "none",
-            "size",
-            "mode",
-            "4096",
-            "\\x",
-            "<",
-            ">=",
-            "==",
-            "!=",
-            "!",
-            " {t} ",
-            "ctime",
-            "atime > ",
-            "index",
-            "seq",
-            "shmctl - IPC_INFO",
-            "SHM_STAT_ANY",
-            " badbuf",
-            "rlimit as inf",
-            "umask 077",
-            "meminfo X",
-            " hugetlb 2M",
-            " flags 0x",
-            "needs hugepages 1G 2",
-            "spawn D = \"true\"",
-            "signal",
-            "wait",
-            "finally:\n",
-            "exec",
-            "unshare ipc",
-            "setns",
-            "TERM",
-        ];
         let seeds: Vec<String> =
             files(SCENARIOS, Some("scn")).iter().map(|p| std::fs::read_to_string(p).expect("readable")).collect();
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
+        let mut next = move || -> u64 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -482,29 +484,35 @@ mod tests {
         for round in 0..3000 {
             let seed = &seeds[round % seeds.len()];
             let mut chars: Vec<char> = seed.chars().collect();
-            for _ in 0..=next() % 4 {
-                let at = (next() as usize) % (chars.len() + 1);
-                match next() % 3 {
-                    0 if at < chars.len() => {
-                        let n = 1 + (next() as usize) % 8;
-                        chars.drain(at..(at + n).min(chars.len()));
-                    }
-                    1 => {
-                        let piece = PIECES[(next() as usize) % PIECES.len()];
-                        chars.splice(at..at, piece.chars());
-                    }
-                    _ => {
-                        // Swap two lines' worth of text: copy a span elsewhere.
-                        let from = (next() as usize) % (chars.len() + 1);
-                        let span: Vec<char> = chars[from..(from + 12).min(chars.len())].to_vec();
-                        let at = at.min(chars.len());
-                        chars.splice(at..at, span);
-                    }
-                }
-            }
+            mutate(&mut chars, &mut next);
             let text: String = chars.into_iter().collect();
             if let Err(v) = check_text(&text) {
                 panic!("round {round}: {v}");
+            }
+        }
+    }
+
+    /// One to four random edits of `chars`: a cut, an inserted piece of
+    /// the language, or a span copied elsewhere.
+    fn mutate(chars: &mut Vec<char>, next: &mut impl FnMut() -> u64) {
+        for _ in 0..=next() % 4 {
+            let at = (next() as usize) % (chars.len() + 1);
+            match next() % 3 {
+                0 if at < chars.len() => {
+                    let n = 1 + (next() as usize) % 8;
+                    chars.drain(at..(at + n).min(chars.len()));
+                }
+                1 => {
+                    let piece = PIECES[(next() as usize) % PIECES.len()];
+                    chars.splice(at..at, piece.chars());
+                }
+                _ => {
+                    // Swap two lines' worth of text: copy a span elsewhere.
+                    let from = (next() as usize) % (chars.len() + 1);
+                    let span: Vec<char> = chars[from..(from + 12).min(chars.len())].to_vec();
+                    let at = at.min(chars.len());
+                    chars.splice(at..at, span);
+                }
             }
         }
     }

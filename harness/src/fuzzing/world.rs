@@ -290,6 +290,12 @@ impl World {
     }
 }
 
+/// The `n`th of `v`'s elements, counted round (how inputs pick a live
+/// segment or attachment by index); none when `v` is empty.
+pub fn pick<T>(v: &[T], n: u8) -> Option<usize> {
+    (!v.is_empty()).then(|| usize::from(n) % v.len())
+}
+
 /// A key of the fuzz inputs' small pool (pick 0: IPC_PRIVATE; one key with
 /// the sign bit set). On the host, only keys of the owned range.
 pub fn pool_key(conf: &Confinement, pick: u8) -> i32 {

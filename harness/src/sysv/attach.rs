@@ -17,6 +17,7 @@ use super::atomic_copy;
 use super::control::Shmid;
 use super::error::{Error, Result};
 use super::flags::{describe_attach_flags, AttachFlags};
+use super::planted::{self, Bug};
 use super::raw;
 
 /// An attached segment: a mapping in this process, detached on drop.
@@ -225,10 +226,9 @@ impl Attachment {
     /// [`Error::OutOfBounds`] past [`size`](Attachment::size).
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let src = self.check("read_at", offset, buf.len(), self.size)?;
-        #[cfg(feature = "planted-bugs")]
-        if super::planted::active("plain-copies") {
-            // SAFETY: none; the planted data race that ThreadSanitizer must report.
-            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: `src` is in bounds of the live mapping (checked above),
+        // `buf` is ours and cannot overlap it; only a planted bug copies.
+        if unsafe { planted::plain_copy(src, buf.as_mut_ptr(), buf.len()) } {
             return Ok(());
         }
         // SAFETY: in bounds of a live mapping, which is page-aligned and
@@ -250,10 +250,9 @@ impl Attachment {
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write_at")?;
         let dst = self.check("write_at", offset, data.len(), self.size)?;
-        #[cfg(feature = "planted-bugs")]
-        if super::planted::active("plain-copies") {
-            // SAFETY: none; the planted data race that ThreadSanitizer must report.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        // SAFETY: `dst` is in bounds of the live, writable mapping (checked
+        // above), `data` is ours and cannot overlap it; only a planted bug copies.
+        if unsafe { planted::plain_copy(data.as_ptr(), dst, data.len()) } {
             return Ok(());
         }
         // SAFETY: as in `read_at`, and the mapping is writable.
@@ -426,8 +425,7 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        #[cfg(feature = "planted-bugs")]
-        if super::planted::active("no-detach-on-drop") {
+        if planted::active(Bug::NoDetachOnDrop) {
             return;
         }
         if !self.mapped {

@@ -183,13 +183,7 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 // identity on x86_64 widens on i686 (see `SegmentStat::from_raw`).
 #[allow(clippy::useless_conversion)]
 pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<CtlAnswer> {
-    #[cfg(feature = "planted-bugs")]
-    let target =
-        if matches!(cmd, ShmctlCmd::ShmStat | ShmctlCmd::ShmStatAny) && super::planted::active("stat-index-shifted") {
-            target.wrapping_add(1)
-        } else {
-            target
-        };
+    let target = super::planted::shmctl_target(target, cmd);
     let what =
         || format!("shmctl({target}, {cmd}{})", if buf == CtlBuffer::Inaccessible { ", <no access>" } else { "" });
     let mut room = AnyBuf([0; 256]);

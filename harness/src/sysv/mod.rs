@@ -86,7 +86,6 @@ mod flags;
 mod key;
 pub mod mapping;
 mod maps;
-#[cfg(feature = "planted-bugs")]
 pub mod planted;
 pub mod raw;
 mod segment;

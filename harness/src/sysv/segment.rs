@@ -7,6 +7,7 @@ use super::control::{SegmentStat, Shmid};
 use super::error::{Error, Result};
 use super::flags::{describe_get_flags, AttachFlags, GetFlags, HugePageSize, Mode};
 use super::key::Key;
+use super::planted::{self, Bug};
 use super::raw;
 
 /// `shmget(key, size, flags | huge | mode)`—Gets or creates a segment; returns its id.
@@ -52,25 +53,13 @@ pub fn shmget(key: Key, size: usize, flags: GetFlags, huge: Option<HugePageSize>
 /// # Errors
 /// As [`shmget`].
 pub fn shmget_raw(key: Key, size: usize, flags: c_int) -> Result<Shmid> {
-    #[cfg(feature = "planted-bugs")]
-    let size = if size == 0 && super::planted::active("accept-size-0") { 1 } else { size };
-    #[cfg(feature = "planted-bugs")]
-    if flags & raw::IPC_CREAT != 0
-        && flags & raw::SHM_HUGETLB == 0
-        && size % raw::page_size() != 0
-        && super::planted::active("spurious-enospc")
-        && raw::shmget(key.raw(), 0, 0).is_err()
-    {
-        return Err(Error::sys(nix::errno::Errno::ENOSPC, || {
-            format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))
-        }));
+    let size = planted::shmget_size(size);
+    if let Some(refused) = planted::shmget_refusal(key, size, flags) {
+        return Err(refused);
     }
     let id = raw::shmget(key.raw(), size, flags)
         .map_err(|e| Error::sys(e, || format!("shmget(key={key}, size={size}, {})", describe_get_flags(flags))))?;
-    // The kernel's index (the low 15 bits) handed out as if it were the id.
-    #[cfg(feature = "planted-bugs")]
-    let id = if super::planted::active("shmid-as-index") { id & 0x7fff } else { id };
-    Ok(Shmid::from_raw(id))
+    Ok(Shmid::from_raw(planted::shmget_id(id)))
 }
 
 /// Opens an existing segment by key (`shmget` without `IPC_CREAT`).
@@ -297,8 +286,7 @@ impl Drop for OwnedSegment {
         if std::process::id() as libc::pid_t != self.owner_pid {
             return;
         }
-        #[cfg(feature = "planted-bugs")]
-        if super::planted::active("no-remove-on-drop") {
+        if planted::active(Bug::NoRemoveOnDrop) {
             return;
         }
         // EINVAL/EIDRM mean someone removed it already; a drop cannot report

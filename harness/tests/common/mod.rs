@@ -1,7 +1,11 @@
-//! Shared by the integration tests: isolation and skips.
+//! Shared by the integration tests: isolation and skips, running the
+//! `shm-harness` binary, and reading what it printed.
 
 #![allow(unsafe_code)] // opts in: raw calls against the kernel under test
 #![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -67,4 +71,75 @@ pub fn scan_proc(pred: impl Fn(i32) -> bool) -> Vec<i32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&p| pred(p))
         .collect()
+}
+
+/// The `shm-harness` binary that cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shm-harness")
+}
+
+/// `shm-harness ARGS` in `dir`, not yet run, with no colour setting of the
+/// caller's environment (`NO_COLOR`, `CLICOLOR`, `CLICOLOR_FORCE`) passed on.
+pub fn command(args: &[&str], dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").env_remove("CLICOLOR").args(args).current_dir(dir);
+    c
+}
+
+/// Runs `shm-harness ARGS` in `dir` and returns how it ended.
+pub fn harness(args: &[&str], dir: &Path) -> Output {
+    command(args, dir).output().expect("run shm-harness")
+}
+
+/// [`command`] with the state directory `dir/state`, so that sweeps and
+/// records of one test never meet another's.
+pub fn command_with_state(args: &[&str], dir: &Path) -> Command {
+    let mut c = command(args, dir);
+    c.env("SHM_HARNESS_STATE_DIR", dir.join("state"));
+    c
+}
+
+/// Runs `shm-harness ARGS` in `dir` with the state directory `dir/state`.
+pub fn harness_with_state(args: &[&str], dir: &Path) -> Output {
+    command_with_state(args, dir).output().expect("run shm-harness")
+}
+
+/// Writes `text` to `dir/name`, making the folders on the way.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Bytes a process printed, as text.
+pub fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+/// Everything a run printed: its stdout, then its stderr.
+pub fn all(o: &Output) -> String {
+    text(&o.stdout) + &text(&o.stderr)
+}
+
+/// A check's outcome in the tests that run outside libtest: what failed.
+pub type Res = Result<(), String>;
+
+/// `Ok` if `cond` holds, else the failure `what` describes.
+pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Res {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// Runs `shm-harness ARGS` in `dir` with the state directory `dir/state`,
+/// tracing left on whatever the caller's environment says
+/// (`SHM_HARNESS_NO_TRACE` removed), and `envs` set.
+pub fn harness_traced(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut c = command_with_state(args, dir);
+    c.env_remove("SHM_HARNESS_NO_TRACE").envs(envs.iter().copied());
+    c.output().expect("run shm-harness")
 }

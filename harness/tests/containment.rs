@@ -1,10 +1,13 @@
-//! Issue 10's adversarial safety review (R2): scenarios that try to reach
-//! what they did not make with the new features, pinned with a control that
-//! shows each check can fail. Every test runs in its own process
+//! Containment: a scenario reaches only what it made. Scenarios that try to
+//! reach foreign segments, recycled pids, reused shmids or the host's
+//! segments (through `needs command`, stale names, signals), pinned with a
+//! control that shows each check can fail (found by issue 10's adversarial
+//! safety review, R2). Every test runs in its own process
 //! (rusty-fork) and its own private IPC namespace, where the segments the
 //! test itself makes play the machine's ("foreign") segments.
 
 mod common;
+use common::{all, harness_traced};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,19 +16,9 @@ use std::time::{Duration, Instant};
 use rusty_fork::rusty_fork_test;
 use shm_harness::sysv::{self, CreateOptions, Key, Mode};
 
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 /// `shm-harness run --isolation ISO FILE` in `dir`, its state directory `dir/state`.
 fn run(dir: &Path, iso: &str, file: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness"))
-        .args(["run", "--isolation", iso, file])
-        .current_dir(dir)
-        .env("SHM_HARNESS_STATE_DIR", dir.join("state"))
-        .env_remove("SHM_HARNESS_NO_TRACE")
-        .output()
-        .expect("run shm-harness")
+    harness_traced(&["run", "--isolation", iso, file], dir, &[])
 }
 
 /// The shmids of the current IPC namespace.
@@ -75,8 +68,8 @@ rusty_fork_test! {
         let other = foreign(0x7ace_2001);
         for iso in ["namespace", "host"] {
             let out = run(dir.path(), iso, "rm.scn");
-            assert_eq!(out.status.code(), Some(0), "{iso}: {}", text(&out));
-            assert_eq!(shmids(), vec![other], "{iso}: the needs command removed a foreign segment: {}", text(&out));
+            assert_eq!(out.status.code(), Some(0), "{iso}: {}", all(&out));
+            assert_eq!(shmids(), vec![other], "{iso}: the needs command removed a foreign segment: {}", all(&out));
         }
         // The control: the same command, run here, does remove it.
         assert!(Command::new("ipcrm").arg("--all=shm").status().unwrap().success());
@@ -121,7 +114,7 @@ rusty_fork_test! {
         let out = run(dir.path(), "host", "stale.scn");
         let other = planter.join().unwrap();
         assert_eq!(other % 32768, 5, "the foreign segment is not at s's index");
-        let said = text(&out);
+        let said = all(&out);
         assert!(said.contains(&format!("`t` captured shmid {other}, which is not a segment this scenario's processes created")), "{said}");
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert_eq!(shmids(), vec![other], "the foreign segment was removed: {said}");
@@ -132,7 +125,7 @@ rusty_fork_test! {
         )
         .unwrap();
         let out = run(dir.path(), "host", "own.scn");
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", all(&out));
         assert_eq!(shmids(), vec![other]);
     }
 
@@ -190,13 +183,13 @@ if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "
             );
             std::fs::write(dir.path().join("recycle.scn"), steps).unwrap();
             let out = Command::new("unshare")
-                .args(["-p", "-f", "--mount-proc", "bash", "-c", script, env!("CARGO_BIN_EXE_shm-harness")])
+                .args(["-p", "-f", "--mount-proc", "bash", "-c", script, common::bin()])
                 .current_dir(dir.path())
                 .env("SHM_HARNESS_STATE_DIR", dir.path().join("state"))
                 .env_remove("SHM_HARNESS_NO_TRACE")
                 .output()
                 .unwrap();
-            let said = text(&out) + &std::fs::read_to_string(dir.path().join("recycle.out")).unwrap_or_default();
+            let said = all(&out) + &std::fs::read_to_string(dir.path().join("recycle.out")).unwrap_or_default();
             assert!(!said.contains("not-recycled"), "{step}: the test could not give D's pid to another process: {said}");
             assert!(said.contains("foreign-alive"), "{step}: killed another process that had D's pid: {said}");
             assert!(said.contains("rc=1") && said.contains(refusal), "{step}: {said}");
@@ -256,7 +249,7 @@ if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "
                 });
                 let out = run(dir.path(), "host", "stale.scn");
                 let other = planter.join().unwrap();
-                let said = text(&out);
+                let said = all(&out);
                 match other {
                     Some(other) => {
                         assert!(said.contains(&format!("`s` (shmid {other}) is now another segment")), "{op}: {said}");
@@ -295,12 +288,12 @@ if [ "$f" = none ]; then echo "not-recycled"; elif test -e /proc/$f; then echo "
                 continue;
             }
             let out = run(dir.path(), iso, file);
-            assert_eq!(out.status.code(), Some(0), "{iso} {file}: {}", text(&out));
+            assert_eq!(out.status.code(), Some(0), "{iso} {file}: {}", all(&out));
             let left = sleeping(&secs);
             for &pid in &left {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
-            assert_eq!(left, Vec::<i32>::new(), "{iso} {file}: the needs command's sleeps outlived it: {}", text(&out));
+            assert_eq!(left, Vec::<i32>::new(), "{iso} {file}: the needs command's sleeps outlived it: {}", all(&out));
         }
         // The control: a `sleep` that nobody kills is seen alive.
         let mut own = Command::new("sleep").arg(&secs).spawn().unwrap();

@@ -4,27 +4,10 @@
 //! `eventually`'s failure text; `needs` skips; recursive `run DIR`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn harness(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shm-harness")).args(args).current_dir(dir).output().expect("run shm-harness")
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn all(o: &Output) -> String {
-    text(&o.stdout) + &text(&o.stderr)
-}
+mod common;
+use common::{all, harness, text, write};
 
 /// One case per misuse class: the input and the error it must give.
 #[test]
@@ -365,7 +348,7 @@ fn an_unreadable_folder_is_an_error_naming_it() {
         std::fs::set_permissions(dir.path().join("t/x"), std::os::unix::fs::PermissionsExt::from_mode(0o300)).unwrap();
         let out = Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_shm-harness"))
+            .arg(common::bin())
             .args(["check", "t"])
             .current_dir(dir.path())
             .output();

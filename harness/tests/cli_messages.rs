@@ -1,20 +1,23 @@
-//! Regressions found by issue 10's independent review: each runs a small
-//! scenario through the CLI and pins what the harness must say, with a
-//! control that shows the check can fail.
+//! What the harness says when a scenario goes wrong, through the CLI: a
+//! mapping step refused before it reaches the actor's own memory, `check`'s
+//! errors for bad huge page sizes, dangling `xfail`s and misfit
+//! expectations, the stat answer a failed expectation shows, a negative
+//! sysctl write, and the leak messages of daemons and `run` steps. Each runs
+//! a small scenario and pins the message, with a control that shows the
+//! check can fail. (Found by issue 10's independent review.)
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+mod common;
+use common::{all, harness, write};
+
+/// Writes `text` to `dir/name` and runs `shm-harness run EXTRA NAME` there:
+/// its exit status and everything it printed.
 fn run(dir: &Path, name: &str, text: &str, extra: &[&str]) -> (Option<i32>, String) {
-    std::fs::write(dir.join(name), text).unwrap();
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_shm-harness"))
-        .arg("run")
-        .args(extra)
-        .arg(name)
-        .current_dir(dir)
-        .output()
-        .expect("run shm-harness");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    write(dir, name, text);
+    let args: Vec<&str> = ["run"].into_iter().chain(extra.iter().copied()).chain([name]).collect();
+    let out = harness(&args, dir);
+    (out.status.code(), all(&out))
 }
 
 /// A mapping step whose range reaches past the scenario's attachments, or a
@@ -66,10 +69,10 @@ fn a_stat_answer_shows_index_and_seq() {
     assert_eq!(code, Some(0), "{said}");
 }
 
+/// Writes `text` to `dir/name` and returns all `shm-harness check NAME` printed.
 fn check(dir: &Path, name: &str, text: &str) -> String {
-    std::fs::write(dir.join(name), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_shm-harness")).arg("check").arg(name).current_dir(dir).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    write(dir, name, text);
+    all(&harness(&["check", name], dir))
 }
 
 /// `check` names the misuse itself: an unknown huge page size (it said
