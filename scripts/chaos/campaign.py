@@ -223,8 +223,9 @@ def selftest(binary, canaries, logdir):
         got = counts(r)[col]
         if col == "unexpected exits" and kind != "none" and not r.delivered:
             got = 0  # judged as a no-fault run: the control did not happen
+        aim = f" (killed: {r.target or 'nothing'})" if kind != "none" else ""
         print(f"chaos selftest: planted {plant_kind:<12} -> {col}: {got} "
-              f"{'(caught)' if got else '(MISSED: this oracle cannot fail)'}")
+              f"{'(caught)' if got else '(MISSED: this oracle cannot fail)'}{aim}")
         for d in (r.leaked + r.strays + r.zombies + r.harmed)[:2]:
             print(f"    {d}")
         missed += got == 0
