@@ -40,7 +40,8 @@ def acceptable(kind, rc, out, run=None, repo=None):
     that no later step checks give exit 0 (see notice.py)."""
     _, role, sig = next(k for k in KINDS if k[0] == kind)
     if kind == "SIGKILL program" and rc == 0 and run is not None:
-        return notice.exit0_expected(run.victim, run.report, repo, run.baseline)
+        jobs = 1 if run.mode == "host" else run.jobs  # host isolation runs one at a time
+        return notice.exit0_expected(run.victim, run.report, repo, run.baseline, jobs)
     if kind == "none":
         return rc == 0
     if kind == "SIGKILL coordinator":
@@ -76,6 +77,7 @@ class Run:
         self.sweep_rc = None  # `shm-harness sweep`'s exit status, when it ran
         self.report = None    # the run's JSON report (--format json --output)
         self.victim = None    # the killed program, as notice.victim describes it
+        self.out = None       # the run's stdout (its progress lines)
         self.baseline = None  # {file: status} of the no-fault run of this configuration
 
     def cmd(self, binary):
@@ -95,7 +97,8 @@ def start(binary, run, logdir, repo):
     env[procs.TAG] = run.id
     # The JSON report goes to a file; stdout keeps the text report.
     run.report = os.path.join(logdir, f"{run.id}.json")
-    out = open(os.path.join(logdir, f"{run.id}.out"), "wb")
+    run.out = os.path.join(logdir, f"{run.id}.out")
+    out = open(run.out, "wb")
     err = open(os.path.join(logdir, f"{run.id}.err"), "wb")
     # A session of its own: nothing the harness does to its own process
     # groups can reach the campaign.
@@ -141,8 +144,11 @@ def deliver(p, run, binary, sig, role, attempts):
 
             # Who the program is, read before the kill (its /proc goes with it).
             victim = notice.victim(table, pid) if role == "program" else None
+            done = notice.finished(run.out)
             if procs.signal_pid(pid, sig, same):
                 run.target = f"{role} {want.describe()}"
+                if victim is not None:
+                    victim.update(done_before=done, done_after=len(notice.finished(run.out)))
                 run.victim = victim
                 return True
         time.sleep(0.01)
