@@ -5,7 +5,8 @@
 #   SHM_HARNESS=path scripts/chaos.sh    # take this binary instead of building one
 #   CHAOS_SEED=N                         # replay a campaign's random choices
 #   CHAOS_RESULTS=dir                    # where logs and runs.jsonl go (default: a temp dir)
-#   CHAOS_SELFTEST=1 scripts/chaos.sh    # planted controls: each oracle must catch its own
+#   CHAOS_SELFTEST=1 scripts/chaos.sh    # planted controls: each oracle must catch its own,
+#                                        # and a kill no step can notice must not be counted
 #
 # Runs the suite plus the slow scenarios of scripts/chaos/scenarios/ in both
 # isolation modes with --jobs 1 and 2, each run with one random fault
@@ -14,7 +15,9 @@
 # --timeout; or none), with canary segments made before it starts, then a
 # kill-then-rerun campaign. Prints per fault kind: runs, faults delivered,
 # segments left for sweep / leaked, stray processes and zombies (0.3 s after
-# the coordinator exited), hangs, canaries harmed, unexpected exit codes.
+# the coordinator exited), hangs, canaries harmed, unexpected exit codes
+# (a killed program that no later step of its scenario checks may give exit
+# 0: scripts/chaos/notice.py decides from the run's JSON report).
 # Exits 1 if any of those (but "left for sweep" that a sweep then removed)
 # is nonzero, 2 if the campaign itself could not run.
 #

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import notice
 import procs
 import rerun as rerunmod
 import run as runmod
@@ -76,8 +77,10 @@ def add(total, part):
 
 def measure_expected(binary, logdir, canaries):
     """One no-fault run per configuration: how long a run lasts (the
-    window faults are drawn from). Each is also a "none" run of the table."""
-    expected, runs = {}, []
+    window faults are drawn from), and the status of each scenario (what a
+    run whose fault went unnoticed must report). Each is also a "none" run
+    of the table."""
+    expected, baselines, runs = {}, {}, []
     for mode, jobs in CONFIGS:
         r = runmod.Run(f"base-{mode}-j{jobs}", "none", mode, jobs, PATHS, "3s")
         runmod.execute(binary, r, logdir, REPO, canaries, 0.0, None, 60.0)
@@ -85,8 +88,11 @@ def measure_expected(binary, logdir, canaries):
             die(f"the no-fault run {r.id} failed (exit {r.rc}; {logdir}/{r.id}.out): "
                 "faults cannot be judged against a run that fails by itself")
         expected[(mode, jobs)] = r.duration
+        baselines[(mode, jobs)] = notice.statuses(r.report)
+        if baselines[(mode, jobs)] is None:
+            die(f"the no-fault run {r.id} wrote no JSON report ({r.report})")
         runs.append(r)
-    return expected, runs
+    return expected, baselines, runs
 
 
 def plan(n, rng):
@@ -129,13 +135,14 @@ def campaign(args, binary, command, canaries, logdir, rng):
         sweep = [binary, "sweep"]
     print(f"chaos: binary {binary}; `sweep` {'supported' if sweep else 'not supported'}; "
           f"seed {args.seed}; {args.iterations} runs + {max(4, args.iterations // 10)} reruns")
-    expected, runs = measure_expected(binary, logdir, canaries)
+    expected, baselines, runs = measure_expected(binary, logdir, canaries)
     print("chaos: no-fault run durations: " + ", ".join(
         f"{m} --jobs {j}: {d:.2f} s" for (m, j), d in expected.items()))
     for i, (kind, mode, jobs) in enumerate(plan(args.iterations - len(runs), rng)):
         timeout = "500ms" if kind == "SIGSTOP actor" else "3s"
         r = runmod.Run(f"r{i:04d}", kind, mode, jobs, PATHS, timeout)
         exp = expected[(mode, jobs)]
+        r.baseline = baselines[(mode, jobs)]
         runmod.execute(command, r, logdir, REPO, canaries, exp, sweep, 3 * exp + 10)
         runs.append(r)
         if (i + 1) % 25 == 0:
@@ -188,16 +195,23 @@ def print_tables(runs, reruns):
 
 
 def selftest(binary, canaries, logdir):
-    """Planted controls: each must be counted, or the referee cannot fail."""
+    """Planted controls: each must be counted, or the referee cannot fail.
+    And one clean control: a SIGKILL no step can notice, which must not be
+    counted (or the campaign fails at random on a correct harness)."""
     plant = os.path.join(HERE, "controls", "planted-harness.sh")
     os.environ["CHAOS_REAL_HARNESS"] = binary
     os.environ["CHAOS_CANARY_KEY"] = f"{CANARY_KEY:#010x}"
     seed = ["scenarios/seed-exclusive-create.scn"]
+    checked = [os.path.relpath(os.path.join(HERE, "controls", "checked-programs.scn"), REPO)]
+    unchecked = [os.path.relpath(os.path.join(HERE, "controls", "unchecked-programs.scn"), REPO)]
     cases = [("leak", "none", PATHS, "leaked"), ("stray", "none", seed, "strays"),
              ("zombie", "none", seed, "zombies"), ("canary", "none", seed, "canaries harmed"),
              ("canary-write", "none", seed, "canaries harmed"),
              ("exit", "none", seed, "unexpected exits"), ("hang", "none", seed, "hangs"),
-             ("none", "SIGKILL program", seed, "not delivered")]
+             ("none", "SIGKILL program", seed, "not delivered"),
+             # A checked program killed, and a harness that exits 0 with a
+             # JSON report saying every scenario passed.
+             ("pass", "SIGKILL program", checked, "unexpected exits")]
     missed = 0
     runs = []
     for plant_kind, kind, paths, col in cases:
@@ -207,11 +221,22 @@ def selftest(binary, canaries, logdir):
         runmod.execute(command, r, logdir, REPO, canaries, 0.05, None, 2.0)
         runs.append(r)
         got = counts(r)[col]
+        if col == "unexpected exits" and kind != "none" and not r.delivered:
+            got = 0  # judged as a no-fault run: the control did not happen
+        aim = f" (killed: {r.target or 'nothing'})" if kind != "none" else ""
         print(f"chaos selftest: planted {plant_kind:<12} -> {col}: {got} "
-              f"{'(caught)' if got else '(MISSED: this oracle cannot fail)'}")
+              f"{'(caught)' if got else '(MISSED: this oracle cannot fail)'}{aim}")
         for d in (r.leaked + r.strays + r.zombies + r.harmed)[:2]:
             print(f"    {d}")
         missed += got == 0
+    r = runmod.Run("selftest-unchecked", "SIGKILL program", "host", 1, unchecked, "3s")
+    runmod.execute(binary, r, logdir, REPO, canaries, 0.05, None, 2.0)
+    runs.append(r)
+    bad = sum(counts(r)[c] for c in FAILING)
+    ok = r.delivered and r.rc == 0 and bad == 0
+    print(f"chaos selftest: unnoticeable kill ({r.target or 'not delivered'}), exit {r.rc} -> "
+          f"failing counts: {bad} {'(accepted)' if ok else '(WRONG: a correct run was counted, or no kill)'}")
+    missed += not ok
     return runs, missed
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 
+import notice
 import procs
 import sysv
 
@@ -32,10 +33,15 @@ SWEPT = {"SIGKILL coordinator", "SIGINT coordinator", "SIGTERM coordinator",
          "SIGHUP coordinator"}
 
 
-def acceptable(kind, rc, out):
+def acceptable(kind, rc, out, run=None, repo=None):
     """Whether the coordinator's exit fits the fault. rc is Popen's
-    returncode (negative: killed by that signal)."""
+    returncode (negative: killed by that signal). `run` (with its victim,
+    JSON report and no-fault baseline) and `repo` let a SIGKILLed program
+    that no later step checks give exit 0 (see notice.py)."""
     _, role, sig = next(k for k in KINDS if k[0] == kind)
+    if kind == "SIGKILL program" and rc == 0 and run is not None:
+        jobs = 1 if run.mode == "host" else run.jobs  # host isolation runs one at a time
+        return notice.exit0_expected(run.victim, run.report, repo, run.baseline, jobs)
     if kind == "none":
         return rc == 0
     if kind == "SIGKILL coordinator":
@@ -69,22 +75,30 @@ class Run:
         self.harmed = []
         self.ok_exit = True
         self.sweep_rc = None  # `shm-harness sweep`'s exit status, when it ran
+        self.report = None    # the run's JSON report (--format json --output)
+        self.victim = None    # the killed program, as notice.victim describes it
+        self.out = None       # the run's stdout (its progress lines)
+        self.baseline = None  # {file: status} of the no-fault run of this configuration
 
     def cmd(self, binary):
         return [binary, "run", "--isolation", self.mode, "--jobs", str(self.jobs),
-                "--timeout", self.timeout, *self.paths]
+                "--timeout", self.timeout, "--format", "json", "--output", self.report,
+                *self.paths]
 
     def record(self):
         return {k: getattr(self, k) for k in (
             "id", "kind", "mode", "jobs", "timeout", "delay", "delivered", "target", "rc",
             "hang", "duration", "left", "leaked", "strays", "zombies", "harmed", "ok_exit",
-            "sweep_rc")}
+            "sweep_rc", "victim")}
 
 
 def start(binary, run, logdir, repo):
     env = dict(os.environ)
     env[procs.TAG] = run.id
-    out = open(os.path.join(logdir, f"{run.id}.out"), "wb")
+    # The JSON report goes to a file; stdout keeps the text report.
+    run.report = os.path.join(logdir, f"{run.id}.json")
+    run.out = os.path.join(logdir, f"{run.id}.out")
+    out = open(run.out, "wb")
     err = open(os.path.join(logdir, f"{run.id}.err"), "wb")
     # A session of its own: nothing the harness does to its own process
     # groups can reach the campaign.
@@ -128,8 +142,14 @@ def deliver(p, run, binary, sig, role, attempts):
                     return False
                 return ppid == want.ppid and comm == want.comm and state not in "ZX"
 
+            # Who the program is, read before the kill (its /proc goes with it).
+            victim = notice.victim(table, pid) if role == "program" else None
+            done = notice.finished(run.out)
             if procs.signal_pid(pid, sig, same):
                 run.target = f"{role} {want.describe()}"
+                if victim is not None:
+                    victim.update(done_before=done, done_after=len(notice.finished(run.out)))
+                run.victim = victim
                 return True
         time.sleep(0.01)
     return False
@@ -262,5 +282,5 @@ def execute(binary, run, logdir, repo, canaries, expected, sweep_cmd, hang_bound
         out += f.read()
     # A fault that never arrived leaves a run that must behave as "none".
     judged = run.kind if run.delivered else "none"
-    run.ok_exit = run.hang or (acceptable(judged, run.rc, out) and run.sweep_rc in (None, 0))
+    run.ok_exit = run.hang or (acceptable(judged, run.rc, out, run, repo) and run.sweep_rc in (None, 0))
     return run
