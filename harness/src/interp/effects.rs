@@ -38,7 +38,7 @@ pub(crate) enum Effect {
 pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
     let mut out = Vec::new();
     match (op, v) {
-        (Op::Create { name, .. }, Value::Created(id)) => {
+        (Op::Create { name, .. } | Op::Open { name, .. }, Value::Created(id)) => {
             out.push(Effect::Created(*id));
             if let Some(n) = name {
                 out.push(Effect::Bind(n.clone(), Global::Segment(id.shmid)));

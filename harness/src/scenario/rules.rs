@@ -46,6 +46,18 @@ impl Op {
         }
     }
 
+    /// Whether the step's `shmget` creates a segment when it succeeds, given
+    /// the key it resolved to: a `create`, and an `open` of `IPC_PRIVATE`
+    /// (which always creates, whatever the flags). A creation is recorded
+    /// as the scenario's own before the step is answered.
+    pub fn creates(&self, resolved_key: i32) -> bool {
+        match self {
+            Op::Create { .. } => true,
+            Op::Open { .. } => resolved_key == 0,
+            _ => false,
+        }
+    }
+
     /// Steps whose purpose is to end the acting process (`exit`, `kill`,
     /// `crash`).
     pub fn ends_process(&self) -> bool {

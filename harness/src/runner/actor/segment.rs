@@ -29,7 +29,13 @@ impl Actor<'_> {
                 let raw =
                     i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
-                answer(call, sysv::shmget_raw(key, size, raw).map(|id| Value::Shmid(id.raw())))
+                match sysv::shmget_raw(key, size, raw) {
+                    // `open` of IPC_PRIVATE creates (the language's rule):
+                    // recorded like any creation.
+                    Ok(id) if op.creates(key.raw()) => self.created(call, index, id, key),
+                    Ok(id) => Outcome { call, result: Ok(Value::Shmid(id.raw())) },
+                    Err(e) => fail(call, e),
+                }
             }
             Op::Stat { segment } => {
                 let id = shmid_of(globals, segment);
@@ -69,11 +75,17 @@ impl Actor<'_> {
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
         match sysv::shmget_raw(key, size, shown) {
-            Ok(id) => match self.record_creation(index, id, key) {
-                Ok(identity) => Outcome { call, result: Ok(Value::Created(identity)) },
-                Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
-            },
+            Ok(id) => self.created(call, index, id, key),
             Err(e) => fail(call, e),
+        }
+    }
+
+    /// The answer of a `shmget` that created `id`: its identity, recorded
+    /// (and journaled in host isolation) before the step is answered.
+    fn created(&self, call: String, index: usize, id: Shmid, key: Key) -> Outcome {
+        match self.record_creation(index, id, key) {
+            Ok(identity) => Outcome { call, result: Ok(Value::Created(identity)) },
+            Err(message) => Outcome { call, result: Err(Failure::Refused { message }) },
         }
     }
 
