@@ -217,12 +217,18 @@ fn group_alive(pgid: i32) -> Vec<i32> {
     })
 }
 
+/// Whether `report` names `shmid ID` (not a longer number starting so).
+fn names(report: &str, id: i32) -> bool {
+    let needle = format!("shmid {id}");
+    report.match_indices(&needle).any(|(at, _)| !report[at + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// After a run: every segment left besides the canary must have been named
 /// by a failing run (reported), else it is an unreported leak.
 fn unreported(canary: &Seg, out: &Output) -> Option<String> {
     let left = left_besides(canary);
     let s = text(&out.stdout);
-    let hidden: Vec<i32> = left.iter().copied().filter(|id| !s.contains(&format!("shmid {id}"))).collect();
+    let hidden: Vec<i32> = left.iter().copied().filter(|&id| !names(&s, id)).collect();
     if left.is_empty() {
         None
     } else if !hidden.is_empty() || out.status.code() != Some(1) {
@@ -416,7 +422,7 @@ rusty_fork_test! {
         assert_eq!(format!("0x{:08x}", canary.key as u32), key);
         assert_canary_intact(&canary, &format!("key_grab {key}: {s}"));
         assert_eq!(out.status.code(), Some(1), "{s}");
-        assert!(s.contains("key_grab") && s.contains(&format!("shmid {}", canary.shmid)), "the failure must name the program and the segment: {s}");
+        assert!(s.contains("key_grab") && names(&s, canary.shmid), "the failure must name the program and the segment: {s}");
     }
 
     /// Row 7: `${s}` of a removed segment reaches `ipcrm -m ${s}` after the
@@ -448,7 +454,7 @@ rusty_fork_test! {
         assert_eq!(canary.shmid, id, "control: the canary did not get the removed segment's id");
         assert_canary_intact(&canary, &format!("ipcrm -m {id}: {s}"));
         assert_eq!(out.status.code(), Some(1), "{s}");
-        assert!(s.contains("ipcrm"), "{s}");
+        assert!(s.contains("ipcrm") && names(&s, id), "the failure must name the program and the segment: {s}");
     }
 
     /// Row 8: a dead run's journal, written by hand as a run killed in
@@ -479,11 +485,13 @@ rusty_fork_test! {
         assert_canary_intact(&canary, &format!("sweep: {}", text(&out.stderr)));
     }
 
-    /// Row 9: another user (65534) pre-creates the state directory the
-    /// harness would pick for uid 47013 without `XDG_RUNTIME_DIR`
-    /// (`/tmp/shm-harness-47013`, in a private tmpfs on `/tmp`). Safe: uid
-    /// 47013's host run and sweep still work, elsewhere, and never use it.
-    /// Control: the same run with a state directory of its own passes.
+    /// Row 9: another user (65534) pre-creates, world-writable, the state
+    /// directory the harness would pick without `XDG_RUNTIME_DIR`: for uid
+    /// 47013 `/tmp/shm-harness-47013`, and for uid 47014 as root of its own
+    /// user namespace (`unshare -U -r`) `/tmp/shm-harness-0` (in a private
+    /// tmpfs on `/tmp`). Safe: their host runs and sweeps still work,
+    /// elsewhere, and never put anything there. Control: the same run with a
+    /// state directory of its own passes.
     #[test]
     fn row09_foreign_precreated_state_dir_is_not_used_and_runs_still_work() {
         use nix::mount::{mount, MsFlags};
@@ -491,33 +499,51 @@ rusty_fork_test! {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).expect("make / private");
         mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), Some("mode=1777")).expect("tmpfs on /tmp");
-        let uid = 47013u32;
         let mk = |p: &str, owner: u32, mode: u32| {
             std::fs::create_dir(p).unwrap();
             std::os::unix::fs::chown(p, Some(owner), Some(owner)).unwrap();
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
         };
-        mk("/tmp/shm-harness-47013", CANARY_UID, 0o700);
-        mk("/tmp/home", uid, 0o700);
+        mk("/tmp/shm-harness-47013", CANARY_UID, 0o777);
+        mk("/tmp/shm-harness-0", CANARY_UID, 0o777);
+        mk("/tmp/home-47013", 47013, 0o700);
+        mk("/tmp/home-47014", 47014, 0o700);
         mk("/tmp/work", 0, 0o755);
         std::fs::write("/tmp/work/s.scn", "process A\nA: create s = private size 8\nA: segments => 1\nA: rm s\n").unwrap();
-        let as_user = |args: &[&str], state: Option<&str>| {
-            let mut c = as_uid(uid, Path::new(bin()));
-            c.args(args).current_dir("/tmp/work").env_clear().env("PATH", "/usr/bin:/bin").env("HOME", "/tmp/home");
+        // `shm-harness ARGS` as `uid` (as root of a user namespace of its own
+        // if `userns`), with a clean environment and its own home.
+        let as_user = |uid: u32, userns: bool, args: &[&str], state: Option<&str>| {
+            let mut c = if userns {
+                let mut c = as_uid(uid, Path::new("unshare"));
+                c.args(["-U", "-r", bin()]);
+                c
+            } else {
+                as_uid(uid, Path::new(bin()))
+            };
+            c.args(args).current_dir("/tmp/work").env_clear().env("PATH", "/usr/bin:/bin").env("HOME", format!("/tmp/home-{uid}"));
             if let Some(s) = state {
                 c.env("SHM_HARNESS_STATE_DIR", s);
             }
             c.output().unwrap()
         };
-        let ctl = as_user(&["run", "--isolation", "host", "s.scn"], Some("/tmp/home/state"));
-        assert_eq!(ctl.status.code(), Some(0), "control: {}{}", text(&ctl.stdout), text(&ctl.stderr));
-        let run = as_user(&["run", "--isolation", "host", "s.scn"], None);
-        let sweep = as_user(&["sweep"], None);
-        let foreign = std::fs::metadata("/tmp/shm-harness-47013").unwrap();
-        let inside: Vec<_> = std::fs::read_dir("/tmp/shm-harness-47013").unwrap().collect();
-        assert!(foreign.uid() == CANARY_UID && inside.is_empty(), "the foreign directory was used");
-        assert_eq!(run.status.code(), Some(0), "run: {}{}", text(&run.stdout), text(&run.stderr));
-        assert_eq!(sweep.status.code(), Some(0), "sweep: {}", text(&sweep.stderr));
+        let mut problems = Vec::new();
+        for (uid, userns, foreign) in [(47013, false, "/tmp/shm-harness-47013"), (47014, true, "/tmp/shm-harness-0")] {
+            let own = format!("/tmp/home-{uid}/state");
+            let ctl = as_user(uid, userns, &["run", "--isolation", "host", "s.scn"], Some(&own));
+            assert_eq!(ctl.status.code(), Some(0), "control, uid {uid}: {}{}", text(&ctl.stdout), text(&ctl.stderr));
+            for args in [&["run", "--isolation", "host", "s.scn"][..], &["sweep"][..]] {
+                let o = as_user(uid, userns, args, None);
+                if o.status.code() != Some(0) {
+                    problems.push(format!("uid {uid}{}: {args:?}: exit {:?}: {}", if userns { " (user-namespace root)" } else { "" }, o.status.code(), text(&o.stderr).trim()));
+                }
+            }
+            let meta = std::fs::metadata(foreign).unwrap();
+            let inside: Vec<_> = std::fs::read_dir(foreign).unwrap().filter_map(Result::ok).map(|e| e.path()).collect();
+            if meta.uid() != CANARY_UID || !inside.is_empty() {
+                problems.push(format!("uid {uid}: the foreign directory {foreign} was used: {inside:?}"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     /// Row 10: SIGINT (to the process group, as a terminal sends it),
