@@ -95,7 +95,7 @@ pub enum OpsOp {
     /// `IPC_INFO` and `SHM_INFO` against the model.
     Info,
     /// Attach at an address, detach at an address, change a mapping
-    /// (see [`super::mapping`]).
+    /// (see [`crate::fuzzing::mapping`]).
     Map(MapOp),
 }
 
