@@ -2,7 +2,7 @@
 # The scenario suite and examples/real-programs/ on other kernels, each in a
 # VM with a huge page pool, and on the host's kernel; then one table.
 #
-#   scripts/kernels.sh [--out DIR] [--suite-only] [VERSION...]   (as root)
+#   scripts/kernels.sh [--out DIR] [--suite-only | --path P...] [VERSION...]
 #
 # VERSION (default 6.1 6.12): a Debian 12 kernel series: its newest unsigned
 # generic linux-image package. Fetched without installing anything (apt-get
@@ -12,7 +12,8 @@
 # (default target/kernels/): <label>.json and <label>.junit.xml per kernel
 # (label `host` or the VERSION), the raw runs in <label>/. --suite-only:
 # scenarios/ alone, without examples/real-programs/ (whose PostgreSQL
-# scenarios outgrow their own 30 s step timeout under TCG).
+# scenarios outgrow their own 30 s step timeout under TCG). --path P
+# (repeatable): these files or folders instead. Run as root.
 # Exit 0: every kernel ran both isolations to the end and nothing failed;
 # 1: a FAIL, a harness error, an XPASS or a missing report; 2: setup failed.
 #
@@ -29,17 +30,21 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 out=$repo/target/kernels
 versions=()
 paths=(scenarios/ examples/real-programs/)
+given=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --out=*) out=${1#--out=}; shift ;;
     --suite-only) paths=(scenarios/); shift ;;
+    --path) given+=("$2"); shift 2 ;;
+    --path=*) given+=("${1#--path=}"); shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "kernels: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) versions+=("$1"); shift ;;
   esac
 done
 [ ${#versions[@]} -gt 0 ] || versions=(6.1 6.12)
+[ ${#given[@]} -eq 0 ] || paths=("${given[@]}")
 [ "$(id -u)" = 0 ] || { echo "kernels: run as root (namespace isolation and the VMs' huge page pools need it)" >&2; exit 2; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

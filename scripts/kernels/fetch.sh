@@ -4,21 +4,26 @@
 #   apt/            a private apt configuration over Debian 12 (bookworm,
 #                   bookworm-updates, bookworm-security; main; amd64)
 #   kernel-<pkg>/   a kernel package unpacked (boot/vmlinuz-*, lib/modules/*)
-#   tools-<ver>/    QEMU, kmod and libraries the host may lack, unpacked
+#   tools-<ver>/    QEMU, kmod, busybox and libraries the host may lack,
+#                   unpacked, with wrappers in wrap/
 #   venv-virtme-ng-<ver>/  virtme-ng from PyPI
 # The private apt configuration makes the same packages come out on any
 # host that has Debian's archive keyring (Debian, or Ubuntu with the
 # debian-archive-keyring package), whatever its own sources are.
 
-# virtme-ng, pinned: the console-less exit path below was checked with it.
+# virtme-ng, pinned: scripts/kernels.sh's use of it (reports through
+# --rwdir, its exit status ignored) was checked with this version.
 VIRTME_NG_VERSION=1.42
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-# QEMU for x86, what Debian 12's QEMU 7.2 needs beyond a usual Debian host,
-# kmod (depmod, modprobe) and a static busybox (virtme-ng builds an
-# initramfs with it, to load the kernel's 9p modules): unpacked together, run through wrappers (wrap/) that
-# point LD_LIBRARY_PATH at the unpacked libraries for them alone.
-TOOL_PACKAGES=(qemu-system-x86 qemu-system-common kmod libkmod2 busybox-static qemu-system-data seabios ipxe-qemu
-  libcapstone4 libfdt1 libibverbs1 libpmem1 librdmacm1 libslirp0 libvdeplug2
+# QEMU for x86 (its accelerator modules are in qemu-system-common, its
+# firmware in qemu-system-data, seabios, ipxe-qemu), the libraries Debian
+# 12's QEMU 7.2 needs beyond a usual Debian host, kmod (depmod, modprobe:
+# virtme-ng runs them over the kernel's modules) and a static busybox
+# (virtme-ng builds an initramfs with it, to load the kernel's 9p modules).
+# Unpacked together; run through wrappers (wrap/) that point
+# LD_LIBRARY_PATH at the unpacked libraries for them alone.
+TOOL_PACKAGES=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-qemu
+  kmod libkmod2 busybox-static libcapstone4 libfdt1 libibverbs1 libpmem1 librdmacm1 libslirp0 libvdeplug2
   libndctl6 libdaxctl1 libnl-3-200 libnl-route-3-200)
 
 die() { echo "kernels: $*" >&2; exit 2; }
@@ -44,12 +49,13 @@ deb [signed-by=$DEBIAN_KEYRING] http://deb.debian.org/debian bookworm main
 deb [signed-by=$DEBIAN_KEYRING] http://deb.debian.org/debian bookworm-updates main
 deb [signed-by=$DEBIAN_KEYRING] http://deb.debian.org/debian-security bookworm-security main
 SOURCES
-  local stamp="$cache/apt/updated"
-  if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
-    echo "kernels: refreshing the package lists of Debian 12 (private, in $cache/apt)" >&2
-    apt_private apt-get -qq update || die "apt-get update failed (network to deb.debian.org?)"
-    touch "$stamp"
-  fi
+  [ -n "$(find "$cache/apt/updated" -mmin -1440 2>/dev/null)" ] || apt_refresh
+}
+
+apt_refresh() {
+  echo "kernels: refreshing the package lists of Debian 12 (private, in $cache/apt)" >&2
+  apt_private apt-get -qq update || die "apt-get update failed (network to deb.debian.org?)"
+  touch "$cache/apt/updated"
 }
 
 # The newest unsigned generic kernel package of a series (6.1, 6.12).
@@ -62,45 +68,55 @@ kernel_package() {
   apt_private apt-cache search --names-only "$re" | awk '{print $1}' | sort -V | tail -n1
 }
 
-# Downloads packages into $1 (unless there) and unpacks them into $2.
+# Downloads packages and unpacks them into $1 (the .debs are not kept).
+# Status 1 when the download fails: the caller refreshes the lists (a
+# security update takes the version day-old lists name off the mirror)
+# and asks again.
 fetch_unpack() {
-  local debs=$1 root=$2; shift 2
-  mkdir -p "$debs"
-  (cd "$debs" && apt_private apt-get -qq download "$@") || die "apt-get download $* failed"
-  local tmp="$root.partial"
-  rm -rf "$tmp" && mkdir -p "$tmp"
+  local root=$1; shift
+  local debs="$root.debs" tmp="$root.partial"
+  rm -rf "$debs" "$tmp" && mkdir -p "$debs" "$tmp"
+  (cd "$debs" && apt_private apt-get -qq download "$@") || { rm -rf "$debs" "$tmp"; return 1; }
   local d
   for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$tmp" || die "cannot unpack $d"; done
+  rm -rf "$debs"
   mv "$tmp" "$root"
 }
 
-# Prints the vmlinuz of a series, fetching its package if needed.
+# Prints the vmlinuz of a series, fetching its package if needed (over
+# fresh lists on a second try).
 fetch_kernel() {
-  local series=$1 pkg root
-  pkg=$(kernel_package "$series")
-  [ -n "$pkg" ] || die "no linux-image package for $series in Debian 12 (try 6.1 or 6.12)"
-  root="$cache/kernel-$pkg"
-  if [ ! -d "$root" ]; then
+  local series=$1 pkg root try
+  for try in 1 2; do
+    [ "$try" = 1 ] || apt_refresh
+    pkg=$(kernel_package "$series")
+    [ -n "$pkg" ] || die "no linux-image package for $series in Debian 12 (try 6.1 or 6.12)"
+    root="$cache/kernel-$pkg"
+    [ -d "$root" ] && break
     echo "kernels: fetching $pkg" >&2
-    fetch_unpack "$cache/debs/$pkg" "$root" "$pkg"
-  fi
+    fetch_unpack "$root" "$pkg" && break
+    [ "$try" = 1 ] || die "apt-get download $pkg failed (network to deb.debian.org?)"
+  done
   local img
   img=$(ls "$root"/boot/vmlinuz-* 2>/dev/null | head -n1)
   [ -n "$img" ] || die "$pkg holds no boot/vmlinuz-*"
   echo "$img"
 }
 
-# Unpacks Debian 12's QEMU and kmod (depmod, which virtme-ng runs over a
-# kernel's modules) into $cache/tools-<QEMU version>; prints that folder.
+# Unpacks Debian 12's QEMU, kmod and busybox (TOOL_PACKAGES) into
+# $cache/tools-<QEMU version>, writes its wrappers; prints that folder.
 fetch_tools() {
-  local ver root
-  ver=$(apt_private apt-cache show --no-all-versions qemu-system-x86 | awk '/^Version:/{print $2; exit}')
-  [ -n "$ver" ] || die "no qemu-system-x86 in Debian 12's package lists"
-  root="$cache/tools-${ver//[:~+]/_}"
-  if [ ! -d "$root" ]; then
+  local ver root try
+  for try in 1 2; do
+    [ "$try" = 1 ] || apt_refresh
+    ver=$(apt_private apt-cache show --no-all-versions qemu-system-x86 | awk '/^Version:/{print $2; exit}')
+    [ -n "$ver" ] || die "no qemu-system-x86 in Debian 12's package lists"
+    root="$cache/tools-${ver//[:~+]/_}"
+    [ -d "$root" ] && break
     echo "kernels: fetching QEMU $ver and kmod" >&2
-    fetch_unpack "$cache/debs/tools-${ver//[:~+]/_}" "$root" "${TOOL_PACKAGES[@]}"
-  fi
+    fetch_unpack "$root" "${TOOL_PACKAGES[@]}" && break
+    [ "$try" = 1 ] || die "apt-get download ${TOOL_PACKAGES[*]} failed (network to deb.debian.org?)"
+  done
   local missing
   missing=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu" ldd "$root/usr/bin/qemu-system-x86_64" "$root/bin/kmod" | grep 'not found' || true)
   [ -z "$missing" ] || die "the unpacked QEMU lacks libraries: $missing (add their packages to TOOL_PACKAGES in scripts/kernels/fetch.sh, then remove $root)"
