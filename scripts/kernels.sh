@@ -10,7 +10,8 @@
 # pinned), into the cache: $SHM_KERNELS_CACHE, else
 # ${XDG_CACHE_HOME:-~/.cache}/shm-harness-kernels. Reports into DIR
 # (default target/kernels/): <label>.json and <label>.junit.xml per kernel
-# (label `host` or the VERSION), the raw runs in <label>/. --suite-only:
+# (label `host` or the VERSION), the raw runs in <label>/. Relative paths
+# are taken from the current directory. --suite-only:
 # scenarios/ alone, without examples/real-programs/ (whose PostgreSQL
 # scenarios outgrow their own 30 s step timeout under TCG). --path P
 # (repeatable): these files or folders instead. Run as root.
@@ -23,21 +24,23 @@
 # VM, default 60s), SHM_KERNELS_VM_LIMIT (seconds a VM may take in all,
 # default 1800), SHM_HARNESS (a shm-harness binary instead of building one).
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+from_caller() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 out=$repo/target/kernels
 versions=()
 paths=(scenarios/ examples/real-programs/)
 given=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) out=$2; shift 2 ;;
-    --out=*) out=${1#--out=}; shift ;;
+    --out) out=$(from_caller "$2"); shift 2 ;;
+    --out=*) out=$(from_caller "${1#--out=}"); shift ;;
     --suite-only) paths=(scenarios/); shift ;;
-    --path) given+=("$2"); shift 2 ;;
-    --path=*) given+=("${1#--path=}"); shift ;;
+    --path) given+=("$(from_caller "$2")"); shift 2 ;;
+    --path=*) given+=("$(from_caller "${1#--path=}")"); shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "kernels: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) versions+=("$1"); shift ;;
