@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # QEMU_OPTS, VNG, ...: read by scripts/kernels.sh
 # Sourced by scripts/kernels.sh: fetches, without installing anything, what
 # the kernel runs need, into the cache ($cache):
 #   apt/            a private apt configuration over Debian 12 (bookworm,
@@ -27,6 +28,7 @@ TOOL_PACKAGES=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-
   libndctl6 libdaxctl1 libnl-3-200 libnl-route-3-200)
 
 die() { echo "kernels: $*" >&2; exit 2; }
+: "${cache:?the cache folder, set by scripts/kernels.sh before sourcing this}"
 
 # apt-get/apt-cache over the private configuration.
 apt_private() {
@@ -97,10 +99,9 @@ fetch_kernel() {
     fetch_unpack "$root" "$pkg" && break
     [ "$try" = 1 ] || die "apt-get download $pkg failed (network to deb.debian.org?)"
   done
-  local img
-  img=$(ls "$root"/boot/vmlinuz-* 2>/dev/null | head -n1)
-  [ -n "$img" ] || die "$pkg holds no boot/vmlinuz-*"
-  echo "$img"
+  local imgs=("$root"/boot/vmlinuz-*)
+  [ -f "${imgs[0]}" ] || die "$pkg holds no boot/vmlinuz-*"
+  echo "${imgs[0]}"
 }
 
 # Unpacks Debian 12's QEMU, kmod and busybox (TOOL_PACKAGES) into
@@ -139,7 +140,7 @@ fetch_tools() {
 # else Debian 12's QEMU, unpacked. depmod, modprobe: the host's, else
 # Debian's kmod. BUSYBOX: a static busybox on PATH, else Debian's.
 fetch_qemu() {
-  QEMU_OPTS= BUSYBOX=
+  QEMU_OPTS='' BUSYBOX=''
   local root=
   if command -v busybox >/dev/null && ! ldd "$(command -v busybox)" >/dev/null 2>&1; then
     BUSYBOX=$(command -v busybox)

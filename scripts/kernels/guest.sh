@@ -39,4 +39,4 @@ run namespace
 run host
 end=$(date +%s.%N)
 awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' >"$out/suite_s"
-echo done >"$out/done"
+echo "done" >"$out/done"
