@@ -89,6 +89,7 @@
 
 mod event;
 mod filter;
+mod pending;
 mod probe;
 mod raw;
 mod stream;
