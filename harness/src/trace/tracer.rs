@@ -1,7 +1,8 @@
 //! The tracer process T: forks the program, seizes it, and runs the ptrace
 //! dispatcher until every tracee is gone.
 //!
-//! Per stop, what T does (`waitpid(-1, __WALL)`):
+//! Per stop, what T does (peeked at with `waitid(P_ALL, WNOWAIT | __WALL)`,
+//! then consumed with `waitpid(tid, __WALL)`):
 //!
 //! | stop | action |
 //! |---|---|
@@ -12,7 +13,9 @@
 //! | group-stop (`PTRACE_EVENT_STOP` with a stop signal) | `PTRACE_LISTEN`: stays stopped, as untraced |
 //! | other `PTRACE_EVENT_STOP` (new tracee, after SIGCONT) | resume |
 //! | signal-delivery stop | resume, delivering the signal |
+//! | exit or death, peeked (not reaped yet) | a `shmget` it was in: settle it from `/proc/sysvipc/shm` ([`pending`]) |
 //! | exit or death | forget the tracee; for the program, report [`Event::ProgramExited`] |
+//! | any stop after a stop request (SIGTERM to T) | SIGKILL the tracee (all known ones at the request) |
 //!
 //! `ECHILD` from `waitpid` means no tracee is left: T reports
 //! [`Event::AllExited`] and exits. If writing an event fails (the caller is
