@@ -141,3 +141,35 @@ pub(super) fn now_secs() -> i64 {
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     i64::from(ts.tv_sec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_creator_is_read_from_proc_as_the_kernel_stamps_it() {
+        let me = std::process::id() as pid_t;
+        let ns = ipc_namespace_id(None);
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(creator(me, ns), Ok(Some(Creator { tgid: me, euid })));
+        // Another IPC namespace than the tracer's: not ours to claim.
+        assert_eq!(creator(me, ns.map(|n| n + 1)), Ok(None));
+        // A pid that names no process: unverifiable, never "nothing".
+        assert!(creator(i32::MAX, ns).is_err());
+    }
+
+    #[test]
+    fn only_a_call_that_may_create_is_settled() {
+        assert!(may_create(0, 0));
+        assert!(may_create(5, sysv::raw::IPC_CREAT));
+        assert!(!may_create(5, 0));
+        let open = Pending::Shmget { key: 5, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES) };
+        assert!(settle_lost_shmget(1, &open).is_empty());
+        let blind = Pending::Shmget { key: 0, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES) };
+        assert_eq!(
+            settle_lost_shmget(7, &blind),
+            vec![Event::Unverified { shmid: -1, by_pid: 7, errno: Errno::EACCES as i32 }]
+        );
+    }
+}
