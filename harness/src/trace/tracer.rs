@@ -17,7 +17,7 @@
 //! | exit or death | forget the tracee; for the program, report [`Event::ProgramExited`] |
 //! | any stop after a stop request (SIGTERM to T) | SIGKILL the tracee (all known ones at the request) |
 //!
-//! `ECHILD` from `waitpid` means no tracee is left: T reports
+//! `ECHILD` from `waitid` means no tracee is left: T reports
 //! [`Event::AllExited`] and exits. If writing an event fails (the caller is
 //! gone), T exits and `PTRACE_O_EXITKILL` kills every tracee.
 
