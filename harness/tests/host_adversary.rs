@@ -283,7 +283,6 @@ rusty_fork_test! {
     /// that the run did not name (every creation removed or reported).
     /// Control: the run reports some of the program's segments as leaks.
     #[test]
-    #[ignore = "issue 15 row 2 is not defended yet: the tracer is killed before the program tree"]
     fn row02_spawned_creator_at_teardown_or_timeout_leaves_nothing_unreported() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");
@@ -316,7 +315,6 @@ rusty_fork_test! {
     /// removed (or the scenario fails naming it). Control: the same program
     /// run untraced leaves a segment from its in-flight `shmget`.
     #[test]
-    #[ignore = "issue 15 row 3 is not defended yet: a pending creation of a dying tracee is forgotten"]
     fn row03_thread_exits_process_during_shmget() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");

@@ -73,9 +73,11 @@ pub enum Event {
     },
     /// A tracee's `shmget` returned `shmid`, but the tracer could not read
     /// the segment's identity (`errno`), so it cannot say whether the call
-    /// created it. The caller must treat the run as unverifiable.
+    /// created it; or (`shmid` -1) the tracee died in a `shmget` that may
+    /// have created a segment and T could not look for it. The caller must
+    /// treat the run as unverifiable.
     Unverified {
-        /// The id `shmget` returned.
+        /// The id `shmget` returned; -1 if the tracee died in the call.
         shmid: i32,
         /// The thread that called `shmget`.
         by_pid: i32,

@@ -20,9 +20,23 @@
 //! have seen a creation that the caller was not told about.
 //!
 //! The caller reads the events with [`Tracer::recv`] and ends everything with
-//! [`Tracer::kill_all`] (SIGKILL of T; `EXITKILL` kills the tracees).
+//! [`Tracer::stop`]: the program tree dies *before* the tracer. T, asked by
+//! SIGTERM, SIGKILLs every tracee, reports what each did as it dies, then
+//! sends [`Event::AllExited`] and exits; the caller reads to that event.
 //!
-//! After [`Tracer::kill_all`] returns, every tracee has a SIGKILL pending
+//! A tracee may die inside a trapped `shmget` (SIGKILL, another thread's
+//! `exit_group`: no syscall-exit stop comes), or be killed before its
+//! result is read, after the kernel created a segment. T settles such a
+//! call before it reaps the tracee (it peeks at every exit with
+//! `waitid(WNOWAIT)`): the unreaped tracee still holds its thread-group id,
+//! so a segment in `/proc/sysvipc/shm` with that creator pid, the tracee's
+//! effective uid as creator uid, the key and size asked for and a ctime
+//! not before the call is its creation, reported as [`Event::Created`]. If
+//! T cannot read what it needs, it reports [`Event::Unverified`] with
+//! `shmid` -1 (the caller fails closed).
+//!
+//! [`Tracer::kill_all`] (SIGKILL of T; `EXITKILL` kills the tracees) is the
+//! last resort, when T does not drain. After it returns, every tracee has a SIGKILL pending
 //! and none can get past a trapped call any more (the kernel skips a system
 //! call whose seccomp stop ends in a fatal signal), so no creation can
 //! happen unreported after it; the tracees themselves are reaped by their
@@ -51,7 +65,9 @@
 //!         Ok(Event::AllExited) => break,
 //!         Ok(_) => {}
 //!         Err(TraceError::Timeout(_)) => {
-//!             tracer.kill_all()?; // a step timeout: kills the whole tree
+//!             // A step timeout: the tree dies first; record what T reports
+//!             // as it dies (an Err: T did not drain, fail closed).
+//!             tracer.stop(Duration::from_secs(2), &mut |e| println!("record {e:?}"))?;
 //!             break;
 //!         }
 //!         Err(e) => return Err(e.into()), // T died or garbage: fail closed
@@ -74,9 +90,10 @@
 //!   `unshare`s one) is not reported: its identity is not visible to T.
 //! - A system call under an ABI the filter does not know (see
 //!   [`filter`](self)) kills the process that made it.
-//! - If T is killed between the kernel creating a segment and T writing the
-//!   event, the tracee dies before returning from `shmget`: the program never
-//!   saw the id, but the segment exists unreported.
+//! - If T itself is killed (SIGKILL, not [`Tracer::stop`]) between the
+//!   kernel creating a segment and T writing the event, the tracee dies
+//!   before returning from `shmget`: the program never saw the id, but the
+//!   segment exists unreported. [`Tracer::stop`] ends the tracees first.
 //! - T reads `/proc/TID` with the pids it sees: in a PID namespace whose
 //!   `/proc` is not its own (the host's mount), every creation comes out
 //!   [`Event::Unverified`] (fail closed) rather than misread.
@@ -89,6 +106,7 @@
 
 mod event;
 mod filter;
+mod pending;
 mod probe;
 mod raw;
 mod stream;

@@ -105,6 +105,49 @@ impl Tracer {
         }
     }
 
+    /// Asks T to end the program tree (`kill(T, SIGTERM)`): T SIGKILLs
+    /// every tracee, reports what each did as it dies (a `shmget` it died
+    /// in included, settled before it is reaped), then sends
+    /// [`Event::AllExited`] and exits. Read the rest with [`Tracer::stop`].
+    pub fn request_stop(&self) {
+        if !self.reaped && !self.is_over() {
+            // SAFETY: T is our unreaped child, so its pid cannot have been reused.
+            unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        }
+    }
+
+    /// Ends the program tree *before* the tracer, and hands every event T
+    /// wrote until its last to `on_event` ([`Tracer::request_stop`],
+    /// repeated while nothing arrives, then reading to the final event and
+    /// reaping T). If T has not finished within `timeout`, it is killed
+    /// ([`Tracer::kill_all`]: the tracees die with it, possibly in a call
+    /// nobody sees return) and this fails.
+    ///
+    /// # Errors
+    /// [`TraceError::Timeout`] (T did not drain in time),
+    /// [`TraceError::Vanished`] (T died without a final event), or as
+    /// [`Tracer::recv`]: what T reported may be incomplete.
+    pub fn stop(&mut self, timeout: Duration, on_event: &mut dyn FnMut(Event)) -> Result<(), TraceError> {
+        let deadline = Instant::now() + timeout;
+        self.request_stop();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left.min(Duration::from_millis(20))) {
+                Ok(e) => on_event(e),
+                Err(TraceError::Ended) => return self.reap(),
+                Err(TraceError::Timeout(_)) if !left.is_zero() => self.request_stop(),
+                Err(TraceError::Timeout(_)) => {
+                    self.kill_all()?;
+                    return Err(TraceError::Timeout(timeout));
+                }
+                Err(e) => {
+                    self.kill_all()?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     /// `kill(T, SIGKILL)`—Kills the tracer, and with it (`PTRACE_O_EXITKILL`)
     /// every tracee, then reaps T. The tracees die asynchronously: they are
     /// SIGKILLed when T's exit is processed, and reaped by their new parent.

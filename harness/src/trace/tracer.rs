@@ -1,7 +1,8 @@
 //! The tracer process T: forks the program, seizes it, and runs the ptrace
 //! dispatcher until every tracee is gone.
 //!
-//! Per stop, what T does (`waitpid(-1, __WALL)`):
+//! Per stop, what T does (peeked at with `waitid(P_ALL, WNOWAIT | __WALL)`,
+//! then consumed with `waitpid(tid, __WALL)`):
 //!
 //! | stop | action |
 //! |---|---|
@@ -12,9 +13,11 @@
 //! | group-stop (`PTRACE_EVENT_STOP` with a stop signal) | `PTRACE_LISTEN`: stays stopped, as untraced |
 //! | other `PTRACE_EVENT_STOP` (new tracee, after SIGCONT) | resume |
 //! | signal-delivery stop | resume, delivering the signal |
+//! | exit or death, peeked (not reaped yet) | a `shmget` it was in: settle it from `/proc/sysvipc/shm` ([`pending`]) |
 //! | exit or death | forget the tracee; for the program, report [`Event::ProgramExited`] |
+//! | any stop after a stop request (SIGTERM to T) | SIGKILL the tracee (all known ones at the request) |
 //!
-//! `ECHILD` from `waitpid` means no tracee is left: T reports
+//! `ECHILD` from `waitid` means no tracee is left: T reports
 //! [`Event::AllExited`] and exits. If writing an event fails (the caller is
 //! gone), T exits and `PTRACE_O_EXITKILL` kills every tracee.
 
@@ -22,16 +25,18 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_int, pid_t};
 use nix::errno::Errno;
 
 use super::event::{Event, Exit};
 use super::filter::{classify, Call, IPC_RMID, IPC_SET};
+use super::pending::{self, identity, now_secs, Pending};
 use super::raw::{self, SyscallInfo};
 use super::tracee::{self, Prepared, Step};
 use crate::namespace::ipc_namespace_id;
-use crate::sysv::{self, Shmid};
+use crate::sysv;
 
 /// Why the tracer gave up: sent to the caller as the text of an
 /// [`Event::Failed`], after which T exits and every tracee dies with it.
@@ -108,15 +113,6 @@ pub(super) enum TracerFailure {
     },
 }
 
-/// What a tracee stopped in a trapped call is waiting for.
-#[derive(Debug, Clone, Copy)]
-enum Pending {
-    /// `shmget` (entry second: a segment created by it has a later ctime).
-    Shmget { key: i32, flags: i32, entry_secs: i64 },
-    /// `shmctl(IPC_SET or IPC_RMID)`; the ctime before, if readable.
-    Shmctl { shmid: i32, cmd: i32, old_ctime: Option<i64> },
-}
-
 /// The dispatcher's state.
 struct Tracer {
     events: RawFd,
@@ -126,6 +122,30 @@ struct Tracer {
     tracees: HashMap<pid_t, Option<Pending>>,
     program_done: bool,
     my_ipc_ns: Option<u64>,
+    /// The caller asked for the tree to end ([`STOP`]): every tracee has
+    /// been sent SIGKILL, and every new one is.
+    stopping: bool,
+}
+
+/// Set by T's SIGTERM handler: the caller asks T to kill every tracee,
+/// report what they did as they die, and exit after [`Event::AllExited`].
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGTERM a request to stop the tree (no `SA_RESTART`: it wakes T
+/// from `waitid`).
+fn handle_stop_requests() {
+    // SAFETY: a zeroed sigaction is a valid start; the handler only stores
+    // to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = request_stop as extern "C" fn(c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
 }
 
 /// T's body after the fork from the caller; never returns.
@@ -174,7 +194,9 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
         tracees: HashMap::new(),
         program_done: false,
         my_ipc_ns: ipc_namespace_id(None),
+        stopping: false,
     };
+    handle_stop_requests();
     if let Err(e) = t.attach() {
         t.fail(&e)
     }
@@ -204,6 +226,24 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), Errno> {
         bytes = &bytes[n as usize..];
     }
     Ok(())
+}
+
+/// The next tracee with something to report, and whether it is its exit,
+/// without consuming it (`waitid(WNOWAIT)`): an exited tracee stays
+/// unreaped, its id held. EINTR is returned (a stop request).
+fn peek() -> Result<(pid_t, bool), Errno> {
+    // SAFETY: a zeroed siginfo is a valid buffer for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WSTOPPED | libc::__WALL | libc::WNOWAIT;
+    // SAFETY: fills a local siginfo; WNOWAIT leaves the child waitable.
+    if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) } == -1 {
+        return Err(Errno::last());
+    }
+    // SAFETY: waitid succeeded without WNOHANG, so it filled in a child's
+    // SIGCHLD information, whose si_pid is set.
+    let pid = unsafe { info.si_pid() };
+    let exited = matches!(info.si_code, libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED);
+    Ok((pid, exited))
 }
 
 /// `waitpid(pid, &status, flags)`, retried on EINTR.
@@ -256,10 +296,20 @@ impl Tracer {
         Ok(())
     }
 
-    /// Handles one stop or exit.
+    /// Handles one stop or exit. An exit is first peeked at, so that a
+    /// `shmget` its thread died in is settled while its pid is held.
     fn step(&mut self) -> Result<(), TracerFailure> {
-        let (tid, status) = match wait(-1, libc::__WALL) {
-            Ok(r) => r,
+        if STOP.load(Ordering::Relaxed) && !self.stopping {
+            self.stop_all();
+        }
+        let tid = match peek() {
+            Ok((tid, exited)) => {
+                if exited {
+                    self.settle(tid);
+                }
+                tid
+            }
+            Err(Errno::EINTR) => return Ok(()),
             Err(Errno::ECHILD) => {
                 self.emit(&Event::AllExited);
                 // SAFETY: ends T normally; nothing is left to trace.
@@ -267,6 +317,7 @@ impl Tracer {
             }
             Err(e) => return Err(TracerFailure::WaitAny(e)),
         };
+        let (tid, status) = wait(tid, libc::__WALL).map_err(TracerFailure::WaitAny)?;
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
             self.exited(tid, status);
             return Ok(());
@@ -274,6 +325,38 @@ impl Tracer {
         if !libc::WIFSTOPPED(status) {
             return Ok(());
         }
+        let handled = self.stopped(tid, status);
+        if self.stopping {
+            // A tracee new since the stop request (or one that raced it).
+            // SAFETY: `tid` is a tracee whose exit T has not consumed, so
+            // it is not reaped and its id is not reused.
+            unsafe { libc::kill(tid, libc::SIGKILL) };
+        }
+        handled
+    }
+
+    /// SIGKILLs every known tracee (the caller's stop request).
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        for &tid in self.tracees.keys() {
+            // SAFETY: as in `step`: a tracee whose exit T has not consumed.
+            unsafe { libc::kill(tid, libc::SIGKILL) };
+        }
+    }
+
+    /// Before `tid`'s exit is consumed: a `shmget` it was in is settled
+    /// from `/proc/sysvipc/shm` (see [`pending`]).
+    fn settle(&mut self, tid: pid_t) {
+        if let Some(Some(p @ Pending::Shmget { .. })) = self.tracees.get(&tid).copied() {
+            self.tracees.insert(tid, None);
+            for e in pending::settle_lost_shmget(tid, &p) {
+                self.emit(&e);
+            }
+        }
+    }
+
+    /// Handles one ptrace stop (`status` from `waitpid`).
+    fn stopped(&mut self, tid: pid_t, status: c_int) -> Result<(), TracerFailure> {
         // A new tracee may report before its parent's fork event.
         let pending = *self.tracees.entry(tid).or_insert(None);
         let sig = libc::WSTOPSIG(status);
@@ -359,7 +442,11 @@ impl Tracer {
             Err(errno) => return Err(TracerFailure::SyscallInfo { tid, at: "a seccomp stop", errno }),
         };
         let pending = match call {
-            Some(Call::Shmget { key, flags, .. }) => Some(Pending::Shmget { key, flags, entry_secs: now_secs() }),
+            Some(Call::Shmget { key, size, flags }) => {
+                let creator =
+                    if pending::may_create(key, flags) { pending::creator(tid, self.my_ipc_ns) } else { Ok(None) };
+                Some(Pending::Shmget { key, size, flags, entry_secs: now_secs(), creator })
+            }
             Some(Call::Shmctl { shmid, cmd }) => {
                 let old_ctime = if cmd == IPC_SET { identity(shmid).ok().map(|(_, _, c, _)| c) } else { None };
                 Some(Pending::Shmctl { shmid, cmd, old_ctime })
@@ -378,24 +465,28 @@ impl Tracer {
         let ret = match raw::syscall_info(tid) {
             Ok(SyscallInfo::Return(r)) => r,
             Ok(other) => return Err(TracerFailure::NotAtExit { tid, got: format!("{other:?}") }),
-            Err(Errno::ESRCH) => return Ok(()),
+            // Killed while stopped: the result is lost, the call settled at
+            // its exit.
+            Err(Errno::ESRCH) => {
+                self.tracees.insert(tid, Some(pending));
+                return Ok(());
+            }
             Err(errno) => return Err(TracerFailure::SyscallInfo { tid, at: "a syscall exit", errno }),
         };
         let Ok(value) = ret else { return Ok(()) };
         let id = value as i32;
         match pending {
-            Pending::Shmget { key, flags, entry_secs } => {
-                let may_create = key == 0 || flags & sysv::raw::IPC_CREAT != 0;
-                if !may_create {
+            Pending::Shmget { key, flags, entry_secs, creator, .. } => {
+                if !pending::may_create(key, flags) {
                     return Ok(());
                 }
-                match (self.tgid_in_my_namespace(tid), identity(id)) {
+                match (creator, identity(id)) {
                     (Err(errno), _) | (_, Err(errno)) => {
                         self.emit(&Event::Unverified { shmid: id, by_pid: tid, errno: errno as i32 })
                     }
                     (Ok(None), _) => {} // created in another IPC namespace: not ours to claim
-                    (Ok(Some(tgid)), Ok((cpid, size, ctime, seg_key))) => {
-                        if cpid == tgid && ctime >= entry_secs {
+                    (Ok(Some(c)), Ok((cpid, size, ctime, seg_key))) => {
+                        if cpid == c.tgid && ctime >= entry_secs {
                             self.emit(&Event::Created { shmid: id, key: seg_key, size, cpid, ctime, by_pid: tid });
                         }
                     }
@@ -413,62 +504,4 @@ impl Tracer {
         }
         Ok(())
     }
-
-    /// The tracee's thread-group id, `None` if it is in another IPC namespace.
-    fn tgid_in_my_namespace(&self, tid: pid_t) -> Result<Option<pid_t>, Errno> {
-        // `/proc/TID` names the tracee only if this `/proc` is of our PID
-        // namespace; inside a PID namespace with the host's `/proc` it is
-        // another process, whose IPC namespace and Tgid would silently hide a creation. Fail
-        // closed (the report becomes `Unverified`) instead.
-        if !proc_is_of_my_pid_namespace() {
-            return Err(Errno::ENXIO);
-        }
-        let ns = ipc_namespace_id(Some(tid)).ok_or(Errno::EACCES)?;
-        if Some(ns) != self.my_ipc_ns {
-            return Ok(None);
-        }
-        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| Errno::EACCES)?;
-        let tgid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Tgid:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or(Errno::EINVAL)?;
-        Ok(Some(tgid))
-    }
-}
-
-/// Whether `/proc` shows pids as this process sees them: `/proc/self`
-/// names our own pid.
-fn proc_is_of_my_pid_namespace() -> bool {
-    let link = std::fs::read_link("/proc/self").ok();
-    let shown = link.as_deref().and_then(|p| p.to_str()).and_then(|s| s.parse::<u32>().ok());
-    shown == Some(std::process::id())
-}
-
-/// `(cpid, size, ctime, key)` of a segment: `IPC_STAT`, or the
-/// `/proc/sysvipc/shm` row when `IPC_STAT` is refused (mode without read
-/// permission for T).
-fn identity(shmid: i32) -> Result<(i32, u64, i64, i32), Errno> {
-    match Shmid::from_raw(shmid).stat() {
-        Ok(st) => Ok((st.cpid, st.size as u64, st.ctime, st.key.raw())),
-        Err(e) if e.errno() == Some(Errno::EACCES) => {
-            let rows = sysv::proc_segments().map_err(|_| Errno::EACCES)?;
-            let row = rows.iter().find(|r| r.shmid.raw() == shmid).ok_or(Errno::EINVAL)?;
-            Ok((row.cpid, row.size, row.ctime, row.key.raw()))
-        }
-        Err(e) => Err(e.errno().unwrap_or(Errno::EIO)),
-    }
-}
-
-/// The coarse wall clock (`CLOCK_REALTIME_COARSE`) in seconds: the clock
-/// the kernel stamps `shm_ctime` with (`ktime_get_real_seconds`). The
-/// precise clock runs up to a tick ahead of it, so near a second boundary
-/// it would date the call after the segment it created.
-// `time_t` is 32 bits on i686: the widening is the identity on 64-bit targets.
-#[allow(clippy::useless_conversion)]
-fn now_secs() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes one timespec to a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    i64::from(ts.tv_sec)
 }

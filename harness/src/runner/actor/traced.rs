@@ -255,6 +255,10 @@ fn absorb(e: Event, sink: &mut Sink<'_>) -> Result<(), String> {
         Event::Changed { shmid, cpid, old_ctime, ctime, .. } => {
             sink(Traced::Changed(Identity { shmid, cpid, ctime }, old_ctime))
         }
+        Event::Unverified { shmid: -1, by_pid, errno } => Err(format!(
+            "pid {by_pid} died in a shmget that may have created a segment, and the tracer could not look ({}): whether it did cannot be known",
+            Errno::from_raw(errno)
+        )),
         Event::Unverified { shmid, by_pid, errno } => Err(format!(
             "pid {by_pid}'s shmget returned shmid {shmid}, whose identity the tracer could not read ({}): whether it created it cannot be known",
             Errno::from_raw(errno)
@@ -287,35 +291,41 @@ pub(crate) fn drain_ready(tracer: &mut Tracer, sink: &mut Sink<'_>, exit: &mut O
     }
 }
 
-/// Teardown: kills the tracer (and so every tracee), then reads every
-/// report it wrote before it died.
+/// How long T has to end a program tree and report what it did, at a
+/// step's timeout or a supervisor's death.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Teardown: ends the program tree before the tracer (see
+/// [`Tracer::stop`]) and takes every report T wrote, waiting at most until
+/// `deadline`. Call [`Tracer::request_stop`] on every tracer first when
+/// ending several, so that their trees die together.
 ///
 /// # Errors
-/// As [`drain_ready`], except that T's death is expected here.
-pub(crate) fn finish(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<(), String> {
-    kill_and_read(tracer, sink)
+/// As [`drain_ready`], and T's failure to drain in time: what the tree
+/// did as it died cannot be vouched for.
+pub(crate) fn finish(tracer: &mut Tracer, sink: &mut Sink<'_>, deadline: Instant) -> Result<(), String> {
+    stop_and_read(tracer, sink, deadline.saturating_duration_since(Instant::now()))
 }
 
 fn kill_and_read(tracer: &mut Tracer, sink: &mut Sink<'_>) -> Result<(), String> {
-    let killed = tracer.kill_all().map_err(|e| e.to_string());
-    // T is dead and reaped: its end of the pipe is closed, so this ends.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    stop_and_read(tracer, sink, DRAIN)
+}
+
+fn stop_and_read(tracer: &mut Tracer, sink: &mut Sink<'_>, timeout: Duration) -> Result<(), String> {
     let mut first_error = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tracer.recv(left) {
-            Ok(e) => {
-                if let Err(m) = absorb(e, sink) {
-                    first_error.get_or_insert(m);
-                }
-            }
-            Err(TraceError::Ended | TraceError::Vanished) => break,
-            Err(e) => {
-                first_error.get_or_insert(e.to_string());
-                break;
-            }
+    let stopped = tracer.stop(timeout, &mut |e| {
+        if let Err(m) = absorb(e, sink) {
+            first_error.get_or_insert(m);
         }
+    });
+    if let Err(e) = stopped {
+        let why = match e {
+            TraceError::Timeout(t) => format!(
+                "the tracer did not end the program tree and report within {t:?}; it was killed, and a segment created as the tree died may be unreported"
+            ),
+            e => format!("{e}; a segment created as the tree died may be unreported"),
+        };
+        first_error.get_or_insert(why);
     }
-    killed?;
     first_error.map_or(Ok(()), Err)
 }

@@ -18,6 +18,10 @@ use crate::interp::{Identity, TracedSegment};
 use crate::runner::actor::traced::{self, Traced};
 use crate::runner::journal;
 
+/// How long the tracers have, together, to end their trees and report at
+/// `Finish` (within the supervisor's grace for the actor's answer).
+const FINISH_DRAIN: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// What an actor knows of its traced programs.
 #[derive(Debug, Default)]
 pub(crate) struct Watch {
@@ -158,11 +162,16 @@ impl Watch {
         }
     }
 
-    /// Kills every living tracer (and so every tracee) and reads what each
-    /// reported before it died.
+    /// Ends every living program tree before its tracer (all at once),
+    /// and reads (and journals) what each tracer reported as its tree died.
     pub fn finish(&mut self, origin: &Origin<'_>) {
-        for (mut t, line) in std::mem::take(&mut self.tracers) {
-            if let Err(e) = traced::finish(&mut t, &mut |x| self.take(origin, line, x)) {
+        let tracers = std::mem::take(&mut self.tracers);
+        for (t, _) in &tracers {
+            t.request_stop();
+        }
+        let deadline = Instant::now() + FINISH_DRAIN;
+        for (mut t, line) in tracers {
+            if let Err(e) = traced::finish(&mut t, &mut |x| self.take(origin, line, x), deadline) {
                 self.blind(format!("line {line}: a traced program: {e}"));
             }
         }
