@@ -351,7 +351,6 @@ rusty_fork_test! {
     /// creation is still seen (a leak, removed); nothing is left.
     /// Control: untraced, the program creates its segment that way.
     #[test]
-    #[ignore = "issue 15 row 4 is not defended yet: a program's own user-notification filter outranks the tracer"]
     fn row04_seccomp_user_notif_does_not_escape() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");
@@ -380,7 +379,6 @@ rusty_fork_test! {
     /// refused and the scenario fails, or the creation is seen; nothing left.
     /// Control: untraced, the child creates its segment.
     #[test]
-    #[ignore = "issue 15 row 5 is not defended yet: CLONE_UNTRACED escapes the tracer"]
     fn row05_clone_untraced_child_is_not_unseen() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");

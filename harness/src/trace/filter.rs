@@ -1,17 +1,34 @@
 //! The seccomp filter that stops a tracee at `shmget` and at the `shmctl`
-//! commands that change a segment's identity, and the same classification
-//! in Rust for the tracer.
+//! commands that change a segment's identity, refuses the calls that would
+//! blind the tracer, and the same classification in Rust for the tracer.
 //!
 //! One table ([`ABIS`]) drives both: [`program`] compiles it to classic BPF,
-//! [`classify`] reads it when the tracer decodes a seccomp stop. A test runs
-//! the compiled program in a small BPF interpreter against [`classify`] so the
-//! two cannot drift apart.
+//! [`classify`] and [`refusal`] read it. A test runs the compiled program in
+//! a small BPF interpreter against both so the two cannot drift apart, and
+//! [`available`](super::available) checks that the kernel refuses each call
+//! with the errno [`refusal`] names.
 //!
 //! ABIs known (by `AUDIT_ARCH_*`): x86_64 (with x32 numbers), i386 (direct
 //! calls and the `ipc(2)` multiplexer's `SHMGET`/`SHMCTL`), aarch64 and arm
 //! (EABI). A system call made under any other ABI kills the process
 //! (`SECCOMP_RET_KILL_PROCESS`): it could not be classified, so it must not run
 //! unseen.
+//!
+//! What is refused to a traced program, before it reaches the kernel
+//! (`SECCOMP_RET_ERRNO`; no stop, the program sees the errno), under every
+//! ABI above:
+//!
+//! | call | refused when | errno | why |
+//! |---|---|---|---|
+//! | `seccomp(SECCOMP_SET_MODE_FILTER, flags, ...)` | `flags` has `SECCOMP_FILTER_FLAG_NEW_LISTENER` | `EPERM` | a filter's `SECCOMP_RET_USER_NOTIF` outranks the harness's `SECCOMP_RET_TRACE`: its listener could let a `shmget` run unseen. Filters without a listener stay allowed (their actions either outrank trace and keep the call from running, or rank below it) |
+//! | `clone(flags, ...)` | `flags` has `CLONE_UNTRACED` | `EPERM` | the child would not be followed (flags are argument 0 under every ABI here) |
+//! | `clone3(args, size)` | always | `ENOSYS` | its flags are in memory, out of BPF's reach; libc (glibc 2.34+) and container runtimes then fall back to `clone` |
+//! | `ptrace(request, ...)` | always | `EPERM` | a tracee tracing another process would take its seccomp stops; `PTRACE_TRACEME` already failed (the tree is traced) |
+//!
+//! Under x86_64, `ptrace` is refused by each number that reaches it on some
+//! kernel: 101, x32's 521 (`0x4000_0000 | 521`), and 101 with the x32 bit
+//! and 521 without it (kernels before 5.4 shared one table between the two).
+//! [`Traps::Nothing`], the test-only blind control, refuses nothing.
 
 /// `AUDIT_ARCH_X86_64` (`EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`).
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -31,6 +48,12 @@ pub const IPC_RMID: i32 = 0;
 pub const IPC_SET: i32 = 1;
 /// `IPC_64`: the "new layout" flag some ABIs add to the command.
 pub const IPC_64: i32 = 0x100;
+/// `SECCOMP_SET_MODE_FILTER` (`seccomp(2)`'s operation 1).
+const SET_MODE_FILTER: u32 = 1;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+const FLAG_NEW_LISTENER: u32 = 1 << 3;
+/// `CLONE_UNTRACED`.
+const CLONE_UNTRACED: u32 = 0x0080_0000;
 /// `ipc(2)` multiplexer call numbers (`include/uapi/linux/ipc.h`).
 const IPC_CALL_SHMGET: u32 = 23;
 const IPC_CALL_SHMCTL: u32 = 24;
@@ -44,6 +67,14 @@ enum Kind {
     Shmctl,
     /// `ipc(call, first, second, third, ptr, fifth)`.
     Ipc,
+    /// `seccomp(op, flags, args)`: refused with a listener.
+    Seccomp,
+    /// `clone(flags, ...)`: refused with `CLONE_UNTRACED`.
+    Clone,
+    /// `clone3(args, size)`: always refused (`ENOSYS`).
+    Clone3,
+    /// `ptrace(...)`: always refused.
+    Ptrace,
 }
 
 /// One ABI: its audit arch and the numbers of the calls that matter.
@@ -56,11 +87,57 @@ struct Abi {
 const ABIS: &[Abi] = &[
     Abi {
         arch: AUDIT_ARCH_X86_64,
-        calls: &[(29, Kind::Shmget), (31, Kind::Shmctl), (X32 | 29, Kind::Shmget), (X32 | 31, Kind::Shmctl)],
+        calls: &[
+            (29, Kind::Shmget),
+            (31, Kind::Shmctl),
+            (56, Kind::Clone),
+            (101, Kind::Ptrace),
+            (317, Kind::Seccomp),
+            (435, Kind::Clone3),
+            (521, Kind::Ptrace),
+            (X32 | 29, Kind::Shmget),
+            (X32 | 31, Kind::Shmctl),
+            (X32 | 56, Kind::Clone),
+            (X32 | 101, Kind::Ptrace),
+            (X32 | 317, Kind::Seccomp),
+            (X32 | 435, Kind::Clone3),
+            (X32 | 521, Kind::Ptrace),
+        ],
     },
-    Abi { arch: AUDIT_ARCH_I386, calls: &[(395, Kind::Shmget), (396, Kind::Shmctl), (117, Kind::Ipc)] },
-    Abi { arch: AUDIT_ARCH_AARCH64, calls: &[(194, Kind::Shmget), (195, Kind::Shmctl)] },
-    Abi { arch: AUDIT_ARCH_ARM, calls: &[(307, Kind::Shmget), (308, Kind::Shmctl)] },
+    Abi {
+        arch: AUDIT_ARCH_I386,
+        calls: &[
+            (395, Kind::Shmget),
+            (396, Kind::Shmctl),
+            (117, Kind::Ipc),
+            (120, Kind::Clone),
+            (26, Kind::Ptrace),
+            (354, Kind::Seccomp),
+            (435, Kind::Clone3),
+        ],
+    },
+    Abi {
+        arch: AUDIT_ARCH_AARCH64,
+        calls: &[
+            (194, Kind::Shmget),
+            (195, Kind::Shmctl),
+            (220, Kind::Clone),
+            (117, Kind::Ptrace),
+            (277, Kind::Seccomp),
+            (435, Kind::Clone3),
+        ],
+    },
+    Abi {
+        arch: AUDIT_ARCH_ARM,
+        calls: &[
+            (307, Kind::Shmget),
+            (308, Kind::Shmctl),
+            (120, Kind::Clone),
+            (26, Kind::Ptrace),
+            (383, Kind::Seccomp),
+            (435, Kind::Clone3),
+        ],
+    },
 ];
 
 /// The audit arch of the ABI this crate is compiled for, if the filter knows it.
@@ -99,11 +176,39 @@ pub enum Call {
     },
 }
 
-/// Decodes a system call the way the filter does; `None` if the filter lets
-/// it run without a stop.
-pub fn classify(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Call> {
+/// A call the filter refuses (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `seccomp(SECCOMP_SET_MODE_FILTER)` with `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+    NewListener,
+    /// `clone` with `CLONE_UNTRACED`.
+    Untraced,
+    /// `clone3`.
+    Clone3,
+    /// `ptrace`, any request.
+    Ptrace,
+}
+
+impl Refusal {
+    /// The errno the program gets.
+    pub fn errno(self) -> i32 {
+        match self {
+            Refusal::Clone3 => libc::ENOSYS,
+            Refusal::NewListener | Refusal::Untraced | Refusal::Ptrace => libc::EPERM,
+        }
+    }
+}
+
+/// The table's entry for `nr` under `arch`; `None` for an unknown ABI.
+fn kind(arch: u32, nr: u32) -> Option<Option<Kind>> {
     let abi = ABIS.iter().find(|a| a.arch == arch)?;
-    let &(_, kind) = abi.calls.iter().find(|&&(n, _)| n == nr)?;
+    Some(abi.calls.iter().find(|&&(n, _)| n == nr).map(|&(_, k)| k))
+}
+
+/// Decodes a system call the way the filter does; `None` if the filter lets
+/// it run without a stop (or refuses it: see [`refusal`]).
+pub fn classify(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Call> {
+    let kind = kind(arch, nr)??;
     // Arguments are C ints and size_t's: the low 32 bits are the int.
     let int = |i: usize| args[i] as u32 as i32;
     let shmctl = |shmid: i32, cmd: i32| (cmd & 0xff < 2).then_some(Call::Shmctl { shmid, cmd: cmd & !IPC_64 });
@@ -115,6 +220,22 @@ pub fn classify(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Call> {
             IPC_CALL_SHMCTL => shmctl(int(1), int(2)),
             _ => None,
         },
+        Kind::Seccomp | Kind::Clone | Kind::Clone3 | Kind::Ptrace => None,
+    }
+}
+
+/// Whether the filter refuses the call, and as what. The kernel reads
+/// `seccomp`'s operation and flags and `clone`'s flags as 32-bit values
+/// (`unsigned int`; `lower_32_bits` of `clone_flags`), so only the low word
+/// of each argument counts, as in the BPF.
+pub fn refusal(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Refusal> {
+    let low = |i: usize| args[i] as u32;
+    match kind(arch, nr)?? {
+        Kind::Seccomp => (low(0) == SET_MODE_FILTER && low(1) & FLAG_NEW_LISTENER != 0).then_some(Refusal::NewListener),
+        Kind::Clone => (low(0) & CLONE_UNTRACED != 0).then_some(Refusal::Untraced),
+        Kind::Clone3 => Some(Refusal::Clone3),
+        Kind::Ptrace => Some(Refusal::Ptrace),
+        Kind::Shmget | Kind::Shmctl | Kind::Ipc => None,
     }
 }
 
@@ -148,6 +269,12 @@ const fn off_arg(i: u32) -> u32 {
 const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const RET_TRACE: u32 = libc::SECCOMP_RET_TRACE;
 const RET_KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+const RET_ERRNO: u32 = libc::SECCOMP_RET_ERRNO;
+
+/// `SECCOMP_RET_ERRNO` with the refusal's errno.
+fn ret_refused(r: Refusal) -> Insn {
+    ret(RET_ERRNO | r.errno() as u32)
+}
 
 fn ld(off: u32) -> Insn {
     Insn { code: LD_W_ABS, jt: 0, jf: 0, k: off }
@@ -165,6 +292,13 @@ fn when_eq(k: u32, body: Vec<Insn>) -> Vec<Insn> {
     out.extend(body);
     out
 }
+/// Refuses as `r` when argument `arg` has a bit of `mask` set; else allows.
+fn refuse_if_any(arg: u32, mask: u32, r: Refusal) -> Vec<Insn> {
+    let mut out = vec![ld(off_arg(arg)), and(mask)];
+    out.extend(when_eq(0, vec![ret(RET_ALLOW)]));
+    out.push(ret_refused(r));
+    out
+}
 /// Traps when the low byte of argument `arg` is below 2 (`IPC_RMID`, `IPC_SET`).
 fn trap_if_identity_cmd(arg: u32) -> Vec<Insn> {
     vec![ld(off_arg(arg)), and(0xff), Insn { code: JGE_K, jt: 1, jf: 0, k: 2 }, ret(RET_TRACE), ret(RET_ALLOW)]
@@ -174,33 +308,23 @@ fn trap_if_identity_cmd(arg: u32) -> Vec<Insn> {
 /// control that proves an oracle fails when the tracer sees nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Traps {
-    /// `shmget` always; `shmctl` for `IPC_SET` and `IPC_RMID`.
+    /// `shmget` always; `shmctl` for `IPC_SET` and `IPC_RMID`; and the
+    /// refusals listed in this module's docs.
     #[default]
     ShmCalls,
-    /// No call (unknown ABIs are still killed).
+    /// No call trapped, none refused (unknown ABIs are still killed).
     Nothing,
 }
 
-/// Compiles the filter: known ABIs trap what `traps` says and allow the rest;
-/// unknown ABIs kill the process.
+/// Compiles the filter: known ABIs trap and refuse what `traps` says and
+/// allow the rest; unknown ABIs kill the process.
 pub fn program(traps: Traps) -> Vec<Insn> {
     let mut out = vec![ld(OFF_ARCH)];
     for abi in ABIS {
         let mut block = vec![ld(OFF_NR)];
         if traps == Traps::ShmCalls {
             for &(nr, kind) in abi.calls {
-                let body = match kind {
-                    Kind::Shmget => vec![ret(RET_TRACE)],
-                    Kind::Shmctl => trap_if_identity_cmd(1),
-                    Kind::Ipc => {
-                        let mut b = vec![ld(off_arg(0)), and(0xffff)];
-                        b.extend(when_eq(IPC_CALL_SHMGET, vec![ret(RET_TRACE)]));
-                        b.extend(when_eq(IPC_CALL_SHMCTL, trap_if_identity_cmd(2)));
-                        b.push(ret(RET_ALLOW));
-                        b
-                    }
-                };
-                block.extend(when_eq(nr, body));
+                block.extend(when_eq(nr, body(kind)));
             }
         }
         block.push(ret(RET_ALLOW));
@@ -210,93 +334,30 @@ pub fn program(traps: Traps) -> Vec<Insn> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs `prog` on a `seccomp_data` the way the kernel's classic BPF
-    /// interpreter does, for the opcodes [`program`] emits.
-    fn run(prog: &[Insn], arch: u32, nr: u32, args: &[u64; 6]) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_le_bytes());
-        data[4..8].copy_from_slice(&arch.to_le_bytes());
-        for (i, a) in args.iter().enumerate() {
-            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+/// The instructions for one call of the table, once its number matched;
+/// they end in a return.
+fn body(kind: Kind) -> Vec<Insn> {
+    match kind {
+        Kind::Shmget => vec![ret(RET_TRACE)],
+        Kind::Shmctl => trap_if_identity_cmd(1),
+        Kind::Ipc => {
+            let mut b = vec![ld(off_arg(0)), and(0xffff)];
+            b.extend(when_eq(IPC_CALL_SHMGET, vec![ret(RET_TRACE)]));
+            b.extend(when_eq(IPC_CALL_SHMCTL, trap_if_identity_cmd(2)));
+            b.push(ret(RET_ALLOW));
+            b
         }
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let i = prog[pc];
-            pc += 1;
-            match i.code {
-                LD_W_ABS => acc = u32::from_le_bytes(data[i.k as usize..i.k as usize + 4].try_into().unwrap()),
-                ALU_AND_K => acc &= i.k,
-                JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
-                JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
-                RET_K => return i.k,
-                c => panic!("opcode {c:#x} not emitted by program()"),
-            }
+        Kind::Seccomp => {
+            let mut b = vec![ld(off_arg(0))];
+            b.extend(when_eq(SET_MODE_FILTER, refuse_if_any(1, FLAG_NEW_LISTENER, Refusal::NewListener)));
+            b.push(ret(RET_ALLOW));
+            b
         }
-    }
-
-    const ARCHES: [u32; 5] = [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM, 0x8000_0016];
-
-    #[test]
-    fn the_bpf_program_traps_exactly_what_classify_decodes() {
-        let prog = program(Traps::ShmCalls);
-        let nrs: Vec<u32> = (0..520).chain([X32 | 29, X32 | 30, X32 | 31, X32 | 1]).collect();
-        let firsts = [0u64, 1, 2, 3, 13, 23, 24, 25, 0x1_0017, 0x1_0018, 0x100, 0x101, 0xffff_ffff_0000_0001];
-        let mut trapped = 0;
-        for arch in ARCHES {
-            for &nr in &nrs {
-                for &a in &firsts {
-                    for &b in &firsts {
-                        for &c in &[0u64, 1, 2, 0x101] {
-                            let args = [a, b, c, 0, 0, 0];
-                            let got = run(&prog, arch, nr, &args);
-                            let want = if ABIS.iter().all(|x| x.arch != arch) {
-                                RET_KILL
-                            } else if classify(arch, nr, &args).is_some() {
-                                RET_TRACE
-                            } else {
-                                RET_ALLOW
-                            };
-                            assert_eq!(got, want, "arch={arch:#x} nr={nr} args={args:?}");
-                            trapped += usize::from(got == RET_TRACE);
-                        }
-                    }
-                }
-            }
-        }
-        assert!(trapped > 0, "the comparison must include trapped calls");
-    }
-
-    #[test]
-    fn classify_decodes_each_abi() {
-        let get = Some(Call::Shmget { key: 7, size: 100, flags: 0o1600 });
-        assert_eq!(classify(AUDIT_ARCH_X86_64, 29, &[7, 100, 0o1600, 0, 0, 0]), get);
-        assert_eq!(classify(AUDIT_ARCH_X86_64, X32 | 29, &[7, 100, 0o1600, 0, 0, 0]), get);
-        assert_eq!(classify(AUDIT_ARCH_AARCH64, 194, &[7, 100, 0o1600, 0, 0, 0]), get);
-        assert_eq!(classify(AUDIT_ARCH_ARM, 307, &[7, 100, 0o1600, 0, 0, 0]), get);
-        assert_eq!(classify(AUDIT_ARCH_I386, 395, &[7, 100, 0o1600, 0, 0, 0]), get);
-        assert_eq!(classify(AUDIT_ARCH_I386, 117, &[23, 7, 100, 0o1600, 0, 0]), get);
-        // The ipc version in the high half of the call number is ignored.
-        assert_eq!(
-            classify(AUDIT_ARCH_I386, 117, &[0x1_0018, 5, 0x101, 0, 0, 0]),
-            Some(Call::Shmctl { shmid: 5, cmd: 1 })
-        );
-        assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 0, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 0 }));
-        // IPC_STAT, SHM_STAT: no stop. Another ABI's number: no stop.
-        assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 2, 0, 0, 0, 0]), None);
-        assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 13, 0, 0, 0, 0]), None);
-        assert_eq!(classify(AUDIT_ARCH_X86_64, 194, &[7, 100, 0, 0, 0, 0]), None);
-        assert_eq!(classify(AUDIT_ARCH_I386, 29, &[7, 100, 0, 0, 0, 0]), None);
-        assert_eq!(classify(0x8000_0016, 29, &[7, 100, 0, 0, 0, 0]), None);
-    }
-
-    #[test]
-    fn traps_nothing_allows_every_known_call() {
-        let prog = program(Traps::Nothing);
-        assert_eq!(run(&prog, AUDIT_ARCH_X86_64, 29, &[0; 6]), RET_ALLOW);
-        assert_eq!(run(&prog, 0x8000_0016, 29, &[0; 6]), RET_KILL);
+        Kind::Clone => refuse_if_any(0, CLONE_UNTRACED, Refusal::Untraced),
+        Kind::Clone3 => vec![ret_refused(Refusal::Clone3)],
+        Kind::Ptrace => vec![ret_refused(Refusal::Ptrace)],
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 
 use nix::errno::Errno;
 
-use super::filter::{self, classify, Call, Traps};
+use super::filter::{self, classify, refusal, Call, Traps};
 use super::raw::{self, SyscallInfo};
 use crate::sysv;
 
@@ -45,6 +45,14 @@ pub enum Unavailable {
     /// Installing the filter failed in the probe child.
     #[error("seccomp(SECCOMP_SET_MODE_FILTER) failed: {0} (seccomp filters unsupported or forbidden)")]
     FilterRefused(Errno),
+    /// A call the filter refuses ran (or failed with another errno) in the probe.
+    #[error("the seccomp filter did not refuse {call} with {want} (the kernel or an outer filter answered otherwise)")]
+    NotRefused {
+        /// The call, as the probe made it.
+        call: &'static str,
+        /// The errno the filter's refusal gives.
+        want: Errno,
+    },
     /// The probe child exited with an unexpected status.
     #[error("probe child exited with {0}")]
     Exited(i32),
@@ -75,7 +83,9 @@ pub enum Unavailable {
 
 /// Checks that this process can trace a child through the seccomp filter,
 /// by doing it: a forked child stops itself, is seized, installs the filter
-/// and calls `shmget(IPC_PRIVATE, 0, 0)` (always `EINVAL`: it creates
+/// makes each call the filter refuses in a form the kernel itself would
+/// reject (it must fail with the refusal's errno instead), and
+/// calls `shmget(IPC_PRIVATE, 0, 0)` (always `EINVAL`: it creates
 /// nothing); the probe must see the seccomp stop, then the syscall exit
 /// with `EINVAL`, through `PTRACE_GET_SYSCALL_INFO`.
 ///
@@ -115,6 +125,36 @@ pub fn available() -> Result<(), Unavailable> {
     result
 }
 
+/// The refused calls the probe makes, as `(what, number, arguments)`. Each
+/// fails in the kernel without effect if the filter lets it through:
+/// `clone` with `CLONE_SIGHAND` but no `CLONE_VM` (`EINVAL`), `seccomp` with
+/// a null program (`EFAULT`, or `EACCES` without no-new-privs), `ptrace` of
+/// pid 0 (`ESRCH`), `clone3` of size 0 (`EINVAL`).
+#[allow(clippy::unnecessary_cast)] // the flag is a c_ulong: u32 on 32-bit targets
+const ESCAPES: [(&str, libc::c_long, [u64; 3]); 4] = [
+    (
+        "clone(CLONE_UNTRACED)",
+        libc::SYS_clone,
+        [(libc::CLONE_UNTRACED | libc::CLONE_SIGHAND | libc::SIGCHLD) as u64, 0, 0],
+    ),
+    (
+        "seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER)",
+        libc::SYS_seccomp,
+        [libc::SECCOMP_SET_MODE_FILTER as u64, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64, 0],
+    ),
+    ("ptrace(PTRACE_CONT)", libc::SYS_ptrace, [libc::PTRACE_CONT as u64, 0, 0]),
+    ("clone3", libc::SYS_clone3, [0, 0, 0]),
+];
+/// The probe child's exit status for [`ESCAPES`]`[i]` not refused: `FIRST_ESCAPE + i`.
+const FIRST_ESCAPE: i32 = 20;
+
+/// The errno [`ESCAPES`]`[i]` must fail with under the filter.
+fn escape_errno(i: usize) -> Errno {
+    let (_, nr, [a, b, c]) = ESCAPES[i];
+    let arch = filter::native_arch().unwrap_or(0);
+    Errno::from_raw(refusal(arch, nr as u32, &[a, b, c, 0, 0, 0]).map_or(0, |r| r.errno()))
+}
+
 fn probe_child(prog: &[filter::Insn], no_new_privs: bool) -> ! {
     let _ = raw::kill_me_with_parent();
     if no_new_privs && raw::set_no_new_privs().is_err() {
@@ -125,6 +165,17 @@ fn probe_child(prog: &[filter::Insn], no_new_privs: bool) -> ! {
     if let Err(e) = raw::install_filter(prog) {
         // SAFETY: ends the child with the errno as status.
         unsafe { libc::_exit(100 + (e as i32).min(100)) }
+    }
+    for (i, &(_, nr, [a, b, c])) in ESCAPES.iter().enumerate() {
+        let want = escape_errno(i);
+        // SAFETY: each call is made in a form the kernel rejects without
+        // effect (see ESCAPES); none reads memory (null pointers, size 0).
+        let r =
+            unsafe { libc::syscall(nr, a as libc::c_long, b as libc::c_long, c as libc::c_long, 0 as libc::c_long) };
+        if r != -1 || Errno::last() != want || want == Errno::UnknownErrno {
+            // SAFETY: ends the child (and whatever `r` may have made dies with it).
+            unsafe { libc::_exit(FIRST_ESCAPE + i as i32) }
+        }
     }
     // Size 0 is always EINVAL: it creates nothing.
     let _ = sysv::raw::shmget(sysv::raw::IPC_PRIVATE, 0, 0);
@@ -162,6 +213,10 @@ fn trace_probe(child: libc::pid_t) -> Result<(), Unavailable> {
                 0 if saw_seccomp => Err(Unavailable::ExitNotSeen),
                 0 => Err(Unavailable::FilterDidNotStop),
                 101.. => Err(Unavailable::FilterRefused(Errno::from_raw(code - 100))),
+                c if (FIRST_ESCAPE..FIRST_ESCAPE + ESCAPES.len() as i32).contains(&c) => {
+                    let i = (c - FIRST_ESCAPE) as usize;
+                    Err(Unavailable::NotRefused { call: ESCAPES[i].0, want: escape_errno(i) })
+                }
                 _ => Err(Unavailable::Exited(code)),
             };
         }
