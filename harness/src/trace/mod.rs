@@ -315,6 +315,50 @@ fn detach_inherited() -> Result<(), TracerFailure> {
 /// fork). Failures after the fork (ptrace refused, exec failed) arrive as
 /// events: [`Event::Failed`], [`Event::NotStarted`].
 pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
+    let privileged = check_caller()?;
+    let prog = filter::program(program.traps);
+    let mut argv: Vec<*const libc::c_char> = program.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut keep = Vec::new();
+    let stdio = child_stdio(&program.stdio, &mut keep)?;
+    let (events_read, events_write) = sys("pipe2(events)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
+    let (errors_read, errors_write) = sys("pipe2(setup errors)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
+    let caller = std::process::id() as libc::pid_t;
+    // SAFETY: the caller is single-threaded (checked above), so the child
+    // may allocate; it never returns into the caller's code (`tracer_child`
+    // ends in _exit).
+    match unsafe { libc::fork() } {
+        -1 => Err(TraceError::Sys { call: "fork(tracer)", errno: Errno::last() }),
+        0 => {
+            drop(events_read);
+            let prepared = tracee::Prepared {
+                argv: &argv,
+                dir: &program.dir,
+                stdio,
+                no_new_privs: !privileged,
+                filter: &prog,
+                error_fd: errors_write.as_raw_fd(),
+                // SAFETY: getpid has no preconditions.
+                tracer: unsafe { libc::getpid() },
+            };
+            tracer_child(caller, &prepared, events_write.as_raw_fd(), errors_read.as_raw_fd())
+        }
+        pid => {
+            drop(events_write);
+            drop(errors_write);
+            drop(errors_read);
+            Ok(Tracer { pid, events: events_read, decoder: Decoder::new(), ended: false, eof: false, reaped: false })
+        }
+    }
+}
+
+/// Whether this process can fork a tracer: a known ABI, one thread,
+/// children not auto-reaped. Returns whether it is privileged (root-like:
+/// the tracee then needs no `no_new_privs` for its filter).
+///
+/// # Errors
+/// As [`spawn`], before anything is made.
+fn check_caller() -> Result<bool, TraceError> {
     if filter::native_arch().is_none() {
         return Err(TraceError::UnsupportedArch { arch: std::env::consts::ARCH });
     }
@@ -325,13 +369,18 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
     if children_auto_reaped()? {
         return Err(TraceError::ChildrenAutoReaped);
     }
-    let prog = filter::program(program.traps);
-    let mut argv: Vec<*const libc::c_char> = program.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut keep = Vec::new();
-    let mut stdio = [0 as RawFd; 3];
-    for (i, s) in program.stdio.iter().enumerate() {
-        stdio[i] = match s {
+    Ok(privileged)
+}
+
+/// The program's fds 0, 1 and 2 as the tracer will hand them over; a
+/// `/dev/null` opened here is kept open in `keep` until the fork.
+///
+/// # Errors
+/// [`TraceError::Sys`]: `/dev/null` cannot be opened.
+fn child_stdio(stdio: &[Stdio; 3], keep: &mut Vec<OwnedFd>) -> Result<[RawFd; 3], TraceError> {
+    let mut fds = [0 as RawFd; 3];
+    for (i, s) in stdio.iter().enumerate() {
+        fds[i] = match s {
             Stdio::Inherit => i as RawFd,
             Stdio::Fd(fd) => fd.as_raw_fd(),
             Stdio::Null => {
@@ -351,52 +400,31 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
             }
         };
     }
-    let (events_read, events_write) = sys("pipe2(events)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
-    let (errors_read, errors_write) = sys("pipe2(setup errors)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
-    let caller = std::process::id() as libc::pid_t;
-    // SAFETY: the caller is single-threaded (checked above), so the child
-    // may allocate; it never returns into the caller's code (tracer::run
-    // ends in _exit).
-    match unsafe { libc::fork() } {
-        -1 => Err(TraceError::Sys { call: "fork(tracer)", errno: Errno::last() }),
-        0 => {
-            // SAFETY: getppid has no preconditions.
-            if raw::kill_me_with_parent().is_err() || unsafe { libc::getppid() } != caller {
-                // SAFETY: the caller is gone; end without touching its state.
-                unsafe { libc::_exit(1) }
-            }
-            // Named for `ps` (and not mistaken for the caller it was forked from).
-            // SAFETY: prctl reads a NUL-terminated name from a static string.
-            unsafe { libc::prctl(libc::PR_SET_NAME, c"shm-trace".as_ptr(), 0, 0, 0) };
-            drop(events_read);
-            // T and the program are copies of the caller: without this they
-            // would hold the caller's SysV attachments (`nattch` one higher,
-            // `lpid` theirs) for as long as T lives.
-            if let Err(why) = detach_inherited() {
-                let frame = Event::Failed(why.to_string()).encode();
-                // SAFETY: writes a local buffer to our end of the event pipe, then ends T.
-                unsafe {
-                    libc::write(events_write.as_raw_fd(), frame.as_ptr().cast(), frame.len());
-                    libc::_exit(1)
-                }
-            }
-            let prepared = tracee::Prepared {
-                argv: &argv,
-                dir: &program.dir,
-                stdio,
-                no_new_privs: !privileged,
-                filter: &prog,
-                error_fd: errors_write.as_raw_fd(),
-                // SAFETY: getpid has no preconditions.
-                tracer: unsafe { libc::getpid() },
-            };
-            tracer::run(&prepared, events_write.as_raw_fd(), errors_read.as_raw_fd())
-        }
-        pid => {
-            drop(events_write);
-            drop(errors_write);
-            drop(errors_read);
-            Ok(Tracer { pid, events: events_read, decoder: Decoder::new(), ended: false, eof: false, reaped: false })
+    Ok(fds)
+}
+
+/// The tracer process T, right after the fork: dies with its caller,
+/// named `shm-trace`, drops the caller's SysV attachments, then traces the
+/// program ([`tracer::run`]). Never returns.
+fn tracer_child(caller: libc::pid_t, prepared: &tracee::Prepared<'_>, events: RawFd, errors: RawFd) -> ! {
+    // SAFETY: getppid has no preconditions.
+    if raw::kill_me_with_parent().is_err() || unsafe { libc::getppid() } != caller {
+        // SAFETY: the caller is gone; end without touching its state.
+        unsafe { libc::_exit(1) }
+    }
+    // Named for `ps` (and not mistaken for the caller it was forked from).
+    // SAFETY: prctl reads a NUL-terminated name from a static string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"shm-trace".as_ptr(), 0, 0, 0) };
+    // T and the program are copies of the caller: without this they would
+    // hold the caller's SysV attachments (`nattch` one higher, `lpid`
+    // theirs) for as long as T lives.
+    if let Err(why) = detach_inherited() {
+        let frame = Event::Failed(why.to_string()).encode();
+        // SAFETY: writes a local buffer to our end of the event pipe, then ends T.
+        unsafe {
+            libc::write(events, frame.as_ptr().cast(), frame.len());
+            libc::_exit(1)
         }
     }
+    tracer::run(prepared, events, errors)
 }
