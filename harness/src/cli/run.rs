@@ -373,6 +373,7 @@ fn list_line(sc: &Scenario, verbose: bool) -> String {
         needs.push(match r {
             shm_harness::scenario::Requirement::Program(p) => format!("program {p:?}"),
             shm_harness::scenario::Requirement::Command(c) => format!("command {c:?}"),
+            shm_harness::scenario::Requirement::Kernel(k) => k.to_string(),
         });
     }
     let needs = if needs.is_empty() { String::new() } else { format!(", needs {}", needs.join(", ")) };

@@ -62,6 +62,67 @@ pub enum Requirement {
     /// A command line (split as `run` splits it) that must exit 0 within
     /// the step timeout.
     Command(String),
+    /// `needs kernel >= X.Y[.Z]` / `needs kernel < X.Y[.Z]`: the running
+    /// kernel's version (the numeric prefix of `uname -r`) compared with
+    /// the given one; checked before anything runs.
+    Kernel(KernelNeed),
+}
+
+/// `kernel >= X.Y[.Z]` or `kernel < X.Y[.Z]` in `needs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelNeed {
+    /// `true`: `>=` (the behaviour arrived in that version); `false`: `<`
+    /// (it changed in that version).
+    pub at_least: bool,
+    /// The version: major, minor, patch (0 when not written).
+    pub version: [u32; 3],
+    /// Whether the patch level was written (`6.1.5`, not `6.1`).
+    pub patch_written: bool,
+}
+
+impl KernelNeed {
+    /// Whether a kernel of version `running` (major, minor, patch) meets it.
+    pub fn holds(&self, running: [u32; 3]) -> bool {
+        (running >= self.version) == self.at_least
+    }
+
+    /// The version as written: `4.17` or `6.1.5`.
+    pub fn version_text(&self) -> String {
+        let [a, b, c] = self.version;
+        if self.patch_written {
+            format!("{a}.{b}.{c}")
+        } else {
+            format!("{a}.{b}")
+        }
+    }
+}
+
+impl std::fmt::Display for KernelNeed {
+    /// `kernel >= 4.17`, as a `needs` line writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kernel {} {}", if self.at_least { ">=" } else { "<" }, self.version_text())
+    }
+}
+
+/// The numeric prefix of a kernel release (`uname -r`): `6.1.0-57-amd64`
+/// is `[6, 1, 0]`, `6.18` is `[6, 18, 0]`, `4.19.0+` is `[4, 19, 0]`.
+/// `None` unless it starts with at least `MAJOR.MINOR`.
+pub fn kernel_release_version(release: &str) -> Option<[u32; 3]> {
+    let mut parts = [0u32; 3];
+    let mut rest = release;
+    for (i, part) in parts.iter_mut().enumerate() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return (i >= 2).then_some(parts);
+        }
+        *part = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        match rest.strip_prefix('.') {
+            Some(r) if i < 2 => rest = r,
+            _ => return (i >= 1).then_some(parts),
+        }
+    }
+    Some(parts)
 }
 
 /// A sysctl as written in the file.

@@ -25,7 +25,9 @@ use super::raw;
 /// Two sizes matter and are kept apart: [`size`](Attachment::size) is the
 /// segment's `shm_segsz`, what was asked for at creation and what the
 /// bounds-checked accessors allow; [`mapping_len`](Attachment::mapping_len) is
-/// what the kernel mapped, the size rounded up to whole pages.
+/// what the kernel mapped, the size rounded up to whole pages of the
+/// mapping's own page size ([`page_size`](Attachment::page_size): a huge
+/// page for a hugetlb segment, as the kernel reports it for the mapping).
 ///
 /// After `fork` the child has the same mapping (the kernel counts it in
 /// `shm_nattch`), and dropping the inherited `Attachment` there detaches the
@@ -35,6 +37,8 @@ pub struct Attachment {
     pub(super) addr: NonNull<u8>,
     pub(super) size: usize,
     pub(super) mapping_len: usize,
+    /// The mapping's page size, as the kernel reports it (`KernelPageSize`).
+    pub(super) page_size: usize,
     pub(super) id: Shmid,
     pub(super) flags: AttachFlags,
     /// Bytes from `addr` known mapped with the rights of the attach: the safe
@@ -129,12 +133,17 @@ impl Attachment {
                 return Err(Error::sys(e, || format!("shmctl(shmid={id}, IPC_STAT) after shmat")));
             }
         };
-        let page = page.unwrap_or_else(raw::page_size);
+        // The kernel's own answer for this mapping first: a hugetlb segment
+        // attached by bare id maps whole huge pages, which IPC_STAT does not
+        // say. Without /proc, the caller's page (a segment it created) or
+        // the base page: never longer than the mapping.
+        let page = kernel_page_size(mapped.as_ptr() as usize).or(page).unwrap_or_else(raw::page_size);
         let mapping_len = size.div_ceil(page) * page;
         Ok(Attachment {
             addr: mapped,
             size,
             mapping_len,
+            page_size: page,
             id,
             flags,
             limit: mapping_len,
@@ -194,11 +203,20 @@ impl Attachment {
     }
 
     /// The length of the mapping: [`size`](Attachment::size) rounded up to
-    /// whole pages (huge pages for a hugetlb segment created through this
-    /// crate; the kernel does not report hugetlb through `IPC_STAT`, so an
-    /// attachment by bare id assumes base pages).
+    /// whole pages of [`page_size`](Attachment::page_size) (huge pages for a
+    /// hugetlb segment, however it was attached).
     pub fn mapping_len(&self) -> usize {
         self.mapping_len
+    }
+
+    /// The mapping's page size, read once at attach from the kernel's own
+    /// answer for it (`KernelPageSize` of its entry in `/proc/self/smaps`):
+    /// the huge page size of a hugetlb segment (which `IPC_STAT` does not
+    /// report), else the base page. If `/proc/self/smaps` cannot be read:
+    /// the huge page size this crate created the segment with, or the base
+    /// page (never more than what is mapped).
+    pub fn page_size(&self) -> usize {
+        self.page_size
     }
 
     fn check(&self, op: &'static str, offset: usize, len: usize, limit: usize) -> Result<*mut u8> {
@@ -423,6 +441,39 @@ impl Attachment {
     }
 }
 
+/// `KernelPageSize` of the mapping that starts at `addr`, from
+/// `/proc/self/smaps` (read up to that entry only); `None` if it cannot be
+/// read or has no such mapping.
+fn kernel_page_size(addr: usize) -> Option<usize> {
+    let file = std::fs::File::open("/proc/self/smaps").ok()?;
+    smaps_page_size(std::io::BufReader::new(file), addr)
+}
+
+/// `KernelPageSize` (in bytes) of the entry of `smaps` (the text of
+/// `/proc/PID/smaps`) whose range starts at `addr`.
+fn smaps_page_size(smaps: impl std::io::BufRead, addr: usize) -> Option<usize> {
+    let mut found = false;
+    for line in smaps.lines() {
+        let line = line.ok()?;
+        let first = line.split_ascii_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(start), Ok(_)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) {
+                if found {
+                    return None; // the next entry: ours had no KernelPageSize
+                }
+                found = start == addr;
+                continue;
+            }
+        }
+        if found && first == "KernelPageSize:" {
+            let mut f = line.split_ascii_whitespace().skip(1);
+            let (n, unit) = (f.next()?.parse::<usize>().ok()?, f.next()?);
+            return (unit == "kB").then(|| n.checked_mul(1024)).flatten().filter(|p| p.is_power_of_two());
+        }
+    }
+    None
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
         if planted::active(Bug::NoDetachOnDrop) {
@@ -434,5 +485,75 @@ impl Drop for Attachment {
         // SAFETY: the handle is going away, so nothing can use the mapping.
         // A failure (EINVAL) can only mean it was detached behind our back.
         let _ = unsafe { raw::shmdt(self.addr.as_ptr().cast()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smaps_page_size;
+    use crate::sysv::{raw, shmget, AttachFlags, Attachment, GetFlags, HugePageSize, Key, Mode};
+    use rusty_fork::rusty_fork_test;
+
+    rusty_fork_test! {
+        #![rusty_fork(timeout_ms = 60_000)]
+
+        /// Attached by bare id, a base-page segment maps base pages and a
+        /// 2 MiB hugetlb one whole 2 MiB pages (the kernel's answer for the
+        /// mapping; IPC_STAT does not say hugetlb). SHM_NORESERVE: no free
+        /// huge page is needed to create and map it (only to touch it).
+        #[test]
+        fn the_mapping_is_whole_pages_of_the_kernels_page_size() {
+            if let Err(e) = crate::namespace::enter_private_ipc_namespace() {
+                eprintln!("skipped: needs a private IPC namespace: {e}");
+                return;
+            }
+            let mode = Mode::from_bits_truncate(0o600);
+            let id = shmget(Key::PRIVATE, 100, GetFlags::CREAT, None, mode).expect("shmget");
+            let a = Attachment::attach(id, AttachFlags::empty()).expect("shmat");
+            assert_eq!((a.page_size(), a.mapping_len(), a.size()), (raw::page_size(), raw::page_size(), 100));
+            drop(a);
+            id.remove().expect("rm");
+            if !crate::sysv::huge_page_sizes().contains(&(2 << 20)) {
+                eprintln!("hugetlb half skipped: this kernel has no 2 MiB huge pages");
+                return;
+            }
+            let huge = GetFlags::CREAT | GetFlags::HUGETLB | GetFlags::NORESERVE;
+            let id = shmget(Key::PRIVATE, 4096, huge, Some(HugePageSize::Mb2), mode).expect("shmget hugetlb");
+            let a = Attachment::attach(id, AttachFlags::empty()).expect("shmat hugetlb");
+            assert_eq!((a.page_size(), a.mapping_len(), a.size()), (2 << 20, 2 << 20, 4096));
+            assert!(a.peek(2 << 20).is_err(), "past the huge page");
+            drop(a);
+            id.remove().expect("rm");
+        }
+    }
+
+    const SMAPS: &str = "\
+55d1c0000000-55d1c0021000 rw-p 00000000 00:00 0                          [heap]
+Size:                132 kB
+KernelPageSize:        4 kB
+MMUPageSize:           4 kB
+VmFlags: rd wr mr mw me ac
+7f3c1a200000-7f3c1a400000 rw-s 00000000 00:10 32769                      /SYSV00000000 (deleted)
+Size:               2048 kB
+KernelPageSize:     2048 kB
+MMUPageSize:        2048 kB
+VmFlags: rd wr sh mr mw me ms de ht sd
+7f3c1a400000-7f3c1a401000 rw-s 00000000 00:01 32770                      /SYSV00000000 (deleted)
+Size:                  4 kB
+VmFlags: rd wr sh mr mw me ms sd
+7f3c40000000-7f3c80000000 rw-s 00000000 00:11 32771                      /SYSV00000000 (deleted)
+KernelPageSize:  1048576 kB
+";
+
+    #[test]
+    fn the_page_size_is_the_kernels_for_that_mapping() {
+        let page = |addr: usize| smaps_page_size(SMAPS.as_bytes(), addr);
+        assert_eq!(page(0x55d1c0000000), Some(4096));
+        assert_eq!(page(0x7f3c1a200000), Some(2 << 20));
+        assert_eq!(page(0x7f3c40000000), Some(1 << 30));
+        // An entry without the field, an address inside a mapping, none at all.
+        assert_eq!(page(0x7f3c1a400000), None);
+        assert_eq!(page(0x7f3c1a201000), None);
+        assert_eq!(page(0x1000), None);
     }
 }

@@ -297,7 +297,7 @@ impl Attachment {
     pub unsafe fn resize(&mut self, new_len: usize, may_move: bool) -> Result<bool> {
         let old = self.addr.as_ptr().cast::<c_void>();
         let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
-        let page = raw::page_size();
+        let page = self.page_size;
         // SAFETY: forwarded to the caller's contract.
         let new = unsafe { mremap(old, self.mapping_len, new_len, flags) }.map_err(|e| {
             Error::sys(e, || {

@@ -1,5 +1,5 @@
-//! A scenario's needs: whether its `needs program` / `needs command` are
-//! met here (else it skips, saying what is missing). They look for files and
+//! A scenario's needs: whether its `needs kernel`, `needs program` and
+//! `needs command` are met here (else it skips, saying what is missing). They look for files and
 //! run commands, so they live in the runner; a scenario's status once run is
 //! a pure rule (`interp::verdict`).
 
@@ -10,14 +10,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::scenario::{split_command, Requirement, Scenario};
+use crate::scenario::{kernel_release_version, split_command, KernelNeed, Requirement, Scenario};
 
 /// The first unmet `needs program` / `needs command` of `sc`, as a skip
 /// reason; commands get `timeout` each. Called in the supervisor before the
 /// scenario starts (`pid_namespace`: it is PID 1 of the scenario's PID
 /// namespace): whatever a command leaves running, even in a session of its
 /// own (`setsid daemon &`), is killed and reaped before the next need.
+///
+/// Every `needs kernel` is checked first, before any command runs.
 pub(crate) fn unmet(sc: &Scenario, timeout: Duration, pid_namespace: bool) -> Option<String> {
+    let kernel: Vec<&KernelNeed> = sc
+        .requires
+        .iter()
+        .filter_map(|r| match r {
+            Requirement::Kernel(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    if !kernel.is_empty() {
+        if let Some(reason) = kernel_unmet(&kernel, &release()) {
+            return Some(reason);
+        }
+    }
     let here = here(&sc.file);
     if sc.requires.iter().any(|r| matches!(r, Requirement::Command(_))) && !pid_namespace {
         // Orphans of the command come to us, to be found and killed.
@@ -31,6 +46,7 @@ pub(crate) fn unmet(sc: &Scenario, timeout: Duration, pid_namespace: bool) -> Op
     }
     for r in &sc.requires {
         let missing = match r {
+            Requirement::Kernel(_) => None,
             Requirement::Program(p) => find_program(p, &here).err(),
             Requirement::Command(c) => {
                 let said = run_command(c, &here, timeout).err();
@@ -45,6 +61,40 @@ pub(crate) fn unmet(sc: &Scenario, timeout: Duration, pid_namespace: bool) -> Op
         }
     }
     None
+}
+
+/// `uname -r`: the running kernel's release (`6.1.0-57-amd64`), or the
+/// error in its place.
+fn release() -> Result<String, String> {
+    // SAFETY: an all-zero utsname is a valid value (arrays of bytes).
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname for the call.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(format!("uname: {}", std::io::Error::last_os_error()));
+    }
+    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The skip reason when the kernel `release` (`uname -r`, or why it could
+/// not be read) fails any of `needs`: which version is needed and which
+/// runs. All must hold.
+fn kernel_unmet(needs: &[&KernelNeed], release: &Result<String, String>) -> Option<String> {
+    let release = match release {
+        Ok(r) => r,
+        Err(e) => return Some(format!("needs {}, and the running kernel's version cannot be read: {e}", needs[0])),
+    };
+    let Some(running) = kernel_release_version(release) else {
+        return Some(format!(
+            "needs {}, and the running kernel's release `{release}` (uname -r) does not start with MAJOR.MINOR",
+            needs[0]
+        ));
+    };
+    let [a, b, c] = running;
+    needs
+        .iter()
+        .find(|k| !k.holds(running))
+        .map(|k| format!("needs {k}, and this kernel is {a}.{b}.{c} (uname -r: {release})"))
 }
 
 /// The folder of the scenario file (`${here}`), absolute as the actors'
@@ -170,4 +220,26 @@ fn exited_unreaped(pid: i32) -> std::io::Result<bool> {
     }
     // SAFETY: waitid filled `info` (si_pid is 0 when nothing changed).
     Ok(unsafe { info.si_pid() } != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_skip_says_which_version_is_needed_and_which_runs() {
+        let ge = KernelNeed { at_least: true, version: [4, 17, 0], patch_written: false };
+        let lt = KernelNeed { at_least: false, version: [6, 12, 0], patch_written: false };
+        let run = |r: &str| kernel_unmet(&[&ge, &lt], &Ok(r.to_string()));
+        assert_eq!(run("6.1.0-57-amd64"), None);
+        assert_eq!(
+            run("6.12.118+deb12-amd64").unwrap(),
+            "needs kernel < 6.12, and this kernel is 6.12.118 (uname -r: 6.12.118+deb12-amd64)"
+        );
+        assert_eq!(run("4.9.0").unwrap(), "needs kernel >= 4.17, and this kernel is 4.9.0 (uname -r: 4.9.0)");
+        assert!(run("weird").unwrap().contains("`weird` (uname -r) does not start with MAJOR.MINOR"));
+        assert!(kernel_unmet(&[&ge], &Err("uname: EFAULT".into())).unwrap().contains("cannot be read: uname: EFAULT"));
+        // The running kernel's own release reads.
+        assert!(kernel_release_version(&release().unwrap()).is_some());
+    }
 }

@@ -59,7 +59,7 @@ impl Parser {
     }
 
     /// `needs NEED, ...` (after the keyword): `root`, `namespace`,
-    /// `hugepages ...`, `program "X"`, `command "X"`.
+    /// `hugepages ...`, `kernel >= X.Y` / `kernel < X.Y`, `program "X"`, `command "X"`.
     fn needs_decl(&mut self, l: &mut Line) -> Result<(), ParseError> {
         loop {
             let (w, col) = self.word(l, "a need")?;
@@ -67,12 +67,13 @@ impl Parser {
                 "root" => self.sc.needs.root = true,
                 "namespace" => self.sc.needs.namespace = true,
                 "program" | "command" => self.requirement(l, &w)?,
+                "kernel" => self.kernel_need(l)?,
                 "hugepages" => self.sc.needs.hugepages = Some(self.need_hugepages(l)?),
                 _ => return Err(self.err_at(
                     l.lineno,
                     col,
                     format!("unknown need `{w}`"),
-                    Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
+                    Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `kernel >= X.Y`, `kernel < X.Y`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
                 )),
             }
             if !l.eat(&Tok::Comma) && l.peek().is_none() {

@@ -1,9 +1,10 @@
 //! Parsing intent and waiting: `needs program "X"` / `needs command "X"`,
-//! `xfail "REASON"` before a step, the `eventually D:` prefix, and the
+//! `needs kernel >= X.Y` / `needs kernel < X.Y`, `xfail "REASON"` before a step, the `eventually D:` prefix, and the
 //! `finally:` line (every step after it always runs).
 
-use super::super::ast::{Op, Requirement};
+use super::super::ast::{KernelNeed, Op, Requirement};
 use super::super::lexer::Tok;
+use super::super::number::CmpOp;
 use super::{found, parse_duration, split_command, substitutions, Line, ParseError, Parser};
 use std::time::Duration;
 
@@ -64,6 +65,43 @@ impl Parser {
             Requirement::Command(text)
         };
         self.sc.requires.push(req);
+        Ok(())
+    }
+
+    /// `>= X.Y[.Z]` or `< X.Y[.Z]` after `needs kernel` (the word is read).
+    pub(super) fn kernel_need(&mut self, l: &mut Line) -> Result<(), ParseError> {
+        const FORM: &str = "`kernel >= X.Y` (the behaviour arrived in X.Y) or `kernel < X.Y` (it changed in X.Y), e.g. `needs kernel >= 4.17`";
+        let at_least = match l.peek() {
+            Some(Tok::Cmp(CmpOp::Ge)) => true,
+            Some(Tok::Cmp(CmpOp::Lt)) => false,
+            Some(Tok::Cmp(op)) => {
+                let op = op.symbol();
+                return Err(self.err(l, format!("`needs kernel {op}` is not a need a version can state"), Some(FORM)));
+            }
+            _ => {
+                return Err(self.err(l, format!("missing `>=` or `<` after `needs kernel`: {}", found(l)), Some(FORM)))
+            }
+        };
+        l.pos += 1;
+        let (w, col) = self.word(l, "a kernel version such as 4.17 or 6.1.5")?;
+        let parts: Vec<Option<u32>> = w
+            .split('.')
+            .map(|p| if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) { p.parse().ok() } else { None })
+            .collect();
+        let mut version = [0u32; 3];
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(Option::is_none) {
+            return Err(self.err_at(
+                l.lineno,
+                col,
+                format!("bad kernel version `{w}`"),
+                Some("MAJOR.MINOR or MAJOR.MINOR.PATCH in decimal, e.g. 4.17 or 6.1.5"),
+            ));
+        }
+        for (slot, p) in version.iter_mut().zip(&parts) {
+            *slot = p.unwrap_or(0);
+        }
+        let need = KernelNeed { at_least, version, patch_written: parts.len() == 3 };
+        self.sc.requires.push(Requirement::Kernel(need));
         Ok(())
     }
 
@@ -151,6 +189,73 @@ impl Parser {
                 format!("`{}` has side effects and cannot be repeated by `eventually`", op.keyword()),
                 Some(REPEATABLE),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{kernel_release_version, parse, KernelNeed, Requirement};
+
+    const BASE: &str = "process A\nA: create s = private size 4096\n";
+
+    fn needs(line: &str) -> Result<Vec<Requirement>, String> {
+        parse("t.scn", &format!("{line}\n{BASE}")).map(|sc| sc.requires).map_err(|e| e.to_string())
+    }
+
+    fn kernel(at_least: bool, version: [u32; 3], patch_written: bool) -> Requirement {
+        Requirement::Kernel(KernelNeed { at_least, version, patch_written })
+    }
+
+    #[test]
+    fn needs_kernel_forms_combine_and_print_back() {
+        assert_eq!(needs("needs kernel >= 4.17").unwrap(), [kernel(true, [4, 17, 0], false)]);
+        assert_eq!(needs("needs kernel < 6.1.5").unwrap(), [kernel(false, [6, 1, 5], true)]);
+        let text = "needs kernel >= 4.17, program \"ipcs\"\nneeds kernel < 7.0\n";
+        let sc = parse("t.scn", &format!("{text}{BASE}")).unwrap();
+        assert_eq!(sc.requires.len(), 3);
+        assert_eq!(sc.requires[2], kernel(false, [7, 0, 0], false));
+        let printed = sc.to_string();
+        assert!(printed.contains("needs kernel >= 4.17, program \"ipcs\", kernel < 7.0\n"), "{printed}");
+        assert_eq!(parse("t.scn", &printed).unwrap().requires, sc.requires);
+    }
+
+    #[test]
+    fn needs_kernel_misuse_says_where_and_what() {
+        let e = needs("needs kernel 4.17").unwrap_err();
+        assert!(
+            e.starts_with(
+                "t.scn:1:14: missing `>=` or `<` after `needs kernel`: found `4.17` (expected `kernel >= X.Y`"
+            ),
+            "{e}"
+        );
+        let e = needs("needs kernel == 4.17").unwrap_err();
+        assert!(e.starts_with("t.scn:1:14: `needs kernel ==` is not a need a version can state (expected"), "{e}");
+        for bad in ["4", "4.17.1.2", "4.x", "v4.17", "4..17", "4.17-rc1", "99999999999.1"] {
+            let e = needs(&format!("needs kernel >= {bad}")).unwrap_err();
+            assert!(e.starts_with(&format!("t.scn:1:17: bad kernel version `{bad}` (expected MAJOR.MINOR")), "{e}");
+        }
+        let e = needs("needs kernel >=").unwrap_err();
+        assert!(e.starts_with("t.scn:1:16: missing a kernel version such as 4.17 or 6.1.5: the line ends here"), "{e}");
+        let e = needs("needs kernal >= 4.17").unwrap_err();
+        assert!(e.contains("unknown need `kernal`") && e.contains("`kernel >= X.Y`"), "{e}");
+    }
+
+    #[test]
+    fn a_kernel_need_holds_by_the_numeric_prefix() {
+        let ge = KernelNeed { at_least: true, version: [4, 17, 0], patch_written: false };
+        let lt = KernelNeed { at_least: false, version: [6, 12, 0], patch_written: false };
+        let v = |r: &str| kernel_release_version(r).unwrap_or_else(|| panic!("{r}"));
+        assert!(ge.holds(v("4.17.0-1-amd64")) && ge.holds(v("6.1.0-57-amd64")) && ge.holds(v("10.0")));
+        assert!(!ge.holds(v("4.16.18")) && !ge.holds(v("3.99")));
+        assert!(lt.holds(v("6.1.0-57-amd64")) && lt.holds(v("6.11.9")));
+        assert!(!lt.holds(v("6.12.118+deb12-amd64")) && !lt.holds(v("6.18.44-fc-v1300")));
+        assert_eq!(v("6.12.118+deb12-amd64"), [6, 12, 118]);
+        assert_eq!(v("6.18"), [6, 18, 0]);
+        assert_eq!(v("5.4.0+"), [5, 4, 0]);
+        assert_eq!(v("6.1."), [6, 1, 0]);
+        for bad in ["", "6", "6.", "linux-6.1", "x"] {
+            assert_eq!(kernel_release_version(bad), None, "{bad}");
         }
     }
 }

@@ -53,6 +53,7 @@ impl Display for Scenario {
         needs.extend(self.requires.iter().map(|r| match r {
             Requirement::Program(p) => format!("program {}", quote(p.as_bytes())),
             Requirement::Command(c) => format!("command {}", quote(c.as_bytes())),
+            Requirement::Kernel(k) => k.to_string(),
         }));
         if !needs.is_empty() {
             writeln!(f, "needs {}", needs.join(", "))?;
