@@ -12,8 +12,9 @@
 # (default target/kernels/): <label>.json and <label>.junit.xml per kernel
 # (label `host` or the VERSION), the raw runs in <label>/. Relative paths
 # are taken from the current directory. --suite-only:
-# scenarios/ alone, without examples/real-programs/ (whose PostgreSQL
-# scenarios outgrow their own 30 s step timeout under TCG). --path P
+# scenarios/ alone, without examples/real-programs/ (a quicker run).
+# Every timeout is multiplied by $SHM_KERNELS_TIMEOUT_SCALE (default 6:
+# TCG runs the suite 5 to 10 times slower; `run --timeout-scale`). --path P
 # (repeatable): these files or folders instead. Run as root.
 # Exit 0: every kernel ran both isolations to the end and nothing failed;
 # 1: a FAIL, a harness error, an XPASS or a missing report; 2: setup failed.
@@ -53,7 +54,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cache=${SHM_KERNELS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shm-harness-kernels}
 mkdir -p "$cache"
-timeout=${SHM_KERNELS_TIMEOUT:-60s}
+timeout=${SHM_KERNELS_TIMEOUT_SCALE:-6}
 vm_limit=${SHM_KERNELS_VM_LIMIT:-1800}
 # shellcheck source=scripts/kernels/fetch.sh
 source scripts/kernels/fetch.sh

@@ -16,7 +16,7 @@
 # its own (unshare -i), so nothing lands in the namespace this script
 # started in. --strict: an XPASS (a known defect gone) fails too.
 set -u
-out=$1 harness=$2 timeout=$3
+out=$1 harness=$2 timeout=$3 # timeout: the --timeout-scale factor
 shift 3
 paths=("$@")
 
@@ -27,7 +27,7 @@ cut -d' ' -f1 /proc/uptime >"$out/uptime"
 # run ISOLATION: one harness run, its status into ISOLATION.rc.
 run() {
   local isolation=$1
-  local cmd=("$harness" --color never run --isolation "$isolation" --strict --timeout "$timeout"
+  local cmd=("$harness" --color never run --isolation "$isolation" --strict --timeout-scale "$timeout"
     --format json --output "$out/$isolation.json" "${paths[@]}")
   [ "$isolation" = host ] && cmd=(unshare -i "${cmd[@]}")
   "${cmd[@]}" >"$out/$isolation.log" 2>&1

@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// Per-step timeout, above 0, e.g. 500ms or 10s.
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Multiply every timeout by this factor (1 to 100): --timeout, each
+    /// scenario's `timeout` line and `eventually` limit. For machines slower
+    /// as a whole, e.g. an emulated VM (scripts/kernels.sh uses it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub timeout_scale: u32,
     /// Print the scenarios that would run, then stop.
     #[arg(long)]
     pub list: bool,
@@ -184,14 +189,31 @@ pub fn main(args: RunArgs, color: ColorArg) -> ExitCode {
 /// The run in order: the report file, the scenarios, the isolation, the
 /// scenarios run, the failures and summary, the report.
 fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
-    let RunArgs { paths, jobs, filter, format, output, isolation, timeout, list, quiet, verbose, strict } = args;
+    let RunArgs {
+        paths,
+        jobs,
+        filter,
+        format,
+        output,
+        isolation,
+        timeout,
+        timeout_scale,
+        list,
+        quiet,
+        verbose,
+        strict,
+    } = args;
+    let timeout = timeout.saturating_mul(timeout_scale);
     // The report file first: a path that cannot be written stops everything
     // before any scenario runs, and a stale report never survives this run.
     let mut out_file = match &output {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let scenarios = load_scenarios(&paths, filter.as_deref())?;
+    let mut scenarios = load_scenarios(&paths, filter.as_deref())?;
+    for sc in &mut scenarios {
+        sc.scale_time(timeout_scale);
+    }
     if list {
         let mut console = Console::new(Target::Stdout, color);
         for sc in &scenarios {

@@ -88,6 +88,19 @@ impl Op {
     }
 }
 
+impl super::ast::Scenario {
+    /// Multiplies every duration the scenario waits for by `factor`: its
+    /// `timeout` line and each `eventually` limit (the run's `--timeout`
+    /// is scaled by the caller). For machines that are slower as a whole,
+    /// such as an emulated VM; what a step expects does not change.
+    pub fn scale_time(&mut self, factor: u32) {
+        self.timeout = self.timeout.map(|t| t.saturating_mul(factor));
+        for step in &mut self.steps {
+            step.eventually = step.eventually.map(|d| d.saturating_mul(factor));
+        }
+    }
+}
+
 impl Expect {
     /// Whether the expectation is that the step succeeds (so that what it
     /// binds is bound).
@@ -140,6 +153,16 @@ mod tests {
     fn step(line: &str) -> Step {
         let sc = parse("r.scn", &format!("process A\nA: create s = 0x5 size 4096\nA: attach m = s\n{line}\n")).unwrap();
         sc.steps.last().unwrap().clone()
+    }
+
+    #[test]
+    fn scale_time_multiplies_timeouts_and_eventually_only() {
+        let mut sc =
+            parse("t.scn", "timeout 2s\nprocess A\neventually 500ms: A: segments => 0\nA: segments => 0\n").unwrap();
+        sc.scale_time(4);
+        assert_eq!(sc.timeout, Some(std::time::Duration::from_secs(8)));
+        assert_eq!(sc.steps[0].eventually, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(sc.steps[1].eventually, None);
     }
 
     #[test]
