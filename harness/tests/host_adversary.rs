@@ -471,7 +471,6 @@ rusty_fork_test! {
     /// a fresh namespace). Safe: `sweep` does not remove it (it must prove
     /// the namespace, not its number). Control: the record matches exactly.
     #[test]
-    #[ignore = "issue 15 row 8 is not defended yet: the sweep trusts the namespace inode"]
     fn row08_sweep_does_not_trust_a_reused_namespace_inode() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");
@@ -501,7 +500,6 @@ rusty_fork_test! {
     /// elsewhere, and never put anything there. Control: the same run with a
     /// state directory of its own passes.
     #[test]
-    #[ignore = "issue 15 row 9 is not defended yet: the state directory falls back to a shared /tmp name"]
     fn row09_foreign_precreated_state_dir_is_not_used_and_runs_still_work() {
         use nix::mount::{mount, MsFlags};
         let _lab = lab_or_skip!();
