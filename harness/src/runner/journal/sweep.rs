@@ -220,8 +220,11 @@ impl Dead<'_> {
         let recs = records(self.text);
         let mut all_ns: Vec<(u64, u64)> = recs.iter().map(|r| r.ns).chain(ns).collect();
         all_ns.dedup();
-        let visible = namespaces.get_or_insert_with(visible_namespaces);
-        let in_use = all_ns.iter().any(|n| visible.contains(n));
+        // Looked at only for an old journal (a scan of /proc).
+        let in_use = self.old && {
+            let visible = namespaces.get_or_insert_with(visible_namespaces);
+            all_ns.iter().any(|n| visible.contains(n))
+        };
         let expire = self.old && !in_use;
         let what = format!("journal {} ({} record(s))", self.path.display(), recs.len());
         let fate = match (expire, opts.dry_run) {
