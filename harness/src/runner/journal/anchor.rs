@@ -97,7 +97,9 @@ impl Anchor {
             Err(e) => Found::Unknown(e),
             Ok(None) => Found::Absent(format!("no shmid {} here", self.shmid)),
             Ok(Some(v))
-                if (v.identity.cpid == self.cpid || !by_creator)
+                // An anchor always has a key (never IPC_PRIVATE).
+                if self.key != 0
+                    && (v.identity.cpid == self.cpid || !by_creator)
                     && v.identity.ctime == self.ctime
                     && v.key == self.key
                     && v.size == ANCHOR_SIZE as u64 =>

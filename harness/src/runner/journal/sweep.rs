@@ -40,12 +40,12 @@ pub struct SweepOptions {
     /// Report only; remove and delete nothing.
     pub dry_run: bool,
     /// Say a line for each journal whose namespace cannot be proven (else
-    /// one line says how many).
+    /// only those deleted are said: a run's start stays quiet about them).
     pub each_unproven: bool,
 }
 
-/// [`sweep_with`] as a run does it before it starts: one line for all the
-/// journals whose namespace cannot be proven here.
+/// [`sweep_with`] as a run does it before it starts: of the journals whose
+/// namespace cannot be proven here, only those deleted are said.
 ///
 /// # Errors
 /// As [`sweep_with`].
@@ -99,14 +99,6 @@ pub fn sweep_with(dir: &Path, opts: SweepOptions, mut say: impl FnMut(String)) -
         j.settle(opts, &mut namespaces, &mut say, &mut out);
         // Closing `file` releases the lock.
         drop(file);
-    }
-    if out.unproven > 0 && !opts.each_unproven {
-        say(format!(
-            "shm-harness: {} journal(s) of dead runs in IPC namespaces that cannot be proven here left alone, {} deleted past {} days (`shm-harness sweep` lists them)",
-            out.unproven,
-            out.expired,
-            MAX_AGE.as_secs() / 86400
-        ));
     }
     Ok(out)
 }
