@@ -37,11 +37,14 @@ suite)
   cp "$target_dir/release/shm-harness" "$work/shm-harness"
   cp -r "$repo/scenarios" "$work/scenarios"
   chmod -R a+rX "$work"
+  # A home of that user's own: host isolation keeps its journal under it
+  # ($XDG_STATE_HOME, ~/.local/state) when there is no XDG_RUNTIME_DIR.
+  mkdir -p "$work/home" && chown "$uid:$uid" "$work/home"
   cd "$work"
   echo "-- uid $uid, --isolation auto"
-  "${as_user[@]}" ./shm-harness run --isolation auto -q scenarios/
+  "${as_user[@]}" env HOME="$work/home" ./shm-harness run --isolation auto -q scenarios/
   echo "-- uid $uid, --isolation host, in a private IPC namespace of this run"
-  unshare -i "${as_user[@]}" ./shm-harness run --isolation host -q scenarios/
+  unshare -i "${as_user[@]}" env HOME="$work/home" ./shm-harness run --isolation host -q scenarios/
   ;;
 tests)
   mapfile -t tests < <(cd "$repo" && cargo test --workspace --no-run --message-format=json 2>/dev/null | python3 -c '

@@ -94,26 +94,26 @@ rusty_fork_test! {
         let here = dir.path().to_path_buf();
         std::fs::write(
             dir.path().join("stale.scn"),
-            "process A\nA: create s = private size 4096\nA: stat s => index 5\nA: rm s\nA: run \"touch ${here}/removed\" => status 0\n\
+            "process A\nA: create s = private size 4096\nA: stat s => index 1\nA: rm s\nA: run \"touch ${here}/removed\" => status 0\n\
              A: run \"sh -c 'while ! test -e ${here}/planted; do sleep 0.01; done'\" => status 0\n\
              A: shmctl t = s SHM_STAT_ANY => size 8192\nA: rm t\n",
         )
         .unwrap();
-        std::fs::write("/proc/sys/kernel/shm_next_id", "5").expect("kernel.shm_next_id in the private namespace");
+        // A fresh namespace: the run's anchor gets index 0, `s` index 1.
         let planter = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
             while !here.join("removed").exists() {
                 assert!(Instant::now() < deadline, "the scenario never removed s");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            std::fs::write("/proc/sys/kernel/shm_next_id", (5 + 32768).to_string()).unwrap();
+            std::fs::write("/proc/sys/kernel/shm_next_id", (1 + 32768).to_string()).unwrap();
             let seg = CreateOptions::new(8192).mode(Mode::ALL_RW).create_exclusive(Key::from_raw(0x7ace_2003)).unwrap();
             std::fs::write(here.join("planted"), "").unwrap();
             seg.release().id().raw()
         });
         let out = run(dir.path(), "host", "stale.scn");
         let other = planter.join().unwrap();
-        assert_eq!(other % 32768, 5, "the foreign segment is not at s's index");
+        assert_eq!(other % 32768, 1, "the foreign segment is not at s's index");
         let said = all(&out);
         assert!(said.contains(&format!("`t` captured shmid {other}, which is not a segment this scenario's processes created")), "{said}");
         assert_eq!(out.status.code(), Some(1), "{said}");

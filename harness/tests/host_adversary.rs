@@ -238,6 +238,63 @@ fn unreported(canary: &Seg, out: &Output) -> Option<String> {
     }
 }
 
+/// Row 8, the rest: a journal whose anchor is here is swept (its
+/// segment, then the anchor, then the file); an anchor line naming a
+/// segment here that is not an anchor (the canary: key, size) proves
+/// nothing; an unproven journal is deleted past 7 days, not before, and
+/// not while a process is in a namespace of its number; one that cannot be
+/// read is an error that keeps it.
+fn row08_journal_lifecycle(lab: &Lab, canary: &Seg, forged: &Path) {
+    use shm_harness::runner::journal::{self, Journal, Record};
+    let state = lab.path().join("state");
+    let ns = journal::ipc_namespace().unwrap();
+    // A real run's journal, dead (its lock dropped), with one segment.
+    let seg = sysv::CreateOptions::new(64).create_private().unwrap().release().id().raw();
+    let row = segments().into_iter().find(|s| s.shmid == seg).unwrap();
+    let dead = Journal::create(&state).unwrap();
+    let anchor = *dead.anchor();
+    let rec = Record {
+        scenario: "ok.scn".into(),
+        line: 2,
+        process: "A".into(),
+        shmid: seg,
+        cpid: row.cpid,
+        ctime: row.ctime,
+        key: 0,
+        ns,
+    };
+    journal::append_to(dead.path(), &rec).unwrap();
+    let dead_path = dead.path().to_path_buf();
+    drop(dead);
+    // A forged anchor: the canary's identity (not 1 byte, key 0).
+    let a = serde_json::json!({"anchor": {"shmid": canary.shmid, "cpid": canary.cpid, "ctime": canary.ctime, "key": canary.key, "ns": [ns.0, ns.1]}});
+    let rec = serde_json::json!({"scenario": "f.scn", "line": 3, "process": "A", "shmid": canary.shmid, "cpid": canary.cpid, "ctime": canary.ctime, "key": canary.key, "ns": [ns.0, ns.1]});
+    let anchored = state.join("run-424243-1.journal");
+    std::fs::write(&anchored, format!("{a}\n{rec}\n")).unwrap();
+    // `forged` (no anchor, of this namespace's number) 8 days old, and one
+    // of a namespace number no process is in; a journal that cannot be read.
+    let old = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    std::fs::File::options().write(true).open(forged).unwrap().set_modified(old).unwrap();
+    let gone = state.join("run-424245-1.journal");
+    std::fs::write(&gone, format!("{}\n", rec.to_string().replace(&format!("[{},{}]", ns.0, ns.1), "[4,1]"))).unwrap();
+    std::fs::File::options().write(true).open(&gone).unwrap().set_modified(old).unwrap();
+    let broken = state.join("run-424244-1.journal");
+    std::fs::create_dir(&broken).unwrap();
+    let out = harness(lab).arg("sweep").output().unwrap();
+    let err = text(&out.stderr);
+    assert_canary_intact(canary, &format!("sweep with a forged anchor: {err}"));
+    assert_eq!(out.status.code(), Some(1), "the unreadable journal is an error: {err}");
+    assert!(err.contains(&format!("removed shmid {seg} ")) && !segments().iter().any(|s| s.shmid == seg), "{err}");
+    assert!(
+        !segments().iter().any(|s| s.shmid == anchor.shmid) && !dead_path.exists(),
+        "the anchor, then the journal: {err}"
+    );
+    assert!(forged.exists() && err.contains("a process is in an IPC namespace of its number"), "{err}");
+    assert!(!gone.exists() && err.contains("deleted (older than 7 days)"), "{err}");
+    assert!(anchored.exists() && err.contains("left alone (deleted once 7 days old)"), "{err}");
+    assert!(broken.exists() && err.contains("cannot read journal"), "{err}");
+}
+
 rusty_fork_test! {
     /// Row 1: an actor of uid 47011 (`process U uid 47011 gid 47011`; with
     /// gid 0 left, ptrace access by uid 47011 is refused) in a root host
@@ -467,7 +524,6 @@ rusty_fork_test! {
     /// a fresh namespace). Safe: `sweep` does not remove it (it must prove
     /// the namespace, not its number). Control: the record matches exactly.
     #[test]
-    #[ignore = "issue 15 row 8 is not defended yet: the sweep trusts the namespace inode"]
     fn row08_sweep_does_not_trust_a_reused_namespace_inode() {
         let lab = lab_or_skip!();
         let canary = lab.canary("0");
@@ -487,6 +543,7 @@ rusty_fork_test! {
         assert_eq!((r.shmid, r.cpid, r.ctime, r.ns), (canary.shmid, canary.cpid, canary.ctime, shm_harness::runner::journal::ipc_namespace().unwrap()));
         let out = harness(&lab).arg("sweep").output().unwrap();
         assert_canary_intact(&canary, &format!("sweep: {}", text(&out.stderr)));
+        row08_journal_lifecycle(&lab, &canary, &journal);
     }
 
     /// Row 9: another user (65534) pre-creates, world-writable, the state
@@ -497,7 +554,6 @@ rusty_fork_test! {
     /// elsewhere, and never put anything there. Control: the same run with a
     /// state directory of its own passes.
     #[test]
-    #[ignore = "issue 15 row 9 is not defended yet: the state directory falls back to a shared /tmp name"]
     fn row09_foreign_precreated_state_dir_is_not_used_and_runs_still_work() {
         use nix::mount::{mount, MsFlags};
         let _lab = lab_or_skip!();

@@ -25,6 +25,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use shm_harness::runner::fork::{fork_guarded, Child, PANIC_STATUS};
+use shm_harness::runner::journal::ANCHOR_SIZE;
 use shm_harness::runner::wire::{recv, FromActor};
 use shm_harness::sysv::{self, CreateOptions, Mode};
 
@@ -244,9 +245,11 @@ fn start_until_segments(
         for p in in_group(group, processes_named("shm-act-B")) {
             let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
         }
-        // Count the scenario's own small segments (not the slow start's 64 MiB one).
+        // Count the scenario's own small segments (not the slow start's 64
+        // MiB one, nor the run's 1-byte anchor).
         let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
-        let new = rows.iter().filter(|r| !before.iter().any(|b| b.0 == r.shmid.raw()) && r.size < 1 << 20).count();
+        let ours = |r: &sysv::ProcSegment| r.size < 1 << 20 && r.size != ANCHOR_SIZE as u64;
+        let new = rows.iter().filter(|r| !before.iter().any(|b| b.0 == r.shmid.raw()) && ours(r)).count();
         if new >= want {
             break;
         }
@@ -285,7 +288,12 @@ fn run_then_kill_everything(
         ensure(Instant::now() < deadline, || "processes of the killed run are still alive".into())?;
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(segments().into_iter().filter(|s| !before.contains(s)).collect())
+    // The run's anchor is left with its journal (the sweep removes it last).
+    let rows = sysv::proc_segments().map_err(|e| e.to_string())?;
+    let anchors: Vec<i32> = rows.iter().filter(|r| r.size == ANCHOR_SIZE as u64).map(|r| r.shmid.raw()).collect();
+    let left: Vec<_> = segments().into_iter().filter(|s| !before.contains(s)).collect();
+    ensure(left.iter().filter(|s| anchors.contains(&s.0)).count() == 1, || format!("not one anchor left: {rows:?}"))?;
+    Ok(left.into_iter().filter(|s| !anchors.contains(&s.0)).collect())
 }
 
 /// SIGKILL of the whole run (coordinator, supervisor and actors at once, as
@@ -303,7 +311,8 @@ fn sigkill_then_sweep_removes_exactly_what_the_run_left() -> Res {
     let left = run_then_kill_everything(dir.path(), &scenario, &before, 2)?;
     ensure(left.len() == 2, || format!("the killed run should have left 2 segments, found {left:?}"))?;
     let out = harness_with_state(&["sweep", "--dry-run"], dir.path());
-    ensure(out.status.code() == Some(0) && segments().len() == before.len() + 2, || {
+    // The two, and the run's anchor.
+    ensure(out.status.code() == Some(0) && segments().len() == before.len() + 3, || {
         format!("dry run: {}", text(&out.stderr))
     })?;
     let out = harness_with_state(&["sweep"], dir.path());

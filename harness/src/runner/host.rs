@@ -94,15 +94,42 @@ impl From<IdentityUnknown> for String {
 /// there is unknown (before, that read as "gone": a sweep then forgot the
 /// segment and deleted its journal).
 pub(crate) fn current_identity(shmid: i32) -> Result<Option<Identity>, IdentityUnknown> {
+    Ok(current_view(shmid)?.map(|v| v.identity))
+}
+
+/// What the kernel shows of a segment: its identity, key and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct View {
+    /// shmid, cpid, ctime.
+    pub identity: Identity,
+    /// The key.
+    pub key: i32,
+    /// The size in bytes.
+    pub size: u64,
+}
+
+/// [`current_identity`], with the segment's key and size (the journal's
+/// anchor is proved by all of them).
+///
+/// # Errors
+/// As [`current_identity`].
+pub(crate) fn current_view(shmid: i32) -> Result<Option<View>, IdentityUnknown> {
     let stat_err = match Shmid::from_raw(shmid).stat() {
-        Ok(st) => return Ok(Some(Identity { shmid, cpid: st.cpid, ctime: st.ctime })),
+        Ok(st) => {
+            let identity = Identity { shmid, cpid: st.cpid, ctime: st.ctime };
+            return Ok(Some(View { identity, key: st.key.raw(), size: st.size as u64 }));
+        }
         Err(e) => e,
     };
     if matches!(stat_err.errno(), Some(nix::errno::Errno::EINVAL | nix::errno::Errno::EIDRM)) {
         return Ok(None);
     }
     let rows = sysv::proc_segments().map_err(|proc_rows| IdentityUnknown { shmid, stat: stat_err, proc_rows })?;
-    Ok(rows.iter().find(|r| r.shmid.raw() == shmid).map(|r| Identity { shmid, cpid: r.cpid, ctime: r.ctime }))
+    Ok(rows.iter().find(|r| r.shmid.raw() == shmid).map(|r| View {
+        identity: Identity { shmid, cpid: r.cpid, ctime: r.ctime },
+        key: r.key.raw(),
+        size: r.size,
+    }))
 }
 
 /// What became of a recorded segment when asked to remove it.

@@ -2,14 +2,16 @@
 //! before the step's answer is sent, so that a run killed by SIGKILL leaves
 //! a record the next run (or `shm-harness sweep`) can act on.
 //!
-//! One file per run in the state directory (`$SHM_HARNESS_STATE_DIR`, else
-//! `/run/shm-harness` as root, else `$XDG_RUNTIME_DIR/shm-harness`, else
-//! `/tmp/shm-harness-UID`, made 0700 and checked to be ours). Each record
-//! is one JSON line appended with a single `write` (`O_APPEND`) by the actor
-//! that created the segment. The run holds an `flock` on its file through
-//! one open file description that every process of the run inherits (not
-//! exec'd programs: `O_CLOEXEC`), so "the run is dead" is "the lock can be
-//! taken": no pid is trusted. A run that ends normally deletes its file.
+//! One file per run in the state directory ([`state_dir`]: a directory of
+//! the real user's own, made 0700 and checked to be ours, never a
+//! predictable name in a shared `/tmp`). Its first record is the run's
+//! [`Anchor`], a segment of its own that proves its IPC namespace to a
+//! later sweep. Each further record is one JSON line appended with a single
+//! `write` (`O_APPEND`) by the actor that created the segment. The run
+//! holds an `flock` on its file through one open file description that
+//! every process of the run inherits (not exec'd programs: `O_CLOEXEC`), so
+//! "the run is dead" is "the lock can be taken": no pid is trusted. A run
+//! that ends normally removes its anchor and deletes its file.
 //!
 //! In namespace mode there is no journal: segments die with the namespace.
 
@@ -18,12 +20,18 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sysv::Shmid;
+mod anchor;
+mod state;
+mod sweep;
+
+pub use anchor::{Anchor, ANCHOR_SIZE};
+pub use state::{state_dir, DirProblem, RealUser};
+pub use sweep::{finish_orphaned, settle_scenario, sweep, sweep_with, SweepOptions, Swept, MAX_AGE};
 
 /// Why the journal (or its state directory) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +54,14 @@ pub enum JournalError {
     },
     /// The state directory is not safe to use: another user could plant or
     /// remove journals there.
-    #[error("state directory {} is {problem}, not a directory owned by uid {uid} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR", path.display())]
+    #[error("state directory {} is {problem}, not a directory owned by {user} and writable only by it; remove it or set SHM_HARNESS_STATE_DIR", path.display())]
     DirRefused {
         /// The directory.
         path: PathBuf,
         /// What is wrong with it.
         problem: DirProblem,
-        /// This process's effective uid.
-        uid: u32,
+        /// Who we are ([`RealUser::describe`]).
+        user: String,
     },
     /// None of the usual places is usable: why not, for each.
     #[error("no usable state directory: {}", join(.0))]
@@ -66,6 +74,9 @@ pub enum JournalError {
         /// What the kernel said.
         source: std::io::Error,
     },
+    /// The run's anchor segment could not be made.
+    #[error("cannot create the run's anchor segment ({ANCHOR_SIZE} byte, mode 0600, a random key) that proves its IPC namespace to a later sweep: {0}")]
+    Anchor(String),
     /// A new journal could not be locked.
     #[error("flock {}: {errno}", path.display())]
     Lock {
@@ -91,30 +102,6 @@ pub enum JournalError {
     /// A record could not be encoded (serde's message).
     #[error("cannot encode a journal record: {0}")]
     Encode(String),
-}
-
-/// What makes a state directory unsafe to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirProblem {
-    /// A symbolic link (it could point anywhere).
-    Symlink,
-    /// Not a directory at all.
-    NotADirectory,
-    /// Owned by another user.
-    Owner(u32),
-    /// Writable by group or others.
-    Mode(u32),
-}
-
-impl std::fmt::Display for DirProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DirProblem::Symlink => write!(f, "a symbolic link"),
-            DirProblem::NotADirectory => write!(f, "not a directory"),
-            DirProblem::Owner(uid) => write!(f, "owned by uid {uid}"),
-            DirProblem::Mode(mode) => write!(f, "writable by others (mode {mode:04o})"),
-        }
-    }
 }
 
 fn join(errors: &[JournalError]) -> String {
@@ -150,79 +137,24 @@ pub struct Record {
     pub ns: (u64, u64),
 }
 
-/// The state directory, made (0700) if missing and checked to be ours.
-///
-/// # Errors
-/// [`JournalError::DirCreate`], [`JournalError::DirRead`] or
-/// [`JournalError::DirRefused`] for `$SHM_HARNESS_STATE_DIR`, else
-/// [`JournalError::NoStateDir`] with why each usual place was passed over.
-pub fn state_dir() -> Result<PathBuf, JournalError> {
-    let uid = nix::unistd::Uid::effective();
-    // An explicit choice must work as given.
-    if let Some(d) = std::env::var_os("SHM_HARNESS_STATE_DIR") {
-        return usable_dir(&PathBuf::from(d), uid);
-    }
-    // Otherwise the first usable of the usual places. (Root of a user
-    // namespace is uid 0 too, but `/run/shm-harness` then belongs to the
-    // machine's root, not to it: it is passed over, never used.)
-    let mut candidates = Vec::new();
-    if uid.is_root() {
-        candidates.push(PathBuf::from("/run/shm-harness"));
-    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        candidates.push(PathBuf::from(d).join("shm-harness"));
-    }
-    candidates.push(PathBuf::from(format!("/tmp/shm-harness-{uid}")));
-    let mut why = Vec::new();
-    for dir in candidates {
-        match usable_dir(&dir, uid) {
-            Ok(d) => return Ok(d),
-            Err(e) => why.push(e),
-        }
-    }
-    Err(JournalError::NoStateDir(why))
-}
-
-/// `dir`, made (0700) if missing, if it is a directory owned by `uid` and
-/// writable only by it.
-fn usable_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<PathBuf, JournalError> {
-    let path = dir.to_path_buf();
-    if let Err(source) = std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
-        return Err(JournalError::DirCreate { path, source });
-    }
-    let meta = match std::fs::symlink_metadata(dir) {
-        Ok(m) => m,
-        Err(source) => return Err(JournalError::DirRead { path, source }),
-    };
-    let mode = meta.permissions().mode() & 0o7777;
-    let problem = if meta.file_type().is_symlink() {
-        DirProblem::Symlink
-    } else if !meta.is_dir() {
-        DirProblem::NotADirectory
-    } else if meta.uid() != uid.as_raw() {
-        DirProblem::Owner(meta.uid())
-    } else if mode & 0o022 != 0 {
-        DirProblem::Mode(mode)
-    } else {
-        return Ok(path);
-    };
-    Err(JournalError::DirRefused { path, problem, uid: uid.as_raw() })
-}
-
 /// This run's journal: held (locked) until the run ends.
 #[derive(Debug)]
 pub struct Journal {
     file: File,
     path: PathBuf,
+    anchor: Anchor,
 }
 
 impl Journal {
-    /// Creates and locks a new journal in `dir`. It is made under a
-    /// temporary name and renamed once locked, so a sweep never sees it
-    /// unlocked.
+    /// Creates and locks a new journal in `dir`, anchored in the current
+    /// IPC namespace: its first record is the [`Anchor`], planted before
+    /// anything else. It is made under a temporary name and renamed once
+    /// locked and anchored, so a sweep never sees it unlocked or without
+    /// its anchor.
     ///
     /// # Errors
-    /// [`JournalError::File`] (open, rename) or [`JournalError::Lock`],
-    /// naming the file.
+    /// [`JournalError::File`] (open, rename), [`JournalError::Lock`],
+    /// naming the file, [`JournalError::Anchor`], or as [`append`].
     pub fn create(dir: &Path) -> Result<Journal, JournalError> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = format!("run-{}-{nanos}", std::process::id());
@@ -237,10 +169,29 @@ impl Journal {
             .open(&tmp)
             .map_err(|source| JournalError::File { path: tmp.clone(), source })?;
         flock_exclusive(&file).map_err(|errno| JournalError::Lock { path: tmp.clone(), errno })?;
-        if let Err(source) = std::fs::rename(&tmp, &path) {
+        let ns = ipc_namespace().ok_or_else(|| JournalError::Anchor("cannot read /proc/thread-self/ns/ipc".into()))?;
+        let anchor = Anchor::plant(ns).map_err(JournalError::Anchor)?;
+        let journal = Journal { file, path: tmp, anchor };
+        let line = serde_json::to_vec(&anchor::AnchorLine { anchor }).map_err(|e| JournalError::Encode(e.to_string()));
+        if let Err(e) = line.and_then(|mut l| {
+            l.push(b'\n');
+            write_all(journal.fd(), &l)
+        }) {
+            let _ = anchor.remove();
+            let _ = std::fs::remove_file(&journal.path);
+            return Err(e);
+        }
+        if let Err(source) = std::fs::rename(&journal.path, &path) {
+            let _ = anchor.remove();
+            let _ = std::fs::remove_file(&journal.path);
             return Err(JournalError::File { path, source });
         }
-        Ok(Journal { file, path })
+        Ok(Journal { path, ..journal })
+    }
+
+    /// The run's anchor.
+    pub fn anchor(&self) -> &Anchor {
+        &self.anchor
     }
 
     /// The fd every process of the run inherits (keep it open across forks).
@@ -253,9 +204,20 @@ impl Journal {
         &self.path
     }
 
-    /// The run ended normally: its segments are accounted for.
+    /// The run ended normally: its segments are accounted for. Removes the
+    /// anchor, then the journal (kept, and said on stderr, if the anchor
+    /// cannot be removed: a sweep will).
     pub fn finish(self) {
-        let _ = std::fs::remove_file(&self.path);
+        match self.anchor.remove() {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            Err(e) => eprintln!(
+                "shm-harness: cannot remove the run's {}: {e}; its journal {} is kept for `shm-harness sweep`",
+                self.anchor.describe(),
+                self.path.display()
+            ),
+        }
     }
 }
 
@@ -279,7 +241,11 @@ pub fn host_pid() -> i32 {
 /// # Errors
 /// [`JournalError::Write`] or [`JournalError::ShortWrite`].
 pub fn append(fd: RawFd, rec: &Record) -> Result<(), JournalError> {
-    let line = record_line(rec)?;
+    write_all(fd, &record_line(rec)?)
+}
+
+/// `line` with one `write` to `fd`.
+fn write_all(fd: RawFd, line: &[u8]) -> Result<(), JournalError> {
     // SAFETY: writes from a live buffer to an fd the caller keeps open.
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
     match usize::try_from(n) {
@@ -294,141 +260,6 @@ fn record_line(rec: &Record) -> Result<Vec<u8>, JournalError> {
     let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Encode(e.to_string()))?;
     line.push(b'\n');
     Ok(line)
-}
-
-/// What a sweep found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Swept {
-    /// Segments removed (or, dry run, that would be).
-    pub removed: usize,
-    /// Recorded shmids that now show another identity (left alone).
-    pub not_ours: usize,
-    /// Segments that could not be removed.
-    pub failed: usize,
-    /// Journals of dead runs handled.
-    pub journals: usize,
-}
-
-/// Scans the state directory: for each journal whose run is provably dead
-/// (its lock can be taken), removes every recorded segment of the current
-/// IPC namespace that `IPC_STAT` still shows with the recorded identity,
-/// reporting each through `say`; then deletes the journal. Records of other
-/// IPC namespaces are left (and the journal with them) for a sweep there.
-///
-/// # Errors
-/// [`JournalError::DirRead`]: the state directory cannot be read.
-pub fn sweep(dir: &Path, dry_run: bool, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
-    let mut out = Swept::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => return Err(JournalError::DirRead { path: dir.to_path_buf(), source }),
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_none_or(|x| x != "journal") {
-            continue;
-        }
-        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&path) else { continue };
-        // Alive: its lock is held by a process of the run.
-        if flock_exclusive(&file).is_err() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let run = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let failed_before = out.failed;
-        let elsewhere = settle(&text, &run, |_| true, dry_run, &mut say, &mut out);
-        out.journals += 1;
-        if !dry_run && !elsewhere && out.failed == failed_before {
-            let _ = std::fs::remove_file(&path);
-        }
-        // Closing `file` releases the lock.
-        drop(file);
-    }
-    Ok(out)
-}
-
-/// Removes the segments a run recorded while it is still alive, for one
-/// scenario whose supervisor died without tearing it down (killed): every
-/// record of `scenario` in the current IPC namespace that `IPC_STAT` still
-/// shows with the recorded identity is removed and reported through `say`;
-/// anything else is reported and left alone.
-///
-/// # Errors
-/// [`JournalError::File`]: the journal cannot be read.
-pub fn settle_scenario(path: &Path, scenario: &str, mut say: impl FnMut(String)) -> Result<Swept, JournalError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| JournalError::File { path: path.to_path_buf(), source })?;
-    let mut out = Swept::default();
-    settle(&text, "this run", |r| r.scenario == scenario, false, &mut say, &mut out);
-    Ok(out)
-}
-
-/// Acts on the records of a journal's `text` that `pick` selects, in the
-/// current IPC namespace: removes (or, dry run, reports) each segment the
-/// kernel still shows with a recorded identity; counts into `out`. True if
-/// some picked record belongs to another IPC namespace.
-fn settle(
-    text: &str,
-    run: &str,
-    pick: impl Fn(&Record) -> bool,
-    dry_run: bool,
-    say: &mut impl FnMut(String),
-    out: &mut Swept,
-) -> bool {
-    let here = ipc_namespace();
-    let records: Vec<Record> = text.lines().filter_map(|l| serde_json::from_str::<Record>(l).ok()).collect();
-    let mut elsewhere = false;
-    let mut done: Vec<i32> = Vec::new();
-    for rec in records.iter().filter(|r| pick(r)) {
-        if Some(rec.ns) != here {
-            elsewhere = true;
-            continue;
-        }
-        if done.contains(&rec.shmid) {
-            continue;
-        }
-        let made = format!("made by {run}, {}:{} ({})", rec.scenario, rec.line, rec.process);
-        let key = crate::sysv::Key::from_raw(rec.key);
-        match crate::runner::host::current_identity(rec.shmid) {
-            Ok(None) => {}
-            Err(e) => {
-                // Cannot tell: keep the journal for a sweep that can see.
-                out.failed += 1;
-                say(format!("shm-harness: cannot check shmid {} (key {key}), {made}: {e}; journal kept", rec.shmid));
-            }
-            Ok(Some(st)) if st.cpid != rec.cpid || st.ctime != rec.ctime => {
-                // Another record may carry the identity after a `set`.
-                if records
-                    .iter()
-                    .any(|r| r.shmid == rec.shmid && r.cpid == st.cpid && r.ctime == st.ctime && r.ns == rec.ns)
-                {
-                    continue;
-                }
-                out.not_ours += 1;
-                say(format!(
-                    "shm-harness: shmid {} (key {key}) {made}: now another segment (cpid {}, ctime {}), not ours any more, left alone",
-                    rec.shmid, st.cpid, st.ctime
-                ));
-            }
-            Ok(Some(_)) if dry_run => {
-                out.removed += 1;
-                say(format!("shm-harness: would remove shmid {} (key {key}), {made}", rec.shmid));
-            }
-            Ok(Some(_)) => match Shmid::from_raw(rec.shmid).remove() {
-                Ok(()) => {
-                    out.removed += 1;
-                    say(format!("shm-harness: removed shmid {} (key {key}) left behind, {made}", rec.shmid));
-                }
-                Err(e) => {
-                    out.failed += 1;
-                    say(format!("shm-harness: cannot remove shmid {} (key {key}), {made}: {e}", rec.shmid));
-                }
-            },
-        }
-        done.push(rec.shmid);
-    }
-    elsewhere
 }
 
 /// `flock(fd, LOCK_EX|LOCK_NB)`—Takes the lock of the file's open file
@@ -455,38 +286,6 @@ pub fn append_to(path: &Path, rec: &Record) -> Result<(), JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(dir: &Path) -> Option<DirProblem> {
-        match usable_dir(dir, nix::unistd::Uid::effective()) {
-            Err(JournalError::DirRefused { problem, .. }) => Some(problem),
-            Err(e) => panic!("{e}"),
-            Ok(_) => None,
-        }
-    }
-
-    #[test]
-    fn a_state_directory_is_refused_saying_why() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ok = tmp.path().join("ok");
-        assert_eq!(refused(&ok), None, "made 0700 and ours");
-        let open = tmp.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(refused(&open), Some(DirProblem::Mode(0o777)));
-        let link = tmp.path().join("link");
-        std::os::unix::fs::symlink(&ok, &link).unwrap();
-        assert_eq!(refused(&link), Some(DirProblem::Symlink));
-        let file = tmp.path().join("file");
-        std::fs::write(&file, "").unwrap();
-        match usable_dir(&file, nix::unistd::Uid::effective()) {
-            Err(e @ JournalError::DirCreate { .. }) => {
-                assert!(e.to_string().contains("set SHM_HARNESS_STATE_DIR"), "{e}")
-            }
-            other => panic!("{other:?}"),
-        }
-        let e = JournalError::DirRefused { path: link, problem: DirProblem::Symlink, uid: 1000 };
-        assert!(e.to_string().contains("link is a symbolic link, not a directory owned by uid 1000"), "{e}");
-    }
 
     #[test]
     fn a_record_is_appended_as_one_line_and_a_missing_journal_names_its_path() {

@@ -140,7 +140,11 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
                 // polite teardown, kill everything now and remove (by
                 // identity) what the scenario made.
                 report.status = Status::Fail;
-                report.reason = Some(sup.abandon().err().unwrap_or_else(|| {
+                // Settled: the run's anchor and journal go too, once no
+                // scenario of the run has anything left (journal.rs).
+                let settled =
+                    sup.abandon().and_then(|()| opts.journal.map_or(Ok(()), crate::runner::journal::finish_orphaned));
+                report.reason = Some(settled.err().unwrap_or_else(|| {
                     "the coordinator died; the scenario was killed and its segments removed".into()
                 }));
                 return report;
