@@ -444,7 +444,17 @@ impl Attachment {
 /// `KernelPageSize` of the mapping that starts at `addr`, from
 /// `/proc/self/smaps` (read up to that entry only); `None` if it cannot be
 /// read or has no such mapping.
+///
+/// A huge-page mapping starts on a multiple of its page size, so an address
+/// that is not a multiple of the smallest huge page size the kernel offers
+/// is a base-page mapping: answered without reading `smaps` (whose read
+/// walks every mapping of the process and costs more than the attach).
 fn kernel_page_size(addr: usize) -> Option<usize> {
+    static SMALLEST_HUGE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let smallest = *SMALLEST_HUGE.get_or_init(|| super::huge_page_sizes().first().copied());
+    if smallest.is_some_and(|h| addr % h != 0) {
+        return Some(raw::page_size());
+    }
     let file = std::fs::File::open("/proc/self/smaps").ok()?;
     smaps_page_size(std::io::BufReader::new(file), addr)
 }
