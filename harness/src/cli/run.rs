@@ -210,10 +210,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let mut scenarios = load_scenarios(&paths, filter.as_deref())?;
-    for sc in &mut scenarios {
-        sc.scale_time(timeout_scale);
-    }
+    let scenarios = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
         for sc in &scenarios {
@@ -283,7 +280,7 @@ fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
 /// Every scenario under `paths` whose path relative to the folder given
 /// contains `filter`, parsed. A file that does not parse runs nothing at
 /// all: each is printed as an error, then the run stops.
-fn load_scenarios(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Stop> {
+fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Vec<Scenario>, Stop> {
     let files = files::scenario_files_named(paths).map_err(Stop)?;
     let files: Vec<PathBuf> = files
         .into_iter()
@@ -294,7 +291,10 @@ fn load_scenarios(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenari
     let mut errors = Vec::new();
     for f in &files {
         match files::load(f) {
-            Ok(sc) => scenarios.push(sc),
+            Ok(mut sc) => {
+                sc.scale_time(timeout_scale);
+                scenarios.push(sc);
+            }
             Err(e) => errors.push(e),
         }
     }
