@@ -537,6 +537,8 @@ mod tests {
         }
     }
 
+    // A 64-bit process's smaps (the addresses do not fit a 32-bit usize).
+    #[cfg(target_pointer_width = "64")]
     const SMAPS: &str = "\
 55d1c0000000-55d1c0021000 rw-p 00000000 00:00 0                          [heap]
 Size:                132 kB
@@ -556,6 +558,7 @@ KernelPageSize:  1048576 kB
 ";
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn the_page_size_is_the_kernels_for_that_mapping() {
         let page = |addr: usize| smaps_page_size(SMAPS.as_bytes(), addr);
         assert_eq!(page(0x55d1c0000000), Some(4096));
