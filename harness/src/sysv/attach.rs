@@ -500,6 +500,7 @@ impl Drop for Attachment {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_pointer_width = "64")]
     use super::smaps_page_size;
     use crate::sysv::{raw, shmget, AttachFlags, Attachment, GetFlags, HugePageSize, Key, Mode};
     use rusty_fork::rusty_fork_test;
