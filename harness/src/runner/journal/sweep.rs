@@ -187,6 +187,8 @@ impl Dead<'_> {
         }
         match anchor.remove() {
             Ok(()) => {
+                // Removed like the run's other segments, so reported like them.
+                say(format!("shm-harness: removed the run's {}, {run}", anchor.describe()));
                 let _ = std::fs::remove_file(self.path);
             }
             Err(e) => {
