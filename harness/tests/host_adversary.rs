@@ -561,7 +561,6 @@ rusty_fork_test! {
     /// when the run has exited nothing of it is left, and `sweep --dry-run`
     /// finds nothing. Control: the segment existed when the signal was sent.
     #[test]
-    #[ignore = "issue 15 row 10 is not defended yet: an interrupt can leave a segment for the sweep"]
     fn row10_interrupt_leaves_nothing_for_the_sweep() {
         use nix::sys::signal::{kill, killpg, Signal};
         let lab = lab_or_skip!();

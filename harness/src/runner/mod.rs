@@ -69,11 +69,12 @@
 mod actor;
 pub mod fork;
 mod host;
+mod interrupt;
 pub mod journal;
 mod supervisor;
 pub mod wire;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -228,8 +229,14 @@ impl Running {
 /// journals in the state directory) are swept, each reported on stderr.
 /// Each scenario gets a supervisor process of its own (in namespace mode
 /// PID 1 of fresh PID and IPC namespaces), which dies (namespace mode) or
-/// tears its scenario down (host mode) when this process dies. This
-/// process installs no signal handler.
+/// tears its scenario down (host mode) when this process dies.
+///
+/// SIGINT, SIGTERM and SIGHUP (those not ignored or handled already) are
+/// blocked and read as news ([`interrupt`]; no signal handler is
+/// installed): on one, no further scenario starts, the supervisors are
+/// told (their life pipe hangs up), host-mode ones are given
+/// [`STOP_GRACE`] to tear their scenarios down and remove what they made,
+/// and the process then dies of the signal it got.
 ///
 /// # Errors
 /// [`RunError`] if the run cannot start (never for a failing scenario).
@@ -244,6 +251,7 @@ pub fn run(
         Err(fork::ForkError::MultiThreaded(n)) => return Err(RunError::MultiThreaded(n)),
         Err(e) => return Err(RunError::Fork(e)),
     }
+    let interrupts = interrupt::Interrupts::take().map_err(|errno| RunError::Sys { call: "signalfd", errno })?;
     fork::prepare_heap();
     let root = nix::unistd::Uid::effective().is_root();
     let journal = open_journal(isolation)?;
@@ -273,7 +281,11 @@ pub fn run(
             next += 1;
         }
         release(&mut running, jobs, scenarios);
-        let ready = poll_reports(&running)?;
+        let (ready, interrupted) = poll_reports(&running, interrupts.fd())?;
+        if let Some(sig) = interrupted.then(|| interrupts.pending()).flatten() {
+            let journal = journal.map(|j| (j, scenarios));
+            stop(sig, running, exiting, life_w, journal);
+        }
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
@@ -295,6 +307,11 @@ pub fn run(
     if let Some(j) = journal {
         // Every supervisor has ended and removed what its scenario left.
         j.finish();
+    }
+    // An interrupt after the last poll: everything is settled, and the
+    // process ends as the signal says all the same.
+    if let Some(sig) = interrupts.pending() {
+        interrupt::die_of(sig);
     }
     Ok(reports.into_iter().map(|r| r.expect("every scenario reported")).collect())
 }
@@ -331,18 +348,64 @@ fn release(running: &mut [Running], jobs: usize, scenarios: &[Scenario]) {
     }
 }
 
+/// How long host-mode supervisors have, after an interrupt, to tear their
+/// scenarios down (their kill of every process is bounded by 5 s).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// An interrupt (`sig`): start nothing more, hang up the supervisors' life
+/// pipe, and in host isolation wait (at most [`STOP_GRACE`]) until every
+/// supervisor has torn its scenario down and exited; then settle what the
+/// journal still holds of the scenarios that were running, delete it, and
+/// die of `sig`. A supervisor still running at the deadline keeps the
+/// journal for the sweep. In namespace isolation the supervisors die with
+/// this process (their death signal) and their namespaces with them.
+fn stop(
+    sig: Signal,
+    running: Vec<Running>,
+    exiting: Vec<Pid>,
+    life_w: OwnedFd,
+    journal: Option<(journal::Journal, &[Scenario])>,
+) -> ! {
+    drop(life_w);
+    if let Some((journal, scenarios)) = journal {
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut left: Vec<Pid> = running.iter().map(|r| r.pid).chain(exiting).collect();
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|&pid| {
+                matches!(waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+            });
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if left.is_empty() {
+            for r in &running {
+                let _ = journal::settle_scenario(journal.path(), &scenarios[r.index].file, |line| eprintln!("{line}"));
+            }
+            journal.finish();
+        } else {
+            eprintln!(
+                "shm-harness: interrupted by {sig}; {} supervisor(s) still tearing down after {STOP_GRACE:?}: `shm-harness sweep` removes what they leave",
+                left.len()
+            );
+        }
+    }
+    interrupt::die_of(sig)
+}
+
 /// Waits for any supervisor to report (or the soonest deadline, 10 s at
-/// most); which ones did.
-fn poll_reports(running: &[Running]) -> Result<Vec<bool>, RunError> {
+/// most) or an interrupt; which ones did, and whether `interrupt` is readable.
+fn poll_reports(running: &[Running], interrupt: Option<BorrowedFd<'_>>) -> Result<(Vec<bool>, bool), RunError> {
     let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
     let wait = soonest.saturating_duration_since(Instant::now());
     let ms = u16::try_from(wait.as_millis().min(10_000)).unwrap_or(10_000);
     let mut fds: Vec<PollFd> = running.iter().map(|r| PollFd::new(r.report.as_fd(), PollFlags::POLLIN)).collect();
+    fds.extend(interrupt.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
     match poll(&mut fds, PollTimeout::from(ms)) {
         Ok(_) | Err(nix::errno::Errno::EINTR) => {}
         Err(errno) => return Err(RunError::Sys { call: "poll", errno }),
     }
-    Ok(fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect())
+    let mut ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+    let interrupted = interrupt.is_some() && ready.pop() == Some(true);
+    Ok((ready, interrupted))
 }
 
 fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> ScenarioReport {
@@ -376,7 +439,11 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
-    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
+    // Host mode: a process group of its own (its actors' and programs'
+    // too), so a terminal's SIGINT reaches only this process, which then
+    // has the supervisor tear the scenario down (see `stop`).
+    let own_group = sopts.isolation == Isolation::Host;
+    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, own_group, ..Child::default() };
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);
