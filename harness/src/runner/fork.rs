@@ -13,7 +13,8 @@
 //!   parent with `getppid()` (a parent that died before the death signal was
 //!   armed would never send it);
 //! - give the child the signal mask it would have had (the coordinator
-//!   blocks its interrupts, [`crate::runner::interrupt`]) and, if asked, a
+//!   blocks its interrupts, [`crate::runner::interrupt`]; a host-mode
+//!   supervisor keeps them blocked) and, if asked, a
 //!   process group of its own (set by both sides, so neither can race);
 //! - run the child's body under `catch_unwind`: a panic never unwinds into
 //!   the parent's copied stack; its message goes to the caller's panic sink
@@ -176,6 +177,11 @@ pub struct Child<'a> {
     /// A process group of its own (`setpgid(0, 0)`): a terminal's SIGINT,
     /// sent to the foreground group, does not reach it or what it forks.
     pub own_group: bool,
+    /// Keeps the interrupts the coordinator blocked (a host-mode
+    /// supervisor: it ends by its life pipe, never by a signal meant for
+    /// the run, nor by the SIGHUP the kernel sends an orphaned process
+    /// group with a stopped member). Its own children get them unblocked.
+    pub interrupts_blocked: bool,
 }
 
 /// The clone flags of [`clone_guarded`] beyond `fork`'s.
@@ -259,7 +265,9 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
         return Ok(Pid::from_raw(pid));
     }
     // The child.
-    crate::runner::interrupt::restore_in_child();
+    if !child.interrupts_blocked {
+        crate::runner::interrupt::restore_in_child();
+    }
     if child.own_group {
         // Cannot fail here: a new child is no session leader (the parent
         // sets it too).

@@ -367,9 +367,12 @@ fn stop(
     journal: Option<(journal::Journal, &[Scenario])>,
 ) -> ! {
     drop(life_w);
+    // Nobody reads a report any more: a supervisor that sends one gets
+    // EPIPE at once instead of blocking on a full pipe.
+    let (pids, files): (Vec<Pid>, Vec<usize>) = running.into_iter().map(|r| (r.pid, r.index)).unzip();
     if let Some((journal, scenarios)) = journal {
         let deadline = Instant::now() + STOP_GRACE;
-        let mut left: Vec<Pid> = running.iter().map(|r| r.pid).chain(exiting).collect();
+        let mut left: Vec<Pid> = pids.into_iter().chain(exiting).collect();
         while !left.is_empty() && Instant::now() < deadline {
             left.retain(|&pid| {
                 matches!(waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
@@ -377,8 +380,8 @@ fn stop(
             std::thread::sleep(Duration::from_millis(2));
         }
         if left.is_empty() {
-            for r in &running {
-                let _ = journal::settle_scenario(journal.path(), &scenarios[r.index].file, |line| eprintln!("{line}"));
+            for &i in &files {
+                let _ = journal::settle_scenario(journal.path(), &scenarios[i].file, |line| eprintln!("{line}"));
             }
             journal.finish();
         } else {
@@ -442,8 +445,17 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // Host mode: a process group of its own (its actors' and programs'
     // too), so a terminal's SIGINT reaches only this process, which then
     // has the supervisor tear the scenario down (see `stop`).
+    // It keeps the interrupts blocked: it ends by its life pipe only.
     let own_group = sopts.isolation == Isolation::Host;
-    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, own_group, ..Child::default() };
+    let spec = Child {
+        name: "shm-sup",
+        keep: &keep,
+        death_signal,
+        panic_fd: None,
+        own_group,
+        interrupts_blocked: own_group,
+        ..Child::default()
+    };
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);

@@ -60,6 +60,7 @@ impl<'a> Supervisor<'a> {
             procs,
             books: Books::default(),
             reaped: HashMap::new(),
+            unseen: None,
             handoff,
             keys,
             transcript: Vec::new(),
@@ -114,6 +115,7 @@ impl<'a> Supervisor<'a> {
             gid,
             panic_fd: own,
             own_group: false,
+            interrupts_blocked: false,
         };
         let scenario = self.sc;
         let dir = self.dir.path().to_path_buf();

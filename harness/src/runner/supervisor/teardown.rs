@@ -83,10 +83,9 @@ impl Supervisor<'_> {
             self.books.traced(&segments, &name);
         }
         self.await_exits(&order, &mut found);
-        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+        if let Err(e) = self.kill_look_reap() {
             found.blind(e);
         }
-        self.reap_ended();
         // Host mode: an actor killed in the middle of a traced program had
         // journaled creations it never got to report. The journal is the
         // durable truth: whatever it holds for this scenario is its own.
@@ -212,10 +211,9 @@ impl Supervisor<'_> {
     /// What could not be killed, read or removed.
     pub(super) fn abandon(&mut self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+        if let Err(e) = self.kill_look_reap() {
             problems.push(e);
         }
-        self.reap_ended();
         if let Err(e) = self.absorb_journal() {
             problems.push(e);
         }
@@ -227,6 +225,33 @@ impl Supervisor<'_> {
             }
             Err(e) => problems.push(e),
         }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Kills every process of the scenario, looks before reaping (host
+    /// mode: everything killed and nothing reaped, `/proc/sysvipc/shm` is
+    /// read once and every segment an unreaped process of the scenario
+    /// created since it started is adopted, [`Supervisor::adopt_unrecorded`]),
+    /// then reaps them all.
+    ///
+    /// # Errors
+    /// What could not be killed, looked at or read; also a look during the
+    /// run that could not see.
+    fn kill_look_reap(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.opts.isolation == Isolation::Host {
+            match procs::kill_without_reaping(self.opts.pid_namespace) {
+                Ok(unreaped) => problems.extend(self.adopt_unrecorded(&unreaped).err()),
+                Err(e) => problems.push(e),
+            }
+        }
+        problems.extend(procs::kill_everything(self.opts.pid_namespace).err());
+        self.reap_ended();
+        problems.extend(self.unseen.take());
         if problems.is_empty() {
             Ok(())
         } else {
