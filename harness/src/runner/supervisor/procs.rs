@@ -274,6 +274,42 @@ fn stop_all(pid_namespace: bool) -> Result<(), String> {
     }
 }
 
+/// Teardown without the coordinator, host mode without a PID namespace:
+/// everything is stopped, then every process that is not one of `actors`
+/// (programs, their tracers, what they left) is killed, and the actors
+/// that were tracing (the parents of a `shm-trace`) are continued: what
+/// their tracers reported and they have not journaled yet is still in the
+/// pipe, for them to read and journal. Returns those actors' pids.
+///
+/// # Errors
+/// Our own `children` files cannot be read.
+pub(crate) fn kill_all_but_actors(actors: &[i32]) -> Result<Vec<i32>, String> {
+    stop_all(false)?;
+    let others: Vec<i32> = descendants_of_self()?.into_iter().filter(|p| !actors.contains(p)).collect();
+    let tracing: Vec<i32> = others.iter().filter_map(|&p| tracer_parent(p)).filter(|a| actors.contains(a)).collect();
+    for &p in &others {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while others.iter().any(|&p| !is_dead(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    for &a in &tracing {
+        let _ = kill(Pid::from_raw(a), Signal::SIGCONT);
+    }
+    Ok(tracing)
+}
+
+/// The parent of `proc_pid` if it is a program's tracer (`shm-trace`).
+fn tracer_parent(proc_pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc_pid}/stat")).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    if &stat[open + 1..close] != "shm-trace" {
+        return None;
+    }
+    stat[close + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The state letter of `/proc/PID/stat` (`None`: gone).
 fn state_of(proc_pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{proc_pid}/stat")).ok()?;

@@ -12,9 +12,10 @@ use crate::report::{Isolation, Leak};
 use crate::runner::actor::descendants;
 use crate::runner::journal;
 use crate::runner::supervisor::procs;
-use crate::runner::supervisor::Supervisor;
+use crate::runner::supervisor::{Proc, Supervisor};
 use crate::runner::wire::{recv, send, FromActor, ToActor};
 use crate::scenario::{signal_name, Op};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// How long an actor has to answer `Finish`, and to exit after it.
 const GRACE: Duration = Duration::from_millis(500);
@@ -211,6 +212,9 @@ impl Supervisor<'_> {
     /// What could not be killed, read or removed.
     pub(super) fn abandon(&mut self) -> Result<(), String> {
         let mut problems = Vec::new();
+        if self.opts.isolation == Isolation::Host && !self.opts.pid_namespace {
+            problems.extend(self.let_tracing_actors_drain().err());
+        }
         if let Err(e) = self.kill_look_reap() {
             problems.push(e);
         }
@@ -230,6 +234,35 @@ impl Supervisor<'_> {
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    /// Teardown without the coordinator, host mode with traced programs:
+    /// every process but the actors is killed, and each actor that was
+    /// tracing is given [`GRACE`] to read and journal what its tracer had
+    /// reported (it then answers its step, which ends the wait).
+    ///
+    /// # Errors
+    /// Our own `children` files cannot be read.
+    fn let_tracing_actors_drain(&mut self) -> Result<(), String> {
+        let actors: Vec<i32> =
+            self.procs.values().filter(|p| p.ending.is_none()).filter_map(|p| p.pid).map(|p| p.as_raw()).collect();
+        let tracing = procs::kill_all_but_actors(&actors)?;
+        let mut waiting: Vec<&Proc> =
+            self.procs.values().filter(|p| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw()))).collect();
+        let deadline = Instant::now() + GRACE;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let ms = deadline.saturating_duration_since(Instant::now()).as_millis().min(100) as u16;
+            let mut fds: Vec<PollFd> =
+                waiting.iter().map(|p| PollFd::new(p.ans_r.as_fd(), PollFlags::POLLIN)).collect();
+            let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+            let answered: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let mut i = 0;
+            waiting.retain(|_| {
+                i += 1;
+                !answered[i - 1]
+            });
+        }
+        Ok(())
     }
 
     /// Kills every process of the scenario, looks before reaping (host
