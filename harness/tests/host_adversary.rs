@@ -207,23 +207,13 @@ fn wait_bounded(child: &mut Child, secs: u64) -> Result<std::process::ExitStatus
     }
 }
 
-/// `cmd` started in a session of its own (its process group too, as a
-/// terminal's job): a host-mode supervisor has a process group of its own,
-/// so "the run's processes" are its session's.
-fn own_session(mut cmd: Command) -> Command {
-    // SAFETY: setsid is async-signal-safe and touches no memory.
-    unsafe { cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from)) };
-    cmd
-}
-
-/// The living processes of session `sid` (a run started in a session of
-/// its own: its host-mode supervisors are in process groups of their own).
-fn session_alive(sid: i32) -> Vec<i32> {
+/// Live (not zombie) processes of process group `pgid`.
+fn group_alive(pgid: i32) -> Vec<i32> {
     common::scan_proc(|pid| {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 3 && f[0] != "Z" && f[3] == sid.to_string()
+        f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
     })
 }
 
@@ -584,8 +574,9 @@ rusty_fork_test! {
                 "i.scn",
                 &format!("timeout 30s\nprocess A\nA: create s = private size 4096\nA: attach m = s\nA: run \"sh -c 'echo > ${{here}}/{held}; exec sleep 30'\"\n"),
             );
-            let mut child = own_session(harness(&lab))
+            let mut child = harness(&lab)
                 .args(["run", "--isolation", "host", "i.scn"])
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -604,7 +595,7 @@ rusty_fork_test! {
             if sig == Signal::SIGINT { killpg(pid, sig).unwrap() } else { kill(pid, sig).unwrap() }
             let ended = wait_bounded(&mut child, 20);
             let left = left_besides(&canary);
-            let _ = until(20, || session_alive(pid.as_raw()).is_empty());
+            let _ = until(20, || group_alive(pid.as_raw()).is_empty());
             let dry = harness(&lab).args(["sweep", "--dry-run"]).output().unwrap();
             let dry = text(&dry.stderr);
             assert!(ready && !made.is_empty(), "control: run {i}: the scenario never held its segment");
@@ -644,8 +635,9 @@ rusty_fork_test! {
                 break;
             }
             let scn = if i % 2 == 0 { "steps.scn" } else { "prog.scn" };
-            let mut child = own_session(harness(&lab))
+            let mut child = harness(&lab)
                 .args(["run", "--isolation", "host", "--jobs", "1", scn])
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(lab.path().join("killed.err")).unwrap())
                 .spawn()
@@ -674,8 +666,8 @@ rusty_fork_test! {
             while t.elapsed() < Duration::from_micros(1500 * (i / 2 % 16)) {}
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
             let _ = child.wait();
-            let gone = until(30, || session_alive(pid).is_empty());
-            assert!(gone, "run {i}: the run's processes did not exit: {:?}", session_alive(pid));
+            let gone = until(30, || group_alive(pid).is_empty());
+            assert!(gone, "run {i}: the run's processes did not exit: {:?}", group_alive(pid));
             let rerun = harness(&lab).args(["run", "--isolation", "host", "--jobs", "1", scn]).output().unwrap();
             let left = left_besides(&canary);
             if !left.is_empty() {

@@ -12,10 +12,12 @@
 //!   (`PR_SET_PDEATHSIG`: a credential change clears it), then re-check the
 //!   parent with `getppid()` (a parent that died before the death signal was
 //!   armed would never send it);
-//! - give the child the signal mask it would have had (the coordinator
-//!   blocks its interrupts, [`crate::runner::interrupt`]; a host-mode
-//!   supervisor keeps them blocked) and, if asked, a
-//!   process group of its own (set by both sides, so neither can race);
+//! - leave the signal mask alone: a child inherits the interrupts the
+//!   coordinator blocked ([`crate::runner::interrupt`]), so a runner process
+//!   ends by its pipes and death signal, never by a signal meant for the
+//!   run (a terminal's SIGINT to the whole process group, the SIGHUP of an
+//!   orphaned group with a stopped member); programs get an empty mask
+//!   where they are executed (`Command`, the tracee's set-up);
 //! - run the child's body under `catch_unwind`: a panic never unwinds into
 //!   the parent's copied stack; its message goes to the caller's panic sink
 //!   (a pipe the parent reads) and to stderr, and the child `_exit`s.
@@ -174,14 +176,6 @@ pub struct Child<'a> {
     /// Where a panic's message goes (besides stderr), as a framed
     /// [`crate::runner::wire::FromActor::Panic`]-style string chosen by the caller.
     pub panic_fd: Option<RawFd>,
-    /// A process group of its own (`setpgid(0, 0)`): a terminal's SIGINT,
-    /// sent to the foreground group, does not reach it or what it forks.
-    pub own_group: bool,
-    /// Keeps the interrupts the coordinator blocked (a host-mode
-    /// supervisor: it ends by its life pipe, never by a signal meant for
-    /// the run, nor by the SIGHUP the kernel sends an orphaned process
-    /// group with a stopped member). Its own children get them unblocked.
-    pub interrupts_blocked: bool,
 }
 
 /// The clone flags of [`clone_guarded`] beyond `fork`'s.
@@ -257,22 +251,9 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
         r as i32
     };
     if pid > 0 {
-        if child.own_group {
-            // Also done by the child: whichever runs first, the group
-            // exists before either goes on (EACCES once it has exec'd).
-            let _ = nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(pid));
-        }
         return Ok(Pid::from_raw(pid));
     }
     // The child.
-    if !child.interrupts_blocked {
-        crate::runner::interrupt::restore_in_child();
-    }
-    if child.own_group {
-        // Cannot fail here: a new child is no session leader (the parent
-        // sets it too).
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    }
     if ns.user {
         let ok = std::fs::write("/proc/self/setgroups", "deny").is_ok()
             && std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).is_ok()

@@ -442,20 +442,9 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
-    // Host mode: a process group of its own (its actors' and programs'
-    // too), so a terminal's SIGINT reaches only this process, which then
-    // has the supervisor tear the scenario down (see `stop`).
-    // It keeps the interrupts blocked: it ends by its life pipe only.
-    let own_group = sopts.isolation == Isolation::Host;
-    let spec = Child {
-        name: "shm-sup",
-        keep: &keep,
-        death_signal,
-        panic_fd: None,
-        own_group,
-        interrupts_blocked: own_group,
-        ..Child::default()
-    };
+    // It inherits the interrupts blocked: a terminal's SIGINT to the whole
+    // process group reaches this process only as news (see `stop`).
+    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);

@@ -60,11 +60,7 @@ impl Supervisor<'_> {
     /// that nothing recorded; a look that cannot see is kept in `unseen`
     /// (the teardown fails closed on it).
     fn look_at(&mut self, pid: Pid) {
-        let proc_pid = if self.opts.pid_namespace { procs::host_pid_of(pid) } else { Some(pid.as_raw()) };
-        let looked = proc_pid
-            .ok_or_else(|| "its /proc number cannot be read".to_string())
-            .and_then(procs::unreaped)
-            .and_then(|u| self.adopt_unrecorded(&[u]));
+        let looked = procs::unreaped_child(pid).and_then(|u| self.adopt_unrecorded(&[u]));
         if let Err(e) = looked {
             self.unseen.get_or_insert(format!("look before reaping pid {pid}: {e}"));
         }

@@ -148,6 +148,34 @@ pub(crate) fn unreaped(proc_pid: i32) -> Result<Unreaped, String> {
     Ok(Unreaped { pid, proc_pid, started: boot_time()? + ticks / clock_ticks() })
 }
 
+/// [`unreaped`] for our child `pid` (a pid of our PID namespace), found
+/// among our children as the `/proc` mount numbers them (in a PID
+/// namespace of ours, the host's `/proc` has other numbers).
+///
+/// # Errors
+/// `/proc` cannot be read, or `pid` is not a child of ours there.
+pub(crate) fn unreaped_child(pid: Pid) -> Result<Unreaped, String> {
+    for child in children_of_self()? {
+        let u = unreaped(child)?;
+        if u.pid == pid.as_raw() {
+            return Ok(u);
+        }
+    }
+    Err(format!("pid {pid} is not among our children in /proc"))
+}
+
+/// Our children as the `/proc` mount numbers them.
+fn children_of_self() -> Result<Vec<i32>, String> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| format!("/proc/self/task: {e}"))?;
+    for task in tasks.filter_map(Result::ok) {
+        let path = task.path().join("children");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        out.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+    }
+    Ok(out)
+}
+
 /// The `NSpid` line of `/proc/WHO/status`: the pid in each PID namespace
 /// from the `/proc` mount's down to the process's own.
 fn nspids(who: &str) -> Result<Vec<i32>, String> {

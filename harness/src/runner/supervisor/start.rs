@@ -107,16 +107,7 @@ impl<'a> Supervisor<'a> {
         }
         let own = fds.get(name).map(|f| f.ans);
         let comm = actor_comm(name);
-        let spec = Child {
-            name: &comm,
-            keep: &keep,
-            death_signal: Some(libc::SIGKILL),
-            uid,
-            gid,
-            panic_fd: own,
-            own_group: false,
-            interrupts_blocked: false,
-        };
+        let spec = Child { name: &comm, keep: &keep, death_signal: Some(libc::SIGKILL), uid, gid, panic_fd: own };
         let scenario = self.sc;
         let dir = self.dir.path().to_path_buf();
         let keys = self.keys.clone();
