@@ -4,19 +4,18 @@
 //! [`Interrupts::take`] blocks them and reads them through a `signalfd` the
 //! coordinator polls with its supervisors' reports (no signal handler runs,
 //! ever). A signal this process ignores (an inherited `SIG_IGN`, as under
-//! `nohup`) or handles (a caller's handler) is left alone. The runner's own
-//! processes (supervisors, actors, tracers) inherit the mask: they end by
-//! their pipes and death signals, so a terminal's SIGINT, sent to the whole
-//! foreground process group, or the SIGHUP the kernel sends an orphaned
-//! group with a stopped member, cannot kill a supervisor before its
-//! teardown. Programs get an empty mask where they are executed (`Command`
-//! resets it; so does the tracee's set-up). When the run has
+//! `nohup`) or handles (a caller's handler) is left alone. The blocked set
+//! is remembered here, and [`restore_in_child`] (called by the one guarded
+//! fork, [`crate::runner::fork`]) unblocks it in every child but the
+//! supervisors (they end by their life pipe), so actors and what they
+//! execute get the mask they would have had. When the run has
 //! stopped, [`die_of`] ends the process the way the signal would have:
 //! default disposition, unblocked, raised again (status 128+N for a shell).
 
 #![allow(unsafe_code)] // opts in: signal masks, dispositions, raise
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -24,6 +23,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// The signals that interrupt a run.
 const INTERRUPTS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// Bit `n` set: signal `n` was blocked by [`Interrupts::take`] (children
+/// unblock it).
+static TAKEN: AtomicU64 = AtomicU64::new(0);
 
 /// The interrupts this process reads as news instead of dying of them.
 #[derive(Debug)]
@@ -51,6 +54,7 @@ impl Interrupts {
             return Ok(Interrupts { fd: None });
         }
         set.thread_block()?;
+        TAKEN.store(set.iter().fold(0u64, |bits, s| bits | 1 << s as u64), Ordering::SeqCst);
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(Interrupts { fd: Some(fd) })
     }
@@ -75,6 +79,20 @@ fn disposition_is_default(sig: Signal) -> Result<bool, Errno> {
     let r = unsafe { libc::sigaction(sig as i32, std::ptr::null(), &mut old) };
     Errno::result(r)?;
     Ok(old.sa_sigaction == libc::SIG_DFL)
+}
+
+/// In a child of the guarded fork: unblocks what [`Interrupts::take`]
+/// blocked, so the child has the mask it would have had.
+pub(crate) fn restore_in_child() {
+    let bits = TAKEN.load(Ordering::SeqCst);
+    if bits == 0 {
+        return;
+    }
+    let mut set = SigSet::empty();
+    for sig in INTERRUPTS.into_iter().filter(|&s| bits & (1 << s as u64) != 0) {
+        set.add(sig);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
 }
 
 /// Ends this process as `sig` would have: its default disposition (it had

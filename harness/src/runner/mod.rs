@@ -442,9 +442,9 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
-    // It inherits the interrupts blocked: a terminal's SIGINT to the whole
-    // process group reaches this process only as news (see `stop`).
-    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
+    // It keeps the interrupts blocked: a terminal's SIGINT to the whole
+    // process group cannot end it before its teardown (see `stop`).
+    let spec = Child { name: "shm-sup", keep: &keep, death_signal, interrupts_blocked: true, ..Child::default() };
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);
