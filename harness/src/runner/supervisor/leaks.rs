@@ -155,7 +155,8 @@ impl Supervisor<'_> {
     /// theirs) and that was not made before that process started. Such a
     /// segment is provably the scenario's though nothing recorded it (its
     /// creator died between `shmget` and its journal write); it is then a
-    /// leak naming that process, removed by identity like the others.
+    /// leak naming that process, removed by identity like the others
+    /// ([`Supervisor::settle_adopted`] enters it in the books at teardown).
     ///
     /// # Errors
     /// `/proc/sysvipc/shm` cannot be read, or the journal not written: the
@@ -169,7 +170,7 @@ impl Supervisor<'_> {
         for r in rows {
             let Some(u) = unreaped.iter().find(|u| u.pid == r.cpid && r.ctime >= u.started) else { continue };
             let id = Identity { shmid: r.shmid.raw(), cpid: r.cpid, ctime: r.ctime };
-            if known.contains(&id) {
+            if known.contains(&id) || self.adopted.iter().any(|(i, _)| *i == id) {
                 continue;
             }
             let name = self.pid_name(r.cpid);
@@ -186,9 +187,18 @@ impl Supervisor<'_> {
                 };
                 journal::append(fd, &rec).map_err(|e| format!("look before reaping: the run's journal: {e}"))?;
             }
-            self.books.journaled(id, 0, name);
+            self.adopted.push((id, name));
         }
         Ok(())
+    }
+
+    /// Enters the adopted segments into the books, once every report is
+    /// in: one a step, a journal line or a traced program's report also
+    /// recorded keeps that better account (its line).
+    pub(super) fn settle_adopted(&mut self) {
+        for (id, name) in std::mem::take(&mut self.adopted) {
+            self.books.journaled(id, 0, name);
+        }
     }
 
     /// Removes the segments the leak oracle found, once every process is

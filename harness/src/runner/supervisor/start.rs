@@ -61,6 +61,7 @@ impl<'a> Supervisor<'a> {
             books: Books::default(),
             reaped: HashMap::new(),
             unseen: None,
+            adopted: Vec::new(),
             handoff,
             keys,
             transcript: Vec::new(),

@@ -93,6 +93,7 @@ impl Supervisor<'_> {
         if let Err(e) = self.absorb_journal() {
             found.blind(e);
         }
+        self.settle_adopted();
         (found.leaks, found.blind)
     }
 
@@ -221,6 +222,7 @@ impl Supervisor<'_> {
         if let Err(e) = self.absorb_journal() {
             problems.push(e);
         }
+        self.settle_adopted();
         match self.segment_leaks() {
             Ok(leaks) => {
                 if let Err(e) = self.remove_leaked(&leaks) {
