@@ -13,7 +13,7 @@
 //!   parent with `getppid()` (a parent that died before the death signal was
 //!   armed would never send it);
 //! - give the child the signal mask it would have had (the coordinator
-//!   blocks its interrupts, [`crate::runner::interrupt`]); a supervisor
+//!   blocks its interrupts, `runner::interrupt`); a supervisor
 //!   keeps them blocked: it ends by its life pipe and death signal, never
 //!   by a signal meant for the run (a terminal's SIGINT to the whole
 //!   process group, the SIGHUP of an orphaned group with a stopped member);

@@ -28,6 +28,7 @@
 //! | --- | --- |
 //! | `runner` (this file) | the coordinator: one supervisor per scenario, at most `jobs` at once, reports in input order |
 //! | [`fork`] | the one guarded `fork`/`clone` every runner process comes from |
+//! | `interrupt` | SIGINT, SIGTERM and SIGHUP read as news through a `signalfd`, and the coordinator's death of one |
 //! | [`wire`] | the messages between supervisor and actors, and their framing |
 //! | [`journal`] | host mode's durable record of what each run created, and the sweep |
 //! | `host` | host isolation's policy: key translation, what host mode cannot judge, identity checks |
@@ -37,7 +38,7 @@
 //! | `supervisor/start.rs`, `lives.rs`, `waiting.rs` | forking the actors; how processes are and ended; where the supervisor sleeps |
 //! | `supervisor/local.rs`, `finally.rs` | steps the supervisor answers, host-mode guards; `finally` steps not run |
 //! | `supervisor/teardown.rs`, `leaks.rs` | ending every process, the leak oracle, removal by identity |
-//! | `supervisor/describe.rs`, `needs.rs`, `procs.rs`, `hugepages.rs` | transcript text; `needs` lines; reaping and killing; huge page pools |
+//! | `supervisor/describe.rs`, `needs.rs`, `procs.rs`, `hugepages.rs` | transcript text; `needs` lines; reaping and killing (looking before reaping); huge page pools |
 //! | `actor/*` | the actor process: performs steps by family (segment, memory, mapping, control, process), runs and traces programs |
 //! | [`crate::scenario`] | text ⇄ AST: lexer, parser, printer, and every per-step rule (`rules.rs`) |
 //! | [`crate::interp`] | pure rules, no system call: values, effects and the books, judging answers and output |
@@ -232,7 +233,7 @@ impl Running {
 /// tears its scenario down (host mode) when this process dies.
 ///
 /// SIGINT, SIGTERM and SIGHUP (those not ignored or handled already) are
-/// blocked and read as news ([`interrupt`]; no signal handler is
+/// blocked and read as news (`runner::interrupt`; no signal handler is
 /// installed): on one, no further scenario starts, the supervisors are
 /// told (their life pipe hangs up), host-mode ones are given
 /// [`STOP_GRACE`] to tear their scenarios down and remove what they made,
