@@ -14,12 +14,17 @@
 
 #![allow(unsafe_code)] // opts in: signal masks, dispositions, raise
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::runner::journal;
 
 /// The signals that interrupt a run.
 const INTERRUPTS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
@@ -93,6 +98,49 @@ pub(crate) fn restore_in_child() {
         set.add(sig);
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+/// How long host-mode supervisors have, after an interrupt, to tear their
+/// scenarios down (their kill of every process is bounded by 5 s).
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The coordinator's end on an interrupt (`sig`): it started nothing more;
+/// the supervisors' life pipe (`life_w`) is hung up, and in host isolation
+/// (a `journal`) it waits, [`STOP_GRACE`] at most, until every supervisor
+/// (`supervisors`) has torn its scenario down and exited; then it settles
+/// what the journal still holds of the scenarios that were running
+/// (`files`), deletes it, and dies of `sig`. A supervisor still running at
+/// the deadline keeps the journal for the sweep. In namespace isolation the
+/// supervisors die with this process (their death signal) and their
+/// namespaces with them.
+pub(crate) fn stop(
+    sig: Signal,
+    supervisors: &[Pid],
+    files: &[&str],
+    life_w: OwnedFd,
+    journal: Option<journal::Journal>,
+) -> ! {
+    drop(life_w);
+    if let Some(journal) = journal {
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut left = supervisors.to_vec();
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|&pid| matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if left.is_empty() {
+            for file in files {
+                let _ = journal::settle_scenario(journal.path(), file, |line| eprintln!("{line}"));
+            }
+            journal.finish();
+        } else {
+            eprintln!(
+                "shm-harness: interrupted by {sig}; {} supervisor(s) still tearing down after {STOP_GRACE:?}: `shm-harness sweep` removes what they leave",
+                left.len()
+            );
+        }
+    }
+    die_of(sig)
 }
 
 /// Ends this process as `sig` would have: its default disposition (it had

@@ -236,7 +236,7 @@ impl Running {
 /// blocked and read as news (`runner::interrupt`; no signal handler is
 /// installed): on one, no further scenario starts, the supervisors are
 /// told (their life pipe hangs up), host-mode ones are given
-/// [`STOP_GRACE`] to tear their scenarios down and remove what they made,
+/// `interrupt::STOP_GRACE` to tear their scenarios down and remove what they made,
 /// and the process then dies of the signal it got.
 ///
 /// # Errors
@@ -284,8 +284,12 @@ pub fn run(
         release(&mut running, jobs, scenarios);
         let (ready, interrupted) = poll_reports(&running, interrupts.fd())?;
         if let Some(sig) = interrupted.then(|| interrupts.pending()).flatten() {
-            let journal = journal.map(|j| (j, scenarios));
-            stop(sig, running, exiting, life_w, journal);
+            // Dropping the report pipes: a supervisor that sends one now
+            // gets EPIPE at once instead of blocking on a full pipe.
+            let (mut pids, files): (Vec<Pid>, Vec<&str>) =
+                running.into_iter().map(|r| (r.pid, scenarios[r.index].file.as_str())).unzip();
+            pids.extend(exiting);
+            interrupt::stop(sig, &pids, &files, life_w, journal);
         }
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
@@ -347,52 +351,6 @@ fn release(running: &mut [Running], jobs: usize, scenarios: &[Scenario]) {
         }
         r.release();
     }
-}
-
-/// How long host-mode supervisors have, after an interrupt, to tear their
-/// scenarios down (their kill of every process is bounded by 5 s).
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// An interrupt (`sig`): start nothing more, hang up the supervisors' life
-/// pipe, and in host isolation wait (at most [`STOP_GRACE`]) until every
-/// supervisor has torn its scenario down and exited; then settle what the
-/// journal still holds of the scenarios that were running, delete it, and
-/// die of `sig`. A supervisor still running at the deadline keeps the
-/// journal for the sweep. In namespace isolation the supervisors die with
-/// this process (their death signal) and their namespaces with them.
-fn stop(
-    sig: Signal,
-    running: Vec<Running>,
-    exiting: Vec<Pid>,
-    life_w: OwnedFd,
-    journal: Option<(journal::Journal, &[Scenario])>,
-) -> ! {
-    drop(life_w);
-    // Nobody reads a report any more: a supervisor that sends one gets
-    // EPIPE at once instead of blocking on a full pipe.
-    let (pids, files): (Vec<Pid>, Vec<usize>) = running.into_iter().map(|r| (r.pid, r.index)).unzip();
-    if let Some((journal, scenarios)) = journal {
-        let deadline = Instant::now() + STOP_GRACE;
-        let mut left: Vec<Pid> = pids.into_iter().chain(exiting).collect();
-        while !left.is_empty() && Instant::now() < deadline {
-            left.retain(|&pid| {
-                matches!(waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
-            });
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if left.is_empty() {
-            for &i in &files {
-                let _ = journal::settle_scenario(journal.path(), &scenarios[i].file, |line| eprintln!("{line}"));
-            }
-            journal.finish();
-        } else {
-            eprintln!(
-                "shm-harness: interrupted by {sig}; {} supervisor(s) still tearing down after {STOP_GRACE:?}: `shm-harness sweep` removes what they leave",
-                left.len()
-            );
-        }
-    }
-    interrupt::die_of(sig)
 }
 
 /// Waits for any supervisor to report (or the soonest deadline, 10 s at
