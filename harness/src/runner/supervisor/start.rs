@@ -62,6 +62,7 @@ impl<'a> Supervisor<'a> {
             reaped: HashMap::new(),
             unseen: None,
             adopted: Vec::new(),
+            busy: Vec::new(),
             handoff,
             keys,
             transcript: Vec::new(),

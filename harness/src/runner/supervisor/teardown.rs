@@ -240,8 +240,9 @@ impl Supervisor<'_> {
 
     /// Teardown without the coordinator, host mode with traced programs:
     /// every process but the actors is killed, and each actor that was
-    /// tracing is given [`GRACE`] to read and journal what its tracer had
-    /// reported (it then answers its step, which ends the wait).
+    /// tracing, in a step under way, is given [`GRACE`] to read and journal
+    /// what its tracer had reported (it then answers its step, which ends
+    /// the wait).
     ///
     /// # Errors
     /// Our own `children` files cannot be read.
@@ -249,8 +250,13 @@ impl Supervisor<'_> {
         let actors: Vec<i32> =
             self.procs.values().filter(|p| p.ending.is_none()).filter_map(|p| p.pid).map(|p| p.as_raw()).collect();
         let tracing = procs::kill_all_but_actors(&actors)?;
-        let mut waiting: Vec<&Proc> =
-            self.procs.values().filter(|p| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw()))).collect();
+        // Only those with a step under way answer (an idle one would not).
+        let mut waiting: Vec<&Proc> = self
+            .busy
+            .iter()
+            .map(|name| &self.procs[name])
+            .filter(|p| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
+            .collect();
         let deadline = Instant::now() + GRACE;
         while !waiting.is_empty() && Instant::now() < deadline {
             let ms = deadline.saturating_duration_since(Instant::now()).as_millis().min(100) as u16;
