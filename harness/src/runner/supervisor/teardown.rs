@@ -12,7 +12,7 @@ use crate::report::{Isolation, Leak};
 use crate::runner::actor::descendants;
 use crate::runner::journal;
 use crate::runner::supervisor::procs;
-use crate::runner::supervisor::{Proc, Supervisor};
+use crate::runner::supervisor::Supervisor;
 use crate::runner::wire::{recv, send, FromActor, ToActor};
 use crate::scenario::{signal_name, Op};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -250,24 +250,27 @@ impl Supervisor<'_> {
         let actors: Vec<i32> =
             self.procs.values().filter(|p| p.ending.is_none()).filter_map(|p| p.pid).map(|p| p.as_raw()).collect();
         let tracing = procs::kill_all_but_actors(&actors)?;
-        // Only those with a step under way answer (an idle one would not).
-        let mut waiting: Vec<&Proc> = self
+        // Only those with a step under way (an idle one reads nothing). One
+        // is done when it answers, or when it sleeps again: it has read
+        // (and journaled) everything its dead tracer had written.
+        let mut waiting: Vec<String> = self
             .busy
             .iter()
-            .map(|name| &self.procs[name])
-            .filter(|p| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
+            .filter(|name| self.procs[*name].pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
+            .cloned()
             .collect();
         let deadline = Instant::now() + GRACE;
+        std::thread::sleep(Duration::from_millis(2));
         while !waiting.is_empty() && Instant::now() < deadline {
-            let ms = deadline.saturating_duration_since(Instant::now()).as_millis().min(100) as u16;
             let mut fds: Vec<PollFd> =
-                waiting.iter().map(|p| PollFd::new(p.ans_r.as_fd(), PollFlags::POLLIN)).collect();
-            let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+                waiting.iter().map(|n| PollFd::new(self.procs[n].ans_r.as_fd(), PollFlags::POLLIN)).collect();
+            let _ = poll(&mut fds, PollTimeout::from(2u16));
             let answered: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
             let mut i = 0;
-            waiting.retain(|_| {
+            waiting.retain(|name| {
                 i += 1;
-                !answered[i - 1]
+                !answered[i - 1] && self.proc_state(name).as_deref() != Some("S")
             });
         }
         Ok(())
