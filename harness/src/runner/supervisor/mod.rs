@@ -93,8 +93,6 @@ pub(crate) struct Supervisor<'a> {
     /// Segments found by a look before reaping (host mode), with their
     /// creator's name: entered in the books at teardown.
     adopted: Vec<(Identity, String)>,
-    /// The processes whose steps were under way when the coordinator died.
-    busy: Vec<String>,
     /// Whether actors hand chains to each other (few processes) or the
     /// supervisor sends each process's run itself (many: no peer fds).
     handoff: bool,

@@ -272,8 +272,9 @@ pub(crate) fn kill_without_reaping(pid_namespace: bool) -> Result<Vec<Unreaped>,
     }
 }
 
-/// Stops every process of the scenario (SIGSTOP) and waits, 500 ms at
-/// most, until each is stopped or dead, before any is killed: a process
+/// Stops every process of the scenario (SIGSTOP) and waits, 50 ms at
+/// most (one in `D` state or mid-`exec` may take longer: then it is killed
+/// running), until each is stopped or dead, before any is killed: a process
 /// that a SIGKILL wakes in `wait` could otherwise reap a child that died
 /// first (a tracer its tracee), and that child's pid would be gone before
 /// it is looked at; a stopped one dies without running again.
@@ -281,7 +282,7 @@ pub(crate) fn kill_without_reaping(pid_namespace: bool) -> Result<Vec<Unreaped>,
 /// # Errors
 /// Our own `children` files cannot be read.
 fn stop_all(pid_namespace: bool) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_millis(50);
     loop {
         if pid_namespace {
             let _ = kill(Pid::from_raw(-1), Signal::SIGSTOP);
@@ -318,7 +319,7 @@ pub(crate) fn kill_all_but_actors(actors: &[i32]) -> Result<Vec<i32>, String> {
     for &p in &others {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_millis(200);
     while others.iter().any(|&p| !is_dead(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(100));
     }

@@ -62,7 +62,6 @@ impl<'a> Supervisor<'a> {
             reaped: HashMap::new(),
             unseen: None,
             adopted: Vec::new(),
-            busy: Vec::new(),
             handoff,
             keys,
             transcript: Vec::new(),

@@ -240,9 +240,9 @@ impl Supervisor<'_> {
 
     /// Teardown without the coordinator, host mode with traced programs:
     /// every process but the actors is killed, and each actor that was
-    /// tracing, in a step under way, is given [`GRACE`] to read and journal
-    /// what its tracer had reported (it then answers its step, which ends
-    /// the wait).
+    /// tracing is continued, and given [`GRACE`] at most to read and journal
+    /// what its tracer had reported (it then answers its step, or sleeps
+    /// again, which ends the wait).
     ///
     /// # Errors
     /// Our own `children` files cannot be read.
@@ -250,14 +250,13 @@ impl Supervisor<'_> {
         let actors: Vec<i32> =
             self.procs.values().filter(|p| p.ending.is_none()).filter_map(|p| p.pid).map(|p| p.as_raw()).collect();
         let tracing = procs::kill_all_but_actors(&actors)?;
-        // Only those with a step under way (an idle one reads nothing). One
-        // is done when it answers, or when it sleeps again: it has read
-        // (and journaled) everything its dead tracer had written.
+        // One is done when it answers, or when it sleeps again (an idle one
+        // at once): it has read (and journaled) what its dead tracer wrote.
         let mut waiting: Vec<String> = self
-            .busy
+            .procs
             .iter()
-            .filter(|name| self.procs[*name].pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
-            .cloned()
+            .filter(|(_, p)| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
+            .map(|(name, _)| name.clone())
             .collect();
         let deadline = Instant::now() + GRACE;
         std::thread::sleep(Duration::from_millis(2));

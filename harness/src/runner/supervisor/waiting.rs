@@ -123,8 +123,6 @@ impl Supervisor<'_> {
         while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
         self.reap_ended();
         if coordinator_gone {
-            // Their steps are under way: the teardown lets them journal.
-            self.busy = involved.to_vec();
             return Err(Abort::Orphaned);
         }
         Ok(())
