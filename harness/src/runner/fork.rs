@@ -12,6 +12,11 @@
 //!   (`PR_SET_PDEATHSIG`: a credential change clears it), then re-check the
 //!   parent with `getppid()` (a parent that died before the death signal was
 //!   armed would never send it);
+//! - give the child the signal mask it would have had (the coordinator
+//!   blocks its interrupts, `runner::interrupt`); a supervisor
+//!   keeps them blocked: it ends by its life pipe and death signal, never
+//!   by a signal meant for the run (a terminal's SIGINT to the whole
+//!   process group, the SIGHUP of an orphaned group with a stopped member);
 //! - run the child's body under `catch_unwind`: a panic never unwinds into
 //!   the parent's copied stack; its message goes to the caller's panic sink
 //!   (a pipe the parent reads) and to stderr, and the child `_exit`s.
@@ -170,6 +175,11 @@ pub struct Child<'a> {
     /// Where a panic's message goes (besides stderr), as a framed
     /// [`crate::runner::wire::FromActor::Panic`]-style string chosen by the caller.
     pub panic_fd: Option<RawFd>,
+    /// Keeps the interrupts the coordinator blocked (a supervisor: it ends
+    /// by its life pipe or death signal, never by a signal meant for the
+    /// run, nor by the SIGHUP the kernel sends an orphaned process group
+    /// with a stopped member). Its own children get them unblocked.
+    pub interrupts_blocked: bool,
 }
 
 /// The clone flags of [`clone_guarded`] beyond `fork`'s.
@@ -248,6 +258,9 @@ pub fn clone_guarded(child: &Child<'_>, ns: Namespaces, body: impl FnOnce() -> i
         return Ok(Pid::from_raw(pid));
     }
     // The child.
+    if !child.interrupts_blocked {
+        crate::runner::interrupt::restore_in_child();
+    }
     if ns.user {
         let ok = std::fs::write("/proc/self/setgroups", "deny").is_ok()
             && std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).is_ok()

@@ -28,6 +28,7 @@
 //! | --- | --- |
 //! | `runner` (this file) | the coordinator: one supervisor per scenario, at most `jobs` at once, reports in input order |
 //! | [`fork`] | the one guarded `fork`/`clone` every runner process comes from |
+//! | `interrupt` | SIGINT, SIGTERM and SIGHUP read as news through a `signalfd`, and the coordinator's death of one |
 //! | [`wire`] | the messages between supervisor and actors, and their framing |
 //! | [`journal`] | host mode's durable record of what each run created, and the sweep |
 //! | `host` | host isolation's policy: key translation, what host mode cannot judge, identity checks |
@@ -37,7 +38,7 @@
 //! | `supervisor/start.rs`, `lives.rs`, `waiting.rs` | forking the actors; how processes are and ended; where the supervisor sleeps |
 //! | `supervisor/local.rs`, `finally.rs` | steps the supervisor answers, host-mode guards; `finally` steps not run |
 //! | `supervisor/teardown.rs`, `leaks.rs` | ending every process, the leak oracle, removal by identity |
-//! | `supervisor/describe.rs`, `needs.rs`, `procs.rs`, `hugepages.rs` | transcript text; `needs` lines; reaping and killing; huge page pools |
+//! | `supervisor/describe.rs`, `needs.rs`, `procs.rs`, `hugepages.rs` | transcript text; `needs` lines; reaping and killing (looking before reaping); huge page pools |
 //! | `actor/*` | the actor process: performs steps by family (segment, memory, mapping, control, process), runs and traces programs |
 //! | [`crate::scenario`] | text ⇄ AST: lexer, parser, printer, and every per-step rule (`rules.rs`) |
 //! | [`crate::interp`] | pure rules, no system call: values, effects and the books, judging answers and output |
@@ -69,11 +70,12 @@
 mod actor;
 pub mod fork;
 mod host;
+mod interrupt;
 pub mod journal;
 mod supervisor;
 pub mod wire;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -228,8 +230,14 @@ impl Running {
 /// journals in the state directory) are swept, each reported on stderr.
 /// Each scenario gets a supervisor process of its own (in namespace mode
 /// PID 1 of fresh PID and IPC namespaces), which dies (namespace mode) or
-/// tears its scenario down (host mode) when this process dies. This
-/// process installs no signal handler.
+/// tears its scenario down (host mode) when this process dies.
+///
+/// SIGINT, SIGTERM and SIGHUP (those not ignored or handled already) are
+/// blocked and read as news (`runner::interrupt`; no signal handler is
+/// installed): on one, no further scenario starts, the supervisors are
+/// told (their life pipe hangs up), host-mode ones are given
+/// `interrupt::STOP_GRACE` to tear their scenarios down and remove what they made,
+/// and the process then dies of the signal it got.
 ///
 /// # Errors
 /// [`RunError`] if the run cannot start (never for a failing scenario).
@@ -244,6 +252,7 @@ pub fn run(
         Err(fork::ForkError::MultiThreaded(n)) => return Err(RunError::MultiThreaded(n)),
         Err(e) => return Err(RunError::Fork(e)),
     }
+    let interrupts = interrupt::Interrupts::take().map_err(|errno| RunError::Sys { call: "signalfd", errno })?;
     fork::prepare_heap();
     let root = nix::unistd::Uid::effective().is_root();
     let journal = open_journal(isolation)?;
@@ -273,7 +282,15 @@ pub fn run(
             next += 1;
         }
         release(&mut running, jobs, scenarios);
-        let ready = poll_reports(&running)?;
+        let (ready, interrupted) = poll_reports(&running, interrupts.fd())?;
+        if let Some(sig) = interrupted.then(|| interrupts.pending()).flatten() {
+            // Dropping the report pipes: a supervisor that sends one now
+            // gets EPIPE at once instead of blocking on a full pipe.
+            let (mut pids, files): (Vec<Pid>, Vec<&str>) =
+                running.into_iter().map(|r| (r.pid, scenarios[r.index].file.as_str())).unzip();
+            pids.extend(exiting);
+            interrupt::stop(sig, &pids, &files, life_w, journal);
+        }
         let now = Instant::now();
         if let Some(i) = (0..running.len()).find(|&i| ready[i] || now >= running[i].deadline) {
             let r = running.remove(i);
@@ -295,6 +312,11 @@ pub fn run(
     if let Some(j) = journal {
         // Every supervisor has ended and removed what its scenario left.
         j.finish();
+    }
+    // An interrupt after the last poll: everything is settled, and the
+    // process ends as the signal says all the same.
+    if let Some(sig) = interrupts.pending() {
+        interrupt::die_of(sig);
     }
     Ok(reports.into_iter().map(|r| r.expect("every scenario reported")).collect())
 }
@@ -332,17 +354,20 @@ fn release(running: &mut [Running], jobs: usize, scenarios: &[Scenario]) {
 }
 
 /// Waits for any supervisor to report (or the soonest deadline, 10 s at
-/// most); which ones did.
-fn poll_reports(running: &[Running]) -> Result<Vec<bool>, RunError> {
+/// most) or an interrupt; which ones did, and whether `interrupt` is readable.
+fn poll_reports(running: &[Running], interrupt: Option<BorrowedFd<'_>>) -> Result<(Vec<bool>, bool), RunError> {
     let soonest = running.iter().map(|r| r.deadline).min().expect("non-empty");
     let wait = soonest.saturating_duration_since(Instant::now());
     let ms = u16::try_from(wait.as_millis().min(10_000)).unwrap_or(10_000);
     let mut fds: Vec<PollFd> = running.iter().map(|r| PollFd::new(r.report.as_fd(), PollFlags::POLLIN)).collect();
+    fds.extend(interrupt.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
     match poll(&mut fds, PollTimeout::from(ms)) {
         Ok(_) | Err(nix::errno::Errno::EINTR) => {}
         Err(errno) => return Err(RunError::Sys { call: "poll", errno }),
     }
-    Ok(fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect())
+    let mut ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+    let interrupted = interrupt.is_some() && ready.pop() == Some(true);
+    Ok((ready, interrupted))
 }
 
 fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> ScenarioReport {
@@ -376,7 +401,9 @@ fn spawn_supervisor(sc: &Scenario, index: usize, sopts: &ScenarioOptions) -> Res
     // PID namespace with it. Host mode: it sees our death on the life pipe
     // and tears the scenario down (removing what it made) itself.
     let death_signal = (sopts.isolation == Isolation::Namespace).then_some(libc::SIGKILL);
-    let spec = Child { name: "shm-sup", keep: &keep, death_signal, panic_fd: None, ..Child::default() };
+    // It keeps the interrupts blocked: a terminal's SIGINT to the whole
+    // process group cannot end it before its teardown (see `stop`).
+    let spec = Child { name: "shm-sup", keep: &keep, death_signal, interrupts_blocked: true, ..Child::default() };
     let child = clone_guarded(&spec, ns, || {
         fork::mark_runner_process();
         let report = supervise(sc, sopts);

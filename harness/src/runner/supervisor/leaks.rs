@@ -5,8 +5,10 @@
 
 use crate::sysv;
 
+use crate::interp::Identity;
 use crate::report::{Isolation, Leak};
 use crate::runner::host;
+use crate::runner::journal;
 use crate::runner::supervisor::procs;
 use crate::runner::supervisor::Supervisor;
 
@@ -38,7 +40,9 @@ impl Supervisor<'_> {
                 .or_else(|| self.books.spawned.get(&r.cpid).cloned());
             let by = match &made_here {
                 // Line 0: answered after the scenario had already stopped.
-                Some((0, p)) => format!("created by {p} (a step after the failure)"),
+                Some((0, p)) => format!(
+                    "created by {p} in a call no step answered (after the failure, or its process was killed first)"
+                ),
                 Some((line, p)) => format!("created by {p} at line {line}"),
                 None => format!("created by {}", self.pid_name(r.cpid)),
             };
@@ -73,7 +77,7 @@ impl Supervisor<'_> {
                 continue;
             }
             let by = match line {
-                0 => format!("created by {process} (a step after the failure)"),
+                0 => format!("created by {process} in a call no step answered (after the failure, or its process was killed first)"),
                 l => format!("created by {process} at line {l}"),
             };
             leaks.push(Leak {
@@ -143,6 +147,58 @@ impl Supervisor<'_> {
             }
         }
         Ok(leaks)
+    }
+
+    /// Look before reaping (host mode): adopts into the books, and
+    /// journals, every segment whose creator is one of `unreaped` (ended
+    /// processes of the scenario not reaped yet, so their pids are still
+    /// theirs) and that was not made before that process started. Such a
+    /// segment is provably the scenario's though nothing recorded it (its
+    /// creator died between `shmget` and its journal write); it is then a
+    /// leak naming that process, removed by identity like the others
+    /// ([`Supervisor::settle_adopted`] enters it in the books at teardown).
+    ///
+    /// # Errors
+    /// `/proc/sysvipc/shm` cannot be read, or the journal not written: the
+    /// oracle would be blind.
+    pub(super) fn adopt_unrecorded(&mut self, unreaped: &[procs::Unreaped]) -> Result<(), String> {
+        if unreaped.is_empty() || self.opts.isolation != Isolation::Host {
+            return Ok(());
+        }
+        let rows = sysv::proc_segments().map_err(|e| format!("look before reaping: {e}"))?;
+        let known = self.identities();
+        for r in rows {
+            let Some(u) = unreaped.iter().find(|u| u.pid == r.cpid && r.ctime >= u.started) else { continue };
+            let id = Identity { shmid: r.shmid.raw(), cpid: r.cpid, ctime: r.ctime };
+            if known.contains(&id) || self.adopted.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            let name = self.pid_name(r.cpid);
+            if let Some(fd) = self.opts.journal {
+                let rec = journal::Record {
+                    scenario: self.sc.file.clone(),
+                    line: 0,
+                    process: name.clone(),
+                    shmid: id.shmid,
+                    cpid: u.proc_pid,
+                    ctime: id.ctime,
+                    key: r.key.raw(),
+                    ns: journal::ipc_namespace().ok_or("look before reaping: cannot read /proc/thread-self/ns/ipc")?,
+                };
+                journal::append(fd, &rec).map_err(|e| format!("look before reaping: the run's journal: {e}"))?;
+            }
+            self.adopted.push((id, name));
+        }
+        Ok(())
+    }
+
+    /// Enters the adopted segments into the books, once every report is
+    /// in: one a step, a journal line or a traced program's report also
+    /// recorded keeps that better account (its line).
+    pub(super) fn settle_adopted(&mut self) {
+        for (id, name) in std::mem::take(&mut self.adopted) {
+            self.books.journaled(id, 0, name);
+        }
     }
 
     /// Removes the segments the leak oracle found, once every process is

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use crate::interp::Ending;
+use crate::report::Isolation;
 use crate::runner::supervisor::event::Life;
 use crate::runner::supervisor::{procs, Supervisor};
 use crate::runner::wire::{recv, send, FromActor, ToActor};
@@ -35,10 +36,33 @@ impl Supervisor<'_> {
             .collect()
     }
 
-    /// Reaps every child that has ended, keeping how it ended.
+    /// Reaps every child that has ended, keeping how it ended. In host
+    /// mode each is looked at before it is reaped (orphans included):
+    /// what it created and nothing recorded is adopted
+    /// ([`Supervisor::adopt_unrecorded`]).
     pub(super) fn reap_ended(&mut self) {
-        while let Some((pid, ending)) = procs::reap_one() {
-            self.reaped.insert(pid, ending);
+        if self.opts.isolation != Isolation::Host {
+            while let Some((pid, ending)) = procs::reap_one() {
+                self.reaped.insert(pid, ending);
+            }
+            return;
+        }
+        while let Some(pid) = procs::peek_ended() {
+            self.look_at(pid);
+            match procs::wait_exit(pid, Duration::ZERO) {
+                Ending::Unknown => break,
+                ending => self.reaped.insert(pid.as_raw(), ending),
+            };
+        }
+    }
+
+    /// Looks at child `pid`, ended and not reaped, for segments it created
+    /// that nothing recorded; a look that cannot see is kept in `unseen`
+    /// (the teardown fails closed on it).
+    fn look_at(&mut self, pid: Pid) {
+        let looked = procs::unreaped_child(pid).and_then(|u| self.adopt_unrecorded(&[u]));
+        if let Err(e) = looked {
+            self.unseen.get_or_insert(format!("look before reaping pid {pid}: {e}"));
         }
     }
 
@@ -71,6 +95,11 @@ impl Supervisor<'_> {
     pub(super) fn wait_child(&mut self, pid: Pid, timeout: Duration) -> Ending {
         if let Some(e) = self.reaped.remove(&pid.as_raw()) {
             return e;
+        }
+        let mut timeout = timeout;
+        if self.opts.isolation == Isolation::Host && procs::wait_ended(pid, timeout) {
+            self.look_at(pid);
+            timeout = Duration::ZERO;
         }
         match procs::wait_exit(pid, timeout) {
             Ending::Unknown => self.reaped.remove(&pid.as_raw()).unwrap_or(Ending::Unknown),

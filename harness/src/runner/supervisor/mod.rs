@@ -87,6 +87,12 @@ pub(crate) struct Supervisor<'a> {
     books: Books,
     /// Children reaped as they ended (orphans and actors), by pid.
     reaped: HashMap<i32, Ending>,
+    /// Why a look before reaping (host mode) could not see, if one could
+    /// not: the teardown fails closed on it.
+    unseen: Option<String>,
+    /// Segments found by a look before reaping (host mode), with their
+    /// creator's name: entered in the books at teardown.
+    adopted: Vec<(Identity, String)>,
     /// Whether actors hand chains to each other (few processes) or the
     /// supervisor sends each process's run itself (many: no peer fds).
     handoff: bool,

@@ -60,6 +60,8 @@ impl<'a> Supervisor<'a> {
             procs,
             books: Books::default(),
             reaped: HashMap::new(),
+            unseen: None,
+            adopted: Vec::new(),
             handoff,
             keys,
             transcript: Vec::new(),
@@ -106,7 +108,15 @@ impl<'a> Supervisor<'a> {
         }
         let own = fds.get(name).map(|f| f.ans);
         let comm = actor_comm(name);
-        let spec = Child { name: &comm, keep: &keep, death_signal: Some(libc::SIGKILL), uid, gid, panic_fd: own };
+        let spec = Child {
+            name: &comm,
+            keep: &keep,
+            death_signal: Some(libc::SIGKILL),
+            uid,
+            gid,
+            panic_fd: own,
+            interrupts_blocked: false,
+        };
         let scenario = self.sc;
         let dir = self.dir.path().to_path_buf();
         let keys = self.keys.clone();

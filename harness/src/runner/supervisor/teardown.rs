@@ -15,6 +15,7 @@ use crate::runner::supervisor::procs;
 use crate::runner::supervisor::Supervisor;
 use crate::runner::wire::{recv, send, FromActor, ToActor};
 use crate::scenario::{signal_name, Op};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// How long an actor has to answer `Finish`, and to exit after it.
 const GRACE: Duration = Duration::from_millis(500);
@@ -83,16 +84,16 @@ impl Supervisor<'_> {
             self.books.traced(&segments, &name);
         }
         self.await_exits(&order, &mut found);
-        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+        if let Err(e) = self.kill_look_reap() {
             found.blind(e);
         }
-        self.reap_ended();
         // Host mode: an actor killed in the middle of a traced program had
         // journaled creations it never got to report. The journal is the
         // durable truth: whatever it holds for this scenario is its own.
         if let Err(e) = self.absorb_journal() {
             found.blind(e);
         }
+        self.settle_adopted();
         (found.leaks, found.blind)
     }
 
@@ -212,13 +213,16 @@ impl Supervisor<'_> {
     /// What could not be killed, read or removed.
     pub(super) fn abandon(&mut self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if let Err(e) = procs::kill_everything(self.opts.pid_namespace) {
+        if self.opts.isolation == Isolation::Host && !self.opts.pid_namespace {
+            problems.extend(self.let_tracing_actors_drain().err());
+        }
+        if let Err(e) = self.kill_look_reap() {
             problems.push(e);
         }
-        self.reap_ended();
         if let Err(e) = self.absorb_journal() {
             problems.push(e);
         }
+        self.settle_adopted();
         match self.segment_leaks() {
             Ok(leaks) => {
                 if let Err(e) = self.remove_leaked(&leaks) {
@@ -227,6 +231,70 @@ impl Supervisor<'_> {
             }
             Err(e) => problems.push(e),
         }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Teardown without the coordinator, host mode with traced programs:
+    /// every process but the actors is killed, and each actor that was
+    /// tracing is continued, and given [`GRACE`] at most to read and journal
+    /// what its tracer had reported (it then answers its step, or sleeps
+    /// again, which ends the wait).
+    ///
+    /// # Errors
+    /// Our own `children` files cannot be read.
+    fn let_tracing_actors_drain(&mut self) -> Result<(), String> {
+        let actors: Vec<i32> =
+            self.procs.values().filter(|p| p.ending.is_none()).filter_map(|p| p.pid).map(|p| p.as_raw()).collect();
+        let tracing = procs::kill_all_but_actors(&actors)?;
+        // One is done when it answers, or when it sleeps again (an idle one
+        // at once): it has read (and journaled) what its dead tracer wrote.
+        let mut waiting: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.pid.is_some_and(|pid| tracing.contains(&pid.as_raw())))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let deadline = Instant::now() + GRACE;
+        std::thread::sleep(Duration::from_millis(2));
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut fds: Vec<PollFd> =
+                waiting.iter().map(|n| PollFd::new(self.procs[n].ans_r.as_fd(), PollFlags::POLLIN)).collect();
+            let _ = poll(&mut fds, PollTimeout::from(2u16));
+            let answered: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            let mut i = 0;
+            waiting.retain(|name| {
+                i += 1;
+                !answered[i - 1] && self.proc_state(name).as_deref() != Some("S")
+            });
+        }
+        Ok(())
+    }
+
+    /// Kills every process of the scenario, looks before reaping (host
+    /// mode: everything killed and nothing reaped, `/proc/sysvipc/shm` is
+    /// read once and every segment an unreaped process of the scenario
+    /// created since it started is adopted, [`Supervisor::adopt_unrecorded`]),
+    /// then reaps them all.
+    ///
+    /// # Errors
+    /// What could not be killed, looked at or read; also a look during the
+    /// run that could not see.
+    fn kill_look_reap(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.opts.isolation == Isolation::Host {
+            match procs::kill_without_reaping(self.opts.pid_namespace) {
+                Ok(unreaped) => problems.extend(self.adopt_unrecorded(&unreaped).err()),
+                Err(e) => problems.push(e),
+            }
+        }
+        problems.extend(procs::kill_everything(self.opts.pid_namespace).err());
+        self.reap_ended();
+        problems.extend(self.unseen.take());
         if problems.is_empty() {
             Ok(())
         } else {
