@@ -450,10 +450,19 @@ impl Attachment {
 /// is a base-page mapping: answered without reading `smaps` (whose read
 /// walks every mapping of the process and costs more than the attach).
 fn kernel_page_size(addr: usize) -> Option<usize> {
-    static SMALLEST_HUGE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    let smallest = *SMALLEST_HUGE.get_or_init(|| super::huge_page_sizes().first().copied());
-    if smallest.is_some_and(|h| addr % h != 0) {
-        return Some(raw::page_size());
+    // `Some(None)`: the kernel offers no huge page size at all (no
+    // `/sys/kernel/mm/hugepages`), so every mapping is base pages; `None`:
+    // unknown (unreadable), so smaps decides.
+    static SMALLEST_HUGE: std::sync::OnceLock<Option<Option<usize>>> = std::sync::OnceLock::new();
+    let smallest = *SMALLEST_HUGE.get_or_init(|| match std::fs::metadata("/sys/kernel/mm/hugepages") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+        Err(_) => None,
+        Ok(_) => super::huge_page_sizes().first().map(|&h| Some(h)),
+    });
+    match smallest {
+        Some(None) => return Some(raw::page_size()),
+        Some(Some(h)) if addr % h != 0 => return Some(raw::page_size()),
+        _ => {}
     }
     let file = std::fs::File::open("/proc/self/smaps").ok()?;
     smaps_page_size(std::io::BufReader::new(file), addr)
