@@ -88,6 +88,23 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn forget_cuts_only_a_range_that_overlaps() {
+        private_namespace_or_skip!();
+        let (id, page) = segment(2);
+        let mut a = Attachment::attach(id, AttachFlags::empty()).expect("shmat");
+        let base = a.as_ptr() as usize;
+        a.forget(base - page, page);
+        assert_eq!(a.limit(), 2 * page, "a range that ends where the attachment starts does not overlap it");
+        a.forget(base + 2 * page, page);
+        assert_eq!(a.limit(), 2 * page, "a range that starts where the attachment ends does not overlap it");
+        a.forget(base - page, page + 1);
+        assert_eq!(a.limit(), 0, "one byte of overlap at the start cuts everything");
+        assert!(a.read_at(0, &mut [0u8]).is_err());
+        a.detach().expect("shmdt");
+        id.remove().expect("rm");
+    }
+
+    #[test]
     fn detach_at_an_arbitrary_address_is_einval() {
         private_namespace_or_skip!();
         let (id, page) = segment(2);
