@@ -3,26 +3,34 @@
 #
 #   scripts/mutants.sh                 # every mutant of sysv/ and fuzzing/model.rs (hours on two cores)
 #   scripts/mutants.sh --shard 1/4     # (extra arguments go to cargo mutants)
-#   scripts/mutants.sh --ci-shard      # what CI runs: one random shard, judged against the list
-#   MUTANTS_SHARD=3 scripts/mutants.sh --ci-shard   # replay the shard CI printed
+#   scripts/mutants.sh --ci            # what CI runs: the mutants of the code changed since the
+#                                      # baseline, judged against the list
 #
-# The judge is `cargo test --workspace`. Everything runs inside a private IPC
-# namespace (`unshare -i`, root), so a mutant that breaks removal can leave
-# segments only there, never on the host. Results: target/mutants/mutants.out
-# (caught.txt, missed.txt, unviable.txt, timeout.txt). Mutants that cannot be
-# observed are listed, with the reason, in harness/mutants-equivalent.md.
+# Two judges, in turn. The quick one is the tests that exercise these files
+# (`cargo test -p shm-harness --lib --test mapping --test wrapper --test race
+# --test fuzz_replay`, seconds); a mutant it misses, or under which it times
+# out, goes to the full one (`cargo test --workspace`, over a minute). A
+# mutant is missed only if the full judge misses it. Everything runs inside a
+# private IPC namespace (`unshare -i`, root), so a mutant that breaks removal
+# can leave segments only there, never on the host. Results:
+# target/mutants/{quick,full}/mutants.out (caught.txt, missed.txt,
+# unviable.txt, timeout.txt). Mutants that cannot be observed are listed, with
+# the reason, in harness/mutants-equivalent.md.
 # Excluded: harness/src/sysv/planted.rs, the one file with
 # `#[cfg(feature = "planted-bugs")]` code, which `cargo test --workspace`
 # does not compile (the planted bugs have their own test,
 # tests/planted_bugs.rs); the rest of the crate reaches it through calls
 # without operators of their own.
 #
-# --ci-shard: shard K of MUTANTS_SHARDS (default 48, about 11 mutants, each a rebuild of the
-# workspace's tests and a run of them: under 5 minutes on two idle cores; K random unless
-# MUTANTS_SHARD is set, and printed so that a failure can be replayed), in
-# place (the tree's own target/, warm after `cargo test --workspace`; the
-# sources are restored after each mutant). Mutants that time out are run
-# once more with a longer timeout. Fails only on a missed mutant that
+# --ci: deterministic. The set is the mutants in `git diff BASELINE` of the
+# files above, BASELINE being the `mutants-baseline:` commit in
+# harness/mutants-equivalent.md, the tree in which every mutant was last
+# run and found caught or listed. The same tree always gives the same set,
+# so CI's verdict never depends on a draw. More than MUTANTS_CI_MAX (60)
+# mutants in the diff: one shard of them, chosen by the tree's hash (still
+# deterministic), and a line saying that the baseline is due for a move
+# (run `scripts/mutants.sh --ci` with MUTANTS_CI_MAX=100000 locally, then
+# record HEAD). Fails only on a missed mutant that
 # harness/mutants-equivalent.md does not list (its `equivalent-mutants`
 # block: one line per mutant, `FILE: DESCRIPTION` without line and column, a
 # line given as often as that many mutants of that name may be missed).
@@ -36,9 +44,13 @@ fi
 
 files=(-f 'harness/src/sysv/*.rs' -f harness/src/fuzzing/model.rs
   --exclude harness/src/sysv/planted.rs)
-common=(--test-workspace true
-  --baseline skip
+paths=(harness/src/sysv harness/src/fuzzing/model.rs)
+common=(--baseline skip --in-place
   --build-timeout "${MUTANTS_BUILD_TIMEOUT:-900}")
+quick_judge=(--test-workspace false --test-package shm-harness
+  --timeout "${MUTANTS_QUICK_TIMEOUT:-120}"
+  -- --lib --test mapping --test wrapper --test race --test fuzz_replay)
+timeout=${MUTANTS_TIMEOUT:-240}
 
 # Runs cargo mutants with its arguments, in a private IPC namespace if root.
 mutants() {
@@ -49,17 +61,6 @@ mutants() {
     cargo mutants "$@"
   fi
 }
-
-if [ "${1:-}" != --ci-shard ]; then
-  run=("${files[@]}" "${common[@]}"
-    --copy-target false
-    --timeout "${MUTANTS_TIMEOUT:-240}"
-    --jobs "${MUTANTS_JOBS:-1}"
-    --output target/mutants
-    "$@")
-  mutants "${run[@]}"
-  exit
-fi
 
 # Lines of FILE (cargo-mutants' missed.txt or timeout.txt) as the list's
 # keys: `FILE: DESCRIPTION`, line and column dropped, sorted.
@@ -85,43 +86,98 @@ judge_status() {
   esac
 }
 
-shards=${MUTANTS_SHARDS:-48}
-shard=${MUTANTS_SHARD:-$((RANDOM % shards))}
-timeout=${MUTANTS_TIMEOUT:-240}
-out=target/mutants-ci
-rm -rf "$out" "$out-retry"
-echo "mutants: shard $shard/$shards (replay: MUTANTS_SHARD=$shard MUTANTS_SHARDS=$shards scripts/mutants.sh --ci-shard)"
-start=$SECONDS
-status=0
-mutants "${files[@]}" "${common[@]}" --in-place --timeout "$timeout" \
-  --shard "$shard/$shards" --sharding round-robin --output "$out" || status=$?
-judge_status "$status"
-missed=$(mktemp)
-cat "$out/mutants.out/missed.txt" >"$missed"
-if [ -s "$out/mutants.out/timeout.txt" ]; then
-  echo "mutants: $(wc -l <"$out/mutants.out/timeout.txt") timed out; once more with timeout $((timeout * 3))s"
-  status=0
-  mutants "${files[@]}" "${common[@]}" --in-place --timeout "$((timeout * 3))" \
-    --re "$(names_re "$out/mutants.out/timeout.txt")" --output "$out-retry" || status=$?
+count() { grep -c . "$1" 2>/dev/null || true; }
+
+# Judges the mutants that ARGS select (file filters, --in-diff, --shard,
+# --re ...) in two tiers, results under OUT/{quick,full}; the missed ones,
+# with line and column, end up in OUT/missed.txt.
+two_tiers() {
+  local out=$1
+  shift
+  rm -rf "$out"
+  mkdir -p "$out"
+  local status=0
+  mutants "${files[@]}" "${common[@]}" "$@" --output "$out/quick" "${quick_judge[@]}" || status=$?
   judge_status "$status"
-  cat "$out-retry/mutants.out/missed.txt" >>"$missed"
-  if [ -s "$out-retry/mutants.out/timeout.txt" ]; then
-    # A mutant under which the tests never finish is not one they pass.
-    echo "mutants: still timing out (the tests hang under them, so they are not missed):"
-    cat "$out-retry/mutants.out/timeout.txt"
+  local q=$out/quick/mutants.out
+  cat "$q/missed.txt" "$q/timeout.txt" >"$out/again.txt"
+  echo "mutants: quick judge: $(count "$q/caught.txt") caught, $(count "$q/missed.txt") missed," \
+    "$(count "$q/timeout.txt") timed out, $(count "$q/unviable.txt") unviable"
+  : >"$out/missed.txt"
+  if [ -s "$out/again.txt" ]; then
+    echo "mutants: $(count "$out/again.txt") to the full judge (cargo test --workspace, timeout $((timeout * 3))s)"
+    status=0
+    mutants "${files[@]}" "${common[@]}" --re "$(names_re "$out/again.txt")" \
+      --test-workspace true --timeout "$((timeout * 3))" --output "$out/full" || status=$?
+    judge_status "$status"
+    local f=$out/full/mutants.out
+    cp "$f/missed.txt" "$out/missed.txt"
+    echo "mutants: full judge: $(count "$f/caught.txt") caught, $(count "$f/missed.txt") missed," \
+      "$(count "$f/timeout.txt") timed out"
+    if [ -s "$f/timeout.txt" ]; then
+      # A mutant under which the tests never finish is not one they pass.
+      echo "mutants: timing out under the full judge too (the tests hang under them, so they are not missed):"
+      cat "$f/timeout.txt"
+    fi
   fi
+}
+
+# Fails if OUT/missed.txt names a mutant the list does not.
+judge_against_list() {
+  local out=$1 listed unlisted
+  listed=$(mktemp)
+  sed -n '/^```text equivalent-mutants$/,/^```$/{/^```/d;p}' harness/mutants-equivalent.md | LC_ALL=C sort >"$listed"
+  unlisted=$(LC_ALL=C comm -23 <(keys "$out/missed.txt") "$listed")
+  rm -f "$listed"
+  local n_missed n_unlisted
+  n_missed=$(count "$out/missed.txt")
+  n_unlisted=$(printf '%s' "$unlisted" | grep -c . || true)
+  echo "mutants: $n_missed missed ($((n_missed - n_unlisted)) listed as equivalent)"
+  if [ -n "$unlisted" ]; then
+    echo "FAILED: missed mutants that harness/mutants-equivalent.md does not list (kill each with a test, or list it with the reason):" >&2
+    printf '  %s\n' "$unlisted" >&2
+    echo "every missed mutant, with its line:" >&2
+    sed 's/^/  /' "$out/missed.txt" >&2
+    exit 1
+  fi
+}
+
+if [ "${1:-}" != --ci ]; then
+  two_tiers target/mutants "$@"
+  judge_against_list target/mutants
+  exit
 fi
-listed=$(mktemp)
-sed -n '/^```text equivalent-mutants$/,/^```$/{/^```/d;p}' harness/mutants-equivalent.md | LC_ALL=C sort >"$listed"
-unlisted=$(LC_ALL=C comm -23 <(keys "$missed") "$listed")
-n_missed=$(grep -c . "$missed" || true)
-n_unlisted=$(printf '%s' "$unlisted" | grep -c . || true)
-echo "mutants: shard $shard/$shards in $((SECONDS - start))s: $(grep -c . "$out/mutants.out/caught.txt" || true) caught," \
-  "$n_missed missed ($((n_missed - n_unlisted)) listed as equivalent), $(grep -c . "$out/mutants.out/unviable.txt" || true) unviable"
-if [ -n "$unlisted" ]; then
-  echo "FAILED: missed mutants that harness/mutants-equivalent.md does not list (kill each with a test, or list it with the reason):" >&2
-  printf '  %s\n' "$unlisted" >&2
-  echo "every missed mutant of this shard, with its line:" >&2
-  sed 's/^/  /' "$missed" >&2
+
+start=$SECONDS
+baseline=$(sed -n 's/^mutants-baseline: \([0-9a-f]\{40\}\)$/\1/p' harness/mutants-equivalent.md)
+if [ -z "$baseline" ]; then
+  echo "harness/mutants-equivalent.md has no 'mutants-baseline: COMMIT' line" >&2
   exit 1
 fi
+if ! git cat-file -e "$baseline^{commit}" 2>/dev/null; then
+  echo "mutants: the baseline $baseline is not in this clone (a shallow clone?): fetch more history (git fetch --unshallow)" >&2
+  exit 1
+fi
+out=target/mutants-ci
+mkdir -p "$out"
+git diff "$baseline" -- "${paths[@]}" >"$out/changes.diff"
+if ! [ -s "$out/changes.diff" ]; then
+  echo "mutants: no change to ${paths[*]} since the baseline ${baseline:0:12}: nothing to run"
+  exit 0
+fi
+mutants "${files[@]}" --in-diff "$out/changes.diff" --list >"$out/list.txt"
+n=$(count "$out/list.txt")
+max=${MUTANTS_CI_MAX:-60}
+select=(--in-diff "$out/changes.diff")
+echo "mutants: $n mutant(s) in the code changed since the baseline ${baseline:0:12}"
+if [ "$n" -gt "$max" ]; then
+  shards=$(((n + max - 1) / max))
+  tree=$(git rev-parse 'HEAD^{tree}')
+  shard=$((16#${tree:0:7} % shards))
+  echo "mutants: more than $max: shard $shard/$shards of them, chosen by the tree's hash ${tree:0:12}." \
+    "The baseline is due for a move: MUTANTS_CI_MAX=100000 scripts/mutants.sh --ci, then record HEAD in harness/mutants-equivalent.md"
+  select+=(--shard "$shard/$shards" --sharding round-robin)
+fi
+two_tiers "$out/run" "${select[@]}"
+echo "mutants: done in $((SECONDS - start))s"
+judge_against_list "$out/run"
