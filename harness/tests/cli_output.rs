@@ -359,6 +359,7 @@ fn junit_validates_against_the_surefire_schema() {
         call: "run printf".into(),
         answer: "status 0, stdout \"\u{1}\u{8}\"".into(),
         ok: false,
+        pid: Some(7),
     }];
     let mut leak = report("scenarios/leak.scn", Status::Fail);
     leak.leaks =

@@ -18,7 +18,11 @@ done just after it plus the supervisors the coordinator keeps started:
   credentials), `wait D` without checks or `=> signal KILL`. A spawn that
   no later step names (left to the teardown) always goes unnoticed;
 - a program of a `run` step goes unnoticed only under `eventually` (the
-  killed try is repeated);
+  killed try is repeated). The report's transcript gives the pid of each
+  `run` step's program (its last try's under `eventually`), so a `run`
+  line whose entry names another pid did not start the killed program
+  and is not a candidate (two lines with the same command, one under
+  `eventually`, would otherwise be indistinguishable);
 - a `needs command` probe (a child of the supervisor) makes its scenario
   skip, with a reason naming the command;
 - any other program whose parent is a supervisor is an orphan that a
@@ -195,11 +199,15 @@ def candidates(v, scenario, repo):
         if m and e["answer"] == f"pid {v['nspid']}" and _same_actor(e["process"], v["actor"]) \
                 and (m.group(1) == joined or f"exec {joined}" in m.group(1)):
             out.append((spawn_unnoticed(lines, e["line"], m.group(2)), None))
-    for outside, strings in lines.values():
+    ran = {e["line"]: e.get("pid") for e in scenario.get("transcript", []) if e["call"].startswith("run ")}
+    for n, (outside, strings) in lines.items():
         m = _STEP.match(outside)
         if m and m.group(3) == "run" and _same_actor(m.group(2), v["actor"]) and strings \
                 and _argv_matches(strings[0], v["argv"]):
-            out.append((m.group(1) == "eventually", None))
+            eventually = m.group(1) == "eventually"
+            if not eventually and ran.get(n) not in (None, v["nspid"]):
+                continue  # this line's program had another pid
+            out.append((eventually, None))
     return out
 
 

@@ -86,6 +86,11 @@ pub struct Entry {
     pub answer: String,
     /// Whether it was what the step expected.
     pub ok: bool,
+    /// The pid of the program a `run` step started (of its last try under
+    /// `eventually`) or a `wait` step reaped, as the scenario's processes
+    /// see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
 }
 
 /// The step that did not answer as expected.
@@ -428,6 +433,7 @@ mod tests {
                     call: "shmget(IPC_PRIVATE, 4096, IPC_CREAT|0600)".into(),
                     answer: "0".into(),
                     ok: true,
+                    pid: None,
                 },
                 Entry {
                     line: 7,
@@ -435,6 +441,7 @@ mod tests {
                     call: "read m[0..+5]".into(),
                     answer: "\"hell<o>\"".into(),
                     ok: false,
+                    pid: None,
                 },
             ],
             duration_us: 1500,

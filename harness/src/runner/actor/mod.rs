@@ -131,10 +131,7 @@ impl Actor<'_> {
                     if report_maps {
                         let _ = send(fd(my.ans), &FromActor::Maps(self.maps()));
                     }
-                    // Done with the scenario: say so to whoever looks (ps,
-                    // the chaos campaign's choice of victims).
-                    crate::runner::fork::set_name(&format!("shm-end-{}", self.name));
-                    exit_now(0)
+                    self.end(0)
                 }
                 ToActor::WaitChild { pid } => FromActor::ChildEnded(reap(pid)),
                 ToActor::Chain { runs, globals } => {
@@ -274,6 +271,16 @@ impl Actor<'_> {
         }
     }
 
+    /// Exits with `code`, done with the scenario: renamed `shm-end-NAME`
+    /// first, so that whoever looks (ps, the chaos campaign's choice of
+    /// victims) sees a process whose end is under way. A signal that
+    /// arrives once `_exit` has begun changes nothing; one that arrives
+    /// before it does, and the scenario sees it.
+    fn end(&self, code: i32) -> ! {
+        crate::runner::fork::set_name(&format!("shm-end-{}", self.name));
+        exit_now(code)
+    }
+
     pub(crate) fn end_chain(&self) {
         // SAFETY: writing one byte from a constant; the pipe is non-blocking.
         unsafe { libc::write(self.done, b"!".as_ptr().cast(), 1) };
@@ -309,7 +316,7 @@ impl Actor<'_> {
                 Outcome { call: format!("{} (finally)", op.keyword()), result: Err(Failure::Refused { message }) }
                     .into()
             }
-            (Op::Exit { code }, None) => exit_now(*code),
+            (Op::Exit { code }, None) => self.end(*code),
             (Op::Crash, None) => std::process::abort(),
             (op, None) => self.execute(index, op, &step.expect, globals),
         };

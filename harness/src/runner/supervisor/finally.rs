@@ -18,6 +18,7 @@ impl Supervisor<'_> {
             call: "(finally step not run)".into(),
             answer: reason,
             ok: true,
+            pid: None,
         });
     }
 

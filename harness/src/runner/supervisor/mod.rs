@@ -34,7 +34,7 @@ mod waiting;
 
 use crate::interp::effects::{bindings_to_vouch_for, Books, Effect};
 use crate::interp::judge::{Judge, StepResult};
-use crate::interp::{Ending, Global, Identity};
+use crate::interp::{Ending, Global, Identity, Value};
 use crate::report::{Entry, Isolation, ScenarioReport, Status, StepFailure};
 use crate::runner::host;
 use crate::runner::host::KeyMap;
@@ -367,6 +367,12 @@ impl<'a> Supervisor<'a> {
             call,
             answer: answer.clone(),
             ok: verdict.is_ok(),
+            pid: match &result {
+                StepResult::Answered(crate::interp::Outcome { result: Ok(Value::Output { pid, .. }), .. }) => {
+                    Some(*pid)
+                }
+                _ => None,
+            },
         });
         match verdict {
             Ok(binds) => {
