@@ -450,22 +450,48 @@ impl Attachment {
 /// is a base-page mapping: answered without reading `smaps` (whose read
 /// walks every mapping of the process and costs more than the attach).
 fn kernel_page_size(addr: usize) -> Option<usize> {
-    // `Some(None)`: the kernel offers no huge page size at all (no
-    // `/sys/kernel/mm/hugepages`), so every mapping is base pages; `None`:
-    // unknown (unreadable), so smaps decides.
-    static SMALLEST_HUGE: std::sync::OnceLock<Option<Option<usize>>> = std::sync::OnceLock::new();
-    let smallest = *SMALLEST_HUGE.get_or_init(|| match std::fs::metadata("/sys/kernel/mm/hugepages") {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
-        Err(_) => None,
-        Ok(_) => super::huge_page_sizes().first().map(|&h| Some(h)),
-    });
-    match smallest {
-        Some(None) => return Some(raw::page_size()),
-        Some(Some(h)) if addr % h != 0 => return Some(raw::page_size()),
-        _ => {}
+    static SMALLEST_HUGE: std::sync::OnceLock<HugePages> = std::sync::OnceLock::new();
+    let smallest = *SMALLEST_HUGE
+        .get_or_init(|| smallest_huge_page(std::fs::metadata("/sys/kernel/mm/hugepages"), super::huge_page_sizes));
+    if let Some(page) = page_size_without_smaps(smallest, addr, raw::page_size()) {
+        return Some(page);
     }
     let file = std::fs::File::open("/proc/self/smaps").ok()?;
     smaps_page_size(std::io::BufReader::new(file), addr)
+}
+
+/// What the kernel offers in huge pages, as far as the attach needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HugePages {
+    /// None at all (no `/sys/kernel/mm/hugepages`): every mapping is base pages.
+    None,
+    /// The smallest huge page size.
+    Smallest(usize),
+    /// Unknown (the directory exists but cannot be read, or lists none):
+    /// `smaps` decides.
+    Unknown,
+}
+
+/// [`HugePages`] from the metadata of `/sys/kernel/mm/hugepages` and the
+/// sizes listed there (read only if the directory exists).
+fn smallest_huge_page(dir: std::io::Result<std::fs::Metadata>, sizes: impl FnOnce() -> Vec<usize>) -> HugePages {
+    match dir {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HugePages::None,
+        Err(_) => HugePages::Unknown,
+        Ok(_) => sizes().first().map_or(HugePages::Unknown, |&h| HugePages::Smallest(h)),
+    }
+}
+
+/// The page size of a mapping at `addr` when it can be told without
+/// `smaps`: `base` if the kernel has no huge pages, or if `addr` is not a
+/// multiple of the smallest huge page size (a huge-page mapping starts on a
+/// multiple of its page size). `None`: read `smaps`.
+fn page_size_without_smaps(huge: HugePages, addr: usize, base: usize) -> Option<usize> {
+    match huge {
+        HugePages::None => Some(base),
+        HugePages::Smallest(h) if addr % h != 0 => Some(base),
+        HugePages::Smallest(_) | HugePages::Unknown => None,
+    }
 }
 
 /// `KernelPageSize` (in bytes) of the entry of `smaps` (the text of
@@ -511,8 +537,29 @@ impl Drop for Attachment {
 mod tests {
     #[cfg(target_pointer_width = "64")]
     use super::smaps_page_size;
+    use super::{page_size_without_smaps, smallest_huge_page, HugePages};
     use crate::sysv::{raw, shmget, AttachFlags, Attachment, GetFlags, HugePageSize, Key, Mode};
     use rusty_fork::rusty_fork_test;
+
+    #[test]
+    fn huge_pages_are_none_only_without_the_directory() {
+        use std::io::{Error, ErrorKind};
+        let meta = || std::fs::metadata("/");
+        let no_read = || -> Vec<usize> { panic!("the sizes are read only where the directory is") };
+        assert_eq!(smallest_huge_page(Err(Error::from(ErrorKind::NotFound)), no_read), HugePages::None);
+        assert_eq!(smallest_huge_page(Err(Error::from(ErrorKind::PermissionDenied)), no_read), HugePages::Unknown);
+        assert_eq!(smallest_huge_page(meta(), || vec![2 << 20, 1 << 30]), HugePages::Smallest(2 << 20));
+        assert_eq!(smallest_huge_page(meta(), Vec::new), HugePages::Unknown, "a directory that lists no size");
+    }
+
+    #[test]
+    fn smaps_is_read_only_where_a_huge_page_mapping_can_start() {
+        let (base, huge) = (4096, 2 << 20);
+        assert_eq!(page_size_without_smaps(HugePages::None, 2 * huge, base), Some(base));
+        assert_eq!(page_size_without_smaps(HugePages::Smallest(huge), huge + base, base), Some(base));
+        assert_eq!(page_size_without_smaps(HugePages::Smallest(huge), 3 * huge, base), None, "aligned: smaps decides");
+        assert_eq!(page_size_without_smaps(HugePages::Unknown, huge + base, base), None);
+    }
 
     rusty_fork_test! {
         #![rusty_fork(timeout_ms = 60_000)]
