@@ -56,6 +56,19 @@ fn own_memory_in(start: usize, len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// How far an attachment of a `size`-byte segment at `base` can reach:
+/// `size`, or, where `base` is a multiple of a huge page size the kernel
+/// offers (`huge_sizes`, smallest first), `size` rounded up to the largest
+/// such size. A hugetlb segment maps whole huge pages and attaches only on
+/// a multiple of its page size, and `IPC_STAT` does not say whether a
+/// segment is hugetlb: the guard assumes the widest mapping possible there.
+fn remap_extent(base: usize, size: usize, huge_sizes: &[usize]) -> usize {
+    match huge_sizes.iter().rev().find(|&&h| h > 0 && base % h == 0) {
+        Some(&h) => size.div_ceil(h).saturating_mul(h),
+        None => size,
+    }
+}
+
 fn usize_of(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -124,7 +137,7 @@ impl Actor<'_> {
             if let Ok(st) = id.stat() {
                 let page = sysv::raw::page_size();
                 let base = if flags.contains(AttachFlags::RND) { addr & !(page - 1) } else { addr };
-                if let Err(message) = own_memory_in(base, st.size) {
+                if let Err(message) = own_memory_in(base, remap_extent(base, st.size, &sysv::huge_page_sizes())) {
                     return Outcome { call, result: Err(Failure::Refused { message }) }.into();
                 }
             }
@@ -275,6 +288,17 @@ mod tests {
     use super::*;
     use crate::sysv::{shmget, AttachFlags, GetFlags, Key, Mode};
     use rusty_fork::rusty_fork_test;
+
+    #[test]
+    fn a_remap_guard_covers_whole_huge_pages_where_one_can_start() {
+        let (k4, m2, g1) = (4096, 2 << 20, 1 << 30);
+        let sizes = [m2, g1];
+        assert_eq!(remap_extent(m2 + k4, k4, &sizes), k4, "not huge-page aligned: the segment's size");
+        assert_eq!(remap_extent(3 * m2, k4, &sizes), m2, "2 MiB aligned: a whole 2 MiB page");
+        assert_eq!(remap_extent(3 * m2, m2 + 1, &sizes), 2 * m2);
+        assert_eq!(remap_extent(g1, k4, &sizes), g1, "1 GiB aligned: the largest page that can start there");
+        assert_eq!(remap_extent(g1, k4, &[]), k4, "no huge pages: the segment's size");
+    }
 
     rusty_fork_test! {
         #![rusty_fork(timeout_ms = 60_000)]
