@@ -32,6 +32,11 @@ pub(crate) enum Effect {
     Forked(String, i32),
     /// An external program ran with this pid.
     Spawned(i32),
+    /// A `repeat` created this segment: the scenario's like any creation
+    /// (counted by `segments`), but no name reaches it, so the teardown
+    /// removes it, by identity, as no leak. (The attachments a `repeat`
+    /// makes are its actor's to detach when it finishes.)
+    Repeated(Identity),
 }
 
 /// The effects of a step that succeeded with value `v`.
@@ -64,6 +69,9 @@ pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
             out.push(Effect::Forked(child.clone(), *pid));
         }
         (Op::Run { .. }, Value::Output { pid, .. }) => out.push(Effect::Spawned(*pid)),
+        (Op::Repeat { .. }, Value::Repeated { created, .. }) => {
+            out.extend(created.iter().flat_map(|id| [Effect::Created(*id), Effect::Repeated(*id)]));
+        }
         (Op::Spawn { name, .. }, Value::Started(pid)) => {
             if let Some(n) = name {
                 out.push(Effect::Bind(n.clone(), Global::Process(*pid)));
@@ -119,6 +127,8 @@ pub(crate) struct Books {
     pub spawned: HashMap<i32, (usize, String)>,
     /// (process, attachment) -> the line that attached it.
     pub attach_lines: HashMap<(String, String), usize>,
+    /// Segments `repeat` steps created: removed at teardown, not leaks.
+    pub repeated: Vec<Identity>,
 }
 
 impl Books {
@@ -184,6 +194,7 @@ impl Books {
                 Effect::Spawned(pid) => {
                     self.spawned.insert(*pid, (step.line, step.process.clone()));
                 }
+                Effect::Repeated(id) => self.repeated.push(*id),
             }
         }
         for (name, g) in captured {
@@ -386,6 +397,21 @@ mod tests {
         let o = op("process A\nA: create s = private size 8\n");
         let id = Identity { shmid: 7, cpid: 3, ctime: 99 };
         assert!(bindings_to_vouch_for(&o, Some(&Value::Created(id)), &[]).is_empty());
+    }
+
+    /// A `repeat`'s segments are the scenario's (in `created`, so counted
+    /// and removed by identity) and marked as the teardown's to remove.
+    #[test]
+    fn a_repeat_records_its_segments_for_the_teardown() {
+        let sc = parse("r.scn", "process A\nA: repeat 9 create private size 8 until ENOSPC => count 2\n").unwrap();
+        let (a, b) = (Identity { shmid: 1, cpid: 2, ctime: 3 }, Identity { shmid: 4, cpid: 2, ctime: 3 });
+        let v = Value::Repeated { count: 2, created: vec![a, b], stopped: Some(libc::ENOSPC) };
+        let mut books = Books::default();
+        let e = books.answered(&sc.steps[0], &v, vec![]);
+        assert_eq!(e, vec![Effect::Created(a), Effect::Repeated(a), Effect::Created(b), Effect::Repeated(b)]);
+        assert_eq!(books.identities(), vec![a, b]);
+        assert_eq!(books.repeated, vec![a, b]);
+        assert_eq!(books.created[1].1, 2, "the step's line");
     }
 
     #[test]
