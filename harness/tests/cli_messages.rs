@@ -211,4 +211,8 @@ fn a_repeat_counts_until_its_errno_and_says_when_it_never_came() {
     let (code, said) = run(dir.path(), "o.scn", &sc.replace("until EEXIST", "until ENOSPC"), &[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("actual:   count 1, then -1 EEXIST"), "{said}");
+    // Judged wrong, its segment is still the teardown's: not listed as
+    // left behind (only `s`, which the failure kept from its `rm`, is).
+    assert!(said.contains("leak: segment shmid 0 (key IPC_PRIVATE"), "{said}");
+    assert!(!said.lines().any(|l| l.contains("leak") && l.contains("0x4d520002")), "{said}");
 }

@@ -142,14 +142,39 @@ impl Books {
     /// failure, an `eventually` try that is not judged): if it is a `run`,
     /// its program's pid is recorded, so that what its processes leave (a
     /// segment, a daemon) is named with the step's line.
+    ///
+    /// If it is a `repeat`, the segments it created are recorded the same
+    /// way, as the teardown's to remove, so that a repetition judged wrong
+    /// (a count off by one) does not list each of its segments as a leak.
     pub fn ran(&mut self, step: &Step, v: &Value) {
-        if !matches!(step.op, Op::Run { .. }) {
+        if !matches!(step.op, Op::Run { .. } | Op::Repeat { .. }) {
             return;
         }
         for effect in effects(&step.op, v) {
-            if let Effect::Spawned(pid) = effect {
-                self.spawned.insert(pid, (step.line, step.process.clone()));
+            match effect {
+                Effect::Spawned(pid) => {
+                    self.spawned.insert(pid, (step.line, step.process.clone()));
+                }
+                Effect::Created(id) => self.record_creation(id, step),
+                Effect::Repeated(id) => self.record_repeated(id),
+                _ => {}
             }
+        }
+    }
+
+    /// Segment `id` created by `step`. The same identity from another line
+    /// is a new segment that took a removed one's id (same process, same
+    /// second): kept, so that its leak names its own line.
+    fn record_creation(&mut self, id: Identity, step: &Step) {
+        if !self.created.iter().any(|(i, l, _)| *i == id && *l == step.line) {
+            self.created.push((id, step.line, step.process.clone()));
+        }
+    }
+
+    /// Segment `id`, made by a `repeat`, is the teardown's to remove.
+    fn record_repeated(&mut self, id: Identity) {
+        if !self.repeated.contains(&id) {
+            self.repeated.push(id);
         }
     }
 
@@ -163,14 +188,7 @@ impl Books {
                 Effect::Bind(n, g) => {
                     self.globals.insert(n.clone(), *g);
                 }
-                Effect::Created(id) => {
-                    // The same identity from another line is a new segment
-                    // that took a removed one's id (same process, same
-                    // second): kept, so that its leak names its own line.
-                    if !self.created.iter().any(|(i, l, _)| i == id && *l == step.line) {
-                        self.created.push((*id, step.line, step.process.clone()));
-                    }
-                }
+                Effect::Created(id) => self.record_creation(*id, step),
                 Effect::Reset(id) => {
                     // Only a segment of the scenario's changes identity in its books.
                     if let Some((_, line, p)) = self.created.iter().rev().find(|(i, _, _)| i.shmid == id.shmid).cloned()
@@ -194,7 +212,7 @@ impl Books {
                 Effect::Spawned(pid) => {
                     self.spawned.insert(*pid, (step.line, step.process.clone()));
                 }
-                Effect::Repeated(id) => self.repeated.push(*id),
+                Effect::Repeated(id) => self.record_repeated(*id),
             }
         }
         for (name, g) in captured {
@@ -412,6 +430,12 @@ mod tests {
         assert_eq!(books.identities(), vec![a, b]);
         assert_eq!(books.repeated, vec![a, b]);
         assert_eq!(books.created[1].1, 2, "the step's line");
+        // Judged wrong (or judged after `ran`), recorded once all the same.
+        let mut wrong = Books::default();
+        wrong.ran(&sc.steps[0], &v);
+        assert_eq!((wrong.identities(), wrong.repeated.clone()), (vec![a, b], vec![a, b]));
+        wrong.answered(&sc.steps[0], &v, vec![]);
+        assert_eq!((wrong.identities(), wrong.repeated), (vec![a, b], vec![a, b]));
     }
 
     #[test]
