@@ -2,7 +2,8 @@
 //! mapping step refused before it reaches the actor's own memory, `check`'s
 //! errors for bad huge page sizes, dangling `xfail`s and misfit
 //! expectations, the stat answer a failed expectation shows, a negative
-//! sysctl write, and the leak messages of daemons and `run` steps. Each runs
+//! sysctl write, the leak messages of daemons and `run` steps, and how a
+//! `repeat` ends. Each runs
 //! a small scenario and pins the message, with a control that shows the
 //! check can fail. (Found by issue 10's independent review.)
 
@@ -185,4 +186,33 @@ fn a_failed_or_repeated_run_names_its_line_in_a_leak() {
     let leaks = said.lines().filter(|l| l.contains("leak: segment")).count();
     let named = said.lines().filter(|l| l.contains("e.scn:2: leak: segment") && l.contains("at line 2")).count();
     assert!(leaks >= 2 && named == leaks, "every try's segment names line 2: {said}");
+}
+
+/// `repeat`: the step passes at its `until` errno with the count, its
+/// segments and attachments are undone by the harness (the first run has
+/// no leak: status 0), and a
+/// repetition that reaches its most tries, or stops at another errno,
+/// fails at its line saying so.
+#[test]
+fn a_repeat_counts_until_its_errno_and_says_when_it_never_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = "process A\nA: key k = 0x4d520002\nA: create s = private size 4096\n\
+              A: repeat 5 create k size 4096 excl until EEXIST => count 1\n\
+              A: repeat 3 attach s until EINVAL => count 3\nA: rm s\n";
+    let (code, said) = run(dir.path(), "r.scn", &sc.replace("A: repeat 3 attach s until EINVAL => count 3\n", ""), &[]);
+    assert_eq!(code, Some(0), "{said}");
+    // Most tries reached: every attach succeeds.
+    let (code, said) = run(dir.path(), "m.scn", sc, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("m.scn:5: A: repeat 3 attach s until EINVAL => count 3"), "{said}");
+    assert!(said.contains("expected: -1 EINVAL within 3 tries, count 3"), "{said}");
+    assert!(said.contains("actual:   count 3: every try succeeded, the most tries reached without an error"), "{said}");
+    // Another errno ends it.
+    let (code, said) = run(dir.path(), "o.scn", &sc.replace("until EEXIST", "until ENOSPC"), &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("actual:   count 1, then -1 EEXIST"), "{said}");
+    // Judged wrong, its segment is still the teardown's: not listed as
+    // left behind (only `s`, which the failure kept from its `rm`, is).
+    assert!(said.contains("leak: segment shmid 0 (key IPC_PRIVATE"), "{said}");
+    assert!(!said.lines().any(|l| l.contains("leak") && l.contains("0x4d520002")), "{said}");
 }

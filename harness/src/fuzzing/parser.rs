@@ -354,6 +354,46 @@ mod tests {
         round_trips("process A\nneeds root, hugepages 1G, namespace\nA: segments => 0\n");
     }
 
+    /// `repeat MAX OP until ERRNO [=> count NUMEXP]` reads back as written,
+    /// and each misuse is a check error at its column, saying what fits.
+    #[test]
+    fn repeat_forms() {
+        let sc = round_trips(
+            "process A\nA: create s = private size 4096\n\
+             A: repeat 100 create private size 4096 mode 0640 until ENOSPC => count {c}\n\
+             A: repeat 1M create 0x5eed size 1 excl until EEXIST => count >= c\n\
+             A: repeat 64 attach s ro exec until ENOMEM\nA: repeat 3 attach s until EINVAL => count != 2\nA: rm s\n",
+        );
+        use crate::scenario::Op;
+        let Op::Repeat { max, op, until } = &sc.steps[1].op else { panic!("{:?}", sc.steps[1].op) };
+        assert_eq!((*max, op.keyword(), *until), (100, "create", crate::sysv::Errno::ENOSPC));
+        assert!(matches!(sc.steps[3].op, Op::Repeat { max: 64, .. }));
+        let base = "process A\nA: create s = private size 8\n";
+        for (step, col, expected) in [
+            ("A: repeat create private size 8 until ENOSPC", 11, "a number of tries"),
+            ("A: repeat 0 attach s until ENOMEM", 11, "from 1 to 1048576"),
+            ("A: repeat 2000000 attach s until ENOMEM", 11, "from 1 to 1048576"),
+            ("A: repeat 5 attach s", 21, "`until` and the errno"),
+            ("A: repeat 5 attach s => count 5", 22, "`until` and the errno"),
+            ("A: repeat 5 stat s until EINVAL", 13, "an unnamed `create"),
+            ("A: repeat 5 repeat 5 attach s until ENOMEM until ENOMEM", 13, "an unnamed `create"),
+            ("A: repeat 5 create t = private size 8 until ENOSPC", 13, "an unnamed `create"),
+            ("A: repeat 5 attach m = s until ENOMEM", 13, "an unnamed `create"),
+            ("A: repeat 5 attach s at 0x7f0000000000 until ENOMEM", 13, "a plain `attach"),
+            ("A: repeat 5 attach s until ENOPE", 28, "an errno name"),
+            ("A: repeat 5 attach s until ENOMEM => ENOMEM", 4, "`=> count NUMEXP`"),
+            ("A: repeat 5 attach s until ENOMEM => SIGSEGV", 4, "`=> count NUMEXP`"),
+            ("A: repeat 5 attach s until ENOMEM => 5", 38, "`count`"),
+            ("A: repeat 5 create private size 8 mod 0600 until ENOSPC", 35, "`until ERRNO`"),
+        ] {
+            let e = fails(&format!("{base}{step}\n"));
+            assert_eq!((e.line, e.col), (3, col), "{step}: {e}");
+            assert!(e.expected.as_deref().is_some_and(|x| x.contains(expected)), "{step}: {e}");
+        }
+        // `until` is a keyword: a name cannot be it.
+        assert!(fails("process A\nA: create until = private size 8\n").message.contains("not a valid name"));
+    }
+
     #[test]
     fn garbage_is_an_error_in_range() {
         for text in [

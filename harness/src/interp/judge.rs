@@ -89,6 +89,20 @@ impl Judge<'_> {
                 _ => None,
             };
         };
+        if let (Op::Repeat { until, .. }, Ok(Value::Repeated { count, stopped, .. })) = (&step.op, &o.result) {
+            // Only the errno it waits for ends a repetition as expected.
+            if *stopped != Some(*until as i32) {
+                return None;
+            }
+            let count = Number::from(*count);
+            return match &step.expect {
+                Expect::Ok => Some(vec![]),
+                Expect::Number(e) if e.holds(count, |n| self.number(n)) => {
+                    Some(e.captures().map(|n| (n.to_string(), Global::Number(count))).into_iter().collect())
+                }
+                _ => None,
+            };
+        }
         match (&step.expect, &o.result) {
             (Expect::Ok, Ok(_)) => Some(vec![]),
             (Expect::Errno { errnos, .. }, Err(Failure::Refused { .. })) if errnos.is_empty() => Some(vec![]),
@@ -263,6 +277,37 @@ mod tests {
     fn stat_step(src: &str) -> Step {
         let sc = crate::scenario::parse("t.scn", src).expect("parses");
         sc.steps.last().expect("a step").clone()
+    }
+
+    /// A `repeat` passes only when its `until` errno ended it, then by its
+    /// count; reaching the most tries, or another errno, fails it, and the
+    /// mismatch says what was expected.
+    #[test]
+    fn a_repeat_is_judged_by_its_errno_then_its_count() {
+        let keys = crate::interp::keys::KeyMap::default();
+        let globals = Globals::new();
+        let judge = Judge { globals: &globals, keys: &keys };
+        let step = |exp: &str| stat_step(&format!("process A\nA: repeat 5 create private size 8 until ENOSPC{exp}\n"));
+        let ended = |count, stopped| {
+            StepResult::Answered(Outcome {
+                call: "shmget".into(),
+                result: Ok(Value::Repeated { count, created: vec![], stopped }),
+            })
+        };
+        let enospc = Some(libc::ENOSPC);
+        assert_eq!(
+            judge.judge_step(&step(" => count {c}"), &ended(3, enospc)).unwrap(),
+            vec![("c".into(), Global::Number(3))]
+        );
+        assert!(judge.judge_step(&step(""), &ended(0, enospc)).is_ok());
+        assert!(judge.judge_step(&step(" => count 3"), &ended(3, enospc)).is_ok());
+        // The controls: a wrong count, the most tries reached, another errno.
+        let m = judge.judge_step(&step(" => count 4"), &ended(3, enospc)).unwrap_err();
+        assert_eq!(m.to_string(), "-1 ENOSPC within 5 tries, count 4");
+        let m = judge.judge_step(&step(""), &ended(5, None)).unwrap_err();
+        assert_eq!(m.to_string(), "-1 ENOSPC within 5 tries");
+        assert!(judge.judge_step(&step(" => count 5"), &ended(5, None)).is_err());
+        assert!(judge.judge_step(&step(" => count {c}"), &ended(2, Some(libc::ENOMEM))).is_err());
     }
 
     #[test]

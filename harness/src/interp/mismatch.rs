@@ -53,6 +53,14 @@ impl fmt::Display for Mismatch {
 impl Judge<'_> {
     /// Why `result` is not what `step` expects (called once the judge found it is not).
     pub(crate) fn mismatch(&self, step: &crate::scenario::Step, result: &StepResult) -> Mismatch {
+        if let crate::scenario::Op::Repeat { max, until, .. } = &step.op {
+            // A repetition is judged by how it ended, then by its count.
+            let mut expected = format!("-1 {} within {max} tries", errno_name(*until));
+            if let Expect::Number(e) = &step.expect {
+                expected.push_str(&format!(", count {}", e.describe(|n| self.number(n))));
+            }
+            return Mismatch { expected, failed_check: None };
+        }
         Mismatch { expected: self.describe_expect(&step.expect), failed_check: failed_check(self, step, result) }
     }
 

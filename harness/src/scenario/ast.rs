@@ -500,6 +500,18 @@ pub enum Op {
         /// The field, as before the `:` (`HugePages_Free`).
         field: String,
     },
+    /// `repeat MAX OP until ERRNO`: `OP` (an unnamed `create` or a plain
+    /// `attach`) made again and again until the kernel refuses it with
+    /// `ERRNO`, at most `MAX` times; it answers how many succeeded.
+    Repeat {
+        /// The most tries (the step fails if all succeed).
+        max: u64,
+        /// What is repeated.
+        op: Box<Op>,
+        /// The errno that ends the repetition.
+        #[serde(serialize_with = "serialize_errno")]
+        until: Errno,
+    },
 }
 
 /// The first argument of a raw `shmctl`.
@@ -594,6 +606,7 @@ impl Op {
             Op::Exec => "exec",
             Op::Unshare => "unshare",
             Op::Setns { .. } => "setns",
+            Op::Repeat { .. } => "repeat",
         }
     }
 }
@@ -904,6 +917,10 @@ impl InfoField {
             InfoField::Shmmax | InfoField::Shmmin | InfoField::Shmmni | InfoField::Shmseg | InfoField::Shmall
         )
     }
+}
+
+fn serialize_errno<S: serde::Serializer>(errno: &Errno, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::sysv::errno_name(*errno))
 }
 
 fn serialize_errnos<S: serde::Serializer>(errnos: &[Errno], s: S) -> Result<S::Ok, S::Error> {

@@ -75,6 +75,13 @@ impl Supervisor<'_> {
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
                 Value::Forked(pid) | Value::Started(pid) => format!("pid {pid}"),
+                Value::Repeated { count, stopped: Some(errno), .. } => {
+                    let e = SysErrno::from_raw(*errno);
+                    format!("count {count}, then -1 {} ({})", errno_name(e), e.desc())
+                }
+                Value::Repeated { count, stopped: None, .. } => {
+                    format!("count {count}: every try succeeded, the most tries reached without an error")
+                }
                 Value::Output { status, signal, stdout, stderr, truncated, .. } => {
                     let how = match (status, signal) {
                         (Some(s), _) => format!("status {s}"),

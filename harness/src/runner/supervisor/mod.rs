@@ -224,6 +224,9 @@ impl<'a> Supervisor<'a> {
             Err(Abort::Orphaned) => unreachable!("handled by the caller"),
             Ok(()) => None,
         };
+        if let Err(e) = self.remove_repeated() {
+            reason.get_or_insert(e);
+        }
         let mut leaks = match self.segment_leaks() {
             Ok(l) => l,
             Err(e) => {

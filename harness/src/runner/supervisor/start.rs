@@ -136,6 +136,7 @@ impl<'a> Supervisor<'a> {
                 keys,
                 journal,
                 attachments: HashMap::new(),
+                repeated: Vec::new(),
                 timeout,
                 watch: crate::runner::actor::watch::Watch::default(),
                 spawned: HashMap::new(),

@@ -223,6 +223,9 @@ impl Supervisor<'_> {
             problems.push(e);
         }
         self.settle_adopted();
+        if let Err(e) = self.remove_repeated() {
+            problems.push(e);
+        }
         match self.segment_leaks() {
             Ok(leaks) => {
                 if let Err(e) = self.remove_leaked(&leaks) {

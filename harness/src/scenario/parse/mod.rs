@@ -27,6 +27,7 @@ mod memory;
 mod numbers;
 mod output;
 mod process;
+mod repeat;
 mod segment;
 mod step;
 pub use command::{split_command, substitutions};
@@ -119,9 +120,11 @@ const RESERVED: &[&str] = &[
     "unshare",
     "setns",
     "finally",
+    "repeat",
+    "until",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask, meminfo, spawn, signal, wait, exec, unshare or setns";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask, meminfo, spawn, signal, wait, exec, unshare, setns or repeat";
 
 /// Parses and checks a scenario.
 ///
@@ -475,6 +478,7 @@ impl Parser {
             }
             "detach" => self.detach_op(l, proc_)?,
             "mapping" => self.mapping_op(l, proc_)?,
+            "repeat" => self.repeat_op(l, proc_)?,
             "shmctl" | "sysctl" | "rlimit" | "umask" | "meminfo" => self.control_op(l, &kw)?,
             "fork" | "exit" | "kill" | "crash" | "run" | "spawn" | "signal" | "wait" | "exec" | "unshare" | "setns" => {
                 self.process_op(l, &kw, proc_)?

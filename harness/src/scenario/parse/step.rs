@@ -212,6 +212,10 @@ impl Parser {
                 }
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
+            Op::Repeat { .. } => {
+                self.keyword(l, "count")?;
+                Expect::Number(self.num_exp(l, "how many succeeded")?)
+            }
             Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
             Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
                 Expect::Mapped(self.map_fields(l, op, proc_)?)
@@ -310,6 +314,13 @@ impl Parser {
                     "`refused` (out of bounds or read-only) or a signal such as `SIGSEGV`",
                 )
             }
+            (Op::Repeat { until, .. }, Expect::Errno { .. } | Expect::Signal(_)) => bad(
+                format!(
+                    "`repeat` ends at its `until {}`; it answers how many succeeded",
+                    crate::sysv::errno_name(*until)
+                ),
+                "`=> count NUMEXP` (such as `count 10` or `count {n}`) or no expectation",
+            ),
             (op, Expect::Errno { errnos, .. })
                 if errnos.is_empty()
                     && !matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }) =>

@@ -105,13 +105,20 @@ fn step(s: &Step) -> String {
     };
     // `Exited` is only ever the default of `exit CODE`; there is no way to write it.
     if s.expect != implied && !matches!(s.expect, Expect::Exited(_)) {
-        let _ = write!(out, " => {}", expect(&s.expect));
+        match (&s.op, &s.expect) {
+            (Op::Repeat { .. }, Expect::Number(n)) => write!(out, " => count {n}"),
+            (_, e) => write!(out, " => {}", expect(e)),
+        }
+        .unwrap_or_default();
     }
     out
 }
 
 /// An operation: its keyword, then its operands as its family prints them.
 fn op(o: &Op) -> String {
+    if let Op::Repeat { max, op: inner, until } = o {
+        return format!("repeat {max} {} until {}", op(inner), errno_name(*until));
+    }
     let operands = segment::operands(o)
         .or_else(|| memory::operands(o))
         .or_else(|| mapping::operands(o))
