@@ -359,6 +359,9 @@ fn junit_validates_against_the_surefire_schema() {
         call: "run printf".into(),
         answer: "status 0, stdout \"\u{1}\u{8}\"".into(),
         ok: false,
+        started_us: Some(120),
+        ended_us: Some(4500),
+        overlapped: false,
     }];
     let mut leak = report("scenarios/leak.scn", Status::Fail);
     leak.leaks =

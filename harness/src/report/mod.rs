@@ -86,6 +86,21 @@ pub struct Entry {
     pub answer: String,
     /// Whether it was what the step expected.
     pub ok: bool,
+    /// When the step started, in microseconds since the scenario's start
+    /// (its turn): when the supervisor sent it to its process (a step
+    /// chained after another: when that one's answer came; a local step:
+    /// when the supervisor began it). `None`: it did not run.
+    #[serde(default)]
+    pub started_us: Option<u64>,
+    /// When its answer came, in microseconds since the scenario's start:
+    /// when the supervisor first saw it (or the process's end, or the
+    /// timeout). `None`: it did not run.
+    #[serde(default)]
+    pub ended_us: Option<u64>,
+    /// Whether its time overlapped that of another step of its `&` group
+    /// (the text transcript marks it `&`).
+    #[serde(default)]
+    pub overlapped: bool,
 }
 
 /// The step that did not answer as expected.
@@ -255,11 +270,13 @@ impl ScenarioReport {
         out.push('\n');
         for e in &self.transcript {
             let mark = if e.ok { ' ' } else { 'X' };
+            // A step whose time overlapped another of its `&` group: `&7`.
+            let line = if e.overlapped { format!("&{}", e.line) } else { e.line.to_string() };
             let lines: Vec<String> =
                 wrap(&e.call, width).into_iter().chain(wrap(&format!("-> {}", e.answer), width)).collect();
             for (row, text) in lines.iter().enumerate() {
                 if row == 0 {
-                    let _ = write!(out, "{mark} {:>5} ", e.line);
+                    let _ = write!(out, "{mark} {line:>5} ");
                 } else {
                     let _ = write!(out, "  {:>5} ", "");
                 }
@@ -428,6 +445,9 @@ mod tests {
                     call: "shmget(IPC_PRIVATE, 4096, IPC_CREAT|0600)".into(),
                     answer: "0".into(),
                     ok: true,
+                    started_us: Some(10),
+                    ended_us: Some(90),
+                    overlapped: false,
                 },
                 Entry {
                     line: 7,
@@ -435,6 +455,9 @@ mod tests {
                     call: "read m[0..+5]".into(),
                     answer: "\"hell<o>\"".into(),
                     ok: false,
+                    started_us: Some(100),
+                    ended_us: Some(180),
+                    overlapped: true,
                 },
             ],
             duration_us: 1500,
@@ -447,9 +470,11 @@ mod tests {
         assert!(text.starts_with("scenarios/x.scn:7: B: read m 0 5"), "{text}");
         assert!(!text.contains("B: B:"), "{text}");
         let row = text.lines().find(|l| l.contains("read m[0..+5]")).unwrap();
-        assert!(row.starts_with('X'), "{row}");
+        assert!(row.starts_with("X    &7 |"), "an overlap is marked `&` by the line: {row}");
         // B's column comes after A's empty one.
         assert!(row.find("read").unwrap() > row.find('|').unwrap() + 10, "{row}");
+        let row = text.lines().find(|l| l.contains("shmget")).unwrap();
+        assert!(row.starts_with("      3 |"), "no mark without an overlap: {row}");
     }
 
     #[test]

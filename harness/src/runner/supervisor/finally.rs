@@ -18,6 +18,9 @@ impl Supervisor<'_> {
             call: "(finally step not run)".into(),
             answer: reason,
             ok: true,
+            started_us: None,
+            ended_us: None,
+            overlapped: false,
         });
     }
 
