@@ -360,6 +360,9 @@ fn junit_validates_against_the_surefire_schema() {
         answer: "status 0, stdout \"\u{1}\u{8}\"".into(),
         ok: false,
         pid: Some(7),
+        started_us: Some(120),
+        ended_us: Some(4500),
+        overlapped: false,
     }];
     let mut leak = report("scenarios/leak.scn", Status::Fail);
     leak.leaks =

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 mod junit;
+mod transcript;
 
 pub use junit::{render_junit, render_junit_with};
 
@@ -91,6 +92,21 @@ pub struct Entry {
     /// see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// When the step started, in microseconds since the scenario's start
+    /// (its turn): when the supervisor sent it to its process (a step
+    /// chained after another: when that one's answer came; a local step:
+    /// when the supervisor began it). `None`: it did not run.
+    #[serde(default)]
+    pub started_us: Option<u64>,
+    /// When its answer came, in microseconds since the scenario's start:
+    /// when the supervisor first saw it (or the process's end, or the
+    /// timeout). `None`: it did not run.
+    #[serde(default)]
+    pub ended_us: Option<u64>,
+    /// Whether its time overlapped that of another step of its `&` group
+    /// (the text transcript marks it `&`).
+    #[serde(default)]
+    pub overlapped: bool,
 }
 
 /// The step that did not answer as expected.
@@ -242,82 +258,6 @@ impl ScenarioReport {
         }
         out
     }
-
-    /// The transcript laid out as one column per process.
-    pub fn transcript_columns(&self, width: usize) -> String {
-        let mut out = String::new();
-        let cols = &self.processes;
-        let _ = write!(out, "  {:>5} ", "line");
-        for p in cols {
-            let _ = write!(out, "| {p:<width$} ");
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-        let _ = write!(out, "  {:->5}-", "");
-        for _ in cols {
-            let _ = write!(out, "+-{:-<width$}-", "");
-        }
-        out.push('\n');
-        for e in &self.transcript {
-            let mark = if e.ok { ' ' } else { 'X' };
-            let lines: Vec<String> =
-                wrap(&e.call, width).into_iter().chain(wrap(&format!("-> {}", e.answer), width)).collect();
-            for (row, text) in lines.iter().enumerate() {
-                if row == 0 {
-                    let _ = write!(out, "{mark} {:>5} ", e.line);
-                } else {
-                    let _ = write!(out, "  {:>5} ", "");
-                }
-                for p in cols {
-                    let cell = if *p == e.process { text.as_str() } else { "" };
-                    let _ = write!(out, "| {cell:<width$} ");
-                }
-                out.truncate(out.trim_end().len());
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-/// Splits `s` into lines of at most `width` characters, breaking at spaces
-/// (a token longer than a whole line is cut, the only case that splits a
-/// token); continuation lines are indented by three spaces.
-fn wrap(s: &str, width: usize) -> Vec<String> {
-    const INDENT: &str = "   ";
-    let width = width.max(INDENT.len() + 1);
-    if s.chars().count() <= width {
-        return vec![s.to_string()];
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut line = String::new();
-    let mut len = 0; // characters in `line`
-    for word in s.split(' ') {
-        let room = |out: &Vec<String>| if out.is_empty() { width } else { width - INDENT.len() };
-        let wlen = word.chars().count();
-        if len > 0 && len + 1 + wlen > room(&out) {
-            out.push(std::mem::take(&mut line));
-            len = 0;
-        }
-        if len > 0 {
-            line.push(' ');
-            len += 1;
-        }
-        // A token longer than a line: cut it, filling lines whole.
-        let mut rest: Vec<char> = word.chars().collect();
-        while len + rest.len() > room(&out) {
-            let take = room(&out) - len;
-            line.extend(rest.drain(..take));
-            out.push(std::mem::take(&mut line));
-            len = 0;
-        }
-        len += rest.len();
-        line.extend(rest);
-    }
-    if !line.is_empty() || out.is_empty() {
-        out.push(line);
-    }
-    out.into_iter().enumerate().map(|(i, l)| if i == 0 { l } else { format!("{INDENT}{l}") }).collect()
 }
 
 /// Counts of a run.
@@ -434,6 +374,9 @@ mod tests {
                     answer: "0".into(),
                     ok: true,
                     pid: None,
+                    started_us: Some(10),
+                    ended_us: Some(90),
+                    overlapped: false,
                 },
                 Entry {
                     line: 7,
@@ -442,6 +385,9 @@ mod tests {
                     answer: "\"hell<o>\"".into(),
                     ok: false,
                     pid: None,
+                    started_us: Some(100),
+                    ended_us: Some(180),
+                    overlapped: true,
                 },
             ],
             duration_us: 1500,
@@ -454,9 +400,11 @@ mod tests {
         assert!(text.starts_with("scenarios/x.scn:7: B: read m 0 5"), "{text}");
         assert!(!text.contains("B: B:"), "{text}");
         let row = text.lines().find(|l| l.contains("read m[0..+5]")).unwrap();
-        assert!(row.starts_with('X'), "{row}");
+        assert!(row.starts_with("X    &7 |"), "an overlap is marked `&` by the line: {row}");
         // B's column comes after A's empty one.
         assert!(row.find("read").unwrap() > row.find('|').unwrap() + 10, "{row}");
+        let row = text.lines().find(|l| l.contains("shmget")).unwrap();
+        assert!(row.starts_with("      3 |"), "no mark without an overlap: {row}");
     }
 
     #[test]
@@ -486,24 +434,5 @@ mod tests {
         assert_eq!(json["summary"]["isolation"], "namespace");
         assert_eq!(json["summary"]["duration_s"], 1.234567);
         assert_eq!(json["summary"]["started"], "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn wrap_breaks_at_spaces_and_cuts_only_overlong_tokens() {
-        assert_eq!(wrap("short", 10), vec!["short"]);
-        assert_eq!(
-            wrap("-> 5 bytes, first difference at byte 4", 16),
-            vec!["-> 5 bytes,", "   first", "   difference at", "   byte 4"]
-        );
-        // Every piece fits, and joining the pieces gives the text back.
-        let text = "shmat(0, 0x7f0000000000, SHM_RDONLY|SHM_RND) -> 0x7f0000000000 (size 100, mapped 4096)";
-        for width in [8, 13, 30] {
-            let lines = wrap(text, width);
-            assert!(lines.iter().all(|l| l.chars().count() <= width), "{width}: {lines:?}");
-            let joined: Vec<&str> = lines.iter().map(|l| l.trim_start()).collect();
-            assert_eq!(joined.join(" ").replace(' ', ""), text.replace(' ', ""), "{width}");
-        }
-        // A token longer than the line is the only thing cut.
-        assert_eq!(wrap("ab 0123456789", 8), vec!["ab", "   01234", "   56789"]);
     }
 }

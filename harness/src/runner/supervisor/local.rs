@@ -13,6 +13,15 @@ use crate::runner::host;
 use crate::runner::supervisor::{Abort, Supervisor};
 
 impl Supervisor<'_> {
+    /// Local step `k`, answered here, with its start and end recorded.
+    pub(super) fn timed_local_step(&mut self, k: usize) -> Result<StepResult, Abort> {
+        let start = std::time::Instant::now();
+        let sc = self.sc;
+        let result = self.local_step(&sc.steps[k]);
+        self.timing.local(k, start, std::time::Instant::now());
+        result
+    }
+
     /// In host mode: refuse a key that a segment not of this scenario holds
     /// (one whose identity is not among those the scenario recorded).
     pub(super) fn host_guard(&self, key: i32) -> Result<(), String> {

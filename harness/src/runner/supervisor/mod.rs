@@ -30,6 +30,7 @@ pub(crate) mod procs;
 pub(crate) mod schedule;
 mod start;
 mod teardown;
+mod timing;
 mod waiting;
 
 use crate::interp::effects::{bindings_to_vouch_for, Books, Effect};
@@ -108,6 +109,8 @@ pub(crate) struct Supervisor<'a> {
     xpassed: Vec<(usize, String)>,
     /// Failures of `finally` steps after the first failure.
     later_failures: Vec<StepFailure>,
+    /// When each step started and ended.
+    timing: timing::Timing,
 }
 
 /// Runs one scenario to its report. Called in the supervisor process.
@@ -266,6 +269,7 @@ impl<'a> Supervisor<'a> {
     /// the run is over (see [`event::Command`] for how a batch ends).
     fn run_steps(&mut self) -> Result<(), Abort> {
         let mut schedule = Schedule::new(self.sc, self.handoff, self.opts.isolation == Isolation::Host);
+        self.timing.start(Instant::now());
         let mut batch = schedule.handle_event(Event::Begin, Instant::now());
         loop {
             let mut event = None;
@@ -293,7 +297,10 @@ impl<'a> Supervisor<'a> {
         let steps = &self.sc.steps;
         match command {
             Command::Guard(k) => self.guard(&steps[k]).err().map(Event::Failed),
-            Command::Send(runs) => self.send_chain(runs).err().map(Event::Failed),
+            Command::Send(runs) => {
+                self.timing.sent(&runs, Instant::now());
+                self.send_chain(runs).err().map(Event::Failed)
+            }
             Command::Await { step, involved, deadline } => {
                 Some(self.await_answer(step, &involved, deadline).unwrap_or_else(Event::Failed))
             }
@@ -301,7 +308,7 @@ impl<'a> Supervisor<'a> {
                 self.books.traced(&segments, &process);
                 None
             }
-            Command::AnswerLocally(k) => Some(match self.local_step(&steps[k]) {
+            Command::AnswerLocally(k) => Some(match self.timed_local_step(k) {
                 Ok(StepResult::Answered(outcome)) => Event::Answered { step: k, outcome },
                 Ok(StepResult::Ended(ending)) => Event::Ended { step: k, ending },
                 Ok(StepResult::TimedOut(state)) => Event::TimedOut { step: k, state },
@@ -314,7 +321,7 @@ impl<'a> Supervisor<'a> {
             }
             Command::Judge { step, result, tries } => {
                 let tries = tries.map(|t| (t.count, t.since.elapsed()));
-                Some(Event::Judged { step, verdict: self.record_tries(&steps[step], result, tries) })
+                Some(Event::Judged { step, verdict: self.record_tries(step, result, tries) })
             }
             Command::Pause(pause) => Some(self.pause(pause).map_or_else(Event::Failed, |()| Event::Paused)),
             Command::Survey(range) => Some(Event::Surveyed(self.lives(range))),
@@ -357,10 +364,12 @@ impl<'a> Supervisor<'a> {
     /// Judges a result, adds it to the transcript, and records what it
     /// bound; `tries` (count, time spent) for the last try of an
     /// `eventually` step.
-    fn record_tries(&mut self, step: &Step, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
+    fn record_tries(&mut self, k: usize, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
+        let step = &self.sc.steps[k];
         self.note_program(step, &result);
         let verdict = self.check(step, &result);
         let (call, mut answer) = self.describe(&result);
+        let (started_us, ended_us) = self.timing.span_us(k);
         if let Some((n, spent)) = tries {
             answer = format!("{answer} (try {n}, after {} ms)", spent.as_millis());
         }
@@ -376,6 +385,9 @@ impl<'a> Supervisor<'a> {
                 }
                 _ => None,
             },
+            started_us,
+            ended_us,
+            overlapped: self.timing.overlapped(k, &self.sc.steps),
         });
         match verdict {
             Ok(binds) => {
