@@ -241,6 +241,7 @@ def selftest(binary, canaries, logdir):
     print(f"chaos selftest: unnoticeable kill ({r.target or 'not delivered'}), exit {r.rc} -> "
           f"failing counts: {bad} {'(accepted)' if ok else '(WRONG: a correct run was counted, or no kill)'}")
     missed += not ok
+    missed += rerunmod.selftest()
     return runs, missed
 
 

@@ -60,6 +60,28 @@ def _reported_unproven(text, r):
         rf"ipcrm -m {shmid} if it is yours$", text, re.M) is not None
 
 
+def selftest():
+    """The referee of "left, reported unproven" cannot be fooled by a
+    report of another segment, another creator, or a mere mention: each
+    such control must still count as "remaining after rerun". Returns how
+    many controls were wrongly excused (or the exact report not)."""
+    msg = ("shm-harness: shmid 5 (key IPC_PRIVATE, cpid 123, created at 2026-12-08 01:02:03 UTC): "
+           "process A of scenarios/x.scn:7 (run-9-1) was killed between its shmget and its journal "
+           "write, so its identity was never recorded; left alone (pid 123 may have been reused): "
+           "ipcrm -m 5 if it is yours\n")
+    cases = [(msg, 5, 123, True), (msg, 5, 124, False), (msg, 6, 123, False),
+             (msg.replace("ipcrm -m 5", "ipcrm -m 6"), 5, 123, False),
+             ("shm-harness: removed shmid 5 (key IPC_PRIVATE) cpid 123\n", 5, 123, False)]
+    wrong = 0
+    for text, shmid, cpid, excused in cases:
+        got = _reported_unproven(text, {"shmid": shmid, "cpid": cpid})
+        print(f"chaos selftest: rerun report of shmid 5 cpid 123, segment shmid {shmid} cpid {cpid} -> "
+              f"{'left, reported unproven' if got else 'remaining after rerun'} "
+              f"{'(right)' if got == excused else '(WRONG)'}")
+        wrong += got != excused
+    return wrong
+
+
 def execute(binary, rr, logdir, repo, paths, canaries, expected, hang_bound):
     before = sysv.segments()
     first = runmod.Run(rr.id + "-killed", "SIGKILL coordinator", "host", rr.jobs, paths, "3s")
