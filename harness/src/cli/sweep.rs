@@ -20,8 +20,8 @@ pub struct SweepArgs {
 /// still shows with the recorded identity (shmid, cpid, ctime) is removed
 /// and reported on stderr, then the anchor, then the journal; anything else
 /// is reported and left alone, as is each segment a process of the run may
-/// have created after its journaled intent and was killed before recording. A journal whose namespace cannot be proven
-/// here is listed, and deleted past [`journal::MAX_AGE`]. Exit 0: nothing
+/// have created after its journaled intent and was killed before recording.
+/// A journal whose namespace cannot be proven here is listed, and deleted past [`journal::MAX_AGE`]. Exit 0: nothing
 /// left that can be proven here, or all swept; 1: something could not be
 /// removed, checked or read (its journal is kept); 2: the state directory
 /// could not be used.

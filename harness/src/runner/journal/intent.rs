@@ -27,7 +27,8 @@ pub struct Intent {
     pub key: i32,
     /// The IPC namespace (`/proc/thread-self/ns/ipc`): device and inode.
     pub ns: (u64, u64),
-    /// Wall-clock seconds (floor) before the call: the clock of `shm_ctime`.
+    /// Wall-clock seconds before the call ([`wall_seconds`]): the clock of
+    /// `shm_ctime`.
     pub since: i64,
 }
 
@@ -38,11 +39,12 @@ pub(super) struct IntentLine {
     pub(super) intent: Intent,
 }
 
-/// Wall-clock seconds now, floored: the clock the kernel stamps
-/// `shm_ctime` with (`ktime_get_real_seconds`).
+/// Wall-clock seconds now, as the kernel stamps `shm_ctime`
+/// (`CLOCK_REALTIME_COARSE`, [`crate::trace`]'s one reading of it): the
+/// precise clock runs up to a tick ahead, and near a second boundary would
+/// date the intent after the segment its call created.
 pub fn wall_seconds() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::trace::now_secs()
 }
 
 impl Intent {
