@@ -7,7 +7,9 @@
 //! predictable name in a shared `/tmp`). Its first record is the run's
 //! [`Anchor`], a segment of its own that proves its IPC namespace to a
 //! later sweep. Each further record is one JSON line appended with a single
-//! `write` (`O_APPEND`) by the actor that created the segment. The run
+//! `write` (`O_APPEND`) by the actor that created the segment, after an
+//! [`Intent`] line it appended before the `shmget` (so that a SIGKILL of
+//! the whole run between the two still leaves a trace). The run
 //! holds an `flock` on its file through one open file description that
 //! every process of the run inherits (not exec'd programs: `O_CLOEXEC`), so
 //! "the run is dead" is "the lock can be taken": no pid is trusted. A run
@@ -26,10 +28,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod anchor;
+mod intent;
 mod state;
 mod sweep;
 
 pub use anchor::{Anchor, ANCHOR_SIZE};
+pub use intent::{wall_seconds, Intent};
 pub use state::{state_dir, DirProblem, RealUser};
 pub use sweep::{finish_orphaned, settle_scenario, sweep, sweep_with, SweepOptions, Swept, MAX_AGE};
 
@@ -244,6 +248,15 @@ pub fn append(fd: RawFd, rec: &Record) -> Result<(), JournalError> {
     write_all(fd, &record_line(rec)?)
 }
 
+/// Appends `intent` to the journal open at `fd` with one `write`, as
+/// `{"intent": {...}}`.
+///
+/// # Errors
+/// As [`append`].
+pub fn append_intent(fd: RawFd, intent: &Intent) -> Result<(), JournalError> {
+    write_all(fd, &json_line(&intent::IntentLine { intent: intent.clone() })?)
+}
+
 /// `line` with one `write` to `fd`.
 fn write_all(fd: RawFd, line: &[u8]) -> Result<(), JournalError> {
     // SAFETY: writes from a live buffer to an fd the caller keeps open.
@@ -257,7 +270,12 @@ fn write_all(fd: RawFd, line: &[u8]) -> Result<(), JournalError> {
 
 /// `rec` as one JSON line.
 fn record_line(rec: &Record) -> Result<Vec<u8>, JournalError> {
-    let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Encode(e.to_string()))?;
+    json_line(rec)
+}
+
+/// `value` as one JSON line.
+fn json_line(value: &impl Serialize) -> Result<Vec<u8>, JournalError> {
+    let mut line = serde_json::to_vec(value).map_err(|e| JournalError::Encode(e.to_string()))?;
     line.push(b'\n');
     Ok(line)
 }
@@ -271,6 +289,16 @@ fn flock_exclusive(file: &File) -> Result<(), nix::errno::Errno> {
     } else {
         Err(nix::errno::Errno::last())
     }
+}
+
+/// Appends an intent to a journal file by path (for tests and tools).
+///
+/// # Errors
+/// [`JournalError::File`]: the file cannot be opened or written.
+pub fn append_intent_to(path: &Path, intent: &Intent) -> Result<(), JournalError> {
+    let file_error = |source| JournalError::File { path: path.to_path_buf(), source };
+    let mut f = OpenOptions::new().append(true).open(path).map_err(file_error)?;
+    f.write_all(&json_line(&intent::IntentLine { intent: intent.clone() })?).map_err(file_error)
 }
 
 /// Appends to a journal file by path (for tests and tools).

@@ -29,13 +29,7 @@ impl Actor<'_> {
                 let raw =
                     i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
-                match sysv::shmget_raw(key, size, raw) {
-                    // `open` of IPC_PRIVATE creates (the language's rule):
-                    // recorded like any creation.
-                    Ok(id) if op.creates(key.raw()) => self.created(call, index, id, key),
-                    Ok(id) => Outcome { call, result: Ok(Value::Shmid(id.raw())) },
-                    Err(e) => fail(call, e),
-                }
+                self.shmget(call, index, op, key, size, raw)
             }
             Op::Stat { segment } => {
                 let id = shmid_of(globals, segment);
@@ -74,8 +68,23 @@ impl Actor<'_> {
         let shown = flags.bits() | huge | i32::from(*mode) | raw_flags.unwrap_or(0);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
-        match sysv::shmget_raw(key, size, shown) {
-            Ok(id) => self.created(call, index, id, key),
+        self.shmget(call, index, op, key, size, shown)
+    }
+
+    /// The `shmget` of `create` and `open`. One that can create (the
+    /// language's rule, [`Op::creates`]: `create`, `open` of `IPC_PRIVATE`)
+    /// is preceded by an intent in the journal (host mode), and the segment
+    /// it creates is recorded before the step is answered.
+    fn shmget(&self, call: String, index: usize, op: &Op, key: Key, size: usize, raw: i32) -> Outcome {
+        let creates = op.creates(key.raw());
+        if creates {
+            if let Err(message) = self.journal_intent(index, key) {
+                return Outcome { call, result: Err(Failure::Refused { message }) };
+            }
+        }
+        match sysv::shmget_raw(key, size, raw) {
+            Ok(id) if creates => self.created(call, index, id, key),
+            Ok(id) => Outcome { call, result: Ok(Value::Shmid(id.raw())) },
             Err(e) => fail(call, e),
         }
     }
@@ -152,6 +161,29 @@ impl Actor<'_> {
         let key = id.stat().map_or(0, |st| st.key.raw());
         self.journal_append(index, identity, Key::from_raw(key))?;
         Ok(Some(identity))
+    }
+
+    /// Appends, before a `shmget` that can create at `key`, the intent of
+    /// step `index` to the run's journal (host mode; nothing otherwise): a
+    /// SIGKILL of every process of the run between the `shmget` and its
+    /// record leaves this trace for the sweep, which reports (never
+    /// removes) what the creation may have left.
+    ///
+    /// # Errors
+    /// The message: the journal cannot be written (nothing is created).
+    fn journal_intent(&self, index: usize, key: Key) -> Result<(), String> {
+        let Some(fd) = self.journal else { return Ok(()) };
+        let intent = journal::Intent {
+            scenario: self.scenario.file.clone(),
+            line: self.scenario.steps[index].line,
+            process: self.name.clone(),
+            cpid: journal::host_pid(),
+            key: key.raw(),
+            ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
+            since: journal::wall_seconds(),
+        };
+        journal::append_intent(fd, &intent)
+            .map_err(|e| format!("the run's journal, before creating: {e}; nothing created"))
     }
 
     /// Appends the segment step `index` gave `identity` to the run's
