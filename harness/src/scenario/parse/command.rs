@@ -61,10 +61,12 @@ impl Parser {
         for arg in argv {
             for name in substitutions(arg) {
                 if name != "dir" && name != "here" && !self.names.contains_key(name) {
-                    return Err(self.err_at(
+                    return Err(self.unknown(
                         lineno,
                         col,
                         format!("unknown name `${{{name}}}` in the command"),
+                        name,
+                        [self.bound(None), vec!["dir", "here"]].concat(),
                         Some("a bound key, segment, process or program, ${dir} or ${here}"),
                     ));
                 }

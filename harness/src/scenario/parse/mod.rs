@@ -29,6 +29,7 @@ mod output;
 mod process;
 mod segment;
 mod step;
+mod suggest;
 pub use command::{split_command, substitutions};
 pub use literals::{parse_duration, parse_key, parse_number, parse_signal, signal_name};
 pub(crate) use process::{deadly, signal_word};
@@ -274,7 +275,15 @@ impl Parser {
     }
 
     fn unexpected(&self, l: &Line, what: &str) -> ParseError {
-        self.err(l, format!("unexpected input: {}", found(l)), Some(what))
+        let word = l.peek_word().unwrap_or_default();
+        self.unknown(
+            l.lineno,
+            l.col(),
+            format!("unexpected input: {}", found(l)),
+            word,
+            suggest::listed(what),
+            Some(what),
+        )
     }
 
     fn word(&self, l: &mut Line, what: &str) -> Result<(String, usize), ParseError> {
@@ -293,7 +302,15 @@ impl Parser {
         if l.eat_word(kw) {
             Ok(())
         } else {
-            Err(self.err(l, format!("missing `{kw}`: {}", found(l)), Some(&format!("`{kw}`"))))
+            let word = l.peek_word().unwrap_or_default();
+            Err(self.unknown(
+                l.lineno,
+                l.col(),
+                format!("missing `{kw}`: {}", found(l)),
+                word,
+                [kw],
+                Some(&format!("`{kw}`")),
+            ))
         }
     }
 
@@ -388,10 +405,12 @@ impl Parser {
         let col = l.col();
         let (name, _) = self.word(l, &format!("{} name", kind.noun()))?;
         match self.names.get(&name) {
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{name}`: not bound before this line"),
+                &name,
+                self.bound(Some(kind)),
                 Some(kind.noun()),
             )),
             Some((k, at)) if *k != kind => Err(self.err_at(
@@ -480,7 +499,7 @@ impl Parser {
                 self.process_op(l, &kw, proc_)?
             }
             other => {
-                return Err(self.err_at(l.lineno, col, format!("unknown operation `{other}`"), Some(OPS)));
+                return Err(self.unknown_in(l.lineno, col, format!("unknown operation `{other}`"), other, OPS));
             }
         };
         if !l.at_end_of_op() {

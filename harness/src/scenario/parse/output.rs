@@ -32,14 +32,20 @@ impl Parser {
                 let scol = l.col();
                 let (sig, _) = self.word(l, "a signal")?;
                 let n = super::signal_word(&sig).ok_or_else(|| {
-                    self.err_at(l.lineno, scol, format!("unknown signal `{sig}`"), Some("TERM, KILL, ... or a number"))
+                    self.unknown_in(
+                        l.lineno,
+                        scol,
+                        format!("unknown signal `{sig}`"),
+                        &sig,
+                        "TERM, KILL, ... or a number",
+                    )
                 })?;
                 return Ok(OutputCheck::Signal(n));
             }
             "stdout" => Stream::Stdout,
             "stderr" => Stream::Stderr,
             _ => {
-                return Err(self.err_at(l.lineno, col, format!("unknown output check `{w}`"), Some(CHECKS)));
+                return Err(self.unknown_in(l.lineno, col, format!("unknown output check `{w}`"), &w, CHECKS));
             }
         };
         if l.eat_word("contains") {
@@ -112,10 +118,12 @@ impl Parser {
         let text = self.text(l, what)?;
         for name in super::substitutions(&text) {
             if !self.names.contains_key(name) {
-                return Err(self.err_at(
+                return Err(self.unknown(
                     l.lineno,
                     col,
                     format!("unknown name `${{{name}}}` in the expected output"),
+                    name,
+                    self.bound(None),
                     Some("a key, segment, process or number bound on an earlier line (or by an earlier check of this step)"),
                 ));
             }

@@ -51,10 +51,12 @@ impl Parser {
                 format!("`{name}` is {} (line {at}), not a process or a spawned program", k.noun()),
                 None,
             )),
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{name}`: not bound before this line"),
+                &name,
+                [self.bound(Some(Kind::Process)), self.bound(Some(Kind::Program))].concat(),
                 Some("a process or a program bound by `spawn`"),
             )),
         }
@@ -133,11 +135,12 @@ impl Parser {
         let scol = l.col();
         let (w, _) = self.word(l, "a signal")?;
         let signal = signal_word(&w).ok_or_else(|| {
-            self.err_at(
+            self.unknown_in(
                 l.lineno,
                 scol,
                 format!("unknown signal `{w}`"),
-                Some("TERM, KILL, STOP, CONT, USR1, USR2, HUP, INT, QUIT, ... or a number 1 to 64"),
+                &w,
+                "TERM, KILL, STOP, CONT, USR1, USR2, HUP, INT, QUIT, ... or a number 1 to 64",
             )
         })?;
         match kind {
