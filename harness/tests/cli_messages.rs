@@ -186,3 +186,45 @@ fn a_failed_or_repeated_run_names_its_line_in_a_leak() {
     let named = said.lines().filter(|l| l.contains("e.scn:2: leak: segment") && l.contains("at line 2")).count();
     assert!(leaks >= 2 && named == leaks, "every try's segment names line 2: {said}");
 }
+
+/// A step that does not answer in time names what holds it up: the
+/// program its process runs, each of that program's processes with its
+/// command, pid and state; not the actor's own poll, and the teardown does
+/// not wait for that actor again (before: "process A (pid 2) is sleeping
+/// (S), waiting in poll_schedule_timeout.constprop.0", then "at teardown,
+/// no answer within 500ms: ..."; this test failed).
+#[test]
+fn a_timeout_names_the_program_that_is_stuck() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (code, said) = run(
+        dir.path(),
+        "t.scn",
+        "process A\nA: run \"sh -c 'sleep 20 | cat'\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    println!("run with --timeout 1s took {:?}", started.elapsed());
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("no answer within 1s: process A (pid 2) waits for its programs \"sh -c sleep 20 | cat\" (pid "),
+        "{said}"
+    );
+    assert!(
+        said.contains("\"sleep 20\" (pid ") && said.contains("\"cat\" (pid ") && said.contains("sleeping (S)"),
+        "{said}"
+    );
+    assert!(!said.contains("poll_schedule_timeout") && !said.contains("at teardown"), "{said}");
+    let (code, said) = run(
+        dir.path(),
+        "w.scn",
+        "process A\nA: spawn D = \"sleep 20\"\nA: wait D => status 0\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 3, sleeping (S)"), "{said}");
+    assert!(!said.contains("at teardown"), "{said}");
+}

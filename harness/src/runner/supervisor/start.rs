@@ -70,6 +70,7 @@ impl<'a> Supervisor<'a> {
             _life_w: life_w,
             xpassed: Vec::new(),
             later_failures: Vec::new(),
+            stuck: Default::default(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
