@@ -375,6 +375,9 @@ impl<'a> Supervisor<'a> {
         if let Some((n, spent)) = tries {
             answer = format!("{answer} (try {n}, after {} ms)", spent.as_millis());
         }
+        if let Some(held) = verdict.as_ref().ok().and_then(|_| self.judge().held_alternative(step, &result)) {
+            answer = format!("{answer} ({held})");
+        }
         self.transcript.push(Entry {
             line: step.line,
             process: step.process.clone(),

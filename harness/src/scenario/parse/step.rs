@@ -218,7 +218,14 @@ impl Parser {
                 }
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
-            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Run { .. } | Op::Wait { .. } => {
+                let mut alternatives = self.output_alternatives(l)?;
+                if alternatives.len() == 1 {
+                    Expect::Output(alternatives.remove(0))
+                } else {
+                    Expect::Outputs(alternatives)
+                }
+            }
             Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
                 Expect::Mapped(self.map_fields(l, op, proc_)?)
             }
