@@ -228,3 +228,52 @@ fn a_timeout_names_the_program_that_is_stuck() {
     assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 3, sleeping (S)"), "{said}");
     assert!(!said.contains("at teardown"), "{said}");
 }
+
+/// `--set NAME=VALUE` gives `${NAME}` in a program's command a value from
+/// the command line (`check` and `run`); without it the name is an error at
+/// its `file:line:col` that names `--set` as the remedy; a name the
+/// scenario binds itself cannot be set. (Before: no `--set` at all.)
+#[test]
+fn set_gives_commands_values_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "process A\nA: run \"${bin}/echo hi\" => status 0, stdout \"hi\\n\"\n";
+    let said = check(dir.path(), "s.scn", text);
+    assert!(said.contains("s.scn:2:8: unknown name `${bin}` in the command"), "{said}");
+    assert!(said.contains("`--set bin=VALUE` on `run` or `check`"), "{said}");
+    let ok = all(&harness(&["check", "--set", "bin=/bin", "s.scn"], dir.path()));
+    assert!(ok.contains("ok    s.scn"), "{ok}");
+    write(dir.path(), "b.scn", "process A\nA: key bin = 0x10\nA: run \"${bin}/echo\"\n");
+    let shadow = all(&harness(&["check", "--set", "bin=/bin", "b.scn"], dir.path()));
+    assert!(shadow.contains("b.scn:2:8: `bin` is set on the command line (`--set bin=...`)"), "{shadow}");
+    let bad = harness(&["check", "--set", "bin", "s.scn"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(all(&bad).contains("`bin` has no `=`: expected NAME=VALUE"), "{}", all(&bad));
+    if nix::unistd::Uid::effective().is_root() {
+        let (code, said) = run(dir.path(), "s.scn", text, &["--isolation", "namespace", "--set", "bin=/bin"]);
+        assert_eq!(code, Some(0), "{said}");
+    }
+}
+
+/// A program that cannot be found says where it was looked for: the PATH
+/// searched for a bare name, the path for one with a `/` (before: only
+/// `-1 ENOENT (No such file or directory)`).
+#[test]
+fn a_missing_program_says_where_it_was_looked_for() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, said) =
+        run(dir.path(), "m.scn", "process A\nA: run \"no-such-program-here\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(
+            "-1 ENOENT (No such file or directory): cannot start `no-such-program-here`: looked for it in PATH ("
+        ) && said.contains("/usr/bin"),
+        "{said}"
+    );
+    let (code, said) = run(dir.path(), "p.scn", "process A\nA: spawn \"./bin/nope\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("cannot start `./bin/nope`: looked for /") && said.contains("/./bin/nope"), "{said}");
+}

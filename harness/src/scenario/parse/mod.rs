@@ -30,7 +30,7 @@ mod process;
 mod segment;
 mod step;
 mod suggest;
-pub use command::{split_command, substitutions};
+pub use command::{setting, split_command, substitutions, Values};
 pub use literals::{parse_duration, parse_key, parse_number, parse_signal, signal_name};
 pub(crate) use process::{deadly, signal_word};
 
@@ -130,7 +130,18 @@ const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek
 /// The first problem found, with its position. Nothing of a file that does
 /// not parse is ever run.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
+    parse_with(file, text, &Values::new())
+}
+
+/// [`parse`], with `values` for `${NAME}` in program commands (`run
+/// --set NAME=VALUE`): each is put in the command as it is read, and a
+/// name of the scenario's own cannot be one of them.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with(file: &str, text: &str, values: &Values) -> Result<Scenario, ParseError> {
     let mut p = Parser {
+        values: values.clone(),
         file: file.to_string(),
         sc: Scenario {
             file: file.to_string(),
@@ -201,6 +212,8 @@ struct ProcState {
 
 struct Parser {
     file: String,
+    /// Values set from outside (`--set`), for `${NAME}` in commands.
+    values: Values,
     sc: Scenario,
     names: HashMap<String, (Kind, usize)>,
     procs: HashMap<String, ProcState>,
@@ -387,6 +400,14 @@ impl Parser {
                 col,
                 format!("`{name}` is not a valid name"),
                 Some("a letter, then letters, digits or `_`, not a keyword"),
+            ));
+        }
+        if self.values.contains_key(name) {
+            return Err(self.err_at(
+                lineno,
+                col,
+                format!("`{name}` is set on the command line (`--set {name}=...`): the scenario cannot bind it too"),
+                Some("another name here, or another name for `--set`"),
             ));
         }
         if let Some((k, at)) = self.names.get(name) {

@@ -78,8 +78,8 @@ impl Parser {
             "run" => {
                 let scol = l.col();
                 let cmd = self.text(l, "the command line")?;
-                let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-                self.check_substitutions(l.lineno, scol, &argv)?;
+                let mut argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+                self.check_substitutions(l.lineno, scol, &mut argv)?;
                 Ok(Op::Run { argv })
             }
             "spawn" => self.spawn(l),
@@ -124,8 +124,8 @@ impl Parser {
         let name = self.binding(l, Kind::Program)?;
         let scol = l.col();
         let cmd = self.text(l, "the command line")?;
-        let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-        self.check_substitutions(l.lineno, scol, &argv)?;
+        let mut argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+        self.check_substitutions(l.lineno, scol, &mut argv)?;
         Ok(Op::Spawn { name, argv })
     }
 

@@ -145,7 +145,10 @@ mod tests {
                 "A: spawn prog = \"sleep 1\"\nB: signal porg TERM\n",
                 "3:11: unknown name `porg`: not bound before this line: did you mean `prog`?",
             ),
-            (&format!("{seg}A: run \"echo ${{ss}}\"\n"), "unknown name `${ss}` in the command: did you mean `s`?"),
+            (
+                &format!("{seg}A: run \"echo ${{ss}}\"\n"),
+                "unknown name `${ss}` in the command: not bound before this line, nor set: did you mean `s`?",
+            ),
             // keywords: an option, a missing keyword, an output check, a field, a signal
             ("A: create s = private size 4096 mdoe 0600\n", "unexpected input: found `mdoe`: did you mean `mode`?"),
             ("A: create s = private sze 4096\n", "missing `size`: found `sze`: did you mean `size`?"),
