@@ -227,6 +227,17 @@ fn a_timeout_names_the_program_that_is_stuck() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 3, sleeping (S)"), "{said}");
     assert!(!said.contains("at teardown"), "{said}");
+    // A process forked by a step is an actor, not a program of its parent:
+    // neither named nor killed with the program (it finishes as usual).
+    let (code, said) = run(
+        dir.path(),
+        "f.scn",
+        "process A, B\nA: fork B\nA: run \"sleep 20\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 4, sleeping (S)"), "{said}");
+    assert!(!said.contains("process B was killed") && !said.contains("at teardown"), "{said}");
 }
 
 /// `--set NAME=VALUE` gives `${NAME}` in a program's command a value from

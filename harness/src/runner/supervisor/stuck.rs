@@ -49,7 +49,7 @@ impl Supervisor<'_> {
     /// The programs actor `name` runs or waits for, as a timeout names them
     /// (`None`: it has none living, so it is the actor itself that is stuck).
     pub(super) fn stuck_programs(&self, name: &str) -> Option<String> {
-        let programs = programs_under(self.proc_pid(name)?);
+        let programs = programs_under(self.proc_pid(name)?, &self.actor_proc_pids());
         if programs.is_empty() {
             return None;
         }
@@ -66,18 +66,47 @@ impl Supervisor<'_> {
     /// teardown at once. (A program's tracer is left to see its tracee die
     /// and report what it made.)
     pub(super) fn end_stuck_programs(&self, name: &str) {
-        for p in self.proc_pid(name).map(programs_under).unwrap_or_default() {
+        let actors = self.actor_proc_pids();
+        for p in self.proc_pid(name).map(|root| programs_under(root, &actors)).unwrap_or_default() {
             let _ = kill(Pid::from_raw(p.proc_pid), Signal::SIGKILL);
         }
+    }
+
+    /// The `/proc` numbers of the scenario's living processes (the actors):
+    /// a process forked by a step is no program of its parent.
+    fn actor_proc_pids(&self) -> Vec<i32> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| p.pid.is_some() && p.ending.is_none())
+            .filter_map(|(n, _)| self.proc_pid(n))
+            .collect()
     }
 }
 
 /// The living processes under `root` (a `/proc` number), tracers and
-/// zombies left out, in the order of the walk (parents first).
-fn programs_under(root: i32) -> Vec<Program> {
-    let mut found = procs::descendants_of(root).unwrap_or_default();
+/// zombies left out, and nothing at or under an actor of `actors`; by pid.
+fn programs_under(root: i32, actors: &[i32]) -> Vec<Program> {
+    let mut found = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let children = children_of(pid).into_iter().filter(|c| !actors.contains(c));
+        for child in children {
+            found.push(child);
+            todo.push(child);
+        }
+    }
     found.sort_unstable();
     found.into_iter().filter_map(program).collect()
+}
+
+/// The children of `pid` (every thread's), as `/proc` numbers them.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| text.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<i32>>())
+        .collect()
 }
 
 /// What `/proc` shows of `proc_pid`, if it lives and is no tracer.
