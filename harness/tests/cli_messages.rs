@@ -216,3 +216,105 @@ fn a_repeat_counts_until_its_errno_and_says_when_it_never_came() {
     assert!(said.contains("leak: segment shmid 0 (key IPC_PRIVATE"), "{said}");
     assert!(!said.lines().any(|l| l.contains("leak") && l.contains("0x4d520002")), "{said}");
 }
+
+/// A step that does not answer in time names what holds it up: the
+/// program its process runs, each of that program's processes with its
+/// command, pid and state; not the actor's own poll, and the teardown does
+/// not wait for that actor again (before: "process A (pid 2) is sleeping
+/// (S), waiting in poll_schedule_timeout.constprop.0", then "at teardown,
+/// no answer within 500ms: ..."; this test failed).
+#[test]
+fn a_timeout_names_the_program_that_is_stuck() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (code, said) = run(
+        dir.path(),
+        "t.scn",
+        "process A\nA: run \"sh -c 'sleep 20 | cat'\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    println!("run with --timeout 1s took {:?}", started.elapsed());
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("no answer within 1s: process A (pid 2) waits for its programs \"sh -c sleep 20 | cat\" (pid "),
+        "{said}"
+    );
+    assert!(
+        said.contains("\"sleep 20\" (pid ") && said.contains("\"cat\" (pid ") && said.contains("sleeping (S)"),
+        "{said}"
+    );
+    assert!(!said.contains("poll_schedule_timeout") && !said.contains("at teardown"), "{said}");
+    let (code, said) = run(
+        dir.path(),
+        "w.scn",
+        "process A\nA: spawn D = \"sleep 20\"\nA: wait D => status 0\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 3, sleeping (S)"), "{said}");
+    assert!(!said.contains("at teardown"), "{said}");
+    // A process forked by a step is an actor, not a program of its parent:
+    // neither named nor killed with the program (it finishes as usual).
+    let (code, said) = run(
+        dir.path(),
+        "f.scn",
+        "process A, B\nA: fork B\nA: run \"sleep 20\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 4, sleeping (S)"), "{said}");
+    assert!(!said.contains("process B was killed") && !said.contains("at teardown"), "{said}");
+}
+
+/// `--set NAME=VALUE` gives `${NAME}` in a program's command a value from
+/// the command line (`check` and `run`); without it the name is an error at
+/// its `file:line:col` that names `--set` as the remedy; a name the
+/// scenario binds itself cannot be set. (Before: no `--set` at all.)
+#[test]
+fn set_gives_commands_values_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "process A\nA: run \"${bin}/echo hi\" => status 0, stdout \"hi\\n\"\n";
+    let said = check(dir.path(), "s.scn", text);
+    assert!(said.contains("s.scn:2:8: unknown name `${bin}` in the command"), "{said}");
+    assert!(said.contains("`--set bin=VALUE` on `run` or `check`"), "{said}");
+    let ok = all(&harness(&["check", "--set", "bin=/bin", "s.scn"], dir.path()));
+    assert!(ok.contains("ok    s.scn"), "{ok}");
+    write(dir.path(), "b.scn", "process A\nA: key bin = 0x10\nA: run \"${bin}/echo\"\n");
+    let shadow = all(&harness(&["check", "--set", "bin=/bin", "b.scn"], dir.path()));
+    assert!(shadow.contains("b.scn:2:8: `bin` is set on the command line (`--set bin=...`)"), "{shadow}");
+    let bad = harness(&["check", "--set", "bin", "s.scn"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(all(&bad).contains("`bin` has no `=`: expected NAME=VALUE"), "{}", all(&bad));
+    if nix::unistd::Uid::effective().is_root() {
+        let (code, said) = run(dir.path(), "s.scn", text, &["--isolation", "namespace", "--set", "bin=/bin"]);
+        assert_eq!(code, Some(0), "{said}");
+    }
+}
+
+/// A program that cannot be found says where it was looked for: the PATH
+/// searched for a bare name, the path for one with a `/` (before: only
+/// `-1 ENOENT (No such file or directory)`).
+#[test]
+fn a_missing_program_says_where_it_was_looked_for() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, said) =
+        run(dir.path(), "m.scn", "process A\nA: run \"no-such-program-here\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(
+            "-1 ENOENT (No such file or directory): cannot start `no-such-program-here`: looked for it in PATH ("
+        ) && said.contains("/usr/bin"),
+        "{said}"
+    );
+    let (code, said) = run(dir.path(), "p.scn", "process A\nA: spawn \"./bin/nope\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("cannot start `./bin/nope`: looked for /") && said.contains("/./bin/nope"), "{said}");
+}

@@ -134,7 +134,14 @@ fn bad_scenario_blocks(doc: &str, text: &str) -> Vec<String> {
     blocks(text, "scn")
         .into_iter()
         .filter_map(|(line, body)| {
-            shm_harness::scenario::parse("example", &body)
+            // `--set NAME=VALUE` in the example's comments: run as it says.
+            let values = body
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .flat_map(|l| l.split_whitespace().skip_while(|w| *w != "--set").skip(1).step_by(2))
+                .filter_map(|w| shm_harness::scenario::setting(w).ok())
+                .collect();
+            shm_harness::scenario::parse_with("example", &body, &values)
                 .err()
                 .map(|e| format!("{doc}, the example at line {line}: {e}"))
         })

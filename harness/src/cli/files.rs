@@ -98,8 +98,24 @@ pub fn describe(e: &ParseError) -> String {
 ///
 /// # Errors
 /// A [`ParseError`]: unreadable, not UTF-8, or the first problem in it.
-pub fn load(path: &Path) -> Result<Scenario, ParseError> {
-    scenario::load(path)
+pub fn load(path: &Path, values: &scenario::Values) -> Result<Scenario, ParseError> {
+    scenario::load_with(path, values)
+}
+
+/// `--set NAME=VALUE` of `run` and `check`: a value for `${NAME}` in the
+/// scenarios' program commands (a build directory, a binary's path).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetArgs {
+    /// A value for `${NAME}` in program commands, e.g. --set bin=target/release/prog (repeatable; a name the scenario binds itself is an error).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = scenario::setting)]
+    pub set: Vec<(String, String)>,
+}
+
+impl SetArgs {
+    /// The values, by name (the last `--set` of a name wins).
+    pub fn values(&self) -> scenario::Values {
+        self.set.iter().cloned().collect()
+    }
 }
 
 /// What a scenario holds, for `check` and `run --list -v`: `1 process, 3 steps`.

@@ -62,6 +62,9 @@ pub struct RunArgs {
     /// An XPASS (a step marked `xfail` that passed) fails the run (exit status 1).
     #[arg(long)]
     pub strict: bool,
+    /// `--set NAME=VALUE`: values for `${NAME}` in program commands.
+    #[command(flatten)]
+    pub values: files::SetArgs,
 }
 
 /// `--format`.
@@ -202,6 +205,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         quiet,
         verbose,
         strict,
+        values,
     } = args;
     let timeout = timeout.saturating_mul(timeout_scale);
     // The report file first: a path that cannot be written stops everything
@@ -210,7 +214,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let scenarios = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
+    let scenarios = load_scenarios(&paths, filter.as_deref(), timeout_scale, &values.values())?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
         for sc in &scenarios {
@@ -280,7 +284,12 @@ fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
 /// Every scenario under `paths` whose path relative to the folder given
 /// contains `filter`, parsed. A file that does not parse runs nothing at
 /// all: each is printed as an error, then the run stops.
-fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Vec<Scenario>, Stop> {
+fn load_scenarios(
+    paths: &[PathBuf],
+    filter: Option<&str>,
+    timeout_scale: u32,
+    values: &scenario::Values,
+) -> Result<Vec<Scenario>, Stop> {
     let files = files::scenario_files_named(paths).map_err(Stop)?;
     let files: Vec<PathBuf> = files
         .into_iter()
@@ -290,7 +299,7 @@ fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
     for f in &files {
-        match files::load(f) {
+        match files::load(f, values) {
             Ok(mut sc) => {
                 sc.scale_time(timeout_scale);
                 scenarios.push(sc);

@@ -144,6 +144,14 @@ impl Judge<'_> {
                     self.globals,
                 )
             }
+            (Expect::Outputs(alternatives), Ok(Value::Output { status, signal, stdout, stderr, .. })) => {
+                crate::interp::output::holding_alternative(
+                    alternatives,
+                    crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
+                    self.globals,
+                )
+                .map(|(_, binds)| binds)
+            }
             _ => None,
         }
     }
@@ -348,7 +356,7 @@ mod tests {
         for bad in ["atime <= t", "ctime != t", "ctime > t", "nattch < 2", "index 8", "seq 2", "atime 1000"] {
             let m = judge.judge_step(&later(bad), &answered(st)).expect_err(bad);
             // The mismatch words the expectation, the number names with their values.
-            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_check: None });
+            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_checks: vec![] });
         }
         let m = judge.judge_step(&later("ctime != t"), &answered(st)).unwrap_err();
         assert_eq!(m.to_string(), "ctime != t (1000)");

@@ -66,6 +66,16 @@ pub(crate) fn judge_output(checks: &[OutputCheck], out: Ended<'_>, globals: &Glo
     Some(binds)
 }
 
+/// The first of `alternatives` (each a list of checks) that holds for this
+/// output: its place (0-based) and the names it binds.
+pub(crate) fn holding_alternative(
+    alternatives: &[Vec<OutputCheck>],
+    out: Ended<'_>,
+    globals: &Globals,
+) -> Option<(usize, Vec<(String, Global)>)> {
+    alternatives.iter().enumerate().find_map(|(i, checks)| judge_output(checks, out, globals).map(|b| (i, b)))
+}
+
 /// The first of `checks` that does not hold for this output (after the
 /// captures of those before it), with the check as it was applied
 /// (`${NAME}` substituted), if any.

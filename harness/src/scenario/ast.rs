@@ -828,6 +828,10 @@ pub enum Expect {
     Stat(Vec<StatField>),
     /// `run` produces this.
     Output(Vec<OutputCheck>),
+    /// `run` or `wait` produces one of these (`=> status 0 | status 1,
+    /// stderr contains "x"`): two or more alternatives, each a list of
+    /// checks that must all hold; the first that holds is the answer.
+    Outputs(Vec<Vec<OutputCheck>>),
     /// `sysctl` or `segments` reads a number that satisfies this.
     Number(NumExp),
     /// `lookup` finds the key or not.

@@ -48,7 +48,7 @@ mod control;
 mod mapping;
 mod memory;
 mod process;
-mod program;
+pub(crate) mod program;
 pub(crate) mod reexec;
 mod repeat;
 mod segment;

@@ -35,9 +35,15 @@ impl Supervisor<'_> {
 
     pub(crate) fn describe_result(&self, r: &Result<Value, Failure>) -> String {
         match r {
-            Err(Failure::Errno { errno, .. }) => {
+            Err(Failure::Errno { errno, message }) => {
                 let e = SysErrno::from_raw(*errno);
-                format!("-1 {} ({})", errno_name(e), e.desc())
+                // A program that did not start says where it was looked for.
+                let why = if message.starts_with(crate::runner::actor::program::NOT_STARTED) {
+                    format!(": {message}")
+                } else {
+                    String::new()
+                };
+                format!("-1 {} ({}){why}", errno_name(e), e.desc())
             }
             Err(Failure::Refused { message }) => format!("refused: {message}"),
             Ok(v) => match v {

@@ -9,7 +9,7 @@
 //! ([`Supervisor::run_steps`]) performs its [`event::Command`]s (guards,
 //! pipes, polls, judging) and feeds back what came of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ pub(crate) mod needs;
 pub(crate) mod procs;
 pub(crate) mod schedule;
 mod start;
+mod stuck;
 mod teardown;
 mod timing;
 mod waiting;
@@ -111,6 +112,9 @@ pub(crate) struct Supervisor<'a> {
     later_failures: Vec<StepFailure>,
     /// When each step started and ended.
     timing: timing::Timing,
+    /// Processes whose step did not answer in time: at teardown, the
+    /// programs they run are ended first ([`Supervisor::end_stuck_programs`]).
+    stuck: BTreeSet<String>,
 }
 
 /// Runs one scenario to its report. Called in the supervisor process.
@@ -292,8 +296,18 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Performs one command; what came of it, if it reports anything.
+    /// Performs one command; what came of it, if it reports anything. A
+    /// process whose step did not answer in time is kept in `stuck`.
     fn perform(&mut self, command: Command) -> Option<Event> {
+        let event = self.perform_command(command);
+        if let Some(Event::TimedOut { step, .. }) = &event {
+            self.stuck.insert(self.sc.steps[*step].process.clone());
+        }
+        event
+    }
+
+    /// [`Supervisor::perform`]'s commands, one by one.
+    fn perform_command(&mut self, command: Command) -> Option<Event> {
         let steps = &self.sc.steps;
         match command {
             Command::Guard(k) => self.guard(&steps[k]).err().map(Event::Failed),
@@ -372,6 +386,9 @@ impl<'a> Supervisor<'a> {
         let (started_us, ended_us) = self.timing.span_us(k);
         if let Some((n, spent)) = tries {
             answer = format!("{answer} (try {n}, after {} ms)", spent.as_millis());
+        }
+        if let Some(held) = verdict.as_ref().ok().and_then(|_| self.judge().held_alternative(step, &result)) {
+            answer = format!("{answer} ({held})");
         }
         self.transcript.push(Entry {
             line: step.line,

@@ -71,6 +71,7 @@ impl<'a> Supervisor<'a> {
             xpassed: Vec::new(),
             later_failures: Vec::new(),
             timing: super::timing::Timing::new(sc.steps.len()),
+            stuck: Default::default(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;

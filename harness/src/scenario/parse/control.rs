@@ -34,11 +34,12 @@ impl Parser {
         let col = l.col();
         let (w, _) = self.word(l, "a sysctl name")?;
         Sysctl::from_name(&w).ok_or_else(|| {
-            self.err_at(
+            self.unknown_in(
                 l.lineno,
                 col,
                 format!("unknown sysctl `{w}`"),
-                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
+                &w,
+                "shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id",
             )
         })
     }
@@ -91,7 +92,7 @@ impl Parser {
                     }
                 }
             }
-            None => return Err(self.err_at(l.lineno, ccol, format!("unknown shmctl command `{w}`"), Some(COMMANDS))),
+            None => return Err(self.unknown_in(l.lineno, ccol, format!("unknown shmctl command `{w}`"), &w, COMMANDS)),
         };
         let badbuf = l.eat_word("badbuf");
         if let Some((name, col)) = &binding {
@@ -139,11 +140,12 @@ impl Parser {
             } else {
                 if !cmd.reads_stat() {
                     return match cmd {
-                        ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo => Err(self.err_at(
+                        ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo => Err(self.unknown_in(
                             l.lineno,
                             col,
                             format!("unknown {cmd} field `{w}`"),
-                            Some(info_fields(cmd)),
+                            &w,
+                            info_fields(cmd),
                         )),
                         _ => Err(self.err_at(
                             l.lineno,
@@ -174,11 +176,12 @@ impl Parser {
             "as" => RlimitResource::As,
             "nofile" => RlimitResource::Nofile,
             _ => {
-                return Err(self.err_at(
+                return Err(self.unknown_in(
                     l.lineno,
                     col,
                     format!("unknown resource `{w}`"),
-                    Some("memlock, as or nofile"),
+                    &w,
+                    "memlock, as or nofile",
                 ))
             }
         };

@@ -183,11 +183,12 @@ impl Parser {
                 }
             }
             _ => {
-                return Err(self.err_at(
+                return Err(self.unknown_in(
                     l.lineno,
                     col,
                     format!("unknown stat field `{w}`"),
-                    Some("size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq"),
+                    &w,
+                    "size, nattch, mode, key, private, dest, locked, cpid, lpid, uid, gid, cuid, cgid, atime, dtime, ctime, index or seq",
                 ))
             }
         })

@@ -96,10 +96,16 @@ impl Parser {
             } else {
                 format!("unknown process `{proc_}`: declare it first with `process {proc_}`")
             };
-            return Err(self.err_at(
+            let mut known: Vec<&str> = self.procs.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            known.extend(["process", "needs", "file", "sysctl", "timeout", "xfail", "eventually", "finally"]);
+            let candidates = if self.names.contains_key(&proc_) { Vec::new() } else { known };
+            return Err(self.unknown(
                 l.lineno,
                 col,
                 msg,
+                &proc_,
+                candidates,
                 Some("a declared process, a declaration (process, needs, file, sysctl, timeout), `xfail \"REASON\"`, `eventually D:`, `finally:` or `& PROCESS:`"),
             ));
         }
@@ -216,7 +222,14 @@ impl Parser {
                 self.keyword(l, "count")?;
                 Expect::Number(self.num_exp(l, "how many succeeded")?)
             }
-            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Run { .. } | Op::Wait { .. } => {
+                let mut alternatives = self.output_alternatives(l)?;
+                if alternatives.len() == 1 {
+                    Expect::Output(alternatives.remove(0))
+                } else {
+                    Expect::Outputs(alternatives)
+                }
+            }
             Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
                 Expect::Mapped(self.map_fields(l, op, proc_)?)
             }

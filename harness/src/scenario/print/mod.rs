@@ -166,6 +166,11 @@ fn expect(e: &Expect) -> String {
         Expect::Byte(b) => b.to_string(),
         Expect::Stat(fields) => fields.iter().map(stat_field).collect::<Vec<_>>().join(", "),
         Expect::Output(checks) => checks.iter().map(output_check).collect::<Vec<_>>().join(", "),
+        Expect::Outputs(alternatives) => alternatives
+            .iter()
+            .map(|checks| checks.iter().map(output_check).collect::<Vec<_>>().join(", "))
+            .collect::<Vec<_>>()
+            .join(" | "),
         Expect::Number(n) => n.to_string(),
         Expect::Present(true) => "present".into(),
         Expect::Present(false) => "absent".into(),
@@ -315,6 +320,36 @@ mod tests {
         let Op::Run { argv } = &sc.steps[0].op else { panic!() };
         assert_eq!(argv, &["sh", "-c", "echo  a  b", "", "x", "y"]);
         assert_eq!(process::command(argv), "sh -c 'echo  a  b' '' x y");
+    }
+
+    /// `|` between alternatives, `,` between the checks of one: read into
+    /// `Expect::Outputs`, printed back the same; one alternative stays
+    /// `Expect::Output`; a capture in a step with alternatives is refused.
+    #[test]
+    fn output_alternatives_read_and_print_back() {
+        use crate::scenario::{Expect, OutputCheck};
+        let text = "process A\nA: run \"x\" => status 0, stdout \"a\\n\" | status 1, stderr contains \"b\"\n";
+        let sc = parse("t", text).unwrap();
+        assert_eq!(
+            sc.steps[0].expect,
+            Expect::Outputs(vec![
+                vec![OutputCheck::Status(0), OutputCheck::Stdout("a\n".into())],
+                vec![OutputCheck::Status(1), OutputCheck::StderrContains("b".into())]
+            ])
+        );
+        let printed = sc.to_string();
+        assert!(
+            printed.ends_with("A: run \"x\" => status 0, stdout \"a\\n\" | status 1, stderr contains \"b\"\n"),
+            "{printed}"
+        );
+        assert!(same_scenario(&sc, &parse("u", &printed).unwrap()));
+        let one = parse("t", "process A\nA: run \"x\" => status 0, stdout \"a\"\n").unwrap();
+        assert!(matches!(&one.steps[0].expect, Expect::Output(c) if c.len() == 2));
+        let e =
+            parse("t", "process A\nA: run \"x\" => status 0, stdout \"{n:n}\" | status 1\n").unwrap_err().to_string();
+        assert!(e.starts_with("t:2:15: output checks with alternatives (`|`) cannot capture names"), "{e}");
+        let e = parse("t", "process A\nA: run \"x\" => status 0 |\n").unwrap_err().to_string();
+        assert!(e.contains("no output checks"), "{e}");
     }
 
     #[test]
