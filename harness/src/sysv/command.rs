@@ -16,8 +16,11 @@ use super::control::{SegmentStat, ShmLimits, ShmUsage, Shmid};
 use super::error::{Error, Result};
 use super::raw;
 
-/// `IPC_64`: the "new" `ipc_perm` layout flag, stripped by the kernel
-/// (`ipc_parse_version`) before it looks at the command.
+/// `IPC_64`: the "new" `ipc_perm` layout flag. The `shmctl` system call
+/// this crate makes (`sys_shmctl`: x86_64, aarch64, i686) does not strip
+/// it, so `shmctl(id, IPC_STAT | IPC_64)` is `EINVAL`; only
+/// `ksys_old_shmctl` does (`ipc_parse_version`: the `ipc(2)` multiplexer,
+/// and 32-bit arm's and alpha's `shmctl`), see [`raw::shmctl`].
 pub const IPC_64: c_int = 0x100;
 
 /// A `shmctl` command.
@@ -96,10 +99,12 @@ impl ShmctlCmd {
         ShmctlCmd::NAMED.into_iter().find(|c| c.name() == name)
     }
 
-    /// What the kernel takes `n` for: a named command (with or without
-    /// [`IPC_64`]), else `Other(n)`.
+    /// What the `shmctl` system call takes `n` for: a named command when
+    /// `n` is its number exactly (the call does not strip [`IPC_64`]), else
+    /// `Other(n)`, negative numbers included (`EINVAL` before anything
+    /// else: `cmd < 0` in `ksys_shmctl`).
     pub fn from_raw(n: c_int) -> ShmctlCmd {
-        ShmctlCmd::NAMED.into_iter().find(|c| c.raw() == n & !IPC_64).unwrap_or(ShmctlCmd::Other(n))
+        ShmctlCmd::NAMED.into_iter().find(|c| c.raw() == n).unwrap_or(ShmctlCmd::Other(n))
     }
 
     /// Whether it writes a `shmid_ds` into the buffer.
@@ -167,8 +172,8 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 /// what it wrote.
 ///
 /// `target` is a shmid, an index (`SHM_STAT`, `SHM_STAT_ANY`) or ignored
-/// (the `INFO` commands). The kernel strips [`IPC_64`] from `cmd`; the
-/// answer is decoded by the command it then sees.
+/// (the `INFO` commands; a negative one is `EINVAL` all the same). `cmd`
+/// goes to the system call as it is ([`IPC_64`] included: `EINVAL`).
 ///
 /// # Errors
 /// The kernel's errno: `EINVAL` (no such id or index, unknown command),
@@ -301,10 +306,11 @@ mod tests {
         for c in ShmctlCmd::NAMED {
             assert_eq!(ShmctlCmd::from_name(&c.name()), Some(c));
             assert_eq!(ShmctlCmd::from_raw(c.raw()), c);
-            assert_eq!(ShmctlCmd::from_raw(c.raw() | IPC_64), c, "{c} with IPC_64");
+            let with_64 = c.raw() | IPC_64;
+            assert_eq!(ShmctlCmd::from_raw(with_64), ShmctlCmd::Other(with_64), "{c} with IPC_64");
         }
         assert_eq!(ShmctlCmd::from_raw(99), ShmctlCmd::Other(99));
-        assert_eq!(ShmctlCmd::from_raw(0x100), ShmctlCmd::IpcRmid);
+        assert_eq!(ShmctlCmd::from_raw(-1), ShmctlCmd::Other(-1));
         assert_eq!(ShmctlCmd::from_name("IPC_NOPE"), None);
         assert_eq!(ShmctlCmd::Other(42).to_string(), "42");
     }

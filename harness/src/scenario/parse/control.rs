@@ -73,20 +73,24 @@ impl Parser {
         let (w, _) = self.word(l, "a shmctl command")?;
         let cmd = match ShmctlCmd::from_name(&w) {
             Some(c) => c,
-            None if w.starts_with(|c: char| c.is_ascii_digit()) => {
-                let n = crate::scenario::parse_number(&w)
-                    .and_then(|n| i32::try_from(n).ok())
-                    .ok_or_else(|| self.err_at(l.lineno, ccol, format!("bad shmctl command `{w}`"), Some(COMMANDS)))?;
+            None if w.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
+                let n =
+                    crate::scenario::parse_number_literal(&w).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| {
+                        self.err_at(
+                            l.lineno,
+                            ccol,
+                            format!("bad shmctl command `{w}`"),
+                            Some("a command name, or an int from -2147483648 to 2147483647"),
+                        )
+                    })?;
                 match ShmctlCmd::from_raw(n) {
                     ShmctlCmd::Other(n) => ShmctlCmd::Other(n),
                     named => {
                         return Err(self.err_at(
                             l.lineno,
                             ccol,
-                            format!(
-                                "command {w} is {named} to the kernel (IPC_64 = 0x100 is ignored): write `{named}`"
-                            ),
-                            Some("a number that is no command, for an invalid command"),
+                            format!("command {w} is {named}: write `{named}`"),
+                            Some("a command name, or a number that is no command (0x102, -1)"),
                         ))
                     }
                 }
@@ -322,6 +326,13 @@ mod tests {
             matches!(&s.expect, Expect::Ctl(f) if f[0] == CtlField::Info(InfoField::UsedIds, NumExp::Cmp(crate::scenario::CmpOp::Ge, crate::scenario::NumValue::Lit(1))))
         );
         assert!(matches!(ok("A: shmctl s 99 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(99), .. }));
+        // Any int: IPC_64 is not stripped by the shmctl system call, and a
+        // negative command is the kernel's `cmd < 0` path.
+        assert!(matches!(ok("A: shmctl s 0x102 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(0x102), .. }));
+        assert!(matches!(ok("A: shmctl s 0x100 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(0x100), .. }));
+        assert!(matches!(ok("A: shmctl s -1 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(-1), .. }));
+        let min = ok("A: shmctl s -2147483648 => EINVAL").op;
+        assert!(matches!(min, Op::Shmctl { cmd: ShmctlCmd::Other(i32::MIN), .. }));
         assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { badbuf: true, .. }));
         // A number target implies a private namespace, except for the INFO commands.
         let ns = |l: &str| parse("t.scn", &format!("{BASE}{l}\n")).unwrap().needs.namespace;
@@ -339,9 +350,14 @@ mod tests {
         // Command unknown, missing, or a number that is a named command.
         assert!(err("A: shmctl s IPC_NOPE").starts_with("t.scn:3:13: unknown shmctl command `IPC_NOPE`"));
         assert!(err("A: shmctl s").starts_with("t.scn:3:12: missing a shmctl command"));
-        let e = err("A: shmctl s 0x100");
-        assert!(e.starts_with("t.scn:3:13: command 0x100 is IPC_RMID to the kernel"), "{e}");
-        assert!(err("A: shmctl s 2").contains("is IPC_STAT to the kernel"));
+        let e = err("A: shmctl s 0");
+        assert!(e.starts_with("t.scn:3:13: command 0 is IPC_RMID: write `IPC_RMID`"), "{e}");
+        assert!(e.contains("(expected a command name, or a number that is no command"), "{e}");
+        assert!(err("A: shmctl s 2").contains("is IPC_STAT"));
+        let e = err("A: shmctl s 0x80000000");
+        assert!(e.starts_with("t.scn:3:13: bad shmctl command `0x80000000`"), "{e}");
+        assert!(err("A: shmctl s -2147483649").contains("bad shmctl command"));
+        assert!(err("A: shmctl s --1").contains("bad shmctl command"));
         // A binding for a command that returns no shmid.
         let e = err("A: shmctl t = s IPC_STAT");
         assert!(e.starts_with("t.scn:3:11: only SHM_STAT and SHM_STAT_ANY return a shmid to bind to `t`"), "{e}");
