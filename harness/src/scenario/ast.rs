@@ -470,7 +470,8 @@ pub enum Op {
         /// The process whose namespace is joined.
         target: String,
     },
-    /// `shmctl [T =] TARGET CMD [badbuf]`: one raw `shmctl` call.
+    /// `shmctl [T =] TARGET CMD [badbuf | buffer null | buffer -1]`: one
+    /// raw `shmctl` call.
     Shmctl {
         /// Bound to the returned shmid (`SHM_STAT`, `SHM_STAT_ANY`).
         name: Option<String>,
@@ -478,8 +479,8 @@ pub enum Op {
         target: CtlTarget,
         /// The command.
         cmd: crate::sysv::ShmctlCmd,
-        /// Pass a buffer the kernel cannot access.
-        badbuf: bool,
+        /// The buffer pointer passed.
+        buffer: CtlBuf,
     },
     /// `rlimit RESOURCE SOFT [HARD]`: `setrlimit` in the acting process.
     Rlimit {
@@ -500,6 +501,31 @@ pub enum Op {
         /// The field, as before the `:` (`HugePages_Free`).
         field: String,
     },
+}
+
+/// The buffer pointer a raw `shmctl` passes (its third argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CtlBuf {
+    /// (no word) a buffer large enough for every command's structure.
+    Given,
+    /// `badbuf`: a page the kernel cannot access (`PROT_NONE`).
+    NoAccess,
+    /// `buffer null`: the pointer `NULL`.
+    Null,
+    /// `buffer -1`: the pointer `(void *)-1`.
+    AllOnes,
+}
+
+impl CtlBuf {
+    /// Its words in a scenario, after the command (empty for [`CtlBuf::Given`]).
+    pub fn words(self) -> &'static str {
+        match self {
+            CtlBuf::Given => "",
+            CtlBuf::NoAccess => "badbuf",
+            CtlBuf::Null => "buffer null",
+            CtlBuf::AllOnes => "buffer -1",
+        }
+    }
 }
 
 /// The first argument of a raw `shmctl`.

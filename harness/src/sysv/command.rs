@@ -144,6 +144,30 @@ pub enum CtlBuffer {
     /// `PROT_NONE` for the duration of the call): `EFAULT` for every
     /// command that uses its buffer.
     Inaccessible,
+    /// The pointer `NULL`: `EFAULT` for every command that uses its buffer.
+    Null,
+    /// The pointer `(void *)-1`, the last byte of the address space, never
+    /// a user address: `EFAULT` for every command that uses its buffer.
+    AllOnes,
+}
+
+impl CtlBuffer {
+    /// Whether the kernel can write an answer into it (a decoded answer is
+    /// read from it after the call).
+    pub const fn holds_answer(self) -> bool {
+        matches!(self, CtlBuffer::Zeroed | CtlBuffer::Set { .. })
+    }
+
+    /// How the call is written for a pointer the kernel cannot use
+    /// (`, <no access>`), else nothing.
+    fn shown(self) -> &'static str {
+        match self {
+            CtlBuffer::Inaccessible => ", <no access>",
+            CtlBuffer::Null => ", NULL",
+            CtlBuffer::AllOnes => ", (void *)-1",
+            CtlBuffer::Zeroed | CtlBuffer::Set { .. } => "",
+        }
+    }
 }
 
 /// What a `shmctl` command answered.
@@ -177,7 +201,8 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 ///
 /// # Errors
 /// The kernel's errno: `EINVAL` (no such id or index, unknown command),
-/// `EACCES`, `EPERM`, `EIDRM`, `EFAULT` (with [`CtlBuffer::Inaccessible`]),
+/// `EACCES`, `EPERM`, `EIDRM`, `EFAULT` (with [`CtlBuffer::Inaccessible`],
+/// [`CtlBuffer::Null`], [`CtlBuffer::AllOnes`]),
 /// `ENOMEM` (`SHM_LOCK` over `RLIMIT_MEMLOCK`); [`Error::Sys`] names the
 /// call. If the inaccessible page cannot be mapped, the `mmap` errno.
 ///
@@ -189,8 +214,7 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 #[allow(clippy::useless_conversion)]
 pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<CtlAnswer> {
     let target = super::planted::shmctl_target(target, cmd);
-    let what =
-        || format!("shmctl({target}, {cmd}{})", if buf == CtlBuffer::Inaccessible { ", <no access>" } else { "" });
+    let what = || format!("shmctl({target}, {cmd}{})", buf.shown());
     let mut room = AnyBuf([0; 256]);
     if let CtlBuffer::Set { uid, gid, mode } = buf {
         // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
@@ -203,25 +227,34 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
         // SAFETY: `room` is 256 aligned bytes, larger than a shmid_ds (checked above).
         unsafe { std::ptr::write(room.0.as_mut_ptr().cast::<libc::shmid_ds>(), ds) };
     }
-    let ret = if buf == CtlBuffer::Inaccessible {
-        let page = NoAccessPage::map().map_err(|e| Error::sys(e, || "mmap(PROT_NONE) for a shmctl buffer".into()))?;
-        // SAFETY: the kernel checks every access to the buffer (copy_to_user /
-        // copy_from_user) and answers EFAULT for a page without access; no
-        // Rust reference to it exists.
-        unsafe { raw::shmctl(target, cmd.raw(), page.0) }
-    } else {
+    let ret = match buf {
+        CtlBuffer::Inaccessible => {
+            let page =
+                NoAccessPage::map().map_err(|e| Error::sys(e, || "mmap(PROT_NONE) for a shmctl buffer".into()))?;
+            // SAFETY: the kernel checks every access to the buffer (copy_to_user /
+            // copy_from_user) and answers EFAULT for a page without access; no
+            // Rust reference to it exists.
+            unsafe { raw::shmctl(target, cmd.raw(), page.0) }
+        }
+        // SAFETY: as above: NULL and (void *)-1 are never user memory the
+        // kernel may write; it answers EFAULT (or ignores the pointer).
+        CtlBuffer::Null => unsafe { raw::shmctl(target, cmd.raw(), std::ptr::null_mut()) },
+        // SAFETY: as for NULL.
+        CtlBuffer::AllOnes => unsafe { raw::shmctl(target, cmd.raw(), usize::MAX as *mut c_void) },
         // SAFETY: `room` is larger than every structure a command writes.
-        unsafe { raw::shmctl(target, cmd.raw(), room.0.as_mut_ptr().cast()) }
+        CtlBuffer::Zeroed | CtlBuffer::Set { .. } => unsafe {
+            raw::shmctl(target, cmd.raw(), room.0.as_mut_ptr().cast())
+        },
     }
     .map_err(|e| Error::sys(e, what))?;
     Ok(match ShmctlCmd::from_raw(cmd.raw()) {
-        c if c.reads_stat() && buf != CtlBuffer::Inaccessible => {
+        c if c.reads_stat() && buf.holds_answer() => {
             // SAFETY: the kernel wrote a shmid_ds at the start of `room`
             // (zeroed before: a valid value either way), which is aligned.
             let ds = unsafe { std::ptr::read(room.0.as_ptr().cast::<libc::shmid_ds>()) };
             CtlAnswer::Stat(ret, SegmentStat::from_raw(&ds))
         }
-        ShmctlCmd::IpcInfo if buf != CtlBuffer::Inaccessible => {
+        ShmctlCmd::IpcInfo if buf.holds_answer() => {
             // SAFETY: as above, a `struct shminfo`.
             let info = unsafe { std::ptr::read(room.0.as_ptr().cast::<raw::shminfo>()) };
             CtlAnswer::Limits(ShmLimits {
@@ -233,7 +266,7 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
                 max_index: ret,
             })
         }
-        ShmctlCmd::ShmInfo if buf != CtlBuffer::Inaccessible => {
+        ShmctlCmd::ShmInfo if buf.holds_answer() => {
             // SAFETY: as above, a `struct shm_info`.
             let info = unsafe { std::ptr::read(room.0.as_ptr().cast::<raw::shm_info>()) };
             CtlAnswer::Usage(ShmUsage {
@@ -326,6 +359,10 @@ mod tests {
         let e = shmctl_command(0, ShmctlCmd::IpcInfo, CtlBuffer::Inaccessible).unwrap_err();
         assert_eq!(e.errno(), Some(nix::errno::Errno::EFAULT), "{e}");
         assert_eq!(e.to_string(), "shmctl(0, IPC_INFO, <no access>): EFAULT (Bad address)");
+        for (buf, shown) in [(CtlBuffer::Null, "NULL"), (CtlBuffer::AllOnes, "(void *)-1")] {
+            let e = shmctl_command(0, ShmctlCmd::IpcInfo, buf).unwrap_err();
+            assert_eq!(e.to_string(), format!("shmctl(0, IPC_INFO, {shown}): EFAULT (Bad address)"));
+        }
         let e = shmctl_command(0, ShmctlCmd::Other(99), CtlBuffer::Zeroed).unwrap_err();
         assert_eq!(e.errno(), Some(nix::errno::Errno::EINVAL), "{e}");
         let e = shmctl_command(-1, ShmctlCmd::ShmStatAny, CtlBuffer::Zeroed).unwrap_err();

@@ -3,7 +3,7 @@
 //! `create` and `open`.
 
 use super::{found, Kind, Line, ParseError, Parser};
-use crate::scenario::ast::{CtlField, CtlTarget, HugeSize, HugepagesNeed, InfoField, Op, RlimitResource};
+use crate::scenario::ast::{CtlBuf, CtlField, CtlTarget, HugeSize, HugepagesNeed, InfoField, Op, RlimitResource};
 use crate::scenario::lexer::Tok;
 use crate::sysv::{raw, ShmctlCmd, Sysctl};
 
@@ -43,7 +43,7 @@ impl Parser {
         })
     }
 
-    /// `shmctl [T =] TARGET CMD [badbuf]` (after the keyword).
+    /// `shmctl [T =] TARGET CMD [badbuf | buffer null | buffer -1]` (after the keyword).
     pub(super) fn shmctl_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
         let binding = self.optional_binding(l);
         let tcol = l.col();
@@ -97,9 +97,9 @@ impl Parser {
             }
             None => return Err(self.err_at(l.lineno, ccol, format!("unknown shmctl command `{w}`"), Some(COMMANDS))),
         };
-        let badbuf = l.eat_word("badbuf");
+        let buffer = self.ctl_buffer(l)?;
         if let Some((name, col)) = &binding {
-            if !matches!(cmd, ShmctlCmd::ShmStat | ShmctlCmd::ShmStatAny) || badbuf {
+            if !matches!(cmd, ShmctlCmd::ShmStat | ShmctlCmd::ShmStatAny) || buffer != CtlBuf::Given {
                 return Err(self.err_at(
                     l.lineno,
                     *col,
@@ -109,11 +109,33 @@ impl Parser {
             }
             self.bind(l.lineno, *col, name, Kind::Segment)?;
         }
-        let op = Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, badbuf };
+        let op = Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, buffer };
         if op.implies_namespace() {
             self.sc.needs.namespace = true;
         }
         Ok(op)
+    }
+
+    /// An optional `badbuf`, `buffer null` or `buffer -1`.
+    fn ctl_buffer(&self, l: &mut Line) -> Result<CtlBuf, ParseError> {
+        if l.eat_word("badbuf") {
+            return Ok(CtlBuf::NoAccess);
+        }
+        if !l.eat_word("buffer") {
+            return Ok(CtlBuf::Given);
+        }
+        let col = l.col();
+        let (w, _) = self.word(l, "`null` or `-1` after `buffer`")?;
+        match w.as_str() {
+            "null" => Ok(CtlBuf::Null),
+            "-1" => Ok(CtlBuf::AllOnes),
+            _ => Err(self.err_at(
+                l.lineno,
+                col,
+                format!("bad shmctl buffer `{w}`"),
+                Some("`buffer null` (NULL), `buffer -1` ((void *)-1), or `badbuf` (a page without access)"),
+            )),
+        }
     }
 
     /// The fields a raw `shmctl` answers, checked against its command.
@@ -318,7 +340,7 @@ mod tests {
                 name: Some("t".into()),
                 target: CtlTarget::Number(0),
                 cmd: ShmctlCmd::ShmStatAny,
-                badbuf: false
+                buffer: crate::scenario::CtlBuf::Given
             }
         );
         let s = ok("A: shmctl - SHM_INFO => used_ids >= 1, max_index {m}");
@@ -333,7 +355,10 @@ mod tests {
         assert!(matches!(ok("A: shmctl s -1 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(-1), .. }));
         let min = ok("A: shmctl s -2147483648 => EINVAL").op;
         assert!(matches!(min, Op::Shmctl { cmd: ShmctlCmd::Other(i32::MIN), .. }));
-        assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { badbuf: true, .. }));
+        use crate::scenario::CtlBuf;
+        assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { buffer: CtlBuf::NoAccess, .. }));
+        assert!(matches!(ok("A: shmctl s IPC_STAT buffer null => EFAULT").op, Op::Shmctl { buffer: CtlBuf::Null, .. }));
+        assert!(matches!(ok("A: shmctl s IPC_SET buffer -1 => EFAULT").op, Op::Shmctl { buffer: CtlBuf::AllOnes, .. }));
         // A number target implies a private namespace, except for the INFO commands.
         let ns = |l: &str| parse("t.scn", &format!("{BASE}{l}\n")).unwrap().needs.namespace;
         assert!(ns("A: shmctl 0 IPC_STAT => EINVAL | ok"));
@@ -371,6 +396,12 @@ mod tests {
         assert!(err("A: shmctl s IPC_RMID => size 1").contains("shmctl IPC_RMID answers only ok or an errno"));
         assert!(err("A: shmctl s 99 => size 1").contains("shmctl 99 answers only ok or an errno"));
         assert!(err("A: shmctl 0 SHM_STAT => nattch").contains("missing the nattch"));
+        // A buffer that is neither null nor -1, or missing.
+        let e = err("A: shmctl s IPC_STAT buffer 0");
+        assert!(e.starts_with("t.scn:3:29: bad shmctl buffer `0`"), "{e}");
+        assert!(e.contains("(expected `buffer null` (NULL), `buffer -1`"), "{e}");
+        assert!(err("A: shmctl s IPC_STAT buffer").starts_with("t.scn:3:28: missing `null` or `-1`"));
+        assert!(err("A: shmctl t = 0 SHM_STAT buffer null => EFAULT").contains("only SHM_STAT"));
         // Extra words.
         assert!(err("A: shmctl s IPC_STAT nope").contains("unexpected input"));
     }
