@@ -345,6 +345,7 @@ mod tests {
              A: shmctl s 0x63 => EINVAL\nA: shmctl s IPC_STAT badbuf => EFAULT\nA: shmctl s IPC_SET\n\
              A: shmctl -1 SHM_STAT => EINVAL\nA: shmctl s SHM_LOCK badbuf\nA: shmctl s IPC_STAT buffer null => EFAULT\n\
              A: shmctl - IPC_INFO buffer -1 => EFAULT\nA: shmctl s -1 => EINVAL\nA: shmctl s 0x102 => EINVAL\n\
+             A: attach id -1 => EINVAL\nA: stat id 4242 => EINVAL\nA: rm id -1 => EINVAL\nA: attach g = id 0 ro\n\
              A: open u = 0x5eed size 1 mode 0400 excl flags 0x1000\nA: open 0x5eed excl => ENOENT\n\
              A: rlimit memlock 64K\nA: rlimit as inf inf\nA: rlimit nofile 10 inf\nU: rlimit nofile 1 2 => EPERM\n\
              A: umask 0777\nA: umask 0\nA: meminfo HugePages_Free => >= 0\nA: meminfo Hugepagesize => {hps}\n\
@@ -454,6 +455,7 @@ mod tests {
         "SHM_STAT_ANY",
         " badbuf",
         " buffer null",
+        " id -1",
         " buffer -1",
         "rlimit as inf",
         "umask 077",

@@ -141,8 +141,10 @@ impl Judge<'_> {
             _ => -1,
         };
         match op {
-            Op::Stat { segment: s } | Op::Shmctl { target: CtlTarget::Segment(s), .. } => segment(s),
-            Op::Shmctl { target: CtlTarget::Number(n), .. } => *n,
+            Op::Stat { segment: t } | Op::Shmctl { target: t, .. } => match t {
+                CtlTarget::Segment(s) => segment(s),
+                CtlTarget::Number(n) => *n,
+            },
             _ => -1,
         }
     }

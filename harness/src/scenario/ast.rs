@@ -312,8 +312,8 @@ pub enum Op {
     Attach {
         /// Bound attachment.
         name: Option<String>,
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`attach id N`).
+        segment: CtlTarget,
         /// `SHM_RDONLY`.
         read_only: bool,
         /// `SHM_EXEC`.
@@ -379,8 +379,8 @@ pub enum Op {
     },
     /// `stat S`.
     Stat {
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`id N`).
+        segment: CtlTarget,
     },
     /// `set S [mode M] [uid N] [gid N]`.
     Set {
@@ -395,8 +395,8 @@ pub enum Op {
     },
     /// `rm S`.
     Remove {
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`id N`).
+        segment: CtlTarget,
     },
     /// `lock S`.
     Lock {
@@ -528,13 +528,27 @@ impl CtlBuf {
     }
 }
 
-/// The first argument of a raw `shmctl`.
+/// A segment as a step names it: a bound name, or a raw number. The first
+/// argument of a raw `shmctl` (`shmctl 4242 IPC_STAT`: an id or an index,
+/// `-` is 0), and the segment of `attach`, `stat` and `rm`, where a raw id
+/// is written `id N` (`attach id -1`, `stat id 4242`, `rm id 0`). A raw id
+/// never creates and binds no segment name; it implies `needs namespace`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CtlTarget {
     /// A bound segment: its shmid.
     Segment(String),
     /// A literal id or index (`-` is 0).
     Number(i32),
+}
+
+impl CtlTarget {
+    /// As `attach`, `stat` and `rm` write it: the name, or `id N`.
+    pub fn as_segment_operand(&self) -> String {
+        match self {
+            CtlTarget::Segment(s) => s.clone(),
+            CtlTarget::Number(n) => format!("id {n}"),
+        }
+    }
 }
 
 /// The page size of `create ... hugetlb SIZE`.
@@ -569,10 +583,11 @@ impl RlimitResource {
 }
 
 impl Op {
-    /// Whether the step implies `needs namespace`: sysctls, and raw
-    /// `shmctl` calls on a number (an index or raw id names the
-    /// namespace's segments; in host isolation it would reach the
-    /// machine's), except the read-only `IPC_INFO` and `SHM_INFO`.
+    /// Whether the step implies `needs namespace`: sysctls, raw `shmctl`
+    /// calls on a number (an index or raw id names the namespace's
+    /// segments; in host isolation it would reach the machine's), except
+    /// the read-only `IPC_INFO` and `SHM_INFO`, and `attach`, `stat`, `rm`
+    /// of a raw id (`id N`).
     pub fn implies_namespace(&self) -> bool {
         use crate::sysv::ShmctlCmd;
         match self {
@@ -580,6 +595,9 @@ impl Op {
             Op::Shmctl { target: CtlTarget::Number(_), cmd, .. } => {
                 !matches!(cmd, ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo)
             }
+            Op::Attach { segment: CtlTarget::Number(_), .. }
+            | Op::Stat { segment: CtlTarget::Number(_) }
+            | Op::Remove { segment: CtlTarget::Number(_) } => true,
             _ => false,
         }
     }

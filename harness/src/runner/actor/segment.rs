@@ -8,7 +8,7 @@ use crate::sysv::{self, GetFlags, Key, Shmid};
 
 use crate::interp::judge::Judge;
 use crate::interp::{Failure, Globals, Identity, Outcome, Value};
-use crate::runner::actor::{answer, fail, shmid_of, Actor};
+use crate::runner::actor::{answer, fail, shmid_of, target_shmid, Actor};
 use crate::runner::journal;
 
 impl Actor<'_> {
@@ -38,12 +38,12 @@ impl Actor<'_> {
                 }
             }
             Op::Stat { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_STAT)"), id.stat().map(Value::Stat))
             }
             Op::Set { segment, mode, uid, gid } => self.set(index, shmid_of(globals, segment), *mode, *uid, *gid),
             Op::Remove { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_RMID)"), id.remove().map(|()| Value::Unit))
             }
             Op::Lock { segment } | Op::Unlock { segment } => {

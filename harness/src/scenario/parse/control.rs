@@ -19,7 +19,6 @@ impl Parser {
             "sysctl" => {
                 let name = self.sysctl_name(l)?;
                 let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
-                self.sc.needs.namespace = true;
                 Ok(Op::Sysctl { name, value })
             }
             "rlimit" => self.rlimit_op(l),
@@ -109,11 +108,7 @@ impl Parser {
             }
             self.bind(l.lineno, *col, name, Kind::Segment)?;
         }
-        let op = Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, buffer };
-        if op.implies_namespace() {
-            self.sc.needs.namespace = true;
-        }
-        Ok(op)
+        Ok(Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, buffer })
     }
 
     /// An optional `badbuf`, `buffer null` or `buffer -1`.

@@ -31,9 +31,8 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             }
             out
         }
-        Op::Stat { segment } | Op::Remove { segment } | Op::Lock { segment } | Op::Unlock { segment } => {
-            format!(" {segment}")
-        }
+        Op::Stat { segment } | Op::Remove { segment } => format!(" {}", segment.as_segment_operand()),
+        Op::Lock { segment } | Op::Unlock { segment } => format!(" {segment}"),
         Op::Set { segment, mode: m, uid, gid } => {
             let mut out = format!(" {segment}");
             if let Some(m) = m {
