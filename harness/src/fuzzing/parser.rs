@@ -349,7 +349,7 @@ mod tests {
              A: open u = 0x5eed size 1 mode 0400 excl flags 0x1000\nA: open 0x5eed excl => ENOENT\n\
              A: rlimit memlock 64K\nA: rlimit as inf inf\nA: rlimit nofile 10 inf\nU: rlimit nofile 1 2 => EPERM\n\
              A: umask 0777\nA: umask 0\nA: meminfo HugePages_Free => >= 0\nA: meminfo Hugepagesize => {hps}\n\
-             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: rm t\n",
+             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: set s size 1 key 7 seq 9 ctime 5\nA: rm t\n",
         );
         assert!(sc.needs.namespace && sc.needs.hugepages.is_some());
         round_trips("process A\nneeds hugepages\nA: segments => 0\n");

@@ -382,7 +382,7 @@ pub enum Op {
         /// The segment: a name, or a raw id (`id N`).
         segment: CtlTarget,
     },
-    /// `set S [mode M] [uid N] [gid N]`.
+    /// `set S [mode M] [uid N] [gid N] [FIELD N ...]`.
     Set {
         /// The segment.
         segment: String,
@@ -392,6 +392,9 @@ pub enum Op {
         uid: Option<u32>,
         /// New group.
         gid: Option<u32>,
+        /// Values for the buffer's other fields (`size 1`, `key 7`...),
+        /// which `IPC_SET` ignores, in the order given.
+        ignored: Vec<(crate::sysv::IgnoredField, u32)>,
     },
     /// `rm S`.
     Remove {

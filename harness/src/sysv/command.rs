@@ -125,6 +125,115 @@ impl fmt::Display for ShmctlCmd {
     }
 }
 
+/// A field of a `shmid_ds` that `IPC_SET` does not read: the kernel copies
+/// only `shm_perm.uid`, `gid` and `mode` from the buffer
+/// (`copy_shmid_from_user`), so whatever these hold is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IgnoredField {
+    /// `shm_segsz`.
+    Size,
+    /// `shm_perm.__key`.
+    Key,
+    /// `shm_perm.cuid`.
+    Cuid,
+    /// `shm_perm.cgid`.
+    Cgid,
+    /// `shm_perm.__seq` (its low 16 bits).
+    Seq,
+    /// `shm_nattch`.
+    Nattch,
+    /// `shm_cpid`.
+    Cpid,
+    /// `shm_lpid`.
+    Lpid,
+    /// `shm_atime`.
+    Atime,
+    /// `shm_dtime`.
+    Dtime,
+    /// `shm_ctime`.
+    Ctime,
+}
+
+impl IgnoredField {
+    /// Every field, in the order a scenario prints them.
+    pub const ALL: [IgnoredField; 11] = [
+        IgnoredField::Size,
+        IgnoredField::Key,
+        IgnoredField::Cuid,
+        IgnoredField::Cgid,
+        IgnoredField::Seq,
+        IgnoredField::Nattch,
+        IgnoredField::Cpid,
+        IgnoredField::Lpid,
+        IgnoredField::Atime,
+        IgnoredField::Dtime,
+        IgnoredField::Ctime,
+    ];
+
+    /// Its word in a scenario (as the stat field of the same name).
+    pub const fn name(self) -> &'static str {
+        match self {
+            IgnoredField::Size => "size",
+            IgnoredField::Key => "key",
+            IgnoredField::Cuid => "cuid",
+            IgnoredField::Cgid => "cgid",
+            IgnoredField::Seq => "seq",
+            IgnoredField::Nattch => "nattch",
+            IgnoredField::Cpid => "cpid",
+            IgnoredField::Lpid => "lpid",
+            IgnoredField::Atime => "atime",
+            IgnoredField::Dtime => "dtime",
+            IgnoredField::Ctime => "ctime",
+        }
+    }
+
+    /// The field called `name`.
+    pub fn from_name(name: &str) -> Option<IgnoredField> {
+        IgnoredField::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Writes `v` into this field of `ds`, as a C assignment would (cut
+    /// to the field's width: `seq` keeps 16 bits).
+    // The field types differ between targets (i686: 32-bit times and sizes).
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    fn write(self, ds: &mut libc::shmid_ds, v: u32) {
+        match self {
+            IgnoredField::Size => ds.shm_segsz = v as _,
+            IgnoredField::Key => ds.shm_perm.__key = v as _,
+            IgnoredField::Cuid => ds.shm_perm.cuid = v as _,
+            IgnoredField::Cgid => ds.shm_perm.cgid = v as _,
+            IgnoredField::Seq => ds.shm_perm.__seq = v as _,
+            IgnoredField::Nattch => ds.shm_nattch = v as _,
+            IgnoredField::Cpid => ds.shm_cpid = v as _,
+            IgnoredField::Lpid => ds.shm_lpid = v as _,
+            IgnoredField::Atime => ds.shm_atime = v as _,
+            IgnoredField::Dtime => ds.shm_dtime = v as _,
+            IgnoredField::Ctime => ds.shm_ctime = v as _,
+        }
+    }
+}
+
+/// Values for the [`IgnoredField`]s of an `IPC_SET` buffer (0, as a
+/// zeroed buffer has, for a field not given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IgnoredFields([Option<u32>; 11]);
+
+impl IgnoredFields {
+    /// These fields with these values.
+    pub fn new(fields: &[(IgnoredField, u32)]) -> IgnoredFields {
+        let mut out = IgnoredFields::default();
+        for (f, v) in fields {
+            out.0[*f as usize] = Some(*v);
+        }
+        out
+    }
+
+    /// The fields given, with their values.
+    pub fn given(&self) -> impl Iterator<Item = (IgnoredField, u32)> + '_ {
+        IgnoredField::ALL.into_iter().filter_map(|f| self.0[f as usize].map(|v| (f, v)))
+    }
+}
+
 /// What a raw [`shmctl_command`] passes as its buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CtlBuffer {
@@ -139,6 +248,8 @@ pub enum CtlBuffer {
         gid: u32,
         /// `shm_perm.mode`, as given.
         mode: u32,
+        /// The other fields' values (the kernel ignores them).
+        ignored: IgnoredFields,
     },
     /// A pointer to a page the kernel cannot read or write (mapped
     /// `PROT_NONE` for the duration of the call): `EFAULT` for every
@@ -216,7 +327,7 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
     let target = super::planted::shmctl_target(target, cmd);
     let what = || format!("shmctl({target}, {cmd}{})", buf.shown());
     let mut room = AnyBuf([0; 256]);
-    if let CtlBuffer::Set { uid, gid, mode } = buf {
+    if let CtlBuffer::Set { uid, gid, mode, ignored } = buf {
         // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
         ds.shm_perm.uid = uid;
@@ -224,6 +335,9 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
         // `mode`'s type is u16 on x86_64: the kernel keeps the low nine bits
         // anyway; the cut is the same as the C caller's.
         ds.shm_perm.mode = mode as _;
+        for (field, v) in ignored.given() {
+            field.write(&mut ds, v);
+        }
         // SAFETY: `room` is 256 aligned bytes, larger than a shmid_ds (checked above).
         unsafe { std::ptr::write(room.0.as_mut_ptr().cast::<libc::shmid_ds>(), ds) };
     }
@@ -346,6 +460,36 @@ mod tests {
         assert_eq!(ShmctlCmd::from_raw(-1), ShmctlCmd::Other(-1));
         assert_eq!(ShmctlCmd::from_name("IPC_NOPE"), None);
         assert_eq!(ShmctlCmd::Other(42).to_string(), "42");
+    }
+
+    /// Each ignored field lands in its own place of the buffer, and only there.
+    #[test]
+    fn ignored_fields_are_written_into_the_buffer() {
+        let fields: Vec<(IgnoredField, u32)> = IgnoredField::ALL.into_iter().zip(1..).collect();
+        let given = IgnoredFields::new(&fields);
+        assert_eq!(given.given().collect::<Vec<_>>(), fields);
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        for (f, v) in given.given() {
+            f.write(&mut ds, v);
+        }
+        let got = [
+            ds.shm_segsz as u64,
+            ds.shm_perm.__key as u64,
+            u64::from(ds.shm_perm.cuid),
+            u64::from(ds.shm_perm.cgid),
+            u64::from(ds.shm_perm.__seq),
+            ds.shm_nattch as u64,
+            ds.shm_cpid as u64,
+            ds.shm_lpid as u64,
+            ds.shm_atime as u64,
+            ds.shm_dtime as u64,
+            ds.shm_ctime as u64,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!((ds.shm_perm.uid, ds.shm_perm.gid, ds.shm_perm.mode), (0, 0, 0), "uid, gid, mode untouched");
+        assert_eq!(IgnoredField::from_name("nattch"), Some(IgnoredField::Nattch));
+        assert_eq!(IgnoredField::from_name("uid"), None, "uid is read by IPC_SET");
     }
 
     #[test]

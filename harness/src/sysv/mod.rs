@@ -92,7 +92,7 @@ mod segment;
 mod system;
 
 pub use attach::{Attachment, Scalar};
-pub use command::{shmctl_command, CtlAnswer, CtlBuffer, ShmctlCmd, IPC_64};
+pub use command::{shmctl_command, CtlAnswer, CtlBuffer, IgnoredField, IgnoredFields, ShmctlCmd, IPC_64};
 pub use control::{all_segments, limits, stat_index, usage, SegmentStat, ShmLimits, ShmUsage, Shmid};
 pub use error::{errno_from_name, errno_name, Error, Result};
 pub use flags::{describe_attach_flags, describe_get_flags, AttachFlags, GetFlags, HugePageSize, Mode};

@@ -70,7 +70,12 @@ impl Actor<'_> {
                 .ok()
                 .or_else(|| sysv::all_segments().ok()?.into_iter().find(|(i, _)| i.raw() == id).map(|(_, st)| st))
             {
-                Some(st) => CtlBuffer::Set { uid: st.uid, gid: st.gid, mode: u32::from(st.mode.bits()) },
+                Some(st) => CtlBuffer::Set {
+                    uid: st.uid,
+                    gid: st.gid,
+                    mode: u32::from(st.mode.bits()),
+                    ignored: sysv::IgnoredFields::default(),
+                },
                 None => CtlBuffer::Zeroed,
             },
             CtlBuf::Given => CtlBuffer::Zeroed,

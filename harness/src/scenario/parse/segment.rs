@@ -146,10 +146,13 @@ impl Parser {
         Ok(Op::Open { name, key, size, mode, excl, flags })
     }
 
-    /// `set S [mode M] [uid N] [gid N]`, at least one of them.
+    /// `set S [mode M] [uid N] [gid N] [FIELD N ...]`, at least one of
+    /// them; FIELD is a field of the buffer that IPC_SET ignores.
     fn set_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
+        const FIELDS: &str =
+            "`mode`, `uid`, `gid`, a field IPC_SET ignores (size, key, cuid, cgid, seq, nattch, cpid, lpid, atime, dtime, ctime) or `=>`";
         let segment = self.use_name(l, Kind::Segment)?;
-        let (mut mode, mut uid, mut gid) = (None, None, None);
+        let (mut mode, mut uid, mut gid, mut ignored) = (None, None, None, Vec::new());
         while !l.at_end_of_op() {
             if l.eat_word("mode") {
                 mode = Some(self.raw_mode(l)?);
@@ -157,14 +160,27 @@ impl Parser {
                 uid = Some(self.small(l, "uid")?);
             } else if l.eat_word("gid") {
                 gid = Some(self.small(l, "gid")?);
+            } else if let Some(f) = l.peek_word().and_then(crate::sysv::IgnoredField::from_name) {
+                let col = l.col();
+                l.pos += 1;
+                if ignored.iter().any(|(g, _)| *g == f) {
+                    return Err(self.err_at(
+                        l.lineno,
+                        col,
+                        format!("`{}` is given twice", f.name()),
+                        Some("each field once"),
+                    ));
+                }
+                let v = self.small(l, &format!("the buffer's {} (0 to 4294967295)", f.name()))?;
+                ignored.push((f, v));
             } else {
-                return Err(self.unexpected(l, "`mode`, `uid`, `gid` or `=>`"));
+                return Err(self.unexpected(l, FIELDS));
             }
         }
-        if mode.is_none() && uid.is_none() && gid.is_none() {
+        if mode.is_none() && uid.is_none() && gid.is_none() && ignored.is_empty() {
             return Err(self.err(l, "set changes nothing", Some("at least one of `mode 0644`, `uid N`, `gid N`")));
         }
-        Ok(Op::Set { segment, mode, uid, gid })
+        Ok(Op::Set { segment, mode, uid, gid, ignored })
     }
 
     /// The fields of a `stat` expectation, comma-separated.
@@ -258,6 +274,27 @@ mod tests {
         let sc = parse("t.scn", named).unwrap();
         assert_eq!(sc.steps[1].op, Op::Stat { segment: CtlTarget::Segment("id".into()) });
         assert_eq!(sc.steps[2].op, Op::Remove { segment: CtlTarget::Number(3) });
+    }
+
+    #[test]
+    fn set_writes_fields_ipc_set_ignores() {
+        use crate::sysv::IgnoredField as F;
+        let sc = parsed("A: set s size 1 mode 0640 key 7 nattch 9").unwrap();
+        let op = &sc.steps.last().unwrap().op;
+        let Op::Set { mode, ignored, .. } = op else { panic!("{op:?}") };
+        assert_eq!((*mode, ignored.as_slice()), (Some(0o640), &[(F::Size, 1), (F::Key, 7), (F::Nattch, 9)][..]));
+        let text = sc.to_string();
+        assert!(text.contains("A: set s mode 0640 size 1 key 7 nattch 9\n"), "{text}");
+        assert!(same_scenario(&parse("t.scn", &text).unwrap(), &sc), "{text}");
+        // Only ignored fields is still a call (the ctime changes).
+        assert!(parsed("A: set s ctime 5").is_ok());
+        let e = parsed("A: set s size 1 size 2").unwrap_err();
+        assert!(e.starts_with("t.scn:3:17: `size` is given twice"), "{e}");
+        let e = parsed("A: set s nattch -1").unwrap_err();
+        assert!(e.starts_with("t.scn:3:17: bad number `-1`"), "{e}");
+        let e = parsed("A: set s index 1").unwrap_err();
+        assert!(e.contains("(expected `mode`, `uid`, `gid`, a field IPC_SET ignores (size, key"), "{e}");
+        assert!(parsed("A: set s").unwrap_err().contains("set changes nothing"));
     }
 
     #[test]
