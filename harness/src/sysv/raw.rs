@@ -146,10 +146,10 @@ pub unsafe fn shmdt(shmaddr: *const c_void) -> Result<(), Errno> {
 
 /// `shmctl(shmid, cmd, buf)`—Performs a control command with a `shmid_ds` buffer.
 ///
-/// This is the `shmctl` system call itself, not the C library's wrapper:
-/// glibc 2.33 and later answer `EINVAL` for a command they do not know
-/// without asking the kernel, and 2.37 and later strip `IPC_64` (`0x100`)
-/// from the command, so through them a test would see the library's answer.
+/// This is the `shmctl` system call itself, not the C library's wrapper,
+/// which may rewrite the command: glibc 2.37 and later strip `IPC_64`
+/// (`0x100`, glibc bug 29771), so through it `0x102` would be `IPC_STAT`
+/// and a test would see the library's answer, not the kernel's.
 /// On the targets this crate builds for (x86_64, aarch64, i686's call 396)
 /// the kernel's `shmctl` is `sys_shmctl`, which takes `cmd` as it is. Only
 /// `ksys_old_shmctl` in `ipc/shm.c` strips `IPC_64` (`ipc_parse_version`):
