@@ -318,3 +318,25 @@ fn a_missing_program_says_where_it_was_looked_for() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("cannot start `./bin/nope`: looked for /") && said.contains("/./bin/nope"), "{said}");
 }
+
+/// A `{s}` capture of a word that is no shmid (`-1`) says why it did not
+/// match, in a template and in a `line N` check alike (before, the report
+/// showed the template and the output as if they matched).
+#[test]
+fn a_capture_of_a_word_not_of_its_kind_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, checks) in [("t.scn", r#"stdout "id {s}\n""#), ("l.scn", r#"stdout line 1 column 2 "{s}""#)] {
+        let sc = format!("process A\nA: run \"echo id -1\" => status 0, {checks}\n");
+        let (code, said) = run(dir.path(), name, &sc, &[]);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("{name}:2: ")), "{said}");
+        assert!(said.contains(r#"`{s}` caught "-1": a captured shmid is plain digits"#), "{said}");
+        // The control: digits are taken, and a text that differs elsewhere
+        // names no capture.
+        let (code, said) = run(dir.path(), name, &sc.replace("-1", "7"), &[]);
+        assert_eq!(code, Some(0), "{said}");
+        let (code, said) = run(dir.path(), name, &sc.replace("echo id -1", "echo di"), &[]);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(!said.contains("caught"), "{said}");
+    }
+}

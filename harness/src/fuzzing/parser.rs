@@ -343,11 +343,13 @@ mod tests {
              A: create private size 1 hugetlb 1G => EINVAL | ENOMEM\nA: create private size 1 hugetlb => ENOMEM | ok\n\
              A: shmctl t = 0 SHM_STAT_ANY => id s, size 4096, mode 0640, index 0, seq {q}\n\
              A: shmctl s 0x63 => EINVAL\nA: shmctl s IPC_STAT badbuf => EFAULT\nA: shmctl s IPC_SET\n\
-             A: shmctl -1 SHM_STAT => EINVAL\nA: shmctl s SHM_LOCK badbuf\n\
+             A: shmctl -1 SHM_STAT => EINVAL\nA: shmctl s SHM_LOCK badbuf\nA: shmctl s IPC_STAT buffer null => EFAULT\n\
+             A: shmctl - IPC_INFO buffer -1 => EFAULT\nA: shmctl s -1 => EINVAL\nA: shmctl s 0x102 => EINVAL\n\
+             A: attach id -1 => EINVAL\nA: stat id 4242 => EINVAL\nA: rm id -1 => EINVAL\nA: attach g = id 0 ro\n\
              A: open u = 0x5eed size 1 mode 0400 excl flags 0x1000\nA: open 0x5eed excl => ENOENT\n\
              A: rlimit memlock 64K\nA: rlimit as inf inf\nA: rlimit nofile 10 inf\nU: rlimit nofile 1 2 => EPERM\n\
              A: umask 0777\nA: umask 0\nA: meminfo HugePages_Free => >= 0\nA: meminfo Hugepagesize => {hps}\n\
-             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: rm t\n",
+             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: set s size 1 key 7 seq 9 ctime 5\nA: rm t\n",
         );
         assert!(sc.needs.namespace && sc.needs.hugepages.is_some());
         round_trips("process A\nneeds hugepages\nA: segments => 0\n");
@@ -492,6 +494,9 @@ mod tests {
         "shmctl - IPC_INFO",
         "SHM_STAT_ANY",
         " badbuf",
+        " buffer null",
+        " id -1",
+        " buffer -1",
         "rlimit as inf",
         "umask 077",
         "meminfo X",

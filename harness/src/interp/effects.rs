@@ -334,6 +334,20 @@ mod tests {
         assert!(err.message.contains("is not attached in process A"), "{}", err.message);
     }
 
+    /// A raw id (`id N`) never creates and binds no segment: `stat id 0`
+    /// and `rm id 0` have no effect; `attach m = id 0` makes attachment m
+    /// as an attach of a name does.
+    #[test]
+    fn a_raw_id_binds_only_the_attachment_it_names() {
+        let base = "process A\nA: create s = private size 8\n";
+        assert!(effects(&op(&format!("{base}A: stat id 0\n")), &Value::Unit).is_empty());
+        assert!(effects(&op(&format!("{base}A: rm id 0\n")), &Value::Unit).is_empty());
+        let attached = Value::Attached { addr: 0x1000, size: 8, mapping_len: 4096 };
+        let e = effects(&op(&format!("{base}A: attach m = id 0\n")), &attached);
+        assert_eq!(e, vec![Effect::Attached("m".into()), Effect::Bind("m".into(), Global::Address(0x1000))]);
+        assert!(effects(&op(&format!("{base}A: attach id 0\n")), &attached).is_empty());
+    }
+
     #[test]
     fn a_failed_or_unnamed_step_binds_nothing() {
         let o = op("process A\nA: create private size 8\n");

@@ -163,8 +163,10 @@ impl Judge<'_> {
             _ => -1,
         };
         match op {
-            Op::Stat { segment: s } | Op::Shmctl { target: CtlTarget::Segment(s), .. } => segment(s),
-            Op::Shmctl { target: CtlTarget::Number(n), .. } => *n,
+            Op::Stat { segment: t } | Op::Shmctl { target: t, .. } => match t {
+                CtlTarget::Segment(s) => segment(s),
+                CtlTarget::Number(n) => *n,
+            },
             _ => -1,
         }
     }
@@ -241,9 +243,10 @@ impl Judge<'_> {
 /// `ipcmni_extend`): a shmid is `seq * SEQ_MULTIPLIER + index`.
 pub const SEQ_MULTIPLIER: i32 = 32768;
 
-/// A numeric stat field's value. `index` and `seq` are computed from the
-/// shmid the step asked about (`shm_perm.__seq`, which IPC_STAT also
-/// shows, is the same `seq`).
+/// A numeric stat field's value. `index` is computed from the shmid the
+/// step asked about (the kernel answers no index); `seq` is the kernel's
+/// answer, `shm_perm.__seq` (the same number as `shmid / 32768` unless the
+/// kernel runs with `ipcmni_extend`, whose ids put the seq higher).
 pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -> Number {
     match field {
         NumField::Size => st.size as Number,
@@ -256,7 +259,7 @@ pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -
         NumField::Dtime => st.dtime.into(),
         NumField::Ctime => st.ctime.into(),
         NumField::Index => shmid.rem_euclid(SEQ_MULTIPLIER).into(),
-        NumField::Seq => shmid.div_euclid(SEQ_MULTIPLIER).into(),
+        NumField::Seq => st.seq.into(),
     }
 }
 
@@ -329,7 +332,7 @@ mod tests {
             mode: sysv::Mode::from_bits_truncate(0o600),
             dest: false,
             locked: false,
-            seq: 0,
+            seq: 3,
             size: 1,
             atime: 1001,
             dtime: 0,
@@ -360,6 +363,11 @@ mod tests {
         }
         let m = judge.judge_step(&later("ctime != t"), &answered(st)).unwrap_err();
         assert_eq!(m.to_string(), "ctime != t (1000)");
+        // `seq` is the kernel's `shm_perm.__seq`, not computed from the shmid
+        // (3 there): an answer with seq 5 holds `seq 5` only.
+        let reseq = sysv::SegmentStat { seq: 5, ..st };
+        assert!(judge.judge_step(&later("seq 5"), &answered(reseq)).is_ok());
+        assert!(judge.judge_step(&later("seq 3"), &answered(reseq)).is_err());
         // An unbound number name (the step that captures it failed) never matches.
         let unbound = Judge { globals: &Globals::new(), keys: &keys };
         assert!(unbound.judge_step(&later("ctime t"), &answered(st)).is_err());

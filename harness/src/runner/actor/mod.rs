@@ -458,6 +458,15 @@ impl From<Outcome> for Performed {
 
 /// The segment a step names: its shmid if the name is bound to one, else
 /// -1 (which the kernel refuses, as it would a stale id).
+pub(super) fn target_shmid(globals: &Globals, target: &crate::scenario::CtlTarget) -> Shmid {
+    match target {
+        crate::scenario::CtlTarget::Segment(name) => shmid_of(globals, name),
+        crate::scenario::CtlTarget::Number(id) => Shmid::from_raw(*id),
+    }
+}
+
+/// The shmid segment name `name` stands for (-1, which the kernel refuses,
+/// for a name not bound to a segment).
 pub(super) fn shmid_of(globals: &Globals, name: &str) -> Shmid {
     match globals.get(name) {
         Some(Global::Segment(id)) => Shmid::from_raw(*id),

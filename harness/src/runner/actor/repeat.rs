@@ -10,7 +10,7 @@ use crate::scenario::Op;
 use crate::sysv::{self, AttachFlags, Attachment};
 
 use crate::interp::{Failure, Globals, Outcome, Value};
-use crate::runner::actor::{shmid_of, Actor};
+use crate::runner::actor::{target_shmid, Actor};
 
 impl Actor<'_> {
     /// Performs step `index`, a `repeat`.
@@ -29,7 +29,7 @@ impl Actor<'_> {
                     let mut flags = AttachFlags::empty();
                     flags.set(AttachFlags::RDONLY, *read_only);
                     flags.set(AttachFlags::EXEC, *exec);
-                    self.attach_again(shmid_of(globals, segment), flags, &mut page)
+                    self.attach_again(target_shmid(globals, segment), flags, &mut page)
                 }
                 create => self.segment_step(index, create, globals),
             };

@@ -8,8 +8,11 @@ use crate::sysv::{self, GetFlags, Key, Shmid};
 
 use crate::interp::judge::Judge;
 use crate::interp::{Failure, Globals, Identity, Outcome, Value};
-use crate::runner::actor::{answer, fail, shmid_of, Actor};
+use crate::runner::actor::{answer, fail, shmid_of, target_shmid, Actor};
 use crate::runner::journal;
+
+/// The mode, uid and gid a `set` step gives (`None`: unchanged).
+type SetFields = (Option<u16>, Option<u32>, Option<u32>);
 
 impl Actor<'_> {
     /// Performs one of the steps of this module.
@@ -32,12 +35,15 @@ impl Actor<'_> {
                 self.shmget(call, index, op, key, size, raw)
             }
             Op::Stat { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_STAT)"), id.stat().map(Value::Stat))
             }
-            Op::Set { segment, mode, uid, gid } => self.set(index, shmid_of(globals, segment), *mode, *uid, *gid),
+            Op::Set { segment, mode, uid, gid, ignored } => {
+                let ignored = sysv::IgnoredFields::new(ignored);
+                self.set(index, shmid_of(globals, segment), (*mode, *uid, *gid), ignored)
+            }
             Op::Remove { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_RMID)"), id.remove().map(|()| Value::Unit))
             }
             Op::Lock { segment } | Op::Unlock { segment } => {
@@ -100,7 +106,8 @@ impl Actor<'_> {
 
     /// `set`: `IPC_SET` with the values the step gives and the segment's
     /// current ones for the rest.
-    fn set(&mut self, index: usize, id: Shmid, mode: Option<u16>, uid: Option<u32>, gid: Option<u32>) -> Outcome {
+    fn set(&mut self, index: usize, id: Shmid, given: SetFields, ignored: sysv::IgnoredFields) -> Outcome {
+        let (mode, uid, gid) = given;
         // IPC_SET takes uid, gid and mode together: start from the
         // current values, read without the read-permission check
         // (SHM_STAT_ANY) when IPC_STAT is refused, so that the
@@ -116,8 +123,9 @@ impl Actor<'_> {
         let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
         let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
         let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
-        let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
-        let buf = sysv::CtlBuffer::Set { uid, gid, mode };
+        let others: String = ignored.given().map(|(f, v)| format!(", {}={v}", f.name())).collect();
+        let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown}{others})");
+        let buf = sysv::CtlBuffer::Set { uid, gid, mode, ignored };
         match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf) {
             // IPC_SET changed the ctime: the segment's new identity.
             Ok(_) => self.reset_answer(call, index, id),

@@ -19,8 +19,8 @@ impl Supervisor<'_> {
                 // `stat S` answers the status alone; the id it asked about is
                 // in the call: show the id's `index` and `seq` too, which a
                 // stat expectation may compare.
-                if let (Ok(Value::Stat(_)), Some(id)) = (&o.result, ipc_stat_id(&o.call)) {
-                    answer.push_str(&format!(", {}", index_seq(id)));
+                if let (Ok(Value::Stat(st)), Some(id)) = (&o.result, ipc_stat_id(&o.call)) {
+                    answer.push_str(&format!(", {}", index_seq(id, st.seq)));
                 }
                 (o.call.clone(), answer)
             }
@@ -66,7 +66,7 @@ impl Supervisor<'_> {
                 Value::Byte(b) => format!("{b:#04x}"),
                 Value::Stat(st) => self.describe_stat(st),
                 Value::Ctl(CtlAnswer::Stat(ret, st)) if *ret > 0 => {
-                    format!("returned {ret}; {}, {}", self.describe_stat(st), index_seq(*ret))
+                    format!("returned {ret}; {}, {}", self.describe_stat(st), index_seq(*ret, st.seq))
                 }
                 Value::Ctl(CtlAnswer::Stat(ret, st)) => format!("returned {ret}; {}", self.describe_stat(st)),
                 Value::Ctl(CtlAnswer::Returned(ret)) => format!("returned {ret}"),
@@ -141,10 +141,11 @@ fn ipc_stat_id(call: &str) -> Option<i32> {
     call.strip_prefix("shmctl(")?.strip_suffix(", IPC_STAT)")?.parse().ok()
 }
 
-/// `index I, seq Q` of a shmid, as the stat fields `index` and `seq` read it.
-fn index_seq(id: i32) -> String {
+/// `index I, seq Q`, as the stat fields `index` and `seq` read them: the
+/// index of the shmid, the `seq` the kernel answered (`shm_perm.__seq`).
+fn index_seq(id: i32, seq: u16) -> String {
     let m = crate::interp::judge::SEQ_MULTIPLIER;
-    format!("index {}, seq {}", id.rem_euclid(m), id.div_euclid(m))
+    format!("index {}, seq {seq}", id.rem_euclid(m))
 }
 
 /// A program's output for the transcript: quoted, at most 200 characters.

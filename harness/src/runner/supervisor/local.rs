@@ -66,8 +66,8 @@ impl Supervisor<'_> {
             return Ok(());
         }
         let segment = match &step.op {
-            Op::Remove { segment }
-            | Op::Attach { segment, .. }
+            Op::Remove { segment: crate::scenario::CtlTarget::Segment(segment) }
+            | Op::Attach { segment: crate::scenario::CtlTarget::Segment(segment), .. }
             | Op::Set { segment, .. }
             | Op::Lock { segment }
             | Op::Unlock { segment } => segment,

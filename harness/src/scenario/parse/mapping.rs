@@ -75,7 +75,7 @@ impl Parser {
 
     /// After `attach [M =] S`: `[ro] [exec] [at ADDR] [rnd] [remap]`.
     pub(super) fn attach_op(&mut self, l: &mut Line, proc_: &str, name: Option<String>) -> Result<Op, ParseError> {
-        let segment = self.use_name(l, Kind::Segment)?;
+        let segment = self.segment_ref(l)?;
         let (mut read_only, mut exec, mut at, mut rnd, mut remap) = (false, false, None, false, false);
         while !l.at_end_of_op() {
             if l.eat_word("ro") {
@@ -217,7 +217,7 @@ mod tests {
             ops[0],
             Op::Attach {
                 name: Some("n".into()),
-                segment: "s".into(),
+                segment: crate::scenario::CtlTarget::Segment("s".into()),
                 read_only: false,
                 exec: false,
                 at: Some(Addr::Of { attachment: "m".into(), offset: 4096 }),

@@ -530,6 +530,10 @@ impl Parser {
         if !l.at_end_of_op() {
             return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
         }
+        // Sysctls, raw ids and indices ([`Op::implies_namespace`]).
+        if op.implies_namespace() {
+            self.sc.needs.namespace = true;
+        }
         Ok(op)
     }
 
