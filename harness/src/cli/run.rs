@@ -210,13 +210,13 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let scenarios = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
+    let loaded = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
-        for sc in &scenarios {
+        for sc in &loaded.scenarios {
             console.line(&list_line(sc, verbose));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(list_errors(&loaded));
     }
     let stdout_carries_document = format != Format::Text && out_file.is_none();
     let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
@@ -238,11 +238,13 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         IsolationArg::Host => IsolationChoice::Host,
     };
     let (mode, why) = runner::resolve_isolation(choice).map_err(|e| Stop(e.to_string()))?;
-    let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()) };
+    let scenarios = &loaded.scenarios;
+    let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()).max(1) };
     if let Some(why) = &why {
         story.always(&format!("note: host isolation: no private IPC namespace here ({why})"));
     }
-    let n = scenarios.len();
+    let errors = loaded.errors(mode);
+    let n = scenarios.len() + errors.len();
     story.say(&format!(
         "{} {n} scenario{}, isolation {mode}, jobs {effective_jobs}",
         styled(heading(), "Starting"),
@@ -251,7 +253,15 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     let opts = RunOptions { jobs, isolation: choice, timeout };
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let reports = runner::run(&scenarios, &opts, mode, |r| story.progress(r)).map_err(|e| Stop(e.to_string()))?;
+    for (_, error) in &errors {
+        story.progress(error);
+    }
+    let reports = if scenarios.is_empty() {
+        Vec::new()
+    } else {
+        runner::run(scenarios, &opts, mode, |r| story.progress(r)).map_err(|e| Stop(e.to_string()))?
+    };
+    let reports = Loaded::reports_with(reports, errors);
     let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
     for r in reports.iter().filter(|r| r.status.fails(strict)) {
         story.always("");
@@ -266,7 +276,33 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     if let Some(doc) = doc {
         write_report(out_file.as_mut(), &doc)?;
     }
-    Ok(if reports.iter().any(|r| r.status.fails(strict)) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(exit_code(&reports, strict))
+}
+
+/// The run's exit status: 2 when a file did not parse (bad input, as for
+/// `check`; the other files ran and the report holds it as an error), else
+/// 1 when a scenario failed, else 0.
+fn exit_code(reports: &[ScenarioReport], strict: bool) -> ExitCode {
+    if reports.iter().any(|r| r.status == Status::Error) {
+        ExitCode::from(2)
+    } else if reports.iter().any(|r| r.status.fails(strict)) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--list`'s end: each file that does not parse on stderr, and exit
+/// status 2 if there was one.
+fn list_errors(loaded: &Loaded) -> ExitCode {
+    for (_, _, message) in &loaded.unparsed {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+    }
+    if loaded.unparsed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// Creates (or empties) the report file at `path`.
@@ -277,37 +313,57 @@ fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
     }
 }
 
-/// Every scenario under `paths` whose path relative to the folder given
-/// contains `filter`, parsed. A file that does not parse runs nothing at
-/// all: each is printed as an error, then the run stops.
-fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Vec<Scenario>, Stop> {
+/// What `paths` hold (filtered by `filter`), in order: each file parsed, or
+/// its parse error. A file that does not parse is reported as an error case
+/// and the others still run ([`Loaded::reports_with`]).
+fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Loaded, Stop> {
     let files = files::scenario_files_named(paths).map_err(Stop)?;
     let files: Vec<PathBuf> = files
         .into_iter()
         .filter(|(_, name)| filter.is_none_or(|pat| name.contains(pat)))
         .map(|(path, _)| path)
         .collect();
-    let mut scenarios = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
+    let mut loaded = Loaded { scenarios: Vec::new(), unparsed: Vec::new() };
+    for (at, f) in files.iter().enumerate() {
         match files::load(f) {
             Ok(mut sc) => {
                 sc.scale_time(timeout_scale);
-                scenarios.push(sc);
+                loaded.scenarios.push(sc);
             }
-            Err(e) => errors.push(e),
+            Err(e) => loaded.unparsed.push((at, e.file.clone(), files::describe(&e))),
         }
     }
-    if !errors.is_empty() {
-        for e in &errors {
-            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
-        }
-        return Err(Stop(format!("{} file(s) do not parse; nothing was run", errors.len())));
-    }
-    if scenarios.is_empty() {
+    if loaded.scenarios.is_empty() && loaded.unparsed.is_empty() {
         return Err(Stop(files::none_found(paths, filter)));
     }
-    Ok(scenarios)
+    Ok(loaded)
+}
+
+/// The files of a run: the scenarios that parsed, and the files that did
+/// not, each with its place among all the files, its name and the
+/// parser's message (`file:line:col: ...`).
+struct Loaded {
+    scenarios: Vec<Scenario>,
+    unparsed: Vec<(usize, String, String)>,
+}
+
+impl Loaded {
+    /// The reports of the files that did not parse ([`Status::Error`]).
+    fn errors(&self, isolation: Isolation) -> Vec<(usize, ScenarioReport)> {
+        self.unparsed
+            .iter()
+            .map(|(at, file, message)| (*at, ScenarioReport::not_parsed(file, message.clone(), isolation)))
+            .collect()
+    }
+
+    /// The run's `reports` (of [`Loaded::scenarios`], in order) with the
+    /// `errors` put back in their places: every file's report in file order.
+    fn reports_with(mut reports: Vec<ScenarioReport>, errors: Vec<(usize, ScenarioReport)>) -> Vec<ScenarioReport> {
+        for (at, error) in errors {
+            reports.insert(at.min(reports.len()), error);
+        }
+        reports
+    }
 }
 
 /// `jobs`, capped to [`MAX_JOBS`] with a note in the story.
@@ -351,6 +407,9 @@ fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
     if s.xpassed > 0 {
         counts.push_str(&format!(", {} xpassed", styled(status_style(Status::Xpass), &s.xpassed.to_string())));
     }
+    if s.unparsed > 0 {
+        counts.push_str(&format!(", {} not parsed", styled(status_style(Status::Error), &s.unparsed.to_string())));
+    }
     story.always(&format!(
         "{} {} scenario{} in {:.2} s: {counts} ({} isolation, jobs {})",
         styled(heading(), "Summary"),
@@ -365,13 +424,15 @@ fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
             _ if r.status == Status::Xpass => {
                 format!("{}{}", r.file, if story.strict { "" } else { " (not failing: no --strict)" })
             }
+            _ if r.status == Status::Error => r.reason.clone().unwrap_or_else(|| r.file.clone()),
             (Some(f), _) => format!("{}:{}", r.file, f.line),
             (None, true) => format!("{} (harness error)", r.file),
             (None, false) => format!("{} (leak)", r.file),
         };
         story.always(&format!("  {} {what}", styled(status_style(r.status), r.status.label())));
     }
-    let mut ran: Vec<&ScenarioReport> = reports.iter().filter(|r| r.status != Status::Skip).collect();
+    let mut ran: Vec<&ScenarioReport> =
+        reports.iter().filter(|r| !matches!(r.status, Status::Skip | Status::Error)).collect();
     ran.sort_by(|a, b| b.duration_us.cmp(&a.duration_us).then_with(|| a.file.cmp(&b.file)));
     if !ran.is_empty() {
         let slowest: Vec<String> =

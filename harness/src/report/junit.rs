@@ -2,7 +2,8 @@
 //! the Jenkins/Surefire `junit-10.xsd` (the schema pytest validates against;
 //! `harness/tests/data/junit-10.xsd`): one `<testsuite>`, one `<testcase>`
 //! per scenario, `<failure>` for a step that answered wrongly or a leak,
-//! `<error>` for a harness error, `<skipped>` with the reason.
+//! `<error>` for a harness error or a file that does not parse (type
+//! `ParseError`, its message `file:line:col: ...`), `<skipped>` with the reason.
 
 use std::path::Path;
 
@@ -68,6 +69,13 @@ fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
         Status::Skip => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(visible(r.reason.as_deref().unwrap_or("skipped")));
+            s
+        }
+        Status::Error => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_type("ParseError")
+                .set_message(visible(r.reason.as_deref().unwrap_or("does not parse")))
+                .set_description(visible(&r.failure_text()));
             s
         }
         Status::Fail => {

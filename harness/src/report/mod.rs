@@ -47,6 +47,9 @@ pub enum Status {
     Xfail,
     /// A step marked `xfail` passed: the defect may be fixed. Fails the run under `--strict`.
     Xpass,
+    /// The file does not parse: nothing of it ran (the reason is the
+    /// parser's `file:line:col: ...`). Fails the run.
+    Error,
 }
 
 impl Status {
@@ -58,12 +61,14 @@ impl Status {
             Status::Skip => "SKIP",
             Status::Xfail => "XFAIL",
             Status::Xpass => "XPASS",
+            Status::Error => "ERROR",
         }
     }
 
-    /// Whether this verdict makes the run fail (exit status 1).
+    /// Whether this verdict makes the run fail whatever the options: a
+    /// failure (exit status 1) or a file that does not parse (exit status 2).
     pub fn fails_run(self) -> bool {
-        matches!(self, Status::Fail)
+        matches!(self, Status::Fail | Status::Error)
     }
 
     /// Whether this verdict makes a run fail: a failure, or under
@@ -172,14 +177,37 @@ impl ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// The report of a file that does not parse: status [`Status::Error`],
+    /// the parser's message (`file:line:col: ...`) as its reason, nothing run.
+    pub fn not_parsed(file: &str, message: String, isolation: Isolation) -> ScenarioReport {
+        ScenarioReport {
+            file: file.to_string(),
+            name: std::path::Path::new(file)
+                .file_stem()
+                .map_or_else(|| file.to_string(), |s| s.to_string_lossy().into_owned()),
+            status: Status::Error,
+            isolation,
+            reason: Some(message),
+            failure: None,
+            leaks: Vec::new(),
+            processes: Vec::new(),
+            transcript: Vec::new(),
+            duration_us: 0,
+        }
+    }
+
     /// The one-line progress report: `PASS file [isolation] 1.2 ms`, with the
     /// reason of a skip.
     pub fn progress_line(&self) -> String {
         format!("{} {}", self.status.label(), self.progress_detail())
     }
 
-    /// The progress line without its status tag (for a terminal that colours the tag).
+    /// The progress line without its status tag (for a terminal that colours
+    /// the tag); for a file that does not parse, the parser's message.
     pub fn progress_detail(&self) -> String {
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            return reason.clone();
+        }
         let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
         if let (Status::Skip | Status::Xfail | Status::Xpass, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
@@ -208,6 +236,11 @@ impl ScenarioReport {
     /// The whole failure story: what failed, then the transcript in columns.
     pub fn failure_text(&self) -> String {
         let mut out = String::new();
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            // The parser's message names the file already.
+            let _ = writeln!(out, "{reason}");
+            return out;
+        }
         if let Some(f) = &self.failure {
             let _ = writeln!(out, "{}:{}: {}", self.file, f.line, f.step);
             let _ = writeln!(out, "  expected: {}", f.expected);
@@ -328,6 +361,8 @@ pub struct Summary {
     pub xfailed: usize,
     /// Passed though marked `xfail`.
     pub xpassed: usize,
+    /// Files that do not parse ([`Status::Error`]).
+    pub unparsed: usize,
 }
 
 impl Summary {
@@ -341,6 +376,7 @@ impl Summary {
                 Status::Skip => s.skipped += 1,
                 Status::Xfail => s.xfailed += 1,
                 Status::Xpass => s.xpassed += 1,
+                Status::Error => s.unparsed += 1,
             }
         }
         s

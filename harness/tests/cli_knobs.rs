@@ -1,0 +1,66 @@
+//! The knobs of `run` a test runner has: a file that does not parse is an
+//! error case in every report (the others still run), `--fail-on-skip`,
+//! repeated `--filter` and `--exclude`, `--repeat` and `--stress`.
+
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+
+mod common;
+use common::{all, harness, text, write};
+
+const PASS: &str = "process A\nA: create s = private size 1\nA: rm s\n";
+const TYPO: &str = "process A\nA: create s = private size 1\nA: frobnicate s\n";
+
+/// A folder with two good files around one with a typo on line 3.
+fn typo_among_good() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a-good.scn", PASS);
+    write(dir.path(), "b-typo.scn", TYPO);
+    write(dir.path(), "c-good.scn", PASS);
+    dir
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_a_junit_error_and_the_others_run() {
+    let dir = typo_among_good();
+    let out = harness(&["run", "--format", "junit", "--output", "j.xml", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2), "a file that does not parse is bad input: {}", all(&out));
+    let xml = std::fs::read_to_string(dir.path().join("j.xml")).unwrap();
+    let report = Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let suite = &report.test_suites[0];
+    let cases: Vec<(&str, &TestCaseStatus)> = suite.test_cases.iter().map(|c| (c.name.as_str(), &c.status)).collect();
+    assert_eq!(cases.len(), 3, "{xml}");
+    assert!(matches!(cases[0], ("a-good", TestCaseStatus::Success { .. })), "{xml}");
+    assert!(matches!(cases[2], ("c-good", TestCaseStatus::Success { .. })), "{xml}");
+    let ("b-typo", TestCaseStatus::NonSuccess { kind: NonSuccessKind::Error, message, ty, .. }) = cases[1] else {
+        panic!("the typo'd file is not an <error>: {xml}")
+    };
+    assert_eq!(ty.as_deref(), Some("ParseError"), "{xml}");
+    let message = message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("./b-typo.scn:3:4: unknown operation `frobnicate`"), "{message}");
+    assert_eq!((suite.tests, suite.errors, suite.failures), (3, 1, 0), "{xml}");
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_an_error_in_json_and_text() {
+    let dir = typo_among_good();
+    let out = harness(&["run", "--format", "json", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", all(&out)));
+    let statuses: Vec<&str> =
+        doc["scenarios"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["pass", "error", "pass"], "{doc}");
+    let reason = doc["scenarios"][1]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("./b-typo.scn:3:4: unknown operation `frobnicate`"), "{reason}");
+    assert_eq!(doc["summary"]["unparsed"], 1, "{doc}");
+    assert_eq!(doc["summary"]["passed"], 2, "{doc}");
+
+    let out = harness(&["run", "-q", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let said = text(&out.stdout);
+    assert!(said.contains("ERROR ./b-typo.scn:3:4: unknown operation `frobnicate`"), "{said}");
+    assert!(said.contains(": 2 passed, 0 failed, 0 skipped, 1 not parsed ("), "{said}");
+    // `check` still stops before running anything.
+    let out = harness(&["check", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    assert!(!all(&out).contains("PASS"), "{}", all(&out));
+}
