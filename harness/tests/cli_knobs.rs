@@ -64,3 +64,34 @@ fn a_file_that_does_not_parse_is_an_error_in_json_and_text() {
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(!all(&out).contains("PASS"), "{}", all(&out));
 }
+
+/// Skipped everywhere: the program does not exist.
+const SKIPPED: &str = "needs program \"no-such-program-shm-harness\"\nprocess A\nA: segments => 0\n";
+
+#[test]
+fn fail_on_skip_makes_a_skip_a_failure_and_q_names_each_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.scn", PASS);
+    write(dir.path(), "s.scn", SKIPPED);
+    // By default a skip passes; -q still names it, with its reason.
+    let out = harness(&["run", "-q", "."], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let said = text(&out.stdout);
+    assert!(said.contains("\n  SKIP ./s.scn: needs program `no-such-program-shm-harness`"), "{said}");
+    assert!(!said.contains("--fail-on-skip"), "{said}");
+
+    let out = harness(&["run", "-q", "--fail-on-skip", "--format", "junit", "--output", "j.xml", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1), "a skip fails the run: {}", all(&out));
+    let said = text(&out.stdout);
+    assert!(said.contains("  SKIP ./s.scn: needs program") && said.contains("(failing: --fail-on-skip)"), "{said}");
+    let xml = std::fs::read_to_string(dir.path().join("j.xml")).unwrap();
+    let report = Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let suite = &report.test_suites[0];
+    let skip = suite.test_cases.iter().find(|c| c.name.as_str() == "s").unwrap();
+    let TestCaseStatus::NonSuccess { kind: NonSuccessKind::Failure, ty, message, .. } = &skip.status else {
+        panic!("under --fail-on-skip a skip is a <failure>: {xml}")
+    };
+    assert_eq!(ty.as_deref(), Some("Skip"), "{xml}");
+    assert!(message.as_deref().unwrap_or_default().contains("needs program"), "{xml}");
+    assert_eq!((suite.failures, suite.skipped), (1, 0), "{xml}");
+}

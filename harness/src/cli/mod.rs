@@ -5,4 +5,5 @@ pub mod console;
 pub mod files;
 pub mod inspect;
 pub mod run;
+pub mod story;
 pub mod sweep;

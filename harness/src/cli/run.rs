@@ -8,19 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use shm_harness::report::{render_json, render_junit_with, RunInfo};
-use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status, Summary};
+use shm_harness::report::{render_json, render_junit_with, FailOn, RunInfo};
+use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status};
 use shm_harness::scenario::{self, Scenario};
 
 use super::console::{heading, status_style, styled, ColorArg, Console, Target};
 use super::files;
+use super::story::{summary, Story};
 
 /// The most scenarios at once: each is a supervisor and its actors, so a
 /// thousand-fold `--jobs` would only exhaust the process table.
 pub const MAX_JOBS: usize = 256;
-
-/// How many of the slowest scenarios the summary names.
-const SLOWEST: usize = 3;
 
 /// `run`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -62,6 +60,9 @@ pub struct RunArgs {
     /// An XPASS (a step marked `xfail` that passed) fails the run (exit status 1).
     #[arg(long)]
     pub strict: bool,
+    /// A SKIP (a need of the scenario missing here) fails the run (exit status 1), for a job that must run everything.
+    #[arg(long)]
+    pub fail_on_skip: bool,
 }
 
 /// `--format`.
@@ -118,59 +119,6 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-/// What the run says, and where.
-struct Story {
-    /// Progress, failures and summary: stdout for text, stderr when stdout carries a document.
-    console: Console,
-    /// The text report for `--format text --output FILE`, without colour.
-    file_text: Option<String>,
-    quiet: bool,
-    verbose: bool,
-    strict: bool,
-}
-
-impl Story {
-    /// A line shown at normal verbosity (and always written to a text report file).
-    fn say(&mut self, text: &str) {
-        if !self.quiet {
-            self.console.line(text);
-        }
-        self.keep(text);
-    }
-
-    /// A line shown even with `-q`.
-    fn always(&mut self, text: &str) {
-        self.console.line(text);
-        self.keep(text);
-    }
-
-    fn keep(&mut self, text: &str) {
-        if let Some(t) = &mut self.file_text {
-            t.push_str(&anstream::adapter::strip_str(text).to_string());
-            t.push('\n');
-        }
-    }
-
-    fn progress(&mut self, r: &ScenarioReport) {
-        let line =
-            format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
-        if r.status.fails(self.strict) || r.status == Status::Xpass {
-            self.always(&line);
-        } else if let (Status::Xfail, Some(f)) = (r.status, &r.failure) {
-            // The known defect, as it showed this time.
-            self.say(&line);
-            self.say(&format!("      {}:{}: {}", r.file, f.line, f.step));
-            self.say(&format!("        expected: {}", f.expected));
-            self.say(&format!("        actual:   {}", f.actual));
-        } else {
-            self.say(&line);
-            if self.verbose && !r.transcript.is_empty() {
-                self.say(r.failure_text().trim_end());
-            }
-        }
-    }
-}
-
 /// Why `run` stopped before any verdict (exit status 2): what to print
 /// after `shm-harness run: `.
 struct Stop(String);
@@ -202,7 +150,9 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         quiet,
         verbose,
         strict,
+        fail_on_skip,
     } = args;
+    let fail_on = FailOn { xpass: strict, skip: fail_on_skip };
     let timeout = timeout.saturating_mul(timeout_scale);
     // The report file first: a path that cannot be written stops everything
     // before any scenario runs, and a stale report never survives this run.
@@ -229,7 +179,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         file_text: (format == Format::Text && out_file.is_some()).then(String::new),
         quiet,
         verbose,
-        strict,
+        fail_on,
     };
     let jobs = capped_jobs(jobs.unwrap_or_else(|| RunOptions::default().jobs), &mut story);
     let choice = match isolation {
@@ -263,7 +213,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     };
     let reports = Loaded::reports_with(reports, errors);
     let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
-    for r in reports.iter().filter(|r| r.status.fails(strict)) {
+    for r in reports.iter().filter(|r| r.status.fails(fail_on)) {
         story.always("");
         story.always(&format!("{} {}", styled(status_style(r.status), r.status.label()), r.failure_text().trim_end()));
     }
@@ -271,21 +221,21 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     let doc = match format {
         Format::Text => story.file_text.take(),
         Format::Json => Some(render_json(&reports, &run)),
-        Format::Junit => Some(render_junit_with(&reports, &run, strict)),
+        Format::Junit => Some(render_junit_with(&reports, &run, fail_on)),
     };
     if let Some(doc) = doc {
         write_report(out_file.as_mut(), &doc)?;
     }
-    Ok(exit_code(&reports, strict))
+    Ok(exit_code(&reports, fail_on))
 }
 
 /// The run's exit status: 2 when a file did not parse (bad input, as for
 /// `check`; the other files ran and the report holds it as an error), else
 /// 1 when a scenario failed, else 0.
-fn exit_code(reports: &[ScenarioReport], strict: bool) -> ExitCode {
+fn exit_code(reports: &[ScenarioReport], fail_on: FailOn) -> ExitCode {
     if reports.iter().any(|r| r.status == Status::Error) {
         ExitCode::from(2)
-    } else if reports.iter().any(|r| r.status.fails(strict)) {
+    } else if reports.iter().any(|r| r.status.fails(fail_on)) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -386,58 +336,6 @@ fn write_report(out_file: Option<&mut (PathBuf, File)>, doc: &str) -> Result<(),
             Console::raw_stdout().write(doc);
             Ok(())
         }
-    }
-}
-
-/// The end of the story: counts, the failed by name, the slowest.
-fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
-    let s = Summary::of(reports);
-    let bar = "-".repeat(12);
-    story.always(&bar);
-    let counts = format!(
-        "{} passed, {} failed, {} skipped",
-        s.passed,
-        if s.failed > 0 { styled(status_style(Status::Fail), &s.failed.to_string()) } else { "0".into() },
-        s.skipped
-    );
-    let mut counts = counts;
-    if s.xfailed > 0 {
-        counts.push_str(&format!(", {} xfailed", s.xfailed));
-    }
-    if s.xpassed > 0 {
-        counts.push_str(&format!(", {} xpassed", styled(status_style(Status::Xpass), &s.xpassed.to_string())));
-    }
-    if s.unparsed > 0 {
-        counts.push_str(&format!(", {} not parsed", styled(status_style(Status::Error), &s.unparsed.to_string())));
-    }
-    story.always(&format!(
-        "{} {} scenario{} in {:.2} s: {counts} ({} isolation, jobs {})",
-        styled(heading(), "Summary"),
-        reports.len(),
-        if reports.len() == 1 { "" } else { "s" },
-        run.duration.as_secs_f64(),
-        run.isolation,
-        run.jobs
-    ));
-    for r in reports.iter().filter(|r| r.status.fails_run() || r.status == Status::Xpass) {
-        let what = match (&r.failure, r.is_harness_error()) {
-            _ if r.status == Status::Xpass => {
-                format!("{}{}", r.file, if story.strict { "" } else { " (not failing: no --strict)" })
-            }
-            _ if r.status == Status::Error => r.reason.clone().unwrap_or_else(|| r.file.clone()),
-            (Some(f), _) => format!("{}:{}", r.file, f.line),
-            (None, true) => format!("{} (harness error)", r.file),
-            (None, false) => format!("{} (leak)", r.file),
-        };
-        story.always(&format!("  {} {what}", styled(status_style(r.status), r.status.label())));
-    }
-    let mut ran: Vec<&ScenarioReport> =
-        reports.iter().filter(|r| !matches!(r.status, Status::Skip | Status::Error)).collect();
-    ran.sort_by(|a, b| b.duration_us.cmp(&a.duration_us).then_with(|| a.file.cmp(&b.file)));
-    if !ran.is_empty() {
-        let slowest: Vec<String> =
-            ran.iter().take(SLOWEST).map(|r| format!("{} ({:.1} ms)", r.file, r.duration_us as f64 / 1000.0)).collect();
-        story.say(&format!("  slowest: {}", slowest.join(", ")));
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{RunInfo, ScenarioReport, Status};
+use super::{FailOn, RunInfo, ScenarioReport, Status};
 
 /// All reports as JUnit XML.
 ///
@@ -20,13 +20,15 @@ use super::{RunInfo, ScenarioReport, Status};
 /// forbids (control characters other than tab, newline and carriage
 /// return; U+FFFE, U+FFFF) are written as visible escapes (`\x01`) instead.
 pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
-    render_junit_with(reports, run, false)
+    render_junit_with(reports, run, FailOn::default())
 }
 
-/// [`render_junit`], with `--strict`: an XPASS is a `<failure>` (type
-/// `Xpass`) instead of a passing test case with the news in `<system-out>`.
+/// [`render_junit`], with `--strict` (`fail_on.xpass`): an XPASS is a
+/// `<failure>` (type `Xpass`) instead of a passing test case with the news
+/// in `<system-out>`; with `--fail-on-skip` (`fail_on.skip`): a SKIP is a
+/// `<failure>` (type `Skip`, the reason its message) instead of `<skipped>`.
 /// An XFAIL is always `<skipped>`, its message the reason and the step's diff.
-pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool) -> String {
+pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, fail_on: FailOn) -> String {
     let started = chrono::DateTime::<chrono::Utc>::from(run.started).fixed_offset();
     let mut suite = TestSuite::new("shm-harness");
     suite.set_timestamp(started).set_time(run.duration);
@@ -34,7 +36,7 @@ pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool
     suite.add_property(Property::new("jobs", run.jobs.to_string()));
     suite.add_property(Property::new("shm-harness-version", env!("CARGO_PKG_VERSION")));
     for r in reports {
-        suite.add_test_case(test_case(r, strict));
+        suite.add_test_case(test_case(r, fail_on));
     }
     let mut report = Report::new("shm-harness");
     report.set_time(run.duration);
@@ -47,7 +49,8 @@ pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool
     without_root_skipped(xml)
 }
 
-fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
+fn test_case(r: &ScenarioReport, fail_on: FailOn) -> TestCase {
+    let strict = fail_on.xpass;
     let status = match r.status {
         Status::Pass => TestCaseStatus::success(),
         Status::Xpass if !strict => TestCaseStatus::success(),
@@ -64,6 +67,14 @@ fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
                 r.failure_message()
             )));
             s.set_description(visible(&r.failure_text()));
+            s
+        }
+        Status::Skip if fail_on.skip => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type("Skip").set_message(visible(&format!(
+                "skipped, and --fail-on-skip makes a skip a failure: {}",
+                r.reason.as_deref().unwrap_or("no reason given")
+            )));
             s
         }
         Status::Skip => {

@@ -71,11 +71,22 @@ impl Status {
         matches!(self, Status::Fail | Status::Error)
     }
 
-    /// Whether this verdict makes a run fail: a failure, or under
-    /// `--strict` an XPASS too.
-    pub fn fails(self, strict: bool) -> bool {
-        self.fails_run() || (strict && self == Status::Xpass)
+    /// Whether this verdict makes a run fail: a failure, a file that does
+    /// not parse, and the verdicts `fail_on` names (an XPASS under
+    /// `--strict`, a SKIP under `--fail-on-skip`).
+    pub fn fails(self, fail_on: FailOn) -> bool {
+        self.fails_run() || (fail_on.xpass && self == Status::Xpass) || (fail_on.skip && self == Status::Skip)
     }
+}
+
+/// The verdicts that pass by default and fail the run when asked to: the
+/// one place `--strict` and `--fail-on-skip` are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailOn {
+    /// `--strict`: an XPASS fails the run (a `<failure type="Xpass">` in JUnit).
+    pub xpass: bool,
+    /// `--fail-on-skip`: a SKIP fails the run (a `<failure type="Skip">` in JUnit).
+    pub skip: bool,
 }
 
 /// One step as it happened.
