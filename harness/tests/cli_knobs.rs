@@ -95,3 +95,42 @@ fn fail_on_skip_makes_a_skip_a_failure_and_q_names_each_skip() {
     assert!(message.as_deref().unwrap_or_default().contains("needs program"), "{xml}");
     assert_eq!((suite.failures, suite.skipped), (1, 0), "{xml}");
 }
+
+#[test]
+fn filters_are_ored_excludes_win_and_both_see_the_listed_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["scenarios/happy/a.scn", "scenarios/happy/b.scn", "scenarios/sad/c.scn", "scenarios/d.scn"] {
+        write(dir.path(), name, PASS);
+    }
+    let list = |args: &[&str]| {
+        let mut all_args = vec!["run", "--list"];
+        all_args.extend_from_slice(args);
+        all_args.push("scenarios/");
+        let out = harness(&all_args, dir.path());
+        (out.status.code(), text(&out.stdout))
+    };
+    let (_, listed) = list(&[]);
+    assert_eq!(listed, "scenarios/d.scn\nscenarios/happy/a.scn\nscenarios/happy/b.scn\nscenarios/sad/c.scn\n");
+    // The folder given is part of the path matched, as --list prints it.
+    assert_eq!(
+        list(&["--filter", "scenarios/happy"]),
+        (Some(0), "scenarios/happy/a.scn\nscenarios/happy/b.scn\n".into())
+    );
+    // Two filters: either.
+    assert_eq!(
+        list(&["--filter", "sad/", "--filter", "/d.scn"]),
+        (Some(0), "scenarios/d.scn\nscenarios/sad/c.scn\n".into())
+    );
+    // An exclusion wins over a filter, and works alone.
+    assert_eq!(list(&["--filter", "happy", "--exclude", "b.scn"]), (Some(0), "scenarios/happy/a.scn\n".into()));
+    assert_eq!(list(&["--exclude", "happy", "--exclude", "sad"]), (Some(0), "scenarios/d.scn\n".into()));
+    let out = harness(&["run", "--exclude", "scenarios", "scenarios/"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    assert!(all(&out).contains("has none of `scenarios` in its path (--exclude)"), "{}", all(&out));
+    // run runs what --list lists.
+    let out = harness(&["run", "--filter", "happy/a", "--filter", "sad", "scenarios/"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let said = text(&out.stdout);
+    assert!(said.contains("PASS scenarios/happy/a.scn") && said.contains("PASS scenarios/sad/c.scn"), "{said}");
+    assert!(said.contains("Summary 2 scenarios"), "{said}");
+}

@@ -5,5 +5,6 @@ pub mod console;
 pub mod files;
 pub mod inspect;
 pub mod run;
+pub mod select;
 pub mod story;
 pub mod sweep;

@@ -14,6 +14,7 @@ use shm_harness::scenario::{self, Scenario};
 
 use super::console::{heading, status_style, styled, ColorArg, Console, Target};
 use super::files;
+use super::select::{Loaded, Selection};
 use super::story::{summary, Story};
 
 /// The most scenarios at once: each is a supervisor and its actors, so a
@@ -28,9 +29,12 @@ pub struct RunArgs {
     /// Scenarios at once, 1 to 256 (default: the number of cores; host isolation runs one at a time).
     #[arg(long, short = 'j', value_parser = parse_jobs)]
     pub jobs: Option<usize>,
-    /// Run only scenarios whose file path contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
+    /// Run only scenarios whose path, as --list prints it, contains this text (repeatable: any of them).
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// Leave out scenarios whose path, as --list prints it, contains this text (repeatable; wins over --filter).
+    #[arg(long, value_name = "TEXT")]
+    pub exclude: Vec<String>,
     /// The report: text (the progress and summary), json or junit.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -141,6 +145,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         paths,
         jobs,
         filter,
+        exclude,
         format,
         output,
         isolation,
@@ -160,7 +165,8 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let loaded = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
+    let selection = Selection { filters: filter, excludes: exclude };
+    let loaded = Loaded::from(&paths, &selection, timeout_scale).map_err(Stop)?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
         for sc in &loaded.scenarios {
@@ -260,59 +266,6 @@ fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
     match File::create(path) {
         Ok(f) => Ok((path.to_path_buf(), f)),
         Err(e) => Err(Stop(format!("cannot create the report file {}: {e}", path.display()))),
-    }
-}
-
-/// What `paths` hold (filtered by `filter`), in order: each file parsed, or
-/// its parse error. A file that does not parse is reported as an error case
-/// and the others still run ([`Loaded::reports_with`]).
-fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Loaded, Stop> {
-    let files = files::scenario_files_named(paths).map_err(Stop)?;
-    let files: Vec<PathBuf> = files
-        .into_iter()
-        .filter(|(_, name)| filter.is_none_or(|pat| name.contains(pat)))
-        .map(|(path, _)| path)
-        .collect();
-    let mut loaded = Loaded { scenarios: Vec::new(), unparsed: Vec::new() };
-    for (at, f) in files.iter().enumerate() {
-        match files::load(f) {
-            Ok(mut sc) => {
-                sc.scale_time(timeout_scale);
-                loaded.scenarios.push(sc);
-            }
-            Err(e) => loaded.unparsed.push((at, e.file.clone(), files::describe(&e))),
-        }
-    }
-    if loaded.scenarios.is_empty() && loaded.unparsed.is_empty() {
-        return Err(Stop(files::none_found(paths, filter)));
-    }
-    Ok(loaded)
-}
-
-/// The files of a run: the scenarios that parsed, and the files that did
-/// not, each with its place among all the files, its name and the
-/// parser's message (`file:line:col: ...`).
-struct Loaded {
-    scenarios: Vec<Scenario>,
-    unparsed: Vec<(usize, String, String)>,
-}
-
-impl Loaded {
-    /// The reports of the files that did not parse ([`Status::Error`]).
-    fn errors(&self, isolation: Isolation) -> Vec<(usize, ScenarioReport)> {
-        self.unparsed
-            .iter()
-            .map(|(at, file, message)| (*at, ScenarioReport::not_parsed(file, message.clone(), isolation)))
-            .collect()
-    }
-
-    /// The run's `reports` (of [`Loaded::scenarios`], in order) with the
-    /// `errors` put back in their places: every file's report in file order.
-    fn reports_with(mut reports: Vec<ScenarioReport>, errors: Vec<(usize, ScenarioReport)>) -> Vec<ScenarioReport> {
-        for (at, error) in errors {
-            reports.insert(at.min(reports.len()), error);
-        }
-        reports
     }
 }
 
