@@ -134,3 +134,87 @@ fn filters_are_ored_excludes_win_and_both_see_the_listed_path() {
     assert!(said.contains("PASS scenarios/happy/a.scn") && said.contains("PASS scenarios/sad/c.scn"), "{said}");
     assert!(said.contains("Summary 2 scenarios"), "{said}");
 }
+
+#[test]
+fn repeat_reports_every_iteration_of_a_passing_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.scn", PASS);
+    let out = harness(&["run", "--repeat", "3", "--format", "junit", "--output", "j.xml", "a.scn"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let said = text(&out.stdout);
+    for n in 1..=3 {
+        assert!(said.contains(&format!("PASS a.scn (iteration {n}) [")), "{said}");
+    }
+    assert!(said.contains("Summary 3 runs (3 iterations of 1 scenario) in "), "{said}");
+    let xml = std::fs::read_to_string(dir.path().join("j.xml")).unwrap();
+    let report = Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let names: Vec<&str> = report.test_suites[0].test_cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a[1]", "a[2]", "a[3]"], "{xml}");
+    let out = harness(&["run", "--repeat", "2", "--format", "json", "a.scn"], dir.path());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", all(&out)));
+    assert_eq!(doc["summary"]["iterations"], 2, "{doc}");
+    let its: Vec<u64> = doc["scenarios"].as_array().unwrap().iter().map(|s| s["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(its, [1, 2], "{doc}");
+    // --stress runs at least once, numbered.
+    let out = harness(&["run", "--stress", "1ms", "a.scn"], dir.path());
+    assert!(text(&out.stdout).contains("PASS a.scn (iteration 1) ["), "{}", all(&out));
+    assert_eq!(harness(&["run", "--repeat", "0", "a.scn"], dir.path()).status.code(), Some(2));
+}
+
+#[test]
+fn repeat_counts_failed_iterations_and_shows_the_first_failing_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every second run fails: the 2nd and the 4th (a counter in a file).
+    let count = dir.path().join("count");
+    let flaky = format!(
+        "process A\nA: run \"sh -c 'n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}; [ $((n % 2)) -eq 0 ]'\" => status 0\n",
+        c = count.display()
+    );
+    write(dir.path(), "flaky.scn", &flaky);
+    let out = harness(&["run", "--repeat", "4", "flaky.scn"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("FAIL flaky.scn (iteration 2) [") && said.contains("PASS flaky.scn (iteration 3) ["),
+        "{said}"
+    );
+    assert!(said.contains(": 2 passed, 2 failed, 0 skipped"), "{said}");
+    assert!(said.contains("  FAIL flaky.scn:2 [2 of 4 iterations; first: iteration 2]"), "{said}");
+    // The first failing run's transcript, once.
+    assert_eq!(said.matches("transcript (").count(), 1, "{said}");
+    assert!(said.contains("(iteration 2, the first of 2 failing of 4;"), "{said}");
+    std::fs::remove_file(&count).unwrap();
+    let out = harness(&["run", "--repeat", "4", "--format", "json", "flaky.scn"], dir.path());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", all(&out)));
+    let runs: Vec<(u64, &str)> = doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["iteration"].as_u64().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(runs, [(1, "pass"), (2, "fail"), (3, "pass"), (4, "fail")], "{doc}");
+}
+
+/// The interrupts a run takes are given back when it ends, so the next
+/// iteration takes them again: SIGINT in iteration 2 still stops the run.
+/// (`a-fast` reports while `b-slow` runs, one at a time: the signal comes
+/// while iteration 2's `b-slow` sleeps.)
+#[test]
+fn an_interrupt_stops_a_later_iteration() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a-fast.scn", PASS);
+    write(dir.path(), "b-slow.scn", "process A\nA: run \"sleep 2\" => status 0\n");
+    let mut child = common::command(&["run", "--jobs", "1", "--repeat", "3", "."], dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let second = lines.by_ref().map(|l| l.unwrap()).find(|l| l.contains("a-fast.scn (iteration 2)"));
+    assert!(second.is_some_and(|l| l.starts_with("PASS")), "iteration 2 of a-fast did not pass");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "the run went on after SIGINT: {status:?}\n{}", rest.join("\n"));
+}

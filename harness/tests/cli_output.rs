@@ -331,6 +331,7 @@ fn report(file: &str, status: Status) -> ScenarioReport {
         processes: vec!["A".into()],
         transcript: vec![],
         duration_us: 1_234_567,
+        iteration: None,
     }
 }
 

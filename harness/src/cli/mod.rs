@@ -4,6 +4,7 @@
 pub mod console;
 pub mod files;
 pub mod inspect;
+pub mod repeat;
 pub mod run;
 pub mod select;
 pub mod story;

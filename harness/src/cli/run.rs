@@ -12,10 +12,11 @@ use shm_harness::report::{render_json, render_junit_with, FailOn, RunInfo};
 use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status};
 use shm_harness::scenario::{self, Scenario};
 
-use super::console::{heading, status_style, styled, ColorArg, Console, Target};
+use super::console::{heading, styled, ColorArg, Console, Target};
 use super::files;
+use super::repeat::{parse_repeat, parse_stress, run_iterations, Iterations};
 use super::select::{Loaded, Selection};
-use super::story::{summary, Story};
+use super::story::{failures, summary, Story};
 
 /// The most scenarios at once: each is a supervisor and its actors, so a
 /// thousand-fold `--jobs` would only exhaust the process table.
@@ -67,6 +68,12 @@ pub struct RunArgs {
     /// A SKIP (a need of the scenario missing here) fails the run (exit status 1), for a job that must run everything.
     #[arg(long)]
     pub fail_on_skip: bool,
+    /// Run every scenario N times (each run reported with its iteration number).
+    #[arg(long, value_name = "N", value_parser = parse_repeat, conflicts_with = "stress")]
+    pub repeat: Option<u32>,
+    /// Run every scenario again and again for this long (at least once), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_stress)]
+    pub stress: Option<Duration>,
 }
 
 /// `--format`.
@@ -156,6 +163,8 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         verbose,
         strict,
         fail_on_skip,
+        repeat,
+        stress,
     } = args;
     let fail_on = FailOn { xpass: strict, skip: fail_on_skip };
     let timeout = timeout.saturating_mul(timeout_scale);
@@ -201,10 +210,12 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     }
     let errors = loaded.errors(mode);
     let n = scenarios.len() + errors.len();
+    let iterations = Iterations::from_args(repeat, stress);
     story.say(&format!(
-        "{} {n} scenario{}, isolation {mode}, jobs {effective_jobs}",
+        "{} {n} scenario{}{}, isolation {mode}, jobs {effective_jobs}",
         styled(heading(), "Starting"),
-        if n == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" },
+        iterations.describe()
     ));
     let opts = RunOptions { jobs, isolation: choice, timeout };
     let started_at = SystemTime::now();
@@ -212,17 +223,10 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
     for (_, error) in &errors {
         story.progress(error);
     }
-    let reports = if scenarios.is_empty() {
-        Vec::new()
-    } else {
-        runner::run(scenarios, &opts, mode, |r| story.progress(r)).map_err(|e| Stop(e.to_string()))?
-    };
+    let reports = run_iterations(scenarios, &opts, mode, iterations, &mut story).map_err(Stop)?;
     let reports = Loaded::reports_with(reports, errors);
     let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
-    for r in reports.iter().filter(|r| r.status.fails(fail_on)) {
-        story.always("");
-        story.always(&format!("{} {}", styled(status_style(r.status), r.status.label()), r.failure_text().trim_end()));
-    }
+    failures(&mut story, &reports);
     summary(&mut story, &reports, &run);
     let doc = match format {
         Format::Text => story.file_text.take(),

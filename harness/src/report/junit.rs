@@ -113,7 +113,10 @@ fn test_case(r: &ScenarioReport, fail_on: FailOn) -> TestCase {
         dir if dir.is_empty() => ".".to_string(),
         dir => dir.into_owned(),
     };
-    let mut case = TestCase::new(visible(&r.name), status);
+    // Under --repeat/--stress each run is a test case of its own, named as
+    // pytest-repeat names them: `x[3]`.
+    let name = r.iteration.map_or_else(|| r.name.clone(), |n| format!("{}[{n}]", r.name));
+    let mut case = TestCase::new(visible(&name), status);
     if let (Status::Xpass, false, Some(reason)) = (r.status, strict, &r.reason) {
         case.set_system_out(visible(reason));
     }

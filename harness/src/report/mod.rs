@@ -155,6 +155,10 @@ pub struct ScenarioReport {
     pub transcript: Vec<Entry>,
     /// Wall time in microseconds.
     pub duration_us: u64,
+    /// Which run of the scenario this is (1, 2, ...) under `run --repeat` or
+    /// `--stress`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
 }
 
 impl ScenarioReport {
@@ -204,6 +208,7 @@ impl ScenarioReport {
             processes: Vec::new(),
             transcript: Vec::new(),
             duration_us: 0,
+            iteration: None,
         }
     }
 
@@ -219,11 +224,17 @@ impl ScenarioReport {
         if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
             return reason.clone();
         }
-        let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
+        let mut line =
+            format!("{}{} [{}] {:.1} ms", self.file, self.nth(), self.isolation, self.duration_us as f64 / 1000.0);
         if let (Status::Skip | Status::Xfail | Status::Xpass, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
         }
         line
+    }
+
+    /// ` (iteration N)` under `--repeat`/`--stress`, else nothing.
+    pub fn nth(&self) -> String {
+        self.iteration.map_or_else(String::new, |n| format!(" (iteration {n})"))
     }
 
     /// A failure of the harness itself (it could not run the scenario to its
@@ -412,7 +423,8 @@ pub struct RunInfo {
 pub const JSON_VERSION: u32 = 1;
 
 /// All reports as one JSON document:
-/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started}, "scenarios"}`.
+/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started[, iterations]}, "scenarios"}`;
+/// under `--repeat`/`--stress` every run of a scenario is one report with its `"iteration"`.
 pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
     #[derive(Serialize)]
     struct RunSummary {
@@ -425,6 +437,9 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         isolation: Isolation,
         jobs: usize,
         started: String,
+        /// Under `--repeat`/`--stress`: how many times the scenarios ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iterations: Option<u32>,
     }
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -441,6 +456,7 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         jobs: run.jobs,
         started: chrono::DateTime::<chrono::Utc>::from(run.started)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        iterations: reports.iter().filter_map(|r| r.iteration).max(),
     };
     let mut doc = serde_json::to_string_pretty(&Doc { version: JSON_VERSION, summary, scenarios: reports })
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
@@ -485,6 +501,7 @@ mod tests {
                 },
             ],
             duration_us: 1500,
+            iteration: None,
         }
     }
 

@@ -382,6 +382,7 @@ fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> Scenari
         processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
         transcript: vec![],
         duration_us: 0,
+        iteration: None,
     }
 }
 
