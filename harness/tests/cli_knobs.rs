@@ -218,3 +218,61 @@ fn an_interrupt_stops_a_later_iteration() {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGINT), "the run went on after SIGINT: {status:?}\n{}", rest.join("\n"));
 }
+
+/// `shm-harness ARGS` in `dir` with the state directory found as usual
+/// (`$SHM_HARNESS_STATE_DIR` unset): `$XDG_RUNTIME_DIR/shm-harness`, the
+/// runtime directory being `runtime`.
+fn with_runtime_dir(args: &[&str], dir: &std::path::Path, runtime: &std::path::Path) -> std::process::Output {
+    let prefix: &[&str] =
+        if nix::unistd::Uid::effective().is_root() { &["unshare", "-i"] } else { &["unshare", "-r", "-i"] };
+    let mut c = std::process::Command::new(prefix[0]);
+    c.args(&prefix[1..])
+        .arg(common::bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SHM_HARNESS_STATE_DIR")
+        .env("XDG_RUNTIME_DIR", runtime);
+    c.output().unwrap()
+}
+
+#[test]
+fn no_run_leaves_an_empty_state_directory_and_kept_journals_are_mentioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let state = runtime.path().join("shm-harness");
+    write(dir.path(), "a.scn", PASS);
+    if std::process::Command::new("unshare").args(["-r", "-i", "true"]).output().is_err() {
+        eprintln!("skipped: no unshare (util-linux)");
+        return;
+    }
+    // Host isolation (in an IPC namespace made for the test) keeps a journal
+    // while it runs, then deletes it: the directory goes with it.
+    let out = with_runtime_dir(&["run", "--isolation", "host", "a.scn"], dir.path(), runtime.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(text(&out.stdout).contains("PASS a.scn [host]"), "{}", all(&out));
+    assert!(!state.exists(), "a host run left {} behind", state.display());
+    // Namespace isolation keeps no journal: the sweep's directory goes too.
+    let out = with_runtime_dir(&["run", "a.scn"], dir.path(), runtime.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(!state.exists(), "a namespace run left {} behind", state.display());
+    let out = with_runtime_dir(&["sweep"], dir.path(), runtime.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(!state.exists(), "a sweep left {} behind", state.display());
+
+    // A dead run's journal whose anchor is not here (another namespace):
+    // kept, directory and all, and a run's start says so in one line.
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let anchor = r#"{"anchor": {"shmid": 2147483000, "cpid": 1, "ctime": 1, "key": 1234567, "ns": [4, 1]}}"#;
+    std::fs::write(state.join("run-424246-1.journal"), format!("{anchor}\n")).unwrap();
+    let out = with_runtime_dir(&["run", "a.scn"], dir.path(), runtime.path());
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    let err = text(&out.stderr);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("journal")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains(&format!("1 journal(s) of dead runs in other IPC namespaces kept in {}", state.display())),
+        "{err}"
+    );
+    assert!(state.join("run-424246-1.journal").exists(), "{err}");
+}

@@ -326,9 +326,21 @@ pub fn run(
 fn open_journal(isolation: Isolation) -> Result<Option<journal::Journal>, RunError> {
     let state = journal::state_dir();
     if let Ok(dir) = &state {
-        let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
+        if let Ok(swept) = journal::sweep(dir, false, |line| eprintln!("{line}")) {
+            let kept = swept.unproven - swept.expired;
+            if kept > 0 {
+                eprintln!(
+                    "shm-harness: {kept} journal(s) of dead runs in other IPC namespaces kept in {} (`shm-harness sweep` lists them)",
+                    dir.display()
+                );
+            }
+        }
     }
     if isolation != Isolation::Host {
+        // No journal: the directory the sweep needed must not outlive the run.
+        if let Ok(dir) = &state {
+            journal::release_state_dir(dir);
+        }
         return Ok(None);
     }
     let dir = state?;
