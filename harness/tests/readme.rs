@@ -256,10 +256,8 @@ fn the_install_recipe_is_runnable_and_installs_without_debug_info() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     // Commands: a line of a `sh` block, or a workflow's `run:`.
-    let installs: Vec<&str> = readme
-        .lines()
-        .filter(|l| l.trim_start().trim_start_matches("run: ").starts_with("cargo install "))
-        .collect();
+    let installs: Vec<&str> =
+        readme.lines().filter(|l| l.trim_start().trim_start_matches("run: ").starts_with("cargo install ")).collect();
     assert!(!installs.is_empty(), "README.md has no `cargo install` line");
     for line in &installs {
         assert!(line.contains("--locked"), "without --locked cargo re-resolves every dependency: {line}");

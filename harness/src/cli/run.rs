@@ -183,19 +183,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         }
         return Ok(list_errors(&loaded));
     }
-    let stdout_carries_document = format != Format::Text && out_file.is_none();
-    let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
-    // With a report file, or with the document on stdout and the progress
-    // on stderr, a reader of the progress that goes away must not cost the
-    // report: the run goes on, silently.
-    let console = if out_file.is_some() || stdout_carries_document { console.outlive_its_reader() } else { console };
-    let mut story = Story {
-        console,
-        file_text: (format == Format::Text && out_file.is_some()).then(String::new),
-        quiet,
-        verbose,
-        fail_on,
-    };
+    let mut story = story_for(format, out_file.is_some(), color, quiet, verbose, fail_on);
     let jobs = capped_jobs(jobs.unwrap_or_else(|| RunOptions::default().jobs), &mut story);
     let choice = match isolation {
         IsolationArg::Auto => IsolationChoice::Auto,
@@ -237,6 +225,18 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         write_report(out_file.as_mut(), &doc)?;
     }
     Ok(exit_code(&reports, fail_on))
+}
+
+/// The story of a run whose report is in `format`, into a report file
+/// (`to_file`) or onto stdout.
+fn story_for(format: Format, to_file: bool, color: ColorArg, quiet: bool, verbose: bool, fail_on: FailOn) -> Story {
+    let stdout_carries_document = format != Format::Text && !to_file;
+    let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
+    // With a report file, or with the document on stdout and the progress
+    // on stderr, a reader of the progress that goes away must not cost the
+    // report: the run goes on, silently.
+    let console = if to_file || stdout_carries_document { console.outlive_its_reader() } else { console };
+    Story { console, file_text: (format == Format::Text && to_file).then(String::new), quiet, verbose, fail_on }
 }
 
 /// The run's exit status: 2 when a file did not parse (bad input, as for

@@ -325,14 +325,19 @@ pub fn run(
 /// isolation opens this run's journal.
 fn open_journal(isolation: Isolation) -> Result<Option<journal::Journal>, RunError> {
     let state = journal::state_dir();
+    // Said on stderr without `eprintln!`, which panics when the reader of
+    // stderr has gone (`run --format json 2>&1 | head`): the run goes on.
+    let say = |line: &str| {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    };
     if let Ok(dir) = &state {
-        if let Ok(swept) = journal::sweep(dir, false, |line| eprintln!("{line}")) {
+        if let Ok(swept) = journal::sweep(dir, false, |line| say(&line)) {
             let kept = swept.unproven - swept.expired;
             if kept > 0 {
-                eprintln!(
+                say(&format!(
                     "shm-harness: {kept} journal(s) of dead runs in other IPC namespaces kept in {} (`shm-harness sweep` lists them)",
                     dir.display()
-                );
+                ));
             }
         }
     }
