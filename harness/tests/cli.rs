@@ -51,16 +51,6 @@ fn malformed_scenarios_get_file_line_col_and_status_2() {
 }
 
 #[test]
-fn a_file_that_does_not_parse_runs_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "a-good.scn", "process A\nA: create s = private size 1\nA: rm s\n");
-    write(dir.path(), "b-bad.scn", "process A\nA: frobnicate\n");
-    let out = harness(&["run", "."], dir.path());
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!text(&out.stdout).contains("PASS"), "{}", text(&out.stdout));
-}
-
-#[test]
 fn usage_errors_are_status_2() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(harness(&["run", "--isolation", "sideways"], dir.path()).status.code(), Some(2));

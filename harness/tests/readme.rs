@@ -253,3 +253,34 @@ fn the_readme_keywords_are_the_parsers() {
         assert!(err.to_string().contains("not a valid name"), "`{w}`: {err}");
     }
 }
+
+/// The recipe for another project can be run as written: every
+/// `cargo install` in the README is `--locked` and names no placeholder
+/// owner, the `--path` one installs the `dist` profile, and the workspace
+/// defines that profile as release without debug information, stripped.
+#[test]
+fn the_install_recipe_is_runnable_and_installs_without_debug_info() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    // Commands: a line of a `sh` block, or a workflow's `run:`.
+    let installs: Vec<&str> =
+        readme.lines().filter(|l| l.trim_start().trim_start_matches("run: ").starts_with("cargo install ")).collect();
+    assert!(!installs.is_empty(), "README.md has no `cargo install` line");
+    for line in &installs {
+        assert!(line.contains("--locked"), "without --locked cargo re-resolves every dependency: {line}");
+        assert!(!line.contains("OWNER"), "a placeholder cannot be run: {line}");
+    }
+    assert!(readme.contains("\ncargo install --locked --path harness --profile dist\n"), "the --path recipe");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dist: Vec<&str> = manifest
+        .split("\n[profile.dist]\n")
+        .nth(1)
+        .expect("the workspace Cargo.toml defines [profile.dist]")
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .map(str::trim)
+        .collect();
+    for want in ["inherits = \"release\"", "debug = false", "strip = true"] {
+        assert!(dist.contains(&want), "[profile.dist] lacks `{want}`: {dist:?}");
+    }
+}

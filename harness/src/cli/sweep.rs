@@ -35,7 +35,9 @@ pub fn main(args: SweepArgs, color: ColorArg) -> ExitCode {
         }
     };
     let opts = journal::SweepOptions { dry_run: args.dry_run, each_unproven: true };
-    match journal::sweep_with(&dir, opts, |line| err.line(&line)) {
+    let swept = journal::sweep_with(&dir, opts, |line| err.line(&line));
+    journal::release_state_dir(&dir);
+    match swept {
         Ok(s) => {
             err.line(&format!(
                 "shm-harness sweep: {} dead run(s) settled, {} segment(s) {}, {} not ours any more, {} never recorded (left alone), {} could not be removed, checked or read; {} dead run(s) in IPC namespaces that cannot be proven here ({} {} as older than {} days)",

@@ -48,6 +48,9 @@ pub enum Status {
     Xfail,
     /// A step marked `xfail` passed: the defect may be fixed. Fails the run under `--strict`.
     Xpass,
+    /// The file does not parse: nothing of it ran (the reason is the
+    /// parser's `file:line:col: ...`). Fails the run.
+    Error,
 }
 
 impl Status {
@@ -59,19 +62,32 @@ impl Status {
             Status::Skip => "SKIP",
             Status::Xfail => "XFAIL",
             Status::Xpass => "XPASS",
+            Status::Error => "ERROR",
         }
     }
 
-    /// Whether this verdict makes the run fail (exit status 1).
+    /// Whether this verdict makes the run fail whatever the options: a
+    /// failure (exit status 1) or a file that does not parse (exit status 2).
     pub fn fails_run(self) -> bool {
-        matches!(self, Status::Fail)
+        matches!(self, Status::Fail | Status::Error)
     }
 
-    /// Whether this verdict makes a run fail: a failure, or under
-    /// `--strict` an XPASS too.
-    pub fn fails(self, strict: bool) -> bool {
-        self.fails_run() || (strict && self == Status::Xpass)
+    /// Whether this verdict makes a run fail: a failure, a file that does
+    /// not parse, and the verdicts `fail_on` names (an XPASS under
+    /// `--strict`, a SKIP under `--fail-on-skip`).
+    pub fn fails(self, fail_on: FailOn) -> bool {
+        self.fails_run() || (fail_on.xpass && self == Status::Xpass) || (fail_on.skip && self == Status::Skip)
     }
+}
+
+/// The verdicts that pass by default and fail the run when asked to: the
+/// one place `--strict` and `--fail-on-skip` are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailOn {
+    /// `--strict`: an XPASS fails the run (a `<failure type="Xpass">` in JUnit).
+    pub xpass: bool,
+    /// `--fail-on-skip`: a SKIP fails the run (a `<failure type="Skip">` in JUnit).
+    pub skip: bool,
 }
 
 /// One step as it happened.
@@ -160,6 +176,10 @@ pub struct ScenarioReport {
     pub transcript: Vec<Entry>,
     /// Wall time in microseconds.
     pub duration_us: u64,
+    /// Which run of the scenario this is (1, 2, ...) under `run --repeat` or
+    /// `--stress`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
 }
 
 impl ScenarioReport {
@@ -193,19 +213,49 @@ impl ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// The report of a file that does not parse: status [`Status::Error`],
+    /// the parser's message (`file:line:col: ...`) as its reason, nothing run.
+    pub fn not_parsed(file: &str, message: String, isolation: Isolation) -> ScenarioReport {
+        ScenarioReport {
+            file: file.to_string(),
+            name: std::path::Path::new(file)
+                .file_stem()
+                .map_or_else(|| file.to_string(), |s| s.to_string_lossy().into_owned()),
+            status: Status::Error,
+            isolation,
+            reason: Some(message),
+            failure: None,
+            leaks: Vec::new(),
+            processes: Vec::new(),
+            transcript: Vec::new(),
+            duration_us: 0,
+            iteration: None,
+        }
+    }
+
     /// The one-line progress report: `PASS file [isolation] 1.2 ms`, with the
     /// reason of a skip.
     pub fn progress_line(&self) -> String {
         format!("{} {}", self.status.label(), self.progress_detail())
     }
 
-    /// The progress line without its status tag (for a terminal that colours the tag).
+    /// The progress line without its status tag (for a terminal that colours
+    /// the tag); for a file that does not parse, the parser's message.
     pub fn progress_detail(&self) -> String {
-        let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            return reason.clone();
+        }
+        let mut line =
+            format!("{}{} [{}] {:.1} ms", self.file, self.nth(), self.isolation, self.duration_us as f64 / 1000.0);
         if let (Status::Skip | Status::Xfail | Status::Xpass, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
         }
         line
+    }
+
+    /// ` (iteration N)` under `--repeat`/`--stress`, else nothing.
+    pub fn nth(&self) -> String {
+        self.iteration.map_or_else(String::new, |n| format!(" (iteration {n})"))
     }
 
     /// A failure of the harness itself (it could not run the scenario to its
@@ -229,6 +279,11 @@ impl ScenarioReport {
     /// The whole failure story: what failed, then the transcript in columns.
     pub fn failure_text(&self) -> String {
         let mut out = String::new();
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            // The parser's message names the file already.
+            let _ = writeln!(out, "{reason}");
+            return out;
+        }
         if let Some(f) = &self.failure {
             let _ = writeln!(out, "{}:{}: {}", self.file, f.line, f.step);
             let _ = writeln!(out, "  expected: {}", f.expected);
@@ -273,6 +328,8 @@ pub struct Summary {
     pub xfailed: usize,
     /// Passed though marked `xfail`.
     pub xpassed: usize,
+    /// Files that do not parse ([`Status::Error`]).
+    pub unparsed: usize,
 }
 
 impl Summary {
@@ -286,6 +343,7 @@ impl Summary {
                 Status::Skip => s.skipped += 1,
                 Status::Xfail => s.xfailed += 1,
                 Status::Xpass => s.xpassed += 1,
+                Status::Error => s.unparsed += 1,
             }
         }
         s
@@ -310,7 +368,8 @@ pub struct RunInfo {
 pub const JSON_VERSION: u32 = 1;
 
 /// All reports as one JSON document:
-/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started}, "scenarios"}`.
+/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started[, iterations]}, "scenarios"}`;
+/// under `--repeat`/`--stress` every run of a scenario is one report with its `"iteration"`.
 pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
     #[derive(Serialize)]
     struct RunSummary {
@@ -323,6 +382,9 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         isolation: Isolation,
         jobs: usize,
         started: String,
+        /// Under `--repeat`/`--stress`: how many times the scenarios ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iterations: Option<u32>,
     }
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -339,6 +401,7 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         jobs: run.jobs,
         started: chrono::DateTime::<chrono::Utc>::from(run.started)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        iterations: reports.iter().filter_map(|r| r.iteration).max(),
     };
     let mut doc = serde_json::to_string_pretty(&Doc { version: JSON_VERSION, summary, scenarios: reports })
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
@@ -391,6 +454,7 @@ mod tests {
                 },
             ],
             duration_us: 1500,
+            iteration: None,
         }
     }
 

@@ -34,7 +34,7 @@ mod sweep;
 
 pub use anchor::{Anchor, ANCHOR_SIZE};
 pub use intent::{wall_seconds, Intent};
-pub use state::{state_dir, DirProblem, RealUser};
+pub use state::{release_state_dir, state_dir, DirProblem, RealUser};
 pub use sweep::{finish_orphaned, settle_scenario, sweep, sweep_with, SweepOptions, Swept, MAX_AGE};
 
 /// Why the journal (or its state directory) could not be used.
@@ -164,14 +164,7 @@ impl Journal {
         let name = format!("run-{}-{nanos}", std::process::id());
         let tmp = dir.join(format!("{name}.new"));
         let path = dir.join(format!("{name}.journal"));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|source| JournalError::File { path: tmp.clone(), source })?;
+        let file = create_in_state_dir(dir, &tmp)?;
         flock_exclusive(&file).map_err(|errno| JournalError::Lock { path: tmp.clone(), errno })?;
         let ns = ipc_namespace().ok_or_else(|| JournalError::Anchor("cannot read /proc/thread-self/ns/ipc".into()))?;
         let anchor = Anchor::plant(ns).map_err(JournalError::Anchor)?;
@@ -210,17 +203,45 @@ impl Journal {
 
     /// The run ended normally: its segments are accounted for. Removes the
     /// anchor, then the journal (kept, and said on stderr, if the anchor
-    /// cannot be removed: a sweep will).
+    /// cannot be removed: a sweep will), then the state directory if that
+    /// left it empty ([`release_state_dir`]).
     pub fn finish(self) {
         match self.anchor.remove() {
             Ok(()) => {
                 let _ = std::fs::remove_file(&self.path);
+                if let Some(dir) = self.path.parent() {
+                    release_state_dir(dir);
+                }
             }
             Err(e) => eprintln!(
                 "shm-harness: cannot remove the run's {}: {e}; its journal {} is kept for `shm-harness sweep`",
                 self.anchor.describe(),
                 self.path.display()
             ),
+        }
+    }
+}
+
+/// Creates the new journal file `tmp` in the state directory `dir` (0600,
+/// close-on-exec), making `dir` again (0700, checked to be ours) when it is
+/// gone: another run that ended may have just removed it, empty
+/// ([`release_state_dir`]).
+fn create_in_state_dir(dir: &Path, tmp: &Path) -> Result<File, JournalError> {
+    let mut tries = 0;
+    loop {
+        let opened = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(tmp);
+        match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                tries += 1;
+                state::usable_dir(dir, &RealUser::current())?;
+            }
+            other => return other.map_err(|source| JournalError::File { path: tmp.to_path_buf(), source }),
         }
     }
 }

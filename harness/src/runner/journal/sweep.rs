@@ -417,6 +417,9 @@ pub fn finish_orphaned(fd: std::os::fd::RawFd) -> Result<(), String> {
     anchor.remove_if(anchor.find_from_run(ipc_namespace()))?;
     if !link.to_string_lossy().ends_with(" (deleted)") {
         let _ = std::fs::remove_file(&link);
+        if let Some(dir) = link.parent() {
+            super::release_state_dir(dir);
+        }
     }
     Ok(())
 }

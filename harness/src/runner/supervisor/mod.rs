@@ -131,6 +131,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
         transcript: Vec::new(),
         duration_us: 0,
+        iteration: None,
     };
     if let Some(reason) = skip_reason(sc, opts) {
         report.status = Status::Skip;
