@@ -116,7 +116,10 @@ impl ShmctlCmd {
     /// Whether it changes a segment (or may: an unknown number is not
     /// assumed harmless).
     pub const fn changes(self) -> bool {
-        matches!(self, ShmctlCmd::IpcSet | ShmctlCmd::IpcRmid | ShmctlCmd::ShmLock | ShmctlCmd::ShmUnlock)
+        matches!(
+            self,
+            ShmctlCmd::IpcSet | ShmctlCmd::IpcRmid | ShmctlCmd::ShmLock | ShmctlCmd::ShmUnlock | ShmctlCmd::Other(_)
+        )
     }
 }
 
@@ -340,6 +343,17 @@ impl Drop for NoAccessPage {
 mod tests {
     use super::*;
     use crate::sysv::IgnoredField;
+
+    #[test]
+    fn which_commands_read_a_stat_and_which_change_a_segment() {
+        use ShmctlCmd::*;
+        let reads: Vec<_> = ShmctlCmd::NAMED.into_iter().filter(|c| c.reads_stat()).collect();
+        assert_eq!(reads, [IpcStat, ShmStat, ShmStatAny]);
+        let changes: Vec<_> = ShmctlCmd::NAMED.into_iter().filter(|c| c.changes()).collect();
+        assert_eq!(changes, [IpcSet, IpcRmid, ShmLock, ShmUnlock]);
+        assert!(Other(0x102).changes() && Other(-1).changes(), "an unknown number is not assumed harmless");
+        assert!(!Other(0x102).reads_stat());
+    }
 
     #[test]
     fn commands_by_name_and_number() {
