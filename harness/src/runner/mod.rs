@@ -333,7 +333,9 @@ fn open_journal(isolation: Isolation) -> Result<Option<journal::Journal>, RunErr
     if let Ok(dir) = &state {
         if let Ok(swept) = journal::sweep(dir, false, |line| say(&line)) {
             let kept = swept.unproven - swept.expired;
-            if kept > 0 {
+            // Once per command, not per iteration of `--repeat`/`--stress`.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if kept > 0 && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 say(&format!(
                     "shm-harness: {kept} journal(s) of dead runs in other IPC namespaces kept in {} (`shm-harness sweep` lists them)",
                     dir.display()
