@@ -136,24 +136,26 @@ rusty_fork_test! {
     }
 
     /// A program that opens a segment the test made before the run: the
-    /// tracer reports no creation, the capture guard refuses the id, the
-    /// scenario's count does not include it, and it is not removed.
+    /// guard makes its `shmget` return EACCES (the program sees -1, errno
+    /// 13), the scenario fails naming the program, the call and the
+    /// segment, its count does not include it, and it is not removed.
     #[test]
-    fn a_foreign_segment_a_program_opens_is_not_claimed() {
+    fn a_foreign_segment_a_program_opens_is_refused_and_not_claimed() {
         traced_or_skip!();
         let key = 0x7ace_1003;
         let other = foreign(key);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("open.py"),
-            format!("import ctypes\nl = ctypes.CDLL(None)\nprint(l.shmget({key}, 0, 0o1000 | 0o600))\n"),
+            format!("import ctypes\nl = ctypes.CDLL(None, use_errno=True)\nprint(l.shmget({key}, 0, 0o1000 | 0o600), ctypes.get_errno())\n"),
         )
         .unwrap();
-        std::fs::write(dir.path().join("f.scn"), "process A\nA: run \"python3 ${here}/open.py\" => status 0\nA: segments => 0\nA: run \"python3 ${here}/open.py\" => status 0, stdout \"{s}\\n\"\nA: rm s\n").unwrap();
+        std::fs::write(dir.path().join("f.scn"), "process A\nA: run \"python3 ${here}/open.py\" => status 0, stdout \"-1 13\\n\"\nA: segments => 0\n").unwrap();
         let out = harness_traced(&["run", "--isolation", "host", "f.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
-        assert!(s.contains(&format!("`s` captured shmid {other}, which is not a segment this scenario's processes created")), "{s}");
+        let refusal = format!("called shmget(0x7ace1003, flags 01600) on shmid {other} (key 0x7ace1003, owner uid 0), which is not this scenario's: refused with EACCES");
+        assert!(s.contains("line 2: program ") && s.contains("python3") && s.contains(&refusal), "{s}");
         assert!(!s.contains("leak:"), "{s}");
         assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was removed");
     }
