@@ -160,6 +160,34 @@ rusty_fork_test! {
         assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was removed");
     }
 
+    /// The guard refuses nothing a program does to the scenario's own
+    /// segments: one a step created is attached (`shmat`) and changed
+    /// (`IPC_SET`, a second later, so its ctime moves) by one program, then
+    /// removed by another (`ipcrm`) under its new identity, and a segment
+    /// a program created is removed by the next. Control: the `IPC_SET`
+    /// changed the identity (the program prints both ctimes), so the
+    /// second program is let on only because the change was journaled.
+    #[test]
+    fn programs_may_change_the_scenarios_own_segments() {
+        traced_or_skip!();
+        let other = foreign(0x7ace_1006);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("set.py"),
+            "import ctypes, sys, time\nl = ctypes.CDLL(None, use_errno=True)\nl.shmat.restype = ctypes.c_void_p\nid = int(sys.argv[1])\nbuf = ctypes.create_string_buffer(256)\nassert l.shmctl(id, 2, buf) == 0\nbefore = l.shmat(id, None, 0) != 2**64 - 1\ntime.sleep(1.1)\nassert l.shmctl(id, 1, buf) == 0, ctypes.get_errno()\nst = ctypes.create_string_buffer(256)\nl.shmctl(id, 2, st)\nprint(before, ctypes.c_int64.from_buffer(buf, 72).value < ctypes.c_int64.from_buffer(st, 72).value)\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("own.scn"),
+            "process A\nA: create s = private size 4096\nA: run \"python3 ${here}/set.py ${s}\" => status 0, stdout \"True True\\n\"\nA: run \"ipcrm -m ${s}\" => status 0\nA: run \"ipcmk -M 100\" => status 0, stdout \"Shared memory id: {t}\\n\"\nA: run \"ipcrm -m ${t}\" => status 0\nA: segments => 0\n",
+        )
+        .unwrap();
+        let out = harness_traced(&["run", "--isolation", "host", "own.scn"], dir.path(), &[]);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{s}{}", text(&out.stderr));
+        assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was touched");
+    }
+
     /// SIGKILL of the whole run (coordinator, supervisor, actor, tracer,
     /// program at once) once the traced creation is journaled: `sweep`
     /// removes exactly that segment, whose journaled identity is the one
