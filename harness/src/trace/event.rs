@@ -85,7 +85,7 @@ pub enum Event {
         errno: i32,
     },
     /// The guard refused a call of a tracee on a segment that is not the
-    /// caller's (see [`guard`](super::guard)): the program got `errno`.
+    /// caller's (see [`Program::guard`](super::Program::guard)): the program got `errno`.
     Refused(Refused),
     /// The program could not be started: `step` of the setup between `fork`
     /// and `execve` failed with `errno`. `ProgramExited(Code(127))` follows.

@@ -338,7 +338,8 @@ fn trap_unless_read_cmd(arg: u32) -> Vec<Insn> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Traps {
     /// `shmget` and `shmat` always; `shmctl` unless the command only reads
-    /// ([`READ_CMDS`]); and the refusals listed in this module's docs.
+    /// (`IPC_STAT`, `IPC_INFO`, `SHM_STAT`, `SHM_INFO`, `SHM_STAT_ANY`); and
+    /// the refusals listed in this module's docs.
     #[default]
     ShmCalls,
     /// No call trapped, none refused (unknown ABIs are still killed).

@@ -6,8 +6,8 @@
 //!
 //! | stop | action |
 //! |---|---|
-//! | seccomp stop at a trapped call | decode it ([`classify`]); resume with `PTRACE_SYSCALL` to stop at its exit |
-//! | syscall-exit stop after a trapped call | read the return value (`PTRACE_GET_SYSCALL_INFO`), `IPC_STAT`, write the event, then resume |
+//! | seccomp stop at a trapped call | decode it ([`classify`]); `shmat`, `shmctl`: the guard checks the segment ([`vet`](self::vet)) and refuses (skips) the call, or lets it run; resume with `PTRACE_SYSCALL` to stop at the exit of `shmget`, `IPC_SET`, `IPC_RMID` |
+//! | syscall-exit stop after a trapped call | read the return value (`PTRACE_GET_SYSCALL_INFO`), `IPC_STAT`, write the event (a `shmget` that opened a segment not the caller's: return `EACCES` instead, report the refusal), then resume |
 //! | fork/vfork/clone event | note the new tracee (it starts in its own stop) |
 //! | exec event | the execing thread now has the thread-group id; forget the former thread id |
 //! | group-stop (`PTRACE_EVENT_STOP` with a stop signal) | `PTRACE_LISTEN`: stays stopped, as untraced |
@@ -30,13 +30,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_int, pid_t};
 use nix::errno::Errno;
 
-use super::event::{Event, Exit, GuardedCall, Refused, Why};
+use super::event::{Event, Exit, GuardedCall};
 pub(super) use super::failure::TracerFailure;
 use super::filter::{classify, Call, IPC_RMID, IPC_SET};
-use super::guard::{self, Check, Guard, Ledger, Seen};
+use super::guard::{Guard, Ledger};
 use super::pending::{self, identity, now_secs, Pending};
 use super::raw::{self, SyscallInfo};
 use super::tracee::{self, Prepared, Step};
+use vet::Vetted;
+
+mod vet;
 use crate::interp::Identity;
 use crate::namespace::ipc_namespace_id;
 
@@ -485,73 +488,4 @@ impl Tracer {
             g.mine(identity);
         }
     }
-
-    /// Whether the guard applies to `tid`'s calls: there is a guard, and
-    /// `tid` is in T's IPC namespace (or that cannot be read: fail closed).
-    fn guards(&self, tid: pid_t) -> bool {
-        self.guard.is_some() && ipc_namespace_id(Some(tid)).is_none_or(|ns| Some(ns) == self.my_ipc_ns)
-    }
-
-    /// At the seccomp stop of `call` on `shmid`: lets it run (with what the
-    /// guard saw of the segment, if it looked and the segment exists), or
-    /// refuses it before the kernel sees it ([`Tracer::refuse`]).
-    fn vet(&mut self, tid: pid_t, shmid: i32, call: GuardedCall) -> Vetted {
-        if !self.guards(tid) {
-            return Vetted::Runs(None);
-        }
-        let Some(guard) = self.guard.as_mut() else { return Vetted::Runs(None) };
-        let why = match guard.check(shmid) {
-            Check::Absent => return Vetted::Runs(None),
-            Check::Ours(seen) => return Vetted::Runs(Some(seen)),
-            Check::NotOurs(Seen { key, uid, .. }) => Why::NotOurs { key, uid },
-            Check::Unverifiable(why) => Why::Unverifiable(why),
-        };
-        self.refuse(tid, shmid, call, why, raw::skip_syscall);
-        Vetted::Refused
-    }
-
-    /// At the exit of a `shmget` that returned `shmid` without creating it:
-    /// if the segment is not the caller's, the call returns `EACCES`
-    /// instead (opening changed nothing in the kernel).
-    fn vet_open(&mut self, tid: pid_t, shmid: i32, call: GuardedCall) {
-        let Some(guard) = self.guard.as_mut() else { return };
-        let why = match guard.check(shmid) {
-            Check::Absent | Check::Ours(_) => return,
-            Check::NotOurs(Seen { key, uid, .. }) => Why::NotOurs { key, uid },
-            Check::Unverifiable(why) => Why::Unverifiable(why),
-        };
-        self.refuse(tid, shmid, call, why, raw::set_return);
-    }
-
-    /// Makes `tid`'s call fail with `EACCES` (`apply`: skip it at its entry,
-    /// or replace its return at its exit) and reports the refusal before
-    /// the tracee goes on. If the registers cannot be written, the tracee
-    /// is killed instead: the call never runs, or its id is never seen.
-    fn refuse(
-        &mut self,
-        tid: pid_t,
-        shmid: i32,
-        call: GuardedCall,
-        why: Why,
-        apply: fn(pid_t, i64) -> Result<(), Errno>,
-    ) {
-        match apply(tid, -i64::from(libc::EACCES)) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            // SAFETY: `tid` is a stopped tracee whose exit T has not consumed.
-            Err(_) => unsafe {
-                libc::kill(tid, libc::SIGKILL);
-            },
-        }
-        let program = guard::program_name(tid);
-        self.emit(&Event::Refused(Refused { pid: tid, program, call, shmid, errno: libc::EACCES, why }));
-    }
-}
-
-/// What the guard decided at a call's seccomp stop.
-enum Vetted {
-    /// The call runs; what the guard saw of the segment, if it looked and
-    /// the segment exists.
-    Runs(Option<Seen>),
-    /// The call was refused (skipped, reported).
-    Refused,
 }
