@@ -188,6 +188,24 @@ rusty_fork_test! {
         assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was touched");
     }
 
+    /// The guard is on the `spawn` path too: a spawned `ipcrm` given the
+    /// id of a segment the test made is refused (it exits 1), the
+    /// scenario fails naming it and the segment, which survives.
+    #[test]
+    fn a_spawned_program_is_refused_a_foreign_segment() {
+        traced_or_skip!();
+        let other = foreign(0x7ace_1007);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sp.scn"), format!("process A\nA: spawn P = \"ipcrm -m {other}\"\nA: wait P => status 1\n")).unwrap();
+        let out = harness_traced(&["run", "--isolation", "host", "sp.scn"], dir.path(), &[]);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
+        let refusal = format!("program ipcrm (pid ");
+        let call = format!("called shmctl({other}, IPC_RMID) on shmid {other} (key 0x7ace1007, owner uid 0), which is not this scenario's: refused with EACCES");
+        assert!(s.contains(&refusal) && s.contains(&call), "{s}");
+        assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was removed");
+    }
+
     /// SIGKILL of the whole run (coordinator, supervisor, actor, tracer,
     /// program at once) once the traced creation is journaled: `sweep`
     /// removes exactly that segment, whose journaled identity is the one
