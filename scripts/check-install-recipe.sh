@@ -6,7 +6,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo install --quiet --path "$repo/harness" --root "$work/root" --locked
+cargo install --quiet --path "$repo/harness" --root "$work/root" --locked --profile dist
 cp -r "$repo/examples/user-project" "$work/project"
 cd "$work/project"
 "$work/root/bin/shm-harness" run --format junit --output junit.xml scenarios/

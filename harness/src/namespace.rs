@@ -51,21 +51,39 @@ pub fn ipc_namespace_id(pid: Option<i32>) -> Option<u64> {
 /// [`enter_private_ipc_namespace`] (0: none).
 static ENTERED: AtomicU64 = AtomicU64::new(0);
 
+/// The IPC namespace this process was in when it first entered a private
+/// one through [`enter_private_ipc_namespace`] (0: it never did): the one
+/// it left, the only one known to be possibly the host's.
+static LEFT: AtomicU64 = AtomicU64::new(0);
+
 /// Whether the calling thread is in an IPC namespace other than the host's.
 ///
 /// True if the calling thread's namespace is one that a thread of this
 /// process (or of the one it was forked from) entered through
-/// [`enter_private_ipc_namespace`], or if some ancestor process whose
-/// namespace can be read (PID 1 first, then the parent chain) is in a
-/// different one. Another thread of the same process may be elsewhere.
-/// Answers `false` when it cannot tell, which is the safe answer for callers
-/// that refuse to touch the host namespace.
+/// [`enter_private_ipc_namespace`], or, once it did, any namespace but the
+/// one it left (a later `unshare(CLONE_NEWIPC)` or `setns` of a process of
+/// its own lands there: a scenario's `unshare ipc`); else if some ancestor
+/// process whose namespace can be read (PID 1 first, then the parent chain)
+/// is in a different one. Another thread of the same process may be
+/// elsewhere. Answers `false` when it cannot tell, which is the safe answer
+/// for callers that refuse to touch the host namespace.
 pub fn in_private_ipc_namespace() -> bool {
-    let Some(mine) = ipc_namespace_id(None) else { return false };
+    in_private_ipc_namespace_seen_by(&ipc_namespace_id)
+}
+
+/// [`in_private_ipc_namespace`] with `read` in place of
+/// [`ipc_namespace_id`]: the seam through which a test makes `/proc/1/ns/ipc`
+/// (or any process's) unreadable.
+fn in_private_ipc_namespace_seen_by(read: &dyn Fn(Option<i32>) -> Option<u64>) -> bool {
+    let Some(mine) = read(None) else { return false };
     if ENTERED.load(Ordering::Relaxed) == mine {
         return true;
     }
-    if let Some(init) = ipc_namespace_id(Some(1)) {
+    let left = LEFT.load(Ordering::Relaxed);
+    if left != 0 && left != mine {
+        return true;
+    }
+    if let Some(init) = read(Some(1)) {
         return init != mine;
     }
     let mut pid = std::os::unix::process::parent_id() as i32;
@@ -73,7 +91,7 @@ pub fn in_private_ipc_namespace() -> bool {
         if pid <= 1 {
             break;
         }
-        if let Some(theirs) = ipc_namespace_id(Some(pid)) {
+        if let Some(theirs) = read(Some(pid)) {
             if theirs != mine {
                 return true;
             }
@@ -84,6 +102,16 @@ pub fn in_private_ipc_namespace() -> bool {
         }
     }
     false
+}
+
+/// Records that the calling thread, in namespace `left` before, is now in
+/// the private namespace it has just entered (the first departure is kept:
+/// that is the one that may be the host's).
+fn record_entered(left: Option<u64>) {
+    if let Some(left) = left {
+        let _ = LEFT.compare_exchange(0, left, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    ENTERED.store(ipc_namespace_id(None).unwrap_or(0), Ordering::Relaxed);
 }
 
 fn parent_of(pid: i32) -> Option<i32> {
@@ -122,9 +150,10 @@ pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
             hint: "refused on purpose: planted `no-ipc-namespace` (testing host mode)".into(),
         });
     }
+    let left = ipc_namespace_id(None);
     let first = match unshare(CloneFlags::CLONE_NEWIPC) {
         Ok(()) => {
-            ENTERED.store(ipc_namespace_id(None).unwrap_or(0), Ordering::Relaxed);
+            record_entered(left);
             return Ok(());
         }
         Err(e) => e,
@@ -160,7 +189,7 @@ pub fn enter_private_ipc_namespace() -> Result<(), NamespaceError> {
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
-    ENTERED.store(ipc_namespace_id(None).unwrap_or(0), Ordering::Relaxed);
+    record_entered(left);
     Ok(())
 }
 
@@ -183,4 +212,64 @@ pub fn write_sysctl(sysctl: Sysctl, value: impl std::fmt::Display) -> sysv::Resu
         });
     }
     sysctl.write_unchecked(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusty_fork::rusty_fork_test;
+
+    /// Sees only the calling thread's namespace: `/proc/1/ns/ipc` and every
+    /// ancestor's are unreadable, as on machines that hide PID 1's entries.
+    fn blind(pid: Option<i32>) -> Option<u64> {
+        if pid.is_some() {
+            None
+        } else {
+            ipc_namespace_id(None)
+        }
+    }
+
+    rusty_fork_test! {
+        /// A scenario's `unshare ipc` (a bare `unshare(CLONE_NEWIPC)` after
+        /// the harness entered its private namespace) leaves the thread in a
+        /// private namespace, known without reading PID 1's.
+        #[test]
+        fn unshared_again_is_private_without_pid_1() {
+            if let Err(e) = enter_private_ipc_namespace() {
+                eprintln!("skipped: {e}");
+                return;
+            }
+            assert!(in_private_ipc_namespace_seen_by(&blind), "the namespace entered");
+            unshare(CloneFlags::CLONE_NEWIPC).expect("unshare(CLONE_NEWIPC) as root of the namespace");
+            assert_ne!(ipc_namespace_id(None), Some(ENTERED.load(Ordering::Relaxed)), "moved on");
+            assert!(in_private_ipc_namespace_seen_by(&blind), "a namespace made after the private one");
+        }
+
+        /// Without having entered a private namespace, a thread that can
+        /// read no other process's namespace cannot tell: the safe answer.
+        #[test]
+        fn unknown_without_pid_1_is_not_private() {
+            assert!(!in_private_ipc_namespace_seen_by(&blind));
+        }
+
+        /// Back in the namespace it left (`setns` to a process there), the
+        /// thread is judged as before: by PID 1, here unreadable, so not
+        /// private.
+        #[test]
+        fn back_in_the_namespace_left_is_not_private() {
+            let Some(left) = ipc_namespace_id(None) else { return };
+            let home = std::fs::File::open("/proc/thread-self/ns/ipc").expect("own namespace");
+            if let Err(e) = enter_private_ipc_namespace() {
+                eprintln!("skipped: {e}");
+                return;
+            }
+            use std::os::fd::AsFd;
+            if nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWIPC).is_err() {
+                eprintln!("skipped: cannot setns back (the namespace left belongs to another user namespace)");
+                return;
+            }
+            assert_eq!(ipc_namespace_id(None), Some(left));
+            assert!(!in_private_ipc_namespace_seen_by(&blind));
+        }
+    }
 }

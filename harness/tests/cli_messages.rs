@@ -2,7 +2,8 @@
 //! mapping step refused before it reaches the actor's own memory, `check`'s
 //! errors for bad huge page sizes, dangling `xfail`s and misfit
 //! expectations, the stat answer a failed expectation shows, a negative
-//! sysctl write, and the leak messages of daemons and `run` steps. Each runs
+//! sysctl write, the leak messages of daemons and `run` steps, and how a
+//! `repeat` ends. Each runs
 //! a small scenario and pins the message, with a control that shows the
 //! check can fail. (Found by issue 10's independent review.)
 
@@ -185,4 +186,157 @@ fn a_failed_or_repeated_run_names_its_line_in_a_leak() {
     let leaks = said.lines().filter(|l| l.contains("leak: segment")).count();
     let named = said.lines().filter(|l| l.contains("e.scn:2: leak: segment") && l.contains("at line 2")).count();
     assert!(leaks >= 2 && named == leaks, "every try's segment names line 2: {said}");
+}
+
+/// `repeat`: the step passes at its `until` errno with the count, its
+/// segments and attachments are undone by the harness (the first run has
+/// no leak: status 0), and a
+/// repetition that reaches its most tries, or stops at another errno,
+/// fails at its line saying so.
+#[test]
+fn a_repeat_counts_until_its_errno_and_says_when_it_never_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = "process A\nA: key k = 0x4d520002\nA: create s = private size 4096\n\
+              A: repeat 5 create k size 4096 excl until EEXIST => count 1\n\
+              A: repeat 3 attach s until EINVAL => count 3\nA: rm s\n";
+    let (code, said) = run(dir.path(), "r.scn", &sc.replace("A: repeat 3 attach s until EINVAL => count 3\n", ""), &[]);
+    assert_eq!(code, Some(0), "{said}");
+    // Most tries reached: every attach succeeds.
+    let (code, said) = run(dir.path(), "m.scn", sc, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("m.scn:5: A: repeat 3 attach s until EINVAL => count 3"), "{said}");
+    assert!(said.contains("expected: -1 EINVAL within 3 tries, count 3"), "{said}");
+    assert!(said.contains("actual:   count 3: every try succeeded, the most tries reached without an error"), "{said}");
+    // Another errno ends it.
+    let (code, said) = run(dir.path(), "o.scn", &sc.replace("until EEXIST", "until ENOSPC"), &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("actual:   count 1, then -1 EEXIST"), "{said}");
+    // Judged wrong, its segment is still the teardown's: not listed as
+    // left behind (only `s`, which the failure kept from its `rm`, is).
+    assert!(said.contains("leak: segment shmid 0 (key IPC_PRIVATE"), "{said}");
+    assert!(!said.lines().any(|l| l.contains("leak") && l.contains("0x4d520002")), "{said}");
+}
+
+/// A step that does not answer in time names what holds it up: the
+/// program its process runs, each of that program's processes with its
+/// command, pid and state; not the actor's own poll, and the teardown does
+/// not wait for that actor again (before: "process A (pid 2) is sleeping
+/// (S), waiting in poll_schedule_timeout.constprop.0", then "at teardown,
+/// no answer within 500ms: ..."; this test failed).
+#[test]
+fn a_timeout_names_the_program_that_is_stuck() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (code, said) = run(
+        dir.path(),
+        "t.scn",
+        "process A\nA: run \"sh -c 'sleep 20 | cat'\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    println!("run with --timeout 1s took {:?}", started.elapsed());
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("no answer within 1s: process A (pid 2) waits for its programs \"sh -c sleep 20 | cat\" (pid "),
+        "{said}"
+    );
+    assert!(
+        said.contains("\"sleep 20\" (pid ") && said.contains("\"cat\" (pid ") && said.contains("sleeping (S)"),
+        "{said}"
+    );
+    assert!(!said.contains("poll_schedule_timeout") && !said.contains("at teardown"), "{said}");
+    let (code, said) = run(
+        dir.path(),
+        "w.scn",
+        "process A\nA: spawn D = \"sleep 20\"\nA: wait D => status 0\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 3, sleeping (S)"), "{said}");
+    assert!(!said.contains("at teardown"), "{said}");
+    // A process forked by a step is an actor, not a program of its parent:
+    // neither named nor killed with the program (it finishes as usual).
+    let (code, said) = run(
+        dir.path(),
+        "f.scn",
+        "process A, B\nA: fork B\nA: run \"sleep 20\"\n",
+        &["--isolation", "namespace", "--timeout", "1s"],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("process A (pid 2) waits for its program \"sleep 20\" (pid 4, sleeping (S)"), "{said}");
+    assert!(!said.contains("process B was killed") && !said.contains("at teardown"), "{said}");
+}
+
+/// `--set NAME=VALUE` gives `${NAME}` in a program's command a value from
+/// the command line (`check` and `run`); without it the name is an error at
+/// its `file:line:col` that names `--set` as the remedy; a name the
+/// scenario binds itself cannot be set. (Before: no `--set` at all.)
+#[test]
+fn set_gives_commands_values_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "process A\nA: run \"${bin}/echo hi\" => status 0, stdout \"hi\\n\"\n";
+    let said = check(dir.path(), "s.scn", text);
+    assert!(said.contains("s.scn:2:8: unknown name `${bin}` in the command"), "{said}");
+    assert!(said.contains("`--set bin=VALUE` on `run` or `check`"), "{said}");
+    let ok = all(&harness(&["check", "--set", "bin=/bin", "s.scn"], dir.path()));
+    assert!(ok.contains("ok    s.scn"), "{ok}");
+    write(dir.path(), "b.scn", "process A\nA: key bin = 0x10\nA: run \"${bin}/echo\"\n");
+    let shadow = all(&harness(&["check", "--set", "bin=/bin", "b.scn"], dir.path()));
+    assert!(shadow.contains("b.scn:2:8: `bin` is set on the command line (`--set bin=...`)"), "{shadow}");
+    let bad = harness(&["check", "--set", "bin", "s.scn"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(all(&bad).contains("`bin` has no `=`: expected NAME=VALUE"), "{}", all(&bad));
+    if nix::unistd::Uid::effective().is_root() {
+        let (code, said) = run(dir.path(), "s.scn", text, &["--isolation", "namespace", "--set", "bin=/bin"]);
+        assert_eq!(code, Some(0), "{said}");
+    }
+}
+
+/// A program that cannot be found says where it was looked for: the PATH
+/// searched for a bare name, the path for one with a `/` (before: only
+/// `-1 ENOENT (No such file or directory)`).
+#[test]
+fn a_missing_program_says_where_it_was_looked_for() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (namespace isolation)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, said) =
+        run(dir.path(), "m.scn", "process A\nA: run \"no-such-program-here\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(
+            "-1 ENOENT (No such file or directory): cannot start `no-such-program-here`: looked for it in PATH ("
+        ) && said.contains("/usr/bin"),
+        "{said}"
+    );
+    let (code, said) = run(dir.path(), "p.scn", "process A\nA: spawn \"./bin/nope\"\n", &["--isolation", "namespace"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("cannot start `./bin/nope`: looked for /") && said.contains("/./bin/nope"), "{said}");
+}
+
+/// A `{s}` capture of a word that is no shmid (`-1`) says why it did not
+/// match, in a template and in a `line N` check alike (before, the report
+/// showed the template and the output as if they matched).
+#[test]
+fn a_capture_of_a_word_not_of_its_kind_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, checks) in [("t.scn", r#"stdout "id {s}\n""#), ("l.scn", r#"stdout line 1 column 2 "{s}""#)] {
+        let sc = format!("process A\nA: run \"echo id -1\" => status 0, {checks}\n");
+        let (code, said) = run(dir.path(), name, &sc, &[]);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("{name}:2: ")), "{said}");
+        assert!(said.contains(r#"`{s}` caught "-1": a captured shmid is plain digits"#), "{said}");
+        // The control: digits are taken, and a text that differs elsewhere
+        // names no capture.
+        let (code, said) = run(dir.path(), name, &sc.replace("-1", "7"), &[]);
+        assert_eq!(code, Some(0), "{said}");
+        let (code, said) = run(dir.path(), name, &sc.replace("echo id -1", "echo di"), &[]);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(!said.contains("caught"), "{said}");
+    }
 }

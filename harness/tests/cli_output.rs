@@ -331,6 +331,7 @@ fn report(file: &str, status: Status) -> ScenarioReport {
         processes: vec!["A".into()],
         transcript: vec![],
         duration_us: 1_234_567,
+        iteration: None,
     }
 }
 
@@ -360,6 +361,9 @@ fn junit_validates_against_the_surefire_schema() {
         answer: "status 0, stdout \"\u{1}\u{8}\"".into(),
         ok: false,
         pid: Some(7),
+        started_us: Some(120),
+        ended_us: Some(4500),
+        overlapped: false,
     }];
     let mut leak = report("scenarios/leak.scn", Status::Fail);
     leak.leaks =
@@ -437,7 +441,9 @@ fn host_mode_header_summary_skip_list_quiet_verbose_and_junit() {
 
     let out = host(dir.path(), &["run", "--isolation", "host", "-q", "."]);
     let s = text(&out.stdout);
-    assert!(!s.contains("PASS") && !s.contains("SKIP") && !s.contains("Starting"), "{s}");
+    assert!(!s.contains("PASS") && !s.contains("SKIP ./c.scn [") && !s.contains("Starting"), "{s}");
+    // No progress line for the skip, but the summary names it and why.
+    assert!(s.contains("\n  SKIP ./c.scn: needs "), "{s}");
     assert!(s.contains("FAIL ./b.scn") && s.contains("Summary 3 scenarios"), "{s}");
 
     let out = harness(&["run", "-v", "a.scn"], dir.path());

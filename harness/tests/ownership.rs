@@ -417,6 +417,144 @@ fn sweep_needs_a_dead_run_and_the_same_identity() -> Res {
     ensure(segments().iter().any(|s| s.0 == other), || "a segment of another identity was removed".into())
 }
 
+/// A dead run's journal (`state/`, anchored here) with an intent of
+/// process A at line 7 of `j.scn`: creator `cpid`, key `key`, since `since`;
+/// `then`, if any, appended after it. Returns the sweep's lines and counts.
+fn sweep_after_intent(
+    cpid: i32,
+    key: i32,
+    since: i64,
+    then: Option<shm_harness::runner::journal::Record>,
+) -> Result<(Vec<String>, shm_harness::runner::journal::Swept, std::path::PathBuf), String> {
+    use shm_harness::runner::journal::{self, Intent, Journal, SweepOptions};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).map_err(|e| e.to_string())?;
+    let ns = journal::ipc_namespace().ok_or("no ipc namespace")?;
+    let dead = Journal::create(&state)?;
+    let intent = Intent { scenario: "j.scn".into(), line: 7, process: "A".into(), cpid, key, ns, since };
+    journal::append_intent_to(dead.path(), &intent)?;
+    if let Some(rec) = then {
+        journal::append_to(dead.path(), &rec)?;
+    }
+    let path = dead.path().to_path_buf();
+    // The run dies (its lock goes with the last fd).
+    drop(dead);
+    let mut said = Vec::new();
+    let swept = journal::sweep_with(&state, SweepOptions::default(), |l| said.push(l))?;
+    Ok((said, swept, path))
+}
+
+/// The segment `id`'s row: (shmid, cpid, ctime).
+fn row(id: i32) -> Result<(i32, i32, i64), String> {
+    segments().into_iter().find(|s| s.0 == id).ok_or_else(|| format!("shmid {id} is gone"))
+}
+
+/// SIGKILL of every process of a run between an actor's `shmget` and its
+/// journal write: the journal holds the step's intent and no record. The
+/// sweep reports the segment the dead process made at that key since the
+/// intent (with how to remove it), and removes none of it (its identity
+/// was never recorded); the journal is then settled (deleted, the report
+/// made once). Other segments (another key) are left unsaid.
+fn an_unfinished_creation_is_reported_and_left_alone() -> Res {
+    let since = shm_harness::runner::journal::wall_seconds();
+    let id = orphan_segment(0x1234);
+    let other = orphan_segment(0x1235);
+    let (_, cpid, ctime) = row(id)?;
+    let (said, swept, path) = sweep_after_intent(cpid, 0x1234, since, None)?;
+    let all = said.join("\n");
+    let when = said.iter().find(|l| l.starts_with(&format!("shm-harness: shmid {id} "))).ok_or_else(|| all.clone())?;
+    let at = when.split("created at ").nth(1).and_then(|t| t.split(')').next()).unwrap_or("?");
+    ensure(at.len() == 23 && at.ends_with(" UTC"), || format!("not a UTC time: {when}"))?;
+    let want =
+        format!("shm-harness: shmid {id} (key 0x00001234, cpid {cpid}, created at {at}): process A of j.scn:7 (");
+    ensure(when.starts_with(&want), || format!("{when}\nwanted it to start with {want}"))?;
+    let tail = format!(
+        ") was killed between its shmget and its journal write, so its identity was never recorded; left alone (pid {cpid} may have been reused): ipcrm -m {id} if it is yours"
+    );
+    ensure(when.ends_with(&tail), || format!("{when}\nwanted it to end with {tail}"))?;
+    ensure(ctime >= since && swept.unrecorded == 1 && swept.removed == 0, || format!("{swept:?}: {all}"))?;
+    ensure(!all.contains(&format!("shmid {other} ")), || format!("another key was reported: {all}"))?;
+    ensure(row(id).is_ok() && row(other).is_ok(), || format!("a segment was removed: {all}"))?;
+    ensure(!path.exists(), || format!("the journal was kept: {all}"))
+}
+
+/// The control: the intent is followed by its creation's record, so the
+/// segment is the run's and is removed as before, not reported unrecorded.
+fn a_finished_creation_is_removed_as_recorded() -> Res {
+    let since = shm_harness::runner::journal::wall_seconds();
+    let id = orphan_segment(0);
+    let (_, cpid, ctime) = row(id)?;
+    let ns = shm_harness::runner::journal::ipc_namespace().ok_or("no ipc namespace")?;
+    let rec = shm_harness::runner::journal::Record {
+        scenario: "j.scn".into(),
+        line: 7,
+        process: "A".into(),
+        shmid: id,
+        cpid,
+        ctime,
+        key: 0,
+        ns,
+    };
+    let (said, swept, _) = sweep_after_intent(cpid, 0, since, Some(rec))?;
+    let all = said.join("\n");
+    ensure(!all.contains("never recorded") && swept.unrecorded == 0, || all.clone())?;
+    ensure(all.contains(&format!("removed shmid {id} ")) && row(id).is_err(), || all.clone())
+}
+
+/// The control: a segment of the same creator and key made before the
+/// intent's `since` is not the unfinished creation's: not reported.
+fn a_segment_older_than_the_intent_is_not_its_creation() -> Res {
+    let id = orphan_segment(0);
+    let (_, cpid, ctime) = row(id)?;
+    let (said, swept, _) = sweep_after_intent(cpid, 0, ctime + 1, None)?;
+    let all = said.join("\n");
+    ensure(!all.contains(&format!("shmid {id} ")) && swept.unrecorded == 0, || all.clone())?;
+    ensure(row(id).is_ok(), || "the segment was removed".into())
+}
+
+/// An actor appends the intent of each step that can create before its
+/// `shmget` (same process, line and key as the creation's record, and a
+/// `since` not after the segment's ctime), then the record.
+fn an_actor_journals_its_intent_before_it_creates() -> Res {
+    use shm_harness::runner::journal::{Intent, Record};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let before = segments();
+    let scenario = format!(
+        "timeout 60s\nprocess A, B\n{SLOW_START}A: key k = 0x1234\nA: create s = k size 4096 excl\nA: create p = private size 100\nB: attach m = s\nB: detach m\nA: rm s\nA: rm p\n"
+    );
+    let left = run_then_kill_everything(dir.path(), &scenario, &before, 2)?;
+    let journals: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    let [journal] = &journals[..] else { return Err(format!("not one journal: {journals:?}")) };
+    let jtext = std::fs::read_to_string(journal).map_err(|e| e.to_string())?;
+    #[derive(serde::Deserialize)]
+    struct IntentLine {
+        intent: Intent,
+    }
+    // Every record (the slow start's at line 3, then lines 10 and 11) just
+    // after its intent: one actor, and B stopped.
+    let lines: Vec<&str> = jtext.lines().collect();
+    let mut seen = Vec::new();
+    for (n, l) in lines.iter().enumerate().skip(1) {
+        let Ok(r) = serde_json::from_str::<Record>(l) else { continue };
+        let Some(i) = serde_json::from_str::<IntentLine>(lines[n - 1]).ok().map(|l| l.intent) else {
+            return Err(format!("no intent before the record of line {}: {jtext}", r.line));
+        };
+        ensure(i.line == r.line && i.cpid == r.cpid && i.key == r.key && i.ns == r.ns, || jtext.clone())?;
+        ensure(i.since <= r.ctime, || jtext.clone())?;
+        if left.contains(&(r.shmid, r.cpid, r.ctime)) {
+            seen.push(r.line);
+        }
+    }
+    ensure(seen == [10, 11], || format!("{left:?}: {jtext}"))?;
+    let out = harness_with_state(&["sweep"], dir.path());
+    ensure(segments() == before, || text(&out.stderr))
+}
+
 /// A `run` program that creates a segment and then hangs: at the step
 /// timeout the program is killed and its segment reported and removed, in
 /// namespace mode and (traced) in host mode; with tracing off, host mode
@@ -793,7 +931,11 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 18] = [
+    let tests: [(&str, TestFn); 22] = [
+        ("an_unfinished_creation_is_reported_and_left_alone", an_unfinished_creation_is_reported_and_left_alone),
+        ("a_finished_creation_is_removed_as_recorded", a_finished_creation_is_removed_as_recorded),
+        ("a_segment_older_than_the_intent_is_not_its_creation", a_segment_older_than_the_intent_is_not_its_creation),
+        ("an_actor_journals_its_intent_before_it_creates", an_actor_journals_its_intent_before_it_creates),
         ("a_sweep_that_cannot_see_keeps_the_journal", a_sweep_that_cannot_see_keeps_the_journal),
         (
             "a_forked_actor_in_a_traced_program_dies_with_its_supervisor",

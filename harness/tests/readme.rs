@@ -134,7 +134,14 @@ fn bad_scenario_blocks(doc: &str, text: &str) -> Vec<String> {
     blocks(text, "scn")
         .into_iter()
         .filter_map(|(line, body)| {
-            shm_harness::scenario::parse("example", &body)
+            // `--set NAME=VALUE` in the example's comments: run as it says.
+            let values = body
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .flat_map(|l| l.split_whitespace().skip_while(|w| *w != "--set").skip(1).step_by(2))
+                .filter_map(|w| shm_harness::scenario::setting(w).ok())
+                .collect();
+            shm_harness::scenario::parse_with("example", &body, &values)
                 .err()
                 .map(|e| format!("{doc}, the example at line {line}: {e}"))
         })
@@ -244,5 +251,36 @@ fn the_readme_keywords_are_the_parsers() {
     for w in readme {
         let err = shm_harness::scenario::parse("t", &format!("process {w}\n")).expect_err(w);
         assert!(err.to_string().contains("not a valid name"), "`{w}`: {err}");
+    }
+}
+
+/// The recipe for another project can be run as written: every
+/// `cargo install` in the README is `--locked` and names no placeholder
+/// owner, the `--path` one installs the `dist` profile, and the workspace
+/// defines that profile as release without debug information, stripped.
+#[test]
+fn the_install_recipe_is_runnable_and_installs_without_debug_info() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    // Commands: a line of a `sh` block, or a workflow's `run:`.
+    let installs: Vec<&str> =
+        readme.lines().filter(|l| l.trim_start().trim_start_matches("run: ").starts_with("cargo install ")).collect();
+    assert!(!installs.is_empty(), "README.md has no `cargo install` line");
+    for line in &installs {
+        assert!(line.contains("--locked"), "without --locked cargo re-resolves every dependency: {line}");
+        assert!(!line.contains("OWNER"), "a placeholder cannot be run: {line}");
+    }
+    assert!(readme.contains("\ncargo install --locked --path harness --profile dist\n"), "the --path recipe");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dist: Vec<&str> = manifest
+        .split("\n[profile.dist]\n")
+        .nth(1)
+        .expect("the workspace Cargo.toml defines [profile.dist]")
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .map(str::trim)
+        .collect();
+    for want in ["inherits = \"release\"", "debug = false", "strip = true"] {
+        assert!(dist.contains(&want), "[profile.dist] lacks `{want}`: {dist:?}");
     }
 }

@@ -124,7 +124,7 @@ pub fn die_of_broken_pipe() -> ! {
 pub fn status_style(status: Status) -> Style {
     let color = match status {
         Status::Pass => AnsiColor::Green,
-        Status::Fail => AnsiColor::Red,
+        Status::Fail | Status::Error => AnsiColor::Red,
         Status::Skip => AnsiColor::Yellow,
         Status::Xfail => AnsiColor::Cyan,
         // Loud: a known defect may be fixed, and its `xfail` is stale.

@@ -11,26 +11,13 @@ use shm_harness::scenario::{self, ParseError, Scenario};
 /// A path that does not exist, or anything under a folder that cannot be
 /// read (see [`scenario_files_under`]).
 pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    Ok(scenario_files_named(paths)?.into_iter().map(|(path, _)| path).collect())
-}
-
-/// [`scenario_files`], each with the name `--filter` looks at: its path
-/// relative to the folder it was found under (a file given by itself: as given).
-///
-/// # Errors
-/// As [`scenario_files`].
-pub fn scenario_files_named(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String> {
     let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths.to_vec() };
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            for found in scenario_files_under(&path)? {
-                let rel = found.strip_prefix(&path).unwrap_or(&found).display().to_string();
-                files.push((found, rel));
-            }
+            files.extend(scenario_files_under(&path)?);
         } else if path.exists() {
-            let name = path.display().to_string();
-            files.push((path, name));
+            files.push(path);
         } else {
             return Err(format!("{}: no such file or folder", path.display()));
         }
@@ -98,8 +85,24 @@ pub fn describe(e: &ParseError) -> String {
 ///
 /// # Errors
 /// A [`ParseError`]: unreadable, not UTF-8, or the first problem in it.
-pub fn load(path: &Path) -> Result<Scenario, ParseError> {
-    scenario::load(path)
+pub fn load(path: &Path, values: &scenario::Values) -> Result<Scenario, ParseError> {
+    scenario::load_with(path, values)
+}
+
+/// `--set NAME=VALUE` of `run` and `check`: a value for `${NAME}` in the
+/// scenarios' program commands (a build directory, a binary's path).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetArgs {
+    /// A value for `${NAME}` in program commands, e.g. --set bin=target/release/prog (repeatable; a name the scenario binds itself is an error).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = scenario::setting)]
+    pub set: Vec<(String, String)>,
+}
+
+impl SetArgs {
+    /// The values, by name (the last `--set` of a name wins).
+    pub fn values(&self) -> scenario::Values {
+        self.set.iter().cloned().collect()
+    }
 }
 
 /// What a scenario holds, for `check` and `run --list -v`: `1 process, 3 steps`.

@@ -55,6 +55,9 @@ pub fn ls(args: LsArgs, color: ColorArg) -> ExitCode {
 pub struct CheckArgs {
     /// Files or folders (default: scenarios/).
     pub paths: Vec<PathBuf>,
+    /// `--set NAME=VALUE`: values for `${NAME}` in program commands.
+    #[command(flatten)]
+    pub values: files::SetArgs,
 }
 
 /// Runs `shm-harness check`: exit 0 when every file parses, 2 otherwise.
@@ -72,8 +75,9 @@ pub fn check(args: CheckArgs, color: ColorArg) -> ExitCode {
     }
     let mut console = Console::new(Target::Stdout, color);
     let mut bad = 0;
+    let values = args.values.values();
     for f in &files {
-        match files::load(f) {
+        match files::load(f, &values) {
             Ok(sc) => console.line(&format!("ok    {} ({})", f.display(), files::shape(&sc))),
             Err(e) => {
                 console.line(&format!("error {}", files::describe(&e)));

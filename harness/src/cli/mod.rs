@@ -4,5 +4,8 @@
 pub mod console;
 pub mod files;
 pub mod inspect;
+pub mod repeat;
 pub mod run;
+pub mod select;
+pub mod story;
 pub mod sweep;

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use shm_harness::report::{render_json, render_junit_with, RunInfo};
-use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status, Summary};
+use shm_harness::report::{render_json, render_junit_with, FailOn, RunInfo};
+use shm_harness::runner::{self, Isolation, IsolationChoice, RunOptions, ScenarioReport, Status};
 use shm_harness::scenario::{self, Scenario};
 
-use super::console::{heading, status_style, styled, ColorArg, Console, Target};
+use super::console::{heading, styled, ColorArg, Console, Target};
 use super::files;
+use super::repeat::{parse_repeat, parse_stress, run_iterations, Iterations};
+use super::select::{Loaded, Selection};
+use super::story::{failures, summary, Story};
 
 /// The most scenarios at once: each is a supervisor and its actors, so a
 /// thousand-fold `--jobs` would only exhaust the process table.
 pub const MAX_JOBS: usize = 256;
-
-/// How many of the slowest scenarios the summary names.
-const SLOWEST: usize = 3;
 
 /// `run`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -30,9 +30,12 @@ pub struct RunArgs {
     /// Scenarios at once, 1 to 256 (default: the number of cores; host isolation runs one at a time).
     #[arg(long, short = 'j', value_parser = parse_jobs)]
     pub jobs: Option<usize>,
-    /// Run only scenarios whose file path contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
+    /// Run only scenarios whose path, as --list prints it, contains this text (repeatable: any of them).
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// Leave out scenarios whose path, as --list prints it, contains this text (repeatable; wins over --filter).
+    #[arg(long, value_name = "TEXT")]
+    pub exclude: Vec<String>,
     /// The report: text (the progress and summary), json or junit.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -62,6 +65,18 @@ pub struct RunArgs {
     /// An XPASS (a step marked `xfail` that passed) fails the run (exit status 1).
     #[arg(long)]
     pub strict: bool,
+    /// `--set NAME=VALUE`: values for `${NAME}` in program commands.
+    #[command(flatten)]
+    pub values: files::SetArgs,
+    /// A SKIP (a need of the scenario missing here) fails the run (exit status 1), for a job that must run everything.
+    #[arg(long)]
+    pub fail_on_skip: bool,
+    /// Run every scenario N times (each run reported with its iteration number).
+    #[arg(long, value_name = "N", value_parser = parse_repeat, conflicts_with = "stress")]
+    pub repeat: Option<u32>,
+    /// Run every scenario again and again for this long (at least once), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_stress)]
+    pub stress: Option<Duration>,
 }
 
 /// `--format`.
@@ -118,59 +133,6 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-/// What the run says, and where.
-struct Story {
-    /// Progress, failures and summary: stdout for text, stderr when stdout carries a document.
-    console: Console,
-    /// The text report for `--format text --output FILE`, without colour.
-    file_text: Option<String>,
-    quiet: bool,
-    verbose: bool,
-    strict: bool,
-}
-
-impl Story {
-    /// A line shown at normal verbosity (and always written to a text report file).
-    fn say(&mut self, text: &str) {
-        if !self.quiet {
-            self.console.line(text);
-        }
-        self.keep(text);
-    }
-
-    /// A line shown even with `-q`.
-    fn always(&mut self, text: &str) {
-        self.console.line(text);
-        self.keep(text);
-    }
-
-    fn keep(&mut self, text: &str) {
-        if let Some(t) = &mut self.file_text {
-            t.push_str(&anstream::adapter::strip_str(text).to_string());
-            t.push('\n');
-        }
-    }
-
-    fn progress(&mut self, r: &ScenarioReport) {
-        let line =
-            format!("{} {}", styled(status_style(r.status), &format!("{:>4}", r.status.label())), r.progress_detail());
-        if r.status.fails(self.strict) || r.status == Status::Xpass {
-            self.always(&line);
-        } else if let (Status::Xfail, Some(f)) = (r.status, &r.failure) {
-            // The known defect, as it showed this time.
-            self.say(&line);
-            self.say(&format!("      {}:{}: {}", r.file, f.line, f.step));
-            self.say(&format!("        expected: {}", f.expected));
-            self.say(&format!("        actual:   {}", f.actual));
-        } else {
-            self.say(&line);
-            if self.verbose && !r.transcript.is_empty() {
-                self.say(r.failure_text().trim_end());
-            }
-        }
-    }
-}
-
 /// Why `run` stopped before any verdict (exit status 2): what to print
 /// after `shm-harness run: `.
 struct Stop(String);
@@ -193,6 +155,7 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         paths,
         jobs,
         filter,
+        exclude,
         format,
         output,
         isolation,
@@ -202,7 +165,12 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         quiet,
         verbose,
         strict,
+        values,
+        fail_on_skip,
+        repeat,
+        stress,
     } = args;
+    let fail_on = FailOn { xpass: strict, skip: fail_on_skip };
     let timeout = timeout.saturating_mul(timeout_scale);
     // The report file first: a path that cannot be written stops everything
     // before any scenario runs, and a stale report never survives this run.
@@ -210,27 +178,16 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         Some(path) if !list => Some(create_report(path)?),
         _ => None,
     };
-    let scenarios = load_scenarios(&paths, filter.as_deref(), timeout_scale)?;
+    let selection = Selection { filters: filter, excludes: exclude };
+    let loaded = Loaded::from(&paths, &selection, timeout_scale, &values.values()).map_err(Stop)?;
     if list {
         let mut console = Console::new(Target::Stdout, color);
-        for sc in &scenarios {
+        for sc in &loaded.scenarios {
             console.line(&list_line(sc, verbose));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(list_errors(&loaded));
     }
-    let stdout_carries_document = format != Format::Text && out_file.is_none();
-    let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
-    // With a report file, or with the document on stdout and the progress
-    // on stderr, a reader of the progress that goes away must not cost the
-    // report: the run goes on, silently.
-    let console = if out_file.is_some() || stdout_carries_document { console.outlive_its_reader() } else { console };
-    let mut story = Story {
-        console,
-        file_text: (format == Format::Text && out_file.is_some()).then(String::new),
-        quiet,
-        verbose,
-        strict,
-    };
+    let mut story = story_for(format, out_file.is_some(), color, quiet, verbose, fail_on);
     let jobs = capped_jobs(jobs.unwrap_or_else(|| RunOptions::default().jobs), &mut story);
     let choice = match isolation {
         IsolationArg::Auto => IsolationChoice::Auto,
@@ -238,35 +195,78 @@ fn run(args: RunArgs, color: ColorArg) -> Result<ExitCode, Stop> {
         IsolationArg::Host => IsolationChoice::Host,
     };
     let (mode, why) = runner::resolve_isolation(choice).map_err(|e| Stop(e.to_string()))?;
-    let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()) };
+    let scenarios = &loaded.scenarios;
+    let effective_jobs = if mode == Isolation::Host { 1 } else { jobs.min(scenarios.len()).max(1) };
     if let Some(why) = &why {
         story.always(&format!("note: host isolation: no private IPC namespace here ({why})"));
     }
-    let n = scenarios.len();
+    let errors = loaded.errors(mode);
+    let n = scenarios.len() + errors.len();
+    let iterations = Iterations::from_args(repeat, stress);
     story.say(&format!(
-        "{} {n} scenario{}, isolation {mode}, jobs {effective_jobs}",
+        "{} {n} scenario{}{}, isolation {mode}, jobs {effective_jobs}",
         styled(heading(), "Starting"),
-        if n == 1 { "" } else { "s" }
+        if n == 1 { "" } else { "s" },
+        iterations.describe()
     ));
     let opts = RunOptions { jobs, isolation: choice, timeout };
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let reports = runner::run(&scenarios, &opts, mode, |r| story.progress(r)).map_err(|e| Stop(e.to_string()))?;
-    let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
-    for r in reports.iter().filter(|r| r.status.fails(strict)) {
-        story.always("");
-        story.always(&format!("{} {}", styled(status_style(r.status), r.status.label()), r.failure_text().trim_end()));
+    for (_, error) in &errors {
+        story.progress(error);
     }
+    let reports = run_iterations(scenarios, &opts, mode, iterations, &mut story).map_err(Stop)?;
+    let reports = Loaded::reports_with(reports, errors);
+    let run = RunInfo { isolation: mode, jobs: effective_jobs, started: started_at, duration: started.elapsed() };
+    failures(&mut story, &reports);
     summary(&mut story, &reports, &run);
     let doc = match format {
         Format::Text => story.file_text.take(),
         Format::Json => Some(render_json(&reports, &run)),
-        Format::Junit => Some(render_junit_with(&reports, &run, strict)),
+        Format::Junit => Some(render_junit_with(&reports, &run, fail_on)),
     };
     if let Some(doc) = doc {
         write_report(out_file.as_mut(), &doc)?;
     }
-    Ok(if reports.iter().any(|r| r.status.fails(strict)) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(exit_code(&reports, fail_on))
+}
+
+/// The story of a run whose report is in `format`, into a report file
+/// (`to_file`) or onto stdout.
+fn story_for(format: Format, to_file: bool, color: ColorArg, quiet: bool, verbose: bool, fail_on: FailOn) -> Story {
+    let stdout_carries_document = format != Format::Text && !to_file;
+    let console = Console::new(if stdout_carries_document { Target::Stderr } else { Target::Stdout }, color);
+    // With a report file, or with the document on stdout and the progress
+    // on stderr, a reader of the progress that goes away must not cost the
+    // report: the run goes on, silently.
+    let console = if to_file || stdout_carries_document { console.outlive_its_reader() } else { console };
+    Story { console, file_text: (format == Format::Text && to_file).then(String::new), quiet, verbose, fail_on }
+}
+
+/// The run's exit status: 2 when a file did not parse (bad input, as for
+/// `check`; the other files ran and the report holds it as an error), else
+/// 1 when a scenario failed, else 0.
+fn exit_code(reports: &[ScenarioReport], fail_on: FailOn) -> ExitCode {
+    if reports.iter().any(|r| r.status == Status::Error) {
+        ExitCode::from(2)
+    } else if reports.iter().any(|r| r.status.fails(fail_on)) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--list`'s end: each file that does not parse on stderr, and exit
+/// status 2 if there was one.
+fn list_errors(loaded: &Loaded) -> ExitCode {
+    for (_, _, message) in &loaded.unparsed {
+        let _ = writeln!(std::io::stderr(), "error: {message}");
+    }
+    if loaded.unparsed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// Creates (or empties) the report file at `path`.
@@ -275,39 +275,6 @@ fn create_report(path: &Path) -> Result<(PathBuf, File), Stop> {
         Ok(f) => Ok((path.to_path_buf(), f)),
         Err(e) => Err(Stop(format!("cannot create the report file {}: {e}", path.display()))),
     }
-}
-
-/// Every scenario under `paths` whose path relative to the folder given
-/// contains `filter`, parsed. A file that does not parse runs nothing at
-/// all: each is printed as an error, then the run stops.
-fn load_scenarios(paths: &[PathBuf], filter: Option<&str>, timeout_scale: u32) -> Result<Vec<Scenario>, Stop> {
-    let files = files::scenario_files_named(paths).map_err(Stop)?;
-    let files: Vec<PathBuf> = files
-        .into_iter()
-        .filter(|(_, name)| filter.is_none_or(|pat| name.contains(pat)))
-        .map(|(path, _)| path)
-        .collect();
-    let mut scenarios = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
-        match files::load(f) {
-            Ok(mut sc) => {
-                sc.scale_time(timeout_scale);
-                scenarios.push(sc);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        for e in &errors {
-            let _ = writeln!(std::io::stderr(), "error: {}", files::describe(e));
-        }
-        return Err(Stop(format!("{} file(s) do not parse; nothing was run", errors.len())));
-    }
-    if scenarios.is_empty() {
-        return Err(Stop(files::none_found(paths, filter)));
-    }
-    Ok(scenarios)
 }
 
 /// `jobs`, capped to [`MAX_JOBS`] with a note in the story.
@@ -330,53 +297,6 @@ fn write_report(out_file: Option<&mut (PathBuf, File)>, doc: &str) -> Result<(),
             Console::raw_stdout().write(doc);
             Ok(())
         }
-    }
-}
-
-/// The end of the story: counts, the failed by name, the slowest.
-fn summary(story: &mut Story, reports: &[ScenarioReport], run: &RunInfo) {
-    let s = Summary::of(reports);
-    let bar = "-".repeat(12);
-    story.always(&bar);
-    let counts = format!(
-        "{} passed, {} failed, {} skipped",
-        s.passed,
-        if s.failed > 0 { styled(status_style(Status::Fail), &s.failed.to_string()) } else { "0".into() },
-        s.skipped
-    );
-    let mut counts = counts;
-    if s.xfailed > 0 {
-        counts.push_str(&format!(", {} xfailed", s.xfailed));
-    }
-    if s.xpassed > 0 {
-        counts.push_str(&format!(", {} xpassed", styled(status_style(Status::Xpass), &s.xpassed.to_string())));
-    }
-    story.always(&format!(
-        "{} {} scenario{} in {:.2} s: {counts} ({} isolation, jobs {})",
-        styled(heading(), "Summary"),
-        reports.len(),
-        if reports.len() == 1 { "" } else { "s" },
-        run.duration.as_secs_f64(),
-        run.isolation,
-        run.jobs
-    ));
-    for r in reports.iter().filter(|r| r.status.fails_run() || r.status == Status::Xpass) {
-        let what = match (&r.failure, r.is_harness_error()) {
-            _ if r.status == Status::Xpass => {
-                format!("{}{}", r.file, if story.strict { "" } else { " (not failing: no --strict)" })
-            }
-            (Some(f), _) => format!("{}:{}", r.file, f.line),
-            (None, true) => format!("{} (harness error)", r.file),
-            (None, false) => format!("{} (leak)", r.file),
-        };
-        story.always(&format!("  {} {what}", styled(status_style(r.status), r.status.label())));
-    }
-    let mut ran: Vec<&ScenarioReport> = reports.iter().filter(|r| r.status != Status::Skip).collect();
-    ran.sort_by(|a, b| b.duration_us.cmp(&a.duration_us).then_with(|| a.file.cmp(&b.file)));
-    if !ran.is_empty() {
-        let slowest: Vec<String> =
-            ran.iter().take(SLOWEST).map(|r| format!("{} ({:.1} ms)", r.file, r.duration_us as f64 / 1000.0)).collect();
-        story.say(&format!("  slowest: {}", slowest.join(", ")));
     }
 }
 

@@ -343,15 +343,57 @@ mod tests {
              A: create private size 1 hugetlb 1G => EINVAL | ENOMEM\nA: create private size 1 hugetlb => ENOMEM | ok\n\
              A: shmctl t = 0 SHM_STAT_ANY => id s, size 4096, mode 0640, index 0, seq {q}\n\
              A: shmctl s 0x63 => EINVAL\nA: shmctl s IPC_STAT badbuf => EFAULT\nA: shmctl s IPC_SET\n\
-             A: shmctl -1 SHM_STAT => EINVAL\nA: shmctl s SHM_LOCK badbuf\n\
+             A: shmctl -1 SHM_STAT => EINVAL\nA: shmctl s SHM_LOCK badbuf\nA: shmctl s IPC_STAT buffer null => EFAULT\n\
+             A: shmctl - IPC_INFO buffer -1 => EFAULT\nA: shmctl s -1 => EINVAL\nA: shmctl s 0x102 => EINVAL\n\
+             A: attach id -1 => EINVAL\nA: stat id 4242 => EINVAL\nA: rm id -1 => EINVAL\nA: attach g = id 0 ro\n\
              A: open u = 0x5eed size 1 mode 0400 excl flags 0x1000\nA: open 0x5eed excl => ENOENT\n\
              A: rlimit memlock 64K\nA: rlimit as inf inf\nA: rlimit nofile 10 inf\nU: rlimit nofile 1 2 => EPERM\n\
              A: umask 0777\nA: umask 0\nA: meminfo HugePages_Free => >= 0\nA: meminfo Hugepagesize => {hps}\n\
-             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: rm t\n",
+             A: sysctl shm_next_id => -1\nA: sysctl shmmni = 99999 => EINVAL\nA: sysctl shm_next_id = -1 => EINVAL\nA: set s mode 07777\nA: set s size 1 key 7 seq 9 ctime 5\nA: rm t\n",
         );
         assert!(sc.needs.namespace && sc.needs.hugepages.is_some());
         round_trips("process A\nneeds hugepages\nA: segments => 0\n");
         round_trips("process A\nneeds root, hugepages 1G, namespace\nA: segments => 0\n");
+    }
+
+    /// `repeat MAX OP until ERRNO [=> count NUMEXP]` reads back as written,
+    /// and each misuse is a check error at its column, saying what fits.
+    #[test]
+    fn repeat_forms() {
+        let sc = round_trips(
+            "process A\nA: create s = private size 4096\n\
+             A: repeat 100 create private size 4096 mode 0640 until ENOSPC => count {c}\n\
+             A: repeat 1M create 0x5eed size 1 excl until EEXIST => count >= c\n\
+             A: repeat 64 attach s ro exec until ENOMEM\nA: repeat 3 attach s until EINVAL => count != 2\nA: rm s\n",
+        );
+        use crate::scenario::Op;
+        let Op::Repeat { max, op, until } = &sc.steps[1].op else { panic!("{:?}", sc.steps[1].op) };
+        assert_eq!((*max, op.keyword(), *until), (100, "create", crate::sysv::Errno::ENOSPC));
+        assert!(matches!(sc.steps[3].op, Op::Repeat { max: 64, .. }));
+        let base = "process A\nA: create s = private size 8\n";
+        for (step, col, expected) in [
+            ("A: repeat create private size 8 until ENOSPC", 11, "a number of tries"),
+            ("A: repeat 0 attach s until ENOMEM", 11, "from 1 to 1048576"),
+            ("A: repeat 2000000 attach s until ENOMEM", 11, "from 1 to 1048576"),
+            ("A: repeat 5 attach s", 21, "`until` and the errno"),
+            ("A: repeat 5 attach s => count 5", 22, "`until` and the errno"),
+            ("A: repeat 5 stat s until EINVAL", 13, "an unnamed `create"),
+            ("A: repeat 5 repeat 5 attach s until ENOMEM until ENOMEM", 13, "an unnamed `create"),
+            ("A: repeat 5 create t = private size 8 until ENOSPC", 13, "an unnamed `create"),
+            ("A: repeat 5 attach m = s until ENOMEM", 13, "an unnamed `create"),
+            ("A: repeat 5 attach s at 0x7f0000000000 until ENOMEM", 13, "a plain `attach"),
+            ("A: repeat 5 attach s until ENOPE", 28, "an errno name"),
+            ("A: repeat 5 attach s until ENOMEM => ENOMEM", 4, "`=> count NUMEXP`"),
+            ("A: repeat 5 attach s until ENOMEM => SIGSEGV", 4, "`=> count NUMEXP`"),
+            ("A: repeat 5 attach s until ENOMEM => 5", 38, "`count`"),
+            ("A: repeat 5 create private size 8 mod 0600 until ENOSPC", 35, "`until ERRNO`"),
+        ] {
+            let e = fails(&format!("{base}{step}\n"));
+            assert_eq!((e.line, e.col), (3, col), "{step}: {e}");
+            assert!(e.expected.as_deref().is_some_and(|x| x.contains(expected)), "{step}: {e}");
+        }
+        // `until` is a keyword: a name cannot be it.
+        assert!(fails("process A\nA: create until = private size 8\n").message.contains("not a valid name"));
     }
 
     #[test]
@@ -452,6 +494,9 @@ mod tests {
         "shmctl - IPC_INFO",
         "SHM_STAT_ANY",
         " badbuf",
+        " buffer null",
+        " id -1",
+        " buffer -1",
         "rlimit as inf",
         "umask 077",
         "meminfo X",

@@ -32,6 +32,11 @@ pub(crate) enum Effect {
     Forked(String, i32),
     /// An external program ran with this pid.
     Spawned(i32),
+    /// A `repeat` created this segment: the scenario's like any creation
+    /// (counted by `segments`), but no name reaches it, so the teardown
+    /// removes it, by identity, as no leak. (The attachments a `repeat`
+    /// makes are its actor's to detach when it finishes.)
+    Repeated(Identity),
 }
 
 /// The effects of a step that succeeded with value `v`.
@@ -64,6 +69,9 @@ pub(crate) fn effects(op: &Op, v: &Value) -> Vec<Effect> {
             out.push(Effect::Forked(child.clone(), *pid));
         }
         (Op::Run { .. }, Value::Output { pid, .. }) => out.push(Effect::Spawned(*pid)),
+        (Op::Repeat { .. }, Value::Repeated { created, .. }) => {
+            out.extend(created.iter().flat_map(|id| [Effect::Created(*id), Effect::Repeated(*id)]));
+        }
         (Op::Spawn { name, .. }, Value::Started(pid)) => {
             if let Some(n) = name {
                 out.push(Effect::Bind(n.clone(), Global::Process(*pid)));
@@ -119,6 +127,8 @@ pub(crate) struct Books {
     pub spawned: HashMap<i32, (usize, String)>,
     /// (process, attachment) -> the line that attached it.
     pub attach_lines: HashMap<(String, String), usize>,
+    /// Segments `repeat` steps created: removed at teardown, not leaks.
+    pub repeated: Vec<Identity>,
 }
 
 impl Books {
@@ -132,14 +142,39 @@ impl Books {
     /// failure, an `eventually` try that is not judged): if it is a `run`,
     /// its program's pid is recorded, so that what its processes leave (a
     /// segment, a daemon) is named with the step's line.
+    ///
+    /// If it is a `repeat`, the segments it created are recorded the same
+    /// way, as the teardown's to remove, so that a repetition judged wrong
+    /// (a count off by one) does not list each of its segments as a leak.
     pub fn ran(&mut self, step: &Step, v: &Value) {
-        if !matches!(step.op, Op::Run { .. }) {
+        if !matches!(step.op, Op::Run { .. } | Op::Repeat { .. }) {
             return;
         }
         for effect in effects(&step.op, v) {
-            if let Effect::Spawned(pid) = effect {
-                self.spawned.insert(pid, (step.line, step.process.clone()));
+            match effect {
+                Effect::Spawned(pid) => {
+                    self.spawned.insert(pid, (step.line, step.process.clone()));
+                }
+                Effect::Created(id) => self.record_creation(id, step),
+                Effect::Repeated(id) => self.record_repeated(id),
+                _ => {}
             }
+        }
+    }
+
+    /// Segment `id` created by `step`. The same identity from another line
+    /// is a new segment that took a removed one's id (same process, same
+    /// second): kept, so that its leak names its own line.
+    fn record_creation(&mut self, id: Identity, step: &Step) {
+        if !self.created.iter().any(|(i, l, _)| *i == id && *l == step.line) {
+            self.created.push((id, step.line, step.process.clone()));
+        }
+    }
+
+    /// Segment `id`, made by a `repeat`, is the teardown's to remove.
+    fn record_repeated(&mut self, id: Identity) {
+        if !self.repeated.contains(&id) {
+            self.repeated.push(id);
         }
     }
 
@@ -153,14 +188,7 @@ impl Books {
                 Effect::Bind(n, g) => {
                     self.globals.insert(n.clone(), *g);
                 }
-                Effect::Created(id) => {
-                    // The same identity from another line is a new segment
-                    // that took a removed one's id (same process, same
-                    // second): kept, so that its leak names its own line.
-                    if !self.created.iter().any(|(i, l, _)| i == id && *l == step.line) {
-                        self.created.push((*id, step.line, step.process.clone()));
-                    }
-                }
+                Effect::Created(id) => self.record_creation(*id, step),
                 Effect::Reset(id) => {
                     // Only a segment of the scenario's changes identity in its books.
                     if let Some((_, line, p)) = self.created.iter().rev().find(|(i, _, _)| i.shmid == id.shmid).cloned()
@@ -184,6 +212,7 @@ impl Books {
                 Effect::Spawned(pid) => {
                     self.spawned.insert(*pid, (step.line, step.process.clone()));
                 }
+                Effect::Repeated(id) => self.record_repeated(*id),
             }
         }
         for (name, g) in captured {
@@ -305,6 +334,20 @@ mod tests {
         assert!(err.message.contains("is not attached in process A"), "{}", err.message);
     }
 
+    /// A raw id (`id N`) never creates and binds no segment: `stat id 0`
+    /// and `rm id 0` have no effect; `attach m = id 0` makes attachment m
+    /// as an attach of a name does.
+    #[test]
+    fn a_raw_id_binds_only_the_attachment_it_names() {
+        let base = "process A\nA: create s = private size 8\n";
+        assert!(effects(&op(&format!("{base}A: stat id 0\n")), &Value::Unit).is_empty());
+        assert!(effects(&op(&format!("{base}A: rm id 0\n")), &Value::Unit).is_empty());
+        let attached = Value::Attached { addr: 0x1000, size: 8, mapping_len: 4096 };
+        let e = effects(&op(&format!("{base}A: attach m = id 0\n")), &attached);
+        assert_eq!(e, vec![Effect::Attached("m".into()), Effect::Bind("m".into(), Global::Address(0x1000))]);
+        assert!(effects(&op(&format!("{base}A: attach id 0\n")), &attached).is_empty());
+    }
+
     #[test]
     fn a_failed_or_unnamed_step_binds_nothing() {
         let o = op("process A\nA: create private size 8\n");
@@ -386,6 +429,27 @@ mod tests {
         let o = op("process A\nA: create s = private size 8\n");
         let id = Identity { shmid: 7, cpid: 3, ctime: 99 };
         assert!(bindings_to_vouch_for(&o, Some(&Value::Created(id)), &[]).is_empty());
+    }
+
+    /// A `repeat`'s segments are the scenario's (in `created`, so counted
+    /// and removed by identity) and marked as the teardown's to remove.
+    #[test]
+    fn a_repeat_records_its_segments_for_the_teardown() {
+        let sc = parse("r.scn", "process A\nA: repeat 9 create private size 8 until ENOSPC => count 2\n").unwrap();
+        let (a, b) = (Identity { shmid: 1, cpid: 2, ctime: 3 }, Identity { shmid: 4, cpid: 2, ctime: 3 });
+        let v = Value::Repeated { count: 2, created: vec![a, b], stopped: Some(libc::ENOSPC) };
+        let mut books = Books::default();
+        let e = books.answered(&sc.steps[0], &v, vec![]);
+        assert_eq!(e, vec![Effect::Created(a), Effect::Repeated(a), Effect::Created(b), Effect::Repeated(b)]);
+        assert_eq!(books.identities(), vec![a, b]);
+        assert_eq!(books.repeated, vec![a, b]);
+        assert_eq!(books.created[1].1, 2, "the step's line");
+        // Judged wrong (or judged after `ran`), recorded once all the same.
+        let mut wrong = Books::default();
+        wrong.ran(&sc.steps[0], &v);
+        assert_eq!((wrong.identities(), wrong.repeated.clone()), (vec![a, b], vec![a, b]));
+        wrong.answered(&sc.steps[0], &v, vec![]);
+        assert_eq!((wrong.identities(), wrong.repeated), (vec![a, b], vec![a, b]));
     }
 
     #[test]

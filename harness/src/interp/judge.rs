@@ -89,6 +89,20 @@ impl Judge<'_> {
                 _ => None,
             };
         };
+        if let (Op::Repeat { until, .. }, Ok(Value::Repeated { count, stopped, .. })) = (&step.op, &o.result) {
+            // Only the errno it waits for ends a repetition as expected.
+            if *stopped != Some(*until as i32) {
+                return None;
+            }
+            let count = Number::from(*count);
+            return match &step.expect {
+                Expect::Ok => Some(vec![]),
+                Expect::Number(e) if e.holds(count, |n| self.number(n)) => {
+                    Some(e.captures().map(|n| (n.to_string(), Global::Number(count))).into_iter().collect())
+                }
+                _ => None,
+            };
+        }
         match (&step.expect, &o.result) {
             (Expect::Ok, Ok(_)) => Some(vec![]),
             (Expect::Errno { errnos, .. }, Err(Failure::Refused { .. })) if errnos.is_empty() => Some(vec![]),
@@ -130,6 +144,14 @@ impl Judge<'_> {
                     self.globals,
                 )
             }
+            (Expect::Outputs(alternatives), Ok(Value::Output { status, signal, stdout, stderr, .. })) => {
+                crate::interp::output::holding_alternative(
+                    alternatives,
+                    crate::interp::output::Ended { status: *status, signal: *signal, stdout, stderr },
+                    self.globals,
+                )
+                .map(|(_, binds)| binds)
+            }
             _ => None,
         }
     }
@@ -141,8 +163,10 @@ impl Judge<'_> {
             _ => -1,
         };
         match op {
-            Op::Stat { segment: s } | Op::Shmctl { target: CtlTarget::Segment(s), .. } => segment(s),
-            Op::Shmctl { target: CtlTarget::Number(n), .. } => *n,
+            Op::Stat { segment: t } | Op::Shmctl { target: t, .. } => match t {
+                CtlTarget::Segment(s) => segment(s),
+                CtlTarget::Number(n) => *n,
+            },
             _ => -1,
         }
     }
@@ -219,9 +243,10 @@ impl Judge<'_> {
 /// `ipcmni_extend`): a shmid is `seq * SEQ_MULTIPLIER + index`.
 pub const SEQ_MULTIPLIER: i32 = 32768;
 
-/// A numeric stat field's value. `index` and `seq` are computed from the
-/// shmid the step asked about (`shm_perm.__seq`, which IPC_STAT also
-/// shows, is the same `seq`).
+/// A numeric stat field's value. `index` is computed from the shmid the
+/// step asked about (the kernel answers no index); `seq` is the kernel's
+/// answer, `shm_perm.__seq` (the same number as `shmid / 32768` unless the
+/// kernel runs with `ipcmni_extend`, whose ids put the seq higher).
 pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -> Number {
     match field {
         NumField::Size => st.size as Number,
@@ -234,7 +259,7 @@ pub(crate) fn stat_number(field: NumField, st: &sysv::SegmentStat, shmid: i32) -
         NumField::Dtime => st.dtime.into(),
         NumField::Ctime => st.ctime.into(),
         NumField::Index => shmid.rem_euclid(SEQ_MULTIPLIER).into(),
-        NumField::Seq => shmid.div_euclid(SEQ_MULTIPLIER).into(),
+        NumField::Seq => st.seq.into(),
     }
 }
 
@@ -265,6 +290,37 @@ mod tests {
         sc.steps.last().expect("a step").clone()
     }
 
+    /// A `repeat` passes only when its `until` errno ended it, then by its
+    /// count; reaching the most tries, or another errno, fails it, and the
+    /// mismatch says what was expected.
+    #[test]
+    fn a_repeat_is_judged_by_its_errno_then_its_count() {
+        let keys = crate::interp::keys::KeyMap::default();
+        let globals = Globals::new();
+        let judge = Judge { globals: &globals, keys: &keys };
+        let step = |exp: &str| stat_step(&format!("process A\nA: repeat 5 create private size 8 until ENOSPC{exp}\n"));
+        let ended = |count, stopped| {
+            StepResult::Answered(Outcome {
+                call: "shmget".into(),
+                result: Ok(Value::Repeated { count, created: vec![], stopped }),
+            })
+        };
+        let enospc = Some(libc::ENOSPC);
+        assert_eq!(
+            judge.judge_step(&step(" => count {c}"), &ended(3, enospc)).unwrap(),
+            vec![("c".into(), Global::Number(3))]
+        );
+        assert!(judge.judge_step(&step(""), &ended(0, enospc)).is_ok());
+        assert!(judge.judge_step(&step(" => count 3"), &ended(3, enospc)).is_ok());
+        // The controls: a wrong count, the most tries reached, another errno.
+        let m = judge.judge_step(&step(" => count 4"), &ended(3, enospc)).unwrap_err();
+        assert_eq!(m.to_string(), "-1 ENOSPC within 5 tries, count 4");
+        let m = judge.judge_step(&step(""), &ended(5, None)).unwrap_err();
+        assert_eq!(m.to_string(), "-1 ENOSPC within 5 tries");
+        assert!(judge.judge_step(&step(" => count 5"), &ended(5, None)).is_err());
+        assert!(judge.judge_step(&step(" => count {c}"), &ended(2, Some(libc::ENOMEM))).is_err());
+    }
+
     #[test]
     fn number_expectations_capture_compare_and_can_fail() {
         let st = sysv::SegmentStat {
@@ -276,7 +332,7 @@ mod tests {
             mode: sysv::Mode::from_bits_truncate(0o600),
             dest: false,
             locked: false,
-            seq: 0,
+            seq: 3,
             size: 1,
             atime: 1001,
             dtime: 0,
@@ -303,10 +359,15 @@ mod tests {
         for bad in ["atime <= t", "ctime != t", "ctime > t", "nattch < 2", "index 8", "seq 2", "atime 1000"] {
             let m = judge.judge_step(&later(bad), &answered(st)).expect_err(bad);
             // The mismatch words the expectation, the number names with their values.
-            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_check: None });
+            assert_eq!(m, Mismatch { expected: judge.describe_expect(&later(bad).expect), failed_checks: vec![] });
         }
         let m = judge.judge_step(&later("ctime != t"), &answered(st)).unwrap_err();
         assert_eq!(m.to_string(), "ctime != t (1000)");
+        // `seq` is the kernel's `shm_perm.__seq`, not computed from the shmid
+        // (3 there): an answer with seq 5 holds `seq 5` only.
+        let reseq = sysv::SegmentStat { seq: 5, ..st };
+        assert!(judge.judge_step(&later("seq 5"), &answered(reseq)).is_ok());
+        assert!(judge.judge_step(&later("seq 3"), &answered(reseq)).is_err());
         // An unbound number name (the step that captures it failed) never matches.
         let unbound = Judge { globals: &Globals::new(), keys: &keys };
         assert!(unbound.judge_step(&later("ctime t"), &answered(st)).is_err());

@@ -8,23 +8,24 @@ use crate::scenario::{signal_name, CtlField, Expect, MapField, OutputCheck, Stat
 use crate::sysv::{errno_name, Key};
 
 use crate::interp::judge::{Judge, StepResult};
-use crate::interp::output::{first_failure, Ended};
+use crate::interp::output::{first_failure, holding_alternative, Ended};
 use crate::interp::Value;
 
 /// A step's result is not what the step expected.
 ///
 /// Shown (its [`fmt::Display`]) as the failure's `expected` text: the whole
 /// expectation, then `; fails at: CHECK` when one check of a `run`'s output
-/// is singled out.
+/// is singled out, or, for alternatives (`status 0 | status 1`),
+/// `; no alternative holds: 1. fails at: CHECK; 2. fails at: CHECK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mismatch {
     /// The whole expectation, as the transcript words it (number names and
     /// addresses shown with their values).
     pub expected: String,
     /// For a `run` whose program's output was judged: the first check that
-    /// does not hold. Other expectations are shown whole (their answer shows
-    /// every field they compare).
-    pub failed_check: Option<FailedCheck>,
+    /// does not hold, one for each alternative. Other expectations are
+    /// shown whole (their answer shows every field they compare).
+    pub failed_checks: Vec<FailedCheck>,
 }
 
 /// The first output check of a `run` step that does not hold.
@@ -42,10 +43,21 @@ pub(crate) struct FailedCheck {
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.expected)?;
-        match &self.failed_check {
-            None => Ok(()),
-            Some(c) if c.applied == c.written => write!(f, "; fails at: {}", c.written),
-            Some(c) => write!(f, "; fails at: {}, that is {}", c.written, c.applied),
+        let fails_at = |c: &FailedCheck| {
+            if c.applied == c.written {
+                format!("fails at: {}", c.written)
+            } else {
+                format!("fails at: {}, that is {}", c.written, c.applied)
+            }
+        };
+        match self.failed_checks.as_slice() {
+            [] => Ok(()),
+            [c] => write!(f, "; {}", fails_at(c)),
+            all => {
+                let each: Vec<String> =
+                    all.iter().enumerate().map(|(i, c)| format!("{}. {}", i + 1, fails_at(c))).collect();
+                write!(f, "; no alternative holds: {}", each.join("; "))
+            }
         }
     }
 }
@@ -53,7 +65,31 @@ impl fmt::Display for Mismatch {
 impl Judge<'_> {
     /// Why `result` is not what `step` expects (called once the judge found it is not).
     pub(crate) fn mismatch(&self, step: &crate::scenario::Step, result: &StepResult) -> Mismatch {
-        Mismatch { expected: self.describe_expect(&step.expect), failed_check: failed_check(self, step, result) }
+        if let crate::scenario::Op::Repeat { max, until, .. } = &step.op {
+            // A repetition is judged by how it ended, then by its count.
+            let mut expected = format!("-1 {} within {max} tries", errno_name(*until));
+            if let Expect::Number(e) = &step.expect {
+                expected.push_str(&format!(", count {}", e.describe(|n| self.number(n))));
+            }
+            return Mismatch { expected, failed_checks: Vec::new() };
+        }
+        Mismatch { expected: self.describe_expect(&step.expect), failed_checks: failed_checks(self, step, result) }
+    }
+
+    /// For a step whose output checks list alternatives, the one that holds
+    /// for `result`, as the transcript words it: `alternative 2 of 2 holds:
+    /// status 1, stderr contains "x"`.
+    pub(crate) fn held_alternative(&self, step: &crate::scenario::Step, result: &StepResult) -> Option<String> {
+        let (Expect::Outputs(alternatives), StepResult::Answered(o)) = (&step.expect, result) else {
+            return None;
+        };
+        let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
+            return None;
+        };
+        let out = Ended { status: *status, signal: *signal, stdout, stderr };
+        let (i, _) = holding_alternative(alternatives, out, self.globals)?;
+        let checks = join(alternatives[i].iter().map(describe_check));
+        Some(format!("alternative {} of {} holds: {checks}", i + 1, alternatives.len()))
     }
 
     /// An expectation, as the transcript words it.
@@ -94,6 +130,11 @@ impl Judge<'_> {
                 CtlField::Info(i, e) => format!("{} {}", i.name(), e.describe(|n| self.number(n))),
             })),
             Expect::Output(checks) => join(checks.iter().map(describe_check)),
+            Expect::Outputs(alternatives) => alternatives
+                .iter()
+                .map(|checks| join(checks.iter().map(describe_check)))
+                .collect::<Vec<_>>()
+                .join(" | "),
         }
     }
 
@@ -111,17 +152,24 @@ impl Judge<'_> {
     }
 }
 
-/// For a `run` whose output was judged: the first check that does not hold.
-fn failed_check(judge: &Judge<'_>, step: &crate::scenario::Step, result: &StepResult) -> Option<FailedCheck> {
-    let (Expect::Output(checks), StepResult::Answered(o)) = (&step.expect, result) else {
-        return None;
+/// For a `run` whose output was judged: the first check that does not
+/// hold, of each alternative.
+fn failed_checks(judge: &Judge<'_>, step: &crate::scenario::Step, result: &StepResult) -> Vec<FailedCheck> {
+    let alternatives = match &step.expect {
+        Expect::Output(checks) => std::slice::from_ref(checks),
+        Expect::Outputs(alternatives) => alternatives.as_slice(),
+        _ => return Vec::new(),
     };
+    let StepResult::Answered(o) = result else { return Vec::new() };
     let Ok(Value::Output { status, signal, stdout, stderr, .. }) = &o.result else {
-        return None;
+        return Vec::new();
     };
     let out = Ended { status: *status, signal: *signal, stdout, stderr };
-    let (index, applied) = first_failure(checks, out, judge.globals)?;
-    Some(FailedCheck { index, written: describe_check(&checks[index]), applied })
+    let fails = |checks: &Vec<OutputCheck>| {
+        let (index, applied) = first_failure(checks, out, judge.globals)?;
+        Some(FailedCheck { index, written: describe_check(&checks[index]), applied })
+    };
+    alternatives.iter().filter_map(fails).collect()
 }
 
 /// One output check, as written.
@@ -213,12 +261,12 @@ mod tests {
         let expected = r#"status 0, stdout line 1 "id {t}", stdout contains "${s} ${t}""#;
         assert_eq!(m.expected, expected);
         assert_eq!(
-            m.failed_check,
-            Some(FailedCheck {
+            m.failed_checks,
+            vec![FailedCheck {
                 index: 2,
                 written: r#"stdout contains "${s} ${t}""#.into(),
                 applied: r#"stdout contains "7 3""#.into()
-            })
+            }]
         );
         assert_eq!(
             m.to_string(),
@@ -228,13 +276,34 @@ mod tests {
         assert_eq!(judge.judge_step(&step, &ran("id 3\n7 3\n")), Ok(vec![("t".to_string(), Global::Segment(3))]));
     }
 
+    /// Alternatives (`|`): the first that holds is the answer, and the
+    /// transcript says which; when none holds, each says where it fails.
+    #[test]
+    fn output_alternatives_hold_one_or_say_why_none_does() {
+        let (g, keys) = (globals(), KeyMap::default());
+        let judge = Judge { globals: &g, keys: &keys };
+        let step = last_step(&format!(
+            "{RUN}A: run \"ipcs\" => status 1 | status 0, stdout contains \"${{s}}\", stdout \"7\\n\"\n"
+        ));
+        assert_eq!(judge.judge_step(&step, &ran("7\n")), Ok(vec![]));
+        assert_eq!(
+            judge.held_alternative(&step, &ran("7\n")).as_deref(),
+            Some(r#"alternative 2 of 2 holds: status 0, stdout contains "${s}", stdout "7\n""#)
+        );
+        let m = judge.judge_step(&step, &ran("8\n")).expect_err("neither holds");
+        assert_eq!(
+            m.to_string(),
+            r#"status 1 | status 0, stdout contains "${s}", stdout "7\n"; no alternative holds: 1. fails at: status 1; 2. fails at: stdout contains "${s}", that is stdout contains "7""#
+        );
+    }
+
     #[test]
     fn a_check_without_names_is_shown_once() {
         let (g, keys) = (globals(), KeyMap::default());
         let judge = Judge { globals: &g, keys: &keys };
         let step = last_step(&format!("{RUN}A: run \"ipcs\" => status 1\n"));
         let m = judge.judge_step(&step, &ran("")).expect_err("status 0 is not 1");
-        assert_eq!(m.failed_check.as_ref().map(|c| c.index), Some(0));
+        assert_eq!(m.failed_checks.first().map(|c| c.index), Some(0));
         assert_eq!(m.to_string(), "status 1; fails at: status 1");
     }
 
@@ -249,7 +318,7 @@ mod tests {
             result: Err(Failure::Errno { errno: libc::EINVAL, message: String::new() }),
         });
         let m = judge.judge_step(&step, &refused).expect_err("an errno is no stat");
-        assert_eq!(m, Mismatch { expected: "size 4096, dest no".into(), failed_check: None });
+        assert_eq!(m, Mismatch { expected: "size 4096, dest no".into(), failed_checks: vec![] });
         let step = last_step(&format!("{RUN}A: rm s => ENOENT | ok\n"));
         assert_eq!(
             judge.judge_step(&step, &refused).unwrap_err().to_string(),

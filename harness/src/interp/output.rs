@@ -66,6 +66,16 @@ pub(crate) fn judge_output(checks: &[OutputCheck], out: Ended<'_>, globals: &Glo
     Some(binds)
 }
 
+/// The first of `alternatives` (each a list of checks) that holds for this
+/// output: its place (0-based) and the names it binds.
+pub(crate) fn holding_alternative(
+    alternatives: &[Vec<OutputCheck>],
+    out: Ended<'_>,
+    globals: &Globals,
+) -> Option<(usize, Vec<(String, Global)>)> {
+    alternatives.iter().enumerate().find_map(|(i, checks)| judge_output(checks, out, globals).map(|b| (i, b)))
+}
+
 /// The first of `checks` that does not hold for this output (after the
 /// captures of those before it), with the check as it was applied
 /// (`${NAME}` substituted), if any.
@@ -79,8 +89,13 @@ pub(crate) fn first_failure(checks: &[OutputCheck], out: Ended<'_>, globals: &Gl
                 let shown = match c {
                     OutputCheck::Status(n) => format!("status {n}"),
                     OutputCheck::Signal(n) => format!("signal {}", crate::scenario::signal_name(*n)),
-                    OutputCheck::Stdout(t) => format!("stdout {:?}", substitute(t, &lookup, false)),
-                    OutputCheck::Stderr(t) => format!("stderr {:?}", substitute(t, &lookup, false)),
+                    OutputCheck::Stdout(t) | OutputCheck::Stderr(t) => {
+                        let stream = if matches!(c, OutputCheck::Stdout(_)) { Stream::Stdout } else { Stream::Stderr };
+                        let t = substitute(t, &lookup, false);
+                        let why =
+                            template_failure(&t, out.stream(stream)).map(|w| format!(" ({w})")).unwrap_or_default();
+                        format!("{} {t:?}{why}", stream.name())
+                    }
                     OutputCheck::StdoutContains(t) => format!("stdout contains {:?}", substitute(t, &lookup, false)),
                     OutputCheck::StderrContains(t) => format!("stderr contains {:?}", substitute(t, &lookup, false)),
                     OutputCheck::Matches(s, re) => {
@@ -90,13 +105,15 @@ pub(crate) fn first_failure(checks: &[OutputCheck], out: Ended<'_>, globals: &Gl
                     }
                     OutputCheck::Line { stream, line, column, template } => {
                         let col = column.map(|c| format!(" column {c}")).unwrap_or_default();
-                        let got = pick_line(out.stream(*stream), *line, *column)
-                            .map_or_else(|| "nothing there".to_string(), |t| format!("{t:?}"));
-                        format!(
-                            "{} line {line}{col} {:?} (found {got})",
-                            stream.name(),
-                            substitute(template, &lookup, false)
-                        )
+                        let template = substitute(template, &lookup, false);
+                        let got = pick_line(out.stream(*stream), *line, *column).map_or_else(
+                            || "nothing there".to_string(),
+                            |t| {
+                                let why = template_failure(&template, t.trim_end_matches('\n'));
+                                format!("{t:?}{}", why.map(|w| format!("; {w}")).unwrap_or_default())
+                            },
+                        );
+                        format!("{} line {line}{col} {template:?} (found {got})", stream.name())
                     }
                 };
                 return Some((i, shown));
@@ -172,17 +189,10 @@ fn regex_failure(re: &str, text: &str) -> String {
     let Some(caps) = compiled.captures(text) else { return "no match".into() };
     for name in compiled.capture_names().flatten() {
         let prefix = name.split_once('.').map(|(p, _)| p);
-        let kind = match prefix {
-            None => "a shmid",
-            Some("key") => "a key",
-            Some("n") => "a decimal number",
-            Some("pid") => "a pid",
-            Some(_) => "a known kind",
-        };
         match caps.name(name) {
             None => return format!("group `{name}` took no part in the match"),
             Some(m) if typed(prefix, m.as_str().trim()).is_none() => {
-                return format!("group `{name}` caught {:?}, which is not {kind}", m.as_str())
+                return format!("group `{name}` caught {:?}: {}", m.as_str(), kind_rule(prefix))
             }
             Some(_) => {}
         }
@@ -212,16 +222,28 @@ fn match_regex(re: &str, text: &str) -> Option<Vec<(String, Global)>> {
 /// pid) capture. A trailing newline of the output may be left out of the
 /// template.
 pub(crate) fn match_template(template: &str, text: &str) -> Option<Vec<(String, Global)>> {
+    walk_template(template, text).ok()
+}
+
+/// Why a template did not match `text`, when a capture caught a word that
+/// is not of its kind ([`kind_rule`]); `None` for any other mismatch.
+fn template_failure(template: &str, text: &str) -> Option<String> {
+    walk_template(template, text).err().flatten()
+}
+
+/// [`match_template`]'s walk: the captures, or why not (`Some`: a capture
+/// caught a word not of its kind; `None`: the text differs).
+fn walk_template(template: &str, text: &str) -> Result<Vec<(String, Global)>, Option<String>> {
     let text = if template.ends_with('\n') { text } else { text.strip_suffix('\n').unwrap_or(text) };
     let mut caps = Vec::new();
     let (mut t, mut s) = (template, text);
     loop {
         match t.find('{') {
-            None => return (t == s).then_some(caps),
+            None => return if t == s { Ok(caps) } else { Err(None) },
             Some(open) => {
-                let close = open + t[open..].find('}')?;
-                if s.get(..open)? != &t[..open] {
-                    return None;
+                let close = open + t[open..].find('}').ok_or(None)?;
+                if s.get(..open).ok_or(None)? != &t[..open] {
+                    return Err(None);
                 }
                 s = &s[open..];
                 let inner = &t[open + 1..close];
@@ -237,11 +259,26 @@ pub(crate) fn match_template(template: &str, text: &str) -> Option<Vec<(String, 
                     Some("pid") => s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()),
                     _ => s.find(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == '-')).unwrap_or(s.len()),
                 };
-                caps.push((name.to_string(), typed(prefix, &s[..len])?));
+                let word = &s[..len];
+                let global = typed(prefix, word)
+                    .ok_or_else(|| Some(format!("`{{{inner}}}` caught {word:?}: {}", kind_rule(prefix))))?;
+                caps.push((name.to_string(), global));
                 s = &s[len..];
                 t = &t[close + 1..];
             }
         }
+    }
+}
+
+/// What a capture of this kind takes (the rule [`typed`] applies), for
+/// the report of a word it refused.
+fn kind_rule(prefix: Option<&str>) -> &'static str {
+    match prefix {
+        None => "a captured shmid is plain digits",
+        Some("key") => "a captured key is a number such as 0x1234 or 4660",
+        Some("n") => "a captured number is decimal digits, with an optional `-`",
+        Some("pid") => "a captured pid is plain digits, above 0",
+        Some(_) => "a capture is `{NAME}`, `{key:NAME}`, `{n:NAME}` or `{pid:NAME}`",
     }
 }
 
@@ -275,7 +312,21 @@ mod tests {
         assert!(match_regex("id (?P<s>-?[0-9]+)", "id -5").is_none());
         assert!(match_template("{n:a}", "+5").is_none());
         // A failed regex says why: the wrong kind, a group not taken, no match.
-        assert_eq!(regex_failure("(?P<pid.p>-1)", "-1"), "group `pid.p` caught \"-1\", which is not a pid");
+        assert_eq!(
+            regex_failure("(?P<pid.p>-1)", "-1"),
+            "group `pid.p` caught \"-1\": a captured pid is plain digits, above 0"
+        );
+        assert_eq!(regex_failure("(?P<s>-1)", "-1"), "group `s` caught \"-1\": a captured shmid is plain digits");
+        // A template says the same of the word its capture refused.
+        assert_eq!(
+            template_failure("id {s}", "id -1").unwrap(),
+            "`{s}` caught \"-1\": a captured shmid is plain digits"
+        );
+        assert_eq!(
+            template_failure("{pid:p}", "0").unwrap(),
+            "`{pid:p}` caught \"0\": a captured pid is plain digits, above 0"
+        );
+        assert_eq!(template_failure("id {s}", "di 5"), None, "a text that differs is no capture's fault");
         assert_eq!(regex_failure("a|(?P<s>b)", "a"), "group `s` took no part in the match");
         assert_eq!(regex_failure("z", "a"), "no match");
         // The controls: plain digits are taken.

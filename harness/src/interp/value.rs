@@ -100,6 +100,17 @@ pub enum Value {
     Forked(i32),
     /// A spawned program's pid.
     Started(i32),
+    /// A `repeat` step: how many tries succeeded, the segments they
+    /// created (by identity), and the errno that ended it (`None`: every
+    /// try succeeded, up to the most tries).
+    Repeated {
+        /// Tries that succeeded.
+        count: u64,
+        /// Segments created, in order.
+        created: Vec<Identity>,
+        /// The errno of the try that failed.
+        stopped: Option<i32>,
+    },
     /// An external program's result.
     Output {
         /// Its pid.

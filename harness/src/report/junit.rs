@@ -2,13 +2,14 @@
 //! the Jenkins/Surefire `junit-10.xsd` (the schema pytest validates against;
 //! `harness/tests/data/junit-10.xsd`): one `<testsuite>`, one `<testcase>`
 //! per scenario, `<failure>` for a step that answered wrongly or a leak,
-//! `<error>` for a harness error, `<skipped>` with the reason.
+//! `<error>` for a harness error or a file that does not parse (type
+//! `ParseError`, its message `file:line:col: ...`), `<skipped>` with the reason.
 
 use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{RunInfo, ScenarioReport, Status};
+use super::{FailOn, RunInfo, ScenarioReport, Status};
 
 /// All reports as JUnit XML.
 ///
@@ -19,13 +20,15 @@ use super::{RunInfo, ScenarioReport, Status};
 /// forbids (control characters other than tab, newline and carriage
 /// return; U+FFFE, U+FFFF) are written as visible escapes (`\x01`) instead.
 pub fn render_junit(reports: &[ScenarioReport], run: &RunInfo) -> String {
-    render_junit_with(reports, run, false)
+    render_junit_with(reports, run, FailOn::default())
 }
 
-/// [`render_junit`], with `--strict`: an XPASS is a `<failure>` (type
-/// `Xpass`) instead of a passing test case with the news in `<system-out>`.
+/// [`render_junit`], with `--strict` (`fail_on.xpass`): an XPASS is a
+/// `<failure>` (type `Xpass`) instead of a passing test case with the news
+/// in `<system-out>`; with `--fail-on-skip` (`fail_on.skip`): a SKIP is a
+/// `<failure>` (type `Skip`, the reason its message) instead of `<skipped>`.
 /// An XFAIL is always `<skipped>`, its message the reason and the step's diff.
-pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool) -> String {
+pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, fail_on: FailOn) -> String {
     let started = chrono::DateTime::<chrono::Utc>::from(run.started).fixed_offset();
     let mut suite = TestSuite::new("shm-harness");
     suite.set_timestamp(started).set_time(run.duration);
@@ -33,7 +36,7 @@ pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool
     suite.add_property(Property::new("jobs", run.jobs.to_string()));
     suite.add_property(Property::new("shm-harness-version", env!("CARGO_PKG_VERSION")));
     for r in reports {
-        suite.add_test_case(test_case(r, strict));
+        suite.add_test_case(test_case(r, fail_on));
     }
     let mut report = Report::new("shm-harness");
     report.set_time(run.duration);
@@ -46,7 +49,8 @@ pub fn render_junit_with(reports: &[ScenarioReport], run: &RunInfo, strict: bool
     without_root_skipped(xml)
 }
 
-fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
+fn test_case(r: &ScenarioReport, fail_on: FailOn) -> TestCase {
+    let strict = fail_on.xpass;
     let status = match r.status {
         Status::Pass => TestCaseStatus::success(),
         Status::Xpass if !strict => TestCaseStatus::success(),
@@ -65,9 +69,24 @@ fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
             s.set_description(visible(&r.failure_text()));
             s
         }
+        Status::Skip if fail_on.skip => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type("Skip").set_message(visible(&format!(
+                "skipped, and --fail-on-skip makes a skip a failure: {}",
+                r.reason.as_deref().unwrap_or("no reason given")
+            )));
+            s
+        }
         Status::Skip => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(visible(r.reason.as_deref().unwrap_or("skipped")));
+            s
+        }
+        Status::Error => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_type("ParseError")
+                .set_message(visible(r.reason.as_deref().unwrap_or("does not parse")))
+                .set_description(visible(&r.failure_text()));
             s
         }
         Status::Fail => {
@@ -94,7 +113,10 @@ fn test_case(r: &ScenarioReport, strict: bool) -> TestCase {
         dir if dir.is_empty() => ".".to_string(),
         dir => dir.into_owned(),
     };
-    let mut case = TestCase::new(visible(&r.name), status);
+    // Under --repeat/--stress each run is a test case of its own, named as
+    // pytest-repeat names them: `x[3]`.
+    let name = r.iteration.map_or_else(|| r.name.clone(), |n| format!("{}[{n}]", r.name));
+    let mut case = TestCase::new(visible(&name), status);
     if let (Status::Xpass, false, Some(reason)) = (r.status, strict, &r.reason) {
         case.set_system_out(visible(reason));
     }

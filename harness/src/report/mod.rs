@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 mod junit;
+mod transcript;
 
 pub use junit::{render_junit, render_junit_with};
 
@@ -47,6 +48,9 @@ pub enum Status {
     Xfail,
     /// A step marked `xfail` passed: the defect may be fixed. Fails the run under `--strict`.
     Xpass,
+    /// The file does not parse: nothing of it ran (the reason is the
+    /// parser's `file:line:col: ...`). Fails the run.
+    Error,
 }
 
 impl Status {
@@ -58,19 +62,32 @@ impl Status {
             Status::Skip => "SKIP",
             Status::Xfail => "XFAIL",
             Status::Xpass => "XPASS",
+            Status::Error => "ERROR",
         }
     }
 
-    /// Whether this verdict makes the run fail (exit status 1).
+    /// Whether this verdict makes the run fail whatever the options: a
+    /// failure (exit status 1) or a file that does not parse (exit status 2).
     pub fn fails_run(self) -> bool {
-        matches!(self, Status::Fail)
+        matches!(self, Status::Fail | Status::Error)
     }
 
-    /// Whether this verdict makes a run fail: a failure, or under
-    /// `--strict` an XPASS too.
-    pub fn fails(self, strict: bool) -> bool {
-        self.fails_run() || (strict && self == Status::Xpass)
+    /// Whether this verdict makes a run fail: a failure, a file that does
+    /// not parse, and the verdicts `fail_on` names (an XPASS under
+    /// `--strict`, a SKIP under `--fail-on-skip`).
+    pub fn fails(self, fail_on: FailOn) -> bool {
+        self.fails_run() || (fail_on.xpass && self == Status::Xpass) || (fail_on.skip && self == Status::Skip)
     }
+}
+
+/// The verdicts that pass by default and fail the run when asked to: the
+/// one place `--strict` and `--fail-on-skip` are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailOn {
+    /// `--strict`: an XPASS fails the run (a `<failure type="Xpass">` in JUnit).
+    pub xpass: bool,
+    /// `--fail-on-skip`: a SKIP fails the run (a `<failure type="Skip">` in JUnit).
+    pub skip: bool,
 }
 
 /// One step as it happened.
@@ -91,6 +108,21 @@ pub struct Entry {
     /// see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// When the step started, in microseconds since the scenario's start
+    /// (its turn): when the supervisor sent it to its process (a step
+    /// chained after another: when that one's answer came; a local step:
+    /// when the supervisor began it). `None`: it did not run.
+    #[serde(default)]
+    pub started_us: Option<u64>,
+    /// When its answer came, in microseconds since the scenario's start:
+    /// when the supervisor first saw it (or the process's end, or the
+    /// timeout). `None`: it did not run.
+    #[serde(default)]
+    pub ended_us: Option<u64>,
+    /// Whether its time overlapped that of another step of its `&` group
+    /// (the text transcript marks it `&`).
+    #[serde(default)]
+    pub overlapped: bool,
 }
 
 /// The step that did not answer as expected.
@@ -144,6 +176,10 @@ pub struct ScenarioReport {
     pub transcript: Vec<Entry>,
     /// Wall time in microseconds.
     pub duration_us: u64,
+    /// Which run of the scenario this is (1, 2, ...) under `run --repeat` or
+    /// `--stress`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
 }
 
 impl ScenarioReport {
@@ -177,19 +213,49 @@ impl ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// The report of a file that does not parse: status [`Status::Error`],
+    /// the parser's message (`file:line:col: ...`) as its reason, nothing run.
+    pub fn not_parsed(file: &str, message: String, isolation: Isolation) -> ScenarioReport {
+        ScenarioReport {
+            file: file.to_string(),
+            name: std::path::Path::new(file)
+                .file_stem()
+                .map_or_else(|| file.to_string(), |s| s.to_string_lossy().into_owned()),
+            status: Status::Error,
+            isolation,
+            reason: Some(message),
+            failure: None,
+            leaks: Vec::new(),
+            processes: Vec::new(),
+            transcript: Vec::new(),
+            duration_us: 0,
+            iteration: None,
+        }
+    }
+
     /// The one-line progress report: `PASS file [isolation] 1.2 ms`, with the
     /// reason of a skip.
     pub fn progress_line(&self) -> String {
         format!("{} {}", self.status.label(), self.progress_detail())
     }
 
-    /// The progress line without its status tag (for a terminal that colours the tag).
+    /// The progress line without its status tag (for a terminal that colours
+    /// the tag); for a file that does not parse, the parser's message.
     pub fn progress_detail(&self) -> String {
-        let mut line = format!("{} [{}] {:.1} ms", self.file, self.isolation, self.duration_us as f64 / 1000.0);
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            return reason.clone();
+        }
+        let mut line =
+            format!("{}{} [{}] {:.1} ms", self.file, self.nth(), self.isolation, self.duration_us as f64 / 1000.0);
         if let (Status::Skip | Status::Xfail | Status::Xpass, Some(reason)) = (self.status, &self.reason) {
             let _ = write!(line, ": {reason}");
         }
         line
+    }
+
+    /// ` (iteration N)` under `--repeat`/`--stress`, else nothing.
+    pub fn nth(&self) -> String {
+        self.iteration.map_or_else(String::new, |n| format!(" (iteration {n})"))
     }
 
     /// A failure of the harness itself (it could not run the scenario to its
@@ -213,6 +279,11 @@ impl ScenarioReport {
     /// The whole failure story: what failed, then the transcript in columns.
     pub fn failure_text(&self) -> String {
         let mut out = String::new();
+        if let (Status::Error, Some(reason)) = (self.status, &self.reason) {
+            // The parser's message names the file already.
+            let _ = writeln!(out, "{reason}");
+            return out;
+        }
         if let Some(f) = &self.failure {
             let _ = writeln!(out, "{}:{}: {}", self.file, f.line, f.step);
             let _ = writeln!(out, "  expected: {}", f.expected);
@@ -242,82 +313,6 @@ impl ScenarioReport {
         }
         out
     }
-
-    /// The transcript laid out as one column per process.
-    pub fn transcript_columns(&self, width: usize) -> String {
-        let mut out = String::new();
-        let cols = &self.processes;
-        let _ = write!(out, "  {:>5} ", "line");
-        for p in cols {
-            let _ = write!(out, "| {p:<width$} ");
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-        let _ = write!(out, "  {:->5}-", "");
-        for _ in cols {
-            let _ = write!(out, "+-{:-<width$}-", "");
-        }
-        out.push('\n');
-        for e in &self.transcript {
-            let mark = if e.ok { ' ' } else { 'X' };
-            let lines: Vec<String> =
-                wrap(&e.call, width).into_iter().chain(wrap(&format!("-> {}", e.answer), width)).collect();
-            for (row, text) in lines.iter().enumerate() {
-                if row == 0 {
-                    let _ = write!(out, "{mark} {:>5} ", e.line);
-                } else {
-                    let _ = write!(out, "  {:>5} ", "");
-                }
-                for p in cols {
-                    let cell = if *p == e.process { text.as_str() } else { "" };
-                    let _ = write!(out, "| {cell:<width$} ");
-                }
-                out.truncate(out.trim_end().len());
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-/// Splits `s` into lines of at most `width` characters, breaking at spaces
-/// (a token longer than a whole line is cut, the only case that splits a
-/// token); continuation lines are indented by three spaces.
-fn wrap(s: &str, width: usize) -> Vec<String> {
-    const INDENT: &str = "   ";
-    let width = width.max(INDENT.len() + 1);
-    if s.chars().count() <= width {
-        return vec![s.to_string()];
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut line = String::new();
-    let mut len = 0; // characters in `line`
-    for word in s.split(' ') {
-        let room = |out: &Vec<String>| if out.is_empty() { width } else { width - INDENT.len() };
-        let wlen = word.chars().count();
-        if len > 0 && len + 1 + wlen > room(&out) {
-            out.push(std::mem::take(&mut line));
-            len = 0;
-        }
-        if len > 0 {
-            line.push(' ');
-            len += 1;
-        }
-        // A token longer than a line: cut it, filling lines whole.
-        let mut rest: Vec<char> = word.chars().collect();
-        while len + rest.len() > room(&out) {
-            let take = room(&out) - len;
-            line.extend(rest.drain(..take));
-            out.push(std::mem::take(&mut line));
-            len = 0;
-        }
-        len += rest.len();
-        line.extend(rest);
-    }
-    if !line.is_empty() || out.is_empty() {
-        out.push(line);
-    }
-    out.into_iter().enumerate().map(|(i, l)| if i == 0 { l } else { format!("{INDENT}{l}") }).collect()
 }
 
 /// Counts of a run.
@@ -333,6 +328,8 @@ pub struct Summary {
     pub xfailed: usize,
     /// Passed though marked `xfail`.
     pub xpassed: usize,
+    /// Files that do not parse ([`Status::Error`]).
+    pub unparsed: usize,
 }
 
 impl Summary {
@@ -346,6 +343,7 @@ impl Summary {
                 Status::Skip => s.skipped += 1,
                 Status::Xfail => s.xfailed += 1,
                 Status::Xpass => s.xpassed += 1,
+                Status::Error => s.unparsed += 1,
             }
         }
         s
@@ -370,7 +368,8 @@ pub struct RunInfo {
 pub const JSON_VERSION: u32 = 1;
 
 /// All reports as one JSON document:
-/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started}, "scenarios"}`.
+/// `{"version", "summary": {counts, errors, total, duration_s, isolation, jobs, started[, iterations]}, "scenarios"}`;
+/// under `--repeat`/`--stress` every run of a scenario is one report with its `"iteration"`.
 pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
     #[derive(Serialize)]
     struct RunSummary {
@@ -383,6 +382,9 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         isolation: Isolation,
         jobs: usize,
         started: String,
+        /// Under `--repeat`/`--stress`: how many times the scenarios ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iterations: Option<u32>,
     }
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -399,6 +401,7 @@ pub fn render_json(reports: &[ScenarioReport], run: &RunInfo) -> String {
         jobs: run.jobs,
         started: chrono::DateTime::<chrono::Utc>::from(run.started)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        iterations: reports.iter().filter_map(|r| r.iteration).max(),
     };
     let mut doc = serde_json::to_string_pretty(&Doc { version: JSON_VERSION, summary, scenarios: reports })
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
@@ -434,6 +437,9 @@ mod tests {
                     answer: "0".into(),
                     ok: true,
                     pid: None,
+                    started_us: Some(10),
+                    ended_us: Some(90),
+                    overlapped: false,
                 },
                 Entry {
                     line: 7,
@@ -442,9 +448,13 @@ mod tests {
                     answer: "\"hell<o>\"".into(),
                     ok: false,
                     pid: None,
+                    started_us: Some(100),
+                    ended_us: Some(180),
+                    overlapped: true,
                 },
             ],
             duration_us: 1500,
+            iteration: None,
         }
     }
 
@@ -454,9 +464,11 @@ mod tests {
         assert!(text.starts_with("scenarios/x.scn:7: B: read m 0 5"), "{text}");
         assert!(!text.contains("B: B:"), "{text}");
         let row = text.lines().find(|l| l.contains("read m[0..+5]")).unwrap();
-        assert!(row.starts_with('X'), "{row}");
+        assert!(row.starts_with("X    &7 |"), "an overlap is marked `&` by the line: {row}");
         // B's column comes after A's empty one.
         assert!(row.find("read").unwrap() > row.find('|').unwrap() + 10, "{row}");
+        let row = text.lines().find(|l| l.contains("shmget")).unwrap();
+        assert!(row.starts_with("      3 |"), "no mark without an overlap: {row}");
     }
 
     #[test]
@@ -486,24 +498,5 @@ mod tests {
         assert_eq!(json["summary"]["isolation"], "namespace");
         assert_eq!(json["summary"]["duration_s"], 1.234567);
         assert_eq!(json["summary"]["started"], "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn wrap_breaks_at_spaces_and_cuts_only_overlong_tokens() {
-        assert_eq!(wrap("short", 10), vec!["short"]);
-        assert_eq!(
-            wrap("-> 5 bytes, first difference at byte 4", 16),
-            vec!["-> 5 bytes,", "   first", "   difference at", "   byte 4"]
-        );
-        // Every piece fits, and joining the pieces gives the text back.
-        let text = "shmat(0, 0x7f0000000000, SHM_RDONLY|SHM_RND) -> 0x7f0000000000 (size 100, mapped 4096)";
-        for width in [8, 13, 30] {
-            let lines = wrap(text, width);
-            assert!(lines.iter().all(|l| l.chars().count() <= width), "{width}: {lines:?}");
-            let joined: Vec<&str> = lines.iter().map(|l| l.trim_start()).collect();
-            assert_eq!(joined.join(" ").replace(' ', ""), text.replace(' ', ""), "{width}");
-        }
-        // A token longer than the line is the only thing cut.
-        assert_eq!(wrap("ab 0123456789", 8), vec!["ab", "   01234", "   56789"]);
     }
 }

@@ -76,6 +76,26 @@ impl Interrupts {
     }
 }
 
+impl Drop for Interrupts {
+    /// The run is over: what [`Interrupts::take`] blocked is unblocked
+    /// again (after the `signalfd` is closed), so a later run in this
+    /// process (`run --repeat`) takes the interrupts afresh instead of
+    /// finding them blocked and leaving them blocked for good. A signal
+    /// that came after the last [`Interrupts::pending`] acts now, as it
+    /// would have without the run.
+    fn drop(&mut self) {
+        self.fd = None;
+        let bits = TAKEN.swap(0, Ordering::SeqCst);
+        let mut set = SigSet::empty();
+        for sig in INTERRUPTS.into_iter().filter(|&s| bits & (1 << s as u64) != 0) {
+            set.add(sig);
+        }
+        if bits != 0 {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+        }
+    }
+}
+
 /// Whether `sig`'s disposition is `SIG_DFL` (not ignored, not handled).
 fn disposition_is_default(sig: Signal) -> Result<bool, Errno> {
     // SAFETY: an all-zero sigaction is a valid out-parameter.

@@ -7,7 +7,9 @@
 //! predictable name in a shared `/tmp`). Its first record is the run's
 //! [`Anchor`], a segment of its own that proves its IPC namespace to a
 //! later sweep. Each further record is one JSON line appended with a single
-//! `write` (`O_APPEND`) by the actor that created the segment. The run
+//! `write` (`O_APPEND`) by the actor that created the segment, after an
+//! [`Intent`] line it appended before the `shmget` (so that a SIGKILL of
+//! the whole run between the two still leaves a trace). The run
 //! holds an `flock` on its file through one open file description that
 //! every process of the run inherits (not exec'd programs: `O_CLOEXEC`), so
 //! "the run is dead" is "the lock can be taken": no pid is trusted. A run
@@ -26,11 +28,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod anchor;
+mod intent;
 mod state;
 mod sweep;
 
 pub use anchor::{Anchor, ANCHOR_SIZE};
-pub use state::{state_dir, DirProblem, RealUser};
+pub use intent::{wall_seconds, Intent};
+pub use state::{release_state_dir, state_dir, DirProblem, RealUser};
 pub use sweep::{finish_orphaned, settle_scenario, sweep, sweep_with, SweepOptions, Swept, MAX_AGE};
 
 /// Why the journal (or its state directory) could not be used.
@@ -160,14 +164,7 @@ impl Journal {
         let name = format!("run-{}-{nanos}", std::process::id());
         let tmp = dir.join(format!("{name}.new"));
         let path = dir.join(format!("{name}.journal"));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|source| JournalError::File { path: tmp.clone(), source })?;
+        let file = create_in_state_dir(dir, &tmp)?;
         flock_exclusive(&file).map_err(|errno| JournalError::Lock { path: tmp.clone(), errno })?;
         let ns = ipc_namespace().ok_or_else(|| JournalError::Anchor("cannot read /proc/thread-self/ns/ipc".into()))?;
         let anchor = Anchor::plant(ns).map_err(JournalError::Anchor)?;
@@ -206,17 +203,45 @@ impl Journal {
 
     /// The run ended normally: its segments are accounted for. Removes the
     /// anchor, then the journal (kept, and said on stderr, if the anchor
-    /// cannot be removed: a sweep will).
+    /// cannot be removed: a sweep will), then the state directory if that
+    /// left it empty ([`release_state_dir`]).
     pub fn finish(self) {
         match self.anchor.remove() {
             Ok(()) => {
                 let _ = std::fs::remove_file(&self.path);
+                if let Some(dir) = self.path.parent() {
+                    release_state_dir(dir);
+                }
             }
             Err(e) => eprintln!(
                 "shm-harness: cannot remove the run's {}: {e}; its journal {} is kept for `shm-harness sweep`",
                 self.anchor.describe(),
                 self.path.display()
             ),
+        }
+    }
+}
+
+/// Creates the new journal file `tmp` in the state directory `dir` (0600,
+/// close-on-exec), making `dir` again (0700, checked to be ours) when it is
+/// gone: another run that ended may have just removed it, empty
+/// ([`release_state_dir`]).
+fn create_in_state_dir(dir: &Path, tmp: &Path) -> Result<File, JournalError> {
+    let mut tries = 0;
+    loop {
+        let opened = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(tmp);
+        match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                tries += 1;
+                state::usable_dir(dir, &RealUser::current())?;
+            }
+            other => return other.map_err(|source| JournalError::File { path: tmp.to_path_buf(), source }),
         }
     }
 }
@@ -244,6 +269,15 @@ pub fn append(fd: RawFd, rec: &Record) -> Result<(), JournalError> {
     write_all(fd, &record_line(rec)?)
 }
 
+/// Appends `intent` to the journal open at `fd` with one `write`, as
+/// `{"intent": {...}}`.
+///
+/// # Errors
+/// As [`append`].
+pub fn append_intent(fd: RawFd, intent: &Intent) -> Result<(), JournalError> {
+    write_all(fd, &json_line(&intent::IntentLine { intent: intent.clone() })?)
+}
+
 /// `line` with one `write` to `fd`.
 fn write_all(fd: RawFd, line: &[u8]) -> Result<(), JournalError> {
     // SAFETY: writes from a live buffer to an fd the caller keeps open.
@@ -257,7 +291,12 @@ fn write_all(fd: RawFd, line: &[u8]) -> Result<(), JournalError> {
 
 /// `rec` as one JSON line.
 fn record_line(rec: &Record) -> Result<Vec<u8>, JournalError> {
-    let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Encode(e.to_string()))?;
+    json_line(rec)
+}
+
+/// `value` as one JSON line.
+fn json_line(value: &impl Serialize) -> Result<Vec<u8>, JournalError> {
+    let mut line = serde_json::to_vec(value).map_err(|e| JournalError::Encode(e.to_string()))?;
     line.push(b'\n');
     Ok(line)
 }
@@ -321,6 +360,16 @@ pub fn ledger(fd: RawFd, scenario: &str) -> crate::trace::Ledger {
             Ok(records.iter().any(|r| r.shmid == id.shmid && r.cpid == id.cpid && r.ctime == id.ctime))
         }),
     )
+}
+
+/// Appends an intent to a journal file by path (for tests and tools).
+///
+/// # Errors
+/// [`JournalError::File`]: the file cannot be opened or written.
+pub fn append_intent_to(path: &Path, intent: &Intent) -> Result<(), JournalError> {
+    let file_error = |source| JournalError::File { path: path.to_path_buf(), source };
+    let mut f = OpenOptions::new().append(true).open(path).map_err(file_error)?;
+    f.write_all(&json_line(&intent::IntentLine { intent: intent.clone() })?).map_err(file_error)
 }
 
 /// Appends to a journal file by path (for tests and tools).

@@ -325,10 +325,27 @@ pub fn run(
 /// isolation opens this run's journal.
 fn open_journal(isolation: Isolation) -> Result<Option<journal::Journal>, RunError> {
     let state = journal::state_dir();
+    // Said on stderr without `eprintln!`, which panics when the reader of
+    // stderr has gone (`run --format json 2>&1 | head`): the run goes on.
+    let say = |line: &str| {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    };
     if let Ok(dir) = &state {
-        let _ = journal::sweep(dir, false, |line| eprintln!("{line}"));
+        if let Ok(swept) = journal::sweep(dir, false, |line| say(&line)) {
+            let kept = swept.unproven - swept.expired;
+            if kept > 0 {
+                say(&format!(
+                    "shm-harness: {kept} journal(s) of dead runs in other IPC namespaces kept in {} (`shm-harness sweep` lists them)",
+                    dir.display()
+                ));
+            }
+        }
     }
     if isolation != Isolation::Host {
+        // No journal: the directory the sweep needed must not outlive the run.
+        if let Ok(dir) = &state {
+            journal::release_state_dir(dir);
+        }
         return Ok(None);
     }
     let dir = state?;
@@ -382,6 +399,7 @@ fn failed_report(sc: &Scenario, isolation: Isolation, reason: String) -> Scenari
         processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
         transcript: vec![],
         duration_us: 0,
+        iteration: None,
     }
 }
 

@@ -312,8 +312,8 @@ pub enum Op {
     Attach {
         /// Bound attachment.
         name: Option<String>,
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`attach id N`).
+        segment: CtlTarget,
         /// `SHM_RDONLY`.
         read_only: bool,
         /// `SHM_EXEC`.
@@ -379,10 +379,10 @@ pub enum Op {
     },
     /// `stat S`.
     Stat {
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`id N`).
+        segment: CtlTarget,
     },
-    /// `set S [mode M] [uid N] [gid N]`.
+    /// `set S [mode M] [uid N] [gid N] [FIELD N ...]`.
     Set {
         /// The segment.
         segment: String,
@@ -392,11 +392,14 @@ pub enum Op {
         uid: Option<u32>,
         /// New group.
         gid: Option<u32>,
+        /// Values for the buffer's other fields (`size 1`, `key 7`...),
+        /// which `IPC_SET` ignores, in the order given.
+        ignored: Vec<(crate::sysv::IgnoredField, u32)>,
     },
     /// `rm S`.
     Remove {
-        /// The segment.
-        segment: String,
+        /// The segment: a name, or a raw id (`id N`).
+        segment: CtlTarget,
     },
     /// `lock S`.
     Lock {
@@ -470,7 +473,8 @@ pub enum Op {
         /// The process whose namespace is joined.
         target: String,
     },
-    /// `shmctl [T =] TARGET CMD [badbuf]`: one raw `shmctl` call.
+    /// `shmctl [T =] TARGET CMD [badbuf | buffer null | buffer -1]`: one
+    /// raw `shmctl` call.
     Shmctl {
         /// Bound to the returned shmid (`SHM_STAT`, `SHM_STAT_ANY`).
         name: Option<String>,
@@ -478,8 +482,8 @@ pub enum Op {
         target: CtlTarget,
         /// The command.
         cmd: crate::sysv::ShmctlCmd,
-        /// Pass a buffer the kernel cannot access.
-        badbuf: bool,
+        /// The buffer pointer passed.
+        buffer: CtlBuf,
     },
     /// `rlimit RESOURCE SOFT [HARD]`: `setrlimit` in the acting process.
     Rlimit {
@@ -500,15 +504,66 @@ pub enum Op {
         /// The field, as before the `:` (`HugePages_Free`).
         field: String,
     },
+    /// `repeat MAX OP until ERRNO`: `OP` (an unnamed `create` or a plain
+    /// `attach`) made again and again until the kernel refuses it with
+    /// `ERRNO`, at most `MAX` times; it answers how many succeeded.
+    Repeat {
+        /// The most tries (the step fails if all succeed).
+        max: u64,
+        /// What is repeated.
+        op: Box<Op>,
+        /// The errno that ends the repetition.
+        #[serde(serialize_with = "serialize_errno")]
+        until: Errno,
+    },
 }
 
-/// The first argument of a raw `shmctl`.
+/// The buffer pointer a raw `shmctl` passes (its third argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CtlBuf {
+    /// (no word) a buffer large enough for every command's structure.
+    Given,
+    /// `badbuf`: a page the kernel cannot access (`PROT_NONE`).
+    NoAccess,
+    /// `buffer null`: the pointer `NULL`.
+    Null,
+    /// `buffer -1`: the pointer `(void *)-1`.
+    AllOnes,
+}
+
+impl CtlBuf {
+    /// Its words in a scenario, after the command (empty for [`CtlBuf::Given`]).
+    pub fn words(self) -> &'static str {
+        match self {
+            CtlBuf::Given => "",
+            CtlBuf::NoAccess => "badbuf",
+            CtlBuf::Null => "buffer null",
+            CtlBuf::AllOnes => "buffer -1",
+        }
+    }
+}
+
+/// A segment as a step names it: a bound name, or a raw number. The first
+/// argument of a raw `shmctl` (`shmctl 4242 IPC_STAT`: an id or an index,
+/// `-` is 0), and the segment of `attach`, `stat` and `rm`, where a raw id
+/// is written `id N` (`attach id -1`, `stat id 4242`, `rm id 0`). A raw id
+/// never creates and binds no segment name; it implies `needs namespace`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CtlTarget {
     /// A bound segment: its shmid.
     Segment(String),
     /// A literal id or index (`-` is 0).
     Number(i32),
+}
+
+impl CtlTarget {
+    /// As `attach`, `stat` and `rm` write it: the name, or `id N`.
+    pub fn as_segment_operand(&self) -> String {
+        match self {
+            CtlTarget::Segment(s) => s.clone(),
+            CtlTarget::Number(n) => format!("id {n}"),
+        }
+    }
 }
 
 /// The page size of `create ... hugetlb SIZE`.
@@ -543,10 +598,11 @@ impl RlimitResource {
 }
 
 impl Op {
-    /// Whether the step implies `needs namespace`: sysctls, and raw
-    /// `shmctl` calls on a number (an index or raw id names the
-    /// namespace's segments; in host isolation it would reach the
-    /// machine's), except the read-only `IPC_INFO` and `SHM_INFO`.
+    /// Whether the step implies `needs namespace`: sysctls, raw `shmctl`
+    /// calls on a number (an index or raw id names the namespace's
+    /// segments; in host isolation it would reach the machine's), except
+    /// the read-only `IPC_INFO` and `SHM_INFO`, and `attach`, `stat`, `rm`
+    /// of a raw id (`id N`).
     pub fn implies_namespace(&self) -> bool {
         use crate::sysv::ShmctlCmd;
         match self {
@@ -554,6 +610,9 @@ impl Op {
             Op::Shmctl { target: CtlTarget::Number(_), cmd, .. } => {
                 !matches!(cmd, ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo)
             }
+            Op::Attach { segment: CtlTarget::Number(_), .. }
+            | Op::Stat { segment: CtlTarget::Number(_) }
+            | Op::Remove { segment: CtlTarget::Number(_) } => true,
             _ => false,
         }
     }
@@ -594,6 +653,7 @@ impl Op {
             Op::Exec => "exec",
             Op::Unshare => "unshare",
             Op::Setns { .. } => "setns",
+            Op::Repeat { .. } => "repeat",
         }
     }
 }
@@ -815,6 +875,10 @@ pub enum Expect {
     Stat(Vec<StatField>),
     /// `run` produces this.
     Output(Vec<OutputCheck>),
+    /// `run` or `wait` produces one of these (`=> status 0 | status 1,
+    /// stderr contains "x"`): two or more alternatives, each a list of
+    /// checks that must all hold; the first that holds is the answer.
+    Outputs(Vec<Vec<OutputCheck>>),
     /// `sysctl` or `segments` reads a number that satisfies this.
     Number(NumExp),
     /// `lookup` finds the key or not.
@@ -904,6 +968,10 @@ impl InfoField {
             InfoField::Shmmax | InfoField::Shmmin | InfoField::Shmmni | InfoField::Shmseg | InfoField::Shmall
         )
     }
+}
+
+fn serialize_errno<S: serde::Serializer>(errno: &Errno, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::sysv::errno_name(*errno))
 }
 
 fn serialize_errnos<S: serde::Serializer>(errnos: &[Errno], s: S) -> Result<S::Ok, S::Error> {

@@ -14,7 +14,8 @@ pub use lexer::{quote, tokenize, Spanned, Tok};
 pub use number::{capture_name, parse_number_literal, CmpOp, NumExp, NumValue, Number};
 pub(crate) use parse::deadly;
 pub use parse::{
-    parse, parse_duration, parse_key, parse_number, parse_signal, signal_name, split_command, substitutions, ParseError,
+    parse, parse_duration, parse_key, parse_number, parse_signal, parse_with, setting, signal_name, split_command,
+    substitutions, ParseError, Values,
 };
 pub use print::same_scenario;
 pub use rules::AttachmentChange;
@@ -26,6 +27,14 @@ pub use rules::AttachmentChange;
 /// A [`ParseError`] at line 0 if the file cannot be read, else the first
 /// problem in it.
 pub fn load(path: &std::path::Path) -> Result<Scenario, ParseError> {
+    load_with(path, &Values::new())
+}
+
+/// [`load`], with values for `${NAME}` in program commands ([`parse_with`]).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(path: &std::path::Path, values: &Values) -> Result<Scenario, ParseError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ParseError {
         file: file.clone(),
@@ -35,7 +44,7 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, ParseError> {
         expected: None,
     })?;
     match std::str::from_utf8(&bytes) {
-        Ok(text) => parse(&file, text),
+        Ok(text) => parse_with(&file, text, values),
         Err(e) => Err(not_utf8(&file, &bytes, e)),
     }
 }

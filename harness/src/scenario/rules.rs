@@ -112,6 +112,7 @@ impl Expect {
                 | Expect::Byte(_)
                 | Expect::Stat(_)
                 | Expect::Output(_)
+                | Expect::Outputs(_)
                 | Expect::Number(_)
                 | Expect::Present(_)
                 | Expect::Mapped(_)

@@ -14,10 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::control::{SegmentStat, ShmLimits, ShmUsage, Shmid};
 use super::error::{Error, Result};
+use super::ignored::IgnoredFields;
 use super::raw;
 
-/// `IPC_64`: the "new" `ipc_perm` layout flag, stripped by the kernel
-/// (`ipc_parse_version`) before it looks at the command.
+/// `IPC_64`: the "new" `ipc_perm` layout flag. The `shmctl` system call
+/// this crate makes (`sys_shmctl`: x86_64, aarch64, i686) does not strip
+/// it, so `shmctl(id, IPC_STAT | IPC_64)` is `EINVAL`; only
+/// `ksys_old_shmctl` does (`ipc_parse_version`: the `ipc(2)` multiplexer,
+/// and 32-bit arm's and alpha's `shmctl`), see [`raw::shmctl`].
 pub const IPC_64: c_int = 0x100;
 
 /// A `shmctl` command.
@@ -96,10 +100,12 @@ impl ShmctlCmd {
         ShmctlCmd::NAMED.into_iter().find(|c| c.name() == name)
     }
 
-    /// What the kernel takes `n` for: a named command (with or without
-    /// [`IPC_64`]), else `Other(n)`.
+    /// What the `shmctl` system call takes `n` for: a named command when
+    /// `n` is its number exactly (the call does not strip [`IPC_64`]), else
+    /// `Other(n)`, negative numbers included (`EINVAL` before anything
+    /// else: `cmd < 0` in `ksys_shmctl`).
     pub fn from_raw(n: c_int) -> ShmctlCmd {
-        ShmctlCmd::NAMED.into_iter().find(|c| c.raw() == n & !IPC_64).unwrap_or(ShmctlCmd::Other(n))
+        ShmctlCmd::NAMED.into_iter().find(|c| c.raw() == n).unwrap_or(ShmctlCmd::Other(n))
     }
 
     /// Whether it writes a `shmid_ds` into the buffer.
@@ -134,11 +140,37 @@ pub enum CtlBuffer {
         gid: u32,
         /// `shm_perm.mode`, as given.
         mode: u32,
+        /// The other fields' values (the kernel ignores them).
+        ignored: IgnoredFields,
     },
     /// A pointer to a page the kernel cannot read or write (mapped
     /// `PROT_NONE` for the duration of the call): `EFAULT` for every
     /// command that uses its buffer.
     Inaccessible,
+    /// The pointer `NULL`: `EFAULT` for every command that uses its buffer.
+    Null,
+    /// The pointer `(void *)-1`, the last byte of the address space, never
+    /// a user address: `EFAULT` for every command that uses its buffer.
+    AllOnes,
+}
+
+impl CtlBuffer {
+    /// Whether the kernel can write an answer into it (a decoded answer is
+    /// read from it after the call).
+    pub const fn holds_answer(self) -> bool {
+        matches!(self, CtlBuffer::Zeroed | CtlBuffer::Set { .. })
+    }
+
+    /// How the call is written for a pointer the kernel cannot use
+    /// (`, <no access>`), else nothing.
+    fn shown(self) -> &'static str {
+        match self {
+            CtlBuffer::Inaccessible => ", <no access>",
+            CtlBuffer::Null => ", NULL",
+            CtlBuffer::AllOnes => ", (void *)-1",
+            CtlBuffer::Zeroed | CtlBuffer::Set { .. } => "",
+        }
+    }
 }
 
 /// What a `shmctl` command answered.
@@ -167,12 +199,13 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 /// what it wrote.
 ///
 /// `target` is a shmid, an index (`SHM_STAT`, `SHM_STAT_ANY`) or ignored
-/// (the `INFO` commands). The kernel strips [`IPC_64`] from `cmd`; the
-/// answer is decoded by the command it then sees.
+/// (the `INFO` commands; a negative one is `EINVAL` all the same). `cmd`
+/// goes to the system call as it is ([`IPC_64`] included: `EINVAL`).
 ///
 /// # Errors
 /// The kernel's errno: `EINVAL` (no such id or index, unknown command),
-/// `EACCES`, `EPERM`, `EIDRM`, `EFAULT` (with [`CtlBuffer::Inaccessible`]),
+/// `EACCES`, `EPERM`, `EIDRM`, `EFAULT` (with [`CtlBuffer::Inaccessible`],
+/// [`CtlBuffer::Null`], [`CtlBuffer::AllOnes`]),
 /// `ENOMEM` (`SHM_LOCK` over `RLIMIT_MEMLOCK`); [`Error::Sys`] names the
 /// call. If the inaccessible page cannot be mapped, the `mmap` errno.
 ///
@@ -184,10 +217,9 @@ const _: () = assert!(std::mem::size_of::<raw::shm_info>() <= 256);
 #[allow(clippy::useless_conversion)]
 pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<CtlAnswer> {
     let target = super::planted::shmctl_target(target, cmd);
-    let what =
-        || format!("shmctl({target}, {cmd}{})", if buf == CtlBuffer::Inaccessible { ", <no access>" } else { "" });
+    let what = || format!("shmctl({target}, {cmd}{})", buf.shown());
     let mut room = AnyBuf([0; 256]);
-    if let CtlBuffer::Set { uid, gid, mode } = buf {
+    if let CtlBuffer::Set { uid, gid, mode, ignored } = buf {
         // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
         ds.shm_perm.uid = uid;
@@ -195,28 +227,40 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
         // `mode`'s type is u16 on x86_64: the kernel keeps the low nine bits
         // anyway; the cut is the same as the C caller's.
         ds.shm_perm.mode = mode as _;
+        for (field, v) in ignored.given() {
+            field.write(&mut ds, v);
+        }
         // SAFETY: `room` is 256 aligned bytes, larger than a shmid_ds (checked above).
         unsafe { std::ptr::write(room.0.as_mut_ptr().cast::<libc::shmid_ds>(), ds) };
     }
-    let ret = if buf == CtlBuffer::Inaccessible {
-        let page = NoAccessPage::map().map_err(|e| Error::sys(e, || "mmap(PROT_NONE) for a shmctl buffer".into()))?;
-        // SAFETY: the kernel checks every access to the buffer (copy_to_user /
-        // copy_from_user) and answers EFAULT for a page without access; no
-        // Rust reference to it exists.
-        unsafe { raw::shmctl(target, cmd.raw(), page.0) }
-    } else {
+    let ret = match buf {
+        CtlBuffer::Inaccessible => {
+            let page =
+                NoAccessPage::map().map_err(|e| Error::sys(e, || "mmap(PROT_NONE) for a shmctl buffer".into()))?;
+            // SAFETY: the kernel checks every access to the buffer (copy_to_user /
+            // copy_from_user) and answers EFAULT for a page without access; no
+            // Rust reference to it exists.
+            unsafe { raw::shmctl(target, cmd.raw(), page.0) }
+        }
+        // SAFETY: as above: NULL and (void *)-1 are never user memory the
+        // kernel may write; it answers EFAULT (or ignores the pointer).
+        CtlBuffer::Null => unsafe { raw::shmctl(target, cmd.raw(), std::ptr::null_mut()) },
+        // SAFETY: as for NULL.
+        CtlBuffer::AllOnes => unsafe { raw::shmctl(target, cmd.raw(), usize::MAX as *mut c_void) },
         // SAFETY: `room` is larger than every structure a command writes.
-        unsafe { raw::shmctl(target, cmd.raw(), room.0.as_mut_ptr().cast()) }
+        CtlBuffer::Zeroed | CtlBuffer::Set { .. } => unsafe {
+            raw::shmctl(target, cmd.raw(), room.0.as_mut_ptr().cast())
+        },
     }
     .map_err(|e| Error::sys(e, what))?;
     Ok(match ShmctlCmd::from_raw(cmd.raw()) {
-        c if c.reads_stat() && buf != CtlBuffer::Inaccessible => {
+        c if c.reads_stat() && buf.holds_answer() => {
             // SAFETY: the kernel wrote a shmid_ds at the start of `room`
             // (zeroed before: a valid value either way), which is aligned.
             let ds = unsafe { std::ptr::read(room.0.as_ptr().cast::<libc::shmid_ds>()) };
             CtlAnswer::Stat(ret, SegmentStat::from_raw(&ds))
         }
-        ShmctlCmd::IpcInfo if buf != CtlBuffer::Inaccessible => {
+        ShmctlCmd::IpcInfo if buf.holds_answer() => {
             // SAFETY: as above, a `struct shminfo`.
             let info = unsafe { std::ptr::read(room.0.as_ptr().cast::<raw::shminfo>()) };
             CtlAnswer::Limits(ShmLimits {
@@ -228,7 +272,7 @@ pub fn shmctl_command(target: c_int, cmd: ShmctlCmd, buf: CtlBuffer) -> Result<C
                 max_index: ret,
             })
         }
-        ShmctlCmd::ShmInfo if buf != CtlBuffer::Inaccessible => {
+        ShmctlCmd::ShmInfo if buf.holds_answer() => {
             // SAFETY: as above, a `struct shm_info`.
             let info = unsafe { std::ptr::read(room.0.as_ptr().cast::<raw::shm_info>()) };
             CtlAnswer::Usage(ShmUsage {
@@ -295,20 +339,51 @@ impl Drop for NoAccessPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sysv::IgnoredField;
 
     #[test]
     fn commands_by_name_and_number() {
         for c in ShmctlCmd::NAMED {
             assert_eq!(ShmctlCmd::from_name(&c.name()), Some(c));
             assert_eq!(ShmctlCmd::from_raw(c.raw()), c);
-            assert_eq!(ShmctlCmd::from_raw(c.raw() | IPC_64), c, "{c} with IPC_64");
+            let with_64 = c.raw() | IPC_64;
+            assert_eq!(ShmctlCmd::from_raw(with_64), ShmctlCmd::Other(with_64), "{c} with IPC_64");
         }
         assert_eq!(ShmctlCmd::from_raw(99), ShmctlCmd::Other(99));
-        assert_eq!(ShmctlCmd::from_raw(0x100), ShmctlCmd::IpcRmid);
+        assert_eq!(ShmctlCmd::from_raw(-1), ShmctlCmd::Other(-1));
         assert_eq!(ShmctlCmd::from_name("IPC_NOPE"), None);
         assert_eq!(ShmctlCmd::Other(42).to_string(), "42");
     }
 
+    /// Each ignored field lands in its own place of the buffer, and only there.
+    #[test]
+    fn ignored_fields_are_written_into_the_buffer() {
+        let fields: Vec<(IgnoredField, u32)> = IgnoredField::ALL.into_iter().zip(1..).collect();
+        let given = IgnoredFields::new(&fields);
+        assert_eq!(given.given().collect::<Vec<_>>(), fields);
+        // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        for (f, v) in given.given() {
+            f.write(&mut ds, v);
+        }
+        let got = [
+            ds.shm_segsz as u64,
+            ds.shm_perm.__key as u64,
+            u64::from(ds.shm_perm.cuid),
+            u64::from(ds.shm_perm.cgid),
+            u64::from(ds.shm_perm.__seq),
+            ds.shm_nattch as u64,
+            ds.shm_cpid as u64,
+            ds.shm_lpid as u64,
+            ds.shm_atime as u64,
+            ds.shm_dtime as u64,
+            ds.shm_ctime as u64,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!((ds.shm_perm.uid, ds.shm_perm.gid, ds.shm_perm.mode), (0, 0, 0), "uid, gid, mode untouched");
+        assert_eq!(IgnoredField::from_name("nattch"), Some(IgnoredField::Nattch));
+        assert_eq!(IgnoredField::from_name("uid"), None, "uid is read by IPC_SET");
+    }
     #[test]
     fn read_only_calls_answer_without_a_namespace() {
         // Reading the limits and usage changes nothing: safe on the host.
@@ -320,6 +395,10 @@ mod tests {
         let e = shmctl_command(0, ShmctlCmd::IpcInfo, CtlBuffer::Inaccessible).unwrap_err();
         assert_eq!(e.errno(), Some(nix::errno::Errno::EFAULT), "{e}");
         assert_eq!(e.to_string(), "shmctl(0, IPC_INFO, <no access>): EFAULT (Bad address)");
+        for (buf, shown) in [(CtlBuffer::Null, "NULL"), (CtlBuffer::AllOnes, "(void *)-1")] {
+            let e = shmctl_command(0, ShmctlCmd::IpcInfo, buf).unwrap_err();
+            assert_eq!(e.to_string(), format!("shmctl(0, IPC_INFO, {shown}): EFAULT (Bad address)"));
+        }
         let e = shmctl_command(0, ShmctlCmd::Other(99), CtlBuffer::Zeroed).unwrap_err();
         assert_eq!(e.errno(), Some(nix::errno::Errno::EINVAL), "{e}");
         let e = shmctl_command(-1, ShmctlCmd::ShmStatAny, CtlBuffer::Zeroed).unwrap_err();

@@ -146,6 +146,17 @@ pub unsafe fn shmdt(shmaddr: *const c_void) -> Result<(), Errno> {
 
 /// `shmctl(shmid, cmd, buf)`—Performs a control command with a `shmid_ds` buffer.
 ///
+/// This is the `shmctl` system call itself, not the C library's wrapper,
+/// which may rewrite the command: glibc 2.37 and later strip `IPC_64`
+/// (`0x100`, glibc bug 29771), so through it `0x102` would be `IPC_STAT`
+/// and a test would see the library's answer, not the kernel's.
+/// On the targets this crate builds for (x86_64, aarch64, i686's call 396)
+/// the kernel's `shmctl` is `sys_shmctl`, which takes `cmd` as it is. Only
+/// `ksys_old_shmctl` in `ipc/shm.c` strips `IPC_64` (`ipc_parse_version`):
+/// the `ipc(2)` multiplexer, and the `shmctl` call of 32-bit arm and alpha
+/// (`sys_old_shmctl`), on architectures that select
+/// `CONFIG_ARCH_WANT_IPC_PARSE_VERSION`.
+///
 /// # Safety
 /// `buf` must be null (for commands that ignore it) or point to memory large
 /// enough for what `cmd` writes: `shmid_ds` for `IPC_STAT`/`IPC_SET`/`SHM_STAT*`,
@@ -154,9 +165,20 @@ pub unsafe fn shmdt(shmaddr: *const c_void) -> Result<(), Errno> {
 /// # References
 /// - [Linux `shmctl(2)`](https://man7.org/linux/man-pages/man2/shmctl.2.html)
 pub unsafe fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> Result<c_int, Errno> {
-    // SAFETY: forwarded to the caller's contract.
-    Errno::result(unsafe { libc::shmctl(shmid, cmd, buf.cast()) })
+    // SAFETY: forwarded to the caller's contract; the arguments are those
+    // of `shmctl(2)`, as ints and a pointer.
+    let ret = unsafe { libc::syscall(SYS_SHMCTL, shmid, cmd, buf) };
+    // The kernel returns an int (a shmid, an index, or 0) or -1 with errno.
+    Errno::result(ret).map(|r| r as c_int)
 }
+
+/// The `shmctl` system call's number: libc names it on every Linux target
+/// but 32-bit x86, where it is 396 (since Linux 5.1; before, only the
+/// `ipc(2)` multiplexer had it).
+#[cfg(not(target_arch = "x86"))]
+const SYS_SHMCTL: libc::c_long = libc::SYS_shmctl;
+#[cfg(target_arch = "x86")]
+const SYS_SHMCTL: libc::c_long = 396;
 
 /// `shmctl(shmid, IPC_STAT, &buf)`—Reads a segment's `shmid_ds`.
 #[doc(alias = "IPC_STAT")]

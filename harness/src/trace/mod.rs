@@ -124,6 +124,8 @@ mod stream;
 mod tracee;
 mod tracer;
 
+pub(crate) use pending::now_secs;
+
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;

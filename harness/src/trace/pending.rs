@@ -137,7 +137,7 @@ pub(super) fn identity(shmid: i32) -> Result<(i32, u64, i64, i32), Errno> {
 /// it would date the call after the segment it created.
 // `time_t` is 32 bits on i686: the widening is the identity on 64-bit targets.
 #[allow(clippy::useless_conversion)]
-pub(super) fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: writes one timespec to a local.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };

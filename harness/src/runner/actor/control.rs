@@ -3,7 +3,7 @@
 
 #![allow(unsafe_code)] // opts in: umask(2)
 
-use crate::scenario::{CtlTarget, Op, RlimitResource};
+use crate::scenario::{CtlBuf, CtlTarget, Op, RlimitResource};
 use crate::sysv::{self, CtlBuffer, ShmctlCmd};
 
 use crate::interp::{Failure, Globals, Outcome, Value};
@@ -13,7 +13,7 @@ impl Actor<'_> {
     /// Performs one of the steps of this module.
     pub(super) fn control_step(&mut self, index: usize, op: &Op, globals: &Globals) -> Outcome {
         match op {
-            Op::Shmctl { target, cmd, badbuf, .. } => self.shmctl(index, target, *cmd, *badbuf, globals),
+            Op::Shmctl { target, cmd, buffer, .. } => self.shmctl(index, target, *cmd, *buffer, globals),
             Op::Sysctl { name, value } => {
                 let call = match value {
                     Some(v) => format!("write {} = {v}", name.path()),
@@ -47,28 +47,45 @@ impl Actor<'_> {
         }
     }
 
-    fn shmctl(&mut self, index: usize, target: &CtlTarget, cmd: ShmctlCmd, badbuf: bool, globals: &Globals) -> Outcome {
+    fn shmctl(
+        &mut self,
+        index: usize,
+        target: &CtlTarget,
+        cmd: ShmctlCmd,
+        buffer: CtlBuf,
+        globals: &Globals,
+    ) -> Outcome {
         let id = match target {
             CtlTarget::Number(n) => *n,
             CtlTarget::Segment(s) => shmid_of(globals, s).raw(),
         };
-        let buf = if badbuf {
-            CtlBuffer::Inaccessible
-        } else if cmd == ShmctlCmd::IpcSet {
+        let buf = match buffer {
+            CtlBuf::NoAccess => CtlBuffer::Inaccessible,
+            CtlBuf::Null => CtlBuffer::Null,
+            CtlBuf::AllOnes => CtlBuffer::AllOnes,
             // IPC_SET of the values it has (as `set` with no change): the
             // call's own answer, and a new ctime.
-            match sysv::Shmid::from_raw(id)
+            CtlBuf::Given if cmd == ShmctlCmd::IpcSet => match sysv::Shmid::from_raw(id)
                 .stat()
                 .ok()
                 .or_else(|| sysv::all_segments().ok()?.into_iter().find(|(i, _)| i.raw() == id).map(|(_, st)| st))
             {
-                Some(st) => CtlBuffer::Set { uid: st.uid, gid: st.gid, mode: u32::from(st.mode.bits()) },
+                Some(st) => CtlBuffer::Set {
+                    uid: st.uid,
+                    gid: st.gid,
+                    mode: u32::from(st.mode.bits()),
+                    ignored: sysv::IgnoredFields::default(),
+                },
                 None => CtlBuffer::Zeroed,
-            }
-        } else {
-            CtlBuffer::Zeroed
+            },
+            CtlBuf::Given => CtlBuffer::Zeroed,
         };
-        let call = format!("shmctl({id}, {cmd}{})", if badbuf { ", <inaccessible buffer>" } else { "" });
+        let call = match buffer {
+            CtlBuf::Given => format!("shmctl({id}, {cmd})"),
+            CtlBuf::NoAccess => format!("shmctl({id}, {cmd}, <inaccessible buffer>)"),
+            CtlBuf::Null => format!("shmctl({id}, {cmd}, NULL)"),
+            CtlBuf::AllOnes => format!("shmctl({id}, {cmd}, (void *)-1)"),
+        };
         match sysv::shmctl_command(id, cmd, buf) {
             Ok(_) if cmd == ShmctlCmd::IpcSet => self.reset_answer(call, index, sysv::Shmid::from_raw(id)),
             Ok(answer) => Outcome { call, result: Ok(Value::Ctl(answer)) },

@@ -21,7 +21,7 @@ use crate::sysv::{self, AttachFlags, Attachment};
 
 use crate::interp::judge::Judge;
 use crate::interp::{Failure, Globals, Outcome, Value};
-use crate::runner::actor::{answer, fail, shmid_of, Actor, Performed};
+use crate::runner::actor::{answer, fail, target_shmid, Actor, Performed};
 
 /// Reads `/proc/self/maps` and refuses when `[start, start + len)` (rounded
 /// out to pages) overlaps a mapping that is not a SysV shared memory
@@ -97,7 +97,7 @@ impl Actor<'_> {
                 .into_iter()
                 .filter(|(on, _)| *on)
                 .fold(AttachFlags::empty(), |all, (_, f)| all | f);
-                return self.attach(shmid_of(globals, segment), addr, flags);
+                return self.attach(target_shmid(globals, segment), addr, flags);
             }
             Op::Detach { attachment } => match self.detach(attachment) {
                 Some(outcome) => outcome,

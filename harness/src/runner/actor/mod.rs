@@ -48,8 +48,9 @@ mod control;
 mod mapping;
 mod memory;
 mod process;
-mod program;
+pub(crate) mod program;
 pub(crate) mod reexec;
+mod repeat;
 mod segment;
 mod spawned;
 mod traced;
@@ -92,6 +93,10 @@ pub(crate) struct Actor<'a> {
     pub watch: Watch,
     /// Programs this actor spawned and has not waited for yet.
     pub spawned: HashMap<String, crate::runner::actor::spawned::Spawned>,
+    /// The attachments `repeat ... attach` steps made (no name reaches
+    /// them): detached when the actor finishes, before it reports its
+    /// mappings.
+    pub repeated: Vec<Attachment>,
 }
 
 /// The process name of actor `name` (`/proc/PID/comm`, 15 bytes at most).
@@ -122,6 +127,9 @@ impl Actor<'_> {
                 ToActor::Finish { report_maps, home_ns } => {
                     // Kill the traced trees first: no creation after this.
                     self.finish_watch();
+                    // What `repeat` attached is the scenario's to undo:
+                    // dropping a handle detaches it.
+                    self.repeated.clear();
                     let mut out = Vec::new();
                     self.frame_reports(&mut out);
                     if let Some(foreign) = crate::runner::actor::process::foreign_segments(home_ns) {
@@ -353,6 +361,7 @@ impl Actor<'_> {
             | Op::Exec
             | Op::Unshare
             | Op::Setns { .. } => self.process_step(index, op, globals).into(),
+            Op::Repeat { .. } => self.repeat_step(index, op, globals).into(),
             // Answered by the supervisor (`is_local`), or by `perform`
             // itself: never sent here.
             Op::KeyLiteral { .. } | Op::Kill | Op::Segments | Op::Lookup { .. } | Op::Exit { .. } | Op::Crash => {
@@ -449,6 +458,15 @@ impl From<Outcome> for Performed {
 
 /// The segment a step names: its shmid if the name is bound to one, else
 /// -1 (which the kernel refuses, as it would a stale id).
+pub(super) fn target_shmid(globals: &Globals, target: &crate::scenario::CtlTarget) -> Shmid {
+    match target {
+        crate::scenario::CtlTarget::Segment(name) => shmid_of(globals, name),
+        crate::scenario::CtlTarget::Number(id) => Shmid::from_raw(*id),
+    }
+}
+
+/// The shmid segment name `name` stands for (-1, which the kernel refuses,
+/// for a name not bound to a segment).
 pub(super) fn shmid_of(globals: &Globals, name: &str) -> Shmid {
     match globals.get(name) {
         Some(Global::Segment(id)) => Shmid::from_raw(*id),

@@ -279,6 +279,8 @@ impl Actor<'_> {
                 keys: std::mem::take(&mut self.keys),
                 journal: self.journal,
                 attachments: std::mem::take(&mut self.attachments),
+                // Inherited mappings: the child detaches them when it finishes.
+                repeated: std::mem::take(&mut self.repeated),
                 timeout: self.timeout,
                 // The parent's tracers stay the parent's (their fds are
                 // closed here; a Tracer is never dropped: we end by _exit).

@@ -11,6 +11,26 @@ use nix::unistd::Pid;
 
 use crate::interp::{Failure, Outcome, Value, OUTPUT_CAP};
 
+/// Why program `prog` (run in `dir`) did not start, with where it was
+/// looked for: `cannot start `nosuch`: looked for it in PATH
+/// (/usr/local/bin:/usr/bin:/bin)`, or `...: looked for /abs/path`, after
+/// the failed step when one is known (`starting the program (execvp)`).
+/// The one wording of every `run` and `spawn`, traced or not; the
+/// transcript shows it after the errno (`Supervisor::describe_result`).
+pub(crate) fn not_started(prog: &str, dir: &Path, step: &str) -> String {
+    let looked = if prog.contains('/') {
+        format!("looked for {}", dir.join(prog).display())
+    } else {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin (no PATH set)".into());
+        format!("looked for it in PATH ({path})")
+    };
+    let step = if step.is_empty() { String::new() } else { format!("{step}: ") };
+    format!("{NOT_STARTED}`{prog}`: {step}{looked}")
+}
+
+/// How [`not_started`] begins.
+pub(crate) const NOT_STARTED: &str = "cannot start ";
+
 /// Runs `args` (already substituted) in `dir` and answers the step.
 pub(crate) fn run(args: &[String], dir: &Path) -> Outcome {
     let call = format!("run {}", args.join(" "));
@@ -24,7 +44,7 @@ pub(crate) fn run(args: &[String], dir: &Path) -> Outcome {
                 call,
                 result: Err(Failure::Errno {
                     errno: e.raw_os_error().unwrap_or(libc::EIO),
-                    message: format!("cannot start `{}`: {e}", args[0]),
+                    message: not_started(&args[0], dir, ""),
                 }),
             }
         }

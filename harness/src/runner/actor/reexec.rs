@@ -194,6 +194,7 @@ pub fn resume_exec_actor() {
         keys: state.keys.clone(),
         journal: state.journal,
         attachments: HashMap::new(),
+        repeated: Vec::new(), // the kernel detached them at exec
         timeout: Duration::from_millis(state.timeout_ms),
         watch: crate::runner::actor::watch::Watch::default(),
         spawned: HashMap::new(),

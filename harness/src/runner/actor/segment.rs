@@ -8,8 +8,11 @@ use crate::sysv::{self, GetFlags, Key, Shmid};
 
 use crate::interp::judge::Judge;
 use crate::interp::{Failure, Globals, Identity, Outcome, Value};
-use crate::runner::actor::{answer, fail, shmid_of, Actor};
+use crate::runner::actor::{answer, fail, shmid_of, target_shmid, Actor};
 use crate::runner::journal;
+
+/// The mode, uid and gid a `set` step gives (`None`: unchanged).
+type SetFields = (Option<u16>, Option<u32>, Option<u32>);
 
 impl Actor<'_> {
     /// Performs one of the steps of this module.
@@ -29,21 +32,18 @@ impl Actor<'_> {
                 let raw =
                     i32::from(mode.unwrap_or(0)) | if *excl { GetFlags::EXCL.bits() } else { 0 } | flags.unwrap_or(0);
                 let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(raw));
-                match sysv::shmget_raw(key, size, raw) {
-                    // `open` of IPC_PRIVATE creates (the language's rule):
-                    // recorded like any creation.
-                    Ok(id) if op.creates(key.raw()) => self.created(call, index, id, key),
-                    Ok(id) => Outcome { call, result: Ok(Value::Shmid(id.raw())) },
-                    Err(e) => fail(call, e),
-                }
+                self.shmget(call, index, op, key, size, raw)
             }
             Op::Stat { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_STAT)"), id.stat().map(Value::Stat))
             }
-            Op::Set { segment, mode, uid, gid } => self.set(index, shmid_of(globals, segment), *mode, *uid, *gid),
+            Op::Set { segment, mode, uid, gid, ignored } => {
+                let ignored = sysv::IgnoredFields::new(ignored);
+                self.set(index, shmid_of(globals, segment), (*mode, *uid, *gid), ignored)
+            }
             Op::Remove { segment } => {
-                let id = shmid_of(globals, segment);
+                let id = target_shmid(globals, segment);
                 answer(format!("shmctl({id}, IPC_RMID)"), id.remove().map(|()| Value::Unit))
             }
             Op::Lock { segment } | Op::Unlock { segment } => {
@@ -74,8 +74,23 @@ impl Actor<'_> {
         let shown = flags.bits() | huge | i32::from(*mode) | raw_flags.unwrap_or(0);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         let call = format!("shmget({key}, {size}, {})", sysv::describe_get_flags(shown));
-        match sysv::shmget_raw(key, size, shown) {
-            Ok(id) => self.created(call, index, id, key),
+        self.shmget(call, index, op, key, size, shown)
+    }
+
+    /// The `shmget` of `create` and `open`. One that can create (the
+    /// language's rule, [`Op::creates`]: `create`, `open` of `IPC_PRIVATE`)
+    /// is preceded by an intent in the journal (host mode), and the segment
+    /// it creates is recorded before the step is answered.
+    fn shmget(&self, call: String, index: usize, op: &Op, key: Key, size: usize, raw: i32) -> Outcome {
+        let creates = op.creates(key.raw());
+        if creates {
+            if let Err(message) = self.journal_intent(index, key) {
+                return Outcome { call, result: Err(Failure::Refused { message }) };
+            }
+        }
+        match sysv::shmget_raw(key, size, raw) {
+            Ok(id) if creates => self.created(call, index, id, key),
+            Ok(id) => Outcome { call, result: Ok(Value::Shmid(id.raw())) },
             Err(e) => fail(call, e),
         }
     }
@@ -91,7 +106,8 @@ impl Actor<'_> {
 
     /// `set`: `IPC_SET` with the values the step gives and the segment's
     /// current ones for the rest.
-    fn set(&mut self, index: usize, id: Shmid, mode: Option<u16>, uid: Option<u32>, gid: Option<u32>) -> Outcome {
+    fn set(&mut self, index: usize, id: Shmid, given: SetFields, ignored: sysv::IgnoredFields) -> Outcome {
+        let (mode, uid, gid) = given;
         // IPC_SET takes uid, gid and mode together: start from the
         // current values, read without the read-permission check
         // (SHM_STAT_ANY) when IPC_STAT is refused, so that the
@@ -107,8 +123,9 @@ impl Actor<'_> {
         let mode = mode.map_or(u32::from(current.mode.bits()), u32::from);
         let (uid, gid) = (uid.unwrap_or(current.uid), gid.unwrap_or(current.gid));
         let shown = if mode <= 0o777 { format!("{mode:04o}") } else { format!("0{mode:o}") };
-        let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown})");
-        let buf = sysv::CtlBuffer::Set { uid, gid, mode };
+        let others: String = ignored.given().map(|(f, v)| format!(", {}={v}", f.name())).collect();
+        let call = format!("shmctl({id}, IPC_SET, uid={uid}, gid={gid}, mode={shown}{others})");
+        let buf = sysv::CtlBuffer::Set { uid, gid, mode, ignored };
         match sysv::shmctl_command(id.raw(), sysv::ShmctlCmd::IpcSet, buf) {
             // IPC_SET changed the ctime: the segment's new identity.
             Ok(_) => self.reset_answer(call, index, id),
@@ -152,6 +169,29 @@ impl Actor<'_> {
         let key = id.stat().map_or(0, |st| st.key.raw());
         self.journal_append(index, identity, Key::from_raw(key))?;
         Ok(Some(identity))
+    }
+
+    /// Appends, before a `shmget` that can create at `key`, the intent of
+    /// step `index` to the run's journal (host mode; nothing otherwise): a
+    /// SIGKILL of every process of the run between the `shmget` and its
+    /// record leaves this trace for the sweep, which reports (never
+    /// removes) what the creation may have left.
+    ///
+    /// # Errors
+    /// The message: the journal cannot be written (nothing is created).
+    fn journal_intent(&self, index: usize, key: Key) -> Result<(), String> {
+        let Some(fd) = self.journal else { return Ok(()) };
+        let intent = journal::Intent {
+            scenario: self.scenario.file.clone(),
+            line: self.scenario.steps[index].line,
+            process: self.name.clone(),
+            cpid: journal::host_pid(),
+            key: key.raw(),
+            ns: journal::ipc_namespace().ok_or("cannot read /proc/thread-self/ns/ipc")?,
+            since: journal::wall_seconds(),
+        };
+        journal::append_intent(fd, &intent)
+            .map_err(|e| format!("the run's journal, before creating: {e}; nothing created"))
     }
 
     /// Appends the segment step `index` gave `identity` to the run's

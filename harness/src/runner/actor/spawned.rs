@@ -67,7 +67,7 @@ pub(crate) fn spawn(args: &[String], dir: &Path, line: usize) -> Result<Spawned,
         Ok(child) => Ok(Spawned { pid: child.id() as i32, line, out: [o, e], traced: false }),
         Err(err) => Err(Failure::Errno {
             errno: err.raw_os_error().unwrap_or(libc::EIO),
-            message: format!("cannot start `{}`: {err}", args[0]),
+            message: crate::runner::actor::program::not_started(&args[0], dir, ""),
         }),
     }
 }
@@ -139,7 +139,8 @@ pub(crate) fn spawn_traced(
     // and `spawn` answers as soon as it runs: find the program first, as
     // `execvp` would (not found or not executable: the step's errno).
     if let Err(errno) = find_program(&args[0], dir) {
-        return Err(Failure::Errno { errno: errno as i32, message: format!("cannot start `{}`: {errno}", args[0]) });
+        let message = crate::runner::actor::program::not_started(&args[0], dir, "");
+        return Err(Failure::Errno { errno: errno as i32, message });
     }
     let o = memfd("spawn-stdout").map_err(refused)?;
     let e = memfd("spawn-stderr").map_err(refused)?;
@@ -162,7 +163,7 @@ pub(crate) fn spawn_traced(
     Err(match first {
         Ok(Event::NotStarted { step, errno }) => Failure::Errno {
             errno,
-            message: format!("cannot start `{}`: {}: {}", args[0], step.describe(), nix::errno::Errno::from_raw(errno)),
+            message: crate::runner::actor::program::not_started(&args[0], dir, step.describe()),
         },
         Ok(Event::Failed(m)) => {
             watch.blind(format!("line {line}: the tracer failed: {m}"));

@@ -99,7 +99,7 @@ pub(crate) fn run(
         state: State::default(),
     };
     running.follow(&args[0], deadline, life, reports)?;
-    running.ended(call, &args[0], reports)
+    running.ended(call, (&args[0], dir), reports)
 }
 
 /// A traced program while it runs: its tracer, the output pipes still
@@ -188,13 +188,12 @@ impl Running {
     fn ended(
         mut self,
         call: String,
-        name: &str,
+        (name, dir): (&str, &Path),
         reports: &mut dyn Reports,
     ) -> Result<(Outcome, Option<Tracer>), String> {
         if let Some((step, errno)) = self.state.not_started {
             let _ = self.kill(reports);
-            let e = Errno::from_raw(errno);
-            let message = format!("cannot start `{name}`: {}: {e}", step.describe());
+            let message = crate::runner::actor::program::not_started(name, dir, step.describe());
             return Ok((Outcome { call, result: Err(Failure::Errno { errno, message }) }, None));
         }
         let (status, signal) = match self.state.exited_at.and(self.state.exit) {

@@ -120,6 +120,21 @@ pub fn state_dir() -> Result<PathBuf, JournalError> {
     Err(JournalError::NoStateDir(why))
 }
 
+/// The rule that no run leaves an empty state directory behind: `dir`
+/// (the state directory [`state_dir`] chose and made) is removed if it is
+/// empty. Called wherever a run is done with it: after a run's sweep that
+/// opens no journal, after a journal is deleted. A directory named by
+/// `$SHM_HARNESS_STATE_DIR` is the user's, used as given, and stays. A
+/// directory holding anything (another run's journal) stays (`rmdir`
+/// refuses); a run that finds its directory gone makes it again
+/// ([`super::Journal::create`]).
+pub fn release_state_dir(dir: &Path) {
+    if std::env::var_os("SHM_HARNESS_STATE_DIR").is_some() {
+        return;
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 /// An environment variable that names an absolute path.
 fn absolute_env(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute())

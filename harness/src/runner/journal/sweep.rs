@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::anchor::{Anchor, AnchorLine, Found};
+use super::intent::{self, IntentLine};
 use super::{flock_exclusive, ipc_namespace, JournalError, Record};
 use crate::sysv::Shmid;
 
@@ -24,6 +25,10 @@ pub struct Swept {
     pub removed: usize,
     /// Recorded shmids that now show another identity (left alone).
     pub not_ours: usize,
+    /// Segments an unfinished creation (an intent with no record: its
+    /// process killed between `shmget` and the journal write) may have
+    /// made: reported, never removed.
+    pub unrecorded: usize,
     /// Segments (or journals) that could not be removed, checked or read.
     pub failed: usize,
     /// Journals of dead runs settled here (their anchor found).
@@ -171,12 +176,13 @@ impl Dead<'_> {
         let run = self.name();
         let failed_before = out.failed;
         for (n, line) in self.text.lines().enumerate().skip(1) {
-            if serde_json::from_str::<Record>(line).is_err() {
+            if serde_json::from_str::<Record>(line).is_err() && serde_json::from_str::<IntentLine>(line).is_err() {
                 out.failed += 1;
                 say(format!("shm-harness: journal {} line {}: not a record; kept", self.path.display(), n + 1));
             }
         }
         settle(self.text, &run, |_| true, Some(anchor.ns), opts.dry_run, say, out);
+        self.unfinished(&run, anchor.ns, say, out);
         out.journals += 1;
         if out.failed != failed_before {
             return;
@@ -194,6 +200,31 @@ impl Dead<'_> {
             Err(e) => {
                 out.failed += 1;
                 say(format!("shm-harness: cannot remove the run's {}, {run}: {e}; journal kept", anchor.describe()));
+            }
+        }
+    }
+
+    /// The creations the run began and never recorded (its processes
+    /// killed between `shmget` and the journal write): what they may have
+    /// left here is reported, never removed. The journal is then settled
+    /// as if they were not there: the report is made once, and the
+    /// journal and the anchor go, rather than kept (until [`MAX_AGE`]) to
+    /// repeat it at every run's start: keeping the journal would keep the
+    /// anchor, a segment of ours, for as long as a segment that may not be
+    /// ours stays, which may be for ever (after pid reuse, someone else's).
+    fn unfinished(&self, run: &str, home: (u64, u64), say: &mut impl FnMut(String), out: &mut Swept) {
+        if intent::unfinished(self.text).is_empty() {
+            return;
+        }
+        match crate::sysv::proc_segments() {
+            Ok(rows) => out.unrecorded += intent::report_unfinished(self.text, run, home, &rows, say),
+            Err(e) => {
+                // Cannot look: keep the journal for a sweep that can.
+                out.failed += 1;
+                say(format!(
+                    "shm-harness: journal {}: a process of {run} was killed in a shmget before recording it, and what it may have made cannot be looked for: {e}; journal kept",
+                    self.path.display()
+                ));
             }
         }
     }
@@ -386,6 +417,9 @@ pub fn finish_orphaned(fd: std::os::fd::RawFd) -> Result<(), String> {
     anchor.remove_if(anchor.find_from_run(ipc_namespace()))?;
     if !link.to_string_lossy().ends_with(" (deleted)") {
         let _ = std::fs::remove_file(&link);
+        if let Some(dir) = link.parent() {
+            super::release_state_dir(dir);
+        }
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ impl Supervisor<'_> {
                 // `stat S` answers the status alone; the id it asked about is
                 // in the call: show the id's `index` and `seq` too, which a
                 // stat expectation may compare.
-                if let (Ok(Value::Stat(_)), Some(id)) = (&o.result, ipc_stat_id(&o.call)) {
-                    answer.push_str(&format!(", {}", index_seq(id)));
+                if let (Ok(Value::Stat(st)), Some(id)) = (&o.result, ipc_stat_id(&o.call)) {
+                    answer.push_str(&format!(", {}", index_seq(id, st.seq)));
                 }
                 (o.call.clone(), answer)
             }
@@ -35,9 +35,15 @@ impl Supervisor<'_> {
 
     pub(crate) fn describe_result(&self, r: &Result<Value, Failure>) -> String {
         match r {
-            Err(Failure::Errno { errno, .. }) => {
+            Err(Failure::Errno { errno, message }) => {
                 let e = SysErrno::from_raw(*errno);
-                format!("-1 {} ({})", errno_name(e), e.desc())
+                // A program that did not start says where it was looked for.
+                let why = if message.starts_with(crate::runner::actor::program::NOT_STARTED) {
+                    format!(": {message}")
+                } else {
+                    String::new()
+                };
+                format!("-1 {} ({}){why}", errno_name(e), e.desc())
             }
             Err(Failure::Refused { message }) => format!("refused: {message}"),
             Ok(v) => match v {
@@ -60,7 +66,7 @@ impl Supervisor<'_> {
                 Value::Byte(b) => format!("{b:#04x}"),
                 Value::Stat(st) => self.describe_stat(st),
                 Value::Ctl(CtlAnswer::Stat(ret, st)) if *ret > 0 => {
-                    format!("returned {ret}; {}, {}", self.describe_stat(st), index_seq(*ret))
+                    format!("returned {ret}; {}, {}", self.describe_stat(st), index_seq(*ret, st.seq))
                 }
                 Value::Ctl(CtlAnswer::Stat(ret, st)) => format!("returned {ret}; {}", self.describe_stat(st)),
                 Value::Ctl(CtlAnswer::Returned(ret)) => format!("returned {ret}"),
@@ -75,6 +81,13 @@ impl Supervisor<'_> {
                 Value::Number(n) => n.to_string(),
                 Value::Present(p) => if *p { "present" } else { "absent" }.into(),
                 Value::Forked(pid) | Value::Started(pid) => format!("pid {pid}"),
+                Value::Repeated { count, stopped: Some(errno), .. } => {
+                    let e = SysErrno::from_raw(*errno);
+                    format!("count {count}, then -1 {} ({})", errno_name(e), e.desc())
+                }
+                Value::Repeated { count, stopped: None, .. } => {
+                    format!("count {count}: every try succeeded, the most tries reached without an error")
+                }
                 Value::Output { status, signal, stdout, stderr, truncated, .. } => {
                     let how = match (status, signal) {
                         (Some(s), _) => format!("status {s}"),
@@ -128,10 +141,11 @@ fn ipc_stat_id(call: &str) -> Option<i32> {
     call.strip_prefix("shmctl(")?.strip_suffix(", IPC_STAT)")?.parse().ok()
 }
 
-/// `index I, seq Q` of a shmid, as the stat fields `index` and `seq` read it.
-fn index_seq(id: i32) -> String {
+/// `index I, seq Q`, as the stat fields `index` and `seq` read them: the
+/// index of the shmid, the `seq` the kernel answered (`shm_perm.__seq`).
+fn index_seq(id: i32, seq: u16) -> String {
     let m = crate::interp::judge::SEQ_MULTIPLIER;
-    format!("index {}, seq {}", id.rem_euclid(m), id.div_euclid(m))
+    format!("index {}, seq {seq}", id.rem_euclid(m))
 }
 
 /// A program's output for the transcript: quoted, at most 200 characters.

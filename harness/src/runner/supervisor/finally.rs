@@ -19,6 +19,9 @@ impl Supervisor<'_> {
             answer: reason,
             ok: true,
             pid: None,
+            started_us: None,
+            ended_us: None,
+            overlapped: false,
         });
     }
 

@@ -109,7 +109,7 @@ impl Supervisor<'_> {
 
     /// The number `/proc` knows `name` by (in the scenario's PID namespace
     /// the pid we hold may not be the `/proc` mount's number).
-    fn proc_pid(&self, name: &str) -> Option<i32> {
+    pub(super) fn proc_pid(&self, name: &str) -> Option<i32> {
         let pid = self.pid_of(name);
         if self.opts.pid_namespace {
             procs::host_pid_of(pid)
@@ -124,20 +124,18 @@ impl Supervisor<'_> {
         stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).map(str::to_string)
     }
 
-    /// Why `name` has not answered within `waited`: its state and where it sleeps.
+    /// Why `name` has not answered within `waited`: the programs it runs
+    /// or waits for, if it has any living, else its own state and where it
+    /// sleeps.
     pub(crate) fn state_of(&self, name: &str, waited: Duration) -> String {
         let pid = self.pid_of(name);
+        if let Some(programs) = self.stuck_programs(name) {
+            return format!("no answer within {waited:?}: process {name} (pid {pid}) waits for {programs}");
+        }
         let host_pid = self.proc_pid(name);
         let state = self.proc_state(name);
         let state = state.as_deref().unwrap_or("?");
-        let what = match state {
-            "R" => "running",
-            "S" => "sleeping",
-            "D" => "in uninterruptible sleep",
-            "T" | "t" => "stopped",
-            "Z" => "a zombie",
-            _ => "in an unknown state",
-        };
+        let what = super::stuck::state_word(state.chars().next().unwrap_or('?'));
         let wchan = host_pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/wchan")).ok()).unwrap_or_default();
         let wchan = if wchan.is_empty() || wchan == "0" { String::new() } else { format!(", waiting in {wchan}") };
         format!("no answer within {waited:?}: process {name} (pid {pid}) is {what} ({state}){wchan}")

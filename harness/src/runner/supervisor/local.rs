@@ -13,6 +13,15 @@ use crate::runner::host;
 use crate::runner::supervisor::{Abort, Supervisor};
 
 impl Supervisor<'_> {
+    /// Local step `k`, answered here, with its start and end recorded.
+    pub(super) fn timed_local_step(&mut self, k: usize) -> Result<StepResult, Abort> {
+        let start = std::time::Instant::now();
+        let sc = self.sc;
+        let result = self.local_step(&sc.steps[k]);
+        self.timing.local(k, start, std::time::Instant::now());
+        result
+    }
+
     /// In host mode: refuse a key that a segment not of this scenario holds
     /// (one whose identity is not among those the scenario recorded).
     pub(super) fn host_guard(&self, key: i32) -> Result<(), String> {
@@ -57,8 +66,8 @@ impl Supervisor<'_> {
             return Ok(());
         }
         let segment = match &step.op {
-            Op::Remove { segment }
-            | Op::Attach { segment, .. }
+            Op::Remove { segment: crate::scenario::CtlTarget::Segment(segment) }
+            | Op::Attach { segment: crate::scenario::CtlTarget::Segment(segment), .. }
             | Op::Set { segment, .. }
             | Op::Lock { segment }
             | Op::Unlock { segment } => segment,

@@ -9,7 +9,7 @@
 //! ([`Supervisor::run_steps`]) performs its [`event::Command`]s (guards,
 //! pipes, polls, judging) and feeds back what came of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,7 +29,9 @@ pub(crate) mod needs;
 pub(crate) mod procs;
 pub(crate) mod schedule;
 mod start;
+mod stuck;
 mod teardown;
+mod timing;
 mod waiting;
 
 use crate::interp::effects::{bindings_to_vouch_for, Books, Effect};
@@ -108,6 +110,11 @@ pub(crate) struct Supervisor<'a> {
     xpassed: Vec<(usize, String)>,
     /// Failures of `finally` steps after the first failure.
     later_failures: Vec<StepFailure>,
+    /// When each step started and ended.
+    timing: timing::Timing,
+    /// Processes whose step did not answer in time: at teardown, the
+    /// programs they run are ended first ([`Supervisor::end_stuck_programs`]).
+    stuck: BTreeSet<String>,
 }
 
 /// Runs one scenario to its report. Called in the supervisor process.
@@ -124,6 +131,7 @@ pub(crate) fn supervise(sc: &Scenario, opts: &ScenarioOptions) -> ScenarioReport
         processes: sc.processes.iter().map(|p| p.name.clone()).collect(),
         transcript: Vec::new(),
         duration_us: 0,
+        iteration: None,
     };
     if let Some(reason) = skip_reason(sc, opts) {
         report.status = Status::Skip;
@@ -224,6 +232,9 @@ impl<'a> Supervisor<'a> {
             Err(Abort::Orphaned) => unreachable!("handled by the caller"),
             Ok(()) => None,
         };
+        if let Err(e) = self.remove_repeated() {
+            reason.get_or_insert(e);
+        }
         let mut leaks = match self.segment_leaks() {
             Ok(l) => l,
             Err(e) => {
@@ -263,6 +274,7 @@ impl<'a> Supervisor<'a> {
     /// the run is over (see [`event::Command`] for how a batch ends).
     fn run_steps(&mut self) -> Result<(), Abort> {
         let mut schedule = Schedule::new(self.sc, self.handoff, self.opts.isolation == Isolation::Host);
+        self.timing.start(Instant::now());
         let mut batch = schedule.handle_event(Event::Begin, Instant::now());
         loop {
             let mut event = None;
@@ -285,12 +297,25 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Performs one command; what came of it, if it reports anything.
+    /// Performs one command; what came of it, if it reports anything. A
+    /// process whose step did not answer in time is kept in `stuck`.
     fn perform(&mut self, command: Command) -> Option<Event> {
+        let event = self.perform_command(command);
+        if let Some(Event::TimedOut { step, .. }) = &event {
+            self.stuck.insert(self.sc.steps[*step].process.clone());
+        }
+        event
+    }
+
+    /// [`Supervisor::perform`]'s commands, one by one.
+    fn perform_command(&mut self, command: Command) -> Option<Event> {
         let steps = &self.sc.steps;
         match command {
             Command::Guard(k) => self.guard(&steps[k]).err().map(Event::Failed),
-            Command::Send(runs) => self.send_chain(runs).err().map(Event::Failed),
+            Command::Send(runs) => {
+                self.timing.sent(&runs, Instant::now());
+                self.send_chain(runs).err().map(Event::Failed)
+            }
             Command::Await { step, involved, deadline } => {
                 Some(self.await_answer(step, &involved, deadline).unwrap_or_else(Event::Failed))
             }
@@ -298,7 +323,7 @@ impl<'a> Supervisor<'a> {
                 self.books.traced(&segments, &process);
                 None
             }
-            Command::AnswerLocally(k) => Some(match self.local_step(&steps[k]) {
+            Command::AnswerLocally(k) => Some(match self.timed_local_step(k) {
                 Ok(StepResult::Answered(outcome)) => Event::Answered { step: k, outcome },
                 Ok(StepResult::Ended(ending)) => Event::Ended { step: k, ending },
                 Ok(StepResult::TimedOut(state)) => Event::TimedOut { step: k, state },
@@ -311,7 +336,7 @@ impl<'a> Supervisor<'a> {
             }
             Command::Judge { step, result, tries } => {
                 let tries = tries.map(|t| (t.count, t.since.elapsed()));
-                Some(Event::Judged { step, verdict: self.record_tries(&steps[step], result, tries) })
+                Some(Event::Judged { step, verdict: self.record_tries(step, result, tries) })
             }
             Command::Pause(pause) => Some(self.pause(pause).map_or_else(Event::Failed, |()| Event::Paused)),
             Command::Survey(range) => Some(Event::Surveyed(self.lives(range))),
@@ -354,12 +379,17 @@ impl<'a> Supervisor<'a> {
     /// Judges a result, adds it to the transcript, and records what it
     /// bound; `tries` (count, time spent) for the last try of an
     /// `eventually` step.
-    fn record_tries(&mut self, step: &Step, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
+    fn record_tries(&mut self, k: usize, result: StepResult, tries: Option<(u32, Duration)>) -> Result<(), Abort> {
+        let step = &self.sc.steps[k];
         self.note_program(step, &result);
         let verdict = self.check(step, &result);
         let (call, mut answer) = self.describe(&result);
+        let (started_us, ended_us) = self.timing.span_us(k);
         if let Some((n, spent)) = tries {
             answer = format!("{answer} (try {n}, after {} ms)", spent.as_millis());
+        }
+        if let Some(held) = verdict.as_ref().ok().and_then(|_| self.judge().held_alternative(step, &result)) {
+            answer = format!("{answer} ({held})");
         }
         self.transcript.push(Entry {
             line: step.line,
@@ -373,6 +403,9 @@ impl<'a> Supervisor<'a> {
                 }
                 _ => None,
             },
+            started_us,
+            ended_us,
+            overlapped: self.timing.overlapped(k, &self.sc.steps),
         });
         match verdict {
             Ok(binds) => {

@@ -178,7 +178,7 @@ fn children_of_self() -> Result<Vec<i32>, String> {
 
 /// The `NSpid` line of `/proc/WHO/status`: the pid in each PID namespace
 /// from the `/proc` mount's down to the process's own.
-fn nspids(who: &str) -> Result<Vec<i32>, String> {
+pub(crate) fn nspids(who: &str) -> Result<Vec<i32>, String> {
     let path = format!("/proc/{who}/status");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     let line = text.lines().find_map(|l| l.strip_prefix("NSpid:")).ok_or(format!("{path}: no NSpid line"))?;

@@ -11,7 +11,8 @@
 //! The rules it follows:
 //! - Steps run in lockstep, in units: a *chain* (consecutive steps handed
 //!   from actor to actor, ending where [`Step::ends_chain`] says, before a
-//!   local, concurrent or `eventually` step, after [`MAX_CHAIN`] steps, at a
+//!   step that stands alone (local, `eventually`, or of a concurrent group,
+//!   its head included), after [`MAX_CHAIN`] steps, at a
 //!   change of process when actors do not hand chains to each other, and in
 //!   host isolation before a create or open, which needs its guard first);
 //!   a *concurrent group* (`&`: every step guarded, then every step sent,
@@ -26,13 +27,11 @@
 //!   answer), and failures after the first are kept apart. A failure of the
 //!   harness (not of a step) ends the run at once.
 //!
-//! Known limit kept as it was (issue 19): `chain_end` ends a chain before
-//! a step marked `&`, not before the step that heads a group (the one
-//! before the first `&`), so after a step that does not end its chain
-//! (a create, an ftok, ...) the head joins that chain and is answered
-//! before the rest of its group is sent, and the rest then runs as a
-//! chain. The fix belongs in `chain_end` (see the test
-//! `the_head_of_a_group_joins_the_chain_before_it`).
+//! A step that stands alone (a member or the head of a concurrent group,
+//! a local or an `eventually` step: [`Schedule::stands_alone`]) never
+//! joins a chain: every unit starts there, so a group is always sent
+//! whole, whatever precedes it (issue 19: a group's head used to join the
+//! chain before it and be answered before the rest of its group was sent).
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -190,7 +189,7 @@ impl<'a> Schedule<'a> {
             return self.section_done();
         }
         let steps = self.steps;
-        let group = 1 + steps[i + 1..end].iter().take_while(|s| s.concurrent).count();
+        let group = self.group_len(i, end);
         if let Some(limit) = steps[i].eventually {
             self.unit = Unit::Eventually { step: i, count: 1, since: now, pause: FIRST_PAUSE, limit };
             return self.attempt(i);
@@ -231,16 +230,29 @@ impl<'a> Schedule<'a> {
             }
             let next = &self.steps[j];
             // In host mode a create or open needs the guard first: it starts a chain.
-            // An `eventually` step is repeated alone.
-            if next.concurrent
-                || next.eventually.is_some()
-                || next.op.is_local()
+            if self.stands_alone(j, end)
                 || (!self.handoff && next.process != step.process)
                 || (self.host && matches!(next.op, Op::Create { .. } | Op::Open { .. }))
             {
                 return j;
             }
         }
+    }
+
+    /// How many steps the group that starts at `i` holds (1: a step with
+    /// no `&` step right after it), within a section ending at `end`.
+    fn group_len(&self, i: usize, end: usize) -> usize {
+        1 + self.steps[i + 1..end].iter().take_while(|s| s.concurrent).count()
+    }
+
+    /// Whether step `j` (of a section ending at `end`) starts a unit of
+    /// its own, never joining the chain before it: a step of a concurrent
+    /// group (marked `&`, or the head, right before a `&` step: all of a
+    /// group is sent before any of it is answered), a local step (the
+    /// supervisor answers it) or an `eventually` step (tried alone).
+    fn stands_alone(&self, j: usize, end: usize) -> bool {
+        let step = &self.steps[j];
+        step.concurrent || self.group_len(j, end) > 1 || step.op.is_local() || step.eventually.is_some()
     }
 
     /// `before`, then the wait for the first answer of `steps`.
@@ -361,7 +373,7 @@ impl<'a> Schedule<'a> {
             return self.finish(outcome);
         }
         // A concurrent group runs whole, or not at all.
-        let group = 1 + self.steps[i + 1..].iter().take_while(|s| s.concurrent).count();
+        let group = self.group_len(i, self.steps.len());
         self.next_group = i + group;
         self.unit = Unit::Survey(i..i + group);
         vec![Command::Survey(i..i + group)]

@@ -70,6 +70,8 @@ impl<'a> Supervisor<'a> {
             _life_w: life_w,
             xpassed: Vec::new(),
             later_failures: Vec::new(),
+            timing: super::timing::Timing::new(sc.steps.len()),
+            stuck: Default::default(),
         };
         for p in sc.processes.iter().filter(|p| p.forked_from.is_none()) {
             let pid = sup.fork_actor(&p.name, p.uid, p.gid)?;
@@ -136,6 +138,7 @@ impl<'a> Supervisor<'a> {
                 keys,
                 journal,
                 attachments: HashMap::new(),
+                repeated: Vec::new(),
                 timeout,
                 watch: crate::runner::actor::watch::Watch::default(),
                 spawned: HashMap::new(),

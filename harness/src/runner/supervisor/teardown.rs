@@ -73,6 +73,11 @@ impl Supervisor<'_> {
             }
         }
         let order = self.living_actors();
+        // An actor whose step timed out is still in its program (`run`,
+        // `wait`): ended now, it answers the finish below at once.
+        for name in order.iter().filter(|n| self.stuck.contains(*n)) {
+            self.end_stuck_programs(name);
+        }
         self.tell_to_finish(&order, report_maps, home_ns, &mut found);
         for name in order.iter().filter(|_| report_maps) {
             self.read_last_answers(name, &mut found);
@@ -223,6 +228,9 @@ impl Supervisor<'_> {
             problems.push(e);
         }
         self.settle_adopted();
+        if let Err(e) = self.remove_repeated() {
+            problems.push(e);
+        }
         match self.segment_leaks() {
             Ok(leaks) => {
                 if let Err(e) = self.remove_leaked(&leaks) {

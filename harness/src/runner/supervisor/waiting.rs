@@ -65,6 +65,14 @@ impl Supervisor<'_> {
         let step = &self.sc.steps[k];
         loop {
             let answer = recv::<FromActor>(self.procs[&step.process].ans_r.as_fd(), Some(Duration::ZERO));
+            let now = Instant::now();
+            // When the answer came (or the process ended, or time ran out).
+            match &answer {
+                Ok(FromActor::Traced(_)) => self.timing.read_other(&step.process),
+                Ok(FromActor::Done(_)) | Err(WireError::Closed) => self.timing.answered(k, &step.process, now),
+                Err(WireError::Timeout) if now >= deadline => self.timing.answered(k, &step.process, now),
+                _ => {}
+            }
             return Ok(match answer {
                 Ok(FromActor::Done(outcome)) => Event::Answered { step: k, outcome },
                 Ok(FromActor::Panic(message)) => return Err(Abort::Harness(format!("line {}: {message}", step.line))),
@@ -78,8 +86,8 @@ impl Supervisor<'_> {
                     )))
                 }
                 Err(WireError::Closed) => Event::Ended { step: k, ending: self.ending_of(&step.process) },
-                Err(WireError::Timeout) if Instant::now() < deadline => {
-                    self.wait_for_news(involved, deadline)?;
+                Err(WireError::Timeout) if now < deadline => {
+                    self.wait_for_news(&step.process, involved, deadline)?;
                     continue;
                 }
                 Err(WireError::Timeout) => {
@@ -95,10 +103,13 @@ impl Supervisor<'_> {
     /// Sleeps until a chain ends (an actor's token), an answer arrives, a
     /// process of it dies (its answer pipe hangs up), or the deadline; reaps
     /// whatever child ended meanwhile (orphans included: no zombie stays).
+    /// A pipe seen readable is noted (when an answer came, for the report)
+    /// and, unless it is `awaited`'s, not watched again until it is read:
+    /// an answer of a group waiting its turn does not wake the wait.
     ///
     /// # Errors
     /// The coordinator is gone (its life pipe hung up).
-    fn wait_for_news(&mut self, involved: &[String], deadline: Instant) -> Result<(), Abort> {
+    fn wait_for_news(&mut self, awaited: &str, involved: &[String], deadline: Instant) -> Result<(), Abort> {
         let left = deadline.saturating_duration_since(Instant::now());
         // Wake at least every 20 ms to reap orphans as they die.
         let ms = u16::try_from(left.as_millis().min(20)).unwrap_or(20);
@@ -108,16 +119,29 @@ impl Supervisor<'_> {
         if let Some(c) = coord {
             fds.push(PollFd::new(c, PollFlags::POLLIN));
         }
+        let mut watched: Vec<&str> = Vec::new();
         for name in involved {
             let p = &self.procs[name];
-            if p.ending.is_none() {
+            if p.ending.is_none() && (name == awaited || !self.timing.is_readable(name)) {
                 // An answer, or a hang-up (the process died).
                 fds.push(PollFd::new(p.ans_r.as_fd(), PollFlags::POLLIN));
+                watched.push(name);
             }
         }
         let _ = poll(&mut fds, PollTimeout::from(ms.max(1)));
+        let now = Instant::now();
         let coordinator_gone = coord.is_some() && fds[1].revents().is_some_and(|r| !r.is_empty());
+        let first = fds.len() - watched.len();
+        let seen: Vec<String> = watched
+            .iter()
+            .zip(&fds[first..])
+            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(name, _)| name.to_string())
+            .collect();
         drop(fds);
+        for name in seen {
+            self.timing.saw_readable(&name, now);
+        }
         // Drain the end-of-chain tokens; answers are read by `await_answer`.
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(self.done_r.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}

@@ -1,8 +1,35 @@
 //! A `run` or `spawn` step's command line: split on spaces with single
 //! quotes, as `run` does (no shell), and its `${NAME}` references, which
-//! must name something bound and still alive.
+//! must name a value set from outside (`--set NAME=VALUE`, put in as the
+//! command is read) or something bound and still alive.
+
+use std::collections::BTreeMap;
 
 use super::*;
+
+/// Values given from outside the scenario (`run --set NAME=VALUE`), for
+/// `${NAME}` in program commands.
+pub type Values = BTreeMap<String, String>;
+
+/// One `--set NAME=VALUE`: NAME a valid scenario name (not `dir` or
+/// `here`), VALUE any text without `${` (it is put in as written).
+///
+/// # Errors
+/// What is wrong with it, and the form expected.
+pub fn setting(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("`{s}` has no `=`: expected NAME=VALUE, e.g. --set build=target/release"));
+    };
+    if !is_name(name) || name == "dir" || name == "here" {
+        return Err(format!(
+            "`{name}` cannot be set: expected a name (a letter, then letters, digits or `_`; not a keyword, `dir` or `here`)"
+        ));
+    }
+    if value.contains("${") {
+        return Err(format!("the value of `{name}` holds `${{`: a value is put in as written, never substituted"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
 
 /// Splits a command line on spaces, honouring single quotes (as `run` does).
 ///
@@ -56,16 +83,27 @@ pub fn substitutions(arg: &str) -> Vec<&str> {
 }
 
 impl Parser {
-    /// Every `${name}` of a command is bound (or `dir`, `here`).
-    pub(super) fn check_substitutions(&self, lineno: usize, col: usize, argv: &[String]) -> Result<(), ParseError> {
-        for arg in argv {
+    /// Puts the values set from outside (`--set`) in a command, then checks
+    /// that every `${name}` left is bound (or `dir`, `here`).
+    pub(super) fn check_substitutions(&self, lineno: usize, col: usize, argv: &mut [String]) -> Result<(), ParseError> {
+        for arg in argv.iter_mut() {
+            for (name, value) in &self.values {
+                *arg = arg.replace(&format!("${{{name}}}"), value);
+            }
+        }
+        for arg in argv.iter() {
             for name in substitutions(arg) {
                 if name != "dir" && name != "here" && !self.names.contains_key(name) {
-                    return Err(self.err_at(
+                    let known: Vec<&str> = self.values.keys().map(String::as_str).collect();
+                    return Err(self.unknown(
                         lineno,
                         col,
-                        format!("unknown name `${{{name}}}` in the command"),
-                        Some("a bound key, segment, process or program, ${dir} or ${here}"),
+                        format!("unknown name `${{{name}}}` in the command: not bound before this line, nor set"),
+                        name,
+                        [self.bound(None), known, vec!["dir", "here"]].concat(),
+                        Some(&format!(
+                            "a bound key, segment, process or program, ${{dir}}, ${{here}}, or a value from the command line: `--set {name}=VALUE` on `run` or `check`"
+                        )),
                     ));
                 }
                 // A pid that is no longer the scenario's may be recycled to

@@ -3,7 +3,7 @@
 //! `create` and `open`.
 
 use super::{found, Kind, Line, ParseError, Parser};
-use crate::scenario::ast::{CtlField, CtlTarget, HugeSize, HugepagesNeed, InfoField, Op, RlimitResource};
+use crate::scenario::ast::{CtlBuf, CtlField, CtlTarget, HugeSize, HugepagesNeed, InfoField, Op, RlimitResource};
 use crate::scenario::lexer::Tok;
 use crate::sysv::{raw, ShmctlCmd, Sysctl};
 
@@ -19,7 +19,6 @@ impl Parser {
             "sysctl" => {
                 let name = self.sysctl_name(l)?;
                 let value = if l.eat(&Tok::Eq) { Some(self.signed_number(l, "the sysctl's value")?) } else { None };
-                self.sc.needs.namespace = true;
                 Ok(Op::Sysctl { name, value })
             }
             "rlimit" => self.rlimit_op(l),
@@ -34,16 +33,17 @@ impl Parser {
         let col = l.col();
         let (w, _) = self.word(l, "a sysctl name")?;
         Sysctl::from_name(&w).ok_or_else(|| {
-            self.err_at(
+            self.unknown_in(
                 l.lineno,
                 col,
                 format!("unknown sysctl `{w}`"),
-                Some("shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id"),
+                &w,
+                "shmmax, shmall, shmmni, shm_rmid_forced or shm_next_id",
             )
         })
     }
 
-    /// `shmctl [T =] TARGET CMD [badbuf]` (after the keyword).
+    /// `shmctl [T =] TARGET CMD [badbuf | buffer null | buffer -1]` (after the keyword).
     pub(super) fn shmctl_op(&mut self, l: &mut Line) -> Result<Op, ParseError> {
         let binding = self.optional_binding(l);
         let tcol = l.col();
@@ -73,29 +73,33 @@ impl Parser {
         let (w, _) = self.word(l, "a shmctl command")?;
         let cmd = match ShmctlCmd::from_name(&w) {
             Some(c) => c,
-            None if w.starts_with(|c: char| c.is_ascii_digit()) => {
-                let n = crate::scenario::parse_number(&w)
-                    .and_then(|n| i32::try_from(n).ok())
-                    .ok_or_else(|| self.err_at(l.lineno, ccol, format!("bad shmctl command `{w}`"), Some(COMMANDS)))?;
+            None if w.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
+                let n =
+                    crate::scenario::parse_number_literal(&w).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| {
+                        self.err_at(
+                            l.lineno,
+                            ccol,
+                            format!("bad shmctl command `{w}`"),
+                            Some("a command name, or an int from -2147483648 to 2147483647"),
+                        )
+                    })?;
                 match ShmctlCmd::from_raw(n) {
                     ShmctlCmd::Other(n) => ShmctlCmd::Other(n),
                     named => {
                         return Err(self.err_at(
                             l.lineno,
                             ccol,
-                            format!(
-                                "command {w} is {named} to the kernel (IPC_64 = 0x100 is ignored): write `{named}`"
-                            ),
-                            Some("a number that is no command, for an invalid command"),
+                            format!("command {w} is {named}: write `{named}`"),
+                            Some("a command name, or a number that is no command (0x102, -1)"),
                         ))
                     }
                 }
             }
-            None => return Err(self.err_at(l.lineno, ccol, format!("unknown shmctl command `{w}`"), Some(COMMANDS))),
+            None => return Err(self.unknown_in(l.lineno, ccol, format!("unknown shmctl command `{w}`"), &w, COMMANDS)),
         };
-        let badbuf = l.eat_word("badbuf");
+        let buffer = self.ctl_buffer(l)?;
         if let Some((name, col)) = &binding {
-            if !matches!(cmd, ShmctlCmd::ShmStat | ShmctlCmd::ShmStatAny) || badbuf {
+            if !matches!(cmd, ShmctlCmd::ShmStat | ShmctlCmd::ShmStatAny) || buffer != CtlBuf::Given {
                 return Err(self.err_at(
                     l.lineno,
                     *col,
@@ -105,11 +109,29 @@ impl Parser {
             }
             self.bind(l.lineno, *col, name, Kind::Segment)?;
         }
-        let op = Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, badbuf };
-        if op.implies_namespace() {
-            self.sc.needs.namespace = true;
+        Ok(Op::Shmctl { name: binding.map(|(n, _)| n), target, cmd, buffer })
+    }
+
+    /// An optional `badbuf`, `buffer null` or `buffer -1`.
+    fn ctl_buffer(&self, l: &mut Line) -> Result<CtlBuf, ParseError> {
+        if l.eat_word("badbuf") {
+            return Ok(CtlBuf::NoAccess);
         }
-        Ok(op)
+        if !l.eat_word("buffer") {
+            return Ok(CtlBuf::Given);
+        }
+        let col = l.col();
+        let (w, _) = self.word(l, "`null` or `-1` after `buffer`")?;
+        match w.as_str() {
+            "null" => Ok(CtlBuf::Null),
+            "-1" => Ok(CtlBuf::AllOnes),
+            _ => Err(self.err_at(
+                l.lineno,
+                col,
+                format!("bad shmctl buffer `{w}`"),
+                Some("`buffer null` (NULL), `buffer -1` ((void *)-1), or `badbuf` (a page without access)"),
+            )),
+        }
     }
 
     /// The fields a raw `shmctl` answers, checked against its command.
@@ -139,11 +161,12 @@ impl Parser {
             } else {
                 if !cmd.reads_stat() {
                     return match cmd {
-                        ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo => Err(self.err_at(
+                        ShmctlCmd::IpcInfo | ShmctlCmd::ShmInfo => Err(self.unknown_in(
                             l.lineno,
                             col,
                             format!("unknown {cmd} field `{w}`"),
-                            Some(info_fields(cmd)),
+                            &w,
+                            info_fields(cmd),
                         )),
                         _ => Err(self.err_at(
                             l.lineno,
@@ -174,11 +197,12 @@ impl Parser {
             "as" => RlimitResource::As,
             "nofile" => RlimitResource::Nofile,
             _ => {
-                return Err(self.err_at(
+                return Err(self.unknown_in(
                     l.lineno,
                     col,
                     format!("unknown resource `{w}`"),
-                    Some("memlock, as or nofile"),
+                    &w,
+                    "memlock, as or nofile",
                 ))
             }
         };
@@ -314,7 +338,7 @@ mod tests {
                 name: Some("t".into()),
                 target: CtlTarget::Number(0),
                 cmd: ShmctlCmd::ShmStatAny,
-                badbuf: false
+                buffer: crate::scenario::CtlBuf::Given
             }
         );
         let s = ok("A: shmctl - SHM_INFO => used_ids >= 1, max_index {m}");
@@ -322,7 +346,17 @@ mod tests {
             matches!(&s.expect, Expect::Ctl(f) if f[0] == CtlField::Info(InfoField::UsedIds, NumExp::Cmp(crate::scenario::CmpOp::Ge, crate::scenario::NumValue::Lit(1))))
         );
         assert!(matches!(ok("A: shmctl s 99 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(99), .. }));
-        assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { badbuf: true, .. }));
+        // Any int: IPC_64 is not stripped by the shmctl system call, and a
+        // negative command is the kernel's `cmd < 0` path.
+        assert!(matches!(ok("A: shmctl s 0x102 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(0x102), .. }));
+        assert!(matches!(ok("A: shmctl s 0x100 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(0x100), .. }));
+        assert!(matches!(ok("A: shmctl s -1 => EINVAL").op, Op::Shmctl { cmd: ShmctlCmd::Other(-1), .. }));
+        let min = ok("A: shmctl s -2147483648 => EINVAL").op;
+        assert!(matches!(min, Op::Shmctl { cmd: ShmctlCmd::Other(i32::MIN), .. }));
+        use crate::scenario::CtlBuf;
+        assert!(matches!(ok("A: shmctl s IPC_STAT badbuf => EFAULT").op, Op::Shmctl { buffer: CtlBuf::NoAccess, .. }));
+        assert!(matches!(ok("A: shmctl s IPC_STAT buffer null => EFAULT").op, Op::Shmctl { buffer: CtlBuf::Null, .. }));
+        assert!(matches!(ok("A: shmctl s IPC_SET buffer -1 => EFAULT").op, Op::Shmctl { buffer: CtlBuf::AllOnes, .. }));
         // A number target implies a private namespace, except for the INFO commands.
         let ns = |l: &str| parse("t.scn", &format!("{BASE}{l}\n")).unwrap().needs.namespace;
         assert!(ns("A: shmctl 0 IPC_STAT => EINVAL | ok"));
@@ -339,9 +373,14 @@ mod tests {
         // Command unknown, missing, or a number that is a named command.
         assert!(err("A: shmctl s IPC_NOPE").starts_with("t.scn:3:13: unknown shmctl command `IPC_NOPE`"));
         assert!(err("A: shmctl s").starts_with("t.scn:3:12: missing a shmctl command"));
-        let e = err("A: shmctl s 0x100");
-        assert!(e.starts_with("t.scn:3:13: command 0x100 is IPC_RMID to the kernel"), "{e}");
-        assert!(err("A: shmctl s 2").contains("is IPC_STAT to the kernel"));
+        let e = err("A: shmctl s 0");
+        assert!(e.starts_with("t.scn:3:13: command 0 is IPC_RMID: write `IPC_RMID`"), "{e}");
+        assert!(e.contains("(expected a command name, or a number that is no command"), "{e}");
+        assert!(err("A: shmctl s 2").contains("is IPC_STAT"));
+        let e = err("A: shmctl s 0x80000000");
+        assert!(e.starts_with("t.scn:3:13: bad shmctl command `0x80000000`"), "{e}");
+        assert!(err("A: shmctl s -2147483649").contains("bad shmctl command"));
+        assert!(err("A: shmctl s --1").contains("bad shmctl command"));
         // A binding for a command that returns no shmid.
         let e = err("A: shmctl t = s IPC_STAT");
         assert!(e.starts_with("t.scn:3:11: only SHM_STAT and SHM_STAT_ANY return a shmid to bind to `t`"), "{e}");
@@ -355,6 +394,12 @@ mod tests {
         assert!(err("A: shmctl s IPC_RMID => size 1").contains("shmctl IPC_RMID answers only ok or an errno"));
         assert!(err("A: shmctl s 99 => size 1").contains("shmctl 99 answers only ok or an errno"));
         assert!(err("A: shmctl 0 SHM_STAT => nattch").contains("missing the nattch"));
+        // A buffer that is neither null nor -1, or missing.
+        let e = err("A: shmctl s IPC_STAT buffer 0");
+        assert!(e.starts_with("t.scn:3:29: bad shmctl buffer `0`"), "{e}");
+        assert!(e.contains("(expected `buffer null` (NULL), `buffer -1`"), "{e}");
+        assert!(err("A: shmctl s IPC_STAT buffer").starts_with("t.scn:3:28: missing `null` or `-1`"));
+        assert!(err("A: shmctl t = 0 SHM_STAT buffer null => EFAULT").contains("only SHM_STAT"));
         // Extra words.
         assert!(err("A: shmctl s IPC_STAT nope").contains("unexpected input"));
     }

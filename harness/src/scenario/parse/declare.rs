@@ -69,11 +69,12 @@ impl Parser {
                 "program" | "command" => self.requirement(l, &w)?,
                 "kernel" => self.kernel_need(l)?,
                 "hugepages" => self.sc.needs.hugepages = Some(self.need_hugepages(l)?),
-                _ => return Err(self.err_at(
+                _ => return Err(self.unknown_in(
                     l.lineno,
                     col,
                     format!("unknown need `{w}`"),
-                    Some("`root`, `namespace`, `hugepages [2M|1G] [N]`, `kernel >= X.Y`, `kernel < X.Y`, `program \"NAME\"` or `command \"CMD ARGS\"`"),
+                    &w,
+                    "`root`, `namespace`, `hugepages [2M|1G] [N]`, `kernel >= X.Y`, `kernel < X.Y`, `program \"NAME\"` or `command \"CMD ARGS\"`",
                 )),
             }
             if !l.eat(&Tok::Comma) && l.peek().is_none() {

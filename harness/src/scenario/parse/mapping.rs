@@ -46,10 +46,12 @@ impl Parser {
                 format!("`{name}` is {} (line {at}), not an attachment", k.noun()),
                 Some(expected),
             )),
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{name}` in the address: not bound before this line"),
+                name,
+                self.bound(Some(Kind::Attachment)),
                 Some(expected),
             )),
         }
@@ -73,7 +75,7 @@ impl Parser {
 
     /// After `attach [M =] S`: `[ro] [exec] [at ADDR] [rnd] [remap]`.
     pub(super) fn attach_op(&mut self, l: &mut Line, proc_: &str, name: Option<String>) -> Result<Op, ParseError> {
-        let segment = self.use_name(l, Kind::Segment)?;
+        let segment = self.segment_ref(l)?;
         let (mut read_only, mut exec, mut at, mut rnd, mut remap) = (false, false, None, false, false);
         while !l.at_end_of_op() {
             if l.eat_word("ro") {
@@ -120,7 +122,7 @@ impl Parser {
             "protect" => {
                 let (p, pcol) = self.word(l, "a protection")?;
                 let prot = Protection::from_word(&p).ok_or_else(|| {
-                    self.err_at(l.lineno, pcol, format!("unknown protection `{p}`"), Some("none, r, rw, rx or rwx"))
+                    self.unknown_in(l.lineno, pcol, format!("unknown protection `{p}`"), &p, "none, r, rw, rx or rwx")
                 })?;
                 MapChange::Protect(prot, self.range(l)?)
             }
@@ -135,11 +137,12 @@ impl Parser {
                 MapChange::Pages { offset, len, pgoff }
             }
             _ => {
-                return Err(self.err_at(
+                return Err(self.unknown_in(
                     l.lineno,
                     col,
                     format!("unknown mapping change `{w}`"),
-                    Some("`unmap [OFF LEN]`, `protect PROT [OFF LEN]`, `resize N [move]` or `pages OFF LEN PGOFF`"),
+                    &w,
+                    "`unmap [OFF LEN]`, `protect PROT [OFF LEN]`, `resize N [move]` or `pages OFF LEN PGOFF`",
                 ))
             }
         };
@@ -171,11 +174,12 @@ impl Parser {
                     }
                 }
                 _ => {
-                    return Err(self.err_at(
+                    return Err(self.unknown_in(
                         l.lineno,
                         col,
                         format!("unknown field `{w}` for `{}`", if resize { "mapping ... resize" } else { "attach" }),
-                        Some(if resize { "`mapped N` or `moved yes|no`" } else { "`at ADDR` or `mapped N`" }),
+                        &w,
+                        if resize { "`mapped N` or `moved yes|no`" } else { "`at ADDR` or `mapped N`" },
                     ))
                 }
             };
@@ -213,7 +217,7 @@ mod tests {
             ops[0],
             Op::Attach {
                 name: Some("n".into()),
-                segment: "s".into(),
+                segment: crate::scenario::CtlTarget::Segment("s".into()),
                 read_only: false,
                 exec: false,
                 at: Some(Addr::Of { attachment: "m".into(), offset: 4096 }),

@@ -27,9 +27,11 @@ mod memory;
 mod numbers;
 mod output;
 mod process;
+mod repeat;
 mod segment;
 mod step;
-pub use command::{split_command, substitutions};
+mod suggest;
+pub use command::{setting, split_command, substitutions, Values};
 pub use literals::{parse_duration, parse_key, parse_number, parse_signal, signal_name};
 pub(crate) use process::{deadly, signal_word};
 
@@ -119,9 +121,11 @@ const RESERVED: &[&str] = &[
     "unshare",
     "setns",
     "finally",
+    "repeat",
+    "until",
 ];
 
-const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask, meminfo, spawn, signal, wait, exec, unshare or setns";
+const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek, poke, stat, set, rm, lock, unlock, fork, exit, kill, crash, run, sysctl, segments, lookup, shmctl, rlimit, umask, meminfo, spawn, signal, wait, exec, unshare, setns or repeat";
 
 /// Parses and checks a scenario.
 ///
@@ -129,7 +133,18 @@ const OPS: &str = "key, create, open, attach, detach, mapping, write, read, peek
 /// The first problem found, with its position. Nothing of a file that does
 /// not parse is ever run.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
+    parse_with(file, text, &Values::new())
+}
+
+/// [`parse`], with `values` for `${NAME}` in program commands (`run
+/// --set NAME=VALUE`): each is put in the command as it is read, and a
+/// name of the scenario's own cannot be one of them.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with(file: &str, text: &str, values: &Values) -> Result<Scenario, ParseError> {
     let mut p = Parser {
+        values: values.clone(),
         file: file.to_string(),
         sc: Scenario {
             file: file.to_string(),
@@ -200,6 +215,8 @@ struct ProcState {
 
 struct Parser {
     file: String,
+    /// Values set from outside (`--set`), for `${NAME}` in commands.
+    values: Values,
     sc: Scenario,
     names: HashMap<String, (Kind, usize)>,
     procs: HashMap<String, ProcState>,
@@ -274,7 +291,15 @@ impl Parser {
     }
 
     fn unexpected(&self, l: &Line, what: &str) -> ParseError {
-        self.err(l, format!("unexpected input: {}", found(l)), Some(what))
+        let word = l.peek_word().unwrap_or_default();
+        self.unknown(
+            l.lineno,
+            l.col(),
+            format!("unexpected input: {}", found(l)),
+            word,
+            suggest::listed(what),
+            Some(what),
+        )
     }
 
     fn word(&self, l: &mut Line, what: &str) -> Result<(String, usize), ParseError> {
@@ -293,7 +318,15 @@ impl Parser {
         if l.eat_word(kw) {
             Ok(())
         } else {
-            Err(self.err(l, format!("missing `{kw}`: {}", found(l)), Some(&format!("`{kw}`"))))
+            let word = l.peek_word().unwrap_or_default();
+            Err(self.unknown(
+                l.lineno,
+                l.col(),
+                format!("missing `{kw}`: {}", found(l)),
+                word,
+                [kw],
+                Some(&format!("`{kw}`")),
+            ))
         }
     }
 
@@ -372,6 +405,14 @@ impl Parser {
                 Some("a letter, then letters, digits or `_`, not a keyword"),
             ));
         }
+        if self.values.contains_key(name) {
+            return Err(self.err_at(
+                lineno,
+                col,
+                format!("`{name}` is set on the command line (`--set {name}=...`): the scenario cannot bind it too"),
+                Some("another name here, or another name for `--set`"),
+            ));
+        }
         if let Some((k, at)) = self.names.get(name) {
             return Err(self.err_at(
                 lineno,
@@ -388,10 +429,12 @@ impl Parser {
         let col = l.col();
         let (name, _) = self.word(l, &format!("{} name", kind.noun()))?;
         match self.names.get(&name) {
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{name}`: not bound before this line"),
+                &name,
+                self.bound(Some(kind)),
                 Some(kind.noun()),
             )),
             Some((k, at)) if *k != kind => Err(self.err_at(
@@ -475,16 +518,21 @@ impl Parser {
             }
             "detach" => self.detach_op(l, proc_)?,
             "mapping" => self.mapping_op(l, proc_)?,
+            "repeat" => self.repeat_op(l, proc_)?,
             "shmctl" | "sysctl" | "rlimit" | "umask" | "meminfo" => self.control_op(l, &kw)?,
             "fork" | "exit" | "kill" | "crash" | "run" | "spawn" | "signal" | "wait" | "exec" | "unshare" | "setns" => {
                 self.process_op(l, &kw, proc_)?
             }
             other => {
-                return Err(self.err_at(l.lineno, col, format!("unknown operation `{other}`"), Some(OPS)));
+                return Err(self.unknown_in(l.lineno, col, format!("unknown operation `{other}`"), other, OPS));
             }
         };
         if !l.at_end_of_op() {
             return Err(self.unexpected(l, "`=> EXPECTATION` or the end of the line"));
+        }
+        // Sysctls, raw ids and indices ([`Op::implies_namespace`]).
+        if op.implies_namespace() {
+            self.sc.needs.namespace = true;
         }
         Ok(op)
     }

@@ -63,10 +63,12 @@ impl Parser {
                 format!("`{w}` is {} (line {at}), not a number", k.noun()),
                 Some("a number name bound by a capture such as `ctime {t0}`"),
             )),
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{w}` for {what}: not bound before this line"),
+                &w,
+                self.bound(Some(Kind::Number)),
                 Some(NUMEXP),
             )),
         }

@@ -10,10 +10,33 @@ use super::{Kind, Line, ParseError, Parser};
 const CHECKS: &str = "`status N`, `signal SIG`, `stdout \"template\"`, `stdout contains \"text\"`, `stdout matches \"regex\"`, `stdout line N [column M] \"template\"` (or the same with stderr)";
 
 impl Parser {
-    /// The checks of a `run` or `wait` step's output, comma-separated.
-    pub(super) fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
+    /// The alternatives of a `run` or `wait` step's output, joined by `|`
+    /// as a step's outcomes are (`=> ok | EEXIST`), each a list of checks
+    /// joined by `,` (which binds tighter): `=> status 0, stdout "x" |
+    /// status 1`. A step with alternatives captures no name: which
+    /// alternative holds would decide what is bound.
+    pub(super) fn output_alternatives(&mut self, l: &mut Line) -> Result<Vec<Vec<OutputCheck>>, ParseError> {
+        let (col, bound) = (l.col(), self.names.len());
+        let mut alternatives = vec![self.output_checks(l)?];
+        while l.eat(&Tok::Bar) {
+            alternatives.push(self.output_checks(l)?);
+        }
+        if alternatives.len() > 1 && self.names.len() > bound {
+            return Err(self.err_at(
+                l.lineno,
+                col,
+                "output checks with alternatives (`|`) cannot capture names: which alternative holds would decide what is bound",
+                Some("no `{NAME}` or named group in a step with `|`, or a step of its own for the capture"),
+            ));
+        }
+        Ok(alternatives)
+    }
+
+    /// The checks of one alternative, comma-separated, up to a `|` or the
+    /// end of the line.
+    fn output_checks(&mut self, l: &mut Line) -> Result<Vec<OutputCheck>, ParseError> {
         let mut checks = Vec::new();
-        while l.peek().is_some() {
+        while l.peek().is_some_and(|t| *t != Tok::Bar) {
             checks.push(self.output_check(l)?);
             l.eat(&Tok::Comma);
         }
@@ -32,14 +55,20 @@ impl Parser {
                 let scol = l.col();
                 let (sig, _) = self.word(l, "a signal")?;
                 let n = super::signal_word(&sig).ok_or_else(|| {
-                    self.err_at(l.lineno, scol, format!("unknown signal `{sig}`"), Some("TERM, KILL, ... or a number"))
+                    self.unknown_in(
+                        l.lineno,
+                        scol,
+                        format!("unknown signal `{sig}`"),
+                        &sig,
+                        "TERM, KILL, ... or a number",
+                    )
                 })?;
                 return Ok(OutputCheck::Signal(n));
             }
             "stdout" => Stream::Stdout,
             "stderr" => Stream::Stderr,
             _ => {
-                return Err(self.err_at(l.lineno, col, format!("unknown output check `{w}`"), Some(CHECKS)));
+                return Err(self.unknown_in(l.lineno, col, format!("unknown output check `{w}`"), &w, CHECKS));
             }
         };
         if l.eat_word("contains") {
@@ -112,10 +141,12 @@ impl Parser {
         let text = self.text(l, what)?;
         for name in super::substitutions(&text) {
             if !self.names.contains_key(name) {
-                return Err(self.err_at(
+                return Err(self.unknown(
                     l.lineno,
                     col,
                     format!("unknown name `${{{name}}}` in the expected output"),
+                    name,
+                    self.bound(None),
                     Some("a key, segment, process or number bound on an earlier line (or by an earlier check of this step)"),
                 ));
             }

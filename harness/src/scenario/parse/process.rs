@@ -51,10 +51,12 @@ impl Parser {
                 format!("`{name}` is {} (line {at}), not a process or a spawned program", k.noun()),
                 None,
             )),
-            None => Err(self.err_at(
+            None => Err(self.unknown(
                 l.lineno,
                 col,
                 format!("unknown name `{name}`: not bound before this line"),
+                &name,
+                [self.bound(Some(Kind::Process)), self.bound(Some(Kind::Program))].concat(),
                 Some("a process or a program bound by `spawn`"),
             )),
         }
@@ -76,8 +78,8 @@ impl Parser {
             "run" => {
                 let scol = l.col();
                 let cmd = self.text(l, "the command line")?;
-                let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-                self.check_substitutions(l.lineno, scol, &argv)?;
+                let mut argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+                self.check_substitutions(l.lineno, scol, &mut argv)?;
                 Ok(Op::Run { argv })
             }
             "spawn" => self.spawn(l),
@@ -122,8 +124,8 @@ impl Parser {
         let name = self.binding(l, Kind::Program)?;
         let scol = l.col();
         let cmd = self.text(l, "the command line")?;
-        let argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
-        self.check_substitutions(l.lineno, scol, &argv)?;
+        let mut argv = split_command(&cmd).map_err(|m| self.err_at(l.lineno, scol, m, None))?;
+        self.check_substitutions(l.lineno, scol, &mut argv)?;
         Ok(Op::Spawn { name, argv })
     }
 
@@ -133,11 +135,12 @@ impl Parser {
         let scol = l.col();
         let (w, _) = self.word(l, "a signal")?;
         let signal = signal_word(&w).ok_or_else(|| {
-            self.err_at(
+            self.unknown_in(
                 l.lineno,
                 scol,
                 format!("unknown signal `{w}`"),
-                Some("TERM, KILL, STOP, CONT, USR1, USR2, HUP, INT, QUIT, ... or a number 1 to 64"),
+                &w,
+                "TERM, KILL, STOP, CONT, USR1, USR2, HUP, INT, QUIT, ... or a number 1 to 64",
             )
         })?;
         match kind {

@@ -96,10 +96,16 @@ impl Parser {
             } else {
                 format!("unknown process `{proc_}`: declare it first with `process {proc_}`")
             };
-            return Err(self.err_at(
+            let mut known: Vec<&str> = self.procs.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            known.extend(["process", "needs", "file", "sysctl", "timeout", "xfail", "eventually", "finally"]);
+            let candidates = if self.names.contains_key(&proc_) { Vec::new() } else { known };
+            return Err(self.unknown(
                 l.lineno,
                 col,
                 msg,
+                &proc_,
+                candidates,
                 Some("a declared process, a declaration (process, needs, file, sysctl, timeout), `xfail \"REASON\"`, `eventually D:`, `finally:` or `& PROCESS:`"),
             ));
         }
@@ -212,7 +218,18 @@ impl Parser {
                 }
             }
             Op::Stat { .. } => Expect::Stat(self.stat_fields(l)?),
-            Op::Run { .. } | Op::Wait { .. } => Expect::Output(self.output_checks(l)?),
+            Op::Repeat { .. } => {
+                self.keyword(l, "count")?;
+                Expect::Number(self.num_exp(l, "how many succeeded")?)
+            }
+            Op::Run { .. } | Op::Wait { .. } => {
+                let mut alternatives = self.output_alternatives(l)?;
+                if alternatives.len() == 1 {
+                    Expect::Output(alternatives.remove(0))
+                } else {
+                    Expect::Outputs(alternatives)
+                }
+            }
             Op::Attach { .. } | Op::Mapping { change: MapChange::Resize { .. }, .. } => {
                 Expect::Mapped(self.map_fields(l, op, proc_)?)
             }
@@ -310,6 +327,13 @@ impl Parser {
                     "`refused` (out of bounds or read-only) or a signal such as `SIGSEGV`",
                 )
             }
+            (Op::Repeat { until, .. }, Expect::Errno { .. } | Expect::Signal(_)) => bad(
+                format!(
+                    "`repeat` ends at its `until {}`; it answers how many succeeded",
+                    crate::sysv::errno_name(*until)
+                ),
+                "`=> count NUMEXP` (such as `count 10` or `count {n}`) or no expectation",
+            ),
             (op, Expect::Errno { errnos, .. })
                 if errnos.is_empty()
                     && !matches!(op, Op::Write { .. } | Op::Read { .. } | Op::Peek { .. } | Op::Poke { .. }) =>

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::scenario::{CtlTarget, Op};
+use crate::scenario::{CtlBuf, CtlTarget, Op};
 
 use super::{binding, mode};
 
@@ -17,15 +17,15 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             }
             out
         }
-        Op::Shmctl { name, target, cmd, badbuf } => {
+        Op::Shmctl { name, target, cmd, buffer } => {
             let mut out = binding(name);
             let _ = match target {
                 CtlTarget::Segment(s) => write!(out, " {s}"),
                 CtlTarget::Number(n) => write!(out, " {n}"),
             };
             let _ = write!(out, " {cmd}");
-            if *badbuf {
-                out.push_str(" badbuf");
+            if *buffer != CtlBuf::Given {
+                let _ = write!(out, " {}", buffer.words());
             }
             out
         }

@@ -58,7 +58,7 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             if let Some(name) = name {
                 out.push_str(&format!(" {name} ="));
             }
-            out.push_str(&format!(" {segment}"));
+            out.push_str(&format!(" {}", segment.as_segment_operand()));
             for (on, word) in [(*read_only, "ro"), (*exec, "exec")] {
                 if on {
                     out.push_str(&format!(" {word}"));

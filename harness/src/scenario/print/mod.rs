@@ -105,13 +105,20 @@ fn step(s: &Step) -> String {
     };
     // `Exited` is only ever the default of `exit CODE`; there is no way to write it.
     if s.expect != implied && !matches!(s.expect, Expect::Exited(_)) {
-        let _ = write!(out, " => {}", expect(&s.expect));
+        match (&s.op, &s.expect) {
+            (Op::Repeat { .. }, Expect::Number(n)) => write!(out, " => count {n}"),
+            (_, e) => write!(out, " => {}", expect(e)),
+        }
+        .unwrap_or_default();
     }
     out
 }
 
 /// An operation: its keyword, then its operands as its family prints them.
 fn op(o: &Op) -> String {
+    if let Op::Repeat { max, op: inner, until } = o {
+        return format!("repeat {max} {} until {}", op(inner), errno_name(*until));
+    }
     let operands = segment::operands(o)
         .or_else(|| memory::operands(o))
         .or_else(|| mapping::operands(o))
@@ -159,6 +166,11 @@ fn expect(e: &Expect) -> String {
         Expect::Byte(b) => b.to_string(),
         Expect::Stat(fields) => fields.iter().map(stat_field).collect::<Vec<_>>().join(", "),
         Expect::Output(checks) => checks.iter().map(output_check).collect::<Vec<_>>().join(", "),
+        Expect::Outputs(alternatives) => alternatives
+            .iter()
+            .map(|checks| checks.iter().map(output_check).collect::<Vec<_>>().join(", "))
+            .collect::<Vec<_>>()
+            .join(" | "),
         Expect::Number(n) => n.to_string(),
         Expect::Present(true) => "present".into(),
         Expect::Present(false) => "absent".into(),
@@ -308,6 +320,36 @@ mod tests {
         let Op::Run { argv } = &sc.steps[0].op else { panic!() };
         assert_eq!(argv, &["sh", "-c", "echo  a  b", "", "x", "y"]);
         assert_eq!(process::command(argv), "sh -c 'echo  a  b' '' x y");
+    }
+
+    /// `|` between alternatives, `,` between the checks of one: read into
+    /// `Expect::Outputs`, printed back the same; one alternative stays
+    /// `Expect::Output`; a capture in a step with alternatives is refused.
+    #[test]
+    fn output_alternatives_read_and_print_back() {
+        use crate::scenario::{Expect, OutputCheck};
+        let text = "process A\nA: run \"x\" => status 0, stdout \"a\\n\" | status 1, stderr contains \"b\"\n";
+        let sc = parse("t", text).unwrap();
+        assert_eq!(
+            sc.steps[0].expect,
+            Expect::Outputs(vec![
+                vec![OutputCheck::Status(0), OutputCheck::Stdout("a\n".into())],
+                vec![OutputCheck::Status(1), OutputCheck::StderrContains("b".into())]
+            ])
+        );
+        let printed = sc.to_string();
+        assert!(
+            printed.ends_with("A: run \"x\" => status 0, stdout \"a\\n\" | status 1, stderr contains \"b\"\n"),
+            "{printed}"
+        );
+        assert!(same_scenario(&sc, &parse("u", &printed).unwrap()));
+        let one = parse("t", "process A\nA: run \"x\" => status 0, stdout \"a\"\n").unwrap();
+        assert!(matches!(&one.steps[0].expect, Expect::Output(c) if c.len() == 2));
+        let e =
+            parse("t", "process A\nA: run \"x\" => status 0, stdout \"{n:n}\" | status 1\n").unwrap_err().to_string();
+        assert!(e.starts_with("t:2:15: output checks with alternatives (`|`) cannot capture names"), "{e}");
+        let e = parse("t", "process A\nA: run \"x\" => status 0 |\n").unwrap_err().to_string();
+        assert!(e.contains("no output checks"), "{e}");
     }
 
     #[test]

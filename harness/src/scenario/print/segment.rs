@@ -31,10 +31,9 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             }
             out
         }
-        Op::Stat { segment } | Op::Remove { segment } | Op::Lock { segment } | Op::Unlock { segment } => {
-            format!(" {segment}")
-        }
-        Op::Set { segment, mode: m, uid, gid } => {
+        Op::Stat { segment } | Op::Remove { segment } => format!(" {}", segment.as_segment_operand()),
+        Op::Lock { segment } | Op::Unlock { segment } => format!(" {segment}"),
+        Op::Set { segment, mode: m, uid, gid, ignored } => {
             let mut out = format!(" {segment}");
             if let Some(m) = m {
                 let _ = write!(out, " mode {}", mode(*m));
@@ -44,6 +43,9 @@ pub(super) fn operands(o: &Op) -> Option<String> {
             }
             if let Some(gid) = gid {
                 let _ = write!(out, " gid {gid}");
+            }
+            for (f, v) in ignored {
+                let _ = write!(out, " {} {v}", f.name());
             }
             out
         }

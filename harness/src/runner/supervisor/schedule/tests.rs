@@ -301,18 +301,67 @@ fn an_eventually_step_is_tried_alone_until_it_settles_or_its_time_is_up() {
     assert_eq!(feed(&mut s, settled, t), ["judge 0 tries 1"]);
 }
 
-/// Pins today's behaviour, which issue 19 reports as a bug: the first
-/// step of a `&` group joins the chain before it when nothing ends that
-/// chain, so it is answered before the group's other steps are sent
-/// (which then run as a chain). The fix (end a chain before a step that
-/// heads a group, in `chain_end`) will change this test.
+/// Whether `batch` is `group` guarded, then sent step by step (to `procs`),
+/// then the wait for its first answer: the whole group sent before any await.
+fn sent_whole(batch: &[String], group: std::ops::Range<usize>, procs: &[&str]) -> bool {
+    let sends: Vec<String> = group.clone().zip(procs).map(|(k, p)| format!("send {p}:{k}-{}", k + 1)).collect();
+    let guards: Vec<String> = group.clone().map(|k| format!("guard {k}")).collect();
+    let expected: Vec<String> =
+        guards.into_iter().chain(sends).chain([format!("await {} [{}]", group.start, procs.join(" "))]).collect();
+    batch == expected.as_slice()
+}
+
+/// Issue 19: the step that heads a group never joins the chain before it
+/// (a create, an ftok, a step of the same process or of another one, with
+/// or without hand-off, in either isolation): the chain ends before the
+/// head, and the whole group is sent before any of it is awaited.
 #[test]
-fn the_head_of_a_group_joins_the_chain_before_it() {
+fn the_head_of_a_group_never_joins_the_chain_before_it() {
     let f = Feed::new("process A, B\nA: create s = private size 8\nA: stat s\n& B: stat s\nA: rm s\n");
+    let t = f.t0;
+    for (handoff, host) in [(true, false), (false, false), (true, true), (false, true)] {
+        let mut s = f.schedule(handoff, host);
+        assert_eq!(feed(&mut s, Event::Begin, t), ["guard 0", "send A:0-1", "await 0 [A]"], "{handoff} {host}");
+        assert!(sent_whole(&feed(&mut s, ok(0), t), 1..3, &["A", "B"]), "{handoff} {host}");
+        feed(&mut s, ok(1), t);
+        // A step after the group waits for all of its answers.
+        assert_eq!(feed(&mut s, ok(2), t), ["guard 3", "send A:3-4", "await 3 [A]"]);
+    }
+}
+
+#[test]
+fn a_group_after_an_ftok_a_local_step_or_another_process_is_sent_whole() {
+    let run = "run \"true\"";
+    // After an ftok (an actor's step that does not end its chain).
+    let f = Feed::new(&format!("file f\nprocess A, B\nA: key k = ftok \"f\" 1\nA: {run}\n& B: {run}\n"));
+    let mut s = f.schedule(true, false);
+    assert_eq!(feed(&mut s, Event::Begin, f.t0), ["guard 0", "send A:0-1", "await 0 [A]"]);
+    assert!(sent_whole(&feed(&mut s, ok(0), f.t0), 1..3, &["A", "B"]));
+    // After a step of the group's other process.
+    let f = Feed::new(&format!("file f\nprocess A, B\nB: key k = ftok \"f\" 1\nA: {run}\n& B: {run}\n"));
+    let mut s = f.schedule(true, false);
+    assert_eq!(feed(&mut s, Event::Begin, f.t0), ["guard 0", "send B:0-1", "await 0 [B]"]);
+    assert!(sent_whole(&feed(&mut s, ok(0), f.t0), 1..3, &["A", "B"]));
+    // After a local step (a key literal), and right after another group.
+    let f = Feed::new(&format!("process A, B\nA: key k = 0x5\nA: {run}\n& B: {run}\nB: {run}\n& A: {run}\n"));
+    let mut s = f.schedule(true, false);
+    assert_eq!(feed(&mut s, Event::Begin, f.t0), ["local 0"]);
+    feed(&mut s, answered(0), f.t0);
+    assert!(sent_whole(&feed(&mut s, ok(0), f.t0), 1..3, &["A", "B"]));
+    feed(&mut s, ok(1), f.t0);
+    assert!(sent_whole(&feed(&mut s, ok(2), f.t0), 3..5, &["B", "A"]));
+}
+
+#[test]
+fn a_group_in_finally_after_a_chain_is_sent_whole() {
+    let text = "process A, B\nA: create s = private size 8\nfinally:\nA: stat s\nA: rm s\n& B: stat s\n";
+    let f = Feed::new(text);
     let mut s = f.schedule(true, false);
     let t = f.t0;
-    assert_eq!(feed(&mut s, Event::Begin, t), ["guard 0", "guard 1", "send A:0-2", "await 0 [A]"]);
-    feed(&mut s, ok(0), t);
-    // What is left of the group is a chain of its own, with what follows.
-    assert_eq!(feed(&mut s, ok(1), t), ["guard 2", "guard 3", "send B:2-3 A:3-4", "await 2 [B A]"]);
+    feed(&mut s, Event::Begin, t);
+    assert_eq!(feed(&mut s, ok(0), t), ["survey 1-2"]);
+    assert_eq!(feed(&mut s, Event::Surveyed(vec![Life::Alive]), t), ["guard 1", "send A:1-2", "await 1 [A]"]);
+    assert_eq!(feed(&mut s, ok(1), t), ["survey 2-4"]);
+    let both = feed(&mut s, Event::Surveyed(vec![Life::Alive, Life::Alive]), t);
+    assert!(sent_whole(&both, 2..4, &["A", "B"]), "{both:?}");
 }
