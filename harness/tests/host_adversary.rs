@@ -458,7 +458,6 @@ rusty_fork_test! {
     /// scenario fails naming the program and the segment; canary intact.
     /// Control: the canary really sits at `${k}`.
     #[test]
-    #[ignore = "issue 15 row 6 is not defended yet: programs are not refused foreign keys"]
     fn row06_host_key_substituted_into_a_program_is_guarded() {
         let lab = lab_or_skip!();
         lab.build("key_grab");
@@ -489,7 +488,6 @@ rusty_fork_test! {
     /// Safe: refused; canary intact; the scenario fails naming `ipcrm`.
     /// Control: the canary has exactly the removed segment's id.
     #[test]
-    #[ignore = "issue 15 row 7 is not defended yet: programs are not refused foreign shmids"]
     fn row07_stale_shmid_substituted_into_ipcrm_is_refused() {
         let lab = lab_or_skip!();
         lab.build("canary");

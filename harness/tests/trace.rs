@@ -42,6 +42,35 @@ void _start(void) {
     sys(1, 0, 0, 0, 0, 0);
 }
 "#;
+/// A freestanding i386 program on shmid 0: `ipc(SHMAT)`, `shmat` (397),
+/// `shmctl(SHM_LOCK)` (396), `ipc(SHMCTL, IPC_RMID | IPC_64)`,
+/// then `shmctl(IPC_STAT)` (a read), printing each result (0, or -errno).
+const I386_GUARDED: &str = r#"
+static long sys(long nr, long a, long b, long c, long d, long e) {
+    long r;
+    __asm__ volatile ("push %%ebp; mov %6, %%ebp; int $0x80; pop %%ebp"
+                      : "=a"(r) : "a"(nr), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e) : "memory");
+    return r;
+}
+static long err(long r) { return (unsigned long)r > -4096UL ? r : 0; }
+static void put(long v) {
+    char buf[16]; int i = 15; int neg = v < 0; unsigned long u = neg ? -v : v;
+    buf[i--] = '\n';
+    do { buf[i--] = '0' + u % 10; u /= 10; } while (u);
+    if (neg) buf[i--] = '-';
+    sys(4, 1, (long)(buf + i + 1), 15 - i, 0, 0);
+}
+void _start(void) {
+    long addr = 0;
+    char ds[128];
+    put(err(sys(117, 21, 0, 0, (long)&addr, 0)));
+    put(err(sys(397, 0, 0, 0, 0, 0)));
+    put(err(sys(396, 0, 11, (long)ds, 0, 0)));
+    put(err(sys(117, 24, 0, 0 | 0x100, 0, (long)ds)));
+    put(err(sys(396, 0, 2, (long)ds, 0, 0)));
+    sys(1, 0, 0, 0, 0, 0);
+}
+"#;
 const K1: Key = Key::from_raw(0x7ace_0001);
 
 /// Skips the test (with the reason printed) if tracing is unavailable here.
@@ -602,6 +631,62 @@ rusty_fork_test! {
             let created: Vec<(i32, u64)> = run.created().iter().map(|c| (c.0, c.3)).collect();
             assert_eq!(created, vec![(ids[0], 100), (ids[1], 200)], "{:?}", run.events);
             assert_eq!(unseen(&before, &run), Vec::<i32>::new());
+        });
+    }
+
+    /// The guard under the i386 ABI, direct calls and the `ipc()`
+    /// multiplexer: with a ledger that gives the program nothing, both
+    /// `shmat`s, `SHM_LOCK` and `IPC_RMID` on a segment it did not create
+    /// get EACCES and are reported (the segment stays, unattached,
+    /// unlocked); `IPC_STAT` runs. Control: with a ledger that gives it
+    /// the segment, the same program does all of it.
+    #[test]
+    fn an_i386_program_is_refused_a_segment_the_ledger_does_not_give() {
+        single_threaded(|| {
+            private_namespace_or_skip!();
+            trace_or_skip!();
+            if !cfg!(target_arch = "x86_64") { eprintln!("skipped: x86_64 only"); return; }
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("guarded.c");
+            let exe = dir.path().join("guarded");
+            std::fs::write(&src, I386_GUARDED).unwrap();
+            let built = Command::new("cc")
+                .args(["-m32", "-O1", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-fno-stack-protector", "-o"])
+                .arg(&exe)
+                .arg(&src)
+                .output();
+            match built {
+                Ok(o) if o.status.success() => {}
+                other => { eprintln!("skipped: cannot build an i386 program with cc -m32: {other:?}"); return; }
+            }
+            let seg = CreateOptions::new(4096).mode(sysv::Mode::ALL_RW).create_exclusive(K1).unwrap().release();
+            assert_eq!(seg.id().raw(), 0, "the program works on shmid 0");
+            let run = |owns: bool| {
+                let (out, fd) = tempfile_fd();
+                let ledger = trace::Ledger::new(vec![], Box::new(move |_| Ok(owns)));
+                let p = program(&[exe.to_str().unwrap()]).stdio(1, Stdio::Fd(fd)).guard(ledger);
+                let mut t = trace::spawn(p).unwrap();
+                let events = t.collect(Duration::from_secs(30)).unwrap();
+                t.reap().unwrap();
+                (events, read_all(&out))
+            };
+            let (events, stdout) = run(false);
+            assert_eq!(stdout, "-13\n-13\n-13\n-13\n0\n", "{events:?}");
+            let refused: Vec<trace::GuardedCall> = events.iter().filter_map(|e| match e {
+                Event::Refused(r) => Some(r.call),
+                _ => None,
+            }).collect();
+            use trace::GuardedCall::{Shmat, Shmctl};
+            assert_eq!(refused, vec![Shmat, Shmat, Shmctl { cmd: 11 }, Shmctl { cmd: 0 }], "{events:?}");
+            let Some(Event::Refused(r)) = events.iter().find(|e| matches!(e, Event::Refused(_))) else { unreachable!() };
+            assert!(r.program.ends_with("/guarded") && r.shmid == 0 && r.why == trace::Why::NotOurs { key: K1.raw(), uid: 0 }, "{r:?}");
+            let st = seg.id().stat().expect("the segment is still there");
+            assert!(st.nattch == 0 && !st.locked && !st.dest, "{st:?}");
+            // Control: the ledger gives it the segment.
+            let (events, stdout) = run(true);
+            assert_eq!(stdout, "0\n0\n0\n0\n0\n", "{events:?}");
+            assert!(!events.iter().any(|e| matches!(e, Event::Refused(_))), "{events:?}");
+            assert!(seg.id().stat().is_err(), "removed once its last attachment went");
         });
     }
 

@@ -136,25 +136,72 @@ rusty_fork_test! {
     }
 
     /// A program that opens a segment the test made before the run: the
-    /// tracer reports no creation, the capture guard refuses the id, the
-    /// scenario's count does not include it, and it is not removed.
+    /// guard makes its `shmget` return EACCES (the program sees -1, errno
+    /// 13), the scenario fails naming the program, the call and the
+    /// segment, its count does not include it, and it is not removed.
     #[test]
-    fn a_foreign_segment_a_program_opens_is_not_claimed() {
+    fn a_foreign_segment_a_program_opens_is_refused_and_not_claimed() {
         traced_or_skip!();
         let key = 0x7ace_1003;
         let other = foreign(key);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("open.py"),
-            format!("import ctypes\nl = ctypes.CDLL(None)\nprint(l.shmget({key}, 0, 0o1000 | 0o600))\n"),
+            format!("import ctypes\nl = ctypes.CDLL(None, use_errno=True)\nprint(l.shmget({key}, 0, 0o1000 | 0o600), ctypes.get_errno())\n"),
         )
         .unwrap();
-        std::fs::write(dir.path().join("f.scn"), "process A\nA: run \"python3 ${here}/open.py\" => status 0\nA: segments => 0\nA: run \"python3 ${here}/open.py\" => status 0, stdout \"{s}\\n\"\nA: rm s\n").unwrap();
+        std::fs::write(dir.path().join("f.scn"), "process A\nA: run \"python3 ${here}/open.py\" => status 0, stdout \"-1 13\\n\"\nA: segments => 0\n").unwrap();
         let out = harness_traced(&["run", "--isolation", "host", "f.scn"], dir.path(), &[]);
         let s = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
-        assert!(s.contains(&format!("`s` captured shmid {other}, which is not a segment this scenario's processes created")), "{s}");
+        let refusal = format!("called shmget(0x7ace1003, flags 01600) on shmid {other} (key 0x7ace1003, owner uid 0), which is not this scenario's: refused with EACCES");
+        assert!(s.contains("line 2: program ") && s.contains("python3") && s.contains(&refusal), "{s}");
         assert!(!s.contains("leak:"), "{s}");
+        assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was removed");
+    }
+
+    /// The guard refuses nothing a program does to the scenario's own
+    /// segments: one a step created is attached (`shmat`) and changed
+    /// (`IPC_SET`, a second later, so its ctime moves) by one program, then
+    /// removed by another (`ipcrm`) under its new identity, and a segment
+    /// a program created is removed by the next. Control: the `IPC_SET`
+    /// changed the identity (the program prints both ctimes), so the
+    /// second program is let on only because the change was journaled.
+    #[test]
+    fn programs_may_change_the_scenarios_own_segments() {
+        traced_or_skip!();
+        let other = foreign(0x7ace_1006);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("set.py"),
+            "import ctypes, sys, time\nl = ctypes.CDLL(None, use_errno=True)\nl.shmat.restype = ctypes.c_void_p\nid = int(sys.argv[1])\nbuf = ctypes.create_string_buffer(256)\nassert l.shmctl(id, 2, buf) == 0\nbefore = l.shmat(id, None, 0) != 2**64 - 1\ntime.sleep(1.1)\nassert l.shmctl(id, 1, buf) == 0, ctypes.get_errno()\nst = ctypes.create_string_buffer(256)\nl.shmctl(id, 2, st)\nprint(before, ctypes.c_int64.from_buffer(buf, 72).value < ctypes.c_int64.from_buffer(st, 72).value)\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("own.scn"),
+            "process A\nA: create s = private size 4096\nA: run \"python3 ${here}/set.py ${s}\" => status 0, stdout \"True True\\n\"\nA: run \"ipcrm -m ${s}\" => status 0\nA: run \"ipcmk -M 100\" => status 0, stdout \"Shared memory id: {t}\\n\"\nA: run \"ipcrm -m ${t}\" => status 0\nA: segments => 0\n",
+        )
+        .unwrap();
+        let out = harness_traced(&["run", "--isolation", "host", "own.scn"], dir.path(), &[]);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{s}{}", text(&out.stderr));
+        assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was touched");
+    }
+
+    /// The guard is on the `spawn` path too: a spawned `ipcrm` given the
+    /// id of a segment the test made is refused (it exits 1), the
+    /// scenario fails naming it and the segment, which survives.
+    #[test]
+    fn a_spawned_program_is_refused_a_foreign_segment() {
+        traced_or_skip!();
+        let other = foreign(0x7ace_1007);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sp.scn"), format!("process A\nA: spawn P = \"ipcrm -m {other}\"\nA: wait P => status 1\n")).unwrap();
+        let out = harness_traced(&["run", "--isolation", "host", "sp.scn"], dir.path(), &[]);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{s}{}", text(&out.stderr));
+        let call = format!("called shmctl({other}, IPC_RMID) on shmid {other} (key 0x7ace1007, owner uid 0), which is not this scenario's: refused with EACCES");
+        assert!(s.contains("program ipcrm (pid ") && s.contains(&call), "{s}");
         assert_eq!(segments().iter().map(|s| s.0).collect::<Vec<_>>(), vec![other], "the foreign segment was removed");
     }
 

@@ -312,6 +312,56 @@ fn flock_exclusive(file: &File) -> Result<(), nix::errno::Errno> {
     }
 }
 
+/// Every record of the journal open at `fd` for `scenario` in the calling
+/// thread's IPC namespace: the segments the ledger gives that scenario.
+/// Read through `fd` itself (`pread` from the start), so a process that
+/// changed its uid since can still read it; lines that are not records
+/// (the anchor's) are skipped.
+///
+/// # Errors
+/// [`JournalError::File`]: the journal cannot be read (or the namespace
+/// cannot: `/proc/thread-self/ns/ipc`).
+pub fn scenario_records(fd: RawFd, scenario: &str) -> Result<Vec<Record>, JournalError> {
+    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let file_error = |source| JournalError::File { path: path.clone(), source };
+    let here =
+        ipc_namespace().ok_or_else(|| file_error(std::io::Error::other("cannot read /proc/thread-self/ns/ipc")))?;
+    // SAFETY: the caller keeps `fd` open for the call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let offset = libc::off_t::try_from(text.len()).map_err(|_| file_error(std::io::Error::other("too long")))?;
+        match nix::sys::uio::pread(borrowed, &mut buf, offset) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(file_error(e.into())),
+        }
+    }
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .filter(|r| r.scenario == scenario && r.ns == here)
+        .collect())
+}
+
+/// The ledger a traced program's guard asks ([`crate::trace::Ledger`]):
+/// a segment is the scenario's if the run's journal (open at `fd`)
+/// records its identity for `scenario` in this IPC namespace
+/// ([`scenario_records`], read afresh at each question: steps and other
+/// programs journal as they go).
+pub fn ledger(fd: RawFd, scenario: &str) -> crate::trace::Ledger {
+    let scenario = scenario.to_string();
+    crate::trace::Ledger::new(
+        vec![fd],
+        Box::new(move |id| {
+            let records = scenario_records(fd, &scenario).map_err(|e| e.to_string())?;
+            Ok(records.iter().any(|r| r.shmid == id.shmid && r.cpid == id.cpid && r.ctime == id.ctime))
+        }),
+    )
+}
+
 /// Appends an intent to a journal file by path (for tests and tools).
 ///
 /// # Errors

@@ -84,6 +84,9 @@ pub enum Event {
         /// Why the identity could not be read.
         errno: i32,
     },
+    /// The guard refused a call of a tracee on a segment that is not the
+    /// caller's (see [`Program::guard`](super::Program::guard)): the program got `errno`.
+    Refused(Refused),
     /// The program could not be started: `step` of the setup between `fork`
     /// and `execve` failed with `errno`. `ProgramExited(Code(127))` follows.
     NotStarted {
@@ -100,6 +103,91 @@ pub enum Event {
     Failed(String),
 }
 
+/// A call the guard refused, as T saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The calling process (thread-group id).
+    pub pid: i32,
+    /// Its `argv[0]` (at most 80 bytes).
+    pub program: String,
+    /// The call.
+    pub call: GuardedCall,
+    /// The segment it reached.
+    pub shmid: i32,
+    /// What the program got instead (`EACCES`).
+    pub errno: i32,
+    /// Why.
+    pub why: Why,
+}
+
+/// A call the guard checks, with the arguments a message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedCall {
+    /// `shmget(key, size, flags)` that returned someone else's segment.
+    Shmget {
+        /// The key asked for.
+        key: i32,
+        /// The flags.
+        flags: i32,
+    },
+    /// `shmat(shmid, ...)`.
+    Shmat,
+    /// `shmctl(shmid, cmd, ...)`.
+    Shmctl {
+        /// The command (without `IPC_64`).
+        cmd: i32,
+    },
+}
+
+/// Why the guard refused a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// The segment is not the caller's: its key and owner uid.
+    NotOurs {
+        /// Its key.
+        key: i32,
+        /// Its owner's uid.
+        uid: u32,
+    },
+    /// Its identity or the ledger could not be read (fail closed).
+    Unverifiable(String),
+}
+
+impl Refused {
+    /// The sentence for a report: the program, the call, the segment and
+    /// what it got.
+    pub fn describe(&self) -> String {
+        let call = match self.call {
+            GuardedCall::Shmget { key, flags } => format!("shmget({:#010x}, flags 0{flags:o})", key as u32),
+            GuardedCall::Shmat => format!("shmat({})", self.shmid),
+            GuardedCall::Shmctl { cmd } => format!("shmctl({}, {})", self.shmid, cmd_name(cmd)),
+        };
+        let errno = nix::errno::Errno::from_raw(self.errno);
+        let what = match &self.why {
+            Why::NotOurs { key, uid } => format!(
+                "shmid {} (key {:#010x}, owner uid {uid}), which is not this scenario's",
+                self.shmid, *key as u32
+            ),
+            Why::Unverifiable(why) => format!("shmid {}, whose owner cannot be verified ({why})", self.shmid),
+        };
+        format!(
+            "program {} (pid {}) called {call} on {what}: refused with {errno:?} (host isolation lets programs change only the scenario's segments)",
+            self.program, self.pid
+        )
+    }
+}
+
+/// A `shmctl` command's name, or its number.
+fn cmd_name(cmd: i32) -> String {
+    match cmd {
+        0 => "IPC_RMID".into(),
+        1 => "IPC_SET".into(),
+        11 => "SHM_LOCK".into(),
+        12 => "SHM_UNLOCK".into(),
+        n => format!("cmd {n}"),
+    }
+}
+
 /// The longest frame, length prefix included.
 pub const MAX_FRAME: usize = 256;
 
@@ -112,6 +200,7 @@ const T_EXITED: u8 = 6;
 const T_ALL_EXITED: u8 = 7;
 const T_FAILED: u8 = 8;
 const T_NOT_STARTED: u8 = 9;
+const T_REFUSED: u8 = 10;
 
 impl Event {
     /// The event as one frame. A failure's text is cut (on a character
@@ -170,14 +259,11 @@ impl Event {
                 p.push(*step as u8);
                 p.extend(errno.to_le_bytes());
             }
+            Event::Refused(r) => encode_refused(r, &mut p),
             Event::AllExited => p.push(T_ALL_EXITED),
             Event::Failed(text) => {
                 p.push(T_FAILED);
-                let mut end = text.len().min(MAX_FRAME - 3);
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                p.extend(&text.as_bytes()[..end]);
+                p.extend(cut(text, MAX_FRAME - 3).as_bytes());
             }
         }
         let mut frame = (p.len() as u16).to_le_bytes().to_vec();
@@ -185,6 +271,79 @@ impl Event {
         debug_assert!(frame.len() <= MAX_FRAME);
         frame
     }
+}
+
+/// `text` cut (on a character boundary) to at most `max` bytes.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The longest program name in a [`Refused`] frame.
+const MAX_PROGRAM: usize = 80;
+/// The fixed part of a [`Refused`] payload after its tag: pid, call kind,
+/// its argument pair, shmid, errno, why, key, uid, program length.
+const REFUSED_FIXED: usize = 4 + 1 + 4 + 4 + 4 + 4 + 1 + 4 + 4 + 1;
+
+/// A [`Refused`] after its tag: the fixed fields, the program name (its
+/// length first), then an unverifiable reason's text (cut to fit).
+fn encode_refused(r: &Refused, p: &mut Vec<u8>) {
+    p.push(T_REFUSED);
+    p.extend(r.pid.to_le_bytes());
+    let (kind, a, b) = match r.call {
+        GuardedCall::Shmget { key, flags } => (1u8, key, flags),
+        GuardedCall::Shmat => (2, 0, 0),
+        GuardedCall::Shmctl { cmd } => (3, cmd, 0),
+    };
+    p.push(kind);
+    p.extend(a.to_le_bytes());
+    p.extend(b.to_le_bytes());
+    p.extend(r.shmid.to_le_bytes());
+    p.extend(r.errno.to_le_bytes());
+    let (why, key, uid, text) = match &r.why {
+        Why::NotOurs { key, uid } => (0u8, *key, *uid, ""),
+        Why::Unverifiable(t) => (1, 0, 0, t.as_str()),
+    };
+    p.push(why);
+    p.extend(key.to_le_bytes());
+    p.extend(uid.to_le_bytes());
+    let program = cut(&r.program, MAX_PROGRAM);
+    p.push(program.len() as u8);
+    p.extend(program.as_bytes());
+    p.extend(cut(text, MAX_FRAME - 3 - REFUSED_FIXED - program.len()).as_bytes());
+}
+
+/// A [`Refused`] payload (after its tag).
+fn decode_refused(body: &[u8]) -> Result<Event, DecodeError> {
+    let tag = T_REFUSED;
+    if body.len() < REFUSED_FIXED {
+        return Err(DecodeError::BadPayload { tag, len: body.len() });
+    }
+    let mut f = Fields { rest: body };
+    let pid = f.i32();
+    let kind = f.u8();
+    let (a, b) = (f.i32(), f.i32());
+    let call = match kind {
+        1 => GuardedCall::Shmget { key: a, flags: b },
+        2 => GuardedCall::Shmat,
+        3 => GuardedCall::Shmctl { cmd: a },
+        _ => return Err(DecodeError::BadField { tag, what: "call" }),
+    };
+    let (shmid, errno) = (f.i32(), f.i32());
+    let (why, key, uid) = (f.u8(), f.i32(), f.i32() as u32);
+    let len = usize::from(f.u8());
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string);
+    let program = f.rest.get(..len).and_then(|b| text(b).ok()).ok_or(DecodeError::BadField { tag, what: "program" })?;
+    let rest = text(&f.rest[len..]).map_err(|_| DecodeError::BadField { tag, what: "reason" })?;
+    let why = match why {
+        0 if rest.is_empty() => Why::NotOurs { key, uid },
+        1 => Why::Unverifiable(rest),
+        _ => return Err(DecodeError::BadField { tag, what: "why" }),
+    };
+    Ok(Event::Refused(Refused { pid, program, call, shmid, errno, why }))
 }
 
 /// Why bytes on the event pipe are not a valid event.
@@ -302,6 +461,7 @@ fn decode(payload: &[u8]) -> Result<Event, DecodeError> {
         T_ALL_EXITED => Some(0),
         T_NOT_STARTED => Some(5),
         T_FAILED => None,
+        T_REFUSED => return decode_refused(body),
         _ => return Err(DecodeError::UnknownTag(tag)),
     };
     if want.is_some_and(|w| w != body.len()) {
@@ -369,6 +529,22 @@ mod tests {
             Event::ProgramExited(Exit::Signal { signal: 9, core: false }),
             Event::ProgramExited(Exit::Signal { signal: 11, core: true }),
             Event::NotStarted { step: Step::Exec, errno: 2 },
+            Event::Refused(Refused {
+                pid: 812,
+                program: "ipcrm".into(),
+                call: GuardedCall::Shmctl { cmd: 0 },
+                shmid: 5,
+                errno: 13,
+                why: Why::NotOurs { key: 0x5348_0001, uid: 65534 },
+            }),
+            Event::Refused(Refused {
+                pid: 9,
+                program: "/a/key_grab".into(),
+                call: GuardedCall::Shmget { key: -1, flags: 0o1600 },
+                shmid: 0,
+                errno: 13,
+                why: Why::Unverifiable("the ledger: EIO".into()),
+            }),
             Event::AllExited,
             Event::Failed("ptrace(PTRACE_CONT): ESRCH".into()),
         ]
@@ -399,6 +575,33 @@ mod tests {
         d.push(&frame);
         let Some(Event::Failed(t)) = d.next_event().unwrap() else { panic!() };
         assert!(t.len() <= MAX_FRAME - 3 && t.starts_with("éé"));
+    }
+
+    #[test]
+    fn a_refusal_fits_a_frame_and_says_who_did_what_to_which_segment() {
+        let r = Refused {
+            pid: 812,
+            program: format!("/{}/ipcrm", "d".repeat(200)),
+            call: GuardedCall::Shmctl { cmd: 0 },
+            shmid: 5,
+            errno: libc::EACCES,
+            why: Why::Unverifiable("é".repeat(300)),
+        };
+        let frame = Event::Refused(r.clone()).encode();
+        assert!(frame.len() <= MAX_FRAME);
+        let mut d = Decoder::new();
+        d.push(&frame);
+        let Some(Event::Refused(got)) = d.next_event().unwrap() else { panic!() };
+        assert!(
+            got.program.len() == MAX_PROGRAM && got.program.starts_with('/') && r.program.starts_with(&got.program)
+        );
+        let Why::Unverifiable(t) = &got.why else { panic!() };
+        assert!(t.starts_with("éé"));
+        let ours = Refused { program: "ipcrm".into(), why: Why::NotOurs { key: 0, uid: 65534 }, ..r };
+        assert_eq!(
+            ours.describe(),
+            "program ipcrm (pid 812) called shmctl(5, IPC_RMID) on shmid 5 (key 0x00000000, owner uid 65534), which is not this scenario's: refused with EACCES (host isolation lets programs change only the scenario's segments)"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The seccomp filter that stops a tracee at `shmget` and at the `shmctl`
-//! commands that change a segment's identity, refuses the calls that would
+//! The seccomp filter that stops a tracee at `shmget`, `shmat` and every
+//! `shmctl` command that is not a pure read, refuses the calls that would
 //! blind the tracer, and the same classification in Rust for the tracer.
 //!
 //! One table ([`ABIS`]) drives both: [`program`] compiles it to classic BPF,
@@ -9,7 +9,7 @@
 //! with the errno [`refusal`] names.
 //!
 //! ABIs known (by `AUDIT_ARCH_*`): x86_64 (with x32 numbers), i386 (direct
-//! calls and the `ipc(2)` multiplexer's `SHMGET`/`SHMCTL`), aarch64 and arm
+//! calls and the `ipc(2)` multiplexer's `SHMAT`/`SHMGET`/`SHMCTL`), aarch64 and arm
 //! (EABI). A system call made under any other ABI kills the process
 //! (`SECCOMP_RET_KILL_PROCESS`): it could not be classified, so it must not run
 //! unseen.
@@ -42,12 +42,17 @@ pub const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 /// `__X32_SYSCALL_BIT`: x32 system calls are x86_64's with this bit set.
 const X32: u32 = 0x4000_0000;
 
-/// `IPC_RMID`, `IPC_SET`: the `shmctl` commands the filter traps.
+/// `IPC_RMID`: marks the segment for removal.
 pub const IPC_RMID: i32 = 0;
 /// `IPC_SET`: changes uid, gid, mode and `shm_ctime`.
 pub const IPC_SET: i32 = 1;
 /// `IPC_64`: the "new layout" flag some ABIs add to the command.
 pub const IPC_64: i32 = 0x100;
+/// The `shmctl` commands that only read (`IPC_STAT`, `IPC_INFO`,
+/// `SHM_STAT`, `SHM_INFO`, `SHM_STAT_ANY`), without `IPC_64`: the filter
+/// lets them run without a stop; every other command (`IPC_RMID`,
+/// `IPC_SET`, `SHM_LOCK`, `SHM_UNLOCK`, and any the kernel may add) stops.
+pub const READ_CMDS: [i32; 5] = [2, 3, 13, 14, 15];
 /// `SECCOMP_SET_MODE_FILTER` (`seccomp(2)`'s operation 1).
 const SET_MODE_FILTER: u32 = 1;
 /// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
@@ -55,6 +60,7 @@ const FLAG_NEW_LISTENER: u32 = 1 << 3;
 /// `CLONE_UNTRACED`.
 const CLONE_UNTRACED: u32 = 0x0080_0000;
 /// `ipc(2)` multiplexer call numbers (`include/uapi/linux/ipc.h`).
+const IPC_CALL_SHMAT: u32 = 21;
 const IPC_CALL_SHMGET: u32 = 23;
 const IPC_CALL_SHMCTL: u32 = 24;
 
@@ -63,6 +69,8 @@ const IPC_CALL_SHMCTL: u32 = 24;
 enum Kind {
     /// `shmget(key, size, flags)`.
     Shmget,
+    /// `shmat(shmid, addr, flags)`.
+    Shmat,
     /// `shmctl(shmid, cmd, buf)`.
     Shmctl,
     /// `ipc(call, first, second, third, ptr, fifth)`.
@@ -89,6 +97,7 @@ const ABIS: &[Abi] = &[
         arch: AUDIT_ARCH_X86_64,
         calls: &[
             (29, Kind::Shmget),
+            (30, Kind::Shmat),
             (31, Kind::Shmctl),
             (56, Kind::Clone),
             (101, Kind::Ptrace),
@@ -96,6 +105,7 @@ const ABIS: &[Abi] = &[
             (435, Kind::Clone3),
             (521, Kind::Ptrace),
             (X32 | 29, Kind::Shmget),
+            (X32 | 30, Kind::Shmat),
             (X32 | 31, Kind::Shmctl),
             (X32 | 56, Kind::Clone),
             (X32 | 101, Kind::Ptrace),
@@ -108,6 +118,7 @@ const ABIS: &[Abi] = &[
         arch: AUDIT_ARCH_I386,
         calls: &[
             (395, Kind::Shmget),
+            (397, Kind::Shmat),
             (396, Kind::Shmctl),
             (117, Kind::Ipc),
             (120, Kind::Clone),
@@ -120,6 +131,7 @@ const ABIS: &[Abi] = &[
         arch: AUDIT_ARCH_AARCH64,
         calls: &[
             (194, Kind::Shmget),
+            (196, Kind::Shmat),
             (195, Kind::Shmctl),
             (220, Kind::Clone),
             (117, Kind::Ptrace),
@@ -131,6 +143,7 @@ const ABIS: &[Abi] = &[
         arch: AUDIT_ARCH_ARM,
         calls: &[
             (307, Kind::Shmget),
+            (305, Kind::Shmat),
             (308, Kind::Shmctl),
             (120, Kind::Clone),
             (26, Kind::Ptrace),
@@ -167,11 +180,17 @@ pub enum Call {
         /// The flags (`IPC_CREAT`, `IPC_EXCL`, mode bits, ...).
         flags: i32,
     },
-    /// `shmctl(shmid, cmd, buf)` with `cmd` (without `IPC_64`) `IPC_SET` or `IPC_RMID`.
+    /// `shmat(shmid, addr, flags)`.
+    Shmat {
+        /// The segment.
+        shmid: i32,
+    },
+    /// `shmctl(shmid, cmd, buf)` with a `cmd` (without `IPC_64`) not in
+    /// [`READ_CMDS`].
     Shmctl {
         /// The segment.
         shmid: i32,
-        /// `IPC_SET` or `IPC_RMID`.
+        /// The command, without `IPC_64`.
         cmd: i32,
     },
 }
@@ -211,11 +230,16 @@ pub fn classify(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Call> {
     let kind = kind(arch, nr)??;
     // Arguments are C ints and size_t's: the low 32 bits are the int.
     let int = |i: usize| args[i] as u32 as i32;
-    let shmctl = |shmid: i32, cmd: i32| (cmd & 0xff < 2).then_some(Call::Shmctl { shmid, cmd: cmd & !IPC_64 });
+    let shmctl = |shmid: i32, cmd: i32| {
+        let cmd = cmd & !IPC_64;
+        (!READ_CMDS.contains(&cmd)).then_some(Call::Shmctl { shmid, cmd })
+    };
     match kind {
         Kind::Shmget => Some(Call::Shmget { key: int(0), size: args[1], flags: int(2) }),
+        Kind::Shmat => Some(Call::Shmat { shmid: int(0) }),
         Kind::Shmctl => shmctl(int(0), int(1)),
         Kind::Ipc => match args[0] as u32 & 0xffff {
+            IPC_CALL_SHMAT => Some(Call::Shmat { shmid: int(1) }),
             IPC_CALL_SHMGET => Some(Call::Shmget { key: int(1), size: args[2] as u32 as u64, flags: int(3) }),
             IPC_CALL_SHMCTL => shmctl(int(1), int(2)),
             _ => None,
@@ -235,7 +259,7 @@ pub fn refusal(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Refusal> {
         Kind::Clone => (low(0) & CLONE_UNTRACED != 0).then_some(Refusal::Untraced),
         Kind::Clone3 => Some(Refusal::Clone3),
         Kind::Ptrace => Some(Refusal::Ptrace),
-        Kind::Shmget | Kind::Shmctl | Kind::Ipc => None,
+        Kind::Shmget | Kind::Shmat | Kind::Shmctl | Kind::Ipc => None,
     }
 }
 
@@ -256,7 +280,6 @@ pub struct Insn {
 const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// `offsetof(struct seccomp_data, nr)`, `arch`, `args[i]` (low word on little endian).
@@ -299,17 +322,24 @@ fn refuse_if_any(arg: u32, mask: u32, r: Refusal) -> Vec<Insn> {
     out.push(ret_refused(r));
     out
 }
-/// Traps when the low byte of argument `arg` is below 2 (`IPC_RMID`, `IPC_SET`).
-fn trap_if_identity_cmd(arg: u32) -> Vec<Insn> {
-    vec![ld(off_arg(arg)), and(0xff), Insn { code: JGE_K, jt: 1, jf: 0, k: 2 }, ret(RET_TRACE), ret(RET_ALLOW)]
+/// Allows when argument `arg` (the low word, without `IPC_64`) is one of
+/// [`READ_CMDS`]; traps every other `shmctl` command.
+fn trap_unless_read_cmd(arg: u32) -> Vec<Insn> {
+    let mut out = vec![ld(off_arg(arg)), and(!(IPC_64 as u32))];
+    for cmd in READ_CMDS {
+        out.extend(when_eq(cmd as u32, vec![ret(RET_ALLOW)]));
+    }
+    out.push(ret(RET_TRACE));
+    out
 }
 
 /// What the filter traps: normally the shm calls; `Nothing` is the test-only
 /// control that proves an oracle fails when the tracer sees nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Traps {
-    /// `shmget` always; `shmctl` for `IPC_SET` and `IPC_RMID`; and the
-    /// refusals listed in this module's docs.
+    /// `shmget` and `shmat` always; `shmctl` unless the command only reads
+    /// (`IPC_STAT`, `IPC_INFO`, `SHM_STAT`, `SHM_INFO`, `SHM_STAT_ANY`); and
+    /// the refusals listed in this module's docs.
     #[default]
     ShmCalls,
     /// No call trapped, none refused (unknown ABIs are still killed).
@@ -338,12 +368,13 @@ pub fn program(traps: Traps) -> Vec<Insn> {
 /// they end in a return.
 fn body(kind: Kind) -> Vec<Insn> {
     match kind {
-        Kind::Shmget => vec![ret(RET_TRACE)],
-        Kind::Shmctl => trap_if_identity_cmd(1),
+        Kind::Shmget | Kind::Shmat => vec![ret(RET_TRACE)],
+        Kind::Shmctl => trap_unless_read_cmd(1),
         Kind::Ipc => {
             let mut b = vec![ld(off_arg(0)), and(0xffff)];
+            b.extend(when_eq(IPC_CALL_SHMAT, vec![ret(RET_TRACE)]));
             b.extend(when_eq(IPC_CALL_SHMGET, vec![ret(RET_TRACE)]));
-            b.extend(when_eq(IPC_CALL_SHMCTL, trap_if_identity_cmd(2)));
+            b.extend(when_eq(IPC_CALL_SHMCTL, trap_unless_read_cmd(2)));
             b.push(ret(RET_ALLOW));
             b
         }

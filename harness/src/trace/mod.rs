@@ -1,6 +1,7 @@
-//! Seeing every SysV segment an external program's process tree creates:
-//! a ptrace tracer with a seccomp filter that stops only at `shmget` and at
-//! `shmctl(IPC_SET | IPC_RMID)`.
+//! Seeing every SysV segment an external program's process tree creates,
+//! and keeping it off segments that are not its caller's: a ptrace tracer
+//! with a seccomp filter that stops only at `shmget`, `shmat` and the
+//! `shmctl` commands that are not pure reads.
 //!
 //! [`spawn`] forks a tracer process T (a child of the caller, killed with
 //! it by `PR_SET_PDEATHSIG`). T forks the program P, which sets up its
@@ -18,6 +19,14 @@
 //! `shmget` that opened someone else's segment is no creation. The event is
 //! written to the pipe *before* the tracee continues, so a program can never
 //! have seen a creation that the caller was not told about.
+//!
+//! With a [`Ledger`] ([`Program::guard`]), T also refuses, before the
+//! kernel sees it, a `shmat` or a changing `shmctl` (`IPC_RMID`, `IPC_SET`,
+//! `SHM_LOCK`, `SHM_UNLOCK`, ...) on a segment the ledger does not give the
+//! caller and the tree did not create, and makes a `shmget` that opened
+//! such a segment return `EACCES` instead of its id; the program gets
+//! `EACCES`, the caller [`Event::Refused`] (see [`guard`](self)'s module).
+//! Reads (`IPC_STAT`, `SHM_STAT`, `IPC_INFO`, ..., `/proc`) are never stopped.
 //!
 //! The caller reads the events with [`Tracer::recv`] and ends everything with
 //! [`Tracer::stop`]: the program tree dies *before* the tracer. T, asked by
@@ -105,7 +114,9 @@
 #![allow(unsafe_code)] // opts in: ptrace, seccomp and waitpid on raw pids
 
 mod event;
+mod failure;
 mod filter;
+mod guard;
 mod pending;
 mod probe;
 mod raw;
@@ -123,8 +134,9 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-pub use event::{DecodeError, Decoder, Event, Exit, MAX_FRAME};
+pub use event::{DecodeError, Decoder, Event, Exit, GuardedCall, Refused, Why, MAX_FRAME};
 pub use filter::Traps;
+pub use guard::{Ledger, Owns};
 pub use probe::{available, Unavailable};
 pub use tracee::Step;
 
@@ -211,6 +223,7 @@ pub struct Program {
     dir: CString,
     stdio: [Stdio; 3],
     traps: Traps,
+    ledger: Option<Ledger>,
 }
 
 impl Program {
@@ -230,12 +243,21 @@ impl Program {
             .collect::<Result<Vec<_>, _>>()?;
         let dir =
             CString::new(dir.as_os_str().as_bytes()).map_err(|_| TraceError::NulInArgument { index: usize::MAX })?;
-        Ok(Program { argv, dir, stdio: [Stdio::Null, Stdio::Null, Stdio::Null], traps: Traps::ShmCalls })
+        Ok(Program { argv, dir, stdio: [Stdio::Null, Stdio::Null, Stdio::Null], traps: Traps::ShmCalls, ledger: None })
     }
 
     /// Sets where fd 0, 1 or 2 comes from.
     pub fn stdio(mut self, fd: usize, from: Stdio) -> Program {
         self.stdio[fd] = from;
+        self
+    }
+
+    /// Guards the tree: a call that would change or open a segment the
+    /// ledger does not give the caller (nor the tree created) is refused
+    /// with `EACCES` and reported as [`Event::Refused`] (see the module
+    /// docs). Without a ledger the tracer only reports.
+    pub fn guard(mut self, ledger: Ledger) -> Program {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -326,6 +348,7 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
     let (events_read, events_write) = sys("pipe2(events)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
     let (errors_read, errors_write) = sys("pipe2(setup errors)", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
     let caller = std::process::id() as libc::pid_t;
+    let ledger = program.ledger;
     // SAFETY: the caller is single-threaded (checked above), so the child
     // may allocate; it never returns into the caller's code (`tracer_child`
     // ends in _exit).
@@ -343,7 +366,7 @@ pub fn spawn(program: Program) -> Result<Tracer, TraceError> {
                 // SAFETY: getpid has no preconditions.
                 tracer: unsafe { libc::getpid() },
             };
-            tracer_child(caller, &prepared, events_write.as_raw_fd(), errors_read.as_raw_fd())
+            tracer_child(caller, &prepared, events_write.as_raw_fd(), errors_read.as_raw_fd(), ledger)
         }
         pid => {
             drop(events_write);
@@ -408,7 +431,13 @@ fn child_stdio(stdio: &[Stdio; 3], keep: &mut Vec<OwnedFd>) -> Result<[RawFd; 3]
 /// The tracer process T, right after the fork: dies with its caller,
 /// named `shm-trace`, drops the caller's SysV attachments, then traces the
 /// program ([`tracer::run`]). Never returns.
-fn tracer_child(caller: libc::pid_t, prepared: &tracee::Prepared<'_>, events: RawFd, errors: RawFd) -> ! {
+fn tracer_child(
+    caller: libc::pid_t,
+    prepared: &tracee::Prepared<'_>,
+    events: RawFd,
+    errors: RawFd,
+    ledger: Option<Ledger>,
+) -> ! {
     // SAFETY: getppid has no preconditions.
     if raw::kill_me_with_parent().is_err() || unsafe { libc::getppid() } != caller {
         // SAFETY: the caller is gone; end without touching its state.
@@ -428,5 +457,5 @@ fn tracer_child(caller: libc::pid_t, prepared: &tracee::Prepared<'_>, events: Ra
             libc::_exit(1)
         }
     }
-    tracer::run(prepared, events, errors)
+    tracer::run(prepared, events, errors, ledger)
 }

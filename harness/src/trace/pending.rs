@@ -39,10 +39,12 @@ pub(super) struct Creator {
 pub(super) enum Pending {
     /// `shmget` (entry second: a segment created by it has a later ctime);
     /// `creator` is `Ok(None)` if the tracee is in another IPC namespace,
-    /// `Err` if that could not be read (only for a call that may create).
-    Shmget { key: i32, size: u64, flags: i32, entry_secs: i64, creator: Result<Option<Creator>, Errno> },
-    /// `shmctl(IPC_SET or IPC_RMID)`; the ctime before, if readable.
-    Shmctl { shmid: i32, cmd: i32, old_ctime: Option<i64> },
+    /// `Err` if that could not be read (only for a call that may create);
+    /// `guarded`: the guard checks the segment it returns.
+    Shmget { key: i32, size: u64, flags: i32, entry_secs: i64, creator: Result<Option<Creator>, Errno>, guarded: bool },
+    /// `shmctl(IPC_SET or IPC_RMID)`; the ctime before, if readable;
+    /// `guarded`: the guard found the segment to be the caller's.
+    Shmctl { shmid: i32, cmd: i32, old_ctime: Option<i64>, guarded: bool },
 }
 
 /// Whether a `shmget` with these arguments may create a segment.
@@ -76,7 +78,7 @@ pub(super) fn creator(tid: pid_t, my_ns: Option<u64>) -> Result<Option<Creator>,
 /// The events for a `shmget` (seen at its seccomp stop) whose tracee died
 /// before its return was read; call it before the tracee is reaped.
 pub(super) fn settle_lost_shmget(tid: pid_t, pending: &Pending) -> Vec<Event> {
-    let Pending::Shmget { key, size, flags, entry_secs, creator } = *pending else { return Vec::new() };
+    let Pending::Shmget { key, size, flags, entry_secs, creator, .. } = *pending else { return Vec::new() };
     if !may_create(key, flags) {
         return Vec::new();
     }
@@ -164,9 +166,11 @@ mod tests {
         assert!(may_create(0, 0));
         assert!(may_create(5, sysv::raw::IPC_CREAT));
         assert!(!may_create(5, 0));
-        let open = Pending::Shmget { key: 5, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES) };
+        let open =
+            Pending::Shmget { key: 5, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES), guarded: true };
         assert!(settle_lost_shmget(1, &open).is_empty());
-        let blind = Pending::Shmget { key: 0, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES) };
+        let blind =
+            Pending::Shmget { key: 0, size: 1, flags: 0, entry_secs: 0, creator: Err(Errno::EACCES), guarded: true };
         assert_eq!(
             settle_lost_shmget(7, &blind),
             vec![Event::Unverified { shmid: -1, by_pid: 7, errno: Errno::EACCES as i32 }]

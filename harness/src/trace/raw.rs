@@ -242,3 +242,119 @@ pub fn close_fds_except(keep: &[i32]) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// The general registers of a stopped tracee, in the tracer's own layout
+/// whatever the tracee's ABI (`PTRACE_GETREGS` on x86: the kernel converts
+/// an i386 or x32 tracee's registers into it).
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn regs(pid: pid_t) -> Result<libc::user_regs_struct, Errno> {
+    let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();
+    // SAFETY: GETREGS writes one user_regs_struct to `data`.
+    unsafe { ptrace(libc::PTRACE_GETREGS, pid, 0, regs.as_mut_ptr() as usize) }?;
+    // SAFETY: zeroed is a valid user_regs_struct; the kernel filled it.
+    Ok(unsafe { regs.assume_init() })
+}
+
+/// Writes back the registers [`regs`] read.
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn set_regs(pid: pid_t, regs: &mut libc::user_regs_struct) -> Result<(), Errno> {
+    // SAFETY: SETREGS reads one user_regs_struct from `data`.
+    unsafe { ptrace(libc::PTRACE_SETREGS, pid, 0, regs as *mut libc::user_regs_struct as usize) }.map(drop)
+}
+
+/// The general registers of a stopped tracee (`PTRACE_GETREGSET`,
+/// `NT_PRSTATUS`, whose layout is the *tracee's*): `ENOSYS` unless it is
+/// the tracer's own (a 32-bit arm tracee under an aarch64 tracer), so
+/// nothing is written at the wrong offsets.
+#[cfg(target_arch = "aarch64")]
+fn regs(pid: pid_t) -> Result<libc::user_regs_struct, Errno> {
+    let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();
+    let size = size_of::<libc::user_regs_struct>();
+    let mut iov = libc::iovec { iov_base: regs.as_mut_ptr().cast(), iov_len: size };
+    // SAFETY: the kernel writes at most `iov_len` bytes to `regs`.
+    unsafe { ptrace(libc::PTRACE_GETREGSET, pid, libc::NT_PRSTATUS as usize, &mut iov as *mut _ as usize) }?;
+    if iov.iov_len != size {
+        return Err(Errno::ENOSYS);
+    }
+    // SAFETY: zeroed is a valid user_regs_struct; the kernel filled it.
+    Ok(unsafe { regs.assume_init() })
+}
+
+/// Writes back the registers [`regs`] read.
+#[cfg(target_arch = "aarch64")]
+fn set_regs(pid: pid_t, regs: &mut libc::user_regs_struct) -> Result<(), Errno> {
+    let mut iov = libc::iovec { iov_base: (regs as *mut libc::user_regs_struct).cast(), iov_len: size_of_val(regs) };
+    // SAFETY: the kernel reads `iov_len` bytes from `regs`.
+    unsafe { ptrace(libc::PTRACE_SETREGSET, pid, libc::NT_PRSTATUS as usize, &mut iov as *mut _ as usize) }.map(drop)
+}
+
+/// At a seccomp stop: skips the system call (its number becomes -1, so the
+/// kernel never runs it) and makes it return `ret` (e.g. `-EACCES`).
+///
+/// # Errors
+/// `ESRCH` (the tracee is gone), `ENOSYS` on an architecture without
+/// register access here (the caller then kills the tracee instead).
+pub fn skip_syscall(pid: pid_t, ret: i64) -> Result<(), Errno> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut r = regs(pid)?;
+        r.orig_rax = u64::MAX;
+        r.rax = ret as u64;
+        set_regs(pid, &mut r)
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        let mut r = regs(pid)?;
+        r.orig_eax = -1;
+        r.eax = ret as libc::c_long;
+        set_regs(pid, &mut r)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        /// `NT_ARM_SYSTEM_CALL`: the regset holding the system call number.
+        const NT_ARM_SYSTEM_CALL: usize = 0x404;
+        let mut r = regs(pid)?;
+        r.regs[0] = ret as u64;
+        set_regs(pid, &mut r)?;
+        let mut nr: c_int = -1;
+        let mut iov = libc::iovec { iov_base: (&mut nr as *mut c_int).cast(), iov_len: size_of::<c_int>() };
+        // SAFETY: the kernel reads one int from `nr`.
+        unsafe { ptrace(libc::PTRACE_SETREGSET, pid, NT_ARM_SYSTEM_CALL, &mut iov as *mut _ as usize) }.map(drop)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+    {
+        let _ = (pid, ret);
+        Err(Errno::ENOSYS)
+    }
+}
+
+/// At a syscall-exit stop: makes the call return `ret` instead (e.g.
+/// `-EACCES`).
+///
+/// # Errors
+/// As [`skip_syscall`].
+pub fn set_return(pid: pid_t, ret: i64) -> Result<(), Errno> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut r = regs(pid)?;
+        r.rax = ret as u64;
+        set_regs(pid, &mut r)
+    }
+    #[cfg(target_arch = "x86")]
+    {
+        let mut r = regs(pid)?;
+        r.eax = ret as libc::c_long;
+        set_regs(pid, &mut r)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut r = regs(pid)?;
+        r.regs[0] = ret as u64;
+        set_regs(pid, &mut r)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+    {
+        let _ = (pid, ret);
+        Err(Errno::ENOSYS)
+    }
+}

@@ -6,8 +6,8 @@
 //!
 //! | stop | action |
 //! |---|---|
-//! | seccomp stop at a trapped call | decode it ([`classify`]); resume with `PTRACE_SYSCALL` to stop at its exit |
-//! | syscall-exit stop after a trapped call | read the return value (`PTRACE_GET_SYSCALL_INFO`), `IPC_STAT`, write the event, then resume |
+//! | seccomp stop at a trapped call | decode it ([`classify`]); `shmat`, `shmctl`: the guard checks the segment ([`vet`](self::vet)) and refuses (skips) the call, or lets it run; resume with `PTRACE_SYSCALL` to stop at the exit of `shmget`, `IPC_SET`, `IPC_RMID` |
+//! | syscall-exit stop after a trapped call | read the return value (`PTRACE_GET_SYSCALL_INFO`), `IPC_STAT`, write the event (a `shmget` that opened a segment not the caller's: return `EACCES` instead, report the refusal), then resume |
 //! | fork/vfork/clone event | note the new tracee (it starts in its own stop) |
 //! | exec event | the execing thread now has the thread-group id; forget the former thread id |
 //! | group-stop (`PTRACE_EVENT_STOP` with a stop signal) | `PTRACE_LISTEN`: stays stopped, as untraced |
@@ -30,88 +30,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_int, pid_t};
 use nix::errno::Errno;
 
-use super::event::{Event, Exit};
+use super::event::{Event, Exit, GuardedCall};
+pub(super) use super::failure::TracerFailure;
 use super::filter::{classify, Call, IPC_RMID, IPC_SET};
+use super::guard::{Guard, Ledger};
 use super::pending::{self, identity, now_secs, Pending};
 use super::raw::{self, SyscallInfo};
 use super::tracee::{self, Prepared, Step};
-use crate::namespace::ipc_namespace_id;
-use crate::sysv;
+use vet::Vetted;
 
-/// Why the tracer gave up: sent to the caller as the text of an
-/// [`Event::Failed`], after which T exits and every tracee dies with it.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum TracerFailure {
-    /// The program could not be forked.
-    #[error("fork of the program: {0}")]
-    ForkProgram(Errno),
-    /// The caller's fds could not be closed in T.
-    #[error("closing the caller's fds in the tracer: {0}")]
-    CloseFds(Errno),
-    /// Waiting for the program's self-stop failed.
-    #[error("waitpid(program): {0}")]
-    WaitProgram(Errno),
-    /// Waiting for the next stop of any tracee failed.
-    #[error("waitpid(-1, __WALL): {0}")]
-    WaitAny(Errno),
-    /// `PTRACE_SEIZE` of the program was refused.
-    #[error("ptrace(PTRACE_SEIZE, {pid}): {errno}")]
-    Seize {
-        /// The program.
-        pid: pid_t,
-        /// The kernel's answer.
-        errno: Errno,
-    },
-    /// The seized program could not be woken with `SIGCONT`.
-    #[error("kill({pid}, SIGCONT): {errno}")]
-    Continue {
-        /// The program.
-        pid: pid_t,
-        /// The kernel's answer.
-        errno: Errno,
-    },
-    /// Resuming a tracee failed (other than `ESRCH`).
-    #[error("ptrace(request {request:#x}, {tid}, signal {signal}): {errno}")]
-    Resume {
-        /// `PTRACE_CONT`, `PTRACE_SYSCALL` or `PTRACE_LISTEN`.
-        request: libc::c_uint,
-        /// The tracee.
-        tid: pid_t,
-        /// The signal delivered.
-        signal: c_int,
-        /// The kernel's answer.
-        errno: Errno,
-    },
-    /// `PTRACE_GET_SYSCALL_INFO` failed (other than `ESRCH`).
-    #[error("ptrace(PTRACE_GET_SYSCALL_INFO, {tid}) at {at}: {errno}")]
-    SyscallInfo {
-        /// The tracee.
-        tid: pid_t,
-        /// `a seccomp stop` or `a syscall exit`.
-        at: &'static str,
-        /// The kernel's answer.
-        errno: Errno,
-    },
-    /// A trapped call's exit stop showed something else.
-    #[error("tracee {tid}: expected a syscall-exit stop, got {got}")]
-    NotAtExit {
-        /// The tracee.
-        tid: pid_t,
-        /// What `PTRACE_GET_SYSCALL_INFO` showed.
-        got: String,
-    },
-    /// T's own `/proc/self/maps` could not be read.
-    #[error("tracer: {0}")]
-    Maps(sysv::Error),
-    /// An attachment T inherited from the caller could not be detached.
-    #[error("tracer: shmdt({addr:#x}) of an inherited attachment: {errno}")]
-    Shmdt {
-        /// Its address.
-        addr: usize,
-        /// The kernel's answer.
-        errno: Errno,
-    },
-}
+mod vet;
+use crate::interp::Identity;
+use crate::namespace::ipc_namespace_id;
 
 /// The dispatcher's state.
 struct Tracer {
@@ -125,6 +55,8 @@ struct Tracer {
     /// The caller asked for the tree to end ([`STOP`]): every tracee has
     /// been sent SIGKILL, and every new one is.
     stopping: bool,
+    /// What the tree may change (see [`guard`]); `None`: everything.
+    guard: Option<Guard>,
 }
 
 /// Set by T's SIGTERM handler: the caller asks T to kill every tracee,
@@ -149,7 +81,7 @@ fn handle_stop_requests() {
 }
 
 /// T's body after the fork from the caller; never returns.
-pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
+pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd, ledger: Option<Ledger>) -> ! {
     // SAFETY: ignoring SIGPIPE: a write to a closed event pipe fails with
     // EPIPE instead, and T exits on it; the tracee resets it before exec.
     // SIGCHLD back to default: inherited as ignored, the kernel would reap
@@ -170,7 +102,9 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
     // caller's stays open (delaying an EOF) while daemons keep T alive. This
     // closes our copy of the setup-error pipe's write end too, so reading it
     // ends at the tracee's exit.
-    if let Err(e) = raw::close_fds_except(&[events, error_read]) {
+    let mut keep = vec![events, error_read];
+    keep.extend(ledger.iter().flat_map(|l| l.fds().iter().copied()));
+    if let Err(e) = raw::close_fds_except(&keep) {
         fail_before_start(events, &TracerFailure::CloseFds(e));
     }
     // SAFETY: the program has its own stdio by now (forked above); T's own
@@ -195,6 +129,7 @@ pub fn run(p: &Prepared<'_>, events: RawFd, error_read: RawFd) -> ! {
         program_done: false,
         my_ipc_ns: ipc_namespace_id(None),
         stopping: false,
+        guard: ledger.map(Guard::new),
     };
     handle_stop_requests();
     if let Err(e) = t.attach() {
@@ -350,7 +285,7 @@ impl Tracer {
         if let Some(Some(p @ Pending::Shmget { .. })) = self.tracees.get(&tid).copied() {
             self.tracees.insert(tid, None);
             for e in pending::settle_lost_shmget(tid, &p) {
-                self.emit(&e);
+                self.emit_created(&e);
             }
         }
     }
@@ -445,12 +380,25 @@ impl Tracer {
             Some(Call::Shmget { key, size, flags }) => {
                 let creator =
                     if pending::may_create(key, flags) { pending::creator(tid, self.my_ipc_ns) } else { Ok(None) };
-                Some(Pending::Shmget { key, size, flags, entry_secs: now_secs(), creator })
+                let guarded = self.guards(tid);
+                Some(Pending::Shmget { key, size, flags, entry_secs: now_secs(), creator, guarded })
             }
-            Some(Call::Shmctl { shmid, cmd }) => {
-                let old_ctime = if cmd == IPC_SET { identity(shmid).ok().map(|(_, _, c, _)| c) } else { None };
-                Some(Pending::Shmctl { shmid, cmd, old_ctime })
-            }
+            Some(Call::Shmat { shmid }) => match self.vet(tid, shmid, GuardedCall::Shmat) {
+                Vetted::Runs(_) | Vetted::Refused => None,
+            },
+            Some(Call::Shmctl { shmid, cmd }) => match self.vet(tid, shmid, GuardedCall::Shmctl { cmd }) {
+                Vetted::Refused => None,
+                Vetted::Runs(seen) if cmd == IPC_SET || cmd == IPC_RMID => {
+                    let old_ctime = match seen {
+                        Some(s) => Some(s.identity.ctime),
+                        None if cmd == IPC_SET => identity(shmid).ok().map(|(_, _, c, _)| c),
+                        None => None,
+                    };
+                    Some(Pending::Shmctl { shmid, cmd, old_ctime, guarded: seen.is_some() })
+                }
+                // SHM_LOCK, SHM_UNLOCK, ...: nothing to report at the exit.
+                Vetted::Runs(_) => None,
+            },
             // Another filter's SECCOMP_RET_TRACE (the program's own): not ours.
             None => None,
         };
@@ -476,25 +424,19 @@ impl Tracer {
         let Ok(value) = ret else { return Ok(()) };
         let id = value as i32;
         match pending {
-            Pending::Shmget { key, flags, entry_secs, creator, .. } => {
-                if !pending::may_create(key, flags) {
-                    return Ok(());
-                }
-                match (creator, identity(id)) {
-                    (Err(errno), _) | (_, Err(errno)) => {
-                        self.emit(&Event::Unverified { shmid: id, by_pid: tid, errno: errno as i32 })
-                    }
-                    (Ok(None), _) => {} // created in another IPC namespace: not ours to claim
-                    (Ok(Some(c)), Ok((cpid, size, ctime, seg_key))) => {
-                        if cpid == c.tgid && ctime >= entry_secs {
-                            self.emit(&Event::Created { shmid: id, key: seg_key, size, cpid, ctime, by_pid: tid });
-                        }
-                    }
+            Pending::Shmget { key, flags, entry_secs, creator, guarded, .. } => {
+                let created = pending::may_create(key, flags) && self.creation(tid, id, creator, entry_secs);
+                if guarded && !created {
+                    self.vet_open(tid, id, GuardedCall::Shmget { key, flags });
                 }
             }
-            Pending::Shmctl { shmid, cmd, old_ctime } => {
-                if cmd == IPC_SET {
+            Pending::Shmctl { shmid, cmd, old_ctime, guarded } => {
+                // Under a guard, a change is reported only of a segment the
+                // guard found to be the caller's (its new identity is too).
+                let reported = guarded || self.guard.is_none();
+                if cmd == IPC_SET && reported {
                     if let Ok((cpid, _, ctime, _)) = identity(shmid) {
+                        self.mine(Identity { shmid, cpid, ctime });
                         self.emit(&Event::Changed { shmid, cpid, old_ctime, ctime, by_pid: tid });
                     }
                 } else if cmd == IPC_RMID {
@@ -503,5 +445,47 @@ impl Tracer {
             }
         }
         Ok(())
+    }
+
+    /// Whether `shmid`, returned by a `shmget` of `tid` that may have
+    /// created a segment, was created by that call (the segment's creator
+    /// is the caller's process and its ctime not before the call); reports
+    /// the creation, or that it cannot be told.
+    fn creation(
+        &mut self,
+        tid: pid_t,
+        shmid: i32,
+        creator: Result<Option<pending::Creator>, Errno>,
+        entry_secs: i64,
+    ) -> bool {
+        match (creator, identity(shmid)) {
+            (Err(errno), _) | (_, Err(errno)) => {
+                self.emit(&Event::Unverified { shmid, by_pid: tid, errno: errno as i32 });
+                false
+            }
+            (Ok(None), _) => false, // created in another IPC namespace: not ours to claim
+            (Ok(Some(c)), Ok((cpid, size, ctime, key))) => {
+                let created = cpid == c.tgid && ctime >= entry_secs;
+                if created {
+                    self.emit_created(&Event::Created { shmid, key, size, cpid, ctime, by_pid: tid });
+                }
+                created
+            }
+        }
+    }
+
+    /// Reports a creation of the tree, which the guard lets it change.
+    fn emit_created(&mut self, e: &Event) {
+        if let Event::Created { shmid, cpid, ctime, .. } = *e {
+            self.mine(Identity { shmid, cpid, ctime });
+        }
+        self.emit(e);
+    }
+
+    /// Tells the guard the tree made (or changed into) this identity.
+    fn mine(&mut self, identity: Identity) {
+        if let Some(g) = self.guard.as_mut() {
+            g.mine(identity);
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::interp::{Failure, Global, Globals, Outcome, Value};
 use crate::runner::actor::watch::{Origin, RunReports, Watch};
 use crate::runner::actor::{actor_comm, descendants, program, spawned, traced, Actor};
 use crate::runner::fork::{fork_guarded, Child, ForkError};
+use crate::runner::journal;
 use crate::runner::wire::FromActor;
 
 /// At `Finish`: if this actor is no longer in the scenario's IPC
@@ -317,15 +318,16 @@ impl Actor<'_> {
             return Outcome { call: format!("run {}", argv.join(" ")), result: Err(f) };
         }
         let args = self.arguments(argv, globals);
-        if self.journal.is_none() {
+        let Some(journal) = self.journal else {
             return program::run(&args, &self.dir);
-        }
+        };
         // Host mode: under the tracer (the supervisor checked it works).
         let line = self.scenario.steps[index].line;
         let deadline = Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
         let origin = Origin { journal: self.journal, scenario: &self.scenario.file, process: &self.name };
         let mut reports = RunReports { watch: &mut self.watch, origin, line };
-        match traced::run(&args, &self.dir, deadline, self.life, &mut reports) {
+        let ledger = journal::ledger(journal, &self.scenario.file);
+        match traced::run(&args, &self.dir, deadline, self.life, ledger, &mut reports) {
             Ok((outcome, tracer)) => {
                 if let Some(t) = tracer {
                     self.watch.keep(t, line);
@@ -349,11 +351,13 @@ impl Actor<'_> {
             None => format!("spawn {}", args.join(" ")),
         };
         let line = self.scenario.steps[index].line;
-        let started = if self.journal.is_none() {
-            spawned::spawn(&args, &self.dir, line)
-        } else {
-            let deadline = Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
-            spawned::spawn_traced(&args, &self.dir, line, deadline, &mut self.watch)
+        let started = match self.journal {
+            None => spawned::spawn(&args, &self.dir, line),
+            Some(journal) => {
+                let deadline = Instant::now() + self.timeout.saturating_sub(self.timeout / 10);
+                let ledger = journal::ledger(journal, &self.scenario.file);
+                spawned::spawn_traced(&args, &self.dir, line, deadline, ledger, &mut self.watch)
+            }
         };
         match started {
             Ok(sp) => {

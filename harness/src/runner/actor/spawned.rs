@@ -123,12 +123,14 @@ fn read_all(f: &OwnedFd) -> (String, u64) {
 
 /// Host mode: starts `args` under the tracer, reads its events until the
 /// program runs (or could not start), and hands the tracer to `watch`,
-/// which journals what the tree creates and keeps its exit for `wait`.
+/// which journals what the tree creates and keeps its exit for `wait`;
+/// `ledger` guards the tree ([`crate::trace::Program::guard`]).
 pub(crate) fn spawn_traced(
     args: &[String],
     dir: &Path,
     line: usize,
     deadline: Instant,
+    ledger: crate::trace::Ledger,
     watch: &mut crate::runner::actor::watch::Watch,
 ) -> Result<Spawned, Failure> {
     use crate::trace::{self, Event, Program, Stdio, TraceError};
@@ -146,7 +148,8 @@ pub(crate) fn spawn_traced(
     let program = Program::new(args, dir)
         .map_err(|e| refused(format!("spawn `{}`: {e}", args[0])))?
         .stdio(1, Stdio::Fd(dup(&o)?))
-        .stdio(2, Stdio::Fd(dup(&e)?));
+        .stdio(2, Stdio::Fd(dup(&e)?))
+        .guard(ledger);
     let mut tracer = trace::spawn(program).map_err(|e| refused(format!("spawn `{}`: {e}", args[0])))?;
     // The first event is the program's start (or why it did not start).
     let left = deadline.saturating_duration_since(Instant::now());

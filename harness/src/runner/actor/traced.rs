@@ -20,18 +20,21 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::trace::{self, Event, Exit, Program, Stdio, TraceError, Tracer};
+use crate::trace::{self, Event, Exit, Ledger, Program, Stdio, TraceError, Tracer};
 
 use crate::interp::{Failure, Identity, Outcome, Value};
 
 /// What a traced process did to a segment, as the actor books it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Traced {
     /// `shmget` created this segment (with this key).
     Created(Identity, i32),
     /// `shmctl(IPC_SET)` gave the segment this identity; its `ctime` before
     /// the call, if the tracer could read it.
     Changed(Identity, Option<i64>),
+    /// The tracer's guard refused a call on a segment that is not the
+    /// scenario's: what it says (program, call, segment, errno).
+    Refused(String),
 }
 
 /// What to do with each [`Traced`] report, before anything else happens
@@ -63,7 +66,8 @@ const AFTER_EXIT: Duration = Duration::from_millis(100);
 /// killed and the step is an error). `life` matters for a forked actor,
 /// which has no death signal: without it, it would wait for the program
 /// long after its scenario died. Every creation is given
-/// to `sink` as it is read. Returns the step's outcome and, if descendants
+/// to `sink` as it is read. `ledger` guards the tree: it may change only
+/// the scenario's segments ([`Program::guard`]); a refusal is a report too. Returns the step's outcome and, if descendants
 /// live on, the tracer (to be drained later and killed at teardown).
 ///
 /// # Errors
@@ -73,6 +77,7 @@ pub(crate) fn run(
     dir: &Path,
     deadline: Instant,
     life: RawFd,
+    ledger: Ledger,
     reports: &mut dyn Reports,
 ) -> Result<(Outcome, Option<Tracer>), String> {
     let call = format!("run {}", args.join(" "));
@@ -82,7 +87,8 @@ pub(crate) fn run(
     let program = Program::new(args, dir)
         .map_err(|e| format!("run `{}`: {e}", args[0]))?
         .stdio(1, Stdio::Fd(out_w))
-        .stdio(2, Stdio::Fd(err_w));
+        .stdio(2, Stdio::Fd(err_w))
+        .guard(ledger);
     // `spawn` consumes the program: our copies of the write ends are closed
     // once it returns, so end of file means the tree closed them.
     let tracer = trace::spawn(program).map_err(|e| format!("run `{}`: {e}", args[0]))?;
@@ -262,6 +268,7 @@ fn absorb(e: Event, sink: &mut Sink<'_>) -> Result<(), String> {
             "pid {by_pid}'s shmget returned shmid {shmid}, whose identity the tracer could not read ({}): whether it created it cannot be known",
             Errno::from_raw(errno)
         )),
+        Event::Refused(r) => sink(Traced::Refused(r.describe())),
         Event::Failed(m) => Err(format!("the tracer failed: {m}")),
         Event::Started { .. }
         | Event::Removed { .. }

@@ -61,9 +61,17 @@ impl Watch {
                 (identity, key, true, seg)
             }
             Traced::Changed(identity, old_ctime) => {
-                let owned = old_ctime.is_some_and(|c| self.owned.contains(&Identity { ctime: c, ..identity }));
+                // The guard let the `IPC_SET` run only on a segment the
+                // ledger gives the scenario (the tracer reports no other):
+                // its new identity is the scenario's too.
+                let owned = old_ctime.is_some();
                 let key = crate::sysv::Shmid::from_raw(identity.shmid).stat().map_or(0, |st| st.key.raw());
                 (identity, key, owned, TracedSegment::Changed { line, identity, old_ctime })
+            }
+            Traced::Refused(what) => {
+                // The program got the errno and runs on; the scenario fails.
+                self.blind(format!("line {line}: {what}"));
+                return Ok(());
             }
         };
         if journal_it {
@@ -99,7 +107,8 @@ impl Watch {
         self.tracers.push((tracer, line));
     }
 
-    /// Records a failure to vouch (the first one is kept).
+    /// Records a failure to vouch, or a call the guard refused (the first
+    /// one is kept; it fails the scenario).
     pub fn blind(&mut self, why: String) {
         self.blind.get_or_insert(why);
     }

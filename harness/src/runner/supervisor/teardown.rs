@@ -319,14 +319,10 @@ impl Supervisor<'_> {
     /// The journal cannot be read (the leak oracle would be blind).
     fn absorb_journal(&mut self) -> Result<(), String> {
         let Some(fd) = self.opts.journal else { return Ok(()) };
-        let path = format!("/proc/self/fd/{fd}");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("the run's journal ({path}): {e}"))?;
-        let here = journal::ipc_namespace();
-        for rec in text.lines().filter_map(|l| serde_json::from_str::<journal::Record>(l).ok()) {
-            if rec.scenario == self.sc.file && Some(rec.ns) == here {
-                let id = Identity { shmid: rec.shmid, cpid: rec.cpid, ctime: rec.ctime };
-                self.books.journaled(id, rec.line, rec.process);
-            }
+        let records = journal::scenario_records(fd, &self.sc.file).map_err(|e| format!("the run's {e}"))?;
+        for rec in records {
+            let id = Identity { shmid: rec.shmid, cpid: rec.cpid, ctime: rec.ctime };
+            self.books.journaled(id, rec.line, rec.process);
         }
         Ok(())
     }

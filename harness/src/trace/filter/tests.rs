@@ -43,7 +43,6 @@ fn run(prog: &[Insn], arch: u32, nr: u32, args: &[u64; 6]) -> u32 {
             LD_W_ABS => acc = u32::from_le_bytes(data[i.k as usize..i.k as usize + 4].try_into().unwrap()),
             ALU_AND_K => acc &= i.k,
             JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
-            JGE_K => pc += usize::from(if acc >= i.k { i.jt } else { i.jf }),
             RET_K => return i.k,
             c => panic!("opcode {c:#x} not emitted by program()"),
         }
@@ -66,14 +65,19 @@ fn the_bpf_program_does_exactly_what_decide_says() {
         3,
         8,
         9,
+        11,
         13,
+        15,
+        21,
         23,
         24,
         25,
         0x1_0017,
         0x1_0018,
+        0x1_0015,
         0x100,
         0x101,
+        0x102,
         0x0080_0000,
         0x0080_0011,
         0x0080_0000_0000_0011,
@@ -84,7 +88,7 @@ fn the_bpf_program_does_exactly_what_decide_says() {
         for &nr in &nrs {
             for &a in &firsts {
                 for &b in &firsts {
-                    for &c in &[0u64, 1, 2, 0x101] {
+                    for &c in &[0u64, 1, 2, 0x101, 12] {
                         let args = [a, b, c, 0, 0, 0];
                         let got = run(&prog, arch, nr, &args);
                         let want = match decide(arch, nr, &args) {
@@ -163,9 +167,24 @@ fn classify_decodes_each_abi() {
     // The ipc version in the high half of the call number is ignored.
     assert_eq!(classify(AUDIT_ARCH_I386, 117, &[0x1_0018, 5, 0x101, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 1 }));
     assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 0, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 0 }));
-    // IPC_STAT, SHM_STAT: no stop. Another ABI's number: no stop.
-    assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 2, 0, 0, 0, 0]), None);
-    assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 13, 0, 0, 0, 0]), None);
+    // SHM_LOCK, SHM_UNLOCK and commands the kernel does not know stop too.
+    assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 11, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 11 }));
+    assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 12, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 12 }));
+    assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, 0x202, 0, 0, 0, 0]), Some(Call::Shmctl { shmid: 5, cmd: 0x202 }));
+    // shmat, under each ABI and through ipc(SHMAT, shmid, flags, &addr, addr).
+    let at = Some(Call::Shmat { shmid: 9 });
+    assert_eq!(classify(AUDIT_ARCH_X86_64, 30, &[9, 0, 0, 0, 0, 0]), at);
+    assert_eq!(classify(AUDIT_ARCH_X86_64, X32 | 30, &[9, 0, 0, 0, 0, 0]), at);
+    assert_eq!(classify(AUDIT_ARCH_I386, 397, &[9, 0, 0, 0, 0, 0]), at);
+    assert_eq!(classify(AUDIT_ARCH_I386, 117, &[21, 9, 0, 0x1000, 0, 0]), at);
+    assert_eq!(classify(AUDIT_ARCH_AARCH64, 196, &[9, 0, 0, 0, 0, 0]), at);
+    assert_eq!(classify(AUDIT_ARCH_ARM, 305, &[9, 0, 0, 0, 0, 0]), at);
+    // The pure reads: IPC_STAT, IPC_INFO, SHM_STAT, SHM_INFO, SHM_STAT_ANY
+    // (with or without IPC_64): no stop. Another ABI's number: no stop.
+    for cmd in [2, 3, 13, 14, 15, 0x102, 0x10f] {
+        assert_eq!(classify(AUDIT_ARCH_X86_64, 31, &[5, cmd, 0, 0, 0, 0]), None, "cmd {cmd:#x}");
+        assert_eq!(classify(AUDIT_ARCH_I386, 117, &[24, 5, cmd, 0, 0, 0]), None, "ipc cmd {cmd:#x}");
+    }
     assert_eq!(classify(AUDIT_ARCH_X86_64, 194, &[7, 100, 0, 0, 0, 0]), None);
     assert_eq!(classify(AUDIT_ARCH_I386, 29, &[7, 100, 0, 0, 0, 0]), None);
     assert_eq!(classify(0x8000_0016, 29, &[7, 100, 0, 0, 0, 0]), None);
