@@ -105,6 +105,33 @@ rusty_fork_test! {
     }
 
     #[test]
+    fn bounds_follow_the_maps_pieces_of_this_segment_from_its_start() {
+        private_namespace_or_skip!();
+        let (id, page) = segment(2);
+        let (other, _) = segment(1);
+        let mut a = Attachment::attach(id, AttachFlags::empty()).expect("shmat");
+        assert!(a.is_mapped());
+        a.recheck_bounds(&std::fs::read_to_string("/proc/self/maps").expect("maps"));
+        assert_eq!(a.limit(), 2 * page, "the kernel's own maps: the whole attachment");
+        let base = a.as_ptr() as usize;
+        let line = |s: usize, e: usize, perms: &str, shmid: i32| {
+            format!("{s:x}-{e:x} {perms} 00000000 00:01 {shmid}                      /SYSV00000000 (deleted)\n")
+        };
+        let (id_raw, other_raw) = (id.raw(), other.raw());
+        let maps = line(base, base + page, "rw-s", id_raw) + &line(base + page, base + 2 * page, "rw-s", other_raw);
+        a.recheck_bounds(&maps);
+        assert_eq!(a.limit(), page, "the second page is another segment's");
+        let maps = line(base, base + page, "r--s", id_raw);
+        a.recheck_bounds(&maps);
+        assert_eq!(a.limit(), 0, "a read-write attachment left read-only");
+        assert!(a.is_mapped(), "a piece of the segment is still there");
+        a.recheck_bounds("");
+        assert!(!a.is_mapped(), "no piece left: gone");
+        id.remove().expect("rm");
+        other.remove().expect("rm");
+    }
+
+    #[test]
     fn detach_at_an_arbitrary_address_is_einval() {
         private_namespace_or_skip!();
         let (id, page) = segment(2);

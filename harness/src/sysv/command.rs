@@ -345,6 +345,14 @@ mod tests {
     use crate::sysv::IgnoredField;
 
     #[test]
+    fn only_a_buffer_the_kernel_can_write_holds_an_answer() {
+        assert!(CtlBuffer::Zeroed.holds_answer());
+        for b in [CtlBuffer::Inaccessible, CtlBuffer::Null, CtlBuffer::AllOnes] {
+            assert!(!b.holds_answer(), "{b:?}");
+        }
+    }
+
+    #[test]
     fn which_commands_read_a_stat_and_which_change_a_segment() {
         use ShmctlCmd::*;
         let reads: Vec<_> = ShmctlCmd::NAMED.into_iter().filter(|c| c.reads_stat()).collect();

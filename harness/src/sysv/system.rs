@@ -297,6 +297,16 @@ pub fn available_huge_pages(size: Option<usize>) -> Result<u64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_sysctl_reads_as_the_number_its_file_holds() {
+        for s in [Sysctl::Shmmni, Sysctl::Shmmax, Sysctl::ShmNextId] {
+            let text = std::fs::read_to_string(s.path()).expect("readable");
+            let want: i128 = text.trim().parse().expect("a number");
+            assert_eq!(s.read_signed().expect("read"), want, "{s:?}");
+        }
+        assert!(Sysctl::Shmmni.read_signed().unwrap() > 0, "there is room for one segment at least");
+    }
+
     const SAMPLE: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
         -1412562412          3  1600                  4096   123   456      2     0     0     0     0 1700000000          0 1700000000                  4096                     0\n";
 
