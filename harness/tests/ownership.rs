@@ -445,6 +445,31 @@ fn sweep_after_intent(
     Ok((said, swept, path))
 }
 
+/// A run killed inside `Journal::create`, after its anchor line and before
+/// the rename: the `.new` file holds the anchor and its lock is free. The
+/// sweep settles it at once (the anchor removed, the file deleted), not a
+/// week later. Control: a fresh `.new` file without an anchor line (one
+/// being made, not locked yet) is left alone.
+fn a_run_killed_while_making_its_journal_leaves_nothing() -> Res {
+    use shm_harness::runner::journal::{self, Journal, SweepOptions};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).map_err(|e| e.to_string())?;
+    let dead = Journal::create(&state)?;
+    let anchor_id = dead.anchor().shmid;
+    let made = dead.path().with_extension("new");
+    std::fs::rename(dead.path(), &made).map_err(|e| e.to_string())?;
+    drop(dead);
+    let fresh = state.join("run-1-2.new");
+    std::fs::write(&fresh, "").map_err(|e| e.to_string())?;
+    ensure(row(anchor_id).is_ok(), || "the anchor was not planted".into())?;
+    let mut said = Vec::new();
+    journal::sweep_with(&state, SweepOptions::default(), |l| said.push(l))?;
+    ensure(row(anchor_id).is_err(), || format!("the dead run's anchor is left: {said:?}"))?;
+    ensure(!made.exists(), || format!("the dead run's .new journal is left: {said:?}"))?;
+    ensure(fresh.exists(), || format!("a .new journal being made was acted on: {said:?}"))
+}
+
 /// The segment `id`'s row: (shmid, cpid, ctime).
 fn row(id: i32) -> Result<(i32, i32, i64), String> {
     segments().into_iter().find(|s| s.0 == id).ok_or_else(|| format!("shmid {id} is gone"))
@@ -939,7 +964,8 @@ fn main() {
     let mut args = Arguments::from_args();
     // One thread: the main one, so the tests may fork.
     args.test_threads = Some(1);
-    let tests: [(&str, TestFn); 22] = [
+    let tests: [(&str, TestFn); 23] = [
+        ("a_run_killed_while_making_its_journal_leaves_nothing", a_run_killed_while_making_its_journal_leaves_nothing),
         ("an_unfinished_creation_is_reported_and_left_alone", an_unfinished_creation_is_reported_and_left_alone),
         ("a_finished_creation_is_removed_as_recorded", a_finished_creation_is_removed_as_recorded),
         ("a_segment_older_than_the_intent_is_not_its_creation", a_segment_older_than_the_intent_is_not_its_creation),

@@ -80,13 +80,13 @@ pub fn sweep_with(dir: &Path, opts: SweepOptions, mut say: impl FnMut(String)) -
         let path = entry.path();
         let age = entry.metadata().ok().and_then(|m| m.modified().ok()).map(age_of);
         let old = age.is_some_and(|a| a > MAX_AGE);
-        // A `.new` file is a journal being made (locked, renamed at once)
-        // or one whose run died making it: only the latter are old.
-        match path.extension().and_then(|x| x.to_str()) {
-            Some("journal") => {}
-            Some("new") if old => {}
+        // A `.new` file is a journal being made (locked right after it is
+        // opened, renamed once anchored) or one whose run died making it.
+        let made = match path.extension().and_then(|x| x.to_str()) {
+            Some("journal") => true,
+            Some("new") => false,
             _ => continue,
-        }
+        };
         let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&path) else { continue };
         // Alive: its lock is held by a process of the run.
         if flock_exclusive(&file).is_err() {
@@ -101,6 +101,15 @@ pub fn sweep_with(dir: &Path, opts: SweepOptions, mut say: impl FnMut(String)) -
             }
         };
         let j = Dead { path: &path, text: &text, old };
+        // Its maker takes the lock before it plants the anchor and writes
+        // the anchor line: a `.new` file with that line and a free lock was
+        // made by a run now dead (killed between the anchor and the
+        // rename), and its anchor segment is settled now like any dead
+        // run's. Without the line it may be a file opened a moment ago and
+        // not locked yet: left until it is old.
+        if !made && !old && j.anchor().is_none() {
+            continue;
+        }
         j.settle(opts, &mut namespaces, &mut say, &mut out);
         // Closing `file` releases the lock.
         drop(file);
