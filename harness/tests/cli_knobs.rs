@@ -206,10 +206,11 @@ fn an_interrupt_stops_a_later_iteration() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a-fast.scn", PASS);
     write(dir.path(), "b-slow.scn", "process A\nA: run \"sleep 2\" => status 0\n");
-    let mut child = common::command(&["run", "--jobs", "1", "--repeat", "3", "."], dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        common::interruptible(&mut common::command(&["run", "--jobs", "1", "--repeat", "3", "."], dir.path()))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let second = lines.by_ref().map(|l| l.unwrap()).find(|l| l.contains("a-fast.scn (iteration 2)"));
     assert!(second.is_some_and(|l| l.starts_with("PASS")), "iteration 2 of a-fast did not pass");

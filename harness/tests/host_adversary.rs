@@ -624,7 +624,7 @@ rusty_fork_test! {
                 "i.scn",
                 &format!("timeout 30s\nprocess A\nA: create s = private size 4096\nA: attach m = s\nA: run \"sh -c 'echo > ${{here}}/{held}; exec sleep 30'\"\n"),
             );
-            let mut child = harness(&lab)
+            let mut child = common::interruptible(&mut harness(&lab))
                 .args(["run", "--isolation", "host", "i.scn"])
                 .process_group(0)
                 .stdout(Stdio::null())

@@ -86,6 +86,27 @@ pub fn command(args: &[&str], dir: &Path) -> Command {
     c
 }
 
+/// Makes the process `c` starts take SIGINT, SIGTERM and SIGHUP as a
+/// terminal's foreground job does (default dispositions), whatever this
+/// test process inherited: a CI job started in the background (`cmd &`,
+/// `nohup`) ignores SIGINT, and the harness keeps an inherited ignore, as
+/// `nohup` asks. Tests of interrupts need the signals to arrive.
+pub fn interruptible(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec and only calls
+    // signal(2), which is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Runs `shm-harness ARGS` in `dir` and returns how it ended.
 pub fn harness(args: &[&str], dir: &Path) -> Output {
     command(args, dir).output().expect("run shm-harness")
