@@ -555,6 +555,9 @@ rusty_fork_test! {
     fn row09_foreign_precreated_state_dir_is_not_used_and_runs_still_work() {
         use nix::mount::{mount, MsFlags};
         let _lab = lab_or_skip!();
+        // The binary is read before the tmpfs hides /tmp (a checkout may
+        // live there) and run from a copy inside it.
+        let binary = std::fs::read(bin()).expect("read the shm-harness binary");
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).expect("make / private");
         mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), Some("mode=1777")).expect("tmpfs on /tmp");
@@ -569,15 +572,18 @@ rusty_fork_test! {
         mk("/tmp/home-47014", 47014, 0o700);
         mk("/tmp/work", 0, 0o755);
         std::fs::write("/tmp/work/s.scn", "process A\nA: create s = private size 8\nA: segments => 1\nA: rm s\n").unwrap();
+        let copy = "/tmp/work/shm-harness";
+        std::fs::write(copy, &binary).unwrap();
+        std::fs::set_permissions(copy, std::fs::Permissions::from_mode(0o755)).unwrap();
         // `shm-harness ARGS` as `uid` (as root of a user namespace of its own
         // if `userns`), with a clean environment and its own home.
         let as_user = |uid: u32, userns: bool, args: &[&str], state: Option<&str>| {
             let mut c = if userns {
                 let mut c = as_uid(uid, Path::new("unshare"));
-                c.args(["-U", "-r", bin()]);
+                c.args(["-U", "-r", copy]);
                 c
             } else {
-                as_uid(uid, Path::new(bin()))
+                as_uid(uid, Path::new(copy))
             };
             c.args(args).current_dir("/tmp/work").env_clear().env("PATH", "/usr/bin:/bin").env("HOME", format!("/tmp/home-{uid}"));
             if let Some(s) = state {
