@@ -109,7 +109,10 @@ def role(procs, pid, coordinator, harness_exe):
     by a harness process is a program."""
     p = procs[pid]
     if p.comm == "shm-sup":
-        return "supervisor"
+        # A supervisor is the coordinator's child; a process it forked
+        # (an actor, a `needs` probe) carries its name until it renames
+        # itself or execs: not a supervisor, and not a target.
+        return "supervisor" if p.ppid == coordinator else "harness"
     if p.comm.startswith("shm-act-"):
         return "actor"
 

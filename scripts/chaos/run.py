@@ -92,6 +92,14 @@ class Run:
             "sweep_rc", "victim")}
 
 
+def _default_interrupts():
+    """In the child before exec: SIGINT, SIGTERM and SIGHUP to their
+    default dispositions (the campaign runs no threads, so a preexec_fn is
+    safe here)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(binary, run, logdir, repo):
     env = dict(os.environ)
     env[procs.TAG] = run.id
@@ -101,9 +109,12 @@ def start(binary, run, logdir, repo):
     out = open(run.out, "wb")
     err = open(os.path.join(logdir, f"{run.id}.err"), "wb")
     # A session of its own: nothing the harness does to its own process
-    # groups can reach the campaign.
+    # groups can reach the campaign. The interrupts the campaign sends
+    # must arrive as a user's do: the harness keeps an inherited ignore
+    # (`nohup`, a background job's SIGINT), so the campaign, whatever it
+    # inherited, starts the harness with the default dispositions.
     p = subprocess.Popen(run.cmd(binary), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                         env=env, cwd=repo, start_new_session=True)
+                         env=env, cwd=repo, start_new_session=True, preexec_fn=_default_interrupts)
     out.close()
     err.close()
     return p
