@@ -192,7 +192,7 @@ else
 fi
 n=$(count "$out/list.txt")
 max=${MUTANTS_CI_MAX:-16}
-echo "mutants: $n mutant(s) in the code changed since the baseline ${baseline:0:12}"
+echo "mutants: $n mutant(s) to choose from (baseline ${baseline:0:12})"
 if [ "$n" -gt "$max" ]; then
   echo "mutants: more than $max: the $max whose names (file and description, without line) hash lowest." \
     "The same code gives the same choice. The baseline is due for a move: MUTANTS_CI_MAX=100000" \
