@@ -177,14 +177,11 @@ impl Refused {
     }
 }
 
-/// A `shmctl` command's name, or its number.
+/// A `shmctl` command's name, or `cmd N` (the wrapper's table).
 fn cmd_name(cmd: i32) -> String {
-    match cmd {
-        0 => "IPC_RMID".into(),
-        1 => "IPC_SET".into(),
-        11 => "SHM_LOCK".into(),
-        12 => "SHM_UNLOCK".into(),
-        n => format!("cmd {n}"),
+    match crate::sysv::ShmctlCmd::from_raw(cmd) {
+        crate::sysv::ShmctlCmd::Other(n) => format!("cmd {n}"),
+        named => named.name(),
     }
 }
 

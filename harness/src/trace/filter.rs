@@ -42,17 +42,20 @@ pub const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 /// `__X32_SYSCALL_BIT`: x32 system calls are x86_64's with this bit set.
 const X32: u32 = 0x4000_0000;
 
-/// `IPC_RMID`: marks the segment for removal.
-pub const IPC_RMID: i32 = 0;
-/// `IPC_SET`: changes uid, gid, mode and `shm_ctime`.
-pub const IPC_SET: i32 = 1;
-/// `IPC_64`: the "new layout" flag some ABIs add to the command.
-pub const IPC_64: i32 = 0x100;
+pub use crate::sysv::raw::{IPC_RMID, IPC_SET};
+use crate::sysv::ShmctlCmd;
+pub use crate::sysv::IPC_64;
+
 /// The `shmctl` commands that only read (`IPC_STAT`, `IPC_INFO`,
-/// `SHM_STAT`, `SHM_INFO`, `SHM_STAT_ANY`), without `IPC_64`: the filter
-/// lets them run without a stop; every other command (`IPC_RMID`,
-/// `IPC_SET`, `SHM_LOCK`, `SHM_UNLOCK`, and any the kernel may add) stops.
-pub const READ_CMDS: [i32; 5] = [2, 3, 13, 14, 15];
+/// `SHM_STAT`, `SHM_INFO`, `SHM_STAT_ANY`: those [`ShmctlCmd::changes`]
+/// does not name), without `IPC_64`: the filter lets them run without a
+/// stop; every other command (`IPC_RMID`, `IPC_SET`, `SHM_LOCK`,
+/// `SHM_UNLOCK`, and any the kernel may add) stops. The wrapper's command
+/// table is the one list.
+fn read_cmds() -> impl Iterator<Item = i32> {
+    ShmctlCmd::NAMED.into_iter().filter(|c| !c.changes()).map(ShmctlCmd::raw)
+}
+
 /// `SECCOMP_SET_MODE_FILTER` (`seccomp(2)`'s operation 1).
 const SET_MODE_FILTER: u32 = 1;
 /// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
@@ -186,7 +189,7 @@ pub enum Call {
         shmid: i32,
     },
     /// `shmctl(shmid, cmd, buf)` with a `cmd` (without `IPC_64`) not in
-    /// [`READ_CMDS`].
+    /// [`read_cmds`].
     Shmctl {
         /// The segment.
         shmid: i32,
@@ -232,7 +235,7 @@ pub fn classify(arch: u32, nr: u32, args: &[u64; 6]) -> Option<Call> {
     let int = |i: usize| args[i] as u32 as i32;
     let shmctl = |shmid: i32, cmd: i32| {
         let cmd = cmd & !IPC_64;
-        (!READ_CMDS.contains(&cmd)).then_some(Call::Shmctl { shmid, cmd })
+        ShmctlCmd::from_raw(cmd).changes().then_some(Call::Shmctl { shmid, cmd })
     };
     match kind {
         Kind::Shmget => Some(Call::Shmget { key: int(0), size: args[1], flags: int(2) }),
@@ -323,10 +326,10 @@ fn refuse_if_any(arg: u32, mask: u32, r: Refusal) -> Vec<Insn> {
     out
 }
 /// Allows when argument `arg` (the low word, without `IPC_64`) is one of
-/// [`READ_CMDS`]; traps every other `shmctl` command.
+/// [`read_cmds`]; traps every other `shmctl` command.
 fn trap_unless_read_cmd(arg: u32) -> Vec<Insn> {
     let mut out = vec![ld(off_arg(arg)), and(!(IPC_64 as u32))];
-    for cmd in READ_CMDS {
+    for cmd in read_cmds() {
         out.extend(when_eq(cmd as u32, vec![ret(RET_ALLOW)]));
     }
     out.push(ret(RET_TRACE));

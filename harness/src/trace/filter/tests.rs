@@ -196,3 +196,10 @@ fn traps_nothing_allows_every_known_call() {
     assert_eq!(run(&prog, AUDIT_ARCH_X86_64, 29, &[0; 6]), RET_ALLOW);
     assert_eq!(run(&prog, 0x8000_0016, 29, &[0; 6]), RET_KILL);
 }
+
+#[test]
+fn the_read_commands_are_the_wrappers_non_changing_ones() {
+    let mut read: Vec<i32> = super::read_cmds().collect();
+    read.sort_unstable();
+    assert_eq!(read, [2, 3, 13, 14, 15], "IPC_STAT, IPC_INFO, SHM_STAT, SHM_INFO, SHM_STAT_ANY");
+}
